@@ -1,0 +1,683 @@
+// Package device is a client for the onepush device protocol: it plays the
+// part of the bank's phone app. It holds a P-256 key, registers it with the
+// server, signs device and decision JWTs (ES256), lists and fetches pending
+// challenges and posts decisions.
+//
+// It speaks only the wire protocol (JSON over HTTP(S) under a base URL such
+// as http://127.0.0.1:8080/onepush/device/v1) and imports no onepush
+// package, so tests of the whole product can use it as the phone.
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+)
+
+// Audience is the aud claim of every JWT the phone signs.
+const Audience = "onepush"
+
+// TokenLifetime is exp - iat of every JWT the phone signs.
+const TokenLifetime = 60 * time.Second
+
+// Decisions accepted by the server.
+const (
+	Approve = "approve"
+	Deny    = "deny"
+	Fraud   = "fraud"
+)
+
+// maxBody bounds how much of a response the client reads.
+const maxBody = 1 << 20
+
+// OTPParams describes how the security code is computed (from the
+// registration answer).
+type OTPParams struct {
+	Digits    int    `json:"digits"`
+	Period    int    `json:"period"`
+	Algorithm string `json:"algorithm"`
+}
+
+// DisplayField is one label/value line the server wants the phone to show.
+type DisplayField struct {
+	Label string `json:"label"`
+	Value string `json:"value"`
+}
+
+// ContextInfo is the decoded challenge context. Unknown keys are ignored.
+type ContextInfo struct {
+	User        string         `json:"user"`
+	Kind        string         `json:"kind"`
+	Rule        string         `json:"rule"`
+	Display     []DisplayField `json:"display"`
+	ClientIP    string         `json:"client_ip"`
+	UserAgent   string         `json:"user_agent"`
+	NumberMatch bool           `json:"number_match"`
+	CreatedAt   string         `json:"created_at"`
+}
+
+// Challenge is a pending prompt as the server describes it.
+type Challenge struct {
+	ID        string
+	Kind      string
+	ExpiresAt time.Time
+	// Context is the raw context string exactly as received; the decision
+	// JWT's ctx claim is the SHA-256 of these bytes.
+	Context string
+	// Parsed is Context decoded. It is the zero value when Context is not
+	// a JSON object (ParseErr then says why).
+	Parsed   ContextInfo
+	ParseErr error
+}
+
+// wireChallenge is the JSON form of a challenge.
+type wireChallenge struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	ExpiresAt string `json:"expires_at"`
+	Context   string `json:"context"`
+}
+
+func (w wireChallenge) challenge() (*Challenge, error) {
+	if w.ID == "" {
+		return nil, errors.New("challenge without id")
+	}
+	ch := &Challenge{ID: w.ID, Kind: w.Kind, Context: w.Context}
+	if w.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.ExpiresAt)
+		if err != nil {
+			return nil, fmt.Errorf("challenge %s: bad expires_at %q: %w", w.ID, w.ExpiresAt, err)
+		}
+		ch.ExpiresAt = t
+	}
+	if err := json.Unmarshal([]byte(w.Context), &ch.Parsed); err != nil {
+		ch.Parsed = ContextInfo{}
+		ch.ParseErr = fmt.Errorf("challenge %s: context is not a JSON object: %w", w.ID, err)
+	}
+	return ch, nil
+}
+
+// StatusError is returned when the server answers with an unexpected HTTP
+// status. Use errors.As to inspect it.
+type StatusError struct {
+	Op     string // e.g. "GET /challenges"
+	Status int
+	Body   string // excerpt of the response body
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("onepush device: %s: HTTP %d: %s", e.Op, e.Status, e.Body)
+}
+
+// Option configures a Phone.
+type Option func(*Phone)
+
+// WithHTTPClient sets the HTTP client used for every call (default: a
+// client with a 30 s timeout).
+func WithHTTPClient(c *http.Client) Option {
+	return func(p *Phone) {
+		if c != nil {
+			p.client = c
+		}
+	}
+}
+
+// WithClock sets the clock used for iat/exp of signed JWTs and for the
+// security code (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(p *Phone) {
+		if now != nil {
+			p.now = now
+		}
+	}
+}
+
+// WithKey uses the given P-256 key instead of generating a fresh one.
+func WithKey(k *ecdsa.PrivateKey) Option {
+	return func(p *Phone) {
+		if k != nil {
+			p.key = k
+		}
+	}
+}
+
+// Phone is a simulated phone app: one device key and, after Register, one
+// credential. It is safe for concurrent use.
+type Phone struct {
+	base   string
+	client *http.Client
+	now    func() time.Time
+	key    *ecdsa.PrivateKey
+
+	mu        sync.RWMutex
+	credID    string
+	otpSecret string
+	otp       OTPParams
+	platform  string
+	pushToken string
+}
+
+// New returns a phone for the device API at base (for example
+// "http://127.0.0.1:8080/onepush/device/v1"). It generates a fresh P-256
+// key unless WithKey is given.
+func New(base string, opts ...Option) (*Phone, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("onepush device: bad base URL %q", base)
+	}
+	p := &Phone{
+		base:   strings.TrimRight(base, "/"),
+		client: &http.Client{Timeout: 30 * time.Second},
+		now:    time.Now,
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.key == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("onepush device: generate key: %w", err)
+		}
+		p.key = k
+	}
+	if p.key.Curve != elliptic.P256() {
+		return nil, errors.New("onepush device: key is not P-256")
+	}
+	return p, nil
+}
+
+// Base returns the device API base URL (without trailing slash).
+func (p *Phone) Base() string { return p.base }
+
+// Key returns the device private key.
+func (p *Phone) Key() *ecdsa.PrivateKey { return p.key }
+
+// PublicKeyB64 returns the public key as sent at registration:
+// base64url (no padding) of its PKIX/SPKI DER encoding.
+func (p *Phone) PublicKeyB64() (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(&p.key.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("onepush device: marshal public key: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(der), nil
+}
+
+// CredentialID returns the credential id from Register ("" before).
+func (p *Phone) CredentialID() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.credID
+}
+
+// OTPSecret returns the base32 security-code secret from Register.
+func (p *Phone) OTPSecret() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.otpSecret
+}
+
+// OTP returns the security-code parameters from Register.
+func (p *Phone) OTP() OTPParams {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.otp
+}
+
+// PushTarget returns the platform and push token last sent to the server.
+func (p *Phone) PushTarget() (platform, token string) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.platform, p.pushToken
+}
+
+// SecurityCode returns the current security code (TOTP, RFC 6238) the user
+// types into the enrollment page.
+func (p *Phone) SecurityCode() (string, error) {
+	code, _, err := p.SecurityCodeAt(p.now())
+	return code, err
+}
+
+// SecurityCodeAt returns the security code at t and how long it stays
+// valid from t.
+func (p *Phone) SecurityCodeAt(t time.Time) (code string, validFor time.Duration, err error) {
+	p.mu.RLock()
+	secret, params := p.otpSecret, p.otp
+	p.mu.RUnlock()
+	if secret == "" {
+		return "", 0, errors.New("onepush device: not registered (no otp secret)")
+	}
+	opts := totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+	if params.Period > 0 {
+		opts.Period = uint(params.Period)
+	}
+	switch params.Digits {
+	case 0, 6:
+	case 8:
+		opts.Digits = otp.DigitsEight
+	default:
+		return "", 0, fmt.Errorf("onepush device: unsupported otp digits %d", params.Digits)
+	}
+	switch strings.ToUpper(params.Algorithm) {
+	case "", "SHA1":
+	case "SHA256":
+		opts.Algorithm = otp.AlgorithmSHA256
+	case "SHA512":
+		opts.Algorithm = otp.AlgorithmSHA512
+	default:
+		return "", 0, fmt.Errorf("onepush device: unsupported otp algorithm %q", params.Algorithm)
+	}
+	code, err = totp.GenerateCodeCustom(secret, t, opts)
+	if err != nil {
+		return "", 0, fmt.Errorf("onepush device: security code: %w", err)
+	}
+	period := int64(opts.Period)
+	validFor = time.Duration(period-t.Unix()%period) * time.Second
+	return code, validFor, nil
+}
+
+// Register creates a credential for the phone's key. platform is "webhook"
+// for the simulator (push_token is then the URL the server POSTs pushes to)
+// or "none" for poll-only. On success CredentialID and OTPSecret are set.
+func (p *Phone) Register(ctx context.Context, platform, pushToken string) error {
+	pub, err := p.PublicKeyB64()
+	if err != nil {
+		return err
+	}
+	req := map[string]string{"public_key": pub, "platform": platform, "push_token": pushToken}
+	const op = "POST /credentials"
+	status, body, err := p.do(ctx, http.MethodPost, "/credentials", req, false)
+	if err != nil {
+		return fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	if status != http.StatusCreated {
+		return statusErr(op, status, body)
+	}
+	var resp struct {
+		CredentialID string    `json:"credential_id"`
+		OTPSecret    string    `json:"otp_secret"`
+		OTP          OTPParams `json:"otp"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return fmt.Errorf("onepush device: %s: bad response %s: %w", op, excerpt(body), err)
+	}
+	if resp.CredentialID == "" || resp.OTPSecret == "" {
+		return fmt.Errorf("onepush device: %s: response lacks credential_id or otp_secret: %s", op, excerpt(body))
+	}
+	p.mu.Lock()
+	p.credID, p.otpSecret, p.otp = resp.CredentialID, resp.OTPSecret, resp.OTP
+	p.platform, p.pushToken = platform, pushToken
+	p.mu.Unlock()
+	return nil
+}
+
+// DeviceToken returns a fresh device JWT (ES256; iss = credential id,
+// aud = "onepush", iat = now, exp = now+60s, random 128-bit jti).
+func (p *Phone) DeviceToken() (string, error) {
+	iss := p.CredentialID()
+	if iss == "" {
+		return "", errors.New("onepush device: not registered (no credential id)")
+	}
+	jti, err := newJTI()
+	if err != nil {
+		return "", err
+	}
+	now := p.now()
+	return p.sign(jwt.MapClaims{
+		"iss": iss,
+		"aud": Audience,
+		"iat": now.Unix(),
+		"exp": now.Add(TokenLifetime).Unix(),
+		"jti": jti,
+	})
+}
+
+// ContextHash returns the ctx claim for a context string:
+// base64url (no padding) of SHA-256 over its bytes.
+func ContextHash(context string) string {
+	sum := sha256.Sum256([]byte(context))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// DecisionToken builds the signed decision JWT for ch. The number claim is
+// included when the challenge asks for number matching
+// (ch.Parsed.NumberMatch) or when number is non-zero.
+func (p *Phone) DecisionToken(ch *Challenge, decision string, number int) (string, error) {
+	if ch == nil || ch.ID == "" {
+		return "", errors.New("onepush device: decision for empty challenge")
+	}
+	iss := p.CredentialID()
+	if iss == "" {
+		return "", errors.New("onepush device: not registered (no credential id)")
+	}
+	jti, err := newJTI()
+	if err != nil {
+		return "", err
+	}
+	now := p.now()
+	claims := jwt.MapClaims{
+		"iss":      iss,
+		"aud":      Audience,
+		"sub":      ch.ID,
+		"jti":      jti,
+		"iat":      now.Unix(),
+		"exp":      now.Add(TokenLifetime).Unix(),
+		"decision": decision,
+		"ctx":      ContextHash(ch.Context),
+	}
+	if ch.Parsed.NumberMatch || number != 0 {
+		claims["number"] = number
+	}
+	return p.sign(claims)
+}
+
+// Decide signs and posts a decision for ch and returns the HTTP status
+// (200 ok, 401 rejected token, 404 unknown, 409 already decided, expired or
+// cancelled). err is set only when no status was obtained.
+func (p *Phone) Decide(ctx context.Context, ch *Challenge, decision string, number int) (int, error) {
+	tok, err := p.DecisionToken(ch, decision, number)
+	if err != nil {
+		return 0, err
+	}
+	status, _, err := p.PostDecisionToken(ctx, ch.ID, tok)
+	return status, err
+}
+
+// PostDecisionToken posts token (any string, for tests that craft bad
+// tokens) as the decision for challengeID, with a valid device JWT in the
+// Authorization header. It returns the status and body; err is set only when
+// no status was obtained.
+func (p *Phone) PostDecisionToken(ctx context.Context, challengeID, token string) (int, []byte, error) {
+	op := "POST /challenges/{id}/decision"
+	status, body, err := p.do(ctx, http.MethodPost, "/challenges/"+url.PathEscape(challengeID)+"/decision",
+		map[string]string{"token": token}, true)
+	if err != nil {
+		return 0, nil, fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	return status, body, nil
+}
+
+// Pending lists the challenges waiting for this phone (GET /challenges).
+func (p *Phone) Pending(ctx context.Context) ([]Challenge, error) {
+	const op = "GET /challenges"
+	status, body, err := p.do(ctx, http.MethodGet, "/challenges", nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	if status != http.StatusOK {
+		return nil, statusErr(op, status, body)
+	}
+	var resp struct {
+		Challenges []wireChallenge `json:"challenges"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("onepush device: %s: bad response %s: %w", op, excerpt(body), err)
+	}
+	out := make([]Challenge, 0, len(resp.Challenges))
+	for _, w := range resp.Challenges {
+		ch, err := w.challenge()
+		if err != nil {
+			return nil, fmt.Errorf("onepush device: %s: %w", op, err)
+		}
+		out = append(out, *ch)
+	}
+	return out, nil
+}
+
+// Get fetches one challenge (GET /challenges/{id}).
+func (p *Phone) Get(ctx context.Context, id string) (*Challenge, error) {
+	op := "GET /challenges/" + id
+	status, body, err := p.do(ctx, http.MethodGet, "/challenges/"+url.PathEscape(id), nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	if status != http.StatusOK {
+		return nil, statusErr(op, status, body)
+	}
+	var w wireChallenge
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, fmt.Errorf("onepush device: %s: bad response %s: %w", op, excerpt(body), err)
+	}
+	ch, err := w.challenge()
+	if err != nil {
+		return nil, fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	return ch, nil
+}
+
+// UpdatePushToken changes where the server sends pushes (expects 204).
+func (p *Phone) UpdatePushToken(ctx context.Context, platform, token string) error {
+	id := p.CredentialID()
+	if id == "" {
+		return errors.New("onepush device: not registered (no credential id)")
+	}
+	const op = "PUT /credentials/{id}/push-token"
+	status, body, err := p.do(ctx, http.MethodPut, "/credentials/"+url.PathEscape(id)+"/push-token",
+		map[string]string{"platform": platform, "push_token": token}, true)
+	if err != nil {
+		return fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	if status != http.StatusNoContent {
+		return statusErr(op, status, body)
+	}
+	p.mu.Lock()
+	p.platform, p.pushToken = platform, token
+	p.mu.Unlock()
+	return nil
+}
+
+// Uninstall deletes the credential on the server (expects 204). The phone
+// keeps its key and credential id, so a test can check that later calls
+// are refused.
+func (p *Phone) Uninstall(ctx context.Context) error {
+	id := p.CredentialID()
+	if id == "" {
+		return errors.New("onepush device: not registered (no credential id)")
+	}
+	const op = "DELETE /credentials/{id}"
+	status, body, err := p.do(ctx, http.MethodDelete, "/credentials/"+url.PathEscape(id), nil, true)
+	if err != nil {
+		return fmt.Errorf("onepush device: %s: %w", op, err)
+	}
+	if status != http.StatusNoContent {
+		return statusErr(op, status, body)
+	}
+	return nil
+}
+
+// WaitPending polls GET /challenges every poll (default 250ms) until at
+// least one challenge is pending and returns the first one. Transport
+// errors are retried; an HTTP error status is returned at once. When ctx
+// ends it returns ctx's error (with the last transport error, if any).
+func (p *Phone) WaitPending(ctx context.Context, poll time.Duration) (*Challenge, error) {
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	var last error
+	for {
+		list, err := p.Pending(ctx)
+		if err == nil && len(list) > 0 {
+			return &list[0], nil
+		}
+		if err != nil {
+			var se *StatusError
+			if errors.As(err, &se) {
+				return nil, err
+			}
+			last = err
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if last != nil {
+				return nil, fmt.Errorf("onepush device: no pending challenge: %w (last error: %v)", ctx.Err(), last)
+			}
+			return nil, fmt.Errorf("onepush device: no pending challenge: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Phone) sign(claims jwt.MapClaims) (string, error) {
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["typ"] = "JWT"
+	s, err := tok.SignedString(p.key)
+	if err != nil {
+		return "", fmt.Errorf("onepush device: sign JWT: %w", err)
+	}
+	return s, nil
+}
+
+// do sends one request. body (if non-nil) is sent as JSON; auth adds a
+// fresh device JWT. It returns the status and at most maxBody bytes.
+func (p *Phone) do(ctx context.Context, method, path string, body any, auth bool) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if auth {
+		tok, err := p.DeviceToken()
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read response (HTTP %d): %w", resp.StatusCode, err)
+	}
+	return resp.StatusCode, b, nil
+}
+
+func statusErr(op string, status int, body []byte) error {
+	return &StatusError{Op: op, Status: status, Body: excerpt(body)}
+}
+
+// excerpt shortens a response body for error messages.
+func excerpt(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	const max = 200
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
+
+func newJTI() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("onepush device: jti: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// State is what a phone persists between runs.
+type State struct {
+	Base         string    `json:"base,omitempty"`
+	CredentialID string    `json:"credential_id"`
+	OTPSecret    string    `json:"otp_secret"`
+	OTP          OTPParams `json:"otp"`
+	Platform     string    `json:"platform,omitempty"`
+	PushToken    string    `json:"push_token,omitempty"`
+	PrivateKey   string    `json:"private_key"` // PEM, PKCS#8 "PRIVATE KEY"
+}
+
+// MarshalState returns the phone's key and credential as JSON (the key is
+// a PEM block inside). Keep the file private: it is the device key.
+func (p *Phone) MarshalState() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(p.key)
+	if err != nil {
+		return nil, fmt.Errorf("onepush device: marshal key: %w", err)
+	}
+	p.mu.RLock()
+	st := State{
+		Base: p.base, CredentialID: p.credID, OTPSecret: p.otpSecret, OTP: p.otp,
+		Platform: p.platform, PushToken: p.pushToken,
+		PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+	}
+	p.mu.RUnlock()
+	return json.MarshalIndent(st, "", "  ")
+}
+
+// Restore rebuilds a phone from MarshalState output. base, when non-empty,
+// overrides the base URL stored in the state.
+func Restore(base string, data []byte, opts ...Option) (*Phone, error) {
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("onepush device: bad state: %w", err)
+	}
+	blk, _ := pem.Decode([]byte(st.PrivateKey))
+	if blk == nil {
+		return nil, errors.New("onepush device: state has no PEM private key")
+	}
+	var key *ecdsa.PrivateKey
+	switch blk.Type {
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("onepush device: state key: %w", err)
+		}
+		ek, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, errors.New("onepush device: state key is not ECDSA")
+		}
+		key = ek
+	case "EC PRIVATE KEY":
+		k, err := x509.ParseECPrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("onepush device: state key: %w", err)
+		}
+		key = k
+	default:
+		return nil, fmt.Errorf("onepush device: state key has PEM type %q", blk.Type)
+	}
+	if base == "" {
+		base = st.Base
+	}
+	p, err := New(base, append(opts, WithKey(key))...)
+	if err != nil {
+		return nil, err
+	}
+	p.credID, p.otpSecret, p.otp = st.CredentialID, st.OTPSecret, st.OTP
+	p.platform, p.pushToken = st.Platform, st.PushToken
+	return p, nil
+}
