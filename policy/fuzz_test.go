@@ -66,7 +66,7 @@ func FuzzNormalizePath(f *testing.F) {
 }
 
 func FuzzExtract(f *testing.F) {
-	p, err := Load(filepath.Join("testdata", "bank.yaml"))
+	p, err := Load(filepath.Join("..", "examples", "policy", "bank.yaml"))
 	if err != nil {
 		f.Fatal(err)
 	}

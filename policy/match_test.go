@@ -10,7 +10,7 @@ import (
 
 func loadBank(tb testing.TB) *Policy {
 	tb.Helper()
-	p, err := Load(filepath.Join("testdata", "bank.yaml"))
+	p, err := Load(filepath.Join("..", "examples", "policy", "bank.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestLoadBank(t *testing.T) {
-	p, err := Load(filepath.Join("testdata", "bank.yaml"))
+	p, err := Load(filepath.Join("..", "examples", "policy", "bank.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,9 +30,9 @@ func TestLoadBank(t *testing.T) {
 		fields      string
 	}
 	wants := []want{
-		{"login", KindLogin, ModeHold, 90 * time.Second, 16 << 10, ActionAllow, false, 12, "POST", "exact /login", "contract_no,user_id,password"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 28, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 35, "POST,GET", "exact /logout", ""},
+		{"login", KindLogin, ModeHold, 90 * time.Second, 16 << 10, ActionAllow, false, 21, "POST", "exact /login", "contract_no,user_id,password"},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 38, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 48, "POST,GET", "exact /logout", ""},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))

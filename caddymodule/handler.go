@@ -1,0 +1,108 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the onepush gate: requests that match a rule of the policy
+// wait for the user's phone before they reach the next handler (usually
+// reverse_proxy to the bank). Other requests pass straight through.
+type Handler struct {
+	// Policy is the path of the policy file (YAML, see the README). Required.
+	Policy string `json:"policy,omitempty"`
+
+	// EnrollPath is where users bind their phone from the PC. Default
+	// "/onepush/enroll"; "off" disables it.
+	EnrollPath string `json:"enroll_path,omitempty"`
+
+	// Templates is an html/template file replacing the built-in page
+	// template (see pushauth/templates/page.html for the fields it gets).
+	Templates string `json:"templates,omitempty"`
+
+	// BankHome is the link the gateway's pages offer back to the bank.
+	// Default "/".
+	BankHome string `json:"bank_home,omitempty"`
+
+	gate *pushauth.Gate
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.onepush",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the policy; a broken policy stops Caddy from starting
+// with the file, line and field in the message.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if h.Policy == "" {
+		return fmt.Errorf("onepush: policy file is required")
+	}
+	pol, err := policy.Load(h.Policy)
+	if err != nil {
+		return fmt.Errorf("onepush: %w", err)
+	}
+	appVal, err := ctx.App("onepush")
+	if err != nil {
+		return fmt.Errorf("onepush: loading the onepush app: %w", err)
+	}
+	app := appVal.(*App)
+	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
+	if err != nil {
+		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
+	}
+	enroll := h.EnrollPath
+	switch enroll {
+	case "":
+		enroll = "/onepush/enroll"
+	case "off":
+		enroll = ""
+	}
+	h.gate = &pushauth.Gate{
+		Engine:     app.Engine(),
+		Policy:     pol,
+		Pages:      pages,
+		Log:        ctx.Slogger(),
+		ClientIP:   clientIP,
+		EnrollPath: enroll,
+	}
+	return nil
+}
+
+// clientIP is Caddy's view of the client address, which honours the
+// server's trusted_proxies and nothing else.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ServeHTTP runs the gate.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.gate.Serve(w, r, next.ServeHTTP)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

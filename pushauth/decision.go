@@ -1,0 +1,143 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+)
+
+// Decision outcomes a device may send.
+const (
+	DecisionApprove = "approve"
+	DecisionDeny    = "deny"
+	DecisionFraud   = "fraud"
+)
+
+// ErrChallengeNotFound is returned for an unknown challenge or one
+// addressed to another credential (the device cannot tell them apart).
+var ErrChallengeNotFound = errors.New("unknown challenge")
+
+// CtxHash is the ctx claim for a context string: base64url(SHA-256(bytes)).
+func CtxHash(context string) string {
+	h := sha256.Sum256([]byte(context))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// Decide applies a decision token to challenge id. Errors wrap ErrBadToken
+// (401), ErrChallengeNotFound (404) or ErrConflict (409).
+func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, error) {
+	claims, cred, err := e.VerifyDeviceToken(ctx, rawToken)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Subject != id {
+		return nil, fmt.Errorf("%w: sub %q is not challenge %q", ErrBadToken, claims.Subject, id)
+	}
+	switch claims.Decision {
+	case DecisionApprove, DecisionDeny, DecisionFraud:
+	default:
+		return nil, fmt.Errorf("%w: decision %q", ErrBadToken, claims.Decision)
+	}
+	c, err := e.store.GetChallenge(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && c.CredentialID != cred.ID) {
+		return nil, fmt.Errorf("%w: %s for credential %s", ErrChallengeNotFound, id, cred.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Status.Final() {
+		return c, fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
+	}
+	if !e.now().Before(c.ExpiresAt) {
+		cur, _ := e.finish(ctx, id, StatusExpired)
+		if cur != nil && cur.Status != StatusExpired {
+			return cur, fmt.Errorf("%w: it is %s", ErrConflict, cur.Status)
+		}
+		return cur, fmt.Errorf("%w: it expired", ErrConflict)
+	}
+	if subtle.ConstantTimeCompare([]byte(claims.Ctx), []byte(CtxHash(c.Context))) != 1 {
+		return nil, fmt.Errorf("%w: ctx does not match the challenge context", ErrBadToken)
+	}
+	to, fraud := StatusApproved, false
+	switch claims.Decision {
+	case DecisionDeny:
+		to = StatusDenied
+	case DecisionFraud:
+		to, fraud = StatusDenied, true
+	}
+	if to == StatusApproved && c.NumberMatch != 0 && (claims.Number == nil || *claims.Number != c.NumberMatch) {
+		// A wrong number means the person at the phone is not looking at
+		// the browser that asked: treat it as a denial.
+		to = StatusDenied
+	}
+	res, err := e.store.Resolve(ctx, id, to, fraud, e.now())
+	if err != nil {
+		if errors.Is(err, ErrConflict) && res != nil {
+			return res, fmt.Errorf("%w: it is %s", ErrConflict, res.Status)
+		}
+		return nil, err
+	}
+	e.log.Info("challenge decided", "challenge", id, "user", res.UserKey, "credential", cred.ID, "rule", res.Rule, "outcome", string(to), "fraud", fraud)
+	e.afterDecision(ctx, res)
+	return res, nil
+}
+
+// afterDecision keeps the user's consecutive-failure count: an approval
+// resets it; a denial adds one; a fraud report or reaching MaxFailures
+// locks the user.
+func (e *Engine) afterDecision(ctx context.Context, c *Challenge) {
+	u, err := e.store.GetUser(ctx, c.UserKey)
+	if err != nil {
+		return
+	}
+	switch {
+	case c.Status == StatusApproved:
+		if u.Failures == 0 {
+			return
+		}
+		u.Failures = 0
+	case c.Status == StatusDenied:
+		u.Failures++
+		if c.Fraud || u.Failures >= e.cfg.MaxFailures {
+			u.State = UserLocked
+			e.log.Warn("user locked", "user", u.Key, "failures", u.Failures, "fraud", c.Fraud)
+		}
+	default:
+		return
+	}
+	u.UpdatedAt = e.now()
+	if err := e.store.PutUser(ctx, u); err != nil {
+		e.log.Warn("updating failure count", "user", u.Key, "error", err)
+	}
+}
+
+// PendingFor lists the pending challenges of a credential (poll mode).
+func (e *Engine) PendingFor(ctx context.Context, cred *Credential) ([]*Challenge, error) {
+	return e.store.PendingForCredential(ctx, cred.ID)
+}
+
+// ChallengeFor returns challenge id if it is addressed to cred.
+func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) (*Challenge, error) {
+	c, err := e.store.GetChallenge(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && c.CredentialID != cred.ID) {
+		return nil, ErrChallengeNotFound
+	}
+	return c, err
+}
+
+// countFailure adds a wrong security code to the user's failures.
+func (e *Engine) countFailure(ctx context.Context, userKey string) {
+	u, err := e.store.GetUser(ctx, userKey)
+	if err != nil {
+		return
+	}
+	u.Failures++
+	if u.Failures >= e.cfg.MaxFailures && u.CredentialID != "" {
+		u.State = UserLocked
+	}
+	u.UpdatedAt = e.now()
+	_ = e.store.PutUser(ctx, u)
+}

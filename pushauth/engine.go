@@ -1,0 +1,358 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is what an Engine is built from. Zero values take the documented
+// defaults.
+type Config struct {
+	Store Store
+	// Pushers maps a credential platform ("apns", "fcm", "webhook") to its
+	// sender. A platform without a sender, and "none", leave the phone to
+	// poll.
+	Pushers map[string]Pusher
+	Now     func() time.Time
+	Logger  *slog.Logger
+	// Backstop is how often a held request re-reads its challenge in case a
+	// notification was lost. Default 1s.
+	Backstop time.Duration
+	// MaxHeld bounds the requests held at once by this engine. Default 50000.
+	MaxHeld int
+	// PushWorkers and PushQueue bound outbound push sends. Defaults 16, 4096.
+	PushWorkers int
+	PushQueue   int
+	// TokenLeeway is the clock skew allowed on device tokens. Default 30s.
+	TokenLeeway time.Duration
+	// MaxFailures locks a user after that many consecutive failures
+	// (denials, fraud reports, wrong codes). Default 5.
+	MaxFailures int
+	// Retain keeps decided challenges readable (status, audit) this long
+	// after expiry. Default 10m.
+	Retain time.Duration
+}
+
+// Engine creates challenges, holds waiters until their challenge is
+// decided, and applies decisions from the device protocol.
+type Engine struct {
+	store   Store
+	pushers atomic.Pointer[map[string]Pusher]
+	now     func() time.Time
+	log     *slog.Logger
+	cfg     Config
+
+	waiters   *waiters
+	dispatch  *dispatcher
+	stopWatch func()
+	regLimit  *ipLimiter
+}
+
+// Errors the gate turns into pages.
+var (
+	ErrTooManyHeld       = errors.New("too many requests are waiting for approval")
+	ErrPushQueueFull     = errors.New("push queue is full")
+	ErrAlreadyBound      = errors.New("user already has a bound credential")
+	ErrBadCode           = errors.New("security code is wrong or was already used")
+	ErrUnknownCredential = errors.New("unknown credential")
+)
+
+// NewEngine builds an engine on cfg.Store and starts its push workers and
+// its store watch.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("pushauth: Config.Store is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Backstop <= 0 {
+		cfg.Backstop = time.Second
+	}
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = 50000
+	}
+	if cfg.PushWorkers <= 0 {
+		cfg.PushWorkers = 16
+	}
+	if cfg.PushQueue <= 0 {
+		cfg.PushQueue = 4096
+	}
+	if cfg.TokenLeeway <= 0 {
+		cfg.TokenLeeway = 30 * time.Second
+	}
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 5
+	}
+	if cfg.Retain <= 0 {
+		cfg.Retain = 10 * time.Minute
+	}
+	e := &Engine{
+		store:    cfg.Store,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		cfg:      cfg,
+		waiters:  newWaiters(cfg.MaxHeld),
+		regLimit: newIPLimiter(10000),
+	}
+	e.SetPushers(cfg.Pushers)
+	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
+	stop, err := cfg.Store.Watch(e.waiters.wake)
+	if err != nil {
+		e.dispatch.close()
+		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
+	}
+	e.stopWatch = stop
+	return e, nil
+}
+
+// SetPushers replaces the push senders, e.g. after a config reload that
+// kept the engine (and its held requests).
+func (e *Engine) SetPushers(m map[string]Pusher) {
+	cp := make(map[string]Pusher, len(m))
+	for k, v := range m {
+		cp[k] = v
+	}
+	e.pushers.Store(&cp)
+}
+
+func (e *Engine) pusher(platform string) Pusher { return (*e.pushers.Load())[platform] }
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+// Held reports how many requests are waiting now.
+func (e *Engine) Held() int { return e.waiters.count() }
+
+// Close stops the workers and the watch; held requests see their context end.
+func (e *Engine) Close() error {
+	e.stopWatch()
+	e.dispatch.close()
+	return nil
+}
+
+// ChallengeSpec is what the gate knows when it decides to challenge.
+type ChallengeSpec struct {
+	UserKey     string
+	Rule        string
+	Kind        string
+	Display     []Field
+	ClientIP    string
+	UserAgent   string
+	Timeout     time.Duration
+	NumberMatch bool
+}
+
+// challengeContext is the JSON the phone shows and signs over.
+type challengeContext struct {
+	ChallengeID string    `json:"challenge_id"`
+	User        string    `json:"user"`
+	Kind        string    `json:"kind"`
+	Rule        string    `json:"rule"`
+	Display     []Field   `json:"display"`
+	ClientIP    string    `json:"client_ip,omitempty"`
+	UserAgent   string    `json:"user_agent,omitempty"`
+	NumberMatch bool      `json:"number_match"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Hold creates a challenge for an enrolled user, pushes it, and waits until
+// it is decided, superseded, expired, or ctx ends (the client went away:
+// the challenge is cancelled). It returns the challenge in its final state.
+// started, when non-nil, is called once the challenge exists.
+func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, started func(*Challenge)) (*Challenge, error) {
+	if !user.Enrolled() {
+		return nil, fmt.Errorf("pushauth: user %q is not enrolled", user.Key)
+	}
+	cred, err := e.store.GetCredential(ctx, user.CredentialID)
+	if err != nil {
+		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
+	}
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	w, err := e.waiters.add(id)
+	if err != nil {
+		return nil, err
+	}
+	defer e.waiters.remove(id, w)
+
+	now := e.now()
+	c := &Challenge{
+		ID:           id,
+		UserKey:      user.Key,
+		CredentialID: cred.ID,
+		Rule:         spec.Rule,
+		Kind:         spec.Kind,
+		Display:      spec.Display,
+		ClientIP:     spec.ClientIP,
+		UserAgent:    truncate(spec.UserAgent, 256),
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(spec.Timeout),
+		Status:       StatusPending,
+	}
+	if spec.NumberMatch {
+		n, err := rand.Int(rand.Reader, big.NewInt(90))
+		if err != nil {
+			return nil, err
+		}
+		c.NumberMatch = int(n.Int64()) + 10
+	}
+	ctxJSON, err := json.Marshal(challengeContext{
+		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
+		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
+		NumberMatch: spec.NumberMatch, CreatedAt: now, ExpiresAt: c.ExpiresAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Context = string(ctxJSON)
+
+	superseded, err := e.store.CreateChallenge(ctx, c, c.ExpiresAt.Add(e.cfg.Retain))
+	if err != nil {
+		return nil, fmt.Errorf("pushauth: storing challenge: %w", err)
+	}
+	if superseded != "" {
+		e.log.Info("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
+	}
+	e.log.Info("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
+	if started != nil {
+		started(c)
+	}
+	if err := e.dispatch.enqueue(cred, c); err != nil {
+		// Nobody can be told about this challenge in time: close it rather
+		// than hold the request to its timeout.
+		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusCancelled, false, e.now())
+		return nil, err
+	}
+	return e.wait(ctx, w, c)
+}
+
+func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge) (*Challenge, error) {
+	timer := time.NewTimer(c.ExpiresAt.Sub(e.now()))
+	defer timer.Stop()
+	backstop := time.NewTicker(e.cfg.Backstop)
+	defer backstop.Stop()
+	for {
+		select {
+		case <-w.ch:
+		case <-backstop.C:
+		case <-timer.C:
+			return e.finish(ctx, c.ID, StatusExpired)
+		case <-ctx.Done():
+			return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
+		}
+		cur, err := e.store.GetChallenge(ctx, c.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
+			}
+			return nil, fmt.Errorf("pushauth: re-reading challenge %s: %w", c.ID, err)
+		}
+		if cur.Status.Final() {
+			return cur, nil
+		}
+	}
+}
+
+// finish closes a challenge the waiting side gave up on. A decision that
+// won the race stands.
+func (e *Engine) finish(ctx context.Context, id string, to Status) (*Challenge, error) {
+	cur, err := e.store.Resolve(ctx, id, to, false, e.now())
+	if errors.Is(err, ErrConflict) {
+		return cur, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pushauth: closing challenge %s as %s: %w", id, to, err)
+	}
+	e.log.Info("challenge "+string(to), "challenge", id, "user", cur.UserKey, "rule", cur.Rule)
+	return cur, nil
+}
+
+func randomID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pushauth: reading randomness: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func nonNil(f []Field) []Field {
+	if f == nil {
+		return []Field{}
+	}
+	return f
+}
+
+// waiters is the in-process registry of held requests by challenge ID.
+type waiters struct {
+	mu  sync.Mutex
+	m   map[string]*waiter
+	max int
+}
+
+// waiter's channel has capacity one so a wake that arrives while the
+// waiter is re-reading the store is kept for its next loop.
+type waiter struct {
+	ch chan struct{}
+}
+
+func newWaiters(max int) *waiters { return &waiters{m: make(map[string]*waiter), max: max} }
+
+func (ws *waiters) add(id string) (*waiter, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if len(ws.m) >= ws.max {
+		return nil, ErrTooManyHeld
+	}
+	w := &waiter{ch: make(chan struct{}, 1)}
+	ws.m[id] = w
+	return w, nil
+}
+
+func (ws *waiters) remove(id string, w *waiter) {
+	ws.mu.Lock()
+	if ws.m[id] == w {
+		delete(ws.m, id)
+	}
+	ws.mu.Unlock()
+}
+
+func (ws *waiters) wake(id string) {
+	ws.mu.Lock()
+	w := ws.m[id]
+	ws.mu.Unlock()
+	if w != nil {
+		select {
+		case w.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ws *waiters) count() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.m)
+}

@@ -1,0 +1,338 @@
+package pushauth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// Next is the rest of the handler chain (Caddy's next handler, adapted).
+type Next func(http.ResponseWriter, *http.Request) error
+
+// VerifiedHeaderPrefix marks the headers the gateway sets for the bank.
+// Inbound headers with this prefix are always removed so a client cannot
+// claim a verification it never had.
+const VerifiedHeaderPrefix = "X-Onepush-"
+
+// Gate holds requests that match a policy rule until the user's phone
+// decides. It is the whole request flow of the design, as plain net/http.
+type Gate struct {
+	Engine *Engine
+	Policy *policy.Policy
+	Pages  *Pages
+	Log    *slog.Logger
+	// ClientIP returns the client address as the trusted-proxy logic sees
+	// it; nil uses the connection's remote address.
+	ClientIP func(*http.Request) string
+	// EnrollPath serves the enrolment form; "" disables it.
+	EnrollPath string
+	// BodyReadTimeout bounds how long a matched request may take to send its
+	// body (slow senders). Default 10s.
+	BodyReadTimeout time.Duration
+}
+
+// Serve runs the flow for one request.
+func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
+	stripVerifiedHeaders(r.Header)
+	if g.EnrollPath != "" && r.URL.Path == g.EnrollPath {
+		return g.serveEnroll(w, r)
+	}
+	rule := g.Policy.Match(r)
+	if rule == nil {
+		return next(w, r)
+	}
+	if rule == policy.Unnormalizable {
+		g.Log.Info("request refused: path cannot be normalised", "path", truncate(r.URL.EscapedPath(), 200))
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	body, status := g.readBody(w, r, rule.BodyLimit)
+	if status != 0 {
+		page := PageBadRequest
+		if status == http.StatusRequestEntityTooLarge {
+			page = PageTooLarge
+		}
+		g.Log.Info("request refused: body", "rule", rule.Name, "status", status)
+		g.Pages.Render(w, r, status, page, "", "")
+		return nil
+	}
+	ex, err := rule.Extract(r, body)
+	if err != nil {
+		g.Log.Info("request refused: extraction", "rule", rule.Name, "reason", err.Error())
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	ctx := r.Context()
+	store := g.Engine.store
+
+	userKey := ex.UserKey
+	if rule.UsesSession() {
+		if ex.SessionID != "" {
+			userKey, err = store.GetSession(ctx, SessionHash(ex.SessionID))
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return g.unavailable(w, r, rule, err)
+			}
+		}
+		if rule.Kind == policy.KindLogout {
+			if ex.SessionID != "" {
+				if err := store.DeleteSession(ctx, SessionHash(ex.SessionID)); err != nil {
+					g.Log.Warn("forgetting session", "rule", rule.Name, "error", err)
+				}
+			}
+			return g.forward(w, r, next, body, nil, "", nil)
+		}
+		if userKey == "" {
+			g.Log.Info("request refused: no learned session", "rule", rule.Name, "client_ip", g.clientIP(r))
+			g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+			return nil
+		}
+	}
+
+	user, err := store.GetUser(ctx, userKey)
+	if errors.Is(err, ErrNotFound) {
+		user, err = &User{Key: userKey}, nil
+	}
+	if err != nil {
+		return g.unavailable(w, r, rule, err)
+	}
+	if rule.DryRun {
+		// A rule being rolled out: record what it would have done, change nothing.
+		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
+		return g.forward(w, r, next, body, rule, user.Key, nil)
+	}
+	if !user.Enrolled() {
+		return g.notEnrolled(w, r, next, rule, user, body)
+	}
+
+	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
+		UserKey:   user.Key,
+		Rule:      rule.Name,
+		Kind:      string(rule.Kind),
+		Display:   fieldsOf(ex.Display),
+		ClientIP:  g.clientIP(r),
+		UserAgent: r.UserAgent(),
+		Timeout:   rule.Timeout,
+	}, nil)
+	switch {
+	case errors.Is(err, ErrTooManyHeld) || errors.Is(err, ErrPushQueueFull):
+		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
+		return nil
+	case err != nil:
+		return g.unavailable(w, r, rule, err)
+	}
+	switch c.Status {
+	case StatusApproved:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return g.forward(w, r, next, body, rule, user.Key, c)
+	case StatusDenied:
+		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
+	case StatusExpired:
+		g.Pages.Render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
+	case StatusSuperseded:
+		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+	case StatusCancelled:
+		// The client is gone; there is nobody to answer.
+	}
+	return nil
+}
+
+func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
+	now := g.Engine.now()
+	switch {
+	case u.State == UserLocked:
+		g.Log.Info("request refused: user locked", "rule", rule.Name, "user", u.Key)
+		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
+		return nil
+	case (u.State == UserSuspended || u.State == UserDeregistered) && now.Before(u.Until):
+		// Within the bank's grace period the password alone still works.
+		g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
+		return g.forward(w, r, next, body, rule, u.Key, nil)
+	case rule.NotEnrolled == policy.ActionAllow:
+		return g.forward(w, r, next, body, rule, u.Key, nil)
+	}
+	g.Log.Info("request refused: not enrolled", "rule", rule.Name, "user", u.Key)
+	g.Pages.Render(w, r, http.StatusForbidden, PageNotEnrolled, "", "")
+	return nil
+}
+
+func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, rule *policy.Rule, err error) error {
+	g.Log.Error("request refused: store unavailable", "rule", rule.Name, "error", err)
+	g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+	return nil
+}
+
+// readBody buffers at most limit bytes; it returns a status other than 0
+// when the request must be refused.
+func (g *Gate) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int) {
+	if r.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge
+	}
+	timeout := g.BodyReadTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	defer rc.SetReadDeadline(time.Time{})
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, http.StatusBadRequest
+	}
+	if int64(len(body)) > limit {
+		return nil, http.StatusRequestEntityTooLarge
+	}
+	return body, 0
+}
+
+// forward sends the buffered request on, byte for byte. For login rules it
+// learns the bank's session cookie from the response.
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body []byte, rule *policy.Rule, userKey string, c *Challenge) error {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.Header.Del("Transfer-Encoding")
+	if c != nil {
+		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
+		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)
+	}
+	if rule == nil || rule.Kind != policy.KindLogin || g.Policy.Session.Cookie == "" {
+		return next(w, r)
+	}
+	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), user: userKey}
+	return next(lw, r)
+}
+
+// learningWriter records cookie-hash -> user when the bank's login response
+// sets the session cookie, before the response reaches the browser, so a
+// transfer posted right after is attributed.
+type learningWriter struct {
+	http.ResponseWriter
+	g       *Gate
+	ctx     context.Context
+	user    string
+	written bool
+}
+
+func (lw *learningWriter) WriteHeader(status int) {
+	if !lw.written {
+		lw.written = true
+		lw.learn()
+	}
+	lw.ResponseWriter.WriteHeader(status)
+}
+
+func (lw *learningWriter) Write(b []byte) (int, error) {
+	if !lw.written {
+		lw.WriteHeader(http.StatusOK)
+	}
+	return lw.ResponseWriter.Write(b)
+}
+
+func (lw *learningWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
+
+func (lw *learningWriter) learn() {
+	name := lw.g.Policy.Session.Cookie
+	for _, line := range lw.Header().Values("Set-Cookie") {
+		ck, err := http.ParseSetCookie(line)
+		if err != nil || ck.Name != name || ck.Value == "" || ck.MaxAge < 0 {
+			continue
+		}
+		if err := lw.g.Engine.store.PutSession(lw.ctx, SessionHash(ck.Value), lw.user, lw.g.Policy.Session.TTL); err != nil {
+			lw.g.Log.Error("learning session", "user", lw.user, "error", err)
+			continue
+		}
+		lw.g.Log.Info("session learned", "user", lw.user)
+	}
+}
+
+func (g *Gate) clientIP(r *http.Request) string {
+	if g.ClientIP != nil {
+		return g.ClientIP(r)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func stripVerifiedHeaders(h http.Header) {
+	for k := range h {
+		if len(k) >= len(VerifiedHeaderPrefix) && strings.EqualFold(k[:len(VerifiedHeaderPrefix)], VerifiedHeaderPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+func fieldsOf(in []policy.Field) []Field {
+	out := make([]Field, len(in))
+	for i, f := range in {
+		out[i] = Field{Label: f.Label, Value: f.Value}
+	}
+	return out
+}
+
+// serveEnroll binds a credential to the user of the current learned
+// session: the PC side of enrolment.
+func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
+	lang := Lang(r)
+	form := template.HTML(fmt.Sprintf(`<form method="post" action="%s"><label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required><label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required><button type="submit">%s</button></form>`,
+		template.HTMLEscapeString(g.EnrollPath), uiLabels[lang]["cred"], uiLabels[lang]["code"], uiLabels[lang]["submit"]))
+	userKey := ""
+	if ck, err := r.Cookie(g.Policy.Session.Cookie); err == nil && ck.Value != "" {
+		k, err := g.Engine.store.GetSession(r.Context(), SessionHash(ck.Value))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+			return nil
+		}
+		userKey = k
+	}
+	if userKey == "" {
+		g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+		return nil
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		g.Pages.Render(w, r, http.StatusOK, PageEnroll, "", form)
+		return nil
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	err := g.Engine.Enroll(r.Context(), userKey, r.PostForm.Get("credential_id"), r.PostForm.Get("code"))
+	switch {
+	case err == nil:
+		g.Pages.Render(w, r, http.StatusOK, PageEnrolled, "", "")
+	case errors.Is(err, ErrUnknownCredential) || errors.Is(err, ErrBadCode):
+		g.Log.Info("enrolment refused", "user", userKey, "reason", err.Error())
+		g.Engine.countFailure(r.Context(), userKey)
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnroll, "", form)
+	case errors.Is(err, ErrAlreadyBound):
+		g.Pages.Render(w, r, http.StatusConflict, PageEnroll, "", "")
+	default:
+		g.Log.Error("enrolment failed", "user", userKey, "error", err)
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package pushauth
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryStore is the single-instance Store: everything in maps behind one
+// mutex, expired entries swept once a minute so the maps stay bounded by
+// what is live.
+type MemoryStore struct {
+	now func() time.Time
+
+	mu          sync.Mutex
+	credentials map[string]*Credential
+	users       map[string]*User
+	challenges  map[string]*memChallenge
+	pendingOf   map[string]string // user key -> pending challenge id
+	jtis        map[string]time.Time
+	sessions    map[string]memSession
+	watchers    map[int]func(string)
+	nextWatcher int
+
+	stop chan struct{}
+	once sync.Once
+}
+
+type memChallenge struct {
+	c           Challenge
+	retainUntil time.Time
+}
+
+type memSession struct {
+	user  string
+	until time.Time
+}
+
+// NewMemoryStore returns an empty store; now may be nil for time.Now.
+func NewMemoryStore(now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	s := &MemoryStore{
+		now:         now,
+		credentials: make(map[string]*Credential),
+		users:       make(map[string]*User),
+		challenges:  make(map[string]*memChallenge),
+		pendingOf:   make(map[string]string),
+		jtis:        make(map[string]time.Time),
+		sessions:    make(map[string]memSession),
+		watchers:    make(map[int]func(string)),
+		stop:        make(chan struct{}),
+	}
+	go s.sweepLoop()
+	return s
+}
+
+func (s *MemoryStore) sweepLoop() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Sweep drops every entry whose lifetime has ended.
+func (s *MemoryStore) Sweep() {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, mc := range s.challenges {
+		if now.After(mc.retainUntil) {
+			delete(s.challenges, id)
+			if s.pendingOf[mc.c.UserKey] == id {
+				delete(s.pendingOf, mc.c.UserKey)
+			}
+		}
+	}
+	for k, until := range s.jtis {
+		if now.After(until) {
+			delete(s.jtis, k)
+		}
+	}
+	for k, ms := range s.sessions {
+		if now.After(ms.until) {
+			delete(s.sessions, k)
+		}
+	}
+}
+
+func (s *MemoryStore) PutCredential(_ context.Context, c *Credential) error {
+	cp := *c
+	s.mu.Lock()
+	s.credentials[c.ID] = &cp
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *MemoryStore) GetCredential(_ context.Context, id string) (*Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.credentials[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	cp := *c
+	return &cp, nil
+}
+
+func (s *MemoryStore) DeleteCredential(_ context.Context, id string) error {
+	s.mu.Lock()
+	delete(s.credentials, id)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *MemoryStore) PutUser(_ context.Context, u *User) error {
+	cp := *u
+	s.mu.Lock()
+	s.users[u.Key] = &cp
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *MemoryStore) GetUser(_ context.Context, key string) (*User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	cp := *u
+	return &cp, nil
+}
+
+func (s *MemoryStore) UsersOfCredential(_ context.Context, credentialID string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k, u := range s.users {
+		if u.CredentialID == credentialID {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+func (s *MemoryStore) CreateChallenge(_ context.Context, c *Challenge, retainUntil time.Time) (string, error) {
+	s.mu.Lock()
+	if _, dup := s.challenges[c.ID]; dup {
+		s.mu.Unlock()
+		return "", ErrExists
+	}
+	var superseded string
+	if old, ok := s.pendingOf[c.UserKey]; ok {
+		if mc, ok := s.challenges[old]; ok && mc.c.Status == StatusPending {
+			mc.c.Status = StatusSuperseded
+			mc.c.DecidedAt = s.now()
+			superseded = old
+		}
+	}
+	s.challenges[c.ID] = &memChallenge{c: *c, retainUntil: retainUntil}
+	s.pendingOf[c.UserKey] = c.ID
+	watchers := s.watcherList()
+	s.mu.Unlock()
+	if superseded != "" {
+		notify(watchers, superseded)
+	}
+	return superseded, nil
+}
+
+func (s *MemoryStore) GetChallenge(_ context.Context, id string) (*Challenge, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mc, ok := s.challenges[id]
+	if !ok || s.now().After(mc.retainUntil) {
+		return nil, ErrNotFound
+	}
+	cp := mc.c
+	return &cp, nil
+}
+
+func (s *MemoryStore) Resolve(_ context.Context, id string, to Status, fraud bool, at time.Time) (*Challenge, error) {
+	s.mu.Lock()
+	mc, ok := s.challenges[id]
+	if !ok {
+		s.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	if mc.c.Status != StatusPending {
+		cp := mc.c
+		s.mu.Unlock()
+		return &cp, ErrConflict
+	}
+	mc.c.Status = to
+	mc.c.Fraud = fraud
+	mc.c.DecidedAt = at
+	if s.pendingOf[mc.c.UserKey] == id {
+		delete(s.pendingOf, mc.c.UserKey)
+	}
+	cp := mc.c
+	watchers := s.watcherList()
+	s.mu.Unlock()
+	notify(watchers, id)
+	return &cp, nil
+}
+
+func (s *MemoryStore) PendingForCredential(_ context.Context, credentialID string) ([]*Challenge, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Challenge
+	for _, id := range s.pendingOf {
+		mc, ok := s.challenges[id]
+		if ok && mc.c.CredentialID == credentialID && mc.c.Status == StatusPending && now.Before(mc.c.ExpiresAt) {
+			cp := mc.c
+			out = append(out, &cp)
+		}
+	}
+	return out, nil
+}
+
+func (s *MemoryStore) SetPushResult(_ context.Context, id, result string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mc, ok := s.challenges[id]
+	if !ok {
+		return ErrNotFound
+	}
+	mc.c.PushResult = result
+	return nil
+}
+
+func (s *MemoryStore) UseJTI(_ context.Context, jti string, until time.Time) (bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.jtis[jti]; ok && !now.After(prev) {
+		return false, nil
+	}
+	s.jtis[jti] = until
+	return true, nil
+}
+
+func (s *MemoryStore) PutSession(_ context.Context, hash, userKey string, ttl time.Duration) error {
+	s.mu.Lock()
+	s.sessions[hash] = memSession{user: userKey, until: s.now().Add(ttl)}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *MemoryStore) GetSession(_ context.Context, hash string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms, ok := s.sessions[hash]
+	if !ok || s.now().After(ms.until) {
+		return "", ErrNotFound
+	}
+	return ms.user, nil
+}
+
+func (s *MemoryStore) DeleteSession(_ context.Context, hash string) error {
+	s.mu.Lock()
+	delete(s.sessions, hash)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *MemoryStore) Watch(fn func(string)) (func(), error) {
+	s.mu.Lock()
+	id := s.nextWatcher
+	s.nextWatcher++
+	s.watchers[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.watchers, id)
+		s.mu.Unlock()
+	}, nil
+}
+
+// watcherList must be called with s.mu held; callbacks run after unlocking
+// so a watcher may call back into the store.
+func (s *MemoryStore) watcherList() []func(string) {
+	if len(s.watchers) == 0 {
+		return nil
+	}
+	out := make([]func(string), 0, len(s.watchers))
+	for _, fn := range s.watchers {
+		out = append(out, fn)
+	}
+	return out
+}
+
+func notify(watchers []func(string), id string) {
+	for _, fn := range watchers {
+		fn(id)
+	}
+}
+
+// Close stops the sweeper.
+func (s *MemoryStore) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	return nil
+}
+
+var _ Store = (*MemoryStore)(nil)

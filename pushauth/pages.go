@@ -1,0 +1,127 @@
+package pushauth
+
+import (
+	"embed"
+	"html/template"
+	"net/http"
+	"strings"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// Page names the gateway answers with. The bank may replace the template.
+const (
+	PageDenied      = "denied"
+	PageExpired     = "expired"
+	PageSuperseded  = "superseded"
+	PageNoSession   = "no_session"
+	PageNotEnrolled = "not_enrolled"
+	PageLocked      = "locked"
+	PageBadRequest  = "bad_request"
+	PageTooLarge    = "too_large"
+	PageUnavailable = "unavailable"
+	PageBusy        = "busy"
+	PageEnroll      = "enroll"
+	PageEnrolled    = "enrolled"
+	PageReenrol     = "reenrol"
+)
+
+type pageText struct{ Title, Message string }
+
+// pageTexts holds every page in Japanese and English; the browser's
+// Accept-Language picks one.
+var pageTexts = map[string]map[string]pageText{
+	"en": {
+		PageDenied:      {"Not approved", "The request was denied on your phone. Nothing was sent to the bank. If you did not start this, contact the bank."},
+		PageExpired:     {"Approval timed out", "No approval arrived from your phone in time. Nothing was sent to the bank. Please try again."},
+		PageSuperseded:  {"Replaced by a newer request", "A newer request for your account asked for approval, so this one was stopped. Nothing was sent to the bank."},
+		PageNoSession:   {"Please log in again", "We could not tell who sent this request, so it was not sent to the bank. Please log in again."},
+		PageNotEnrolled: {"Push authentication required", "This operation needs one-push authentication, and no phone is registered for your user. Register your phone first."},
+		PageLocked:      {"Push authentication locked", "Push authentication for your user is locked after repeated failures or a fraud report. Please contact the bank to unlock it."},
+		PageBadRequest:  {"Request refused", "The request could not be read unambiguously, so it was not sent to the bank."},
+		PageTooLarge:    {"Request too large", "The request is larger than this operation allows, so it was not sent to the bank."},
+		PageUnavailable: {"Temporarily unavailable", "Approval cannot be checked right now, so the request was not sent to the bank. Please try again in a few minutes."},
+		PageBusy:        {"Too many requests waiting", "Too many requests are waiting for approval. Nothing was sent to the bank. Please try again shortly."},
+		PageEnroll:      {"Register your phone", "Enter the credential ID shown in the app and the current 6-digit security code."},
+		PageEnrolled:    {"Phone registered", "Your phone is registered. From now on, approve logins and transactions on it."},
+		PageReenrol:     {"Please register your phone again", "The grace period after your phone's registration was cancelled has ended. Register your phone again to continue."},
+	},
+	"ja": {
+		PageDenied:      {"承認されませんでした", "スマートフォンで拒否されました。銀行への送信は行われていません。お心当たりがない場合は銀行にご連絡ください。"},
+		PageExpired:     {"承認の有効期限が切れました", "時間内にスマートフォンからの承認がありませんでした。銀行への送信は行われていません。もう一度お試しください。"},
+		PageSuperseded:  {"新しい操作に置き換えられました", "同じ利用者で新しい承認依頼があったため、この操作は中止されました。銀行への送信は行われていません。"},
+		PageNoSession:   {"再度ログインしてください", "操作した利用者を確認できなかったため、銀行への送信は行われていません。再度ログインしてください。"},
+		PageNotEnrolled: {"ワンプッシュ認証が必要です", "この操作にはワンプッシュ認証が必要ですが、利用者にスマートフォンが登録されていません。先に利用登録を行ってください。"},
+		PageLocked:      {"ワンプッシュ認証はロックされています", "認証の失敗が続いたか不正の報告があったため、ロックされています。解除については銀行にお問い合わせください。"},
+		PageBadRequest:  {"受け付けできません", "内容を一意に読み取れなかったため、銀行への送信は行われていません。"},
+		PageTooLarge:    {"データが大きすぎます", "この操作で受け付けられる大きさを超えているため、銀行への送信は行われていません。"},
+		PageUnavailable: {"ただいま利用できません", "承認を確認できないため、銀行への送信は行われていません。しばらくしてからもう一度お試しください。"},
+		PageBusy:        {"承認待ちが混み合っています", "承認待ちの操作が多いため、銀行への送信は行われていません。しばらくしてからお試しください。"},
+		PageEnroll:      {"ワンプッシュ認証 利用登録", "アプリに表示されたクレデンシャルIDと、現在の6桁のセキュリティコードを入力してください。"},
+		PageEnrolled:    {"利用登録が完了しました", "今後のログインと取引は、このスマートフォンで承認してください。"},
+		PageReenrol:     {"再度の利用登録が必要です", "登録解除後の猶予期間が終了しました。引き続きご利用いただくには、改めて利用登録を行ってください。"},
+	},
+}
+
+var uiLabels = map[string]map[string]string{
+	"en": {"ref": "Reference", "back": "Back to the bank", "cred": "Credential ID", "code": "Security code", "submit": "Register"},
+	"ja": {"ref": "受付番号", "back": "銀行のページへ戻る", "cred": "クレデンシャルID", "code": "セキュリティコード", "submit": "登録する"},
+}
+
+// Pages renders the gateway's own pages.
+type Pages struct {
+	tmpl *template.Template
+	// Back is the link offered on every page (the bank's start page).
+	Back string
+}
+
+// NewPages parses the embedded template, or the bank's own when path is set.
+func NewPages(path, back string) (*Pages, error) {
+	var t *template.Template
+	var err error
+	if path != "" {
+		t, err = template.ParseFiles(path)
+	} else {
+		t, err = template.ParseFS(templateFS, "templates/page.html")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if back == "" {
+		back = "/"
+	}
+	return &Pages{tmpl: t, Back: back}, nil
+}
+
+// Lang picks "ja" or "en" from Accept-Language: the first of the two named,
+// English otherwise.
+func Lang(r *http.Request) string {
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch {
+		case strings.HasPrefix(tag, "ja"):
+			return "ja"
+		case strings.HasPrefix(tag, "en"):
+			return "en"
+		}
+	}
+	return "en"
+}
+
+// Render writes page name with status; ref (a challenge ID) is shown for
+// support calls. form is optional trusted HTML.
+func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name, ref string, form template.HTML) {
+	lang := Lang(r)
+	txt := pageTexts[lang][name]
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(status)
+	_ = p.tmpl.Execute(w, map[string]any{
+		"Lang": lang, "Title": txt.Title, "Message": txt.Message, "Form": form,
+		"Back": p.Back, "BackLabel": uiLabels[lang]["back"], "Ref": ref, "RefLabel": uiLabels[lang]["ref"],
+	})
+}

@@ -1,0 +1,131 @@
+package pushauth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Pusher sends one push to one credential. The message carries only the
+// challenge ID and kind; the app fetches details over the device API.
+type Pusher interface {
+	Push(ctx context.Context, cred *Credential, m PushMessage) error
+}
+
+// PushMessage is what a push may carry: nothing a lock screen should not show.
+type PushMessage struct {
+	ChallengeID string
+	Kind        string
+	// UserKey is for collapse IDs only; senders must not display it.
+	UserKey   string
+	ExpiresAt time.Time
+}
+
+// ErrDeadToken tells the engine the credential's push token no longer
+// reaches the app; the credential falls back to poll mode until the app
+// sends a new token.
+var ErrDeadToken = errors.New("push token is no longer valid")
+
+// dispatcher bounds outbound sends: a fixed set of workers draining a
+// bounded queue, so a burst of challenges cannot open a burst of
+// connections.
+type dispatcher struct {
+	e    *Engine
+	jobs chan pushJob
+	wg   sync.WaitGroup
+	once sync.Once
+	quit chan struct{}
+}
+
+type pushJob struct {
+	cred *Credential
+	c    *Challenge
+}
+
+func newDispatcher(e *Engine, workers, queue int) *dispatcher {
+	d := &dispatcher{e: e, jobs: make(chan pushJob, queue), quit: make(chan struct{})}
+	for range workers {
+		d.wg.Add(1)
+		go d.work()
+	}
+	return d
+}
+
+func (d *dispatcher) enqueue(cred *Credential, c *Challenge) error {
+	if cred.Platform == "none" || cred.TokenDead || d.e.pusher(cred.Platform) == nil {
+		d.e.recordPush(c, cred, "poll")
+		return nil
+	}
+	select {
+	case d.jobs <- pushJob{cred: cred, c: c}:
+		return nil
+	default:
+		d.e.recordPush(c, cred, "queue_full")
+		return ErrPushQueueFull
+	}
+}
+
+func (d *dispatcher) work() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.quit:
+			return
+		case j := <-d.jobs:
+			d.send(j)
+		}
+	}
+}
+
+func (d *dispatcher) send(j pushJob) {
+	e := d.e
+	if !e.now().Before(j.c.ExpiresAt) {
+		e.recordPush(j.c, j.cred, "expired_before_send")
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), j.c.ExpiresAt)
+	defer cancel()
+	p := e.pusher(j.cred.Platform)
+	if p == nil {
+		e.recordPush(j.c, j.cred, "poll")
+		return
+	}
+	err := p.Push(ctx, j.cred, PushMessage{
+		ChallengeID: j.c.ID, Kind: j.c.Kind, UserKey: j.c.UserKey, ExpiresAt: j.c.ExpiresAt,
+	})
+	switch {
+	case err == nil:
+		e.recordPush(j.c, j.cred, "sent")
+	case errors.Is(err, ErrDeadToken):
+		e.recordPush(j.c, j.cred, "dead_token")
+		e.markTokenDead(j.cred.ID)
+	default:
+		e.log.Warn("push failed", "challenge", j.c.ID, "credential", j.cred.ID, "platform", j.cred.Platform, "error", err)
+		e.recordPush(j.c, j.cred, "failed")
+	}
+}
+
+func (d *dispatcher) close() {
+	d.once.Do(func() { close(d.quit) })
+	d.wg.Wait()
+}
+
+func (e *Engine) recordPush(c *Challenge, cred *Credential, result string) {
+	e.log.Info("push", "challenge", c.ID, "credential", cred.ID, "platform", cred.Platform, "result", result)
+	if err := e.store.SetPushResult(context.Background(), c.ID, result); err != nil && !errors.Is(err, ErrNotFound) {
+		e.log.Warn("recording push result", "challenge", c.ID, "error", err)
+	}
+}
+
+func (e *Engine) markTokenDead(credID string) {
+	ctx := context.Background()
+	cred, err := e.store.GetCredential(ctx, credID)
+	if err != nil {
+		return
+	}
+	cred.TokenDead = true
+	if err := e.store.PutCredential(ctx, cred); err != nil {
+		e.log.Warn("marking push token dead", "credential", credID, "error", err)
+	}
+}

@@ -1,0 +1,55 @@
+package pushauth
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps everything the engine must share between instances. Every
+// method must be safe for concurrent use; the atomic ones (CreateChallenge,
+// Resolve, UseJTI) must stay atomic across instances sharing the store.
+type Store interface {
+	PutCredential(ctx context.Context, c *Credential) error
+	// GetCredential returns ErrNotFound when id is unknown.
+	GetCredential(ctx context.Context, id string) (*Credential, error)
+	DeleteCredential(ctx context.Context, id string) error
+
+	PutUser(ctx context.Context, u *User) error
+	// GetUser returns ErrNotFound when key is unknown.
+	GetUser(ctx context.Context, key string) (*User, error)
+	// UsersOfCredential lists the keys of users bound to a credential.
+	UsersOfCredential(ctx context.Context, credentialID string) ([]string, error)
+
+	// CreateChallenge stores c as the user's one pending challenge. A
+	// previous pending challenge of the same user becomes superseded in the
+	// same step; its ID is returned ("" when there was none). The record
+	// lives until retainUntil.
+	CreateChallenge(ctx context.Context, c *Challenge, retainUntil time.Time) (superseded string, err error)
+	// GetChallenge returns ErrNotFound when id is unknown or has aged out.
+	GetChallenge(ctx context.Context, id string) (*Challenge, error)
+	// Resolve moves a pending challenge to the final status to, exactly
+	// once across all instances, and notifies every watcher. When the
+	// challenge is not pending any more it returns the current record and
+	// ErrConflict.
+	Resolve(ctx context.Context, id string, to Status, fraud bool, at time.Time) (*Challenge, error)
+	// PendingForCredential lists pending challenges addressed to a credential.
+	PendingForCredential(ctx context.Context, credentialID string) ([]*Challenge, error)
+	// SetPushResult records the outcome of the push for a challenge.
+	SetPushResult(ctx context.Context, id, result string) error
+
+	// UseJTI records a token ID as used until the given time; false means it
+	// was used before.
+	UseJTI(ctx context.Context, jti string, until time.Time) (bool, error)
+
+	PutSession(ctx context.Context, hash, userKey string, ttl time.Duration) error
+	// GetSession returns ErrNotFound for an unknown or expired session.
+	GetSession(ctx context.Context, hash string) (string, error)
+	DeleteSession(ctx context.Context, hash string) error
+
+	// Watch calls fn with the ID of every challenge resolved anywhere
+	// (this instance or another sharing the store) until stop is called.
+	// Delivery may be lost; waiters re-read as a backstop.
+	Watch(fn func(challengeID string)) (stop func(), err error)
+
+	Close() error
+}

@@ -1,0 +1,80 @@
+package pushauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// WebhookPusher delivers a push as an HTTP POST to the URL the credential
+// registered as its push token. Only URLs under an allowed prefix are
+// used, so the gateway cannot be turned into a request forwarder.
+type WebhookPusher struct {
+	allow  []string
+	client *http.Client
+}
+
+// NewWebhookPusher allows URLs starting with one of prefixes; each prefix
+// must be an absolute http(s) URL ending in "/".
+func NewWebhookPusher(prefixes []string, client *http.Client) (*WebhookPusher, error) {
+	for _, p := range prefixes {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(p, "/") {
+			return nil, fmt.Errorf("webhook allow prefix %q: must be an absolute http(s) URL ending in /", p)
+		}
+	}
+	if client == nil {
+		client = &http.Client{
+			Timeout: 10 * time.Second,
+			// A redirect could leave the allow-list.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &WebhookPusher{allow: prefixes, client: client}, nil
+}
+
+// Allowed reports whether target is under an allowed prefix.
+func (w *WebhookPusher) Allowed(target string) bool {
+	u, err := url.Parse(target)
+	if err != nil || u.User != nil || u.Fragment != "" {
+		return false
+	}
+	for _, p := range w.allow {
+		if strings.HasPrefix(target, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Push posts {"challenge_id","kind"} to the credential's URL.
+func (w *WebhookPusher) Push(ctx context.Context, cred *Credential, m PushMessage) error {
+	if !w.Allowed(cred.PushToken) {
+		return fmt.Errorf("%w: webhook URL is not on the allow-list", ErrDeadToken)
+	}
+	body, _ := json.Marshal(map[string]string{"challenge_id": m.ChallengeID, "kind": m.Kind})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cred.PushToken, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook push: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook push: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	switch {
+	case resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: webhook answered %d", ErrDeadToken, resp.StatusCode)
+	case resp.StatusCode >= 300:
+		return fmt.Errorf("webhook push: status %d", resp.StatusCode)
+	}
+	return nil
+}
