@@ -16,9 +16,10 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("onepush_device", parseDevice)
 	// The gate must see a request before any handler that ends the chain
 	// (handle blocks, reverse_proxy); rewrites run first so the policy sees
-	// the path the bank will see.
+	// the path the bank will see. Both go right before handle, the device
+	// API first (each insertion lands immediately before handle).
+	httpcaddyfile.RegisterDirectiveOrder("onepush_device", httpcaddyfile.Before, "handle")
 	httpcaddyfile.RegisterDirectiveOrder("onepush", httpcaddyfile.Before, "handle")
-	httpcaddyfile.RegisterDirectiveOrder("onepush_device", httpcaddyfile.Before, "onepush")
 }
 
 // parseGlobal sets up the onepush app from the global options block:

@@ -1,0 +1,197 @@
+// Command demo runs the whole onepush story on loopback in one process: the
+// unchanged legacy bank, Caddy with the onepush module in front of it, and
+// a simulated phone.
+//
+//	go run ./examples/demo
+//
+// Caddy is configured from a Caddyfile through Caddy's own config loading,
+// exactly as a bank would run it; the store is in memory and pushes go to
+// the phone simulator by webhook. One demo user (alice) is enrolled on the
+// simulated phone at start-up, through the real enrolment page; bob is not.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/onepush/onepush/caddymodule"
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+	examplepolicy "github.com/onepush/onepush/examples/policy"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "gateway (Caddy + onepush) address: open this in the browser")
+	bankListen := flag.String("bank-listen", "127.0.0.1:9001", "legacy bank address (behind the gateway)")
+	phoneListen := flag.String("phone-listen", "127.0.0.1:9002", "phone simulator address (its page has Approve / Deny)")
+	phoneAuto := flag.String("phone-auto", "off", "phone answers by itself: approve, deny or off")
+	flag.Parse()
+	logger := log.New(os.Stderr, "demo: ", log.LstdFlags)
+	switch *phoneAuto {
+	case "approve", "deny", "off":
+	default:
+		logger.Fatalf("-phone-auto must be approve, deny or off, not %q", *phoneAuto)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, logger, *listen, *bankListen, *phoneListen, *phoneAuto); err != nil {
+		logger.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListen, auto string) error {
+	users := bank.DefaultUsers()
+	bankLn, err := net.Listen("tcp", bankListen)
+	if err != nil {
+		return fmt.Errorf("bank listener: %w", err)
+	}
+	bankSrv := &http.Server{Handler: bank.New(bank.Config{Users: users}), ReadHeaderTimeout: 10 * time.Second}
+	go bankSrv.Serve(bankLn)
+	defer bankSrv.Close()
+
+	phoneLn, err := net.Listen("tcp", phoneListen)
+	if err != nil {
+		return fmt.Errorf("phone listener: %w", err)
+	}
+	phoneAddr := phoneLn.Addr().String()
+
+	dir, err := os.MkdirTemp("", "onepush-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, examplepolicy.Bank, 0o600); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("-listen %q: %w", listen, err)
+	}
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	auto_https off
+	persist_config off
+	onepush {
+		webhook_allow http://%s/
+	}
+}
+
+:%s {
+	bind %s
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+`, phoneAddr, port, host, policyPath, bankLn.Addr().String())
+	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return fmt.Errorf("adapting the Caddyfile: %w", err)
+	}
+	for _, w := range warnings {
+		logger.Printf("Caddyfile: %s", w.String())
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		return fmt.Errorf("starting Caddy: %w", err)
+	}
+	defer caddy.Stop()
+	gateway := "http://" + listen
+
+	phone, err := device.New(gateway + "/onepush/device/v1")
+	if err != nil {
+		return err
+	}
+	if err := phone.Register(ctx, "webhook", "http://"+phoneAddr+"/push"); err != nil {
+		return fmt.Errorf("registering the simulated phone: %w", err)
+	}
+	sim := device.NewSimulator(phone, auto, logger)
+	phoneSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go phoneSrv.Serve(phoneLn)
+	defer phoneSrv.Close()
+	go sim.Run(ctx)
+
+	alice := users[0]
+	if err := Enroll(ctx, gateway, alice.ContractNo, alice.UserID, alice.Password, phone); err != nil {
+		return fmt.Errorf("enrolling %s on the simulated phone: %w", alice.UserID, err)
+	}
+
+	fmt.Printf(`
+onepush demo is running.
+
+  Bank, through the gateway:  %s/
+  Simulated phone:            http://%s/   (approve or deny prompts here; auto: %s)
+  Bank's operations log:      %s/ops/log
+  The bank directly (no gateway, for comparison): http://%s/
+
+Demo users (contract number / user ID / password / transaction password):
+`, gateway, phoneAddr, auto, gateway, bankLn.Addr())
+	for i, u := range users {
+		note := "not enrolled: logs in with the password only"
+		if i == 0 {
+			note = "enrolled on the simulated phone (credential " + phone.CredentialID() + ")"
+		}
+		fmt.Printf("  %s / %s / %s / %s   %s\n", u.ContractNo, u.UserID, u.Password, u.TxnPassword, note)
+	}
+	fmt.Printf("\nEnrol another user at %s/onepush/enroll after logging in (security code: the phone page). Ctrl-C stops.\n", gateway)
+	<-ctx.Done()
+	return nil
+}
+
+// Enroll logs userID in through the gateway (allowed: not enrolled yet),
+// then binds the phone's credential with its current security code on the
+// enrolment page, and logs out again: the path a real user takes.
+func Enroll(ctx context.Context, gateway, contractNo, userID, password string, phone *device.Phone) error {
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := client.PostForm(gateway+"/login", url.Values{"contract_no": {contractNo}, "user_id": {userID}, "password": {password}})
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasSuffix(resp.Request.URL.Path, "/dashboard") {
+		return fmt.Errorf("login: status %d at %s", resp.StatusCode, resp.Request.URL.Path)
+	}
+	code, err := phone.SecurityCode()
+	if err != nil {
+		return err
+	}
+	resp, err = client.PostForm(gateway+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}})
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("enrolment page: status %d: %s", resp.StatusCode, body)
+	}
+	resp, err = client.PostForm(gateway+"/logout", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return nil
+}
