@@ -1,0 +1,330 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+	examplepolicy "github.com/onepush/onepush/examples/policy"
+)
+
+// caddyBin is Caddy built from this repository (examples/caddy) once per
+// test run: the end-to-end tests drive a real Caddy process.
+var caddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "onepush-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	caddyBin = filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", caddyBin, "github.com/onepush/onepush/examples/caddy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building examples/caddy:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output for assertions while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one legacy bank behind one or more real Caddy processes.
+type env struct {
+	t       *testing.T
+	dir     string
+	bank    *bank.Bank
+	bankURL string
+	policy  string
+}
+
+type envOptions struct {
+	// policy replaces the example policy; edit rewrites it (e.g. timeouts).
+	policy []byte
+	edit   func(string) string
+}
+
+func newEnv(t *testing.T, opts envOptions) *env {
+	t.Helper()
+	b := bank.New(bank.Config{Users: bank.DefaultUsers()})
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	pol := opts.policy
+	if pol == nil {
+		pol = examplepolicy.Bank
+	}
+	text := string(pol)
+	if opts.edit != nil {
+		text = opts.edit(text)
+	}
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, dir: dir, bank: b, bankURL: srv.URL, policy: policyPath}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// gateway is one running Caddy process.
+type gateway struct {
+	URL   string
+	Admin string
+	cmd   *exec.Cmd
+	logs  *syncBuffer
+	file  string
+}
+
+// caddyfile renders the standard gateway config for this env.
+func (e *env) caddyfile(port, adminPort int, global string) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+	onepush {
+%s
+	}
+}
+
+:%d {
+	bind 127.0.0.1
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+`, adminPort, global, port, e.policy, strings.TrimPrefix(e.bankURL, "http://"))
+}
+
+// startGateway runs Caddy with cfg (a Caddyfile) and waits until it serves.
+func (e *env) startGateway(global string) *gateway {
+	e.t.Helper()
+	port, adminPort := freePort(e.t), freePort(e.t)
+	g, err := e.runCaddy(e.caddyfile(port, adminPort, global), port, adminPort)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return g
+}
+
+func (e *env) runCaddy(cfg string, port, adminPort int) (*gateway, error) {
+	file := filepath.Join(e.dir, fmt.Sprintf("Caddyfile.%d", port))
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	logs := &syncBuffer{}
+	cmd := exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	g := &gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), cmd: cmd, logs: logs, file: file}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if e.t.Failed() {
+			e.t.Logf("caddy logs (%s):\n%s", g.URL, logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			exited <- err
+			return nil, fmt.Errorf("caddy exited: %v\n%s", err, logs.String())
+		default:
+		}
+		resp, err := http.Get(g.URL + "/static/style.css")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return g, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("caddy did not come up on %s:\n%s", g.URL, logs.String())
+}
+
+// newPhone registers a poll-mode phone with the gateway's device API.
+func newPhone(t *testing.T, g *gateway) *device.Phone {
+	t.Helper()
+	p, err := device.New(g.URL + "/onepush/device/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Register(ctx, "none", ""); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// browser is a PC browser: its own cookie jar, no redirect following, so
+// tests see the bank's own response.
+type browser struct {
+	*http.Client
+}
+
+func newBrowser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{&http.Client{
+		Jar:           jar,
+		Timeout:       3 * time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (b *browser) post(ctx context.Context, target, body string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp, string(data), err
+}
+
+type result struct {
+	resp *http.Response
+	body string
+	err  error
+}
+
+// postAsync starts a post that the gateway is expected to hold.
+func (b *browser) postAsync(ctx context.Context, target, body string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		resp, data, err := b.post(ctx, target, body)
+		ch <- result{resp, data, err}
+	}()
+	return ch
+}
+
+func loginBody(u bank.User) string {
+	return url.Values{"contract_no": {u.ContractNo}, "user_id": {u.UserID}, "password": {u.Password}}.Encode()
+}
+
+// enroll binds phone to user through the real enrolment page.
+func enroll(t *testing.T, g *gateway, u bank.User, phone *device.Phone) {
+	t.Helper()
+	b := newBrowser()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, _, err := b.post(ctx, g.URL+"/login", loginBody(u))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login before enrolment: %v %v", err, resp)
+	}
+	code, err := phone.SecurityCode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body, err := b.post(ctx, g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("enrolment: %v %v %s", err, resp, body)
+	}
+}
+
+// waitChallenge waits for the phone's next pending challenge.
+func waitChallenge(t *testing.T, p *device.Phone) *device.Challenge {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ch, err := p.WaitPending(ctx, 20*time.Millisecond)
+	if err != nil {
+		t.Fatalf("waiting for a challenge: %v", err)
+	}
+	return ch
+}
+
+// ops reads the bank's operations log straight from the bank.
+func (e *env) ops(t *testing.T) []bank.Op {
+	t.Helper()
+	resp, err := http.Get(e.bankURL + "/ops/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Ops []bank.Op `json:"ops"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Ops
+}
+
+// opsOf filters the log by operation.
+func opsOf(ops []bank.Op, op string) []bank.Op {
+	var out []bank.Op
+	for _, o := range ops {
+		if o.Op == op {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (e *env) resetOps(t *testing.T) {
+	t.Helper()
+	e.bank.ResetOps()
+}
