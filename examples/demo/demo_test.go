@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestDemoRunsAsTheREADMESays builds and runs the demo command, then uses
+// it the way the README tells a person to: alice's login and transfer go
+// through once the (auto-approving) phone approves; bob logs in without a
+// phone.
+func TestDemoRunsAsTheREADMESays(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "demo")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/demo: %v\n%s", err, out)
+	}
+	gw, bankAddr, phoneAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "-listen", gw, "-bank-listen", bankAddr, "-phone-listen", phoneAddr, "-phone-auto", "approve")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("demo did not stop on SIGINT within 10s")
+		}
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", stderr.String())
+		}
+	})
+
+	banner := make(chan string, 1)
+	go func() {
+		var sb strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			sb.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "Ctrl-C stops") {
+				banner <- sb.String()
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		banner <- sb.String()
+	}()
+	var out string
+	select {
+	case out = <-banner:
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo printed no banner within 60s")
+	}
+	for _, want := range []string{"http://" + gw + "/", "http://" + phoneAddr + "/", "1001 / alice / alice-pass-1", "enrolled on the simulated phone", "1001 / bob / bob-pass-1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("banner lacks %q:\n%s", want, out)
+		}
+	}
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := client.PostForm("http://"+gw+"/login", url.Values{"contract_no": {"1001"}, "user_id": {"alice"}, "password": {"alice-pass-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/dashboard" {
+		t.Fatalf("alice's login ended at %s (%d), want the dashboard", resp.Request.URL.Path, resp.StatusCode)
+	}
+	resp, err = client.PostForm("http://"+gw+"/transfer", url.Values{"payee_account": {"7654321"}, "amount": {"1200"}, "txn_password": {"alice-txn-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Transfer of 1200 JPY to 7654321 accepted") {
+		t.Fatalf("transfer: %d %.300s", resp.StatusCode, body)
+	}
+	if !strings.Contains(stderr.String(), "challenge decided") {
+		t.Fatalf("alice's operations were not approved through a challenge; logs:\n%s", stderr.String())
+	}
+
+	resp, err = http.Get("http://" + gw + "/ops/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(ops), `"amount": "1200"`) {
+		t.Fatalf("bank's log lacks the transfer: %s", ops)
+	}
+}
