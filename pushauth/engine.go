@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -174,6 +173,56 @@ type challengeContext struct {
 // the challenge is cancelled). It returns the challenge in its final state.
 // started, when non-nil, is called once the challenge exists.
 func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, started func(*Challenge)) (*Challenge, error) {
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	// The waiter exists before the challenge, so no decision can slip by.
+	w, err := e.waiters.add(id)
+	if err != nil {
+		return nil, err
+	}
+	defer e.waiters.remove(id, w)
+	c, err := e.create(ctx, id, user, spec)
+	if err != nil {
+		return nil, err
+	}
+	if started != nil {
+		started(c)
+	}
+	return e.wait(ctx, w, c, true)
+}
+
+// Start creates and pushes a challenge without waiting: the interstitial
+// mode answers the browser with a waiting page and asks Await later.
+func (e *Engine) Start(ctx context.Context, user *User, spec ChallengeSpec) (*Challenge, error) {
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	return e.create(ctx, id, user, spec)
+}
+
+// Await waits until challenge c is final or ctx ends, and returns its
+// current state. Unlike Hold, ctx ending (a long-poll that timed out)
+// leaves the challenge pending.
+func (e *Engine) Await(ctx context.Context, id string) (*Challenge, error) {
+	w, err := e.waiters.add(id)
+	if err != nil {
+		return nil, err
+	}
+	defer e.waiters.remove(id, w)
+	c, err := e.store.GetChallenge(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status.Final() {
+		return c, nil
+	}
+	return e.wait(ctx, w, c, false)
+}
+
+func (e *Engine) create(ctx context.Context, id string, user *User, spec ChallengeSpec) (*Challenge, error) {
 	if !user.Enrolled() {
 		return nil, fmt.Errorf("pushauth: user %q is not enrolled", user.Key)
 	}
@@ -181,16 +230,6 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
-	id, err := randomID()
-	if err != nil {
-		return nil, err
-	}
-	w, err := e.waiters.add(id)
-	if err != nil {
-		return nil, err
-	}
-	defer e.waiters.remove(id, w)
-
 	now := e.now()
 	c := &Challenge{
 		ID:           id,
@@ -230,19 +269,19 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 		e.log.Info("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
 	}
 	e.log.Info("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
-	if started != nil {
-		started(c)
-	}
 	if err := e.dispatch.enqueue(cred, c); err != nil {
 		// Nobody can be told about this challenge in time: close it rather
 		// than hold the request to its timeout.
 		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusCancelled, false, e.now())
 		return nil, err
 	}
-	return e.wait(ctx, w, c)
+	return c, nil
 }
 
-func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge) (*Challenge, error) {
+// wait blocks until c is final. When ctx ends first, cancelOnDone closes
+// the challenge as cancelled (the held client left); otherwise the current
+// state is returned.
+func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone bool) (*Challenge, error) {
 	timer := time.NewTimer(c.ExpiresAt.Sub(e.now()))
 	defer timer.Stop()
 	backstop := time.NewTicker(e.cfg.Backstop)
@@ -254,11 +293,14 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge) (*Challenge,
 		case <-timer.C:
 			return e.finish(ctx, c.ID, StatusExpired)
 		case <-ctx.Done():
+			if !cancelOnDone {
+				return e.store.GetChallenge(context.WithoutCancel(ctx), c.ID)
+			}
 			return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
 		}
 		cur, err := e.store.GetChallenge(ctx, c.ID)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && cancelOnDone {
 				return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
 			}
 			return nil, fmt.Errorf("pushauth: re-reading challenge %s: %w", c.ID, err)
@@ -303,56 +345,4 @@ func nonNil(f []Field) []Field {
 		return []Field{}
 	}
 	return f
-}
-
-// waiters is the in-process registry of held requests by challenge ID.
-type waiters struct {
-	mu  sync.Mutex
-	m   map[string]*waiter
-	max int
-}
-
-// waiter's channel has capacity one so a wake that arrives while the
-// waiter is re-reading the store is kept for its next loop.
-type waiter struct {
-	ch chan struct{}
-}
-
-func newWaiters(max int) *waiters { return &waiters{m: make(map[string]*waiter), max: max} }
-
-func (ws *waiters) add(id string) (*waiter, error) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if len(ws.m) >= ws.max {
-		return nil, ErrTooManyHeld
-	}
-	w := &waiter{ch: make(chan struct{}, 1)}
-	ws.m[id] = w
-	return w, nil
-}
-
-func (ws *waiters) remove(id string, w *waiter) {
-	ws.mu.Lock()
-	if ws.m[id] == w {
-		delete(ws.m, id)
-	}
-	ws.mu.Unlock()
-}
-
-func (ws *waiters) wake(id string) {
-	ws.mu.Lock()
-	w := ws.m[id]
-	ws.mu.Unlock()
-	if w != nil {
-		select {
-		case w.ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (ws *waiters) count() int {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return len(ws.m)
 }

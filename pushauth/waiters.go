@@ -1,0 +1,72 @@
+package pushauth
+
+import "sync"
+
+// waiters is the in-process registry of requests waiting on a challenge,
+// by challenge ID. Several may wait on one challenge (a held request and
+// the long-polls of its waiting page).
+type waiters struct {
+	mu  sync.Mutex
+	m   map[string][]*waiter
+	n   int
+	max int
+}
+
+// waiter's channel has capacity one so a wake that arrives while the
+// waiter is re-reading the store is kept for its next loop.
+type waiter struct {
+	ch chan struct{}
+}
+
+func newWaiters(max int) *waiters { return &waiters{m: make(map[string][]*waiter), max: max} }
+
+func (ws *waiters) add(id string) (*waiter, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.n >= ws.max {
+		return nil, ErrTooManyHeld
+	}
+	w := &waiter{ch: make(chan struct{}, 1)}
+	ws.m[id] = append(ws.m[id], w)
+	ws.n++
+	return w, nil
+}
+
+func (ws *waiter) wake() {
+	select {
+	case ws.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (ws *waiters) remove(id string, w *waiter) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	list := ws.m[id]
+	for i, x := range list {
+		if x == w {
+			list = append(list[:i], list[i+1:]...)
+			ws.n--
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(ws.m, id)
+	} else {
+		ws.m[id] = list
+	}
+}
+
+func (ws *waiters) wake(id string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.m[id] {
+		w.wake()
+	}
+}
+
+func (ws *waiters) count() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.n
+}
