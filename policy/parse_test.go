@@ -72,7 +72,7 @@ func TestParseErrorFixtures(t *testing.T) {
 			`:22: rules[1].display[0].label: required and must not be blank`,
 			`:22: rules[1].display[0].value: unclosed { at offset 0 (write {{ for a literal brace)`,
 			`:26: rules[2].user: logout rules must use session: true`,
-			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run)`,
+			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout)`,
 		}},
 		{"session.yaml", []string{
 			`:3: session.cookie: required because a rule takes its user from the session`,

@@ -106,6 +106,17 @@ type Rule struct {
 	// DryRun asks the gateway to record what it would have done and forward the request
 	// without holding it, so a new rule can be tried on live traffic first.
 	DryRun bool
+	// NumberMatching shows a 2-digit number on the waiting page that the user must
+	// pick on the phone (interstitial mode only).
+	NumberMatching bool
+	// Challenge is when a login rule challenges: before_forward (default) or
+	// after_success, when the bank has accepted the password.
+	Challenge ChallengeTime
+	// Success recognises an accepted login in the bank's response (after_success).
+	Success *SuccessCondition
+	// Logout is how the gateway ends a bank session it must not let stand
+	// (after_success logins that are denied or time out).
+	Logout *LogoutCall
 	// Line is the rule's line in the policy file, for messages.
 	Line int
 
