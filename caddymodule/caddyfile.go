@@ -111,6 +111,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    enroll_path <path>|off
 //	    templates <file>
 //	    bank_home <url>
+//	    wait_path <prefix/>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -138,6 +139,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Templates = val
 		case "bank_home":
 			h.BankHome = val
+		case "wait_path":
+			h.WaitPath = val
 		default:
 			return d.Errf("unknown onepush subdirective %q", key)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -30,6 +31,10 @@ type Handler struct {
 	// Templates is an html/template file replacing the built-in page
 	// template (see pushauth/templates/page.html for the fields it gets).
 	Templates string `json:"templates,omitempty"`
+
+	// WaitPath is the prefix of the interstitial waiting pages (rules with
+	// mode: interstitial). Default "/onepush/wait/".
+	WaitPath string `json:"wait_path,omitempty"`
 
 	// BankHome is the link the gateway's pages offer back to the bank.
 	// Default "/".
@@ -79,6 +84,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Log:        ctx.Slogger(),
 		ClientIP:   clientIP,
 		EnrollPath: enroll,
+		WaitPath:   h.WaitPath,
+	}
+	if h.gate.WaitPath == "" {
+		h.gate.WaitPath = "/onepush/wait/"
+	}
+	if !strings.HasPrefix(h.gate.WaitPath, "/") || !strings.HasSuffix(h.gate.WaitPath, "/") {
+		return fmt.Errorf("onepush: wait_path %q: must start and end with /", h.gate.WaitPath)
 	}
 	return nil
 }

@@ -128,11 +128,12 @@ func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) 
 	return c, err
 }
 
-// countFailure adds a wrong security code to the user's failures.
-func (e *Engine) countFailure(ctx context.Context, userKey string) {
+// countFailure adds a wrong security code to the user's failures and
+// reports whether the user is now locked.
+func (e *Engine) countFailure(ctx context.Context, userKey string) bool {
 	u, err := e.store.GetUser(ctx, userKey)
 	if err != nil {
-		return
+		return false
 	}
 	u.Failures++
 	if u.Failures >= e.cfg.MaxFailures && u.CredentialID != "" {
@@ -140,4 +141,5 @@ func (e *Engine) countFailure(ctx context.Context, userKey string) {
 	}
 	u.UpdatedAt = e.now()
 	_ = e.store.PutUser(ctx, u)
+	return u.State == UserLocked
 }

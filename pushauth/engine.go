@@ -36,6 +36,10 @@ type Config struct {
 	// MaxFailures locks a user after that many consecutive failures
 	// (denials, fraud reports, wrong codes). Default 5.
 	MaxFailures int
+	// PushRate is how many challenges (pushes, resends included) one user
+	// may receive per minute; more are refused, against push bombing.
+	// Default 5.
+	PushRate int
 	// Retain keeps decided challenges readable (status, audit) this long
 	// after expiry. Default 10m.
 	Retain time.Duration
@@ -95,6 +99,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = 5
 	}
+	if cfg.PushRate <= 0 {
+		cfg.PushRate = 5
+	}
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10 * time.Minute
 	}
@@ -152,6 +159,9 @@ type ChallengeSpec struct {
 	UserAgent   string
 	Timeout     time.Duration
 	NumberMatch bool
+	// Held and BrowserHash are set by the interstitial mode.
+	Held        *HeldRequest
+	BrowserHash string
 }
 
 // challengeContext is the JSON the phone shows and signs over.
@@ -230,6 +240,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
+	if err := e.allowPush(ctx, user.Key); err != nil {
+		return nil, err
+	}
 	now := e.now()
 	c := &Challenge{
 		ID:           id,
@@ -243,6 +256,8 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(spec.Timeout),
 		Status:       StatusPending,
+		Held:         spec.Held,
+		BrowserHash:  spec.BrowserHash,
 	}
 	if spec.NumberMatch {
 		n, err := rand.Int(rand.Reader, big.NewInt(90))

@@ -36,6 +36,9 @@ type Gate struct {
 	ClientIP func(*http.Request) string
 	// EnrollPath serves the enrolment form; "" disables it.
 	EnrollPath string
+	// WaitPath is the prefix of the interstitial waiting pages (with a
+	// trailing slash); "" disables interstitial mode.
+	WaitPath string
 	// BodyReadTimeout bounds how long a matched request may take to send its
 	// body (slow senders). Default 10s.
 	BodyReadTimeout time.Duration
@@ -46,6 +49,9 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripVerifiedHeaders(r.Header)
 	if g.EnrollPath != "" && r.URL.Path == g.EnrollPath {
 		return g.serveEnroll(w, r)
+	}
+	if g.WaitPath != "" && strings.HasPrefix(r.URL.Path, g.WaitPath) {
+		return g.serveWait(w, r, next)
 	}
 	rule := g.Policy.Match(r)
 	if rule == nil {
@@ -110,8 +116,14 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
 		return g.forward(w, r, next, body, rule, user.Key, nil)
 	}
+	if rule.Challenge == policy.ChallengeAfterSuccess {
+		return g.afterSuccess(w, r, next, rule, user, ex, body)
+	}
 	if !user.Enrolled() {
 		return g.notEnrolled(w, r, next, rule, user, body)
+	}
+	if rule.Mode == policy.ModeInterstitial {
+		return g.startInterstitial(w, r, rule, user, ex, body)
 	}
 
 	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
@@ -244,18 +256,25 @@ func (lw *learningWriter) Write(b []byte) (int, error) {
 
 func (lw *learningWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
 
-func (lw *learningWriter) learn() {
-	name := lw.g.Policy.Session.Cookie
-	for _, line := range lw.Header().Values("Set-Cookie") {
+func (lw *learningWriter) learn() { lw.g.learnSession(lw.ctx, lw.Header(), lw.user) }
+
+// learnSession records cookie-hash -> user for every bank session cookie
+// set in h.
+func (g *Gate) learnSession(ctx context.Context, h http.Header, user string) {
+	name := g.Policy.Session.Cookie
+	if name == "" {
+		return
+	}
+	for _, line := range h.Values("Set-Cookie") {
 		ck, err := http.ParseSetCookie(line)
 		if err != nil || ck.Name != name || ck.Value == "" || ck.MaxAge < 0 {
 			continue
 		}
-		if err := lw.g.Engine.store.PutSession(lw.ctx, SessionHash(ck.Value), lw.user, lw.g.Policy.Session.TTL); err != nil {
-			lw.g.Log.Error("learning session", "user", lw.user, "error", err)
+		if err := g.Engine.store.PutSession(ctx, SessionHash(ck.Value), user, g.Policy.Session.TTL); err != nil {
+			g.Log.Error("learning session", "user", user, "error", err)
 			continue
 		}
-		lw.g.Log.Info("session learned", "user", lw.user)
+		g.Log.Info("session learned", "user", user)
 	}
 }
 

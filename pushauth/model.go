@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"errors"
+	"net/http"
 	"time"
 )
 
@@ -43,10 +44,28 @@ type Challenge struct {
 	Status       Status    `json:"status"`
 	// Context is the exact JSON text the phone is shown and hashes into the
 	// decision's ctx claim; it is fixed at creation so the hash is stable.
-	Context    string    `json:"context"`
-	DecidedAt  time.Time `json:"decided_at,omitempty"`
-	Fraud      bool      `json:"fraud,omitempty"`
-	PushResult string    `json:"push_result,omitempty"`
+	Context   string    `json:"context"`
+	DecidedAt time.Time `json:"decided_at,omitempty"`
+	// Held is the stored request of an interstitial challenge, replayed to
+	// the bank on approval. It is never shown to the phone or logged.
+	Held *HeldRequest `json:"held,omitempty"`
+	// BrowserHash binds an interstitial challenge to the browser holding the
+	// waiting page's cookie (SHA-256 of its token).
+	BrowserHash string `json:"browser_hash,omitempty"`
+	// Via is how an approval was given: "push" or "otp".
+	Via        string `json:"via,omitempty"`
+	Fraud      bool   `json:"fraud,omitempty"`
+	PushResult string `json:"push_result,omitempty"`
+}
+
+// HeldRequest is a request kept for replay: exactly the bytes the phone's
+// display fields were parsed from.
+type HeldRequest struct {
+	Method string      `json:"method"`
+	URI    string      `json:"uri"`
+	Host   string      `json:"host"`
+	Header http.Header `json:"header"`
+	Body   []byte      `json:"body"`
 }
 
 // Credential is one phone app instance, identified by the ID it was issued.

@@ -1,0 +1,149 @@
+package pushauth
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// maxHeldResponse bounds the bank's login response kept while the phone
+// decides; a larger one cannot be held, so the login is refused.
+const maxHeldResponse = 1 << 20
+
+// afterSuccess forwards a login first and challenges only when the bank
+// accepted the password: a wrong password never rings the phone, and the
+// bank's own error page is returned as is. On an accepted login the bank's
+// response is held until the phone approves; on anything else it is
+// dropped and the bank's session is logged out.
+func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
+	rec := &responseBuffer{header: http.Header{}}
+	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
+		return err
+	}
+	if rec.overflow {
+		g.Log.Error("login response too large to hold; refused", "rule", rule.Name, "user", user.Key)
+		g.bankLogout(r, next, rule, rec.header)
+		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
+		return nil
+	}
+	if !rule.Success.Matches(rec.status, rec.header) {
+		// The bank refused the login: its own answer, no push.
+		rec.writeTo(w)
+		return nil
+	}
+	ctx := r.Context()
+	pass := func() error {
+		g.learnSession(context.WithoutCancel(ctx), rec.header, user.Key)
+		rec.writeTo(w)
+		return nil
+	}
+	if !user.Enrolled() {
+		now := g.Engine.now()
+		switch {
+		case user.State == UserLocked:
+		case (user.State == UserSuspended || user.State == UserDeregistered) && now.Before(user.Until):
+			return pass()
+		case rule.NotEnrolled == policy.ActionAllow:
+			return pass()
+		}
+		g.bankLogout(r, next, rule, rec.header)
+		page := PageNotEnrolled
+		if user.State == UserLocked {
+			page = PageLocked
+		}
+		g.Pages.Render(w, r, http.StatusForbidden, page, "", "")
+		return nil
+	}
+	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
+		UserKey: user.Key, Rule: rule.Name, Kind: string(rule.Kind), Display: fieldsOf(ex.Display),
+		ClientIP: g.clientIP(r), UserAgent: r.UserAgent(), Timeout: rule.Timeout,
+	}, nil)
+	if err == nil && c.Status == StatusApproved && ctx.Err() == nil {
+		return pass()
+	}
+	g.bankLogout(r, next, rule, rec.header)
+	switch {
+	case err != nil:
+		return g.startFailed(w, r, rule, user, err)
+	case c.Status == StatusDenied:
+		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
+	case c.Status == StatusExpired:
+		g.Pages.Render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
+	case c.Status == StatusSuperseded:
+		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+	}
+	return nil
+}
+
+// bankLogout calls the bank's logout with the session its login response
+// set, so a login the phone did not approve leaves no usable session.
+func (g *Gate) bankLogout(r *http.Request, next Next, rule *policy.Rule, loginResp http.Header) {
+	name := g.Policy.Session.Cookie
+	if rule.Success != nil && rule.Success.SetCookie != "" {
+		name = rule.Success.SetCookie
+	}
+	var session string
+	for _, line := range loginResp.Values("Set-Cookie") {
+		if ck, err := http.ParseSetCookie(line); err == nil && ck.Name == name && ck.Value != "" {
+			session = ck.Value
+		}
+	}
+	if session == "" || rule.Logout == nil {
+		return
+	}
+	req := r.Clone(context.WithoutCancel(r.Context()))
+	req.Method = rule.Logout.Method
+	req.URL.Path, req.URL.RawPath, req.URL.RawQuery = rule.Logout.Path, "", ""
+	req.RequestURI = rule.Logout.Path
+	req.Body, req.ContentLength, req.GetBody = http.NoBody, 0, nil
+	req.Header = http.Header{"User-Agent": {"onepush-gateway"}}
+	req.AddCookie(&http.Cookie{Name: name, Value: session})
+	dw := &discardWriter{}
+	if err := next(dw, req); err != nil {
+		g.Log.Error("logging out an unapproved bank session failed", "rule", rule.Name, "error", err)
+		return
+	}
+	g.Log.Info("logged out an unapproved bank session", "rule", rule.Name)
+}
+
+// responseBuffer keeps the bank's response to a login until the phone
+// decides.
+type responseBuffer struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	overflow bool
+}
+
+func (b *responseBuffer) Header() http.Header { return b.header }
+
+func (b *responseBuffer) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *responseBuffer) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	if b.body.Len()+len(p) > maxHeldResponse {
+		b.overflow = true
+		return len(p), nil
+	}
+	return b.body.Write(p)
+}
+
+func (b *responseBuffer) writeTo(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range b.header {
+		h[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}

@@ -1,0 +1,327 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// WaitCookie binds an interstitial challenge to the browser that started
+// it: "<challenge id>.<random token>"; the challenge keeps only the
+// token's hash.
+const WaitCookie = "onepush_wait"
+
+// longPoll bounds one status request of the waiting page.
+const longPoll = 25 * time.Second
+
+var waitTexts = map[string]map[string]string{
+	"en": {
+		"title": "Approve on your phone", "pending": "A request was sent to your phone. Approve it there; this page continues by itself.",
+		"number": "Choose this number on your phone:", "shown": "Your phone shows", "continue": "Continue",
+		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
+		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
+		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
+		"expired": "The request timed out. Nothing was sent to the bank.", "cancelled": "Cancelled. Nothing was sent to the bank.",
+		"superseded": "A newer request replaced this one. Nothing was sent to the bank.",
+		"badcode":    "The security code is wrong or was already used.", "resent": "The push was sent again.",
+		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
+	},
+	"ja": {
+		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
+		"number": "スマートフォンで次の番号を選択してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"useotp": "セキュリティコードで認証する", "code": "6桁のセキュリティコード", "submitotp": "コードで確認する",
+		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
+		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
+		"expired": "有効期限が切れました。銀行への送信は行われていません。", "cancelled": "取り消しました。銀行への送信は行われていません。",
+		"superseded": "新しい操作に置き換えられました。銀行への送信は行われていません。",
+		"badcode":    "セキュリティコードが正しくないか、すでに使用されています。", "resent": "通知を再送しました。",
+		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
+	},
+}
+
+// startInterstitial creates the challenge with the request stored in it,
+// binds it to this browser by cookie, and answers with the waiting page.
+func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(token)
+	hdr := r.Header.Clone()
+	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
+	held := &HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
+	c, err := g.Engine.Start(r.Context(), user, ChallengeSpec{
+		UserKey: user.Key, Rule: rule.Name, Kind: string(rule.Kind), Display: fieldsOf(ex.Display),
+		ClientIP: g.clientIP(r), UserAgent: r.UserAgent(), Timeout: rule.Timeout, NumberMatch: rule.NumberMatching,
+		Held: held, BrowserHash: tokenHash(tok),
+	})
+	if err != nil {
+		return g.startFailed(w, r, rule, user, err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: WaitCookie, Value: c.ID + "." + tok, Path: g.WaitPath, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Add(time.Minute),
+	})
+	g.renderWait(w, r, http.StatusOK, c, "", "")
+	return nil
+}
+
+// startFailed answers a challenge that could not be created.
+func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *User, err error) error {
+	switch {
+	case errors.Is(err, ErrPushRateLimited):
+		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
+		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+	case errors.Is(err, ErrTooManyHeld) || errors.Is(err, ErrPushQueueFull):
+		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
+	default:
+		return g.unavailable(w, r, rule, err)
+	}
+	return nil
+}
+
+func tokenHash(tok string) string {
+	h := sha256.Sum256([]byte("onepush-wait\x00" + tok))
+	return hex.EncodeToString(h[:])
+}
+
+// serveWait answers the waiting page's own requests: the page itself,
+// status long-polls, continue (replay), OTP, resend and cancel. Only the
+// browser holding the challenge's cookie gets anything.
+func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) error {
+	rest := strings.TrimPrefix(r.URL.Path, g.WaitPath)
+	id, action, _ := strings.Cut(rest, "/")
+	c, ok := g.boundChallenge(r, id)
+	if !ok {
+		http.NotFound(w, r)
+		return nil
+	}
+	post := r.Method == http.MethodPost
+	switch {
+	case action == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		g.renderWait(w, r, http.StatusOK, c, "", "")
+	case action == "status" && r.Method == http.MethodGet:
+		ctx, cancel := context.WithTimeout(r.Context(), longPoll)
+		defer cancel()
+		cur, err := g.Engine.Await(ctx, c.ID)
+		if err != nil {
+			writeErr(w, http.StatusServiceUnavailable, "store unavailable")
+			return nil
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": cur.Status})
+	case action == "continue" && post:
+		return g.replay(w, r, next, c)
+	case action == "otp" && post:
+		return g.waitOTP(w, r, next, c)
+	case action == "resend" && post:
+		msg := waitTexts[Lang(r)]["resent"]
+		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, ErrPushRateLimited) {
+			msg = waitTexts[Lang(r)]["ratelimited"]
+		} else if err != nil {
+			g.Log.Warn("resend failed", "challenge", c.ID, "error", err)
+		}
+		g.renderWait(w, r, http.StatusOK, c, msg, "")
+	case action == "cancel" && post:
+		cur, err := g.Engine.store.Resolve(r.Context(), c.ID, StatusCancelled, false, g.Engine.now())
+		if err != nil && !errors.Is(err, ErrConflict) {
+			return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+		}
+		if cur != nil && cur.Status == StatusApproved {
+			// Approved just before the cancel: the user asked to stop, so
+			// nothing is replayed; burn the replay so it never will be.
+			_, _ = g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.cfg.Retain))
+		}
+		g.Log.Info("challenge cancelled from the waiting page", "challenge", c.ID, "user", c.UserKey)
+		clearWaitCookie(w, g.WaitPath)
+		c.Status = StatusCancelled
+		g.renderWait(w, r, http.StatusOK, c, "", "")
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+	return nil
+}
+
+// boundChallenge returns challenge id if this browser's cookie binds it.
+func (g *Gate) boundChallenge(r *http.Request, id string) (*Challenge, bool) {
+	ck, err := r.Cookie(WaitCookie)
+	if err != nil {
+		return nil, false
+	}
+	cid, tok, ok := strings.Cut(ck.Value, ".")
+	if !ok || cid != id || id == "" {
+		return nil, false
+	}
+	c, err := g.Engine.store.GetChallenge(r.Context(), id)
+	if err != nil || c.Held == nil || c.BrowserHash == "" {
+		return nil, false
+	}
+	if subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(c.BrowserHash)) != 1 {
+		return nil, false
+	}
+	return c, true
+}
+
+// replay sends the stored request to the bank once, on approval, and
+// returns the bank's answer to this browser.
+func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Challenge) error {
+	cur, err := g.Engine.store.GetChallenge(r.Context(), c.ID)
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if cur.Status == StatusPending && !g.Engine.now().Before(cur.ExpiresAt) {
+		cur, _ = g.Engine.finish(r.Context(), cur.ID, StatusExpired)
+	}
+	if cur == nil || cur.Status != StatusApproved {
+		if cur != nil && cur.Status.Final() {
+			clearWaitCookie(w, g.WaitPath)
+		}
+		g.renderWait(w, r, http.StatusConflict, cur, "", "")
+		return nil
+	}
+	fresh, err := g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, cur.ExpiresAt.Add(g.Engine.cfg.Retain))
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if !fresh {
+		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+		return nil
+	}
+	held := cur.Held
+	u, err := url.ParseRequestURI(held.URI)
+	if err != nil {
+		return fmt.Errorf("onepush: stored request URI %q: %w", held.URI, err)
+	}
+	req := r.Clone(r.Context())
+	req.Method = held.Method
+	req.URL.Path, req.URL.RawPath, req.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	req.RequestURI = held.URI
+	req.Host = held.Host
+	req.Header = held.Header.Clone()
+	var keep []string
+	for _, ck := range r.Cookies() {
+		if ck.Name != WaitCookie {
+			keep = append(keep, ck.Name+"="+ck.Value)
+		}
+	}
+	if len(keep) > 0 {
+		req.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
+	clearWaitCookie(w, g.WaitPath)
+	var rule *policy.Rule
+	for _, rl := range g.Policy.Rules {
+		if rl.Name == cur.Rule {
+			rule = rl
+		}
+	}
+	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
+	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
+}
+
+// waitOTP approves with the security code instead of the push; a wrong
+// code counts toward the lock.
+func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *Challenge) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 1024)
+	if err := r.ParseForm(); err != nil {
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	if c.Status != StatusPending || !g.Engine.now().Before(c.ExpiresAt) {
+		return g.replay(w, r, next, c)
+	}
+	cred, err := g.Engine.store.GetCredential(r.Context(), c.CredentialID)
+	if err != nil {
+		g.renderWait(w, r, http.StatusConflict, c, "", waitTexts[Lang(r)]["badcode"])
+		return nil
+	}
+	if !g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code")) {
+		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
+		if g.Engine.countFailure(r.Context(), c.UserKey) {
+			_, _ = g.Engine.store.Resolve(r.Context(), c.ID, StatusDenied, false, g.Engine.now())
+			clearWaitCookie(w, g.WaitPath)
+			g.Pages.Render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+			return nil
+		}
+		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
+		return nil
+	}
+	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, ErrConflict) {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	return g.replay(w, r, next, c)
+}
+
+func clearWaitCookie(w http.ResponseWriter, path string) {
+	http.SetCookie(w, &http.Cookie{Name: WaitCookie, Value: "", Path: path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+var waitTemplate = template.Must(template.ParseFS(templateFS, "templates/wait.html"))
+
+// renderWait writes the waiting page for c in its current state.
+func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c *Challenge, info, errMsg string) {
+	lang := Lang(r)
+	t := waitTexts[lang]
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	n := base64.RawStdEncoding.EncodeToString(nonce)
+	msg := t["pending"]
+	pending := c != nil && c.Status == StatusPending
+	if c != nil && !pending {
+		msg = t[string(c.Status)]
+	}
+	if info != "" {
+		msg = info
+	}
+	js, _ := json.Marshal(map[string]string{"approved": t["approved"], "denied": t["denied"], "expired": t["expired"], "cancelled": t["cancelled"], "superseded": t["superseded"]})
+	data := map[string]any{
+		"Lang": lang, "T": t, "Message": msg, "Error": errMsg, "Pending": pending, "Nonce": n,
+		"JSMessages": template.JS(js),
+	}
+	if c != nil {
+		data["Base"] = strings.TrimSuffix(g.WaitPath, "/") + "/" + c.ID
+		data["Ref"] = c.ID
+		data["Display"] = c.Display
+		if c.NumberMatch != 0 && pending {
+			data["Number"] = c.NumberMatch
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+n+"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	_ = waitTemplate.Execute(w, data)
+}
+
+// discardWriter swallows a response nobody will read (the bank's answer
+// to the gateway's own logout call).
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header {
+	if d.h == nil {
+		d.h = http.Header{}
+	}
+	return d.h
+}
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+var _ io.Writer = (*discardWriter)(nil)

@@ -1,0 +1,62 @@
+package pushauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ErrPushRateLimited refuses a push beyond the user's per-minute budget:
+// a stolen password must not be able to bomb the phone until the user
+// taps Approve to make it stop.
+var ErrPushRateLimited = errors.New("too many approval requests for this user; try again in a minute")
+
+// allowPush takes one of the user's PushRate slots for the current minute.
+// The slots are single-use markers in the store, so the budget holds
+// across every instance sharing it.
+func (e *Engine) allowPush(ctx context.Context, userKey string) error {
+	now := e.now()
+	window := now.Truncate(time.Minute)
+	prefix := "push/" + userKey + "/" + strconv.FormatInt(window.Unix(), 10) + "/"
+	for i := range e.cfg.PushRate {
+		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), window.Add(2*time.Minute))
+		if err != nil {
+			return fmt.Errorf("pushauth: push rate limit: %w", err)
+		}
+		if fresh {
+			return nil
+		}
+	}
+	e.log.Warn("push rate limit reached", "user", userKey, "per_minute", e.cfg.PushRate)
+	return ErrPushRateLimited
+}
+
+// Resend pushes a pending challenge again (the waiting page's button),
+// within the user's push budget.
+func (e *Engine) Resend(ctx context.Context, c *Challenge) error {
+	if c.Status != StatusPending || !e.now().Before(c.ExpiresAt) {
+		return fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
+	}
+	if err := e.allowPush(ctx, c.UserKey); err != nil {
+		return err
+	}
+	cred, err := e.store.GetCredential(ctx, c.CredentialID)
+	if err != nil {
+		return err
+	}
+	return e.dispatch.enqueue(cred, c)
+}
+
+// ApproveWithCode approves a pending challenge after its user typed a
+// valid security code (the caller checked it).
+func (e *Engine) ApproveWithCode(ctx context.Context, id string) (*Challenge, error) {
+	c, err := e.store.Resolve(ctx, id, StatusApproved, false, e.now())
+	if err != nil {
+		return c, err
+	}
+	e.log.Info("challenge decided", "challenge", id, "user", c.UserKey, "rule", c.Rule, "outcome", string(StatusApproved), "via", "otp")
+	e.afterDecision(ctx, c)
+	return c, nil
+}
