@@ -199,7 +199,9 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
 	if !fresh {
-		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+		// Already replayed (a second tab, or the page's script racing a form
+		// post): the bank's answer went to the first; send this one home.
+		http.Redirect(w, r, g.Pages.Back, http.StatusSeeOther)
 		return nil
 	}
 	held := cur.Held
@@ -222,7 +224,6 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	if len(keep) > 0 {
 		req.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
-	clearWaitCookie(w, g.WaitPath)
 	var rule *policy.Rule
 	for _, rl := range g.Policy.Rules {
 		if rl.Name == cur.Rule {

@@ -1,0 +1,320 @@
+package caddymodule_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+)
+
+var installChromium sync.Once
+
+// chromiumPath finds Debian's chromium, installing it when running as root
+// with apt-get; with CI=true a missing browser fails the test.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	find := func() string {
+		for _, name := range []string{"chromium", "chromium-browser"} {
+			if p, err := exec.LookPath(name); err == nil {
+				return p
+			}
+		}
+		return ""
+	}
+	if p := find(); p != "" {
+		return p
+	}
+	installChromium.Do(func() {
+		if os.Geteuid() != 0 {
+			return
+		}
+		if _, err := exec.LookPath("apt-get"); err != nil {
+			return
+		}
+		t.Log("chromium missing: apt-get install -y chromium")
+		if out, err := exec.Command("apt-get", "install", "-y", "chromium").CombinedOutput(); err != nil {
+			t.Logf("apt-get install chromium: %v: %s", err, lastLines(out))
+			_ = exec.Command("apt-get", "update").Run()
+			out, err = exec.Command("apt-get", "install", "-y", "chromium").CombinedOutput()
+			if err != nil {
+				t.Logf("apt-get install chromium after update: %v: %s", err, lastLines(out))
+			}
+		}
+	})
+	if p := find(); p != "" {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed and could not be installed (CI=true: failing, not skipping)")
+	}
+	t.Skip("chromium is not installed; run as root with apt-get or install Debian's chromium")
+	return ""
+}
+
+func lastLines(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 500 {
+		s = s[len(s)-500:]
+	}
+	return s
+}
+
+// newChrome starts a headless Chromium with a fresh profile and no
+// background networking (this machine's network is closed).
+func newChrome(t *testing.T) context.Context {
+	t.Helper()
+	path := chromiumPath(t)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(412, 915), // a phone-sized screen
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelC(); cancelA() })
+	// The first call starts the browser and must not carry a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	return ctx
+}
+
+// screenshot writes the current page to artifacts/screenshots (or
+// $ONEPUSH_ARTIFACTS) for people to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("ONEPUSH_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "artifacts")
+	}
+	dir = filepath.Join(dir, "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	file := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(file, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", file)
+}
+
+// waitText waits up to 20s for text to appear in the page, across
+// navigations (the waiting page submits itself on approval).
+func waitText(ctx context.Context, text string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	expr := fmt.Sprintf("!!document.body && document.body.innerText.includes(%q)", text)
+	for time.Now().Before(deadline) {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`html`)))
+	return fmt.Errorf("%q did not appear within 20s; page:\n%.2000s", text, html)
+}
+
+func interstitialPolicy(s string) string {
+	return strings.Replace(s, "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n    number_matching: true\n", 1)
+}
+
+// submitLogin opens the bank's login form through the gateway and posts it.
+func submitLogin(ctx context.Context, gw string, u bank.User) error {
+	return chromedp.Do(ctx,
+		chromedp.Navigate(gw+"/login"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=contract_no]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=contract_no]`), u.ContractNo),
+		chromedp.SendKeys(chromedp.CSS(`input[name=user_id]`), u.UserID),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), u.Password),
+		chromedp.Submit(chromedp.CSS(`input[name=password]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status`)),
+	)
+}
+
+func TestBrowserInterstitialLogin(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialPolicy})
+	g := e.startGateway("")
+	phone := newPhone(t, g)
+	enroll(t, g, alice, phone)
+	e.resetOps(t)
+
+	t.Run("number matching approved on the phone", func(t *testing.T) {
+		ctx := newChrome(t)
+		if err := submitLogin(ctx, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, "interstitial-number-matching")
+		number, err := strconv.Atoi(strings.TrimSpace(shown))
+		if err != nil || number < 10 || number > 99 {
+			t.Fatalf("waiting page shows %q, want a 2-digit number", shown)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("bank executed %d operations while the page waits", n)
+		}
+		ch := waitChallenge(t, phone)
+		if !ch.Parsed.NumberMatch {
+			t.Fatal("phone's context does not ask for number matching")
+		}
+		if st, err := phone.Decide(context.Background(), ch, device.Approve, number); err != nil || st != http.StatusOK {
+			t.Fatalf("approve with the number: %d %v", st, err)
+		}
+		if err := waitText(ctx, "Welcome"); err != nil {
+			t.Fatalf("browser did not land on the dashboard: %v", err)
+		}
+		screenshot(t, ctx, "interstitial-dashboard")
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 || logins[0].UserID != "alice" {
+			t.Fatalf("bank logins = %+v, want alice's one", logins)
+		}
+	})
+
+	t.Run("wrong number is a denial", func(t *testing.T) {
+		e.resetOps(t)
+		ctx := newChrome(t)
+		if err := submitLogin(ctx, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		number, _ := strconv.Atoi(strings.TrimSpace(shown))
+		wrong := 10 + (number-10+1)%90
+		ch := waitChallenge(t, phone)
+		if st, _ := phone.Decide(context.Background(), ch, device.Approve, wrong); st != http.StatusOK {
+			t.Fatalf("decision with the wrong number: %d", st)
+		}
+		if err := waitText(ctx, "Denied on your phone"); err != nil {
+			screenshot(t, ctx, "failure-wrong-number")
+			t.Fatalf("page did not show the denial: %v", err)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("bank executed %d operations after a wrong number", n)
+		}
+	})
+
+	t.Run("security code instead of the push", func(t *testing.T) {
+		e.resetOps(t)
+		ctx := newChrome(t)
+		if err := submitLogin(ctx, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		// The next step's code: valid now (±1 step) and never used before.
+		code, _, err := phone.SecurityCodeAt(time.Now().Add(30 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(`#otp-box summary`)),
+			chromedp.WaitVisible(chromedp.CSS(`#otp`)),
+			chromedp.SendKeys(chromedp.CSS(`#otp`), code),
+		); err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, "interstitial-otp")
+		if err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(`#otp-submit`)),
+		); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitText(ctx, "Welcome"); err != nil {
+			screenshot(t, ctx, "failure-otp")
+			t.Fatalf("OTP path did not land on the dashboard: %v", err)
+		}
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
+			t.Fatalf("bank logins = %+v, want one", logins)
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		e.resetOps(t)
+		ctx := newChrome(t)
+		if err := submitLogin(ctx, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		ch := waitChallenge(t, phone)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#cancel`))); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitText(ctx, "Cancelled"); err != nil {
+			t.Fatalf("cancel: %v", err)
+		}
+		screenshot(t, ctx, "interstitial-cancelled")
+		if st, _ := phone.Decide(context.Background(), ch, device.Approve, 0); st != http.StatusConflict {
+			t.Fatalf("approval after cancel: %d, want 409", st)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("bank executed %d operations after cancel", n)
+		}
+	})
+
+	t.Run("another browser with the challenge id gets nothing", func(t *testing.T) {
+		e.resetOps(t)
+		ctx := newChrome(t)
+		if err := submitLogin(ctx, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		ch := waitChallenge(t, phone)
+		shown, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
+		number, _ := strconv.Atoi(strings.TrimSpace(shown))
+		if st, _ := phone.Decide(context.Background(), ch, device.Approve, number); st != http.StatusOK {
+			t.Fatalf("approve: %d", st)
+		}
+		// A second browser (no cookie, or a forged one) tries to take the replay.
+		for _, cookie := range []string{"", "onepush_wait=" + ch.ID + ".forged-token"} {
+			req, _ := http.NewRequest(http.MethodPost, g.URL+"/onepush/wait/"+ch.ID+"/continue", nil)
+			if cookie != "" {
+				req.Header.Set("Cookie", cookie)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("continue from another browser (cookie %q): %d, want 404", cookie, resp.StatusCode)
+			}
+		}
+		// The right browser still gets its dashboard.
+		if err := waitText(ctx, "Welcome"); err != nil {
+			t.Fatalf("the waiting browser did not continue: %v", err)
+		}
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
+			t.Fatalf("bank logins = %d, want exactly one", len(logins))
+		}
+	})
+}
+
