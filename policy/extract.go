@@ -35,11 +35,12 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 	x := &Extraction{}
 	var vals *formValues
 	if r.needsBody {
-		if err := r.checkQuery(req); err != nil {
-			return nil, err
-		}
 		var err error
-		vals, err = r.parseBody(req, body)
+		if r.queryFields {
+			vals, err = r.parseQueryAndBody(req, body)
+		} else if err = r.checkQuery(req); err == nil {
+			vals, err = r.parseBody(req, body, nil)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +172,26 @@ func (r *Rule) checkQuery(req *http.Request) error {
 	return nil
 }
 
-func (r *Rule) parseBody(req *http.Request, body []byte) (*formValues, error) {
+// parseQueryAndBody reads watched fields from the URL query and the body into one set,
+// for banks that read both (app.fields_in_query): a field in both places is repeated,
+// hence refused. A request without body and without Content-Type is read from the query
+// alone.
+func (r *Rule) parseQueryAndBody(req *http.Request, body []byte) (*formValues, error) {
+	vals := newFormValues(r.watched)
+	if req.URL != nil && req.URL.RawQuery != "" {
+		// The query is parsed like a form body, semicolons included (refused).
+		if err := parseURLEncoded([]byte(req.URL.RawQuery), vals); err != nil {
+			return nil, fmt.Errorf("URL query: %w", err)
+		}
+	}
+	if len(body) == 0 && len(req.Header.Values("Content-Type")) == 0 {
+		return vals, nil
+	}
+	return r.parseBody(req, body, vals)
+}
+
+// parseBody parses body into vals (a new set when nil).
+func (r *Rule) parseBody(req *http.Request, body []byte, vals *formValues) (*formValues, error) {
 	cts := req.Header.Values("Content-Type")
 	if len(cts) != 1 {
 		if len(cts) == 0 {
@@ -186,7 +206,9 @@ func (r *Rule) parseBody(req *http.Request, body []byte) (*formValues, error) {
 	if !contains(r.contentTypes, mt) {
 		return nil, fmt.Errorf("%w: unsupported content type %q", ErrBadRequest, mt)
 	}
-	vals := newFormValues(r.watched)
+	if vals == nil {
+		vals = newFormValues(r.watched)
+	}
 	switch mt {
 	case "application/x-www-form-urlencoded":
 		err = parseURLEncoded(body, vals)

@@ -309,7 +309,8 @@ func formatSize(n int64) string {
 }
 
 func (d *decoder) policy(root ast.Node) *Policy {
-	top, line, ok := d.mapping(root, "", "version", "session", "paths", "defaults", "rules")
+	top, line, ok := d.mapping(root, "", "version", "session", "paths", "app", "protected", "defaults", "rules",
+		"step_up_required", "deregistration_grace")
 	if !ok {
 		return nil
 	}
@@ -356,6 +357,24 @@ func (d *decoder) policy(root ast.Node) *Policy {
 		}
 	}
 
+	if e, ok := top["app"]; ok {
+		m, _, _ := d.mapping(e.value, "app", "fields_in_query")
+		if c, ok := m["fields_in_query"]; ok {
+			p.App.FieldsInQuery, _ = d.boolean(c, "app.fields_in_query")
+		}
+	}
+
+	if e, ok := top["protected"]; ok {
+		p.Protected = d.protected(e, p.Paths.CaseInsensitive)
+	}
+
+	if e, ok := top["step_up_required"]; ok {
+		p.StepUp = d.stepUpRequired(e)
+	}
+	if e, ok := top["deregistration_grace"]; ok {
+		p.DeregistrationGrace = d.deregistrationGrace(e)
+	}
+
 	def := ruleDefaults{timeout: DefaultTimeout, bodyLimit: DefaultBodyLimit, mode: ModeHold}
 	if e, ok := top["defaults"]; ok {
 		m, _, _ := d.mapping(e.value, "defaults", "timeout", "body_limit", "mode")
@@ -396,6 +415,7 @@ func (d *decoder) policy(root ast.Node) *Policy {
 	}
 	for _, r := range p.Rules {
 		r.cookie = p.Session.Cookie
+		r.queryFields = p.App.FieldsInQuery
 		for _, m := range r.methods {
 			if !contains(p.methods, m) {
 				p.methods = append(p.methods, m)
@@ -403,6 +423,54 @@ func (d *decoder) policy(root ast.Node) *Policy {
 		}
 	}
 	return p
+}
+
+// protected reads `protected: {prefix: /, except: [/search]}`.
+func (d *decoder) protected(e entry, ci bool) *Protected {
+	m, line, ok := d.mapping(e.value, "protected", "prefix", "except")
+	if !ok || m == nil {
+		return nil
+	}
+	pe, ok := m["prefix"]
+	if !ok {
+		d.errorf(line, "protected.prefix", "required (e.g. prefix: /)")
+		return nil
+	}
+	s, ok := d.str(pe, "protected.prefix")
+	if !ok {
+		return nil
+	}
+	if !strings.HasPrefix(s, "/") {
+		d.errorf(pe.line, "protected.prefix", "must start with /")
+		return nil
+	}
+	norm, err := NormalizePath(s, ci)
+	if err != nil {
+		d.errorf(pe.line, "protected.prefix", "%v", err)
+		return nil
+	}
+	pr := &Protected{Prefix: norm}
+	if xe, ok := m["except"]; ok {
+		list, _ := d.strList(xe, "protected.except")
+		for i, x := range list {
+			f := fmt.Sprintf("protected.except[%d]", i)
+			if !strings.HasPrefix(x, "/") {
+				d.errorf(xe.line, f, "must start with /")
+				continue
+			}
+			nx, err := NormalizePath(x, ci)
+			if err != nil {
+				d.errorf(xe.line, f, "%v", err)
+				continue
+			}
+			if !underPrefix(nx, norm) {
+				d.errorf(xe.line, f, "%q is not under the protected prefix %q", x, norm)
+				continue
+			}
+			pr.Except = append(pr.Except, nx)
+		}
+	}
+	return pr
 }
 
 type ruleDefaults struct {

@@ -64,6 +64,18 @@ type Policy struct {
 	Session SessionConfig
 	// Paths holds options for comparing request paths with rule paths.
 	Paths PathOptions
+	// App declares quirks of the bank application that change how a request is read.
+	App AppQuirks
+	// Protected, when set, refuses requests under a path prefix that carry a body (or use a
+	// method other than GET, HEAD, OPTIONS, TRACE) but match no rule: the variants of a
+	// protected operation that nobody wrote a rule for. Nil: no such refusal.
+	Protected *Protected
+	// StepUp marks the users (approval authority) who are refused, and told to enrol
+	// again, once the grace period after deregistration or suspension has ended. Nil: none.
+	StepUp *StepUpRequired
+	// DeregistrationGrace is how long a deregistered or uninstalled user may still log in
+	// with the password only; 0: not set here (the gateway's uninstall_grace applies).
+	DeregistrationGrace time.Duration
 	// Rules are tried in file order; the first that matches wins.
 	Rules []*Rule
 
@@ -85,6 +97,26 @@ type PathOptions struct {
 	// CaseInsensitive makes /LOGIN match a /login rule, for IIS and other Windows servers
 	// that serve both; otherwise a case variant would reach the bank unchallenged.
 	CaseInsensitive bool
+}
+
+// AppQuirks are the bank application's ways of reading requests that the gateway must
+// mirror, or a request the gateway reads one way could be executed another way.
+type AppQuirks struct {
+	// FieldsInQuery says the bank also reads form fields from the URL query (PHP
+	// $_REQUEST, ASP.NET Request["x"], servlet getParameter): rule fields are then taken
+	// from the query as well as the body, and a field present in both is refused as
+	// ambiguous. Without it a rule field in the query is always refused.
+	FieldsInQuery bool
+}
+
+// Protected is a path prefix whose unknown variants are refused with 403.
+type Protected struct {
+	// Prefix is the normalised path prefix ("/" protects everything); it matches the
+	// prefix itself and everything below it.
+	Prefix string
+	// Except lists normalised exact paths under Prefix that may carry bodies without a
+	// rule (a search form, a feedback post).
+	Except []string
 }
 
 // Rule is one compiled rule of a policy file.
@@ -133,6 +165,7 @@ type Rule struct {
 	display     []displayTmpl
 	needsBody   bool
 	cookie      string // Policy.Session.Cookie, copied so Extract needs no back pointer
+	queryFields bool   // Policy.App.FieldsInQuery, copied likewise
 }
 
 type displayTmpl struct {
@@ -153,6 +186,16 @@ type pathMatcher struct {
 // forward nothing. Compare by pointer (rule == policy.Unnormalizable) or by Kind.
 // It is returned only when the method and host could belong to some rule.
 var Unnormalizable = &Rule{Name: "unnormalizable-path", Kind: KindRefuse}
+
+// AmbiguousMethod is what Match returns for a request carrying method-override values
+// (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, _method in the query) that
+// disagree with each other: the bank could act on either, so the gateway answers 400.
+var AmbiguousMethod = &Rule{Name: "ambiguous-method-override", Kind: KindRefuse}
+
+// Unprotected is what Match returns for a request under the policy's protected prefix
+// that carries a body but matches no rule (see Protected): the gateway answers 403 and
+// forwards nothing.
+var Unprotected = &Rule{Name: "protected-unknown-variant", Kind: KindRefuse}
 
 // Field is one line the phone shows, in policy order, so the user sees what the bank will
 // execute (amount, payee) before approving.
