@@ -1,0 +1,12 @@
+package storetest_test
+
+import (
+	"testing"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/storetest"
+)
+
+func TestMemoryStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) pushauth.Store { return pushauth.NewMemoryStore(nil) })
+}
