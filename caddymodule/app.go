@@ -42,9 +42,33 @@ type App struct {
 	// (denials, fraud reports, wrong codes). Default 5.
 	MaxFailures int `json:"max_failures,omitempty"`
 
+	// MaxHeldPerUser bounds the requests held at once for one user; more get
+	// 429. Default 4.
+	MaxHeldPerUser int `json:"max_held_per_user,omitempty"`
+
+	// MaxHeldPerIP bounds the requests held at once from one client IP (as
+	// Caddy's trusted_proxies determine it); more get 429. Default 256.
+	MaxHeldPerIP int `json:"max_held_per_ip,omitempty"`
+
+	// BodyReadTimeout bounds how long a request that matches a rule may take
+	// to send its body before it is refused (slowloris). Default 10s.
+	BodyReadTimeout caddy.Duration `json:"body_read_timeout,omitempty"`
+
 	// UninstallGrace is how long users of an uninstalled credential may
 	// still log in with their password only. Default 0 (none).
 	UninstallGrace caddy.Duration `json:"uninstall_grace,omitempty"`
+
+	// PushRate is how many pushes (challenges and resends) one user may get
+	// per minute; more are refused, against push bombing. Default 5.
+	PushRate int `json:"push_rate,omitempty"`
+
+	// AuditRetention is how long audit events are kept (in memory until
+	// the Redis audit stream exists). Default 720h (30 days).
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+
+	// AuditMaxEvents bounds the audit events kept; the oldest go first.
+	// Default 100000.
+	AuditMaxEvents int `json:"audit_max_events,omitempty"`
 
 	engine *pushauth.Engine
 	key    string
@@ -52,8 +76,13 @@ type App struct {
 
 // StoreConfig chooses the store.
 type StoreConfig struct {
-	// Type is "memory" (default).
+	// Type is "memory" (default: one instance) or "redis" (several
+	// instances sharing one Redis: single, Sentinel or Cluster).
 	Type string `json:"type,omitempty"`
+
+	// Redis configures the Redis store (Type "redis"). Default: a single
+	// Redis at 127.0.0.1:6379.
+	Redis *RedisConfig `json:"redis,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -100,19 +129,27 @@ func (a *App) Provision(ctx caddy.Context) error {
 		pushers["webhook"] = wp
 	}
 	logger := ctx.Slogger()
+	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("onepush: registering metrics: %w", err)
+	}
 	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
 		store, err := a.newStore()
 		if err != nil {
 			return nil, err
 		}
 		e, err := pushauth.NewEngine(pushauth.Config{
-			Store:       store,
-			Pushers:     pushers,
-			Logger:      logger,
-			MaxHeld:     a.MaxHeld,
-			PushWorkers: a.PushWorkers,
-			PushQueue:   a.PushQueue,
-			MaxFailures: a.MaxFailures,
+			Store:          store,
+			Pushers:        pushers,
+			Logger:         logger,
+			MaxHeld:        a.MaxHeld,
+			PushWorkers:    a.PushWorkers,
+			PushQueue:      a.PushQueue,
+			MaxFailures:    a.MaxFailures,
+			MaxHeldPerUser: a.MaxHeldPerUser,
+			MaxHeldPerIP:   a.MaxHeldPerIP,
+			Audit:          pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil),
+			Metrics:        metrics,
+			PushRate:       a.PushRate,
 		})
 		if err != nil {
 			_ = store.Close()
@@ -132,15 +169,25 @@ func (a *App) newStore() (pushauth.Store, error) {
 	switch a.Store.Type {
 	case "memory":
 		return pushauth.NewMemoryStore(nil), nil
+	case "redis":
+		return a.Store.Redis.open(caddy.NewReplacer())
 	default:
-		return nil, fmt.Errorf("store type %q: must be memory", a.Store.Type)
+		return nil, fmt.Errorf("store type %q: must be memory or redis", a.Store.Type)
 	}
 }
 
 // Validate checks the config.
 func (a *App) Validate() error {
+	if a.AuditRetention < 0 || a.AuditMaxEvents < 0 || a.UninstallGrace < 0 || a.PushRate < 0 {
+		return fmt.Errorf("onepush: audit_retention %s, audit_max_events %d, uninstall_grace %s and push_rate %d must not be negative",
+			time.Duration(a.AuditRetention), a.AuditMaxEvents, time.Duration(a.UninstallGrace), a.PushRate)
+	}
 	if a.MaxHeld < 0 || a.PushWorkers < 0 || a.PushQueue < 0 || a.MaxFailures < 0 {
 		return fmt.Errorf("onepush: max_held, push_workers, push_queue and max_failures must not be negative")
+	}
+	if a.MaxHeldPerUser < 0 || a.MaxHeldPerIP < 0 || a.BodyReadTimeout < 0 {
+		return fmt.Errorf("onepush: max_held_per_user %d, max_held_per_ip %d and body_read_timeout %s must not be negative",
+			a.MaxHeldPerUser, a.MaxHeldPerIP, time.Duration(a.BodyReadTimeout))
 	}
 	return nil
 }
@@ -164,6 +211,8 @@ func (a *App) Cleanup() error {
 func (a *App) Engine() *pushauth.Engine { return a.engine }
 
 func (a *App) uninstallGrace() time.Duration { return time.Duration(a.UninstallGrace) }
+
+func (a *App) bodyReadTimeout() time.Duration { return time.Duration(a.BodyReadTimeout) }
 
 // Interface guards
 var (

@@ -18,6 +18,11 @@ func init() {
 	// (handle blocks, reverse_proxy); rewrites run first so the policy sees
 	// the path the bank will see. Both go right before handle, the device
 	// API first (each insertion lands immediately before handle).
+	// The admin API goes first, right before the device API (registered
+	// first, so the later insertions land after it), and no rule of the
+	// gate ever sees an admin call.
+	httpcaddyfile.RegisterHandlerDirective("onepush_admin", parseAdmin)
+	httpcaddyfile.RegisterDirectiveOrder("onepush_admin", httpcaddyfile.Before, "handle")
 	httpcaddyfile.RegisterDirectiveOrder("onepush_device", httpcaddyfile.Before, "handle")
 	httpcaddyfile.RegisterDirectiveOrder("onepush", httpcaddyfile.Before, "handle")
 }
@@ -26,12 +31,29 @@ func init() {
 //
 //	onepush {
 //	    store memory
+//	    store redis {
+//	        addresses <host:port...>
+//	        master_name <name>
+//	        cluster
+//	        username <user>
+//	        password {env.REDIS_PASSWORD}
+//	        db <n>
+//	        tls
+//	        tls_server_name <name>
+//	        prefix <prefix>
+//	    }
 //	    webhook_allow <prefix...>
 //	    max_held <n>
 //	    push_workers <n>
 //	    push_queue <n>
 //	    max_failures <n>
+//	    max_held_per_user <n>
+//	    max_held_per_ip <n>
+//	    body_read_timeout <duration>
 //	    uninstall_grace <duration>
+//	    push_rate <n>
+//	    audit_retention <duration>
+//	    audit_max_events <n>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -57,13 +79,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+			if a.Store.Type == "redis" {
+				rc, err := parseRedisBlock(d)
+				if err != nil {
+					return err
+				}
+				a.Store.Redis = rc
+			}
 		case "webhook_allow":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
 			a.WebhookAllow = append(a.WebhookAllow, args...)
-		case "max_held", "push_workers", "push_queue", "max_failures":
+		case "max_held", "push_workers", "push_queue", "max_failures", "max_held_per_user", "max_held_per_ip":
 			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -81,6 +110,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.PushQueue = n
 			case "max_failures":
 				a.MaxFailures = n
+			case "max_held_per_user":
+				a.MaxHeldPerUser = n
+			case "max_held_per_ip":
+				a.MaxHeldPerIP = n
 			}
 		case "uninstall_grace":
 			if !d.NextArg() {
@@ -91,6 +124,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("uninstall_grace: %v", err)
 			}
 			a.UninstallGrace = caddy.Duration(dur)
+		case "audit_retention":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("audit_retention: %q is not a positive duration", d.Val())
+			}
+			a.AuditRetention = caddy.Duration(dur)
+		case "push_rate":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("push_rate: %q is not a positive integer", d.Val())
+			}
+			a.PushRate = n
+		case "audit_max_events":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("audit_max_events: %q is not a positive integer", d.Val())
+			}
+			a.AuditMaxEvents = n
+		case "body_read_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("body_read_timeout: %q is not a positive duration", d.Val())
+			}
+			a.BodyReadTimeout = caddy.Duration(dur)
 		default:
 			return d.Errf("unknown onepush option %q", d.Val())
 		}
@@ -171,9 +240,49 @@ func (dh *DeviceHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+func parseAdmin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(AdminHandler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile parses:
+//
+//	onepush_admin [<base path>] {
+//	    token <token>        # e.g. {env.ONEPUSH_ADMIN_TOKEN}
+//	}
+func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		ah.Base = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "token":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			ah.Token = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unknown onepush_admin subdirective %q", d.Val())
+		}
+	}
+	if ah.Token == "" {
+		return d.Err("onepush_admin: token is required")
+	}
+	return nil
+}
+
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 	_ caddyfile.Unmarshaler = (*DeviceHandler)(nil)
+	_ caddyfile.Unmarshaler = (*AdminHandler)(nil)
 )

@@ -66,6 +66,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("onepush: loading the onepush app: %w", err)
 	}
 	app := appVal.(*App)
+	// The policy's deregistration_grace, when set, wins over uninstall_grace.
+	app.Engine().SetDeregistrationGrace(pol.DeregistrationGrace)
 	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
@@ -78,13 +80,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		enroll = ""
 	}
 	h.gate = &pushauth.Gate{
-		Engine:     app.Engine(),
-		Policy:     pol,
-		Pages:      pages,
-		Log:        ctx.Slogger(),
-		ClientIP:   clientIP,
-		EnrollPath: enroll,
-		WaitPath:   h.WaitPath,
+		Engine:          app.Engine(),
+		Policy:          pol,
+		Pages:           pages,
+		Log:             ctx.Slogger(),
+		ClientIP:        clientIP,
+		EnrollPath:      enroll,
+		BodyReadTimeout: app.bodyReadTimeout(),
+		WaitPath:        h.WaitPath,
 	}
 	if h.gate.WaitPath == "" {
 		h.gate.WaitPath = "/onepush/wait/"

@@ -40,21 +40,13 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		return nil
 	}
 	if !user.Enrolled() {
-		now := g.Engine.now()
-		switch {
-		case user.State == UserLocked:
-		case (user.State == UserSuspended || user.State == UserDeregistered) && now.Before(user.Until):
-			return pass()
-		case rule.NotEnrolled == policy.ActionAllow:
+		// The user's state decides (see Engine.Access); refusals drop the
+		// bank's session, and users who can enrol get the enrolment form.
+		a := g.Engine.Access(user, rule, g.Policy.RequiresStepUp(user.Key))
+		if a == AccessPassword {
 			return pass()
 		}
-		g.bankLogout(r, next, rule, rec.header)
-		page := PageNotEnrolled
-		if user.State == UserLocked {
-			page = PageLocked
-		}
-		g.Pages.Render(w, r, http.StatusForbidden, page, "", "")
-		return nil
+		return g.refuseAccepted(w, r, next, rule, user, a, rec.header)
 	}
 	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
 		UserKey: user.Key, Rule: rule.Name, Kind: string(rule.Kind), Display: fieldsOf(ex.Display),

@@ -85,58 +85,104 @@ func (e *Engine) UpdatePushToken(ctx context.Context, cred *Credential, platform
 	return e.store.PutCredential(ctx, cred)
 }
 
-// Uninstall invalidates a credential: it is deleted and every user bound
-// to it becomes deregistered, with grace until graceUntil.
+// Uninstall invalidates a credential: it is deleted (its pending
+// challenges can no longer be approved and expire), and every user bound
+// to it becomes
+// deregistered with grace until graceUntil, or for the policy's
+// deregistration_grace when one is set (the policy wins).
 func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil time.Time) error {
+	if d := e.DeregistrationGrace(0); d > 0 {
+		graceUntil = e.now().Add(d)
+	}
 	users, err := e.store.UsersOfCredential(ctx, cred.ID)
 	if err != nil {
+		e.storeError("users_of_credential", err)
 		return err
 	}
 	for _, key := range users {
-		u, err := e.store.GetUser(ctx, key)
-		if err != nil {
+		u, err := e.updateUser(ctx, key, func(u *User, exists bool) error {
+			if !exists || u.CredentialID != cred.ID {
+				return ErrNotFound
+			}
+			u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, graceUntil, 0
+			return nil
+		})
+		if errors.Is(err, ErrNotFound) {
 			continue
 		}
-		u.CredentialID, u.State, u.Until, u.UpdatedAt = "", UserDeregistered, graceUntil, e.now()
-		if err := e.store.PutUser(ctx, u); err != nil {
+		if err != nil {
 			return err
 		}
+		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone",
+			Detail: "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)})
 	}
 	e.log.Info("credential uninstalled", "credential", cred.ID, "users", len(users))
-	return e.store.DeleteCredential(ctx, cred.ID)
+	if err := e.store.DeleteCredential(ctx, cred.ID); err != nil {
+		e.storeError("delete_credential", err)
+		return err
+	}
+	return nil
 }
 
 // Enroll binds credID to userKey after checking the credential's current
 // security code (RFC 6238, ±1 step, each code accepted once). A user keeps
-// one credential; a credential may serve several users.
+// one credential; a credential may serve several users. A locked user
+// cannot enrol; a wrong code counts toward the lock. Errors:
+// ErrUnknownCredential, ErrLocked, ErrAlreadyBound, ErrBadCode.
 func (e *Engine) Enroll(ctx context.Context, userKey, credID, code string) error {
-	credID = strings.ToUpper(strings.TrimSpace(credID))
+	_, err := e.enroll(ctx, userKey, credID, code)
+	return err
+}
+
+// enroll is Enroll returning the bound credential.
+func (e *Engine) enroll(ctx context.Context, userKey, credID, code string) (*Credential, error) {
+	credID = normalCredID(credID)
+	fail := func(err error, outcome string) (*Credential, error) {
+		e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: credID, Outcome: outcome, Actor: "browser"})
+		return nil, err
+	}
+	if credID == "" || len(credID) > 64 {
+		return fail(ErrUnknownCredential, "unknown_credential")
+	}
 	cred, err := e.store.GetCredential(ctx, credID)
 	if errors.Is(err, ErrNotFound) {
-		return ErrUnknownCredential
+		return fail(ErrUnknownCredential, "unknown_credential")
 	}
 	if err != nil {
-		return err
+		e.storeError("get_credential", err)
+		return nil, err
 	}
 	u, err := e.store.GetUser(ctx, userKey)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+		e.storeError("get_user", err)
+		return nil, err
 	}
-	if u != nil && u.CredentialID != "" && u.State != UserDeregistered {
-		return ErrAlreadyBound
+	if u != nil {
+		if err := bindable(u); err != nil {
+			return fail(err, map[bool]string{true: "locked", false: "already_bound"}[errors.Is(err, ErrLocked)])
+		}
 	}
 	if !e.CheckCode(ctx, cred, code) {
-		return ErrBadCode
+		e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: credID, Outcome: "bad_code", Actor: "browser"})
+		e.recordFailure(ctx, userKey, "wrong security code at enrolment", nil)
+		return nil, ErrBadCode
 	}
-	if u == nil {
-		u = &User{Key: userKey}
+	_, err = e.updateUser(ctx, userKey, func(u *User, _ bool) error {
+		if err := bindable(u); err != nil { // re-checked under the user's lock
+			return err
+		}
+		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
+		return nil
+	})
+	if errors.Is(err, ErrLocked) || errors.Is(err, ErrAlreadyBound) {
+		return fail(err, "already_bound")
 	}
-	u.CredentialID, u.State, u.Failures, u.Until, u.UpdatedAt = cred.ID, UserActive, 0, time.Time{}, e.now()
-	if err := e.store.PutUser(ctx, u); err != nil {
-		return err
+	if err != nil {
+		return nil, err
 	}
 	e.log.Info("user enrolled", "user", userKey, "credential", cred.ID)
-	return nil
+	e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: cred.ID, Outcome: "bound", Actor: "browser"})
+	return cred, nil
 }
 
 // CheckCode validates a 6-digit security code of cred and uses it up.

@@ -85,32 +85,21 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 	return res, nil
 }
 
-// afterDecision keeps the user's consecutive-failure count: an approval
-// resets it; a denial adds one; a fraud report or reaching MaxFailures
-// locks the user.
+// afterDecision records a decided challenge (audit, metrics) and keeps the
+// user's consecutive-failure count: an approval resets it; a denial or a
+// wrong number adds one, and MaxFailures in a row lock the user until the
+// bank unlocks; a fraud report locks at once.
 func (e *Engine) afterDecision(ctx context.Context, c *Challenge) {
-	u, err := e.store.GetUser(ctx, c.UserKey)
-	if err != nil {
-		return
-	}
-	switch {
-	case c.Status == StatusApproved:
-		if u.Failures == 0 {
-			return
+	e.challengeClosed(ctx, c, "phone")
+	switch c.Status {
+	case StatusApproved:
+		e.recordSuccess(ctx, c.UserKey)
+	case StatusDenied:
+		why := "denial"
+		if c.Fraud {
+			why = "fraud report"
 		}
-		u.Failures = 0
-	case c.Status == StatusDenied:
-		u.Failures++
-		if c.Fraud || u.Failures >= e.cfg.MaxFailures {
-			u.State = UserLocked
-			e.log.Warn("user locked", "user", u.Key, "failures", u.Failures, "fraud", c.Fraud)
-		}
-	default:
-		return
-	}
-	u.UpdatedAt = e.now()
-	if err := e.store.PutUser(ctx, u); err != nil {
-		e.log.Warn("updating failure count", "user", u.Key, "error", err)
+		e.recordFailure(ctx, c.UserKey, why, c)
 	}
 }
 
@@ -131,15 +120,5 @@ func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) 
 // countFailure adds a wrong security code to the user's failures and
 // reports whether the user is now locked.
 func (e *Engine) countFailure(ctx context.Context, userKey string) bool {
-	u, err := e.store.GetUser(ctx, userKey)
-	if err != nil {
-		return false
-	}
-	u.Failures++
-	if u.Failures >= e.cfg.MaxFailures && u.CredentialID != "" {
-		u.State = UserLocked
-	}
-	u.UpdatedAt = e.now()
-	_ = e.store.PutUser(ctx, u)
-	return u.State == UserLocked
+	return e.recordFailure(ctx, userKey, "wrong security code", nil)
 }

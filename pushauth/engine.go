@@ -24,10 +24,17 @@ type Config struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	// Backstop is how often a held request re-reads its challenge in case a
-	// notification was lost. Default 1s.
+	// notification was lost. Default 1s; none by default when the store
+	// cannot lose a notification (it has ReliableWatch() true, as
+	// MemoryStore), since 15,000 held requests re-reading every second cost
+	// a third of a CPU for nothing.
 	Backstop time.Duration
 	// MaxHeld bounds the requests held at once by this engine. Default 50000.
 	MaxHeld int
+	// MaxHeldPerUser and MaxHeldPerIP bound the requests held at once for one user
+	// and from one client IP (see AcquireHold). Defaults 4 and 256.
+	MaxHeldPerUser int
+	MaxHeldPerIP   int
 	// PushWorkers and PushQueue bound outbound push sends. Defaults 16, 4096.
 	PushWorkers int
 	PushQueue   int
@@ -43,6 +50,11 @@ type Config struct {
 	// Retain keeps decided challenges readable (status, audit) this long
 	// after expiry. Default 10m.
 	Retain time.Duration
+	// Audit keeps the audit trail. Default: NewMemoryAuditLog(30 days,
+	// 100000 events).
+	Audit AuditLog
+	// Metrics receives measurements. Default: NopMetrics.
+	Metrics Metrics
 }
 
 // Engine creates challenges, holds waiters until their challenge is
@@ -58,6 +70,8 @@ type Engine struct {
 	dispatch  *dispatcher
 	stopWatch func()
 	regLimit  *ipLimiter
+	limits    *heldLimits
+	grace     atomic.Int64 // policy deregistration_grace, see SetDeregistrationGrace
 }
 
 // Errors the gate turns into pages.
@@ -83,6 +97,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.Backstop <= 0 {
 		cfg.Backstop = time.Second
+		if r, ok := cfg.Store.(interface{ ReliableWatch() bool }); ok && r.ReliableWatch() {
+			cfg.Backstop = 0 // every resolution reaches the waiters
+		}
 	}
 	if cfg.MaxHeld <= 0 {
 		cfg.MaxHeld = 50000
@@ -99,11 +116,23 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = 5
 	}
+	if cfg.MaxHeldPerUser <= 0 {
+		cfg.MaxHeldPerUser = DefaultMaxHeldPerUser
+	}
+	if cfg.MaxHeldPerIP <= 0 {
+		cfg.MaxHeldPerIP = DefaultMaxHeldPerIP
+	}
 	if cfg.PushRate <= 0 {
 		cfg.PushRate = 5
 	}
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10 * time.Minute
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = NewMemoryAuditLog(0, 0, cfg.Now)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
 	}
 	e := &Engine{
 		store:    cfg.Store,
@@ -112,6 +141,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		waiters:  newWaiters(cfg.MaxHeld),
 		regLimit: newIPLimiter(10000),
+		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
 	}
 	e.SetPushers(cfg.Pushers)
 	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
@@ -129,7 +159,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 func (e *Engine) SetPushers(m map[string]Pusher) {
 	cp := make(map[string]Pusher, len(m))
 	for k, v := range m {
-		cp[k] = v
+		if v != nil {
+			cp[k] = &measuredPusher{e: e, platform: k, next: v}
+		}
 	}
 	e.pushers.Store(&cp)
 }
@@ -197,6 +229,8 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 	if err != nil {
 		return nil, err
 	}
+	e.cfg.Metrics.Held(1)
+	defer e.cfg.Metrics.Held(-1)
 	if started != nil {
 		started(c)
 	}
@@ -278,13 +312,23 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 
 	superseded, err := e.store.CreateChallenge(ctx, c, c.ExpiresAt.Add(e.cfg.Retain))
 	if err != nil {
+		e.storeError("create_challenge", err)
 		return nil, fmt.Errorf("pushauth: storing challenge: %w", err)
 	}
 	if superseded != "" {
 		e.log.Info("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
+		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
+		e.audit(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
+			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
 	}
 	e.log.Info("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
+	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
+	e.audit(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
+		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind})
 	if err := e.dispatch.enqueue(cred, c); err != nil {
+		if errors.Is(err, ErrPushQueueFull) {
+			e.cfg.Metrics.PushResult(cred.Platform, "queue_full")
+		}
 		// Nobody can be told about this challenge in time: close it rather
 		// than hold the request to its timeout.
 		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusCancelled, false, e.now())
@@ -299,12 +343,16 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone bool) (*Challenge, error) {
 	timer := time.NewTimer(c.ExpiresAt.Sub(e.now()))
 	defer timer.Stop()
-	backstop := time.NewTicker(e.cfg.Backstop)
-	defer backstop.Stop()
+	var backstopC <-chan time.Time // nil (never) when the store's watch is reliable
+	if e.cfg.Backstop > 0 {
+		backstop := time.NewTicker(e.cfg.Backstop)
+		defer backstop.Stop()
+		backstopC = backstop.C
+	}
 	for {
 		select {
 		case <-w.ch:
-		case <-backstop.C:
+		case <-backstopC:
 		case <-timer.C:
 			return e.finish(ctx, c.ID, StatusExpired)
 		case <-ctx.Done():
@@ -334,9 +382,11 @@ func (e *Engine) finish(ctx context.Context, id string, to Status) (*Challenge, 
 		return cur, nil
 	}
 	if err != nil {
+		e.storeError("resolve", err)
 		return nil, fmt.Errorf("pushauth: closing challenge %s as %s: %w", id, to, err)
 	}
 	e.log.Info("challenge "+string(to), "challenge", id, "user", cur.UserKey, "rule", cur.Rule)
+	e.challengeClosed(ctx, cur, "gateway")
 	return cur, nil
 }
 

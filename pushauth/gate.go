@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net"
@@ -57,9 +55,15 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if rule == nil {
 		return next(w, r)
 	}
-	if rule == policy.Unnormalizable {
-		g.Log.Info("request refused: path cannot be normalised", "path", truncate(r.URL.EscapedPath(), 200))
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+	if rule.Kind == policy.KindRefuse {
+		// Unnormalizable path, disagreeing method overrides (400), or a body under the
+		// protected prefix that no rule covers (403): never forwarded.
+		status := http.StatusBadRequest
+		if rule == policy.Unprotected {
+			status = http.StatusForbidden
+		}
+		g.Log.Info("request refused: "+rule.Name, "method", truncate(r.Method, 20), "path", truncate(r.URL.EscapedPath(), 200), "client_ip", g.clientIP(r))
+		g.Pages.Render(w, r, status, PageBadRequest, "", "")
 		return nil
 	}
 	body, status := g.readBody(w, r, rule.BodyLimit)
@@ -126,22 +130,26 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.startInterstitial(w, r, rule, user, ex, body)
 	}
 
+	ip := g.clientIP(r)
+	release, err := g.Engine.AcquireHold(user.Key, ip)
+	if err != nil {
+		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
+		w.Header().Set("Retry-After", "30")
+		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		return nil
+	}
+	defer release()
 	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
 		UserKey:   user.Key,
 		Rule:      rule.Name,
 		Kind:      string(rule.Kind),
 		Display:   fieldsOf(ex.Display),
-		ClientIP:  g.clientIP(r),
+		ClientIP:  ip,
 		UserAgent: r.UserAgent(),
 		Timeout:   rule.Timeout,
 	}, nil)
-	switch {
-	case errors.Is(err, ErrTooManyHeld) || errors.Is(err, ErrPushQueueFull):
-		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
-		return nil
-	case err != nil:
-		return g.unavailable(w, r, rule, err)
+	if err != nil {
+		return g.startFailed(w, r, rule, user, err)
 	}
 	switch c.Status {
 	case StatusApproved:
@@ -162,26 +170,26 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 }
 
 func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
-	now := g.Engine.now()
+	a := g.Engine.Access(u, rule, g.Policy.RequiresStepUp(u.Key))
 	switch {
-	case u.State == UserLocked:
-		g.Log.Info("request refused: user locked", "rule", rule.Name, "user", u.Key)
-		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
-		return nil
-	case (u.State == UserSuspended || u.State == UserDeregistered) && now.Before(u.Until):
-		// Within the bank's grace period the password alone still works.
-		g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
+	case a == AccessPassword:
+		if u.State == UserSuspended || u.State == UserDeregistered {
+			// Within the bank's grace period the password alone still works.
+			g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
+			g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
+				Outcome: "password_only", Actor: "gateway", Detail: string(u.State) + " within grace"})
+		}
 		return g.forward(w, r, next, body, rule, u.Key, nil)
-	case rule.NotEnrolled == policy.ActionAllow:
-		return g.forward(w, r, next, body, rule, u.Key, nil)
+	case rule.Kind == policy.KindLogin:
+		return g.refuseLogin(w, r, next, rule, u, a, body)
 	}
-	g.Log.Info("request refused: not enrolled", "rule", rule.Name, "user", u.Key)
-	g.Pages.Render(w, r, http.StatusForbidden, PageNotEnrolled, "", "")
+	g.refuse(w, r, rule, u, a, "")
 	return nil
 }
 
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, rule *policy.Rule, err error) error {
 	g.Log.Error("request refused: store unavailable", "rule", rule.Name, "error", err)
+	g.Engine.storeError("gate", err)
 	g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 	return nil
 }
@@ -306,19 +314,28 @@ func fieldsOf(in []policy.Field) []Field {
 }
 
 // serveEnroll binds a credential to the user of the current learned
-// session: the PC side of enrolment.
+// session (or of the enrolment ticket a refused login got): the PC side of
+// enrolment. After binding, a test push goes to the phone.
 func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
-	lang := Lang(r)
-	form := template.HTML(fmt.Sprintf(`<form method="post" action="%s"><label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required><label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required><button type="submit">%s</button></form>`,
-		template.HTMLEscapeString(g.EnrollPath), uiLabels[lang]["cred"], uiLabels[lang]["code"], uiLabels[lang]["submit"]))
-	userKey := ""
-	if ck, err := r.Cookie(g.Policy.Session.Cookie); err == nil && ck.Value != "" {
+	form := g.enrollForm(r)
+	userKey, ticket := "", ""
+	if ck, err := r.Cookie(g.Policy.Session.Cookie); g.Policy.Session.Cookie != "" && err == nil && ck.Value != "" {
 		k, err := g.Engine.store.GetSession(r.Context(), SessionHash(ck.Value))
 		if err != nil && !errors.Is(err, ErrNotFound) {
+			g.Engine.storeError("get_session", err)
 			g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 			return nil
 		}
 		userKey = k
+	}
+	if userKey == "" {
+		k, h, err := g.enrolTicketUser(r)
+		if err != nil {
+			g.Engine.storeError("get_session", err)
+			g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+			return nil
+		}
+		userKey, ticket = k, h
 	}
 	if userKey == "" {
 		g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
@@ -339,16 +356,29 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
-	err := g.Engine.Enroll(r.Context(), userKey, r.PostForm.Get("credential_id"), r.PostForm.Get("code"))
+	cred, err := g.Engine.enroll(r.Context(), userKey, r.PostForm.Get("credential_id"), r.PostForm.Get("code"))
+	if err != nil {
+		g.Log.Info("enrolment refused", "user", userKey, "reason", err.Error())
+	}
 	switch {
 	case err == nil:
-		g.Pages.Render(w, r, http.StatusOK, PageEnrolled, "", "")
-	case errors.Is(err, ErrUnknownCredential) || errors.Is(err, ErrBadCode):
-		g.Log.Info("enrolment refused", "user", userKey, "reason", err.Error())
-		g.Engine.countFailure(r.Context(), userKey)
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnroll, "", form)
+		if ticket != "" {
+			_ = g.Engine.store.DeleteSession(r.Context(), ticket)
+			http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: "", Path: g.EnrollPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+		page := PageEnrolled
+		if g.Engine.TestPush(r.Context(), cred, userKey) == "sent" {
+			page = PageEnrolledPushed
+		}
+		g.Pages.Render(w, r, http.StatusOK, page, "", "")
+	case errors.Is(err, ErrUnknownCredential):
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form)
+	case errors.Is(err, ErrBadCode):
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form)
 	case errors.Is(err, ErrAlreadyBound):
-		g.Pages.Render(w, r, http.StatusConflict, PageEnroll, "", "")
+		g.Pages.Render(w, r, http.StatusConflict, PageEnrollBound, "", "")
+	case errors.Is(err, ErrLocked):
+		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
 	default:
 		g.Log.Error("enrolment failed", "user", userKey, "error", err)
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")

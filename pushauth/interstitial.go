@@ -85,6 +85,7 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 	switch {
 	case errors.Is(err, ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
+		w.Header().Set("Retry-After", "60")
 		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, ErrTooManyHeld) || errors.Is(err, ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())

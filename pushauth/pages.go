@@ -25,6 +25,13 @@ const (
 	PageEnroll      = "enroll"
 	PageEnrolled    = "enrolled"
 	PageReenrol     = "reenrol"
+
+	// Lifecycle and enrolment pages.
+	PageSuspended      = "suspended"
+	PageEnrollBadCode  = "enroll_bad_code"
+	PageEnrollUnknown  = "enroll_unknown"
+	PageEnrollBound    = "enroll_bound"
+	PageEnrolledPushed = "enrolled_pushed"
 )
 
 type pageText struct{ Title, Message string }
@@ -46,6 +53,13 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnroll:      {"Register your phone", "Enter the credential ID shown in the app and the current 6-digit security code."},
 		PageEnrolled:    {"Phone registered", "Your phone is registered. From now on, approve logins and transactions on it."},
 		PageReenrol:     {"Please register your phone again", "The grace period after your phone's registration was cancelled has ended. Register your phone again to continue."},
+
+		// Lifecycle and enrolment.
+		PageSuspended:      {"Push authentication suspended", "Push authentication for your user is suspended and the period in which the password alone is accepted has ended. Please ask the bank to resume it."},
+		PageEnrollBadCode:  {"Security code not accepted", "The security code is wrong, expired or was already used. Wait for the next code in the app and enter it with the credential ID."},
+		PageEnrollUnknown:  {"Credential ID not found", "No app has registered this credential ID. Check the ID shown in the app and try again."},
+		PageEnrollBound:    {"A phone is already registered", "Your user already has a registered phone. To use another phone, ask the bank to cancel the current registration first."},
+		PageEnrolledPushed: {"Phone registered", "Your phone is registered and a test notification was sent to it. From now on, approve logins and transactions on it."},
 	},
 	"ja": {
 		PageDenied:      {"承認されませんでした", "スマートフォンで拒否されました。銀行への送信は行われていません。お心当たりがない場合は銀行にご連絡ください。"},
@@ -61,6 +75,13 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnroll:      {"ワンプッシュ認証 利用登録", "アプリに表示されたクレデンシャルIDと、現在の6桁のセキュリティコードを入力してください。"},
 		PageEnrolled:    {"利用登録が完了しました", "今後のログインと取引は、このスマートフォンで承認してください。"},
 		PageReenrol:     {"再度の利用登録が必要です", "登録解除後の猶予期間が終了しました。引き続きご利用いただくには、改めて利用登録を行ってください。"},
+
+		// Lifecycle and enrolment.
+		PageSuspended:      {"ワンプッシュ認証は一時停止中です", "ワンプッシュ認証が一時停止されており、パスワードのみでご利用いただける期間が終了しました。再開については銀行にお問い合わせください。"},
+		PageEnrollBadCode:  {"セキュリティコードが正しくありません", "セキュリティコードが誤っているか、有効期限切れ、または使用済みです。アプリに次のコードが表示されてから、クレデンシャルIDとともに入力してください。"},
+		PageEnrollUnknown:  {"クレデンシャルIDが見つかりません", "このクレデンシャルIDは登録されていません。アプリに表示されたIDをご確認のうえ、もう一度入力してください。"},
+		PageEnrollBound:    {"スマートフォンは登録済みです", "この利用者にはすでにスマートフォンが登録されています。別のスマートフォンを使う場合は、先に銀行で登録解除の手続きを行ってください。"},
+		PageEnrolledPushed: {"利用登録が完了しました", "スマートフォンを登録し、確認の通知を送信しました。今後のログインと取引は、このスマートフォンで承認してください。"},
 	},
 }
 

@@ -1,0 +1,442 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "onepush",
+		Usage: "user|audit|policy ...",
+		Short: "Manages onepush users and the audit trail, lints and tests policy files",
+		Long: `
+Operations on a running onepush gateway, through its admin API (the
+onepush_admin handler):
+
+  caddy onepush user show KEY
+  caddy onepush user suspend KEY [--until RFC3339 | --grace DURATION]
+  caddy onepush user resume KEY
+  caddy onepush user unlock KEY
+  caddy onepush user deregister KEY [--until RFC3339 | --grace DURATION]
+  caddy onepush user bind KEY CREDENTIAL_ID
+  caddy onepush user unbind KEY
+  caddy onepush audit [--user KEY] [--since T|DURATION] [--until T] [--type TYPE] [--limit N]
+
+These need --admin URL (or $ONEPUSH_ADMIN_URL), the admin API's base URL,
+e.g. https://10.0.0.5:9443/onepush/admin/v1 (a URL without a path gets
+/onepush/admin/v1), and the bearer token in $ONEPUSH_ADMIN_TOKEN (or
+--token, which other local users can see in the process list). --actor
+names you in the audit trail (default: your login name).
+
+Offline, on files:
+
+  caddy onepush policy lint FILE
+  caddy onepush policy test FILE REQUEST
+
+lint prints every problem as FILE:LINE: FIELD: MESSAGE and exits 1, or
+summarises the rules. test reads REQUEST, a raw HTTP/1.1 request (request
+line, headers, blank line, body), and shows the rule it matches, the user
+key and the display fields the phone would show.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			pf := cmd.PersistentFlags()
+			pf.String("admin", "", "admin API base URL (default $ONEPUSH_ADMIN_URL)")
+			pf.String("token", "", "admin API bearer token (default $ONEPUSH_ADMIN_TOKEN)")
+			pf.String("actor", "", "your name in the audit trail (default: login name)")
+			pf.Bool("json", false, "print the admin API's JSON as is")
+			cmd.AddCommand(userCommand(), auditCommand(), policyCommand())
+		},
+	})
+}
+
+// quiet keeps cobra from printing usage on every error: the message says
+// what failed.
+func quiet(c *cobra.Command) *cobra.Command {
+	c.SilenceUsage = true
+	return c
+}
+
+func userCommand() *cobra.Command {
+	u := &cobra.Command{Use: "user", Short: "Shows or changes a user's push authentication state"}
+	simple := func(action, short string) *cobra.Command {
+		return quiet(&cobra.Command{
+			Use: action + " KEY", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return adminCall(c, action, map[string]string{"key": args[0]})
+			},
+		})
+	}
+	withDeadline := func(action, short string) *cobra.Command {
+		c := quiet(&cobra.Command{
+			Use: action + " KEY", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				body := map[string]string{"key": args[0]}
+				body["until"], _ = c.Flags().GetString("until")
+				body["grace"], _ = c.Flags().GetString("grace")
+				return adminCall(c, action, body)
+			},
+		})
+		c.Flags().String("until", "", "end of the password-only grace period (RFC 3339)")
+		c.Flags().String("grace", "", "password-only grace period from now, e.g. 72h (default: the gateway's)")
+		return c
+	}
+	u.AddCommand(
+		quiet(&cobra.Command{
+			Use: "show KEY", Short: "Shows state, phone, deadlines and recent challenges", Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				cl, err := newAdminClient(c)
+				if err != nil {
+					return err
+				}
+				out, err := cl.do(http.MethodGet, "/user", url.Values{"key": {args[0]}}, nil)
+				if err != nil {
+					return err
+				}
+				return printUser(c, out)
+			},
+		}),
+		withDeadline("suspend", "Suspends push authentication; password only until the deadline"),
+		simple("resume", "Ends a suspension"),
+		simple("unlock", "Unlocks a user locked after repeated failures"),
+		withDeadline("deregister", "Removes the user's phone; password only until the deadline"),
+		quiet(&cobra.Command{
+			Use: "bind KEY CREDENTIAL_ID", Short: "Binds a registered app to a user (support staff)", Args: cobra.ExactArgs(2),
+			RunE: func(c *cobra.Command, args []string) error {
+				return adminCall(c, "bind", map[string]string{"key": args[0], "credential_id": args[1]})
+			},
+		}),
+		simple("unbind", "Removes the user's phone with no grace period"),
+	)
+	return u
+}
+
+func auditCommand() *cobra.Command {
+	c := quiet(&cobra.Command{
+		Use: "audit", Short: "Queries the audit trail", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := newAdminClient(c)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			f := c.Flags()
+			for _, name := range []string{"user", "type", "limit"} {
+				if v, _ := f.GetString(name); v != "" {
+					q.Set(name, v)
+				}
+			}
+			for _, name := range []string{"since", "until"} {
+				v, _ := f.GetString(name)
+				if v == "" {
+					continue
+				}
+				if d, err := time.ParseDuration(v); err == nil {
+					v = time.Now().Add(-d).UTC().Format(time.RFC3339)
+				}
+				q.Set(name, v)
+			}
+			out, err := cl.do(http.MethodGet, "/audit", q, nil)
+			if err != nil {
+				return err
+			}
+			if asJSON, _ := c.Flags().GetBool("json"); asJSON {
+				_, err := c.OutOrStdout().Write(out)
+				return err
+			}
+			var res struct {
+				Events []pushauth.AuditEvent `json:"events"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil {
+				return fmt.Errorf("admin API answer: %w", err)
+			}
+			w := c.OutOrStdout()
+			for _, ev := range res.Events {
+				fmt.Fprintf(w, "%s  %-22s", ev.Time.UTC().Format(time.RFC3339), ev.Type)
+				for _, kv := range [][2]string{{"user", ev.User}, {"outcome", ev.Outcome}, {"rule", ev.Rule}, {"credential", ev.Credential},
+					{"challenge", ev.Challenge}, {"client_ip", ev.ClientIP}, {"actor", ev.Actor}, {"detail", ev.Detail}} {
+					if kv[1] != "" {
+						fmt.Fprintf(w, " %s=%q", kv[0], kv[1])
+					}
+				}
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	})
+	f := c.Flags()
+	f.String("user", "", "only this user key")
+	f.String("since", "", "from this time (RFC 3339) or this long ago (e.g. 24h)")
+	f.String("until", "", "up to this time (RFC 3339) or this long ago")
+	f.String("type", "", "only this event type, e.g. challenge.decided")
+	f.String("limit", "", "at most this many events, the newest (default and max 1000)")
+	return c
+}
+
+func policyCommand() *cobra.Command {
+	p := &cobra.Command{Use: "policy", Short: "Lints or tests a policy file (offline)"}
+	p.AddCommand(
+		quiet(&cobra.Command{
+			Use: "lint FILE", Short: "Checks a policy file; every problem with its line and field", Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error { return lintPolicy(c, args[0]) },
+		}),
+		quiet(&cobra.Command{
+			Use: "test FILE REQUEST", Short: "Shows the rule, user key and display fields for a raw HTTP request", Args: cobra.ExactArgs(2),
+			RunE: func(c *cobra.Command, args []string) error { return testPolicy(c, args[0], args[1]) },
+		}),
+	)
+	return p
+}
+
+// errPrinted ends a command whose message is already on stderr.
+var errPrinted = errors.New("failed")
+
+func lintPolicy(c *cobra.Command, file string) error {
+	pol, err := policy.Load(file)
+	if err != nil {
+		fmt.Fprintln(c.ErrOrStderr(), err)
+		c.SilenceErrors = true
+		return errPrinted
+	}
+	w := c.OutOrStdout()
+	fmt.Fprintf(w, "%s: OK, %d rules\n", file, len(pol.Rules))
+	for _, r := range pol.Rules {
+		fmt.Fprintf(w, "  %s (line %d): %s %s %s, mode %s, timeout %s, body limit %d", r.Name, r.Line, r.Kind,
+			strings.Join(r.Methods(), ","), r.Describe(), r.Mode, r.Timeout, r.BodyLimit)
+		if r.NotEnrolled != "" {
+			fmt.Fprintf(w, ", not enrolled: %s", r.NotEnrolled)
+		}
+		if r.DryRun {
+			fmt.Fprint(w, ", DRY RUN")
+		}
+		fmt.Fprintln(w)
+	}
+	if s := pol.StepUp; s != nil {
+		pattern := ""
+		if s.Pattern != nil {
+			pattern = s.Pattern.String()
+		}
+		fmt.Fprintf(w, "  step-up required: users %v, pattern %q\n", s.Users, pattern)
+	}
+	if pol.DeregistrationGrace > 0 {
+		fmt.Fprintf(w, "  deregistration grace: %s\n", pol.DeregistrationGrace)
+	}
+	return nil
+}
+
+func testPolicy(c *cobra.Command, file, reqFile string) error {
+	pol, err := policy.Load(file)
+	if err != nil {
+		fmt.Fprintln(c.ErrOrStderr(), err)
+		c.SilenceErrors = true
+		return errPrinted
+	}
+	data, err := os.ReadFile(reqFile)
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReader(bytes.NewReader(data))
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return fmt.Errorf("%s: not a raw HTTP/1.1 request: %w", reqFile, err)
+	}
+	if req.ContentLength <= 0 && len(req.TransferEncoding) == 0 {
+		// A hand-written sample may omit Content-Length: the rest of the
+		// file is the body.
+		rest, _ := io.ReadAll(br)
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(rest)), int64(len(rest))
+	}
+	req.RemoteAddr = "192.0.2.1:1234"
+	w := c.OutOrStdout()
+	rule := pol.Match(req)
+	if rule == nil {
+		fmt.Fprintln(w, "no rule matches: the request goes straight to the bank")
+		return nil
+	}
+	if rule.Kind == policy.KindRefuse {
+		fmt.Fprintf(w, "refused (%s): the gateway answers 400/403 and forwards nothing\n", rule.Name)
+		return nil
+	}
+	fmt.Fprintf(w, "rule: %s (line %d, kind %s, mode %s, timeout %s)\n", rule.Name, rule.Line, rule.Kind, rule.Mode, rule.Timeout)
+	body, err := io.ReadAll(io.LimitReader(req.Body, rule.BodyLimit+1))
+	if err != nil {
+		return fmt.Errorf("%s: reading the body: %w", reqFile, err)
+	}
+	if int64(len(body)) > rule.BodyLimit {
+		fmt.Fprintf(w, "refused: body over the rule's limit of %d bytes (413)\n", rule.BodyLimit)
+		return nil
+	}
+	ex, err := rule.Extract(req, body)
+	if err != nil {
+		fmt.Fprintf(w, "refused: %v (400)\n", err)
+		return nil
+	}
+	switch {
+	case rule.UsesSession() && ex.SessionID == "":
+		fmt.Fprintf(w, "user: from the learned session, but the request carries no %s cookie (refused)\n", pol.Session.Cookie)
+	case rule.UsesSession():
+		fmt.Fprintf(w, "user: from the session learned at login (cookie %s)\n", pol.Session.Cookie)
+	default:
+		fmt.Fprintf(w, "user: %s\n", ex.UserKey)
+		fmt.Fprintf(w, "step-up required after a grace period: %v\n", pol.RequiresStepUp(ex.UserKey))
+	}
+	if len(ex.Display) > 0 {
+		fmt.Fprintln(w, "display:")
+		for _, f := range ex.Display {
+			fmt.Fprintf(w, "  %s: %s\n", f.Label, f.Value)
+		}
+	}
+	if rule.DryRun {
+		fmt.Fprintln(w, "dry run: the gateway would only log this")
+	}
+	return nil
+}
+
+// adminClient calls the onepush admin API.
+type adminClient struct {
+	base, token, actor string
+	hc                 *http.Client
+}
+
+func newAdminClient(c *cobra.Command) (*adminClient, error) {
+	f := c.Flags()
+	base, _ := f.GetString("admin")
+	if base == "" {
+		base = os.Getenv("ONEPUSH_ADMIN_URL")
+	}
+	if base == "" {
+		return nil, errors.New("--admin URL (or ONEPUSH_ADMIN_URL) is required: the onepush admin API's base URL")
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin %q: must be an http(s) URL", base)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = pushauth.DefaultAdminBase
+	}
+	token, _ := f.GetString("token")
+	if token == "" {
+		token = os.Getenv("ONEPUSH_ADMIN_TOKEN")
+	}
+	if token == "" {
+		return nil, errors.New("admin token required: set ONEPUSH_ADMIN_TOKEN (or --token)")
+	}
+	who, _ := f.GetString("actor")
+	if who == "" {
+		if cur, err := user.Current(); err == nil {
+			who = cur.Username
+		}
+	}
+	return &adminClient{base: strings.TrimSuffix(u.String(), "/"), token: token, actor: who, hc: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+func (cl *adminClient) do(method, path string, q url.Values, body any) ([]byte, error) {
+	target := cl.base + path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, target, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.token)
+	if cl.actor != "" {
+		req.Header.Set(pushauth.ActorHeader, cl.actor)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := cl.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API %s: %w", cl.base, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(out, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(out))
+		}
+		return nil, fmt.Errorf("admin API %s %s: %d: %s", method, path, resp.StatusCode, e.Error)
+	}
+	return out, nil
+}
+
+func adminCall(c *cobra.Command, action string, body map[string]string) error {
+	cl, err := newAdminClient(c)
+	if err != nil {
+		return err
+	}
+	for k, v := range body {
+		if v == "" {
+			delete(body, k)
+		}
+	}
+	out, err := cl.do(http.MethodPost, "/user/"+action, nil, body)
+	if err != nil {
+		return err
+	}
+	return printUser(c, out)
+}
+
+// printUser shows a user view: JSON with --json, else a short summary.
+func printUser(c *cobra.Command, out []byte) error {
+	w := c.OutOrStdout()
+	if asJSON, _ := c.Flags().GetBool("json"); asJSON {
+		_, err := w.Write(out)
+		return err
+	}
+	var v pushauth.UserView
+	if err := json.Unmarshal(out, &v); err != nil {
+		return fmt.Errorf("admin API answer: %w", err)
+	}
+	fmt.Fprintf(w, "user:       %s\nstate:      %s\nenrolled:   %v\n", v.Key, v.State, v.Enrolled)
+	if v.CredentialID != "" {
+		fmt.Fprintf(w, "credential: %s\n", v.CredentialID)
+	}
+	fmt.Fprintf(w, "failures:   %d\n", v.Failures)
+	if v.Until != nil {
+		grace := "over"
+		if v.InGrace {
+			grace = "running"
+		}
+		fmt.Fprintf(w, "until:      %s (grace %s)\n", v.Until.UTC().Format(time.RFC3339), grace)
+	}
+	if len(v.Recent) > 0 {
+		fmt.Fprintln(w, "recent challenges:")
+		for _, ev := range v.Recent {
+			fmt.Fprintf(w, "  %s  %-20s %-10s rule=%s client_ip=%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Type, ev.Outcome, ev.Rule, ev.ClientIP)
+		}
+	}
+	return nil
+}

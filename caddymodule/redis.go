@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/onepush/onepush/pushauth"
+	redisstore "github.com/onepush/onepush/pushauth/store/redis"
+)
+
+// RedisConfig configures the Redis store, shared by several Caddy
+// instances. Every string field may hold Caddy placeholders such as
+// {env.REDIS_PASSWORD}; they are expanded when the store is opened.
+type RedisConfig struct {
+	// Addresses are host:port pairs: one for a single server, several
+	// for a Cluster (seed nodes), or the Sentinels when master_name is
+	// set. Default: 127.0.0.1:6379.
+	Addresses []string `json:"addresses,omitempty"`
+
+	// MasterName selects Sentinel: the name of the master the Sentinels
+	// at Addresses monitor.
+	MasterName string `json:"master_name,omitempty"`
+
+	// Cluster uses the Cluster protocol even with a single seed address
+	// (several addresses without master_name always mean Cluster).
+	Cluster bool `json:"cluster,omitempty"`
+
+	// Username for Redis ACL authentication.
+	Username string `json:"username,omitempty"`
+
+	// Password for Redis authentication. Prefer a placeholder such as
+	// {env.REDIS_PASSWORD} to a literal.
+	Password string `json:"password,omitempty"`
+
+	// DB is the database number (single server and Sentinel; must be 0
+	// for Cluster).
+	DB int `json:"db,omitempty"`
+
+	// TLS connects over TLS (implied by tls_server_name and
+	// tls_insecure_skip_verify).
+	TLS bool `json:"tls,omitempty"`
+
+	// TLSServerName is the name to verify the server certificate against
+	// when it differs from the host in the address.
+	TLSServerName string `json:"tls_server_name,omitempty"`
+
+	// TLSInsecureSkipVerify turns off certificate verification. For
+	// testing only: it makes the connection open to interception.
+	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
+
+	// Prefix starts every key and the pub/sub channel, so several
+	// deployments can share one Redis. Default "onepush:".
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// open expands placeholders and connects. It fails when Redis does not
+// answer within ten seconds; once open, the store rides out outages.
+func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
+	if c == nil {
+		c = new(RedisConfig)
+	}
+	expand := func(s string) string {
+		if repl == nil {
+			return s
+		}
+		return repl.ReplaceKnown(s, "")
+	}
+	var addrs []string
+	for _, a := range c.Addresses {
+		addrs = append(addrs, strings.Fields(expand(a))...)
+	}
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1:6379"}
+	}
+	opts := redisstore.Options{
+		Addrs:      addrs,
+		MasterName: expand(c.MasterName),
+		Cluster:    c.Cluster,
+		Username:   expand(c.Username),
+		Password:   expand(c.Password),
+		DB:         c.DB,
+		Prefix:     expand(c.Prefix),
+	}
+	if c.TLS || c.TLSServerName != "" || c.TLSInsecureSkipVerify {
+		opts.TLS = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         expand(c.TLSServerName),
+			InsecureSkipVerify: c.TLSInsecureSkipVerify, //nolint:gosec // documented as testing only
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := redisstore.New(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store redis: %w", err)
+	}
+	return s, nil
+}
+
+// parseRedisBlock parses the block after "store redis" in the global
+// onepush options; the dispenser is on the "redis" token:
+//
+//	store redis {
+//	    addresses <host:port...>
+//	    master_name <name>
+//	    cluster
+//	    username <user>
+//	    password <password>
+//	    db <n>
+//	    tls
+//	    tls_server_name <name>
+//	    tls_insecure_skip_verify
+//	    prefix <prefix>
+//	}
+func parseRedisBlock(d *caddyfile.Dispenser) (*RedisConfig, error) {
+	c := new(RedisConfig)
+	oneArg := func() (string, error) {
+		name := d.Val()
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.Errf("%s takes one argument", name)
+		}
+		return v, nil
+	}
+	noArg := func() error {
+		name := d.Val()
+		if d.NextArg() {
+			return d.Errf("%s takes no argument", name)
+		}
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "addresses":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			c.Addresses = append(c.Addresses, args...)
+		case "master_name":
+			c.MasterName, err = oneArg()
+		case "cluster":
+			c.Cluster, err = true, noArg()
+		case "username":
+			c.Username, err = oneArg()
+		case "password":
+			c.Password, err = oneArg()
+		case "db":
+			var v string
+			if v, err = oneArg(); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 0 {
+					return nil, d.Errf("db: %q is not a non-negative integer", v)
+				}
+				c.DB = n
+			}
+		case "tls":
+			c.TLS, err = true, noArg()
+		case "tls_server_name":
+			c.TLSServerName, err = oneArg()
+			c.TLS = true
+		case "tls_insecure_skip_verify":
+			c.TLSInsecureSkipVerify, err = true, noArg()
+			c.TLS = true
+		case "prefix":
+			c.Prefix, err = oneArg()
+		default:
+			return nil, d.Errf("unknown store redis option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,204 @@
+package pushauth
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Audit event types.
+const (
+	AuditCreated     = "challenge.created"
+	AuditPushed      = "challenge.pushed"
+	AuditDecided     = "challenge.decided"
+	AuditExpired     = "challenge.expired"
+	AuditCancelled   = "challenge.cancelled"
+	AuditSuperseded  = "challenge.superseded"
+	AuditEnrolment   = "enrolment"
+	AuditStateChange = "user.state"
+	AuditRefused     = "request.refused"
+	AuditAdmin       = "admin"
+)
+
+// AuditEvent is one line of the audit trail. It never holds secrets:
+// no codes, passwords, cookies or tokens.
+type AuditEvent struct {
+	Time       time.Time `json:"time"`
+	Type       string    `json:"type"`
+	User       string    `json:"user,omitempty"`
+	Credential string    `json:"credential,omitempty"`
+	Challenge  string    `json:"challenge,omitempty"`
+	Rule       string    `json:"rule,omitempty"`
+	ClientIP   string    `json:"client_ip,omitempty"`
+	// Outcome is what happened: approved, denied, sent, bound, locked …
+	Outcome string `json:"outcome,omitempty"`
+	// Actor is who did it: "phone", "browser", "gateway", or the operator
+	// named on an admin call.
+	Actor string `json:"actor,omitempty"`
+	// Detail is free text for humans (a reason, a deadline, a platform).
+	Detail string `json:"detail,omitempty"`
+}
+
+// AuditQuery selects events: all set conditions must hold. Results are
+// oldest first, at most Limit (default and maximum 1000), the newest ones
+// when more match.
+type AuditQuery struct {
+	User  string
+	Since time.Time
+	Until time.Time
+	Type  string
+	Limit int
+}
+
+// MaxAuditQuery bounds one query's answer.
+const MaxAuditQuery = 1000
+
+// AuditLog keeps audit events. Implementations must be safe for
+// concurrent use. A Redis-stream implementation shares the trail between
+// instances; MemoryAuditLog is the single-instance default.
+type AuditLog interface {
+	Append(ctx context.Context, ev AuditEvent) error
+	Query(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+}
+
+// MemoryAuditLog is a bounded in-memory audit log: events older than
+// MaxAge or beyond MaxEvents are dropped, oldest first.
+type MemoryAuditLog struct {
+	now    func() time.Time
+	maxAge time.Duration
+	max    int
+
+	mu     sync.Mutex
+	events []AuditEvent // oldest first
+}
+
+// NewMemoryAuditLog keeps at most maxEvents (default 100000) events no
+// older than maxAge (default 30 days); now may be nil for time.Now.
+func NewMemoryAuditLog(maxAge time.Duration, maxEvents int, now func() time.Time) *MemoryAuditLog {
+	if maxAge <= 0 {
+		maxAge = 30 * 24 * time.Hour
+	}
+	if maxEvents <= 0 {
+		maxEvents = 100000
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryAuditLog{now: now, maxAge: maxAge, max: maxEvents}
+}
+
+// Append adds ev, dropping the oldest events beyond the bounds. Dropping
+// reslices; append reallocates to the live events only, so memory stays
+// within about twice the bound.
+func (l *MemoryAuditLog) Append(_ context.Context, ev AuditEvent) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	if over := len(l.events) - l.max; over > 0 {
+		clear(l.events[:over])
+		l.events = l.events[over:]
+	}
+	l.expire()
+	return nil
+}
+
+// expire drops events older than maxAge; l.mu must be held.
+func (l *MemoryAuditLog) expire() {
+	cutoff := l.now().Add(-l.maxAge)
+	i := 0
+	for i < len(l.events) && l.events[i].Time.Before(cutoff) {
+		i++
+	}
+	if i > 0 {
+		clear(l.events[:i])
+		l.events = l.events[i:]
+	}
+}
+
+// Query returns the matching events, oldest first.
+func (l *MemoryAuditLog) Query(_ context.Context, q AuditQuery) ([]AuditEvent, error) {
+	limit := q.Limit
+	if limit <= 0 || limit > MaxAuditQuery {
+		limit = MaxAuditQuery
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expire()
+	var out []AuditEvent
+	for i := len(l.events) - 1; i >= 0 && len(out) < limit; i-- {
+		ev := &l.events[i]
+		if (q.User != "" && ev.User != q.User) || (q.Type != "" && ev.Type != q.Type) ||
+			(!q.Since.IsZero() && ev.Time.Before(q.Since)) || (!q.Until.IsZero() && ev.Time.After(q.Until)) {
+			continue
+		}
+		out = append(out, *ev)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// Len reports how many events are kept.
+func (l *MemoryAuditLog) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expire()
+	return len(l.events)
+}
+
+// audit stamps ev, writes it as a structured log line and appends it to
+// the audit log. A failing audit log is logged and counted, never fatal
+// to the request.
+func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = e.now()
+	}
+	attrs := []any{slog.String("type", ev.Type)}
+	for _, kv := range [][2]string{
+		{"user", ev.User}, {"credential", ev.Credential}, {"challenge", ev.Challenge}, {"rule", ev.Rule},
+		{"client_ip", ev.ClientIP}, {"outcome", ev.Outcome}, {"actor", ev.Actor}, {"detail", ev.Detail},
+	} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	e.log.Info("audit", attrs...)
+	if err := e.cfg.Audit.Append(context.WithoutCancel(ctx), ev); err != nil {
+		e.cfg.Metrics.StoreError("audit_append")
+		e.log.Warn("audit log append failed", "type", ev.Type, "error", err)
+	}
+}
+
+// Audit returns the engine's audit log.
+func (e *Engine) Audit() AuditLog { return e.cfg.Audit }
+
+var _ AuditLog = (*MemoryAuditLog)(nil)
+
+// challengeClosed records a challenge that reached a final state.
+func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string) {
+	if c == nil || !c.Status.Final() {
+		return
+	}
+	e.cfg.Metrics.ChallengeOutcome(c.Rule, string(c.Status))
+	typ := AuditDecided
+	switch c.Status {
+	case StatusExpired:
+		typ = AuditExpired
+	case StatusCancelled:
+		typ = AuditCancelled
+	case StatusSuperseded:
+		typ = AuditSuperseded
+	case StatusApproved:
+		if !c.DecidedAt.IsZero() && !c.DecidedAt.Before(c.CreatedAt) {
+			e.cfg.Metrics.ApprovalLatency(c.DecidedAt.Sub(c.CreatedAt))
+		}
+	}
+	detail := ""
+	if c.Fraud {
+		detail = "fraud reported"
+	}
+	e.audit(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
+		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail})
+}

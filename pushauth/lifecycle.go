@@ -1,0 +1,516 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"html/template"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// Lifecycle errors; the admin API answers them with 404 or 409.
+var (
+	ErrUnknownUser = errors.New("unknown user")
+	ErrUserState   = errors.New("not allowed in the user's current state")
+	ErrLocked      = errors.New("push authentication of this user is locked")
+)
+
+// userStripes serialise read-modify-write of one user's record within this
+// process (failure counting and admin operations), so two decisions
+// arriving together both count. Across instances the Store has no
+// compare-and-set; a lost update there can only lose one failure count.
+var userStripes [64]sync.Mutex
+
+func userLock(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &userStripes[h.Sum32()%uint32(len(userStripes))]
+}
+
+// updateUser applies fn to the user's record (a fresh one when unknown,
+// with exists false) and stores it unless fn returns an error.
+func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, exists bool) error) (*User, error) {
+	mu := userLock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	u, err := e.store.GetUser(ctx, key)
+	exists := err == nil
+	switch {
+	case errors.Is(err, ErrNotFound):
+		u = &User{Key: key, State: UserActive}
+	case err != nil:
+		e.storeError("get_user", err)
+		return nil, err
+	}
+	if err := fn(u, exists); err != nil {
+		return u, err
+	}
+	u.UpdatedAt = e.now()
+	if err := e.store.PutUser(ctx, u); err != nil {
+		e.storeError("put_user", err)
+		return nil, err
+	}
+	return u, nil
+}
+
+// recordFailure counts one failure (a denial, a fraud report, a wrong
+// security code) and locks the user at MaxFailures consecutive failures.
+// It reports whether the user is locked now.
+func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challenge) bool {
+	var lockedNow bool
+	u, err := e.updateUser(ctx, key, func(u *User, _ bool) error {
+		u.Failures++
+		// A fraud report is the user telling us someone else has the
+		// password: lock at once rather than wait for MaxFailures.
+		fraud := c != nil && c.Fraud
+		if u.State != UserLocked && (u.Failures >= e.cfg.MaxFailures || fraud) {
+			u.State, lockedNow = UserLocked, true
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("counting a failure", "user", key, "error", err)
+		return false
+	}
+	if lockedNow {
+		ev := AuditEvent{Type: AuditStateChange, User: key, Credential: u.CredentialID, Outcome: string(UserLocked), Actor: "gateway",
+			Detail: fmt.Sprintf("%d consecutive failures, last: %s", u.Failures, why)}
+		if c != nil {
+			ev.Challenge, ev.Rule, ev.ClientIP = c.ID, c.Rule, c.ClientIP
+		}
+		e.audit(ctx, ev)
+		e.log.Warn("user locked", "user", key, "failures", u.Failures, "last", why)
+	}
+	return u.State == UserLocked
+}
+
+// recordSuccess resets the consecutive-failure count after an approval.
+func (e *Engine) recordSuccess(ctx context.Context, key string) {
+	u, err := e.store.GetUser(ctx, key)
+	if err != nil || u.Failures == 0 {
+		return
+	}
+	_, _ = e.updateUser(ctx, key, func(u *User, _ bool) error {
+		if u.State != UserLocked {
+			u.Failures = 0
+		}
+		return nil
+	})
+}
+
+// SetDeregistrationGrace sets the grace period the policy asks for
+// (deregistration_grace); 0 clears it. When set it wins over the grace the
+// device API was configured with (uninstall_grace).
+func (e *Engine) SetDeregistrationGrace(d time.Duration) { e.grace.Store(int64(d)) }
+
+// DeregistrationGrace is the policy's grace when set, else fallback.
+func (e *Engine) DeregistrationGrace(fallback time.Duration) time.Duration {
+	if d := time.Duration(e.grace.Load()); d > 0 {
+		return d
+	}
+	return fallback
+}
+
+// UserView is what the admin API shows about a user.
+type UserView struct {
+	Key          string    `json:"key"`
+	State        UserState `json:"state"`
+	Enrolled     bool      `json:"enrolled"`
+	CredentialID string    `json:"credential_id,omitempty"`
+	Failures     int       `json:"failures"`
+	// Until is the end of the password-only grace of a suspended or
+	// deregistered user.
+	Until     *time.Time `json:"until,omitempty"`
+	InGrace   bool       `json:"in_grace"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// Recent lists the user's last challenge events, newest last.
+	Recent []AuditEvent `json:"recent"`
+}
+
+// ShowUser returns the user's state and recent challenges.
+func (e *Engine) ShowUser(ctx context.Context, key string) (*UserView, error) {
+	u, err := e.store.GetUser(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, key)
+	}
+	if err != nil {
+		e.storeError("get_user", err)
+		return nil, err
+	}
+	v := &UserView{Key: u.Key, State: u.State, Enrolled: u.Enrolled(), CredentialID: u.CredentialID, Failures: u.Failures}
+	if v.State == "" {
+		v.State = UserActive
+	}
+	if !u.Until.IsZero() {
+		t := u.Until
+		v.Until = &t
+		v.InGrace = e.now().Before(u.Until)
+	}
+	if !u.UpdatedAt.IsZero() {
+		t := u.UpdatedAt
+		v.UpdatedAt = &t
+	}
+	evs, err := e.cfg.Audit.Query(ctx, AuditQuery{User: key, Limit: 50})
+	if err != nil {
+		return nil, err
+	}
+	v.Recent = []AuditEvent{}
+	for _, ev := range evs {
+		if strings.HasPrefix(ev.Type, "challenge.") && ev.Type != AuditPushed {
+			v.Recent = append(v.Recent, ev)
+		}
+	}
+	if len(v.Recent) > 20 {
+		v.Recent = v.Recent[len(v.Recent)-20:]
+	}
+	return v, nil
+}
+
+// adminChange runs one admin operation on a user and audits it with the
+// actor who asked.
+func (e *Engine) adminChange(ctx context.Context, key, action, actor string, fn func(u *User, exists bool) error) (*User, error) {
+	if key == "" {
+		return nil, fmt.Errorf("%w: empty user key", ErrUnknownUser)
+	}
+	var before UserState
+	var beforeCred string
+	u, err := e.updateUser(ctx, key, func(u *User, exists bool) error {
+		before, beforeCred = u.State, u.CredentialID
+		return fn(u, exists)
+	})
+	if err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("%s -> %s", before, u.State)
+	if !u.Until.IsZero() {
+		detail += " until " + u.Until.UTC().Format(time.RFC3339)
+	}
+	cred := u.CredentialID
+	if cred == "" {
+		cred = beforeCred
+	}
+	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred, Outcome: action, Actor: actor, Detail: detail})
+	return u, nil
+}
+
+func stateErr(u *User, want string) error {
+	return fmt.Errorf("%w: user %q is %s%s, %s", ErrUserState, u.Key, u.State, map[bool]string{true: " without a phone", false: ""}[u.CredentialID == ""], want)
+}
+
+// Suspend suspends a bound user's push authentication: until the deadline
+// the password alone is accepted; after it, step-up-required users are
+// refused and others follow the rule's not_enrolled, until Resume.
+func (e *Engine) Suspend(ctx context.Context, key string, until time.Time, actor string) (*User, error) {
+	return e.adminChange(ctx, key, "suspend", actor, func(u *User, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
+		}
+		if u.CredentialID == "" || (u.State != UserActive && u.State != UserSuspended) {
+			return stateErr(u, "only a user with an active phone can be suspended")
+		}
+		u.State, u.Until = UserSuspended, until
+		return nil
+	})
+}
+
+// Resume ends a suspension: the next login is challenged again.
+func (e *Engine) Resume(ctx context.Context, key, actor string) (*User, error) {
+	return e.adminChange(ctx, key, "resume", actor, func(u *User, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
+		}
+		if u.State != UserSuspended {
+			return stateErr(u, "only a suspended user can be resumed")
+		}
+		u.State, u.Until = UserActive, time.Time{}
+		return nil
+	})
+}
+
+// Unlock lifts a lock after failures and clears the failure count.
+func (e *Engine) Unlock(ctx context.Context, key, actor string) (*User, error) {
+	return e.adminChange(ctx, key, "unlock", actor, func(u *User, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
+		}
+		if u.State != UserLocked && u.Failures == 0 {
+			return stateErr(u, "not locked")
+		}
+		if u.State == UserLocked {
+			u.State = UserActive
+		}
+		u.Failures = 0
+		return nil
+	})
+}
+
+// Deregister removes the user's phone (lost, changed, stopped): the
+// password alone is accepted until graceUntil; then step-up-required users
+// must enrol again.
+func (e *Engine) Deregister(ctx context.Context, key string, graceUntil time.Time, actor string) (*User, error) {
+	return e.adminChange(ctx, key, "deregister", actor, func(u *User, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
+		}
+		if u.CredentialID == "" {
+			return stateErr(u, "there is no phone to deregister")
+		}
+		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, graceUntil, 0
+		return nil
+	})
+}
+
+// Unbind removes the user's phone with no grace at all (support staff
+// undoing a wrong binding).
+func (e *Engine) Unbind(ctx context.Context, key, actor string) (*User, error) {
+	return e.adminChange(ctx, key, "unbind", actor, func(u *User, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
+		}
+		if u.CredentialID == "" {
+			return stateErr(u, "there is no phone to unbind")
+		}
+		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, e.now(), 0
+		return nil
+	})
+}
+
+// Bind binds a registered credential to a user without a security code
+// (support staff, after identifying the user another way). The same rules
+// as enrolment apply: one phone per user, none while locked.
+func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, error) {
+	cred, err := e.store.GetCredential(ctx, normalCredID(credID))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownCredential, credID)
+	}
+	if err != nil {
+		e.storeError("get_credential", err)
+		return nil, err
+	}
+	u, err := e.adminChange(ctx, key, "bind", actor, func(u *User, _ bool) error {
+		if err := bindable(u); err != nil {
+			return err
+		}
+		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
+		return nil
+	})
+	if err == nil {
+		e.TestPush(ctx, cred, key)
+	}
+	return u, err
+}
+
+// bindable refuses a new binding for a locked or already bound user.
+func bindable(u *User) error {
+	switch {
+	case u.State == UserLocked:
+		return ErrLocked
+	case u.CredentialID != "" && u.State != UserDeregistered:
+		return ErrAlreadyBound
+	}
+	return nil
+}
+
+// TestPushKind is the kind of the push sent right after a binding, so the
+// user sees at once that the phone receives the gateway's pushes. Its
+// challenge_id ("test-…") names no challenge; apps show a confirmation.
+const TestPushKind = "test"
+
+// TestPush sends the post-binding test push and returns its result: sent,
+// poll (the app has no push channel), dead_token or failed.
+func (e *Engine) TestPush(ctx context.Context, cred *Credential, userKey string) string {
+	result := "poll"
+	if p := e.pusher(cred.Platform); p != nil && cred.Platform != "none" && !cred.TokenDead {
+		id, err := randomID()
+		if err != nil {
+			return "failed"
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err = p.Push(pctx, cred, PushMessage{ChallengeID: "test-" + id, Kind: TestPushKind, UserKey: userKey, ExpiresAt: e.now().Add(time.Minute)})
+		switch {
+		case err == nil:
+			result = "sent"
+		case errors.Is(err, ErrDeadToken):
+			result = "dead_token"
+			e.markTokenDead(cred.ID)
+		default:
+			result = "failed"
+		}
+	}
+	e.audit(ctx, AuditEvent{Type: AuditPushed, User: userKey, Credential: cred.ID, Outcome: result, Detail: "test push after binding"})
+	return result
+}
+
+// Access is what the user's state allows for a request a rule matched.
+type Access int
+
+// The answers of Engine.Access.
+const (
+	// AccessChallenge: an active, bound user; ask the phone.
+	AccessChallenge Access = iota
+	// AccessPassword: forward without a push (within a grace period, or a
+	// rule that allows users without a phone).
+	AccessPassword
+	// AccessLocked: refused until the bank unlocks.
+	AccessLocked
+	// AccessSuspended: suspended and the grace period is over.
+	AccessSuspended
+	// AccessReenrol: deregistered and the grace period is over; the user
+	// must register a phone again.
+	AccessReenrol
+	// AccessNotEnrolled: never had a phone and the rule denies such users.
+	AccessNotEnrolled
+)
+
+func (a Access) String() string {
+	return [...]string{"challenge", "password", "locked", "suspended", "reenrol", "not_enrolled"}[a]
+}
+
+// Access decides what u gets for a request matched by rule. stepUp says
+// whether the policy marks the user as needing step-up: such users are
+// refused once a grace period has ended; others follow the rule's
+// not_enrolled.
+func (e *Engine) Access(u *User, rule *policy.Rule, stepUp bool) Access {
+	if u.State == UserLocked {
+		return AccessLocked
+	}
+	if u.Enrolled() {
+		return AccessChallenge
+	}
+	refused := AccessNotEnrolled
+	switch u.State {
+	case UserSuspended, UserDeregistered:
+		if e.now().Before(u.Until) {
+			return AccessPassword
+		}
+		refused = AccessReenrol
+		if u.State == UserSuspended {
+			refused = AccessSuspended
+		}
+		if stepUp {
+			return refused
+		}
+	}
+	if rule.NotEnrolled == policy.ActionAllow {
+		return AccessPassword
+	}
+	return refused
+}
+
+// refusePage maps a refusing Access to its page.
+func refusePage(a Access) string {
+	switch a {
+	case AccessLocked:
+		return PageLocked
+	case AccessSuspended:
+		return PageSuspended
+	case AccessReenrol:
+		return PageReenrol
+	}
+	return PageNotEnrolled
+}
+
+// EnrolTicketCookie lets a user whom a login rule refused for want of a
+// phone reach the enrolment page: the bank accepted the password, the
+// gateway kept the bank's session from the browser and gave this instead.
+const EnrolTicketCookie = "onepush_enrol"
+
+// enrolTicketTTL bounds how long such a ticket may be used.
+const enrolTicketTTL = 15 * time.Minute
+
+func enrolTicketHash(tok string) string { return SessionHash("enrol-ticket\x00" + tok) }
+
+// refuseLogin answers a login the user's state refuses. When the user could
+// fix it by registering a phone (not enrolled, or enrolment needed again),
+// the login is first checked by the bank: if the bank accepts the password,
+// its session is dropped (and logged out when the rule says how) and the
+// browser gets an enrolment ticket and the form instead; a wrong password
+// gets the bank's own answer.
+func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, body []byte) error {
+	if (a != AccessReenrol && a != AccessNotEnrolled) || g.EnrollPath == "" || (g.Policy.Session.Cookie == "" && rule.Success == nil) {
+		g.refuse(w, r, rule, u, a, "")
+		return nil
+	}
+	rec := &responseBuffer{header: http.Header{}}
+	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
+		return err
+	}
+	accepted := false
+	if rule.Success != nil {
+		accepted = !rec.overflow && rule.Success.Matches(rec.status, rec.header)
+	} else {
+		accepted = !rec.overflow && (&policy.SuccessCondition{SetCookie: g.Policy.Session.Cookie}).Matches(rec.status, rec.header)
+	}
+	if !accepted {
+		rec.writeTo(w)
+		return nil
+	}
+	return g.refuseAccepted(w, r, next, rule, u, a, rec.header)
+}
+
+// refuseAccepted refuses a login the bank has accepted (its response
+// header is loginResp): the bank's session is logged out when the rule says
+// how, and never reaches the browser; a user who can fix the refusal by
+// registering a phone gets an enrolment ticket and the form.
+func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, loginResp http.Header) error {
+	g.bankLogout(r, next, rule, loginResp)
+	if (a != AccessReenrol && a != AccessNotEnrolled) || g.EnrollPath == "" {
+		g.refuse(w, r, rule, u, a, "")
+		return nil
+	}
+	tok := make([]byte, 32)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	t := base64.RawURLEncoding.EncodeToString(tok)
+	if err := g.Engine.store.PutSession(r.Context(), enrolTicketHash(t), u.Key, enrolTicketTTL); err != nil {
+		g.Engine.storeError("put_session", err)
+		g.refuse(w, r, rule, u, a, "")
+		return nil
+	}
+	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
+	g.refuse(w, r, rule, u, a, g.enrollForm(r))
+	return nil
+}
+
+// refuse renders the page for a refusing Access and audits it.
+func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rule *policy.Rule, u *User, a Access, form template.HTML) {
+	g.Log.Info("request refused: "+a.String(), "rule", rule.Name, "user", u.Key, "state", string(u.State))
+	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
+		ClientIP: g.clientIP(r), Outcome: a.String(), Actor: "gateway"})
+	g.Pages.Render(w, r, http.StatusForbidden, refusePage(a), "", form)
+}
+
+// enrolTicketUser returns the user of the request's enrolment ticket.
+func (g *Gate) enrolTicketUser(r *http.Request) (user, hash string, err error) {
+	ck, cerr := r.Cookie(EnrolTicketCookie)
+	if cerr != nil || ck.Value == "" {
+		return "", "", nil
+	}
+	h := enrolTicketHash(ck.Value)
+	k, err := g.Engine.store.GetSession(r.Context(), h)
+	if errors.Is(err, ErrNotFound) {
+		return "", "", nil
+	}
+	return k, h, err
+}
+
+// enrollForm is the enrolment form, posting to the enrolment page.
+func (g *Gate) enrollForm(r *http.Request) template.HTML {
+	lang := Lang(r)
+	return template.HTML(fmt.Sprintf(`<form method="post" action="%s"><label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required><label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required><button type="submit">%s</button></form>`,
+		template.HTMLEscapeString(g.EnrollPath), uiLabels[lang]["cred"], uiLabels[lang]["code"], uiLabels[lang]["submit"]))
+}
+
+// normalCredID is how a typed credential ID is looked up.
+func normalCredID(id string) string { return strings.ToUpper(strings.TrimSpace(id)) }

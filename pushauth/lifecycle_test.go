@@ -1,0 +1,775 @@
+package pushauth_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onepush/onepush/examples/phone/device"
+	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+)
+
+// The lifecycle points of the bank's FAQ, through the real Gate, device
+// API and admin API on a MemoryStore, with an injected clock for every
+// deadline (grace periods, security codes, the push budget).
+
+const lifecyclePolicy = `version: 1
+session: {cookie: BANKSESSION, ttl: 30m}
+step_up_required:
+  users: ["1001/boss"]
+  pattern: "9[0-9]*/.*"
+deregistration_grace: 1h
+rules:
+  - name: login
+    kind: login
+    match: {path: {exact: /login}, fields: [contract_no, user_id, password]}
+    user: {template: "{form.contract_no}/{form.user_id}"}
+    display: [{label: User, value: "{form.user_id}"}]
+    not_enrolled: allow
+    timeout: 10s
+  - name: transfer
+    kind: transaction
+    match: {path: {prefix: /transfer}, fields: [amount]}
+    user: {session: true}
+    display: [{label: Amount, value: "{form.amount}"}]
+    not_enrolled: deny
+  - name: logout
+    kind: logout
+    match: {methods: [POST, GET], path: {exact: /logout}}
+    user: {session: true}
+`
+
+const adminToken = "test-admin-token-0123456789"
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeBank accepts any password except "wrong" and records what reached it.
+type fakeBank struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (b *fakeBank) serve(w http.ResponseWriter, r *http.Request) error {
+	_ = r.ParseForm()
+	b.mu.Lock()
+	b.ops = append(b.ops, r.URL.Path+" "+r.PostForm.Get("user_id")+r.PostForm.Get("amount"))
+	b.mu.Unlock()
+	switch r.URL.Path {
+	case "/login":
+		if r.PostForm.Get("password") == "wrong" {
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, "bank: wrong password")
+			return nil
+		}
+		var sid [12]byte
+		_, _ = rand.Read(sid[:])
+		http.SetCookie(w, &http.Cookie{Name: "BANKSESSION", Value: hex.EncodeToString(sid[:]), Path: "/"})
+		w.Header().Set("Location", "/dashboard")
+		w.WriteHeader(http.StatusSeeOther)
+	default:
+		_, _ = io.WriteString(w, "bank: ok")
+	}
+	return nil
+}
+
+func (b *fakeBank) take() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.ops
+	b.ops = nil
+	return out
+}
+
+type countingMetrics struct {
+	pushauth.NopMetrics
+	mu       sync.Mutex
+	outcomes map[string]int
+	held     int
+	approved int
+}
+
+func (m *countingMetrics) ChallengeOutcome(rule, outcome string) {
+	m.mu.Lock()
+	m.outcomes[rule+"/"+outcome]++
+	m.mu.Unlock()
+}
+func (m *countingMetrics) Held(d int) { m.mu.Lock(); m.held += d; m.mu.Unlock() }
+func (m *countingMetrics) ApprovalLatency(time.Duration) {
+	m.mu.Lock()
+	m.approved++
+	m.mu.Unlock()
+}
+func (m *countingMetrics) get(k string) int { m.mu.Lock(); defer m.mu.Unlock(); return m.outcomes[k] }
+
+type pushSink struct {
+	mu   sync.Mutex
+	msgs []map[string]string
+}
+
+func (s *pushSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var m map[string]string
+	_ = json.NewDecoder(r.Body).Decode(&m)
+	s.mu.Lock()
+	s.msgs = append(s.msgs, m)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *pushSink) kinds() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, m := range s.msgs {
+		out = append(out, m["kind"])
+	}
+	return out
+}
+
+type rig struct {
+	t       *testing.T
+	clk     *fakeClock
+	eng     *pushauth.Engine
+	bank    *fakeBank
+	srv     *httptest.Server
+	sink    *httptest.Server
+	pushes  *pushSink
+	metrics *countingMetrics
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	clk := &fakeClock{t: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)}
+	store := pushauth.NewMemoryStore(clk.Now)
+	t.Cleanup(func() { _ = store.Close() })
+	pushes := &pushSink{}
+	sink := httptest.NewServer(pushes)
+	t.Cleanup(sink.Close)
+	wp, err := pushauth.NewWebhookPusher([]string{sink.URL + "/"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &countingMetrics{outcomes: map[string]int{}}
+	eng, err := pushauth.NewEngine(pushauth.Config{
+		Store: store, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Pushers: map[string]pushauth.Pusher{"webhook": wp}, Metrics: m, Backstop: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	pol, err := policy.Parse("lifecycle.yaml", []byte(lifecyclePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.SetDeregistrationGrace(pol.DeregistrationGrace)
+	pages, err := pushauth.NewPages("", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank := &fakeBank{}
+	gate := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), EnrollPath: "/onepush/enroll"}
+	dev := pushauth.NewDeviceAPI(eng, "", 0) // the policy's grace must win over this 0
+	admin, err := pushauth.NewAdminAPI(eng, "", adminToken, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case dev.Handles(r.URL.Path):
+			dev.ServeHTTP(w, r)
+		case admin.Handles(r.URL.Path):
+			admin.ServeHTTP(w, r)
+		default:
+			if err := gate.Serve(w, r, bank.serve); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return &rig{t: t, clk: clk, eng: eng, bank: bank, srv: srv, sink: sink, pushes: pushes, metrics: m}
+}
+
+func (g *rig) phone(platform string) *device.Phone {
+	g.t.Helper()
+	p, err := device.New(g.srv.URL+"/onepush/device/v1", device.WithClock(g.clk.Now))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	token := ""
+	if platform == "webhook" {
+		token = g.sink.URL + "/phone"
+	}
+	if err := p.Register(context.Background(), platform, token); err != nil {
+		g.t.Fatal(err)
+	}
+	return p
+}
+
+type br struct{ *http.Client }
+
+func newBr() *br {
+	jar, _ := cookiejar.New(nil)
+	return &br{&http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type answer struct {
+	status int
+	body   string
+	resp   *http.Response
+}
+
+func (b *br) post(t *testing.T, target string, form url.Values) answer {
+	t.Helper()
+	resp, err := b.PostForm(target, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, string(data), resp}
+}
+
+func (b *br) postAsync(t *testing.T, target string, form url.Values) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		resp, err := b.PostForm(target, form)
+		if err != nil {
+			ch <- answer{status: -1, body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		ch <- answer{resp.StatusCode, string(data), resp}
+	}()
+	return ch
+}
+
+func loginForm(key string) url.Values {
+	c, u, _ := strings.Cut(key, "/")
+	return url.Values{"contract_no": {c}, "user_id": {u}, "password": {"pw"}}
+}
+
+// passwordLogin logs in a user the gateway lets through without a push.
+func (g *rig) passwordLogin(b *br, key string) {
+	g.t.Helper()
+	a := b.post(g.t, g.srv.URL+"/login", loginForm(key))
+	if a.status != http.StatusSeeOther {
+		g.t.Fatalf("password-only login of %s: %d %.200q", key, a.status, a.body)
+	}
+}
+
+// enrol logs key in (password only) and binds phone through the page.
+func (g *rig) enrol(key string, p *device.Phone) answer {
+	g.t.Helper()
+	b := newBr()
+	g.passwordLogin(b, key)
+	code, err := p.SecurityCode()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return b.post(g.t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}})
+}
+
+func (g *rig) mustEnrol(key string, p *device.Phone) {
+	g.t.Helper()
+	if a := g.enrol(key, p); a.status != http.StatusOK || !strings.Contains(a.body, "Phone registered") {
+		g.t.Fatalf("enrolment of %s: %d %.300q", key, a.status, a.body)
+	}
+	g.clk.Advance(31 * time.Second) // the next enrolment needs the next code
+}
+
+func (g *rig) pendingCount(p *device.Phone) int {
+	g.t.Helper()
+	list, err := p.Pending(context.Background())
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return len(list)
+}
+
+func waitFor(t *testing.T, p *device.Phone) *device.Challenge {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ch, err := p.WaitPending(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// pushLogin logs key in and answers the push with decision; it returns
+// the browser's answer.
+func (g *rig) pushLogin(b *br, key string, p *device.Phone, decision string) answer {
+	g.t.Helper()
+	res := b.postAsync(g.t, g.srv.URL+"/login", loginForm(key))
+	ch := waitFor(g.t, p)
+	if ch.Parsed.User != key {
+		g.t.Fatalf("challenge for %q, want %q", ch.Parsed.User, key)
+	}
+	if st, err := p.Decide(context.Background(), ch, decision, 0); err != nil || st != http.StatusOK {
+		g.t.Fatalf("%s: %d %v", decision, st, err)
+	}
+	return <-res
+}
+
+func (g *rig) admin(method, path string, body any) (int, map[string]any) {
+	g.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rd = strings.NewReader(string(data))
+	}
+	req, _ := http.NewRequest(method, g.srv.URL+"/onepush/admin/v1"+path, rd)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set(pushauth.ActorHeader, "ops-tanaka")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (g *rig) state(key string) map[string]any {
+	g.t.Helper()
+	st, out := g.admin(http.MethodGet, "/user?key="+url.QueryEscape(key), nil)
+	if st != http.StatusOK {
+		g.t.Fatalf("show %s: %d %v", key, st, out)
+	}
+	return out
+}
+
+func TestEnrolmentWithRightAndWrongCode(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("webhook")
+	b := newBr()
+	g.passwordLogin(b, "1001/alice")
+	resp, err := b.Get(g.srv.URL + "/onepush/enroll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `name="credential_id"`) {
+		t.Fatalf("enrol page: %d %.200q", resp.StatusCode, page)
+	}
+	code, _ := p.SecurityCode()
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {wrong}})
+	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Security code not accepted") || !strings.Contains(a.body, `name="code"`) {
+		t.Fatalf("wrong code: %d %.300q", a.status, a.body)
+	}
+	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {"OPNOSUCHCREDENTIAL"}, "code": {code}})
+	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Credential ID not found") {
+		t.Fatalf("unknown credential: %d %.300q", a.status, a.body)
+	}
+	if s := g.state("1001/alice"); s["enrolled"] != false || s["failures"] != float64(1) {
+		t.Fatalf("after a wrong code: %v, want not enrolled with 1 failure", s)
+	}
+	// The right code, typed in lower case with spaces: bound, and the phone
+	// gets a test push.
+	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {" " + strings.ToLower(p.CredentialID()) + " "}, "code": {code}})
+	if a.status != http.StatusOK || !strings.Contains(a.body, "test notification was sent") {
+		t.Fatalf("right code: %d %.300q", a.status, a.body)
+	}
+	if k := g.pushes.kinds(); len(k) != 1 || k[0] != pushauth.TestPushKind {
+		t.Fatalf("pushes after binding: %v, want one test push", k)
+	}
+	if s := g.state("1001/alice"); s["enrolled"] != true || s["credential_id"] != p.CredentialID() || s["failures"] != float64(0) {
+		t.Fatalf("after enrolment: %v", s)
+	}
+	// The same code again (another user trying to reuse it) is refused.
+	b2 := newBr()
+	g.passwordLogin(b2, "1001/bob")
+	if a := b2.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}}); a.status != http.StatusBadRequest {
+		t.Fatalf("reused code: %d, want 400", a.status)
+	}
+	// From now on alice's login waits for the phone.
+	g.bank.take()
+	if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login after enrolment: %d", a.status)
+	}
+	evs, err := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "1001/alice", Type: pushauth.AuditEnrolment})
+	if err != nil || len(evs) != 3 || evs[0].Outcome != "bad_code" || evs[1].Outcome != "unknown_credential" || evs[2].Outcome != "bound" {
+		t.Fatalf("enrolment audit: %+v %v", evs, err)
+	}
+	// Without a session nobody can enrol.
+	if a := newBr().post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}}); a.status != http.StatusForbidden {
+		t.Fatalf("enrolment without a session: %d", a.status)
+	}
+}
+
+func TestOnePhoneForTwoUsers(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	g.mustEnrol("1001/bob", p)
+	for _, key := range []string{"1001/alice", "1001/bob"} {
+		if a := g.pushLogin(newBr(), key, p, device.Approve); a.status != http.StatusSeeOther {
+			t.Fatalf("%s login approved on the shared phone: %d", key, a.status)
+		}
+	}
+	if a := g.pushLogin(newBr(), "1001/bob", p, device.Deny); a.status != http.StatusForbidden {
+		t.Fatalf("bob's denied login: %d", a.status)
+	}
+	// bob's denial is bob's failure only.
+	if s := g.state("1001/alice"); s["failures"] != float64(0) {
+		t.Fatalf("alice's failures after bob's denial: %v", s["failures"])
+	}
+}
+
+func TestSecondCredentialForABoundUserIsRefused(t *testing.T) {
+	g := newRig(t)
+	first, second := g.phone("none"), g.phone("none")
+	g.mustEnrol("1001/alice", first)
+	b := newBr()
+	if a := g.pushLogin(b, "1001/alice", first, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login: %d", a.status)
+	}
+	code, _ := second.SecurityCode()
+	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {second.CredentialID()}, "code": {code}})
+	if a.status != http.StatusConflict || !strings.Contains(a.body, "already") {
+		t.Fatalf("second phone: %d %.300q", a.status, a.body)
+	}
+	if s := g.state("1001/alice"); s["credential_id"] != first.CredentialID() {
+		t.Fatalf("alice is bound to %v, want her first phone", s["credential_id"])
+	}
+	// Support staff cannot bind it either while the first is bound.
+	if st, out := g.admin(http.MethodPost, "/user/bind", map[string]string{"key": "1001/alice", "credential_id": second.CredentialID()}); st != http.StatusConflict {
+		t.Fatalf("admin bind of a second phone: %d %v", st, out)
+	}
+}
+
+func TestSuspendGraceRequiredUserResume(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/boss", p)  // step-up required (listed)
+	g.mustEnrol("1001/alice", p) // not required
+	for _, key := range []string{"1001/boss", "1001/alice"} {
+		if st, out := g.admin(http.MethodPost, "/user/suspend", map[string]string{"key": key, "grace": "2h"}); st != http.StatusOK || out["state"] != "suspended" {
+			t.Fatalf("suspend %s: %d %v", key, st, out)
+		}
+	}
+	g.bank.take()
+	// Within the grace period: the password alone, no push.
+	g.passwordLogin(newBr(), "1001/boss")
+	if n := g.pendingCount(p); n != 0 {
+		t.Fatalf("%d challenges during the suspension grace", n)
+	}
+	if ops := g.bank.take(); len(ops) != 1 {
+		t.Fatalf("bank saw %v, want the login", ops)
+	}
+	// After it: the required user is refused and nothing reaches the bank;
+	// the others follow the rule (login: allow).
+	g.clk.Advance(2*time.Hour + time.Second)
+	a := newBr().post(t, g.srv.URL+"/login", loginForm("1001/boss"))
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, "suspended") {
+		t.Fatalf("required user after the grace: %d %.300q", a.status, a.body)
+	}
+	if ops := g.bank.take(); len(ops) != 0 {
+		t.Fatalf("bank saw %v for a refused login", ops)
+	}
+	g.passwordLogin(newBr(), "1001/alice")
+	// Resume: the push is back.
+	if st, out := g.admin(http.MethodPost, "/user/resume", map[string]string{"key": "1001/boss"}); st != http.StatusOK || out["state"] != "active" {
+		t.Fatalf("resume: %d %v", st, out)
+	}
+	if a := g.pushLogin(newBr(), "1001/boss", p, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login after resume: %d", a.status)
+	}
+	// Resuming an active user is a conflict, not a silent success.
+	if st, _ := g.admin(http.MethodPost, "/user/resume", map[string]string{"key": "1001/boss"}); st != http.StatusConflict {
+		t.Fatalf("resume of an active user: %d, want 409", st)
+	}
+	evs, _ := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "1001/boss", Type: pushauth.AuditAdmin})
+	if len(evs) != 2 || evs[0].Outcome != "suspend" || evs[1].Outcome != "resume" || !strings.HasPrefix(evs[0].Actor, "ops-tanaka@") {
+		t.Fatalf("admin audit: %+v", evs)
+	}
+}
+
+func TestFiveDenialsLockUntilUnlock(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	// Four denials, an approval, four more: the count is of consecutive
+	// failures, so no lock.
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 4; i++ {
+			if a := g.pushLogin(newBr(), "1001/alice", p, device.Deny); a.status != http.StatusForbidden {
+				t.Fatalf("denial: %d", a.status)
+			}
+		}
+		g.clk.Advance(time.Minute) // the per-minute push budget
+		if round == 0 {
+			if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
+				t.Fatalf("approval: %d", a.status)
+			}
+		}
+	}
+	if s := g.state("1001/alice"); s["state"] != "active" || s["failures"] != float64(4) {
+		t.Fatalf("after 4 denials, an approval and 4 denials: %v", s)
+	}
+	// The fifth consecutive failure locks.
+	if a := g.pushLogin(newBr(), "1001/alice", p, device.Deny); a.status != http.StatusForbidden {
+		t.Fatalf("fifth denial: %d", a.status)
+	}
+	if s := g.state("1001/alice"); s["state"] != "locked" {
+		t.Fatalf("after 5 failures: %v", s)
+	}
+	g.bank.take()
+	a := newBr().post(t, g.srv.URL+"/login", loginForm("1001/alice"))
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, "locked") {
+		t.Fatalf("locked login: %d %.200q", a.status, a.body)
+	}
+	if n := g.pendingCount(p); n != 0 || len(g.bank.take()) != 0 {
+		t.Fatal("a locked user's login rang the phone or reached the bank")
+	}
+	if st, out := g.admin(http.MethodPost, "/user/unlock", map[string]string{"key": "1001/alice"}); st != http.StatusOK || out["state"] != "active" || out["failures"] != float64(0) {
+		t.Fatalf("unlock: %d %v", st, out)
+	}
+	g.clk.Advance(time.Minute)
+	if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login after unlock: %d", a.status)
+	}
+	if got := g.metrics.get("login/denied"); got != 9 {
+		t.Errorf("denied challenges counted %d, want 9", got)
+	}
+	if got := g.metrics.get("login/approved"); got != 2 || g.metrics.approved != 2 {
+		t.Errorf("approved challenges counted %d (latencies %d), want 2", got, g.metrics.approved)
+	}
+	if got := g.metrics.get("login/created"); got != 11 {
+		t.Errorf("created challenges counted %d, want 11", got)
+	}
+	if g.metrics.held != 0 {
+		t.Errorf("held gauge ends at %d, want 0", g.metrics.held)
+	}
+}
+
+func TestOneFraudReportLocksAtOnce(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	if a := g.pushLogin(newBr(), "1001/alice", p, device.Fraud); a.status != http.StatusForbidden {
+		t.Fatalf("fraud report: %d", a.status)
+	}
+	if s := g.state("1001/alice"); s["state"] != "locked" || s["failures"] != float64(1) {
+		t.Fatalf("after one fraud report: %v, want locked", s)
+	}
+	evs, _ := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "1001/alice", Type: pushauth.AuditStateChange})
+	if len(evs) != 1 || evs[0].Outcome != "locked" || !strings.Contains(evs[0].Detail, "fraud") {
+		t.Fatalf("lock not audited with its reason: %+v", evs)
+	}
+}
+
+func TestWrongCodesAtEnrolmentLock(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	b := newBr()
+	g.passwordLogin(b, "1001/alice")
+	code, _ := p.SecurityCode()
+	wrong := "123456"
+	if code == wrong {
+		wrong = "654321"
+	}
+	for i := 0; i < 5; i++ {
+		b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {wrong}})
+	}
+	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}})
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, "locked") {
+		t.Fatalf("right code after 5 wrong ones: %d %.200q", a.status, a.body)
+	}
+	if s := g.state("1001/alice"); s["state"] != "locked" || s["enrolled"] != false {
+		t.Fatalf("after 5 wrong codes: %v", s)
+	}
+}
+
+func TestDeregisterGraceReenrol(t *testing.T) {
+	g := newRig(t)
+	old := g.phone("none")
+	g.mustEnrol("9001/director", old) // step-up required (pattern)
+	// No deadline given: the policy's deregistration_grace (1h).
+	st, out := g.admin(http.MethodPost, "/user/deregister", map[string]string{"key": "9001/director"})
+	if st != http.StatusOK || out["state"] != "deregistered" || out["in_grace"] != true {
+		t.Fatalf("deregister: %d %v", st, out)
+	}
+	if until, _ := time.Parse(time.RFC3339, out["until"].(string)); !until.Equal(g.clk.Now().Add(time.Hour)) {
+		t.Fatalf("grace until %v, want the policy's 1h from now", out["until"])
+	}
+	g.passwordLogin(newBr(), "9001/director")
+	if g.pendingCount(old) != 0 {
+		t.Fatal("a deregistered user's login rang the old phone")
+	}
+	g.clk.Advance(time.Hour + time.Second)
+	g.bank.take()
+	// A wrong password after the grace gets the bank's own answer.
+	bad := loginForm("9001/director")
+	bad.Set("password", "wrong")
+	if a := newBr().post(t, g.srv.URL+"/login", bad); a.status != http.StatusOK || a.body != "bank: wrong password" {
+		t.Fatalf("wrong password after the grace: %d %.200q", a.status, a.body)
+	}
+	// The right one: refused with the page asking to enrol again and the
+	// form; the bank's session never reaches the browser.
+	b := newBr()
+	a := b.post(t, g.srv.URL+"/login", loginForm("9001/director"))
+	if a.status != http.StatusForbidden || !strings.Contains(a.body, "register your phone again") || !strings.Contains(a.body, `name="credential_id"`) {
+		t.Fatalf("required user after the grace: %d %.300q", a.status, a.body)
+	}
+	for _, c := range a.resp.Cookies() {
+		if c.Name == "BANKSESSION" {
+			t.Fatal("the refused login's bank session reached the browser")
+		}
+	}
+	// A transfer with no session is refused as before.
+	if a := b.post(t, g.srv.URL+"/transfer", url.Values{"amount": {"100"}}); a.status != http.StatusForbidden {
+		t.Fatalf("transfer after a refused login: %d", a.status)
+	}
+	// Re-enrol with a new phone through the ticket, then the push is back.
+	fresh := g.phone("none")
+	code, _ := fresh.SecurityCode()
+	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {fresh.CredentialID()}, "code": {code}})
+	if a.status != http.StatusOK || !strings.Contains(a.body, "Phone registered") {
+		t.Fatalf("re-enrolment: %d %.300q", a.status, a.body)
+	}
+	if a := g.pushLogin(newBr(), "9001/director", fresh, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login after re-enrolment: %d", a.status)
+	}
+	// The ticket was used up.
+	if a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {fresh.CredentialID()}, "code": {code}}); a.status != http.StatusForbidden {
+		t.Fatalf("second use of the enrolment ticket: %d", a.status)
+	}
+}
+
+func TestUninstallDeregistersEveryUserOfThePhone(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/boss", p)
+	g.mustEnrol("1001/alice", p)
+	if err := p.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"1001/boss", "1001/alice"} {
+		s := g.state(key)
+		until, _ := time.Parse(time.RFC3339, s["until"].(string))
+		if s["state"] != "deregistered" || s["credential_id"] != nil || !until.Equal(g.clk.Now().Add(time.Hour)) {
+			t.Fatalf("%s after uninstall: %v (want deregistered with the policy's 1h grace)", key, s)
+		}
+	}
+	// The credential is gone: it can no longer call the device API.
+	if _, err := p.Pending(context.Background()); err == nil {
+		t.Fatal("an uninstalled credential can still poll")
+	}
+	g.passwordLogin(newBr(), "1001/boss")
+	g.clk.Advance(2 * time.Hour)
+	if a := newBr().post(t, g.srv.URL+"/login", loginForm("1001/boss")); a.status != http.StatusForbidden {
+		t.Fatalf("required user after the uninstall grace: %d", a.status)
+	}
+	g.passwordLogin(newBr(), "1001/alice") // not required: the rule allows
+}
+
+func TestAdminAPIAuthAndAuditQuery(t *testing.T) {
+	g := newRig(t)
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + adminToken, "Bearer " + adminToken + "x"} {
+		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/onepush/admin/v1/user?key=1001/alice", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
+		}
+	}
+	if st, _ := g.admin(http.MethodGet, "/user?key=nobody", nil); st != http.StatusNotFound {
+		t.Errorf("unknown user: %d", st)
+	}
+	if st, _ := g.admin(http.MethodPost, "/user/suspend", map[string]string{"key": "1001/alice", "until": "tomorrow"}); st != http.StatusBadRequest {
+		t.Errorf("bad deadline: %d", st)
+	}
+	g.pushLogin(newBr(), "1001/alice", p, device.Approve)
+	mid := g.clk.Now()
+	g.clk.Advance(time.Minute)
+	g.pushLogin(newBr(), "1001/alice", p, device.Deny)
+	// Unbind and bind back (support staff).
+	if st, out := g.admin(http.MethodPost, "/user/unbind", map[string]string{"key": "1001/alice"}); st != http.StatusOK || out["enrolled"] != false {
+		t.Fatalf("unbind: %d %v", st, out)
+	}
+	if st, out := g.admin(http.MethodPost, "/user/bind", map[string]string{"key": "1001/alice", "credential_id": p.CredentialID()}); st != http.StatusOK || out["enrolled"] != true {
+		t.Fatalf("bind: %d %v", st, out)
+	}
+	st, out := g.admin(http.MethodGet, "/audit?user=1001/alice&type=challenge.decided&since="+url.QueryEscape(mid.Add(time.Second).Format(time.RFC3339)), nil)
+	evs, _ := out["events"].([]any)
+	if st != http.StatusOK || len(evs) != 1 || evs[0].(map[string]any)["outcome"] != "denied" || evs[0].(map[string]any)["client_ip"] != "127.0.0.1" {
+		t.Fatalf("audit since the approval: %d %v", st, out)
+	}
+	st, out = g.admin(http.MethodGet, "/user?key=1001/alice", nil)
+	recent, _ := out["recent"].([]any)
+	if st != http.StatusOK || len(recent) < 4 {
+		t.Fatalf("show: recent challenges %v", out)
+	}
+	// Nothing secret in the trail.
+	all, _ := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{})
+	data, _ := json.Marshal(all)
+	if strings.Contains(string(data), p.OTPSecret()) || strings.Contains(string(data), "BANKSESSION") {
+		t.Fatal("audit trail holds a secret")
+	}
+}
+
+func TestMemoryAuditLogRetention(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := pushauth.NewMemoryAuditLog(time.Hour, 3, clk.Now)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		_ = l.Append(ctx, pushauth.AuditEvent{Time: clk.Now(), Type: "t", User: string(rune('a' + i))})
+		clk.Advance(time.Minute)
+	}
+	evs, _ := l.Query(ctx, pushauth.AuditQuery{})
+	if len(evs) != 3 || evs[0].User != "c" || evs[2].User != "e" {
+		t.Fatalf("count bound: %+v", evs)
+	}
+	clk.Advance(58 * time.Minute) // c is now older than an hour
+	if evs, _ := l.Query(ctx, pushauth.AuditQuery{}); len(evs) != 2 || evs[0].User != "d" {
+		t.Fatalf("age bound: %+v", evs)
+	}
+	if evs, _ := l.Query(ctx, pushauth.AuditQuery{User: "e", Limit: 5}); len(evs) != 1 {
+		t.Fatalf("by user: %+v", evs)
+	}
+}
