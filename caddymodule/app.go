@@ -28,6 +28,14 @@ type App struct {
 	// ending in "/"). Empty: webhook push is off.
 	WebhookAllow []string `json:"webhook_allow,omitempty"`
 
+	// APNs enables the "apns" push platform (iOS apps) through Apple's
+	// push service. Secrets may be Caddy placeholders ({env.NAME}).
+	APNs *APNsConfig `json:"apns,omitempty"`
+
+	// FCM enables the "fcm" push platform (Android apps) through Firebase
+	// Cloud Messaging.
+	FCM *FCMConfig `json:"fcm,omitempty"`
+
 	// MaxHeld bounds the requests this instance holds at once. Default 50000.
 	MaxHeld int `json:"max_held,omitempty"`
 
@@ -127,6 +135,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("onepush: webhook_allow: %w", err)
 		}
 		pushers["webhook"] = wp
+	}
+	repl := caddy.NewReplacer()
+	if a.APNs != nil {
+		p, err := a.APNs.pusher(repl)
+		if err != nil {
+			return err
+		}
+		pushers["apns"] = p
+	}
+	if a.FCM != nil {
+		p, err := a.FCM.pusher(ctx, repl)
+		if err != nil {
+			return err
+		}
+		pushers["fcm"] = p
 	}
 	logger := ctx.Slogger()
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {

@@ -43,6 +43,8 @@ func init() {
 //	        prefix <prefix>
 //	    }
 //	    webhook_allow <prefix...>
+//	    apns { key_file|key_id|team_id|cert_file|cert_password|topic|host|ca_file|category|title <v>; production|sandbox }
+//	    fcm { credentials_file|project_id|endpoint <v> }
 //	    max_held <n>
 //	    push_workers <n>
 //	    push_queue <n>
@@ -86,6 +88,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				a.Store.Redis = rc
 			}
+		case "apns":
+			c, err := parseAPNsBlock(d)
+			if err != nil {
+				return err
+			}
+			a.APNs = c
+		case "fcm":
+			c, err := parseFCMBlock(d)
+			if err != nil {
+				return err
+			}
+			a.FCM = c
 		case "webhook_allow":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -1,0 +1,253 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/push/apns"
+	"github.com/onepush/onepush/pushauth/push/fcm"
+)
+
+// APNsConfig enables the "apns" push platform (iOS apps) through Apple's
+// HTTP/2 provider API. Use token auth (key_file, key_id, team_id) or
+// certificate auth (cert_file, cert_password). String fields may hold
+// Caddy placeholders such as {env.APNS_KEY_ID}, expanded at provisioning;
+// a placeholder that is unknown or empty is an error.
+type APNsConfig struct {
+	// KeyFile is the path of the .p8 signing key from the Apple developer
+	// account (token auth).
+	KeyFile string `json:"key_file,omitempty"`
+
+	// KeyID is the 10-character ID of that key (token auth).
+	KeyID string `json:"key_id,omitempty"`
+
+	// TeamID is the 10-character Apple developer team ID (token auth).
+	TeamID string `json:"team_id,omitempty"`
+
+	// CertFile is the path of an APNs push certificate with its private
+	// key: .p12/.pfx, or PEM with certificate and key in one file
+	// (certificate auth).
+	CertFile string `json:"cert_file,omitempty"`
+
+	// CertPassword unlocks CertFile; use a placeholder such as
+	// {env.APNS_CERT_PASSWORD} rather than the secret itself.
+	CertPassword string `json:"cert_password,omitempty"`
+
+	// Topic is the app's bundle ID. Required.
+	Topic string `json:"topic,omitempty"`
+
+	// Production sends to api.push.apple.com; false (default) sends to the
+	// sandbox, api.sandbox.push.apple.com, which development builds use.
+	Production bool `json:"production,omitempty"`
+
+	// Host overrides the APNs base URL, e.g. for a test server or an
+	// egress proxy. Takes precedence over Production.
+	Host string `json:"host,omitempty"`
+
+	// Category is the aps.category the app registers its Approve/Deny
+	// notification actions under. Default "ONEPUSH_CHALLENGE".
+	Category string `json:"category,omitempty"`
+
+	// Title is the alert title on the lock screen; it must not carry
+	// transaction details. Default "ログイン・取引の承認依頼 / Approval request".
+	Title string `json:"title,omitempty"`
+
+	// CAFile is a PEM bundle of roots to trust for Host instead of the
+	// system's (an APNs proxy inside the bank with its own CA).
+	CAFile string `json:"ca_file,omitempty"`
+}
+
+// FCMConfig enables the "fcm" push platform (Android apps) through
+// Firebase Cloud Messaging HTTP v1. String fields may hold Caddy
+// placeholders such as {env.FCM_CREDENTIALS}, expanded at provisioning.
+type FCMConfig struct {
+	// CredentialsFile is the path of a service-account JSON key allowed to
+	// send FCM messages. Empty: Application Default Credentials
+	// (GOOGLE_APPLICATION_CREDENTIALS or the platform's workload identity).
+	CredentialsFile string `json:"credentials_file,omitempty"`
+
+	// ProjectID is the Firebase project ID. Default: the project_id of the
+	// credentials.
+	ProjectID string `json:"project_id,omitempty"`
+
+	// Endpoint overrides the FCM v1 base URL
+	// (https://fcm.googleapis.com/v1), e.g. for a test server or a proxy.
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// expand replaces placeholders in each field, failing on unknown or empty
+// ones so a missing secret is a config error, not a failed push.
+func expand(repl *caddy.Replacer, block string, fields map[string]*string) error {
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	for name, p := range fields {
+		if *p == "" {
+			continue
+		}
+		v, err := repl.ReplaceOrErr(*p, true, true)
+		if err != nil {
+			return fmt.Errorf("onepush: %s: %s: %w", block, name, err)
+		}
+		*p = v
+	}
+	return nil
+}
+
+// pusher builds the APNs sender, expanding placeholders with repl.
+func (c *APNsConfig) pusher(repl *caddy.Replacer) (pushauth.Pusher, error) {
+	o := *c
+	if err := expand(repl, "apns", map[string]*string{
+		"key_file": &o.KeyFile, "key_id": &o.KeyID, "team_id": &o.TeamID,
+		"cert_file": &o.CertFile, "cert_password": &o.CertPassword,
+		"topic": &o.Topic, "host": &o.Host, "category": &o.Category, "title": &o.Title,
+		"ca_file": &o.CAFile,
+	}); err != nil {
+		return nil, err
+	}
+	var roots *x509.CertPool
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("onepush: apns ca_file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("onepush: apns ca_file %q: no PEM certificates", o.CAFile)
+		}
+	}
+	p, err := apns.New(apns.Options{
+		KeyFile: o.KeyFile, KeyID: o.KeyID, TeamID: o.TeamID,
+		CertFile: o.CertFile, CertPassword: o.CertPassword,
+		Topic: o.Topic, Production: o.Production, Host: o.Host,
+		Category: o.Category, Title: o.Title, RootCAs: roots,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("onepush: %w", err)
+	}
+	return p, nil
+}
+
+// pusher builds the FCM sender, expanding placeholders with repl.
+func (c *FCMConfig) pusher(ctx context.Context, repl *caddy.Replacer) (pushauth.Pusher, error) {
+	o := *c
+	if err := expand(repl, "fcm", map[string]*string{
+		"credentials_file": &o.CredentialsFile, "project_id": &o.ProjectID, "endpoint": &o.Endpoint,
+	}); err != nil {
+		return nil, err
+	}
+	p, err := fcm.New(ctx, fcm.Options{CredentialsFile: o.CredentialsFile, ProjectID: o.ProjectID, Endpoint: o.Endpoint})
+	if err != nil {
+		return nil, fmt.Errorf("onepush: %w", err)
+	}
+	return p, nil
+}
+
+// oneArg reads the single argument of the current option line.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: missing value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: takes one value", name)
+	}
+	return nil
+}
+
+// parseAPNsBlock parses the apns block of the global onepush options; d is
+// on the "apns" token:
+//
+//	apns {
+//	    key_file      <path.p8>
+//	    key_id        <key id>
+//	    team_id       <team id>
+//	    cert_file     <path.p12|path.pem>   # instead of the three above
+//	    cert_password <password>
+//	    topic         <bundle id>
+//	    production | sandbox
+//	    host          <url>
+//	    category      <aps category>
+//	    title         <alert title>
+//	}
+func parseAPNsBlock(d *caddyfile.Dispenser) (*APNsConfig, error) {
+	c := new(APNsConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key_file":
+			err = oneArg(d, &c.KeyFile)
+		case "key_id":
+			err = oneArg(d, &c.KeyID)
+		case "team_id":
+			err = oneArg(d, &c.TeamID)
+		case "cert_file":
+			err = oneArg(d, &c.CertFile)
+		case "cert_password":
+			err = oneArg(d, &c.CertPassword)
+		case "topic":
+			err = oneArg(d, &c.Topic)
+		case "host":
+			err = oneArg(d, &c.Host)
+		case "ca_file":
+			err = oneArg(d, &c.CAFile)
+		case "category":
+			err = oneArg(d, &c.Category)
+		case "title":
+			err = oneArg(d, &c.Title)
+		case "production", "sandbox":
+			c.Production = d.Val() == "production"
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("apns: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// parseFCMBlock parses the fcm block of the global onepush options; d is on
+// the "fcm" token:
+//
+//	fcm {
+//	    credentials_file <service-account.json>
+//	    project_id       <firebase project id>
+//	    endpoint         <url>
+//	}
+func parseFCMBlock(d *caddyfile.Dispenser) (*FCMConfig, error) {
+	c := new(FCMConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "credentials_file":
+			err = oneArg(d, &c.CredentialsFile)
+		case "project_id":
+			err = oneArg(d, &c.ProjectID)
+		case "endpoint":
+			err = oneArg(d, &c.Endpoint)
+		default:
+			return nil, d.Errf("fcm: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
