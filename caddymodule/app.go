@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
+	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
 func init() {
@@ -70,8 +71,9 @@ type App struct {
 	// per minute; more are refused, against push bombing. Default 5.
 	PushRate int `json:"push_rate,omitempty"`
 
-	// AuditRetention is how long audit events are kept (in memory until
-	// the Redis audit stream exists). Default 720h (30 days).
+	// AuditRetention is how long audit events are kept (in memory, or in a
+	// Redis stream shared by every instance with the Redis store). Default
+	// 720h (30 days).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
 	// AuditMaxEvents bounds the audit events kept; the oldest go first.
@@ -170,7 +172,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			MaxFailures:    a.MaxFailures,
 			MaxHeldPerUser: a.MaxHeldPerUser,
 			MaxHeldPerIP:   a.MaxHeldPerIP,
-			Audit:          pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil),
+			Audit:          a.newAuditLog(store),
 			Metrics:        metrics,
 			PushRate:       a.PushRate,
 		})
@@ -186,6 +188,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.engine = val.(pooledEngine).Engine
 	a.engine.SetPushers(pushers)
 	return nil
+}
+
+// newAuditLog keeps the audit trail where the store is: a Redis stream
+// shared by every instance, or memory for the single-instance store.
+func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
+	if rs, ok := store.(*redisstore.Store); ok {
+		return redisstore.NewAuditLog(rs, time.Duration(a.AuditRetention), a.AuditMaxEvents)
+	}
+	return pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil)
 }
 
 func (a *App) newStore() (pushauth.Store, error) {
