@@ -72,6 +72,7 @@ type Engine struct {
 	regLimit  *ipLimiter
 	limits    *heldLimits
 	grace     atomic.Int64 // policy deregistration_grace, see SetDeregistrationGrace
+	orphans   *orphans     // challenges left pending by a store failure, see orphans.go
 }
 
 // Errors the gate turns into pages.
@@ -143,6 +144,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		regLimit: newIPLimiter(10000),
 		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
 	}
+	e.orphans = newOrphans(e, time.Second)
 	e.SetPushers(cfg.Pushers)
 	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
 	stop, err := cfg.Store.Watch(e.waiters.wake)
@@ -178,6 +180,7 @@ func (e *Engine) Held() int { return e.waiters.count() }
 func (e *Engine) Close() error {
 	e.stopWatch()
 	e.dispatch.close()
+	e.orphans.stop()
 	return nil
 }
 
@@ -234,7 +237,14 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 	if started != nil {
 		started(c)
 	}
-	return e.wait(ctx, w, c, true)
+	final, err := e.wait(ctx, w, c, true)
+	if err != nil {
+		// The store failed: the request gets an error page, and the
+		// challenge is closed once the store answers again, so the phone
+		// stops offering it.
+		e.orphans.add(c)
+	}
+	return final, err
 }
 
 // Start creates and pushes a challenge without waiting: the interstitial

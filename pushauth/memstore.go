@@ -285,6 +285,11 @@ func (s *MemoryStore) Watch(fn func(string)) (func(), error) {
 	}, nil
 }
 
+// ReliableWatch reports that Watch never loses a notification: every
+// Resolve and supersede calls the watchers in-process, so the engine needs
+// no periodic re-read of held challenges (Config.Backstop).
+func (s *MemoryStore) ReliableWatch() bool { return true }
+
 // watcherList must be called with s.mu held; callbacks run after unlocking
 // so a watcher may call back into the store.
 func (s *MemoryStore) watcherList() []func(string) {
