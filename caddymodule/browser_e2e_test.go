@@ -317,4 +317,3 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 		}
 	})
 }
-

@@ -195,6 +195,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    templates <file>
 //	    bank_home <url>
 //	    wait_path <prefix/>
+//	    wait_template <file>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -224,6 +225,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.BankHome = val
 		case "wait_path":
 			h.WaitPath = val
+		case "wait_template":
+			h.WaitTemplate = val
 		default:
 			return d.Errf("unknown onepush subdirective %q", key)
 		}

@@ -36,6 +36,10 @@ type Handler struct {
 	// mode: interstitial). Default "/onepush/wait/".
 	WaitPath string `json:"wait_path,omitempty"`
 
+	// WaitTemplate is an html/template file replacing the built-in
+	// interstitial waiting page (see pushauth/templates/wait.html).
+	WaitTemplate string `json:"wait_template,omitempty"`
+
 	// BankHome is the link the gateway's pages offer back to the bank.
 	// Default "/".
 	BankHome string `json:"bank_home,omitempty"`
@@ -71,6 +75,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
+	}
+	if h.WaitTemplate != "" {
+		if err := pages.LoadWaitTemplate(h.WaitTemplate); err != nil {
+			return fmt.Errorf("onepush: wait_template %q: %w", h.WaitTemplate, err)
+		}
 	}
 	enroll := h.EnrollPath
 	switch enroll {

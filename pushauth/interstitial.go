@@ -272,8 +272,6 @@ func clearWaitCookie(w http.ResponseWriter, path string) {
 	http.SetCookie(w, &http.Cookie{Name: WaitCookie, Value: "", Path: path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
-var waitTemplate = template.Must(template.ParseFS(templateFS, "templates/wait.html"))
-
 // renderWait writes the waiting page for c in its current state.
 func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c *Challenge, info, errMsg string) {
 	lang := Lang(r)
@@ -310,7 +308,7 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+n+"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	_ = waitTemplate.Execute(w, data)
+	_ = g.Pages.wait.Execute(w, data)
 }
 
 // discardWriter swallows a response nobody will read (the bank's answer

@@ -93,6 +93,9 @@ var uiLabels = map[string]map[string]string{
 // Pages renders the gateway's own pages.
 type Pages struct {
 	tmpl *template.Template
+	// wait is the interstitial waiting page (templates/wait.html unless the
+	// bank supplies its own with LoadWaitTemplate).
+	wait *template.Template
 	// Back is the link offered on every page (the bank's start page).
 	Back string
 }
@@ -112,7 +115,23 @@ func NewPages(path, back string) (*Pages, error) {
 	if back == "" {
 		back = "/"
 	}
-	return &Pages{tmpl: t, Back: back}, nil
+	wait, err := template.ParseFS(templateFS, "templates/wait.html")
+	if err != nil {
+		return nil, err
+	}
+	return &Pages{tmpl: t, wait: wait, Back: back}, nil
+}
+
+// LoadWaitTemplate replaces the waiting page with the bank's own
+// html/template file; see templates/wait.html for the fields it gets (the
+// inline script must carry nonce="{{.Nonce}}" to run under the page's CSP).
+func (p *Pages) LoadWaitTemplate(path string) error {
+	t, err := template.ParseFiles(path)
+	if err != nil {
+		return err
+	}
+	p.wait = t
+	return nil
 }
 
 // Lang picks "ja" or "en" from Accept-Language: the first of the two named,

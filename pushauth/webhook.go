@@ -30,8 +30,14 @@ func NewWebhookPusher(prefixes []string, client *http.Client) (*WebhookPusher, e
 		}
 	}
 	if client == nil {
+		// The push workers all talk to a few relay hosts: keep enough idle
+		// connections per host that they do not redial for every push
+		// (the default keeps two).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
 		client = &http.Client{
-			Timeout: 10 * time.Second,
+			Transport: tr,
+			Timeout:   10 * time.Second,
 			// A redirect could leave the allow-list.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}

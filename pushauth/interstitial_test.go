@@ -1,0 +1,117 @@
+package pushauth_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+)
+
+const interstitialPolicy = `version: 1
+session: {cookie: S}
+rules:
+  - name: login
+    kind: login
+    mode: interstitial
+    match: {path: {exact: /login}, fields: [user]}
+    user: {template: "{form.user}"}
+`
+
+// TestWaitingPageIsBoundToItsBrowser: the interstitial page's cookie is
+// HttpOnly and SameSite=Strict, the bank's own template replaces the
+// built-in page, and a request without the cookie gets nothing.
+func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
+	store := pushauth.NewMemoryStore(nil)
+	t.Cleanup(func() { _ = store.Close() })
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	cred, err := eng.RegisterCredential(context.Background(), der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutUser(context.Background(), &pushauth.User{Key: "alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("p.yaml", []byte(interstitialPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := pushauth.NewPages("", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := filepath.Join(t.TempDir(), "wait.html")
+	if err := os.WriteFile(custom, []byte(`<p>Bank of Example: please approve ({{.Ref}})</p>`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := pages.LoadWaitTemplate(custom); err != nil {
+		t.Fatal(err)
+	}
+	bankHits := 0
+	gate := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitPath: "/onepush/wait/"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = gate.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
+	}))
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Post(srv.URL+"/login", "application/x-www-form-urlencoded", strings.NewReader("user=alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Bank of Example: please approve") {
+		t.Fatalf("waiting page: %d %q", resp.StatusCode, body)
+	}
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == pushauth.WaitCookie {
+			ck = c
+		}
+	}
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/onepush/wait/" {
+		t.Fatalf("wait cookie = %+v, want HttpOnly, SameSite=Strict, scoped to the wait path", ck)
+	}
+	id, _, _ := strings.Cut(ck.Value, ".")
+	if !strings.Contains(string(body), id) {
+		t.Fatalf("page does not show its reference %s", id)
+	}
+	for name, cookie := range map[string]string{"none": "", "forged token": pushauth.WaitCookie + "=" + id + ".AAAA", "right": pushauth.WaitCookie + "=" + ck.Value} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/onepush/wait/"+id, nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusNotFound
+		if name == "right" {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("%s cookie: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
+	if bankHits != 0 {
+		t.Fatalf("bank reached %d times before any approval", bankHits)
+	}
+}
