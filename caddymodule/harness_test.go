@@ -78,11 +78,17 @@ type envOptions struct {
 	// policy replaces the example policy; edit rewrites it (e.g. timeouts).
 	policy []byte
 	edit   func(string) string
+	// users replaces the bank's DefaultUsers.
+	users []bank.User
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
-	b := bank.New(bank.Config{Users: bank.DefaultUsers()})
+	users := opts.users
+	if users == nil {
+		users = bank.DefaultUsers()
+	}
+	b := bank.New(bank.Config{Users: users})
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()

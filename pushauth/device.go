@@ -119,6 +119,14 @@ func (d *DeviceAPI) authed(next func(http.ResponseWriter, *http.Request, *Creden
 			return
 		}
 		_, cred, err := d.Engine.VerifyDeviceToken(r.Context(), strings.TrimSpace(raw))
+		if err != nil && !errors.Is(err, ErrBadToken) {
+			// The store failed, not the token: 503, so the app retries
+			// instead of taking its credential for revoked.
+			d.Engine.log.Error("device token not checked: store unavailable", "path", r.URL.Path, "error", err)
+			d.Engine.storeError("verify_token", err)
+			writeErr(w, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
 		if err != nil {
 			d.Engine.log.Info("device token refused", "path", r.URL.Path, "reason", err.Error())
 			writeErr(w, http.StatusUnauthorized, "invalid device token")

@@ -43,6 +43,7 @@ func (e *Engine) VerifyDeviceToken(ctx context.Context, raw string) (*DeviceClai
 		return nil, nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrBadToken, len(raw), maxTokenBytes)
 	}
 	var cred *Credential
+	var storeErr error // the store failed: not the token's fault, so not ErrBadToken
 	claims := &DeviceClaims{}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
@@ -59,6 +60,9 @@ func (e *Engine) VerifyDeviceToken(ctx context.Context, raw string) (*DeviceClai
 		}
 		c, err := e.store.GetCredential(ctx, iss)
 		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				storeErr = fmt.Errorf("credential %q: %w", iss, err)
+			}
 			return nil, fmt.Errorf("credential %q: %w", iss, err)
 		}
 		pub, err := parseP256(c.PublicKey)
@@ -68,6 +72,9 @@ func (e *Engine) VerifyDeviceToken(ctx context.Context, raw string) (*DeviceClai
 		cred = c
 		return pub, nil
 	})
+	if storeErr != nil {
+		return nil, nil, storeErr
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}

@@ -1,0 +1,103 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// flakyStore fails challenge reads and resolutions while down, as a
+// Redis store does while Redis is unreachable.
+type flakyStore struct {
+	Store
+	down atomic.Bool
+}
+
+var errStoreDown = errors.New("store down")
+
+func (s *flakyStore) GetChallenge(ctx context.Context, id string) (*Challenge, error) {
+	if s.down.Load() {
+		return nil, errStoreDown
+	}
+	return s.Store.GetChallenge(ctx, id)
+}
+
+func (s *flakyStore) Resolve(ctx context.Context, id string, to Status, fraud bool, at time.Time) (*Challenge, error) {
+	if s.down.Load() {
+		return nil, errStoreDown
+	}
+	return s.Store.Resolve(ctx, id, to, fraud, at)
+}
+
+// A request whose store failed while it was held gets an error, and its
+// challenge, which could not be closed then, is closed as cancelled once
+// the store answers again: the phone stops offering a prompt for a request
+// that is gone.
+func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
+	store := &flakyStore{Store: NewMemoryStore(nil)}
+	e, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Backstop: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	cred, err := e.RegisterCredential(ctx, der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := &User{Key: "u1", CredentialID: cred.ID, State: UserActive}
+	if err := store.PutUser(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+
+	started := make(chan *Challenge, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Hold(ctx, user, ChallengeSpec{UserKey: user.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
+			func(c *Challenge) { started <- c })
+		done <- err
+	}()
+	c := <-started
+	store.down.Store(true)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errStoreDown) {
+			t.Fatalf("Hold with the store down: %v, want the store error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Hold did not give up 10s after the store went down")
+	}
+	if list, _ := e.PendingFor(ctx, cred); len(list) != 1 {
+		t.Fatalf("pending while the store is down: %d, want the 1 it could not close", len(list))
+	}
+
+	store.down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := e.PendingFor(ctx, cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("challenge still pending 10s after the store came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, err := store.GetChallenge(ctx, c.ID)
+	if err != nil || got.Status != StatusCancelled {
+		t.Fatalf("challenge after the store came back: %v %v, want cancelled", got, err)
+	}
+}
