@@ -132,27 +132,7 @@ func newBankEnv(t *testing.T, users []bank.User, policyText string) (*env, *bank
 func (e *env) startCustomGateway(servers, global string) *gateway {
 	e.t.Helper()
 	port, adminPort := freePort(e.t), freePort(e.t)
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	servers {
-%s
-	}
-	onepush {
-%s
-	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-	reverse_proxy %s
-}
-`, adminPort, servers, global, port, e.policy, strings.TrimPrefix(e.bankURL, "http://"))
+	cfg := e.caddyfile(port, adminPort, caddyConfig{Servers: servers, Global: global})
 	g, err := e.runCaddy(cfg, port, adminPort)
 	if err != nil {
 		e.t.Fatal(err)

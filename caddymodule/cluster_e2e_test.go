@@ -46,35 +46,12 @@ type clusterNode struct {
 // gate in front of the bank, and the onepush admin API on an internal
 // listener. extra goes into the site block (a reload changes it).
 func (e *env) clusterCaddyfile(n *clusterNode, extra string) string {
-	return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	onepush {
-		store redis {
-			addresses %s
-		}
-	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-%s
-	reverse_proxy %s
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_admin {
-		token %s
-	}
-	respond 404
-}
-`, n.admin, n.redis, n.port, e.policy, extra, strings.TrimPrefix(e.bankURL, "http://"), n.internal, clusterAdminToken)
+	return e.caddyfile(n.port, n.admin, caddyConfig{
+		Global:       "\t\tstore redis {\n\t\t\taddresses " + n.redis + "\n\t\t}",
+		SiteExtra:    extra,
+		AdminAPIPort: n.internal,
+		AdminToken:   clusterAdminToken,
+	})
 }
 
 func (e *env) startNode(t *testing.T, redisAddr string) *clusterNode {

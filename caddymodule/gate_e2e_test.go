@@ -458,7 +458,7 @@ func TestBrokenPolicyStopsCaddyWithLineAndField(t *testing.T) {
 	}})
 	port, adminPort := freePort(t), freePort(t)
 	file := filepath.Join(e.dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(e.caddyfile(port, adminPort, "")), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(e.caddyfile(port, adminPort, caddyConfig{})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")

@@ -126,12 +126,27 @@ type gateway struct {
 	file  string
 }
 
-// caddyfile renders the standard gateway config for this env.
-func (e *env) caddyfile(port, adminPort int, global string) string {
-	return fmt.Sprintf(`{
+// caddyConfig is what varies between the tests' Caddyfiles.
+type caddyConfig struct {
+	Servers   string // lines inside the global servers block
+	Global    string // lines inside the global onepush block
+	SiteExtra string // directives added to the bank's site
+	// AdminAPIPort, when set, adds a listener serving the onepush admin API
+	// with AdminToken (a literal or a placeholder).
+	AdminAPIPort int
+	AdminToken   string
+}
+
+// caddyfile renders the gateway config for this env: onepush in front of
+// the bank, and optionally the onepush admin API on its own listener.
+func (e *env) caddyfile(port, adminPort int, c caddyConfig) string {
+	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	auto_https off
 	persist_config off
+	servers {
+%s
+	}
 	onepush {
 %s
 	}
@@ -143,16 +158,29 @@ func (e *env) caddyfile(port, adminPort int, global string) string {
 	onepush {
 		policy %s
 	}
+%s
 	reverse_proxy %s
 }
-`, adminPort, global, port, e.policy, strings.TrimPrefix(e.bankURL, "http://"))
+`, adminPort, c.Servers, c.Global, port, e.policy, c.SiteExtra, strings.TrimPrefix(e.bankURL, "http://"))
+	if c.AdminAPIPort != 0 {
+		cfg += fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	onepush_admin {
+		token %s
+	}
+	respond 404
+}
+`, c.AdminAPIPort, c.AdminToken)
+	}
+	return cfg
 }
 
 // startGateway runs Caddy with cfg (a Caddyfile) and waits until it serves.
 func (e *env) startGateway(global string) *gateway {
 	e.t.Helper()
 	port, adminPort := freePort(e.t), freePort(e.t)
-	g, err := e.runCaddy(e.caddyfile(port, adminPort, global), port, adminPort)
+	g, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{Global: global}), port, adminPort)
 	if err != nil {
 		e.t.Fatal(err)
 	}

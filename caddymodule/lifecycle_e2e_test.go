@@ -38,33 +38,11 @@ func startLifecycleGateway(t *testing.T, e *env) *lifecycleGateway {
 	t.Helper()
 	t.Setenv("ONEPUSH_ADMIN_TOKEN", e2eAdminToken) // read by Caddy ({env.…}) and by the CLI
 	port, adminPort, internal := freePort(t), freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	onepush {
-		push_rate 30
-		uninstall_grace 1h
-	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-	reverse_proxy %s
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_admin {
-		token {env.ONEPUSH_ADMIN_TOKEN}
-	}
-	respond 404
-}
-`, adminPort, port, e.policy, strings.TrimPrefix(e.bankURL, "http://"), internal)
+	cfg := e.caddyfile(port, adminPort, caddyConfig{
+		Global:       "\t\tpush_rate 30\n\t\tuninstall_grace 1h",
+		AdminAPIPort: internal,
+		AdminToken:   "{env.ONEPUSH_ADMIN_TOKEN}",
+	})
 	g, err := e.runCaddy(cfg, port, adminPort)
 	if err != nil {
 		t.Fatal(err)
