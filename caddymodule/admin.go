@@ -46,11 +46,10 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if len(token) < 16 {
 		return fmt.Errorf("onepush_admin: token: required, at least 16 characters (got %d)", len(token))
 	}
-	appVal, err := ctx.App("onepush")
+	app, err := loadApp(ctx, "onepush_admin")
 	if err != nil {
-		return fmt.Errorf("onepush_admin: loading the onepush app: %w", err)
+		return err
 	}
-	app := appVal.(*App)
 	h.api, err = pushauth.NewAdminAPI(app.Engine(), h.Base, token, app.uninstallGrace())
 	if err != nil {
 		return fmt.Errorf("onepush_admin: %w", err)
@@ -60,11 +59,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves admin API paths and passes the rest on.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.api.Handles(r.URL.Path) {
-		return next.ServeHTTP(w, r)
-	}
-	h.api.ServeHTTP(w, r)
-	return nil
+	return servePrefixed(h.api, w, r, next)
 }
 
 // Interface guards

@@ -241,6 +241,17 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
+// loadApp returns the onepush app of this config (provisioning it with
+// defaults when the config has no global onepush block); who names the
+// handler in the error.
+func loadApp(ctx caddy.Context, who string) (*App, error) {
+	v, err := ctx.App("onepush")
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading the onepush app: %w", who, err)
+	}
+	return v.(*App), nil
+}
+
 // Engine is the shared engine (for handlers and tools in this process).
 func (a *App) Engine() *pushauth.Engine { return a.engine }
 

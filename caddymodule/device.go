@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,21 +33,31 @@ func (DeviceHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision attaches to the onepush app's engine.
 func (d *DeviceHandler) Provision(ctx caddy.Context) error {
-	appVal, err := ctx.App("onepush")
+	app, err := loadApp(ctx, "onepush_device")
 	if err != nil {
-		return fmt.Errorf("onepush_device: loading the onepush app: %w", err)
+		return err
 	}
-	app := appVal.(*App)
 	d.api = pushauth.NewDeviceAPI(app.Engine(), d.Base, app.uninstallGrace())
 	return nil
 }
 
 // ServeHTTP serves device API paths and passes the rest on.
 func (d *DeviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !d.api.Handles(r.URL.Path) {
+	return servePrefixed(d.api, w, r, next)
+}
+
+// prefixAPI is an API that owns the paths under its base.
+type prefixAPI interface {
+	http.Handler
+	Handles(path string) bool
+}
+
+// servePrefixed serves api's paths and passes every other request on.
+func servePrefixed(api prefixAPI, w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !api.Handles(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
-	d.api.ServeHTTP(w, r)
+	api.ServeHTTP(w, r)
 	return nil
 }
 

@@ -65,11 +65,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("onepush: %w", err)
 	}
-	appVal, err := ctx.App("onepush")
+	app, err := loadApp(ctx, "onepush")
 	if err != nil {
-		return fmt.Errorf("onepush: loading the onepush app: %w", err)
+		return err
 	}
-	app := appVal.(*App)
 	// The policy's deregistration_grace, when set, wins over uninstall_grace.
 	app.Engine().SetDeregistrationGrace(pol.DeregistrationGrace)
 	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
