@@ -1,0 +1,46 @@
+package pushauth_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	examplepolicy "github.com/onepush/onepush/examples/policy"
+	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+)
+
+// BenchmarkGatePassThrough is what the gate adds to a request no rule
+// matches (a page or an asset): header strip, the gateway's own paths,
+// the policy match.
+func BenchmarkGatePassThrough(b *testing.B) {
+	store := pushauth.NewMemoryStore(nil)
+	b.Cleanup(func() { _ = store.Close() })
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = eng.Close() })
+	pol, err := policy.Parse("bank.yaml", examplepolicy.Bank)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pages, _ := pushauth.NewPages("", "/")
+	g := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
+	r := httptest.NewRequest(http.MethodGet, "/static/style.css", nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0")
+	r.Header.Set("Accept", "text/css,*/*;q=0.1")
+	r.Header.Set("Accept-Language", "ja,en;q=0.8")
+	r.Header.Set("Cookie", "BANKSESSION=abc")
+	w := httptest.NewRecorder()
+	next := func(http.ResponseWriter, *http.Request) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.Serve(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
