@@ -81,7 +81,7 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		return nil, err
 	}
 	e.log.Info("challenge decided", "challenge", id, "user", res.UserKey, "credential", cred.ID, "rule", res.Rule, "outcome", string(to), "fraud", fraud)
-	e.afterDecision(ctx, res)
+	e.afterDecision(ctx, res, "phone")
 	return res, nil
 }
 
@@ -89,8 +89,8 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 // user's consecutive-failure count: an approval resets it; a denial or a
 // wrong number adds one, and MaxFailures in a row lock the user until the
 // bank unlocks; a fraud report locks at once.
-func (e *Engine) afterDecision(ctx context.Context, c *Challenge) {
-	e.challengeClosed(ctx, c, "phone")
+func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor string) {
+	e.challengeClosed(ctx, c, actor)
 	switch c.Status {
 	case StatusApproved:
 		e.recordSuccess(ctx, c.UserKey)

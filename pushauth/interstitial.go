@@ -138,8 +138,8 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		}
 		g.renderWait(w, r, http.StatusOK, c, msg, "")
 	case action == "cancel" && post:
-		cur, err := g.Engine.store.Resolve(r.Context(), c.ID, StatusCancelled, false, g.Engine.now())
-		if err != nil && !errors.Is(err, ErrConflict) {
+		cur, err := g.Engine.CancelFromBrowser(r.Context(), c.ID)
+		if err != nil {
 			return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 		}
 		if cur != nil && cur.Status == StatusApproved {
@@ -147,7 +147,6 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 			// nothing is replayed; burn the replay so it never will be.
 			_, _ = g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.cfg.Retain))
 		}
-		g.Log.Info("challenge cancelled from the waiting page", "challenge", c.ID, "user", c.UserKey)
 		clearWaitCookie(w, g.WaitPath)
 		c.Status = StatusCancelled
 		g.renderWait(w, r, http.StatusOK, c, "", "")

@@ -111,7 +111,19 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 			t.Errorf("%s cookie: %d, want %d", name, resp.StatusCode, want)
 		}
 	}
+	// Cancel from the page: audited as the browser's doing, nothing forwarded.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/onepush/wait/"+id+"/cancel", nil)
+	req.Header.Set("Cookie", pushauth.WaitCookie+"="+ck.Value)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	evs, _ := eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "alice", Type: pushauth.AuditCancelled})
+	if resp.StatusCode != http.StatusOK || len(evs) != 1 || evs[0].Actor != "browser" || evs[0].Challenge != id {
+		t.Fatalf("cancel: status %d, audit %+v", resp.StatusCode, evs)
+	}
 	if bankHits != 0 {
-		t.Fatalf("bank reached %d times before any approval", bankHits)
+		t.Fatalf("bank reached %d times without an approval", bankHits)
 	}
 }

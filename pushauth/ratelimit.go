@@ -49,6 +49,23 @@ func (e *Engine) Resend(ctx context.Context, c *Challenge) error {
 	return e.dispatch.enqueue(cred, c)
 }
 
+// CancelFromBrowser closes a pending challenge the user cancelled on the
+// waiting page, audited and counted like every other outcome. A decision
+// that won the race is returned as it stands.
+func (e *Engine) CancelFromBrowser(ctx context.Context, id string) (*Challenge, error) {
+	cur, err := e.store.Resolve(ctx, id, StatusCancelled, false, e.now())
+	if errors.Is(err, ErrConflict) {
+		return cur, nil
+	}
+	if err != nil {
+		e.storeError("resolve", err)
+		return nil, err
+	}
+	e.log.Info("challenge cancelled from the waiting page", "challenge", id, "user", cur.UserKey)
+	e.challengeClosed(ctx, cur, "browser")
+	return cur, nil
+}
+
 // ApproveWithCode approves a pending challenge after its user typed a
 // valid security code (the caller checked it).
 func (e *Engine) ApproveWithCode(ctx context.Context, id string) (*Challenge, error) {
@@ -57,6 +74,6 @@ func (e *Engine) ApproveWithCode(ctx context.Context, id string) (*Challenge, er
 		return c, err
 	}
 	e.log.Info("challenge decided", "challenge", id, "user", c.UserKey, "rule", c.Rule, "outcome", string(StatusApproved), "via", "otp")
-	e.afterDecision(ctx, c)
+	e.afterDecision(ctx, c, "browser (security code)")
 	return c, nil
 }

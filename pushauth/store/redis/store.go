@@ -18,6 +18,7 @@
 //	<p>ch:<challenge id>                  string  "<op>:<user key>" (finds the user's slot) retainUntil
 //	<p>jti:<jti>                          string  op token of the first use                 until
 //	<p>sess:<session hash>                string  user key                                  session ttl
+//	<p>epoch                              string  random value set once (see epoch.go)      none
 //	<p>resolved                           pub/sub channel: id of every challenge resolved or superseded
 //
 // <op> is a random token per store call; it makes a call that go-redis
@@ -80,6 +81,10 @@ type Options struct {
 	Prefix string
 	// Now is the clock for TTLs and expiry checks; nil means time.Now.
 	Now func() time.Time
+	// EpochFile, when set, is a local file recording the epoch of the
+	// Redis data this instance uses (see epoch.go): New refuses to start
+	// when it names an epoch Redis no longer holds.
+	EpochFile string
 }
 
 // Store is a pushauth.Store on Redis. It is safe for concurrent use and for
@@ -89,6 +94,11 @@ type Store struct {
 	prefix  string
 	channel string
 	now     func() time.Time
+
+	epoch       string      // value of <prefix>epoch found or created by New
+	wiped       atomic.Bool // the last epoch check found it gone or changed
+	epochCancel context.CancelFunc
+	epochDone   chan struct{}
 
 	mu       sync.Mutex
 	watches  map[*watch]struct{}
@@ -101,7 +111,9 @@ var _ pushauth.Store = (*Store)(nil)
 // DefaultPrefix is the key prefix used when Options.Prefix is empty.
 const DefaultPrefix = "onepush:"
 
-// New connects to Redis and checks it answers PING. After New returns, the
+// New connects to Redis, checks it answers PING and sets up the epoch
+// (epoch.go): it fails when Options.EpochFile records an epoch that Redis
+// no longer holds. After New returns, the
 // store rides out Redis outages: calls fail while Redis is unreachable and
 // work again once it is back (go-redis reconnects by itself), and watches
 // re-subscribe.
@@ -147,13 +159,21 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: PING %s: %w", strings.Join(opts.Addrs, ","), err)
 	}
-	return &Store{
+	s := &Store{
 		client:  client,
 		prefix:  prefix,
 		channel: prefix + "resolved",
 		now:     now,
 		watches: make(map[*watch]struct{}),
-	}, nil
+	}
+	if err := s.setupEpoch(ctx, opts); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	ectx, cancel := context.WithCancel(context.Background())
+	s.epochCancel, s.epochDone = cancel, make(chan struct{})
+	go s.epochLoop(ectx, s.epochDone)
+	return s, nil
 }
 
 // Client returns the underlying go-redis client (for health checks and
@@ -226,10 +246,13 @@ func (s *Store) GetCredential(ctx context.Context, id string) (*pushauth.Credent
 	key := s.credKey(id)
 	b, err := s.client.Get(ctx, key).Bytes()
 	if errors.Is(err, goredis.Nil) {
-		return nil, pushauth.ErrNotFound
+		return nil, s.notFound(ctx, pushauth.ErrNotFound)
 	}
 	if err != nil {
 		return nil, wrap("GET", key, err)
+	}
+	if err := s.wipedErr(); err != nil {
+		return nil, err
 	}
 	var c pushauth.Credential
 	if err := json.Unmarshal(b, &c); err != nil {
@@ -295,8 +318,20 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 	return nil
 }
 
+// GetUser answers ErrNotFound only while the epoch shows the data is
+// intact: after a wipe it fails with ErrWiped (fail closed).
 func (s *Store) GetUser(ctx context.Context, key string) (*pushauth.User, error) {
-	return s.getUserRaw(ctx, key)
+	u, err := s.getUserRaw(ctx, key)
+	if errors.Is(err, pushauth.ErrNotFound) {
+		return nil, s.notFound(ctx, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.wipedErr(); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]string, error) {
@@ -893,6 +928,10 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	for _, w := range ws {
 		w.stop()
+	}
+	if s.epochCancel != nil {
+		s.epochCancel()
+		<-s.epochDone
 	}
 	err := s.client.Close()
 	s.mu.Lock()

@@ -145,6 +145,7 @@ func TestTTLs(t *testing.T) {
 		prefix + "{c:cred1}:users": true,
 		prefix + "{u:alice}:user":  true,
 		prefix + "{u:bob}:user":    true,
+		prefix + "epoch":           true,
 	}
 	wantEphemeral := []string{
 		prefix + "{c:cred1}:pending",
