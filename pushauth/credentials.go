@@ -116,7 +116,19 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone",
 			Detail: "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)})
 	}
-	e.log.Info("credential uninstalled", "credential", cred.ID, "users", len(users))
+	// Nobody can answer this phone's pending challenges any more: close
+	// them now rather than keep their requests waiting to their timeout.
+	pending, err := e.store.PendingForCredential(ctx, cred.ID)
+	if err != nil {
+		e.storeError("pending_for_credential", err)
+		return err
+	}
+	for _, c := range pending {
+		if _, err := e.finish(ctx, c.ID, StatusCancelled); err != nil {
+			return err
+		}
+	}
+	e.log.Info("credential uninstalled", "credential", cred.ID, "users", len(users), "cancelled", len(pending))
 	if err := e.store.DeleteCredential(ctx, cred.ID); err != nil {
 		e.storeError("delete_credential", err)
 		return err

@@ -164,7 +164,12 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	case StatusSuperseded:
 		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
 	case StatusCancelled:
-		// The client is gone; there is nobody to answer.
+		// Usually the client is gone and there is nobody to answer; when it
+		// is still here, the challenge was closed under it (the phone's app
+		// was uninstalled).
+		if ctx.Err() == nil {
+			g.Pages.Render(w, r, http.StatusConflict, PageCancelled, c.ID, "")
+		}
 	}
 	return nil
 }

@@ -678,8 +678,24 @@ func TestUninstallDeregistersEveryUserOfThePhone(t *testing.T) {
 	p := g.phone("none")
 	g.mustEnrol("1001/boss", p)
 	g.mustEnrol("1001/alice", p)
+	// A login waiting on the phone when the app is uninstalled is answered
+	// at once, not left to its timeout, and never forwarded.
+	held := newBr().postAsync(t, g.srv.URL+"/login", loginForm("1001/alice"))
+	waitFor(t, p)
+	g.bank.take()
 	if err := p.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case a := <-held:
+		if a.status != http.StatusConflict || !strings.Contains(a.body, "cancelled") {
+			t.Fatalf("held login at uninstall: %d %.200q", a.status, a.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("held login still waiting 5s after the app was uninstalled")
+	}
+	if ops := g.bank.take(); len(ops) != 0 {
+		t.Fatalf("bank saw %v after the uninstall", ops)
 	}
 	for _, key := range []string{"1001/boss", "1001/alice"} {
 		s := g.state(key)

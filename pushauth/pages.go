@@ -13,6 +13,7 @@ var templateFS embed.FS
 // Page names the gateway answers with. The bank may replace the template.
 const (
 	PageDenied      = "denied"
+	PageCancelled   = "cancelled"
 	PageExpired     = "expired"
 	PageSuperseded  = "superseded"
 	PageNoSession   = "no_session"
@@ -41,6 +42,7 @@ type pageText struct{ Title, Message string }
 var pageTexts = map[string]map[string]pageText{
 	"en": {
 		PageDenied:      {"Not approved", "The request was denied on your phone. Nothing was sent to the bank. If you did not start this, contact the bank."},
+		PageCancelled:   {"Request cancelled", "The approval request was cancelled (for example, the app on your phone was uninstalled). Nothing was sent to the bank."},
 		PageExpired:     {"Approval timed out", "No approval arrived from your phone in time. Nothing was sent to the bank. Please try again."},
 		PageSuperseded:  {"Replaced by a newer request", "A newer request for your account asked for approval, so this one was stopped. Nothing was sent to the bank."},
 		PageNoSession:   {"Please log in again", "We could not tell who sent this request, so it was not sent to the bank. Please log in again."},
@@ -63,6 +65,7 @@ var pageTexts = map[string]map[string]pageText{
 	},
 	"ja": {
 		PageDenied:      {"承認されませんでした", "スマートフォンで拒否されました。銀行への送信は行われていません。お心当たりがない場合は銀行にご連絡ください。"},
+		PageCancelled:   {"承認依頼は取り消されました", "承認依頼が取り消されました（スマートフォンのアプリがアンインストールされた場合など）。銀行への送信は行われていません。"},
 		PageExpired:     {"承認の有効期限が切れました", "時間内にスマートフォンからの承認がありませんでした。銀行への送信は行われていません。もう一度お試しください。"},
 		PageSuperseded:  {"新しい操作に置き換えられました", "同じ利用者で新しい承認依頼があったため、この操作は中止されました。銀行への送信は行われていません。"},
 		PageNoSession:   {"再度ログインしてください", "操作した利用者を確認できなかったため、銀行への送信は行われていません。再度ログインしてください。"},
