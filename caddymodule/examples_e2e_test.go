@@ -12,7 +12,10 @@ import (
 // are accepted by Caddy built with onepush, and are in caddy fmt form.
 func TestShippedCaddyfilesAdapt(t *testing.T) {
 	dir := t.TempDir()
-	policyPath := filepath.Join("..", "examples", "policy", "bank.yaml")
+	policyPath, err := filepath.Abs(filepath.Join("..", "examples", "policy", "bank.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, file := range []string{"../Caddyfile.example", "../examples/cluster/Caddyfile.a", "../examples/cluster/Caddyfile.b"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -24,8 +27,11 @@ func TestShippedCaddyfilesAdapt(t *testing.T) {
 		}
 		// Point the policy at the example policy; everything else as shipped.
 		text := string(data)
-		for _, p := range []string{"/etc/onepush/policy.yaml", "../policy/bank.yaml", "examples/policy/bank.yaml"} {
-			text = strings.ReplaceAll(text, p, policyPath)
+		for _, p := range []string{"/etc/onepush/policy.yaml", "examples/policy/bank.yaml"} {
+			if strings.Contains(text, p) {
+				text = strings.ReplaceAll(text, p, policyPath)
+				break
+			}
 		}
 		cfg := filepath.Join(dir, filepath.Base(file))
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
