@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +65,9 @@ type RedisConfig struct {
 }
 
 // open expands placeholders and connects. It fails when Redis does not
-// answer within ten seconds; once open, the store rides out outages.
+// answer within ten seconds, or when it lost the data this instance used
+// before (the epoch file under Caddy's data directory names an epoch Redis
+// no longer holds); once open, the store rides out outages.
 func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
 	if c == nil {
 		c = new(RedisConfig)
@@ -88,6 +94,7 @@ func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
 		DB:         c.DB,
 		Prefix:     expand(c.Prefix),
 	}
+	opts.EpochFile = epochFile(opts)
 	if c.TLS || c.TLSServerName != "" || c.TLSInsecureSkipVerify {
 		opts.TLS = &tls.Config{
 			MinVersion:         tls.VersionTLS12,
@@ -102,6 +109,21 @@ func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
 		return nil, fmt.Errorf("store redis: %w", err)
 	}
 	return s, nil
+}
+
+// epochFile is where this instance records the epoch of the Redis data it
+// uses (see pushauth/store/redis/epoch.go), under Caddy's data directory:
+// one file per Redis (addresses, master name, db) and prefix, so a Redis
+// that comes back empty is refused instead of every user looking not
+// enrolled.
+func epochFile(o redisstore.Options) string {
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = redisstore.DefaultPrefix
+	}
+	addrs := slices.Sorted(slices.Values(o.Addrs))
+	h := sha256.Sum256([]byte(strings.Join(addrs, ",") + "\x00" + o.MasterName + "\x00" + prefix + "\x00" + strconv.Itoa(o.DB)))
+	return filepath.Join(caddy.AppDataDir(), "onepush", "redis-epoch-"+hex.EncodeToString(h[:8]))
 }
 
 // parseRedisBlock parses the block after "store redis" in the global
