@@ -44,10 +44,17 @@ func chromiumPath(t *testing.T) string {
 			return
 		}
 		t.Log("chromium missing: apt-get install -y chromium")
-		if out, err := exec.Command("apt-get", "install", "-y", "chromium").CombinedOutput(); err != nil {
+		// Other test binaries may be installing at the same moment
+		// (redis-server): wait for dpkg's lock rather than fail.
+		apt := func(args ...string) ([]byte, error) {
+			cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=600"}, args...)...)
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			return cmd.CombinedOutput()
+		}
+		if out, err := apt("install", "-y", "chromium"); err != nil {
 			t.Logf("apt-get install chromium: %v: %s", err, lastLines(out))
-			_ = exec.Command("apt-get", "update").Run()
-			out, err = exec.Command("apt-get", "install", "-y", "chromium").CombinedOutput()
+			_, _ = apt("update")
+			out, err = apt("install", "-y", "chromium")
 			if err != nil {
 				t.Logf("apt-get install chromium after update: %v: %s", err, lastLines(out))
 			}

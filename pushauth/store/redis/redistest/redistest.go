@@ -242,7 +242,9 @@ func install() {
 	}
 	run := func(args ...string) error {
 		logf("running %s %s", aptGet, strings.Join(args, " "))
-		cmd := exec.Command(aptGet, args...)
+		// Other test binaries may be installing at the same moment (the
+		// browser tests install chromium): wait for dpkg's lock.
+		cmd := exec.Command(aptGet, append([]string{"-o", "DPkg::Lock::Timeout=600"}, args...)...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
