@@ -183,12 +183,14 @@ func TestRetriesStopAtTheDeadline(t *testing.T) {
 	}
 	// An attempt started just before the deadline is cut by it; no
 	// backoff is waited past it.
-	if late := done.Sub(m.ExpiresAt); late > 100*time.Millisecond {
+	// A backoff waited past the deadline would cost 150ms; allow less than
+	// that for a busy CI machine.
+	if late := done.Sub(m.ExpiresAt); late > 120*time.Millisecond {
 		t.Errorf("returned %v after the deadline", late)
 	}
 	for _, r := range fake.RequestsFor(tok) {
 		// Arrival, not start, is recorded: allow for a busy scheduler.
-		if r.At.After(m.ExpiresAt.Add(20 * time.Millisecond)) {
+		if r.At.After(m.ExpiresAt.Add(100 * time.Millisecond)) {
 			t.Errorf("an attempt arrived %v past the deadline", r.At.Sub(m.ExpiresAt))
 		}
 	}
@@ -209,8 +211,10 @@ func TestSlowProviderIsCutAtTheDeadline(t *testing.T) {
 	if errors.Is(err, pushauth.ErrDeadToken) {
 		t.Errorf("a timeout must not mark the token dead: %v", err)
 	}
-	if late > 100*time.Millisecond {
-		t.Errorf("returned %v after the deadline, want ≤ 100ms", late)
+	// A request not cut by the deadline would return seconds late; the
+	// slack is for a loaded CI machine.
+	if late > 500*time.Millisecond {
+		t.Errorf("returned %v after the deadline, want ≤ 500ms", late)
 	}
 	t.Logf("slow provider: returned %v after the deadline: %v", late.Round(time.Millisecond), err)
 }
