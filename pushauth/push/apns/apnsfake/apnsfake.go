@@ -15,11 +15,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onepush/onepush/pushauth/push/internal/fakeprovider"
 )
 
 // Options configures a Server.
@@ -59,25 +59,19 @@ type Request struct {
 	Reason string
 }
 
-// Server is a running fake. Its methods are safe for concurrent use.
+// Server is a running fake. Its methods are safe for concurrent use; the
+// recorder's (ScriptReplies, SetDelay, Requests, RequestsFor, Count,
+// MaxInFlight, Reset) are promoted.
 type Server struct {
 	*httptest.Server
+	*fakeprovider.Recorder[Request, Reply]
 	opts Options
-
-	mu       sync.Mutex
-	scripts  map[string][]Reply
-	sticky   map[string]Reply
-	requests []Request
-	delay    time.Duration
-
-	inFlight    atomic.Int64
-	maxInFlight atomic.Int64
 }
 
 // New starts a fake APNs server on a loopback port; Close it when done.
 // Point apns2 at it with Client.Host = s.URL and trust s.RootCAs().
 func New(opts Options) *Server {
-	s := &Server{opts: opts, scripts: map[string][]Reply{}, sticky: map[string]Reply{}, delay: opts.Delay}
+	s := &Server{opts: opts, Recorder: fakeprovider.New(Reply{Status: http.StatusOK}, opts.Delay, func(r Request) string { return r.Token })}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.EnableHTTP2 = true
 	s.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -129,13 +123,6 @@ func (s *Server) Script(token string, statuses ...int) {
 	s.ScriptReplies(token, replies...)
 }
 
-// ScriptReplies queues explicit answers for token.
-func (s *Server) ScriptReplies(token string, replies ...Reply) {
-	s.mu.Lock()
-	s.scripts[token] = append(s.scripts[token], replies...)
-	s.mu.Unlock()
-}
-
 // MarkDead makes every later request to token fail: reason "Unregistered"
 // or "ExpiredToken" answers 410 with a timestamp, any other (e.g.
 // "BadDeviceToken", "DeviceTokenNotForTopic") answers 400.
@@ -144,67 +131,11 @@ func (s *Server) MarkDead(token, reason string) {
 	if reason == "Unregistered" || reason == "ExpiredToken" {
 		st = http.StatusGone
 	}
-	s.mu.Lock()
-	s.sticky[token] = Reply{Status: st, Reason: reason}
-	s.mu.Unlock()
-}
-
-// SetDelay changes how long each later request is held.
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	s.delay = d
-	s.mu.Unlock()
-}
-
-// Requests returns a copy of every request received so far, in order of
-// arrival.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// RequestsFor returns the requests addressed to token.
-func (s *Server) RequestsFor(token string) []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.Token == token {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// Count is the number of requests received so far.
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.requests)
-}
-
-// MaxInFlight is the largest number of requests the server was handling
-// at the same moment.
-func (s *Server) MaxInFlight() int { return int(s.maxInFlight.Load()) }
-
-// Reset forgets recorded requests, scripts and the in-flight maximum.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	s.requests = nil
-	s.scripts = map[string][]Reply{}
-	s.sticky = map[string]Reply{}
-	s.mu.Unlock()
-	s.maxInFlight.Store(s.inFlight.Load())
+	s.Stick(token, Reply{Status: st, Reason: reason})
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	for {
-		m := s.maxInFlight.Load()
-		if n <= m || s.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
+	defer s.Enter()()
 	at := time.Now()
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	token := strings.TrimPrefix(r.URL.Path, "/3/device/")
@@ -216,22 +147,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	reply := s.check(r, token, body, obj)
 	if reply.Status == 0 {
-		reply = s.next(token)
+		reply = s.Next(token)
 	}
 	req.Status, req.Reason = reply.Status, reply.Reason
-	s.mu.Lock()
-	s.requests = append(s.requests, req)
-	delay := s.delay
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Record(r.Context(), req) {
+		return
 	}
 	w.Header().Set("apns-id", newUUID())
 	if reply.Status == http.StatusOK {
@@ -245,20 +165,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		out["timestamp"] = time.Now().UnixMilli()
 	}
 	_ = json.NewEncoder(w).Encode(out)
-}
-
-// next pops token's script, or its sticky answer, or 200.
-func (s *Server) next(token string) Reply {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if q := s.scripts[token]; len(q) > 0 {
-		s.scripts[token] = q[1:]
-		return q[0]
-	}
-	if r, ok := s.sticky[token]; ok {
-		return r
-	}
-	return Reply{Status: http.StatusOK}
 }
 
 // check validates the request as APNs does; a zero Reply means it passed.

@@ -14,10 +14,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onepush/onepush/pushauth/push/internal/fakeprovider"
 )
 
 // Options configures a Server.
@@ -53,22 +54,19 @@ type Request struct {
 	Status int
 }
 
-// Server is a running fake. Its methods are safe for concurrent use.
+// Server is a running fake. Its methods are safe for concurrent use; the
+// recorder's (ScriptReplies, SetDelay, Requests, RequestsFor, Count,
+// MaxInFlight, Reset) are promoted.
 type Server struct {
 	*httptest.Server
 	opts Options
+
+	*fakeprovider.Recorder[Request, Reply]
 
 	mu        sync.Mutex
 	accounts  map[string]*rsa.PublicKey // client_email → key, for token assertions
 	issued    map[string]time.Time      // access token → expiry
 	tokenReqs int
-	scripts   map[string][]Reply
-	sticky    map[string]Reply
-	requests  []Request
-	delay     time.Duration
-
-	inFlight    atomic.Int64
-	maxInFlight atomic.Int64
 }
 
 // New starts a fake on a loopback port; Close it when done. The messaging
@@ -76,9 +74,9 @@ type Server struct {
 // endpoint s.TokenURL() (the token_uri of the service account).
 func New(opts Options) *Server {
 	s := &Server{
-		opts: opts, delay: opts.Delay,
+		opts:     opts,
+		Recorder: fakeprovider.New(Reply{Status: http.StatusOK}, opts.Delay, func(r Request) string { return r.Token }),
 		accounts: map[string]*rsa.PublicKey{}, issued: map[string]time.Time{},
-		scripts: map[string][]Reply{}, sticky: map[string]Reply{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
@@ -139,13 +137,6 @@ func (s *Server) Script(token string, statuses ...int) {
 	s.ScriptReplies(token, replies...)
 }
 
-// ScriptReplies queues explicit answers for token.
-func (s *Server) ScriptReplies(token string, replies ...Reply) {
-	s.mu.Lock()
-	s.scripts[token] = append(s.scripts[token], replies...)
-	s.mu.Unlock()
-}
-
 // MarkDead makes every later send to token fail with errorCode:
 // "UNREGISTERED" (404), "INVALID_ARGUMENT" (400, invalid token) or
 // "SENDER_ID_MISMATCH" (403).
@@ -159,46 +150,8 @@ func (s *Server) MarkDead(token, errorCode string) {
 	default:
 		r = DefaultReply(404)
 	}
-	s.mu.Lock()
-	s.sticky[token] = r
-	s.mu.Unlock()
+	s.Stick(token, r)
 }
-
-// SetDelay changes how long each later send is held.
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	s.delay = d
-	s.mu.Unlock()
-}
-
-// Requests returns a copy of every send received so far, in order of
-// arrival.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// RequestsFor returns the sends addressed to token.
-func (s *Server) RequestsFor(token string) []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.Token == token {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// Count is the number of sends received so far.
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.requests)
-}
-
-// MaxInFlight is the largest number of sends handled at the same moment.
-func (s *Server) MaxInFlight() int { return int(s.maxInFlight.Load()) }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
@@ -252,14 +205,7 @@ var (
 )
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
-	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	for {
-		m := s.maxInFlight.Load()
-		if n <= m || s.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
+	defer s.Enter()()
 	at := time.Now()
 	if r.Method != http.MethodPost {
 		googleError(w, Reply{Status: 405, ErrorStatus: "METHOD_NOT_ALLOWED", Message: "method not allowed"})
@@ -280,22 +226,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 
 	reply := s.check(r, env.Message)
 	if reply.Status == 0 {
-		reply = s.next(token)
+		reply = s.Next(token)
 	}
 	req.Status = reply.Status
-	s.mu.Lock()
-	s.requests = append(s.requests, req)
-	delay := s.delay
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Record(r.Context(), req) {
+		return
 	}
 	if reply.Status != http.StatusOK {
 		googleError(w, reply)
@@ -352,19 +287,6 @@ func (s *Server) check(r *http.Request, msg map[string]any) Reply {
 		}
 	}
 	return Reply{}
-}
-
-func (s *Server) next(token string) Reply {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if q := s.scripts[token]; len(q) > 0 {
-		s.scripts[token] = q[1:]
-		return q[0]
-	}
-	if r, ok := s.sticky[token]; ok {
-		return r
-	}
-	return Reply{Status: http.StatusOK}
 }
 
 func googleError(w http.ResponseWriter, r Reply) {
