@@ -93,9 +93,7 @@ func TestFloodOfLoginsKeepsPassThroughAnsweredAndMemoryBounded(t *testing.T) {
 	srv := httptest.NewServer(hc)
 	t.Cleanup(srv.Close)
 	e.bankURL = srv.URL
-	g := e.startGateway("\t\tmax_failures 1000000")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("\t\tmax_failures 1000000")
 	hc.n.Store(0)
 	pid := g.cmd.Process.Pid
 

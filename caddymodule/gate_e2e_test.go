@@ -49,9 +49,7 @@ func loggedIn(t *testing.T, e *env, g *gateway, phone *device.Phone) *browser {
 
 func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	e.resetOps(t)
 
 	b := newBrowser()
@@ -118,9 +116,7 @@ func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {
 
 func TestDeniedOrTimedOutLoginNeverReachesTheBank(t *testing.T) {
 	e := newEnv(t, envOptions{edit: func(s string) string { return strings.Replace(s, "timeout: 90s", "timeout: 2s", 1) }})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -158,9 +154,7 @@ func TestDeniedOrTimedOutLoginNeverReachesTheBank(t *testing.T) {
 
 func TestClientGoneCancelsTheChallenge(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	e.resetOps(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,9 +189,7 @@ func TestClientGoneCancelsTheChallenge(t *testing.T) {
 
 func TestTransferIsAttributedThroughTheLearnedSession(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	b := loggedIn(t, e, g, phone)
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -415,9 +407,7 @@ func randomJTI(t *testing.T) string {
 
 func TestOversizedOrAmbiguousPostsAreRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	e.resetOps(t)
 	ctx := context.Background()
 	cases := []struct {

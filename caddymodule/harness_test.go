@@ -233,6 +233,16 @@ func (e *env) runCaddy(cfg string, port, adminPort int) (*gateway, error) {
 	return nil, fmt.Errorf("caddy did not come up on %s:\n%s", g.URL, logs.String())
 }
 
+// gatewayWithAlice starts a gateway (global: extra global onepush options)
+// with a poll-mode phone enrolled for alice through the enrolment page.
+func (e *env) gatewayWithAlice(global string) (*gateway, *device.Phone) {
+	e.t.Helper()
+	g := e.startGateway(global)
+	phone := newPhone(e.t, g)
+	enroll(e.t, g, alice, phone)
+	return g, phone
+}
+
 // newPhone registers a poll-mode phone with the gateway's device API.
 func newPhone(t *testing.T, g *gateway) *device.Phone {
 	t.Helper()

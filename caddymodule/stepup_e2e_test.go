@@ -23,9 +23,7 @@ import (
 // signed over a different context is refused.
 func TestPhoneApprovesExactlyWhatTheBankExecutes(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	b := loggedIn(t, e, g, phone)
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -92,9 +90,7 @@ func afterSuccessPolicy(s string) string {
 
 func TestAfterSuccessLogin(t *testing.T) {
 	e := newEnv(t, envOptions{edit: afterSuccessPolicy})
-	g := e.startGateway("")
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, phone := e.gatewayWithAlice("")
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -21,9 +21,7 @@ func TestRedisWipeFailsClosed(t *testing.T) {
 	addr := redistest.Start(t)
 	e := newEnv(t, envOptions{})
 	global := "\t\tstore redis {\n\t\t\taddresses " + addr + "\n\t\t}"
-	g := e.startGateway(global)
-	phone := newPhone(t, g)
-	enroll(t, g, alice, phone)
+	g, _ := e.gatewayWithAlice(global)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
