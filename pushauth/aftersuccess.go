@@ -48,24 +48,15 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		}
 		return g.refuseAccepted(w, r, next, rule, user, a, rec.header)
 	}
-	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
-		UserKey: user.Key, Rule: rule.Name, Kind: string(rule.Kind), Display: fieldsOf(ex.Display),
-		ClientIP: g.clientIP(r), UserAgent: r.UserAgent(), Timeout: rule.Timeout,
-	}, nil)
+	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
 	if err == nil && c.Status == StatusApproved && ctx.Err() == nil {
 		return pass()
 	}
 	g.bankLogout(r, next, rule, rec.header)
-	switch {
-	case err != nil:
+	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
-	case c.Status == StatusDenied:
-		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
-	case c.Status == StatusExpired:
-		g.Pages.Render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
-	case c.Status == StatusSuperseded:
-		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
 	}
+	g.renderClosed(w, r, c)
 	return nil
 }
 

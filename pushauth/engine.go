@@ -32,7 +32,7 @@ type Config struct {
 	// MaxHeld bounds the requests held at once by this engine. Default 50000.
 	MaxHeld int
 	// MaxHeldPerUser and MaxHeldPerIP bound the requests held at once for one user
-	// and from one client IP (see AcquireHold). Defaults 4 and 256.
+	// and from one client IP (checked by Hold). Defaults 4 and 256.
 	MaxHeldPerUser int
 	MaxHeldPerIP   int
 	// PushWorkers and PushQueue bound outbound push sends. Defaults 16, 4096.
@@ -218,6 +218,13 @@ type challengeContext struct {
 // the challenge is cancelled). It returns the challenge in its final state.
 // started, when non-nil, is called once the challenge exists.
 func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, started func(*Challenge)) (*Challenge, error) {
+	// Every held request counts against its user's and its address's
+	// share, whichever mode of the gate holds it.
+	release, err := e.limits.acquire(user.Key, spec.ClientIP)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	id, err := randomID()
 	if err != nil {
 		return nil, err

@@ -130,33 +130,34 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.startInterstitial(w, r, rule, user, ex, body)
 	}
 
-	ip := g.clientIP(r)
-	release, err := g.Engine.AcquireHold(user.Key, ip)
+	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
 	if err != nil {
-		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
-		w.Header().Set("Retry-After", "30")
-		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
-		return nil
+		return g.startFailed(w, r, rule, user, err)
 	}
-	defer release()
-	c, err := g.Engine.Hold(ctx, user, ChallengeSpec{
+	if c.Status == StatusApproved && ctx.Err() == nil {
+		return g.forward(w, r, next, body, rule, user.Key, c)
+	}
+	g.renderClosed(w, r, c)
+	return nil
+}
+
+// spec is the challenge a matched request asks for.
+func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction) ChallengeSpec {
+	return ChallengeSpec{
 		UserKey:   user.Key,
 		Rule:      rule.Name,
 		Kind:      string(rule.Kind),
 		Display:   fieldsOf(ex.Display),
-		ClientIP:  ip,
+		ClientIP:  g.clientIP(r),
 		UserAgent: r.UserAgent(),
 		Timeout:   rule.Timeout,
-	}, nil)
-	if err != nil {
-		return g.startFailed(w, r, rule, user, err)
 	}
+}
+
+// renderClosed answers a held request whose challenge ended without an
+// approval it can act on.
+func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *Challenge) {
 	switch c.Status {
-	case StatusApproved:
-		if ctx.Err() != nil {
-			return nil
-		}
-		return g.forward(w, r, next, body, rule, user.Key, c)
 	case StatusDenied:
 		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
 	case StatusExpired:
@@ -167,11 +168,10 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		// Usually the client is gone and there is nobody to answer; when it
 		// is still here, the challenge was closed under it (the phone's app
 		// was uninstalled).
-		if ctx.Err() == nil {
+		if r.Context().Err() == nil {
 			g.Pages.Render(w, r, http.StatusConflict, PageCancelled, c.ID, "")
 		}
 	}
-	return nil
 }
 
 func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {

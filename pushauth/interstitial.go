@@ -64,11 +64,9 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	hdr := r.Header.Clone()
 	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
 	held := &HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
-	c, err := g.Engine.Start(r.Context(), user, ChallengeSpec{
-		UserKey: user.Key, Rule: rule.Name, Kind: string(rule.Kind), Display: fieldsOf(ex.Display),
-		ClientIP: g.clientIP(r), UserAgent: r.UserAgent(), Timeout: rule.Timeout, NumberMatch: rule.NumberMatching,
-		Held: held, BrowserHash: tokenHash(tok),
-	})
+	spec := g.spec(r, rule, user, ex)
+	spec.NumberMatch, spec.Held, spec.BrowserHash = rule.NumberMatching, held, tokenHash(tok)
+	c, err := g.Engine.Start(r.Context(), user, spec)
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
@@ -83,6 +81,10 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 // startFailed answers a challenge that could not be created.
 func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *User, err error) error {
 	switch {
+	case errors.Is(err, ErrTooManyHeldForUser) || errors.Is(err, ErrTooManyHeldFromIP):
+		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
+		w.Header().Set("Retry-After", "30")
+		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
 		w.Header().Set("Retry-After", "60")

@@ -12,7 +12,7 @@ const (
 	DefaultMaxHeldPerIP   = 256
 )
 
-// Errors returned by AcquireHold; the gate answers both with 429. The engine-wide bound
+// Errors returned by Engine.Hold; the gate answers both with 429. The engine-wide bound
 // (Config.MaxHeld) is ErrTooManyHeld, answered with 503.
 var (
 	ErrTooManyHeldForUser = errors.New("too many requests of this user are waiting for approval")
@@ -63,11 +63,4 @@ func (l *heldLimits) release(user, ip string) {
 			delete(l.ips, ip)
 		}
 	}
-}
-
-// AcquireHold reserves one held-request slot for user and client ip, within
-// Config.MaxHeldPerUser and Config.MaxHeldPerIP; the caller must call release once the
-// request is answered. The engine-wide Config.MaxHeld is checked by Hold itself.
-func (e *Engine) AcquireHold(user, ip string) (release func(), err error) {
-	return e.limits.acquire(user, ip)
 }
