@@ -301,13 +301,7 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 			data["Number"] = c.NumberMatch
 		}
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+n+"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	setPageHeaders(w.Header(), n)
 	w.WriteHeader(status)
 	_ = g.Pages.wait.Execute(w, data)
 }

@@ -137,6 +137,21 @@ func (p *Pages) LoadWaitTemplate(path string) error {
 	return nil
 }
 
+// setPageHeaders marks a gateway page: never cached, never framed, no
+// external assets; scriptNonce allows the one inline script of a page.
+func setPageHeaders(h http.Header, scriptNonce string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+	if scriptNonce != "" {
+		csp += "; script-src 'nonce-" + scriptNonce + "'; connect-src 'self'"
+	}
+	h.Set("Content-Security-Policy", csp)
+}
+
 // Lang picks "ja" or "en" from Accept-Language: the first of the two named,
 // English otherwise.
 func Lang(r *http.Request) string {
@@ -157,11 +172,7 @@ func Lang(r *http.Request) string {
 func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name, ref string, form template.HTML) {
 	lang := Lang(r)
 	txt := pageTexts[lang][name]
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	setPageHeaders(w.Header(), "")
 	w.WriteHeader(status)
 	_ = p.tmpl.Execute(w, map[string]any{
 		"Lang": lang, "Title": txt.Title, "Message": txt.Message, "Form": form,
