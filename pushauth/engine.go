@@ -368,7 +368,10 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone
 	}
 	for {
 		select {
-		case <-w.ch:
+		case final := <-w.ch:
+			if final != nil {
+				return final, nil
+			}
 		case <-backstopC:
 		case <-timer.C:
 			return e.finish(ctx, c.ID, StatusExpired)

@@ -19,7 +19,7 @@ type MemoryStore struct {
 	pendingOf   map[string]string // user key -> pending challenge id
 	jtis        map[string]time.Time
 	sessions    map[string]memSession
-	watchers    map[int]func(string)
+	watchers    map[int]func(string, *Challenge)
 	nextWatcher int
 
 	stop chan struct{}
@@ -49,7 +49,7 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 		pendingOf:   make(map[string]string),
 		jtis:        make(map[string]time.Time),
 		sessions:    make(map[string]memSession),
-		watchers:    make(map[int]func(string)),
+		watchers:    make(map[int]func(string, *Challenge)),
 		stop:        make(chan struct{}),
 	}
 	go s.sweepLoop()
@@ -158,11 +158,12 @@ func (s *MemoryStore) CreateChallenge(_ context.Context, c *Challenge, retainUnt
 		return "", ErrExists
 	}
 	var superseded string
+	var supersededRec Challenge
 	if old, ok := s.pendingOf[c.UserKey]; ok {
 		if mc, ok := s.challenges[old]; ok && mc.c.Status == StatusPending {
 			mc.c.Status = StatusSuperseded
 			mc.c.DecidedAt = s.now()
-			superseded = old
+			superseded, supersededRec = old, mc.c
 		}
 	}
 	s.challenges[c.ID] = &memChallenge{c: *c, retainUntil: retainUntil}
@@ -170,7 +171,7 @@ func (s *MemoryStore) CreateChallenge(_ context.Context, c *Challenge, retainUnt
 	watchers := s.watcherList()
 	s.mu.Unlock()
 	if superseded != "" {
-		notify(watchers, superseded)
+		notify(watchers, supersededRec)
 	}
 	return superseded, nil
 }
@@ -207,7 +208,7 @@ func (s *MemoryStore) Resolve(_ context.Context, id string, to Status, fraud boo
 	cp := mc.c
 	watchers := s.watcherList()
 	s.mu.Unlock()
-	notify(watchers, id)
+	notify(watchers, cp)
 	return &cp, nil
 }
 
@@ -272,7 +273,7 @@ func (s *MemoryStore) DeleteSession(_ context.Context, hash string) error {
 	return nil
 }
 
-func (s *MemoryStore) Watch(fn func(string)) (func(), error) {
+func (s *MemoryStore) Watch(fn func(string, *Challenge)) (func(), error) {
 	s.mu.Lock()
 	id := s.nextWatcher
 	s.nextWatcher++
@@ -292,20 +293,22 @@ func (s *MemoryStore) ReliableWatch() bool { return true }
 
 // watcherList must be called with s.mu held; callbacks run after unlocking
 // so a watcher may call back into the store.
-func (s *MemoryStore) watcherList() []func(string) {
+func (s *MemoryStore) watcherList() []func(string, *Challenge) {
 	if len(s.watchers) == 0 {
 		return nil
 	}
-	out := make([]func(string), 0, len(s.watchers))
+	out := make([]func(string, *Challenge), 0, len(s.watchers))
 	for _, fn := range s.watchers {
 		out = append(out, fn)
 	}
 	return out
 }
 
-func notify(watchers []func(string), id string) {
+// notify hands each watcher its own copy of the final record.
+func notify(watchers []func(string, *Challenge), final Challenge) {
 	for _, fn := range watchers {
-		fn(id)
+		cp := final
+		fn(final.ID, &cp)
 	}
 }
 

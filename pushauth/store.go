@@ -47,9 +47,12 @@ type Store interface {
 	DeleteSession(ctx context.Context, hash string) error
 
 	// Watch calls fn with the ID of every challenge resolved anywhere
-	// (this instance or another sharing the store) until stop is called.
-	// Delivery may be lost; waiters re-read as a backstop.
-	Watch(fn func(challengeID string)) (stop func(), err error)
+	// (this instance or another sharing the store) until stop is called,
+	// and with its final record when the store has it at hand (nil
+	// otherwise: the receiver re-reads), so a held request is released
+	// without another round trip. Delivery may be lost; waiters re-read as
+	// a backstop.
+	Watch(fn func(challengeID string, final *Challenge)) (stop func(), err error)
 
 	Close() error
 }

@@ -13,9 +13,10 @@ type waiters struct {
 }
 
 // waiter's channel has capacity one so a wake that arrives while the
-// waiter is re-reading the store is kept for its next loop.
+// waiter is re-reading the store is kept for its next loop. A wake carries
+// the challenge's final record when the store delivered it, nil otherwise.
 type waiter struct {
-	ch chan struct{}
+	ch chan *Challenge
 }
 
 func newWaiters(max int) *waiters { return &waiters{m: make(map[string][]*waiter), max: max} }
@@ -26,15 +27,15 @@ func (ws *waiters) add(id string) (*waiter, error) {
 	if ws.n >= ws.max {
 		return nil, ErrTooManyHeld
 	}
-	w := &waiter{ch: make(chan struct{}, 1)}
+	w := &waiter{ch: make(chan *Challenge, 1)}
 	ws.m[id] = append(ws.m[id], w)
 	ws.n++
 	return w, nil
 }
 
-func (ws *waiter) wake() {
+func (w *waiter) wake(final *Challenge) {
 	select {
-	case ws.ch <- struct{}{}:
+	case w.ch <- final:
 	default:
 	}
 }
@@ -57,11 +58,21 @@ func (ws *waiters) remove(id string, w *waiter) {
 	}
 }
 
-func (ws *waiters) wake(id string) {
+// wake wakes every waiter of challenge id, each with its own copy of the
+// final record, if there is one.
+func (ws *waiters) wake(id string, final *Challenge) {
+	if final != nil && (final.ID != id || !final.Status.Final()) {
+		final = nil // not a record to trust for a release: re-read
+	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, w := range ws.m[id] {
-		w.wake()
+		if final == nil {
+			w.wake(nil)
+			continue
+		}
+		cp := *final
+		w.wake(&cp)
 	}
 }
 

@@ -56,7 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store) {
 	t.Run("Close", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		stop, err := s.Watch(func(string) {})
+		stop, err := s.Watch(func(string, *pushauth.Challenge) {})
 		if err != nil {
 			t.Fatalf("Watch: %v", err)
 		}
@@ -317,9 +317,11 @@ func testSupersede(t *testing.T, s pushauth.Store) {
 	user, cred := uid("user"), uid("cred")
 	var mu sync.Mutex
 	var seen []string
-	stop, err := s.Watch(func(id string) {
+	finals := map[string]*pushauth.Challenge{}
+	stop, err := s.Watch(func(id string, final *pushauth.Challenge) {
 		mu.Lock()
 		seen = append(seen, id)
+		finals[id] = final
 		mu.Unlock()
 	})
 	if err != nil {
@@ -365,6 +367,9 @@ func testSupersede(t *testing.T, s pushauth.Store) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
+	if f := finals[first.ID]; f == nil || f.Status != pushauth.StatusSuperseded {
+		t.Fatalf("watcher got final record %+v for the superseded challenge, want status superseded", f)
+	}
 	if slices.Contains(seen, second.ID) || slices.Contains(seen, other.ID) {
 		t.Fatalf("watcher saw a pending challenge: %q", seen)
 	}
@@ -567,7 +572,8 @@ func testWatch(t *testing.T, s pushauth.Store) {
 	var mu sync.Mutex
 	var a []note
 	var b []string
-	stopA, err := s.Watch(func(id string) {
+	var bFinal []*pushauth.Challenge
+	stopA, err := s.Watch(func(id string, _ *pushauth.Challenge) {
 		// A watcher may call back into the store, and sees the decision.
 		c, err := s.GetChallenge(ctx, id)
 		st := pushauth.Status("error: " + fmt.Sprint(err))
@@ -582,9 +588,10 @@ func testWatch(t *testing.T, s pushauth.Store) {
 		t.Fatalf("Watch: %v", err)
 	}
 	defer stopA()
-	stopB, err := s.Watch(func(id string) {
+	stopB, err := s.Watch(func(id string, final *pushauth.Challenge) {
 		mu.Lock()
 		b = append(b, id)
+		bFinal = append(bFinal, final)
 		mu.Unlock()
 	})
 	if err != nil {
@@ -605,6 +612,12 @@ func testWatch(t *testing.T, s pushauth.Store) {
 	if a[0] != (note{c.ID, pushauth.StatusApproved}) || b[0] != c.ID {
 		mu.Unlock()
 		t.Fatalf("watchers saw %+v and %q, want %s approved", a, b, c.ID)
+	}
+	// The final record comes with the notification, so a held request is
+	// released without reading the store again.
+	if f := bFinal[0]; f == nil || f.ID != c.ID || f.Status != pushauth.StatusApproved || f.UserKey != c.UserKey || f.DecidedAt.IsZero() {
+		mu.Unlock()
+		t.Fatalf("watcher got final record %+v, want %s approved for %s", f, c.ID, c.UserKey)
 	}
 	mu.Unlock()
 

@@ -19,7 +19,7 @@
 //	<p>jti:<jti>                          string  op token of the first use                 until
 //	<p>sess:<session hash>                string  user key                                  session ttl
 //	<p>epoch                              string  random value set once (see epoch.go)      none
-//	<p>resolved                           pub/sub channel: id of every challenge resolved or superseded
+//	<p>resolved                           pub/sub channel: "<id>\n<final JSON>" of every challenge resolved or superseded ("<id>" alone when the record is over 16 KiB)
 //
 // <op> is a random token per store call; it makes a call that go-redis
 // retries after a lost reply idempotent (a retried Resolve that had in fact
@@ -29,7 +29,8 @@
 // CreateChallenge (supersede the user's pending challenge, store the new
 // one, point the user at it) and Resolve (pending → final, exactly once)
 // are Lua scripts on the user's slot; both PUBLISH the affected challenge
-// id on <p>resolved from inside the script. Watch holds one dedicated
+// id and its final record on <p>resolved from inside the script, so the
+// instance holding the request releases it without reading Redis again. Watch holds one dedicated
 // SUBSCRIBE connection per call, pings it and re-subscribes after an
 // outage; messages published while it was down are lost, which the engine
 // covers by re-reading held challenges periodically.
@@ -100,6 +101,8 @@ type Store struct {
 	epochCancel context.CancelFunc
 	epochDone   chan struct{}
 
+	owners owners // challenge id → user key, saves the index read
+
 	mu       sync.Mutex
 	watches  map[*watch]struct{}
 	closed   bool
@@ -165,6 +168,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		channel: prefix + "resolved",
 		now:     now,
 		watches: make(map[*watch]struct{}),
+		owners:  owners{max: maxOwners},
 	}
 	if err := s.setupEpoch(ctx, opts); err != nil {
 		_ = client.Close()
@@ -378,11 +382,12 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 // KEYS[1] user pending pointer, KEYS[2] new challenge record.
 // ARGV[1] new id, ARGV[2] challenge JSON, ARGV[3] record TTL ms,
 // ARGV[4] user's challenge key prefix, ARGV[5] decided_at for the
-// superseded one, ARGV[6] channel.
+// superseded one, ARGV[6] channel, ARGV[7] largest record to publish.
 // The superseded record's key is ARGV[4]..old: same {u:<user>} hash tag,
 // so the same slot as KEYS.
 var createScript = goredis.NewScript(`
 local superseded = ''
+local srec = ''
 local old = redis.call('GET', KEYS[1])
 if old and old ~= ARGV[1] then
   local okey = ARGV[4] .. old
@@ -392,7 +397,8 @@ if old and old ~= ARGV[1] then
     if c.status == 'pending' then
       c.status = 'superseded'
       c.decided_at = ARGV[5]
-      redis.call('SET', okey, cjson.encode(c), 'KEEPTTL')
+      srec = cjson.encode(c)
+      redis.call('SET', okey, srec, 'KEEPTTL')
       superseded = old
     end
   end
@@ -402,7 +408,11 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if superseded ~= '' then
-  redis.call('PUBLISH', ARGV[6], superseded)
+  if #srec <= tonumber(ARGV[7]) then
+    redis.call('PUBLISH', ARGV[6], superseded .. '\n' .. srec)
+  else
+    redis.call('PUBLISH', ARGV[6], superseded)
+  end
 end
 return superseded
 `)
@@ -411,7 +421,7 @@ return superseded
 //
 // KEYS[1] challenge record, KEYS[2] user pending pointer.
 // ARGV[1] id, ARGV[2] status, ARGV[3] fraud "1"/"0", ARGV[4] decided_at,
-// ARGV[5] channel, ARGV[6] op token.
+// ARGV[5] channel, ARGV[6] op token, ARGV[7] largest record to publish.
 // Returns {"nf"}, {"ok", json} or {"conflict", json}.
 var resolveScript = goredis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
@@ -434,7 +444,11 @@ redis.call('SET', KEYS[1], out, 'KEEPTTL')
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
-redis.call('PUBLISH', ARGV[5], ARGV[1])
+if #out <= tonumber(ARGV[7]) then
+  redis.call('PUBLISH', ARGV[5], ARGV[1] .. '\n' .. out)
+else
+  redis.call('PUBLISH', ARGV[5], ARGV[1])
+end
 return {'ok', out}
 `)
 
@@ -515,16 +529,21 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 	rk := s.challengeKey(c.UserKey, c.ID)
 	res, err := createScript.Run(ctx, s.client,
 		[]string{s.userPendingKey(c.UserKey), rk},
-		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel,
+		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord,
 	).Text()
 	if err != nil {
 		return "", wrap("EVALSHA create", rk, err)
 	}
+	s.owners.put(c.ID, c.UserKey)
 	return res, nil
 }
 
-// lookup finds the record key of a challenge through its index.
+// lookup finds the user a challenge belongs to (its record's slot),
+// through the index unless this store has seen the id before.
 func (s *Store) lookup(ctx context.Context, id string) (string, error) {
+	if user, ok := s.owners.get(id); ok {
+		return user, nil
+	}
 	idx := s.challengeIndexKey(id)
 	v, err := s.client.Get(ctx, idx).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -537,7 +556,37 @@ func (s *Store) lookup(ctx context.Context, id string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("redis: malformed index %s", idx)
 	}
+	s.owners.put(id, user)
 	return user, nil
+}
+
+// maxOwners bounds the owners cache: about 30,000 challenges alive at once
+// per instance are served from it; beyond that it starts over.
+const maxOwners = 1 << 15
+
+// owners remembers which user each challenge id belongs to. An id's owner
+// never changes, so an entry can only outlive its challenge, and then the
+// record it leads to is gone too: reads still report not found.
+type owners struct {
+	mu  sync.Mutex
+	m   map[string]string
+	max int
+}
+
+func (o *owners) get(id string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	u, ok := o.m[id]
+	return u, ok
+}
+
+func (o *owners) put(id, user string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil || len(o.m) >= o.max {
+		o.m = make(map[string]string, 1024)
+	}
+	o.m[id] = user
 }
 
 func indexUser(v string) (string, bool) {
@@ -587,7 +636,7 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 	rk := s.challengeKey(user, id)
 	res, err := resolveScript.Run(ctx, s.client,
 		[]string{rk, s.userPendingKey(user)},
-		id, string(to), f, atJSON, s.channel, newOp(),
+		id, string(to), f, atJSON, s.channel, newOp(), maxPublishedRecord,
 	).Slice()
 	if err != nil {
 		return nil, wrap("EVALSHA resolve", rk, err)
@@ -775,7 +824,7 @@ var (
 
 type watch struct {
 	s       *Store
-	fn      func(string)
+	fn      func(string, *pushauth.Challenge)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stopped atomic.Bool
@@ -790,11 +839,13 @@ type watch struct {
 }
 
 // Watch subscribes to <prefix>resolved on a dedicated connection and calls
-// fn, from one goroutine, with every challenge id published there. It
+// fn, from one goroutine, with every challenge id published there and the
+// final record published with it (nil when there was none or it does not
+// decode: the engine then re-reads). It
 // waits up to two seconds for the subscription to be confirmed; when Redis
 // is unreachable it still returns and keeps trying to subscribe in the
 // background.
-func (s *Store) Watch(fn func(challengeID string)) (func(), error) {
+func (s *Store) Watch(fn func(challengeID string, final *pushauth.Challenge)) (func(), error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -848,10 +899,30 @@ func (w *watch) receiveOnce(timeout time.Duration) error {
 		}
 	case *goredis.Message:
 		if !w.stopped.Load() {
-			w.fn(m.Payload)
+			w.fn(parseResolved(m.Payload))
 		}
 	}
 	return nil
+}
+
+// maxPublishedRecord is the largest final record the scripts publish with
+// its id; larger ones (a stored request with a big body) go as the id alone
+// so every instance is not sent the body.
+const maxPublishedRecord = 16 << 10
+
+// parseResolved splits a <prefix>resolved message into the challenge id and
+// its final record: "<id>\n<record JSON>", or "<id>" alone (older
+// instances, oversized records).
+func parseResolved(payload string) (string, *pushauth.Challenge) {
+	id, rec, ok := strings.Cut(payload, "\n")
+	if !ok {
+		return id, nil
+	}
+	var c pushauth.Challenge
+	if err := json.Unmarshal([]byte(rec), &c); err != nil || c.ID != id || !c.Status.Final() {
+		return id, nil
+	}
+	return id, &c
 }
 
 func isTimeout(err error) bool {

@@ -217,7 +217,8 @@ func TestCrossInstance(t *testing.T) {
 	b := open(t, []string{addr}, prefix)
 	ctx := ctxT(t)
 	got := make(chan string, 10)
-	stop, err := a.Watch(func(id string) { got <- id })
+	finals := make(chan *pushauth.Challenge, 10)
+	stop, err := a.Watch(func(id string, final *pushauth.Challenge) { got <- id; finals <- final })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +244,9 @@ func TestCrossInstance(t *testing.T) {
 			t.Fatalf("A's watch got %q, want x1", id)
 		}
 		t.Logf("release latency across instances: %v", time.Since(start))
+		if f := <-finals; f == nil || f.Status != pushauth.StatusApproved || f.UserKey != "alice" {
+			t.Fatalf("A's watch got final record %+v, want alice's challenge approved", f)
+		}
 	case <-time.After(time.Second):
 		t.Fatal("A's watch was not woken within 1s by B's Resolve")
 	}
@@ -267,8 +271,30 @@ func TestCrossInstance(t *testing.T) {
 		if id != "x2" {
 			t.Fatalf("A's watch got %q, want x2", id)
 		}
+		if f := <-finals; f == nil || f.Status != pushauth.StatusSuperseded {
+			t.Fatalf("A's watch got final record %+v for x2, want superseded", f)
+		}
 	case <-time.After(time.Second):
 		t.Fatal("A's watch was not woken by the supersede")
+	}
+	// A record over the publish limit (a stored request with a large body)
+	// goes as its id alone, and the waiter reads it from Redis.
+	c4 := *c
+	c4.ID, c4.UserKey = "x4", "bob"
+	c4.Held = &pushauth.HeldRequest{Method: "POST", URI: "/upload", Host: "bank", Body: make([]byte, 20<<10)}
+	if _, err := a.CreateChallenge(ctx, &c4, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, "x4", pushauth.StatusDenied, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if f := <-finals; id != "x4" || f != nil {
+			t.Fatalf("A's watch got %q with record %v, want x4 without its record", id, f != nil)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("A's watch was not woken for the large record")
 	}
 }
 
@@ -281,7 +307,7 @@ func TestOutage(t *testing.T) {
 	s := open(t, []string{srv.Addr()}, prefix)
 	var mu sync.Mutex
 	var seen []string
-	stop, err := s.Watch(func(id string) {
+	stop, err := s.Watch(func(id string, _ *pushauth.Challenge) {
 		mu.Lock()
 		seen = append(seen, id)
 		mu.Unlock()
@@ -390,7 +416,7 @@ func TestWatchStartsWhileDown(t *testing.T) {
 	srv.Kill()
 	got := make(chan string, 1)
 	start := time.Now()
-	stop, err := s.Watch(func(id string) { got <- id })
+	stop, err := s.Watch(func(id string, _ *pushauth.Challenge) { got <- id })
 	if err != nil {
 		t.Fatalf("Watch with Redis down: %v", err)
 	}
@@ -448,7 +474,7 @@ func TestResolveRetryIsIdempotent(t *testing.T) {
 	run := func(op, to string) []any {
 		res, err := resolveScript.Run(ctx, s.client,
 			[]string{s.challengeKey("u", "r1"), s.userPendingKey("u")},
-			"r1", to, "0", "2025-01-01T00:00:00Z", s.channel, op).Slice()
+			"r1", to, "0", "2025-01-01T00:00:00Z", s.channel, op, maxPublishedRecord).Slice()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -484,5 +510,36 @@ func TestNewFailsWhenUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), addr) {
 		t.Errorf("error %q does not name the address", err)
+	}
+}
+
+// TestOwnersCacheIsBounded: the id → user cache never grows past its
+// bound, and an id it forgot is found again through the index.
+func TestOwnersCacheIsBounded(t *testing.T) {
+	o := owners{max: 4}
+	for i := range 10 {
+		o.put(fmt.Sprintf("id%d", i), "u")
+		if len(o.m) > o.max {
+			t.Fatalf("after %d puts the cache holds %d entries, bound %d", i+1, len(o.m), o.max)
+		}
+	}
+	if _, ok := o.get("id9"); !ok {
+		t.Fatal("the latest id is not cached")
+	}
+
+	addr := redistest.Start(t)
+	a := open(t, []string{addr}, uniquePrefix())
+	ctx := ctxT(t)
+	now := time.Now()
+	c := &pushauth.Challenge{ID: "o1", UserKey: "carol", Status: pushauth.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	if _, err := a.CreateChallenge(ctx, c, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	a.owners.mu.Lock()
+	a.owners.m = nil // forgotten
+	a.owners.mu.Unlock()
+	got, err := a.GetChallenge(ctx, "o1")
+	if err != nil || got.UserKey != "carol" {
+		t.Fatalf("GetChallenge after the cache started over = %+v, %v", got, err)
 	}
 }
