@@ -39,6 +39,19 @@ var ErrBadToken = errors.New("invalid device token")
 // lifetime of at most 120s, and a jti never seen before (it is used up
 // here). It returns the claims and the credential.
 func (e *Engine) VerifyDeviceToken(ctx context.Context, raw string) (*DeviceClaims, *Credential, error) {
+	claims, cred, err := e.verifySignedToken(ctx, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.useJTI(ctx, claims, cred); err != nil {
+		return nil, nil, err
+	}
+	return claims, cred, nil
+}
+
+// verifySignedToken is VerifyDeviceToken without using up the jti: the
+// caller must call useJTI before acting on the token.
+func (e *Engine) verifySignedToken(ctx context.Context, raw string) (*DeviceClaims, *Credential, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrBadToken, len(raw), maxTokenBytes)
 	}
@@ -87,14 +100,20 @@ func (e *Engine) VerifyDeviceToken(ctx context.Context, raw string) (*DeviceClai
 	if claims.ID == "" || len(claims.ID) > maxJTIBytes {
 		return nil, nil, fmt.Errorf("%w: jti missing or longer than %d bytes", ErrBadToken, maxJTIBytes)
 	}
+	return claims, cred, nil
+}
+
+// useJTI records a verified token's jti as used; a jti seen before makes
+// the token invalid.
+func (e *Engine) useJTI(ctx context.Context, claims *DeviceClaims, cred *Credential) error {
 	fresh, err := e.store.UseJTI(ctx, "jti/"+cred.ID+"/"+claims.ID, claims.ExpiresAt.Add(e.cfg.TokenLeeway))
 	if err != nil {
-		return nil, nil, fmt.Errorf("recording jti: %w", err)
+		return fmt.Errorf("recording jti: %w", err)
 	}
 	if !fresh {
-		return nil, nil, fmt.Errorf("%w: jti %q was already used", ErrBadToken, claims.ID)
+		return fmt.Errorf("%w: jti %q was already used", ErrBadToken, claims.ID)
 	}
-	return claims, cred, nil
+	return nil
 }
 
 func parseP256(der []byte) (*ecdsa.PublicKey, error) {
