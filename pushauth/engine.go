@@ -333,12 +333,12 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		return nil, fmt.Errorf("pushauth: storing challenge: %w", err)
 	}
 	if superseded != "" {
-		e.log.Info("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
+		e.log.Debug("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
 		e.audit(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
 	}
-	e.log.Info("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
+	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
 	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
 	e.audit(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
 		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind})
@@ -405,7 +405,7 @@ func (e *Engine) finish(ctx context.Context, id string, to Status) (*Challenge, 
 		e.storeError("resolve", err)
 		return nil, fmt.Errorf("pushauth: closing challenge %s as %s: %w", id, to, err)
 	}
-	e.log.Info("challenge "+string(to), "challenge", id, "user", cur.UserKey, "rule", cur.Rule)
+	e.log.Debug("challenge "+string(to), "challenge", id, "user", cur.UserKey, "rule", cur.Rule)
 	e.challengeClosed(ctx, cur, "gateway")
 	return cur, nil
 }

@@ -112,7 +112,7 @@ func (d *dispatcher) close() {
 }
 
 func (e *Engine) recordPush(c *Challenge, cred *Credential, result string) {
-	e.log.Info("push", "challenge", c.ID, "credential", cred.ID, "platform", cred.Platform, "result", result)
+	e.log.Debug("push", "challenge", c.ID, "credential", cred.ID, "platform", cred.Platform, "result", result)
 	if err := e.store.SetPushResult(context.Background(), c.ID, result); err != nil && !errors.Is(err, ErrNotFound) {
 		e.log.Warn("recording push result", "challenge", c.ID, "error", err)
 	}

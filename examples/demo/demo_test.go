@@ -108,7 +108,7 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	if !strings.Contains(string(body), "Transfer of 1200 JPY to 7654321 accepted") {
 		t.Fatalf("transfer: %d %.300s", resp.StatusCode, body)
 	}
-	if !strings.Contains(stderr.String(), "challenge decided") {
+	if !strings.Contains(stderr.String(), `"type":"challenge.decided"`) {
 		t.Fatalf("alice's operations were not approved through a challenge; logs:\n%s", stderr.String())
 	}
 
