@@ -82,21 +82,37 @@ func passThrough(dir string, g *gateway, rounds, conc int, round time.Duration, 
 	return res, nil
 }
 
-// stackBytes reads the Go runtime's stack memory from Caddy's pprof.
-func (g *gateway) stackBytes() int64 {
-	resp, err := http.Get(g.Admin + "/debug/pprof/heap?debug=1")
+// liveMemory collects garbage in Caddy (pprof heap with gc=1) and returns
+// the Go runtime's live heap and goroutine stack bytes.
+func (g *gateway) liveMemory() (heap, stack int64) {
+	resp, err := http.Get(g.Admin + "/debug/pprof/heap?gc=1&debug=1")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
+			heap, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
 		if v, ok := strings.CutPrefix(l, "# Stack = "); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
+			stack, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 		}
 	}
-	return 0
+	return heap, stack
+}
+
+// floorMemory is liveMemory for the floor server (its /memstats).
+func floorMemory(addr string) func() (heap, stack int64) {
+	return func() (heap, stack int64) {
+		resp, err := http.Get("http://" + addr + "/memstats")
+		if err != nil {
+			return 0, 0
+		}
+		defer resp.Body.Close()
+		_, _ = fmt.Fscan(resp.Body, &heap, &stack)
+		return heap, stack
+	}
 }
 
 func fetchHeap(g *gateway, file string) {
@@ -143,9 +159,12 @@ type holdPoint struct {
 	OpenFiles   int     `json:"open_files"`
 	Answered    int     `json:"answered_early"`
 	IdleCPUPct  float64 `json:"idle_cpu_pct"`
-	// StackKiBPerReq is goroutine stack memory per held request (gateway
-	// only, from the Go runtime through pprof).
+	// StackKiBPerReq and HeapKiBPerReq are what each held request keeps
+	// after a garbage collection (from the Go runtime): goroutine stacks
+	// and live heap. RSS is more: the heap the GC lets grow between
+	// collections (GOGC), which the runtime also sizes by the stacks.
 	StackKiBPerReq float64 `json:"stack_kib_per_request,omitempty"`
+	HeapKiBPerReq  float64 `json:"live_heap_kib_per_request,omitempty"`
 }
 
 type holdSide struct {
@@ -162,8 +181,9 @@ type holdTarget struct {
 	gc   func()
 	// profile, when set, is called at each size while the requests are held.
 	profile func(held int)
-	// stack, when set, returns the target's goroutine stack bytes.
-	stack func() int64
+	// mem, when set, collects garbage in the target and returns its live
+	// heap and goroutine stack bytes.
+	mem func() (heap, stack int64)
 }
 
 // holdSources are the client addresses held requests come from: more than
@@ -191,8 +211,9 @@ func hold(dir string, t holdTarget, sizes []int) (*holdSide, error) {
 	}
 	baseFiles, _ := openFiles(t.pid)
 	var baseStack int64
-	if t.stack != nil {
-		baseStack = t.stack()
+	var baseHeap int64
+	if t.mem != nil {
+		baseHeap, baseStack = t.mem()
 	}
 	side := &holdSide{BaseRSSMiB: float64(base) / 1024}
 	var clients []*proc
@@ -271,8 +292,11 @@ func hold(dir string, t holdTarget, sizes []int) (*holdSide, error) {
 			Held: size, RSSDeltaMiB: float64(rss-base) / 1024, KiBPerReq: float64(rss-base) / float64(size),
 			OpenFiles: files, Answered: answered, IdleCPUPct: idle,
 		})
-		if t.stack != nil {
-			side.Points[len(side.Points)-1].StackKiBPerReq = float64(t.stack()-baseStack) / 1024 / float64(size)
+		if t.mem != nil {
+			heap, stack := t.mem()
+			pt := &side.Points[len(side.Points)-1]
+			pt.StackKiBPerReq = float64(stack-baseStack) / 1024 / float64(size)
+			pt.HeapKiBPerReq = float64(heap-baseHeap) / 1024 / float64(size)
 		}
 		if answered > 0 {
 			return side, fmt.Errorf("%s answered %d of %d requests that should be held (see %s.log)", t.name, answered, size, t.name)
@@ -295,30 +319,41 @@ func latencyOf(s samples) latency {
 	return latency{N: len(s), P50ms: ms(s.quantile(0.5)), P99ms: ms(s.quantile(0.99))}
 }
 
-// release holds one login at a time at holdAt; the fleet's phone approves
-// through its own device API base, and the sample is the time from sending
-// the decision to the request arriving at the backend.
-func release(f *fleet, holdAt string, users []int) (latency, error) {
+// release holds one login at a time at each of holdAt in turn (so two
+// settings are measured interleaved, under the same conditions); the
+// fleet's phone approves through its own device API base, and the sample is
+// the time from sending the decision to the request arriving at the
+// backend. It returns one latency per holdAt.
+func release(f *fleet, holdAt []string, users []int) ([]latency, error) {
 	f.acting.Store(true)
 	defer f.acting.Store(false)
 	client := &http.Client{Transport: newTransport(4), Timeout: 30 * time.Second}
-	var s samples
-	for _, u := range users {
-		resp, err := client.PostForm(holdAt+"/login", url.Values{"user": {"u" + strconv.Itoa(u)}, "password": {"secret"}})
-		if err != nil {
-			return latencyOf(s), err
+	s := make([]samples, len(holdAt))
+	result := func() []latency {
+		out := make([]latency, len(s))
+		for i := range s {
+			out[i] = latencyOf(s[i])
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		id := resp.Header.Get("X-Challenge")
-		arrived, _ := strconv.ParseInt(resp.Header.Get("X-Arrived"), 10, 64)
-		sent, ok := f.sent.Load(id)
-		if resp.StatusCode != http.StatusOK || !ok || arrived == 0 {
-			return latencyOf(s), fmt.Errorf("release of u%d: HTTP %d, challenge %q (phone failures %d: %v)", u, resp.StatusCode, id, f.failures.Load(), f.lastErr.Load())
-		}
-		s = append(s, time.Unix(0, arrived).Sub(sent.(time.Time)))
+		return out
 	}
-	return latencyOf(s), nil
+	for _, u := range users {
+		for i, at := range holdAt {
+			resp, err := client.PostForm(at+"/login", url.Values{"user": {"u" + strconv.Itoa(u)}, "password": {"secret"}})
+			if err != nil {
+				return result(), err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			id := resp.Header.Get("X-Challenge")
+			arrived, _ := strconv.ParseInt(resp.Header.Get("X-Arrived"), 10, 64)
+			sent, ok := f.sent.Load(id)
+			if resp.StatusCode != http.StatusOK || !ok || arrived == 0 {
+				return result(), fmt.Errorf("release of u%d at %s: HTTP %d, challenge %q (phone failures %d: %v)", u, at, resp.StatusCode, id, f.failures.Load(), f.lastErr.Load())
+			}
+			s[i] = append(s[i], time.Unix(0, arrived).Sub(sent.(time.Time)))
+		}
+	}
+	return result(), nil
 }
 
 // pubsubRTT is PUBLISH → subscriber delivery on the same Redis, one at a time.

@@ -188,7 +188,7 @@ func run(rep *report, sizes []int, passConc, passN int, passRound time.Duration,
 		hr := &holdReport{}
 		rep.Hold = hr
 		logf("2/4 holding: bare Go floor at %v", sizes)
-		if hr.Floor, err = hold(dir, holdTarget{name: "floor", pid: floor.pid(), addr: floorAddr, path: "/hold"}, sizes); err != nil {
+		if hr.Floor, err = hold(dir, holdTarget{name: "floor", pid: floor.pid(), addr: floorAddr, path: "/hold", mem: floorMemory(floorAddr)}, sizes); err != nil {
 			return fmt.Errorf("holding (floor): %w", err)
 		}
 		logf("2/4 holding: enrolling %d users through the device API and /onepush/enroll", pool)
@@ -199,7 +199,7 @@ func run(rep *report, sizes []int, passConc, passN int, passRound time.Duration,
 		hr.EnrolSeconds = math.Round(time.Since(t0).Seconds())
 		logf("2/4 holding: gateway at %v", sizes)
 		_, port, _ := strings.Cut(strings.TrimPrefix(g.Gated, "http://"), ":")
-		gt := holdTarget{name: "gateway", pid: g.pid(), addr: "127.0.0.1:" + port, path: "/login", gc: g.forceGC, stack: g.stackBytes}
+		gt := holdTarget{name: "gateway", pid: g.pid(), addr: "127.0.0.1:" + port, path: "/login", gc: g.forceGC, mem: g.liveMemory}
 		if profile != "" {
 			gt.profile = func(n int) { fetchHeap(g, fmt.Sprintf("%s/hold-%d.heap.txt", profile, n)) }
 		}
@@ -231,9 +231,11 @@ func run(rep *report, sizes []int, passConc, passN int, passRound time.Duration,
 	for i := range users {
 		users[i] = i
 	}
-	if rel.Single, err = release(f, g.Gated, users); err != nil {
+	single, err := release(f, []string{g.Gated}, users)
+	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
+	rel.Single = single[0]
 
 	logf("4/4 full cycles: %d clients for %s, then the floor", cycConc, cycDur)
 	all := make([]int, pool)
@@ -320,7 +322,7 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 		return err
 	}
 	defer b.stop()
-	n := max(relN/2+1, 3) // two passes over the users: each at most 4 challenges a minute
+	n := max(relN/2+1, 3) // each user: 4 challenges (2 passes × 2 settings), under the push budget of 5 a minute
 	if err := f.enrol(context.Background(), b.Gated, 0, n, nil); err != nil {
 		return fmt.Errorf("enrolment through instance B: %w", err)
 	}
@@ -328,18 +330,16 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 	for i := range users {
 		users[i] = i % n
 	}
-	cross, err := release(f, a.Gated, users)
+	// Held on A and approved through B, interleaved with held and approved
+	// on B: the same store round trips, so the difference is the hop
+	// between instances.
+	lat, err := release(f, []string{a.Gated, b.Gated}, users)
 	if err != nil {
 		return fmt.Errorf("release across instances: %w", err)
 	}
+	cross, same := lat[0], lat[1]
 	rel.Cross = &cross
 	rel.CrossStatus = "measured"
-	// The same through one instance on the Redis store: what the store's
-	// round trips cost, without the hop between instances.
-	same, err := release(f, b.Gated, users)
-	if err != nil {
-		return fmt.Errorf("release on one Redis-backed instance: %w", err)
-	}
 	rel.RedisSingle = &same
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +89,8 @@ func roleBackend(args []string) error {
 // POST /hold reads the body and waits until the client goes away (the
 // floor for holding); POST /verify checks one ES256 JWT signed by the key
 // given as -pub (the verification in the full-cycle floor); anything else
-// answers like the backend.
+// answers like the backend; GET /memstats reports its live heap and stack
+// bytes after a collection.
 func roleFloor(args []string) error {
 	fs := flag.NewFlagSet("floor", flag.ExitOnError)
 	pubB64 := fs.String("pub", "", "base64url SPKI DER of the P-256 key that signs /verify tokens")
@@ -115,6 +117,14 @@ func roleFloor(args []string) error {
 		case "/hold":
 			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 			<-r.Context().Done()
+			return
+		case "/memstats":
+			// Live heap and stacks after a collection, for the holding
+			// figure's breakdown.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(w, "%d %d\n", ms.HeapAlloc, ms.StackInuse)
 			return
 		case "/verify":
 			raw, _ := io.ReadAll(io.LimitReader(r.Body, 4096))

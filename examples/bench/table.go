@@ -24,8 +24,11 @@ func printTable(out io.Writer, r *report) {
 			fmt.Fprintf(w, "2 held memory at %d\t%.1f KiB/request (+%.0f MiB, idle CPU %.0f%%)\tbare Go net/http: %.1f KiB/request (idle CPU %.0f%%)\t%.2f×\t≤ 1.5×\n",
 				pt.Held, pt.KiBPerReq, pt.RSSDeltaMiB, pt.IdleCPUPct, fl.KiBPerReq, fl.IdleCPUPct, pt.KiBPerReq/fl.KiBPerReq)
 		}
-		if pts := h.Gateway.Points; len(pts) > 0 && pts[len(pts)-1].StackKiBPerReq > 0 {
-			fmt.Fprintf(w, "  of which goroutine stack\t%.1f KiB/request\t\t\t\n", pts[len(pts)-1].StackKiBPerReq)
+		if g, f := h.Gateway.Points, h.Floor.Points; len(g) > 0 && len(f) >= len(g) && g[len(g)-1].StackKiBPerReq > 0 {
+			gp, fp := g[len(g)-1], f[len(g)-1]
+			gl, fl := gp.StackKiBPerReq+gp.HeapKiBPerReq, fp.StackKiBPerReq+fp.HeapKiBPerReq
+			fmt.Fprintf(w, "  live after GC at %d: stacks + heap\t%.1f + %.1f KiB/request\t%.1f + %.1f KiB/request\t%.2f×\t\n",
+				gp.Held, gp.StackKiBPerReq, gp.HeapKiBPerReq, fp.StackKiBPerReq, fp.HeapKiBPerReq, gl/max(fl, 0.1))
 		}
 		fmt.Fprintf(w, "  held per process (fd limit)\t%d (%d fds besides held conns)\tRLIMIT_NOFILE %d\t%.1f%%\t≥ 95%%\n", h.Capacity, h.Overhead, h.NoFile, h.CapacityPct)
 		fmt.Fprintf(w, "  100k morning peak\t%d instances, ~%.0f MiB each\t\t\t\n", h.PeakInstances, h.PeakMiBPerInst)
@@ -38,7 +41,12 @@ func printTable(out io.Writer, r *report) {
 				rl.Cross.P50ms, rl.Cross.P99ms, rl.PubSub.P50ms, rl.PubSub.P99ms, rl.Cross.P99ms/rl.PubSub.P99ms)
 		}
 		if rl.RedisSingle != nil {
-			fmt.Fprintf(w, "  release, one instance on Redis\t%.3f / %.3f ms\t\t\t\n", rl.RedisSingle.P50ms, rl.RedisSingle.P99ms)
+			fmt.Fprintf(w, "  release, one instance on Redis\t%.3f / %.3f ms\t(interleaved with the line above)\t\t\n", rl.RedisSingle.P50ms, rl.RedisSingle.P99ms)
+			if rl.Cross != nil && rl.PubSub != nil {
+				hop50, hop99 := rl.Cross.P50ms-rl.RedisSingle.P50ms, rl.Cross.P99ms-rl.RedisSingle.P99ms
+				fmt.Fprintf(w, "  added by the hop A → B\t%+.3f / %+.3f ms\tRedis pub/sub p99: %.3f ms\t%.2f×\t≤ 2×\n",
+					hop50, hop99, rl.PubSub.P99ms, max(hop99, 0)/rl.PubSub.P99ms)
+			}
 		}
 		switch {
 		case rl.Cross != nil:
