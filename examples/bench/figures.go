@@ -82,15 +82,23 @@ func passThrough(dir string, g *gateway, rounds, conc int, round time.Duration, 
 	return res, nil
 }
 
-// liveMemory collects garbage in Caddy (pprof heap with gc=1) and returns
-// the Go runtime's live heap and goroutine stack bytes.
-func (g *gateway) liveMemory() (heap, stack int64) {
-	resp, err := http.Get(g.Admin + "/debug/pprof/heap?gc=1&debug=1")
-	if err != nil {
-		return 0, 0
+// settleGCs is how many collections run before live memory is read: each
+// may halve a goroutine's stack, so three bring a held request's stacks to
+// what they stay at in a long-running process.
+const settleGCs = 3
+
+// liveMemory collects garbage in Caddy (pprof heap with gc=1, settleGCs
+// times) and returns the Go runtime's live heap and goroutine stack bytes.
+func (g *gateway) liveMemory(collect bool) (heap, stack int64) {
+	var b []byte
+	for range settleGCs {
+		resp, err := http.Get(g.Admin + "/debug/pprof/heap?gc=1&debug=1")
+		if err != nil {
+			return 0, 0
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
 			heap, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
@@ -102,10 +110,17 @@ func (g *gateway) liveMemory() (heap, stack int64) {
 	return heap, stack
 }
 
-// floorMemory is liveMemory for the floor server (its /memstats).
-func floorMemory(addr string) func() (heap, stack int64) {
-	return func() (heap, stack int64) {
-		resp, err := http.Get("http://" + addr + "/memstats")
+// floorMemory is liveMemory for the floor server (its /memstats). Without
+// collect it only reads: a collection in the idle floor would size every
+// later goroutine's first stack by its few idle ones (the runtime's
+// adaptive stack start), which a floor holding requests never does.
+func floorMemory(addr string) func(collect bool) (heap, stack int64) {
+	return func(collect bool) (heap, stack int64) {
+		n := 0
+		if collect {
+			n = settleGCs
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/memstats?gc=%d", addr, n))
 		if err != nil {
 			return 0, 0
 		}
@@ -181,9 +196,10 @@ type holdTarget struct {
 	gc   func()
 	// profile, when set, is called at each size while the requests are held.
 	profile func(held int)
-	// mem, when set, collects garbage in the target and returns its live
-	// heap and goroutine stack bytes.
-	mem func() (heap, stack int64)
+	// mem, when set, returns the target's heap and goroutine stack bytes,
+	// after collecting garbage when collect is set (the gateway always
+	// collects).
+	mem func(collect bool) (heap, stack int64)
 }
 
 // holdSources are the client addresses held requests come from: more than
@@ -213,7 +229,7 @@ func hold(dir string, t holdTarget, sizes []int) (*holdSide, error) {
 	var baseStack int64
 	var baseHeap int64
 	if t.mem != nil {
-		baseHeap, baseStack = t.mem()
+		baseHeap, baseStack = t.mem(false)
 	}
 	side := &holdSide{BaseRSSMiB: float64(base) / 1024}
 	var clients []*proc
@@ -293,7 +309,7 @@ func hold(dir string, t holdTarget, sizes []int) (*holdSide, error) {
 			OpenFiles: files, Answered: answered, IdleCPUPct: idle,
 		})
 		if t.mem != nil {
-			heap, stack := t.mem()
+			heap, stack := t.mem(true)
 			pt := &side.Points[len(side.Points)-1]
 			pt.StackKiBPerReq = float64(stack-baseStack) / 1024 / float64(size)
 			pt.HeapKiBPerReq = float64(heap-baseHeap) / 1024 / float64(size)

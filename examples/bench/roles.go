@@ -89,8 +89,8 @@ func roleBackend(args []string) error {
 // POST /hold reads the body and waits until the client goes away (the
 // floor for holding); POST /verify checks one ES256 JWT signed by the key
 // given as -pub (the verification in the full-cycle floor); anything else
-// answers like the backend; GET /memstats reports its live heap and stack
-// bytes after a collection.
+// answers like the backend; GET /memstats?gc=N reports its heap and stack
+// bytes after N collections.
 func roleFloor(args []string) error {
 	fs := flag.NewFlagSet("floor", flag.ExitOnError)
 	pubB64 := fs.String("pub", "", "base64url SPKI DER of the P-256 key that signs /verify tokens")
@@ -119,12 +119,7 @@ func roleFloor(args []string) error {
 			<-r.Context().Done()
 			return
 		case "/memstats":
-			// Live heap and stacks after a collection, for the holding
-			// figure's breakdown.
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			fmt.Fprintf(w, "%d %d\n", ms.HeapAlloc, ms.StackInuse)
+			writeMemStats(w, r)
 			return
 		case "/verify":
 			raw, _ := io.ReadAll(io.LimitReader(r.Body, 4096))
@@ -143,6 +138,23 @@ func roleFloor(args []string) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return (&http.Server{Handler: h, ReadHeaderTimeout: time.Minute}).Serve(ln)
+}
+
+// writeMemStats answers /memstats: heap and stack bytes after ?gc=N
+// collections (a collection halves a stack at most, so several reach what a
+// long-running process keeps). It is its own function because
+// runtime.MemStats is 5 KiB: in the handler's frame it would grow every
+// held request's stack, which is what the floor measures.
+//
+//go:noinline
+func writeMemStats(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("gc"))
+	for range min(n, 5) {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "%d %d\n", ms.HeapAlloc, ms.StackInuse)
 }
 
 // loadResult is what a load client in "pass" mode prints as JSON.
