@@ -63,8 +63,16 @@ func printTable(out io.Writer, r *report) {
 		fmt.Fprintf(w, "  server CPU per cycle\tCaddy %.0f µs\tfloor server %.0f µs\t%.1f×\t\n", c.GatewayCPUus, c.FloorCPUus, c.GatewayCPUus/c.FloorCPUus)
 	}
 	w.Flush()
+	if p := r.PassThrough; p != nil {
+		var rs []string
+		for _, x := range p.RoundRatios {
+			rs = append(rs, fmt.Sprintf("%.1f%%", x))
+		}
+		fmt.Fprintf(out, "\n(pass-through ratios are medians over %d pairs of %.0f s rounds, onepush and plain side by side; throughput per pair: %s)\n",
+			p.Rounds, p.RoundSec, strings.Join(rs, " "))
+	}
 	if h := r.Hold; h != nil {
-		fmt.Fprintf(out, "\n(enrolling the held users took %.0f s; held memory is RSS growth over the RSS before the first request, cumulative)\n", h.EnrolSeconds)
+		fmt.Fprintf(out, "(enrolling the held users took %.0f s; held memory is RSS growth over the RSS before the first request, cumulative)\n", h.EnrolSeconds)
 	}
 	if r.Release != nil && r.Release.CrossStatus != "" && r.Release.Cross == nil {
 		fmt.Fprintf(out, "two instances: %s\n", r.Release.CrossStatus)
