@@ -37,9 +37,9 @@ type passResult struct {
 	ThroughputPct float64   `json:"throughput_pct"`
 	P99Pct        float64   `json:"p99_pct"`
 	RoundRatios   []float64 `json:"round_throughput_pcts"`
-	Conc          int      `json:"concurrency"`
-	Rounds        int      `json:"rounds"`
-	RoundSec      float64  `json:"round_seconds"`
+	Conc          int       `json:"concurrency"`
+	Rounds        int       `json:"rounds"`
+	RoundSec      float64   `json:"round_seconds"`
 }
 
 // passThrough alternates rounds on the two sites of one Caddy process, so
@@ -98,12 +98,16 @@ func passThrough(dir string, g *gateway, rounds, conc int, round time.Duration, 
 // what they stay at in a long-running process.
 const settleGCs = 3
 
-// liveMemory collects garbage in Caddy (pprof heap with gc=1, settleGCs
-// times) and returns the Go runtime's live heap and goroutine stack bytes.
+// liveMemory returns the Go runtime's heap and goroutine stack bytes in
+// Caddy, with collect after settleGCs collections (pprof heap with gc=1).
 func (g *gateway) liveMemory(collect bool) (heap, stack int64) {
 	var b []byte
-	for range settleGCs {
-		resp, err := http.Get(g.Admin + "/debug/pprof/heap?gc=1&debug=1")
+	url, reads := g.Admin+"/debug/pprof/heap?debug=1", 1
+	if collect {
+		url, reads = url+"&gc=1", settleGCs
+	}
+	for range reads {
+		resp, err := http.Get(url)
 		if err != nil {
 			return 0, 0
 		}
@@ -208,8 +212,7 @@ type holdTarget struct {
 	// profile, when set, is called at each size while the requests are held.
 	profile func(held int)
 	// mem, when set, returns the target's heap and goroutine stack bytes,
-	// after collecting garbage when collect is set (the gateway always
-	// collects).
+	// after collecting garbage when collect is set.
 	mem func(collect bool) (heap, stack int64)
 }
 
