@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/seal"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
@@ -79,6 +80,18 @@ type App struct {
 	// AuditMaxEvents bounds the audit events kept; the oldest go first.
 	// Default 100000.
 	AuditMaxEvents int `json:"audit_max_events,omitempty"`
+
+	// EncryptionKey seals the secrets a store keeps outside the process
+	// (stored requests and bank responses, security-code secrets) with
+	// AES-256-GCM: base64 of 32 random bytes (`openssl rand -base64 32`).
+	// Use a placeholder such as {env.ONEPUSH_KEY}, never the key itself.
+	// A store that keeps such records refuses to start without it.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+
+	// PreviousEncryptionKeys still open records sealed before a key
+	// rotation; new records are sealed with EncryptionKey only. Drop a key
+	// once `caddy onepush store reseal` has rewritten every record.
+	PreviousEncryptionKeys []string `json:"previous_encryption_keys,omitempty"`
 
 	engine *pushauth.Engine
 	key    string
@@ -250,6 +263,32 @@ func loadApp(ctx caddy.Context, who string) (*App, error) {
 		return nil, fmt.Errorf("%s: loading the onepush app: %w", who, err)
 	}
 	return v.(*App), nil
+}
+
+// sealer builds the Sealer from the configured keys, expanding
+// placeholders; nil, without error, when no key is configured (the caller
+// decides whether its store can run without one).
+func (a *App) sealer() (*seal.Sealer, error) {
+	if a.EncryptionKey == "" {
+		if len(a.PreviousEncryptionKeys) > 0 {
+			return nil, fmt.Errorf("onepush: previous_encryption_keys without encryption_key")
+		}
+		return nil, nil
+	}
+	keys := append([]string{a.EncryptionKey}, a.PreviousEncryptionKeys...)
+	repl := caddy.NewReplacer()
+	for i, k := range keys {
+		v, err := repl.ReplaceOrErr(k, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("onepush: encryption key %d: %w", i, err)
+		}
+		keys[i] = v
+	}
+	s, err := seal.ParseKeys(keys[0], keys[1:]...)
+	if err != nil {
+		return nil, fmt.Errorf("onepush: %w", err)
+	}
+	return s, nil
 }
 
 // Engine is the shared engine (for handlers and tools in this process).

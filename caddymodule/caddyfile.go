@@ -56,6 +56,8 @@ func init() {
 //	    push_rate <n>
 //	    audit_retention <duration>
 //	    audit_max_events <n>
+//	    encryption_key {env.ONEPUSH_KEY}
+//	    previous_encryption_keys <key...>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -165,6 +167,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("audit_max_events: %q is not a positive integer", d.Val())
 			}
 			a.AuditMaxEvents = n
+		case "encryption_key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.EncryptionKey = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "previous_encryption_keys":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.PreviousEncryptionKeys = append(a.PreviousEncryptionKeys, args...)
 		case "body_read_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
