@@ -61,7 +61,7 @@ key and the display fields the phone would show.
 			pf.String("token", "", "admin API bearer token (default $ONEPUSH_ADMIN_TOKEN)")
 			pf.String("actor", "", "your name in the audit trail (default: login name)")
 			pf.Bool("json", false, "print the admin API's JSON as is")
-			cmd.AddCommand(userCommand(), auditCommand(), policyCommand())
+			cmd.AddCommand(userCommand(), auditCommand(), policyCommand(), storeCommand())
 		},
 	})
 }
