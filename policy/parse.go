@@ -310,7 +310,7 @@ func formatSize(n int64) string {
 
 func (d *decoder) policy(root ast.Node) *Policy {
 	top, line, ok := d.mapping(root, "", "version", "session", "paths", "app", "protected", "defaults", "rules",
-		"step_up_required", "deregistration_grace")
+		"step_up_required", "deregistration_grace", "enrolment")
 	if !ok {
 		return nil
 	}
@@ -373,6 +373,10 @@ func (d *decoder) policy(root ast.Node) *Policy {
 	}
 	if e, ok := top["deregistration_grace"]; ok {
 		p.DeregistrationGrace = d.deregistrationGrace(e)
+	}
+	p.Enrolment = DefaultEnrolment()
+	if e, ok := top["enrolment"]; ok {
+		p.Enrolment = d.enrolment(e)
 	}
 
 	def := ruleDefaults{timeout: DefaultTimeout, bodyLimit: DefaultBodyLimit, mode: ModeHold}
@@ -556,8 +560,10 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 				d.errorf(e.line, field+".not_enrolled", "has no effect on logout rules; remove it")
 			case Action(s) == ActionAllow || Action(s) == ActionDeny:
 				r.NotEnrolled = Action(s)
+			case Action(s) == ActionEnrol:
+				d.enrolAction(e, field, line, r)
 			default:
-				d.errorf(e.line, field+".not_enrolled", "must be allow or deny, not %q", s)
+				d.errorf(e.line, field+".not_enrolled", "must be allow, deny or enrol, not %q", s)
 			}
 		}
 	}

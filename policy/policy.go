@@ -26,10 +26,14 @@ const (
 // gradually and must choose between availability (allow) and safety (deny) per operation.
 type Action string
 
-// The not_enrolled values.
+// The not_enrolled values. deny forwards nothing. enrol (login rules only) refuses as
+// deny does, but first lets the bank check the password: when the bank's answer meets
+// the rule's success condition, the bank's session is logged out and the browser gets
+// the enrolment form instead.
 const (
 	ActionAllow Action = "allow"
 	ActionDeny  Action = "deny"
+	ActionEnrol Action = "enrol"
 )
 
 // Mode is how a request waits for the phone, because some legacy pages cannot tolerate a
@@ -76,6 +80,9 @@ type Policy struct {
 	// DeregistrationGrace is how long a deregistered or uninstalled user may still log in
 	// with the password only; 0: not set here (the gateway's uninstall_grace applies).
 	DeregistrationGrace time.Duration
+	// Enrolment says what binding a phone takes; DefaultEnrolment when the file has no
+	// enrolment section.
+	Enrolment Enrolment
 	// Rules are tried in file order; the first that matches wins.
 	Rules []*Rule
 
