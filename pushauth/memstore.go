@@ -21,6 +21,8 @@ type MemoryStore struct {
 	sessions    map[string]memSession
 	watchers    map[int]func(string, *Challenge)
 	nextWatcher int
+	outbox      map[string]*memNotification // memstore_outbox.go
+	activation  map[string]*ActivationCode  // user key → code, memstore_activation.go
 
 	stop chan struct{}
 	once sync.Once
@@ -50,6 +52,8 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 		jtis:        make(map[string]time.Time),
 		sessions:    make(map[string]memSession),
 		watchers:    make(map[int]func(string, *Challenge)),
+		outbox:      make(map[string]*memNotification),
+		activation:  make(map[string]*ActivationCode),
 		stop:        make(chan struct{}),
 	}
 	go s.sweepLoop()
@@ -92,6 +96,16 @@ func (s *MemoryStore) Sweep() {
 			delete(s.sessions, k)
 		}
 	}
+	for id, c := range s.credentials {
+		if c.expired(now) {
+			delete(s.credentials, id)
+		}
+	}
+	for k, c := range s.activation {
+		if !now.Before(c.ExpiresAt) {
+			delete(s.activation, k)
+		}
+	}
 }
 
 func (s *MemoryStore) PutCredential(_ context.Context, c *Credential) error {
@@ -106,7 +120,7 @@ func (s *MemoryStore) GetCredential(_ context.Context, id string) (*Credential, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.credentials[id]
-	if !ok {
+	if !ok || c.expired(s.now()) {
 		return nil, ErrNotFound
 	}
 	cp := *c

@@ -77,6 +77,14 @@ type Credential struct {
 	TokenDead bool      `json:"token_dead,omitempty"`
 	OTPSecret string    `json:"otp_secret"`
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when a credential that no user has bound is deleted, so
+	// registrations nobody completes do not pile up; zero once bound.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// expired reports whether an unbound credential's time is up at now.
+func (c *Credential) expired(now time.Time) bool {
+	return !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt)
 }
 
 // UserState is the bank-side lifecycle state of a user's push enrolment.
@@ -98,11 +106,22 @@ type User struct {
 	// Until is the end of a suspension or of a deregistration's grace period.
 	Until     time.Time `json:"until,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// PreviousCredentialID is the phone bound before the current one (or
+	// before the binding was removed): it is told when another phone
+	// replaces it, and it marks a user who had a phone.
+	PreviousCredentialID string `json:"previous_credential_id,omitempty"`
 }
 
 // Enrolled reports whether u has a usable credential binding.
 func (u *User) Enrolled() bool {
 	return u != nil && u.CredentialID != "" && u.State == UserActive
+}
+
+// HadPhone reports whether a phone was ever bound to u. Binding another one
+// then takes more than the password (the policy's enrolment.replace).
+func (u *User) HadPhone() bool {
+	return u != nil && (u.CredentialID != "" || u.PreviousCredentialID != "" ||
+		u.State == UserDeregistered || u.State == UserSuspended)
 }
 
 var (

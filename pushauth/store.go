@@ -55,4 +55,8 @@ type Store interface {
 	Watch(fn func(challengeID string, final *Challenge)) (stop func(), err error)
 
 	Close() error
+
+	// Binding announcements and their proofs (outbox.go, activation.go).
+	Outbox
+	ActivationCodes
 }

@@ -19,8 +19,12 @@ import (
 // Run runs the contract suite. newStore must return a fresh, empty store
 // for each call (the suite closes it unless a subtest already did); stores
 // made by one Run may share a backend as long as they do not see each
-// other's data.
-func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store) {
+// other's data. Options add checks a store opts into (Durable).
+func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mk := func(t *testing.T) pushauth.Store {
 		t.Helper()
 		s := newStore(t)
@@ -46,11 +50,26 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store) {
 		{"UseJTI", testJTI},
 		{"Sessions", testSessions},
 		{"Expiry", testExpiry},
+
+		// The outbox and activation codes (outbox.go, activation.go).
+		{"OutboxDelivery", testOutboxDelivery},
+		{"OutboxOrder", testOutboxOrder},
+		{"OutboxRetry", testOutboxRetry},
+		{"OutboxClaimRace", testOutboxClaimRace},
+		{"ActivationCodes", testActivationCodes},
+		{"ActivationRace", testActivationRace},
+		{"BindingExpiry", testBindingExpiry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, mk(t))
+		})
+	}
+	if o.reopen != nil {
+		t.Run("OutboxRestart", func(t *testing.T) {
+			t.Parallel()
+			testOutboxRestart(t, newStore(t), o.reopen)
 		})
 	}
 	t.Run("Close", func(t *testing.T) {

@@ -240,7 +240,13 @@ func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error
 	if err != nil {
 		return fmt.Errorf("redis: encoding credential: %w", err)
 	}
-	if err := s.client.Set(ctx, key, b, 0).Err(); err != nil {
+	// A credential nobody bound lives until its ExpiresAt; storing it
+	// without one (at binding) drops the TTL.
+	var ttl time.Duration
+	if !c.ExpiresAt.IsZero() {
+		ttl = s.ttlUntil(c.ExpiresAt)
+	}
+	if err := s.client.Set(ctx, key, b, ttl).Err(); err != nil {
 		return wrap("SET", key, err)
 	}
 	return nil

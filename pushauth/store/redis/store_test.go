@@ -45,7 +45,10 @@ func TestContract(t *testing.T) {
 	addr := redistest.Start(t)
 	storetest.Run(t, func(t *testing.T) pushauth.Store {
 		return open(t, []string{addr}, uniquePrefix())
-	})
+	}, storetest.Durable(func(t *testing.T, closed pushauth.Store) pushauth.Store {
+		// A restarted Caddy: a new client on the same Redis and prefix.
+		return open(t, []string{addr}, closed.(*Store).Prefix())
+	}))
 }
 
 // TestContractCluster runs the suite through the Cluster client against a
