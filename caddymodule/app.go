@@ -93,6 +93,18 @@ type App struct {
 	// once `caddy onepush store reseal` has rewritten every record.
 	PreviousEncryptionKeys []string `json:"previous_encryption_keys,omitempty"`
 
+	// Notify delivers the announcements every binding, replacement,
+	// deregistration, suspension, lock and fraud report needs to the
+	// bank's notification system. Without it they wait in the store's
+	// outbox and Caddy warns at start. Read when the engine starts (like
+	// the store).
+	Notify *NotifyConfig `json:"notify,omitempty"`
+
+	// UnboundCredentialTTL is how long a credential the device API
+	// registered waits for a user to bind it before it is deleted.
+	// Default 15m.
+	UnboundCredentialTTL caddy.Duration `json:"unbound_credential_ttl,omitempty"`
+
 	engine *pushauth.Engine
 	key    string
 }
@@ -166,6 +178,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		pushers["fcm"] = p
 	}
+	var notify *pushauth.NotifyConfig
+	if a.Notify != nil {
+		if notify, err = a.Notify.config(repl); err != nil {
+			return err
+		}
+	}
 	logger := ctx.Slogger()
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
@@ -188,6 +206,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Audit:          a.newAuditLog(store),
 			Metrics:        metrics,
 			PushRate:       a.PushRate,
+
+			Notify:               notify,
+			UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
 		})
 		if err != nil {
 			_ = store.Close()
@@ -231,6 +252,9 @@ func (a *App) Validate() error {
 	}
 	if a.MaxHeld < 0 || a.PushWorkers < 0 || a.PushQueue < 0 || a.MaxFailures < 0 {
 		return fmt.Errorf("onepush: max_held, push_workers, push_queue and max_failures must not be negative")
+	}
+	if a.UnboundCredentialTTL < 0 {
+		return fmt.Errorf("onepush: unbound_credential_ttl %s must not be negative", time.Duration(a.UnboundCredentialTTL))
 	}
 	if a.MaxHeldPerUser < 0 || a.MaxHeldPerIP < 0 || a.BodyReadTimeout < 0 {
 		return fmt.Errorf("onepush: max_held_per_user %d, max_held_per_ip %d and body_read_timeout %s must not be negative",

@@ -58,6 +58,8 @@ func init() {
 //	    audit_max_events <n>
 //	    encryption_key {env.ONEPUSH_KEY}
 //	    previous_encryption_keys <key...>
+//	    notify { url <url>; secret {env.ONEPUSH_NOTIFY_SECRET}; repudiation <text>; timeout <duration> }
+//	    unbound_credential_ttl <duration>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -190,6 +192,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("body_read_timeout: %q is not a positive duration", d.Val())
 			}
 			a.BodyReadTimeout = caddy.Duration(dur)
+
+		// Binding a phone: announcements and unbound credentials.
+		case "notify":
+			c, err := parseNotifyBlock(d)
+			if err != nil {
+				return err
+			}
+			a.Notify = c
+		case "unbound_credential_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("unbound_credential_ttl: %q is not a positive duration", d.Val())
+			}
+			a.UnboundCredentialTTL = caddy.Duration(dur)
+
 		default:
 			return d.Errf("unknown onepush option %q", d.Val())
 		}

@@ -37,6 +37,7 @@ onepush_admin handler):
   caddy onepush user deregister KEY [--until RFC3339 | --grace DURATION]
   caddy onepush user bind KEY CREDENTIAL_ID
   caddy onepush user unbind KEY
+  caddy onepush user activation-code KEY [--recovery]
   caddy onepush audit [--user KEY] [--since T|DURATION] [--until T] [--type TYPE] [--limit N]
 
 These need --admin URL (or $ONEPUSH_ADMIN_URL), the admin API's base URL,
@@ -123,8 +124,56 @@ func userCommand() *cobra.Command {
 			},
 		}),
 		simple("unbind", "Removes the user's phone with no grace period"),
+
+		// Binding a phone needs more than a password.
+		activationCodeCommand(),
 	)
 	return u
+}
+
+// activationCodeCommand issues an activation code for the bank to hand
+// over (binding code) or post (account-recovery code); it is shown once.
+func activationCodeCommand() *cobra.Command {
+	c := quiet(&cobra.Command{
+		Use:   "activation-code KEY",
+		Short: "Issues the code a user needs to bind a phone (binding code; --recovery: account-recovery code by post)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newAdminClient(c)
+			if err != nil {
+				return err
+			}
+			kind := pushauth.ActivationBinding
+			if rec, _ := c.Flags().GetBool("recovery"); rec {
+				kind = pushauth.ActivationRecovery
+			}
+			out, err := cl.do(http.MethodPost, "/user/activation-code", nil, map[string]string{"key": args[0], "kind": kind})
+			if err != nil {
+				return err
+			}
+			if asJSON, _ := c.Flags().GetBool("json"); asJSON {
+				_, err := c.OutOrStdout().Write(out)
+				return err
+			}
+			var res struct {
+				Key       string    `json:"key"`
+				Kind      string    `json:"kind"`
+				Code      string    `json:"code"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil {
+				return fmt.Errorf("admin API answer: %w", err)
+			}
+			what := "binding code: hand it over in this session only"
+			if res.Kind == pushauth.ActivationRecovery {
+				what = "account-recovery code: send it by post to the address of record"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "user:       %s\nkind:       %s\ncode:       %s\nvalid until: %s\n", res.Key, what, res.Code, res.ExpiresAt.UTC().Format(time.RFC3339))
+			return nil
+		},
+	})
+	c.Flags().Bool("recovery", false, "an account-recovery code sent by post, valid for the policy's recovery_code_validity")
+	return c
 }
 
 func auditCommand() *cobra.Command {
@@ -237,7 +286,25 @@ func lintPolicy(c *cobra.Command, file string) error {
 	if pol.DeregistrationGrace > 0 {
 		fmt.Fprintf(w, "  deregistration grace: %s\n", pol.DeregistrationGrace)
 	}
+	lintEnrolment(w, pol)
 	return nil
+}
+
+// lintEnrolment shows how phones are bound, and warns where the password
+// cannot bind a first phone because no rule says how the bank shows an
+// accepted login.
+func lintEnrolment(w io.Writer, pol *policy.Policy) {
+	en := pol.Enrolment
+	fmt.Fprintf(w, "  enrolment: first phone by %s, another phone by %s; binding codes valid %s, account-recovery codes %s\n",
+		en.First, en.Replace, en.BindingCodeValidity, en.RecoveryCodeValidity)
+	if en.First != policy.ProofPassword {
+		return
+	}
+	for _, r := range pol.Rules {
+		if r.Kind == policy.KindLogin && r.NotEnrolled == policy.ActionAllow && r.Success == nil {
+			fmt.Fprintf(w, "  warning: %s (line %d) has no success condition: users it lets in cannot bind a first phone with the password, only with an activation code\n", r.Name, r.Line)
+		}
+	}
 }
 
 func testPolicy(c *cobra.Command, file, reqFile string) error {

@@ -38,6 +38,7 @@ func (d *DeviceHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	d.api = pushauth.NewDeviceAPI(app.Engine(), d.Base, app.uninstallGrace())
+	d.api.ClientIP = clientIP // registrations are limited by Caddy's view of the client
 	return nil
 }
 

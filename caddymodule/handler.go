@@ -71,6 +71,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	// The policy's deregistration_grace, when set, wins over uninstall_grace.
 	app.Engine().SetDeregistrationGrace(pol.DeregistrationGrace)
+	app.Engine().SetEnrolment(pol.Enrolment)
 	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)

@@ -31,8 +31,8 @@ func TestLoadBank(t *testing.T) {
 	}
 	wants := []want{
 		{"login", KindLogin, ModeHold, 90 * time.Second, 16 << 10, ActionAllow, false, 21, "POST", "exact /login", "contract_no,user_id,password"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 38, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 48, "POST,GET", "exact /logout", ""},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 39, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 49, "POST,GET", "exact /logout", ""},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))

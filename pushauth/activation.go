@@ -3,7 +3,15 @@ package pushauth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode"
+
+	"golang.org/x/crypto/argon2"
 )
 
 // ActivationCodes keeps each user's one outstanding activation code, the
@@ -59,4 +67,145 @@ func (c *ActivationCode) clone() *ActivationCode {
 	cp := *c
 	cp.Salt, cp.Hash = bytes.Clone(c.Salt), bytes.Clone(c.Hash)
 	return &cp
+}
+
+// An activation code is 10 characters of Crockford's base32 (50 random
+// bits), shown as XXXXX-XXXXX. Typed together with the user's own
+// identifiers (the login that leads to the enrolment page), that is above
+// the 40 bits NIST SP 800-63B rev 4 §4.1.2.2 asks of a binding code.
+const (
+	activationAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	activationLen      = 10
+	// MaxActivationFailures voids a code after this many wrong tries
+	// (each also counts toward the user's lock).
+	MaxActivationFailures = 5
+)
+
+// Argon2id costs of the stored hash: a code sent by post lives for days,
+// so a copy of the store must not give it away to a brute-force search.
+const (
+	activationArgonTime   = 2
+	activationArgonMemory = 19 * 1024 // KiB
+)
+
+func newActivationCode() (string, error) {
+	b := make([]byte, activationLen)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("pushauth: reading randomness: %w", err)
+	}
+	for i := range b {
+		b[i] = activationAlphabet[b[i]&31]
+	}
+	return string(b[:5]) + "-" + string(b[5:]), nil
+}
+
+// normalActivationCode is how a typed code is compared: case, spaces and
+// hyphens do not matter, and O, I, L read as 0, 1, 1. It returns "" for
+// anything that cannot be a code.
+func normalActivationCode(typed string) string {
+	var out strings.Builder
+	for _, r := range strings.ToUpper(typed) {
+		switch r {
+		case ' ', '-', '\t':
+			continue
+		case 'O':
+			r = '0'
+		case 'I', 'L':
+			r = '1'
+		}
+		if r > unicode.MaxASCII || !strings.ContainsRune(activationAlphabet, r) {
+			return ""
+		}
+		out.WriteRune(r)
+	}
+	if out.Len() != activationLen {
+		return ""
+	}
+	return out.String()
+}
+
+func activationHash(user, code string, salt []byte) []byte {
+	return argon2.IDKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
+}
+
+// IssueActivationCode creates the user's activation code of kind
+// (ActivationBinding or ActivationRecovery), valid for the policy's
+// validity of that kind, replacing any code the user had. The code is
+// returned once, for the bank to hand over; the store keeps its hash.
+func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor string) (string, *ActivationCode, error) {
+	if userKey == "" {
+		return "", nil, fmt.Errorf("%w: empty user key", ErrUnknownUser)
+	}
+	pol := e.Enrolment()
+	var valid time.Duration
+	switch kind {
+	case ActivationBinding:
+		valid = pol.BindingCodeValidity
+	case ActivationRecovery:
+		valid = pol.RecoveryCodeValidity
+	default:
+		return "", nil, fmt.Errorf("%w: activation code kind %q: must be %s or %s", ErrBadInput, kind, ActivationBinding, ActivationRecovery)
+	}
+	u, err := e.store.GetUser(ctx, userKey)
+	switch {
+	case err == nil && u.State == UserLocked:
+		return "", nil, fmt.Errorf("%w: user %q is locked; unlock first", ErrUserState, userKey)
+	case err != nil && !errors.Is(err, ErrNotFound):
+		e.storeError("get_user", err)
+		return "", nil, err
+	}
+	code, err := newActivationCode()
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := randomID()
+	if err != nil {
+		return "", nil, err
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", nil, err
+	}
+	now := e.now()
+	c := &ActivationCode{ID: id, User: userKey, Kind: kind, Salt: salt,
+		Hash: activationHash(userKey, normalActivationCode(code), salt), IssuedAt: now, ExpiresAt: now.Add(valid), IssuedBy: actor}
+	if err := e.store.PutActivationCode(ctx, c); err != nil {
+		e.storeError("put_activation_code", err)
+		return "", nil, err
+	}
+	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: userKey, Outcome: "activation_code", Actor: actor,
+		Detail: fmt.Sprintf("%s code %s issued, valid until %s", kind, id, c.ExpiresAt.UTC().Format(time.RFC3339))})
+	return code, c, nil
+}
+
+// checkActivationCode compares a typed code with the user's outstanding
+// one and takes it when it matches; a wrong one counts against the code
+// and voids it at MaxActivationFailures.
+func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string) (*ActivationCode, error) {
+	c, err := e.store.GetActivationCode(ctx, userKey)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrBadActivationCode
+	}
+	if err != nil {
+		e.storeError("get_activation_code", err)
+		return nil, err
+	}
+	norm := normalActivationCode(typed)
+	if norm == "" || subtle.ConstantTimeCompare(activationHash(userKey, norm, c.Salt), c.Hash) != 1 {
+		n, err := e.store.CountActivationFailure(ctx, userKey, c.ID)
+		if err == nil && n >= MaxActivationFailures {
+			_, _ = e.store.TakeActivationCode(ctx, userKey, c.ID)
+			e.log.Warn("activation code voided after repeated wrong tries", "user", userKey, "code_id", c.ID)
+		}
+		return nil, ErrBadActivationCode
+	}
+	ok, err := e.store.TakeActivationCode(ctx, userKey, c.ID)
+	if err != nil {
+		e.storeError("take_activation_code", err)
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrBadActivationCode // used by a request that won the race
+	}
+	return c, nil
 }

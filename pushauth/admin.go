@@ -31,6 +31,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/deregister  {"key", "until"|"grace"}
 //	POST {base}/user/bind        {"key", "credential_id"}
 //	POST {base}/user/unbind      {"key"}
+//	POST {base}/user/activation-code {"key", "kind": "binding"|"recovery"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 type AdminAPI struct {
 	Engine *Engine
@@ -117,6 +118,8 @@ type adminRequest struct {
 	Until        string `json:"until,omitempty"`
 	Grace        string `json:"grace,omitempty"`
 	CredentialID string `json:"credential_id,omitempty"`
+	// Kind is the activation code's kind (activation-code only).
+	Kind string `json:"kind,omitempty"`
 }
 
 // deadline reads until (RFC 3339) or grace (a duration from now); neither
@@ -178,8 +181,11 @@ func (a *AdminAPI) userAction(w http.ResponseWriter, r *http.Request) {
 		_, err = a.Engine.Bind(ctx, req.Key, req.CredentialID, who)
 	case "unbind":
 		_, err = a.Engine.Unbind(ctx, req.Key, who)
+	case "activation-code":
+		a.activationCode(w, r, req, who)
+		return
 	default:
-		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q (suspend, resume, unlock, deregister, bind, unbind)", action))
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q (suspend, resume, unlock, deregister, bind, unbind, activation-code)", action))
 		return
 	}
 	if err != nil {
@@ -226,8 +232,25 @@ func (a *AdminAPI) auditQuery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 }
 
+// activationCode issues a user's activation code and answers it, once:
+// only its hash is kept.
+func (a *AdminAPI) activationCode(w http.ResponseWriter, r *http.Request, req adminRequest, who string) {
+	kind := req.Kind
+	if kind == "" {
+		kind = ActivationBinding
+	}
+	code, c, err := a.Engine.IssueActivationCode(r.Context(), req.Key, kind, who)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": c.User, "kind": c.Kind, "code": code, "code_id": c.ID, "expires_at": c.ExpiresAt})
+}
+
 func (a *AdminAPI) fail(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, ErrBadInput):
+		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrUnknownCredential):
 		writeErr(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrUserState) || errors.Is(err, ErrAlreadyBound) || errors.Is(err, ErrLocked):

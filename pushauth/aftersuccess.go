@@ -12,8 +12,9 @@ import (
 // decides; a larger one cannot be held, so the login is refused.
 const maxHeldResponse = 1 << 20
 
-// afterSuccess forwards a login first and challenges only when the bank
-// accepted the password: a wrong password never rings the phone, and the
+// afterSuccess forwards the login of an enrolled user first (the gate has
+// refused or passed every other user before anything reached the bank) and
+// challenges only when the bank accepted the password: a wrong password never rings the phone, and the
 // bank's own error page is returned as is. On an accepted login the bank's
 // response is held until the phone approves; on anything else it is
 // dropped and the bank's session is logged out.
@@ -38,15 +39,6 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		g.learnSession(context.WithoutCancel(ctx), rec.header, user.Key)
 		rec.writeTo(w)
 		return nil
-	}
-	if !user.Enrolled() {
-		// The user's state decides (see Engine.Access); refusals drop the
-		// bank's session, and users who can enrol get the enrolment form.
-		a := g.Engine.Access(user, rule, g.Policy.RequiresStepUp(user.Key))
-		if a == AccessPassword {
-			return pass()
-		}
-		return g.refuseAccepted(w, r, next, rule, user, a, rec.header)
 	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
 	if err == nil && c.Status == StatusApproved && ctx.Err() == nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +21,8 @@ import (
 var platforms = map[string]bool{"apns": true, "fcm": true, "webhook": true, "none": true}
 
 // RegisterCredential issues a credential ID and TOTP secret for a new app
-// instance. The credential is useless until a user binds it.
+// instance. The credential is useless until a user binds it, and is
+// deleted if nobody does within Config.UnboundCredentialTTL.
 func (e *Engine) RegisterCredential(ctx context.Context, publicKeyDER []byte, platform, pushToken string) (*Credential, error) {
 	if _, err := parseP256(publicKeyDER); err != nil {
 		return nil, fmt.Errorf("public_key: %w", err)
@@ -48,6 +48,7 @@ func (e *Engine) RegisterCredential(ctx context.Context, publicKeyDER []byte, pl
 		PushToken: pushToken,
 		OTPSecret: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]),
 		CreatedAt: e.now(),
+		ExpiresAt: e.now().Add(e.cfg.UnboundCredentialTTL),
 	}
 	if err := e.store.PutCredential(ctx, c); err != nil {
 		return nil, fmt.Errorf("storing credential: %w", err)
@@ -104,6 +105,7 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 			if !exists || u.CredentialID != cred.ID {
 				return ErrNotFound
 			}
+			u.PreviousCredentialID = u.CredentialID
 			u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, graceUntil, 0
 			return nil
 		})
@@ -113,8 +115,9 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		if err != nil {
 			return err
 		}
-		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone",
-			Detail: "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)})
+		detail := "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)
+		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone", Detail: detail})
+		_ = e.announce(ctx, announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
 	}
 	// Nobody can answer this phone's pending challenges any more: close
 	// them now rather than keep their requests waiting to their timeout.
@@ -134,67 +137,6 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		return err
 	}
 	return nil
-}
-
-// Enroll binds credID to userKey after checking the credential's current
-// security code (RFC 6238, ±1 step, each code accepted once). A user keeps
-// one credential; a credential may serve several users. A locked user
-// cannot enrol; a wrong code counts toward the lock. Errors:
-// ErrUnknownCredential, ErrLocked, ErrAlreadyBound, ErrBadCode.
-func (e *Engine) Enroll(ctx context.Context, userKey, credID, code string) error {
-	_, err := e.enroll(ctx, userKey, credID, code)
-	return err
-}
-
-// enroll is Enroll returning the bound credential.
-func (e *Engine) enroll(ctx context.Context, userKey, credID, code string) (*Credential, error) {
-	credID = normalCredID(credID)
-	fail := func(err error, outcome string) (*Credential, error) {
-		e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: credID, Outcome: outcome, Actor: "browser"})
-		return nil, err
-	}
-	if credID == "" || len(credID) > 64 {
-		return fail(ErrUnknownCredential, "unknown_credential")
-	}
-	cred, err := e.store.GetCredential(ctx, credID)
-	if errors.Is(err, ErrNotFound) {
-		return fail(ErrUnknownCredential, "unknown_credential")
-	}
-	if err != nil {
-		e.storeError("get_credential", err)
-		return nil, err
-	}
-	u, err := e.store.GetUser(ctx, userKey)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		e.storeError("get_user", err)
-		return nil, err
-	}
-	if u != nil {
-		if err := bindable(u); err != nil {
-			return fail(err, map[bool]string{true: "locked", false: "already_bound"}[errors.Is(err, ErrLocked)])
-		}
-	}
-	if !e.CheckCode(ctx, cred, code) {
-		e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: credID, Outcome: "bad_code", Actor: "browser"})
-		e.recordFailure(ctx, userKey, "wrong security code at enrolment", nil)
-		return nil, ErrBadCode
-	}
-	_, err = e.updateUser(ctx, userKey, func(u *User, _ bool) error {
-		if err := bindable(u); err != nil { // re-checked under the user's lock
-			return err
-		}
-		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
-		return nil
-	})
-	if errors.Is(err, ErrLocked) || errors.Is(err, ErrAlreadyBound) {
-		return fail(err, "already_bound")
-	}
-	if err != nil {
-		return nil, err
-	}
-	e.log.Info("user enrolled", "user", userKey, "credential", cred.ID)
-	e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: userKey, Credential: cred.ID, Outcome: "bound", Actor: "browser"})
-	return cred, nil
 }
 
 // CheckCode validates a 6-digit security code of cred and uses it up.
@@ -228,34 +170,35 @@ func SessionHash(value string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// ipLimiter bounds credential registrations per client IP (and overall,
-// through a shared limiter) with a map that is reset when full, so it
-// never grows without bound.
+// ipLimiter bounds what one client address may do (credential
+// registrations, enrolment attempts) per instance, counting IPv6 by /64,
+// and everything together through a shared limiter. Its map is reset when
+// full, so it never grows without bound.
 type ipLimiter struct {
 	mu     sync.Mutex
 	max    int
+	every  time.Duration
+	burst  int
 	m      map[string]*rate.Limiter
 	global *rate.Limiter
 }
 
-func newIPLimiter(max int) *ipLimiter {
-	return &ipLimiter{max: max, m: make(map[string]*rate.Limiter), global: rate.NewLimiter(50, 100)}
+func newRateLimiter(max int, every time.Duration, burst int) *ipLimiter {
+	return &ipLimiter{max: max, every: every, burst: burst, m: make(map[string]*rate.Limiter), global: rate.NewLimiter(50, 100)}
 }
 
-func (l *ipLimiter) allow(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
+// allow takes a token for clientIP (as Caddy's trusted proxies see it).
+func (l *ipLimiter) allow(clientIP string) bool {
+	key := addressKey(clientIP)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.m[host]
+	lim, ok := l.m[key]
 	if !ok {
 		if len(l.m) >= l.max {
 			l.m = make(map[string]*rate.Limiter)
 		}
-		lim = rate.NewLimiter(rate.Every(6*time.Second), 20)
-		l.m[host] = lim
+		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
+		l.m[key] = lim
 	}
 	return lim.Allow() && l.global.Allow()
 }

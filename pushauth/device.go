@@ -19,6 +19,10 @@ type DeviceAPI struct {
 	// Grace is how long the users of an uninstalled credential may still
 	// log in with their password only.
 	Grace time.Duration
+	// ClientIP returns the client address as the trusted-proxy logic sees
+	// it (registrations are limited by it); nil uses the connection's
+	// remote address.
+	ClientIP func(*http.Request) string
 
 	mux *http.ServeMux
 }
@@ -78,7 +82,7 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 func (d *DeviceAPI) register(w http.ResponseWriter, r *http.Request) {
-	if !d.Engine.regLimit.allow(r.RemoteAddr) {
+	if !d.Engine.regLimit.allow(d.clientIP(r)) {
 		writeErr(w, http.StatusTooManyRequests, "too many registrations; try again later")
 		return
 	}
@@ -225,4 +229,11 @@ func (d *DeviceAPI) decision(w http.ResponseWriter, r *http.Request) {
 		d.Engine.log.Error("decision failed", "challenge", r.PathValue("id"), "error", err)
 		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 	}
+}
+
+func (d *DeviceAPI) clientIP(r *http.Request) string {
+	if d.ClientIP != nil {
+		return d.ClientIP(r)
+	}
+	return remoteHost(r)
 }

@@ -11,6 +11,8 @@ import (
 	"math/big"
 	"sync/atomic"
 	"time"
+
+	"github.com/onepush/onepush/policy"
 )
 
 // Config is what an Engine is built from. Zero values take the documented
@@ -55,6 +57,14 @@ type Config struct {
 	Audit AuditLog
 	// Metrics receives measurements. Default: NopMetrics.
 	Metrics Metrics
+
+	// Notify delivers the outbox (bindings, locks, fraud reports) to the
+	// bank's notification system. Nil: messages wait in the outbox until a
+	// gateway with Notify delivers them, and NewEngine warns.
+	Notify *NotifyConfig
+	// UnboundCredentialTTL is how long a registered credential lives while
+	// no user has bound it. Default 15m.
+	UnboundCredentialTTL time.Duration
 }
 
 // Engine creates challenges, holds waiters until their challenge is
@@ -73,6 +83,14 @@ type Engine struct {
 	limits    *heldLimits
 	grace     atomic.Int64 // policy deregistration_grace, see SetDeregistrationGrace
 	orphans   *orphans     // challenges left pending by a store failure, see orphans.go
+
+	// Binding a phone: its proofs, limits and announcements (enrol.go,
+	// notify.go).
+	enrolment   atomic.Pointer[policy.Enrolment]
+	enrolLimit  *ipLimiter
+	enrolAudit  *auditAggregator
+	notifier    *notifier
+	repudiation string
 }
 
 // Errors the gate turns into pages.
@@ -135,21 +153,28 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NopMetrics{}
 	}
+	if cfg.UnboundCredentialTTL <= 0 {
+		cfg.UnboundCredentialTTL = DefaultUnboundCredentialTTL
+	}
 	e := &Engine{
 		store:    cfg.Store,
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		cfg:      cfg,
 		waiters:  newWaiters(cfg.MaxHeld),
-		regLimit: newIPLimiter(10000),
+		regLimit: newRateLimiter(10000, 6*time.Second, 20),
 		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
 	}
 	e.orphans = newOrphans(e, time.Second)
+	if err := e.startBinding(cfg); err != nil {
+		return nil, err
+	}
 	e.SetPushers(cfg.Pushers)
 	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
 	stop, err := cfg.Store.Watch(e.waiters.wake)
 	if err != nil {
 		e.dispatch.close()
+		e.stopBinding()
 		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
 	}
 	e.stopWatch = stop
@@ -181,6 +206,7 @@ func (e *Engine) Close() error {
 	e.stopWatch()
 	e.dispatch.close()
 	e.orphans.stop()
+	e.stopBinding()
 	return nil
 }
 

@@ -120,11 +120,13 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
 		return g.forward(w, r, next, body, rule, user.Key, nil)
 	}
-	if rule.Challenge == policy.ChallengeAfterSuccess {
-		return g.afterSuccess(w, r, next, rule, user, ex, body)
-	}
+	// The user's state decides before anything is forwarded, whatever the
+	// rule's mode: a refused login never reaches the bank.
 	if !user.Enrolled() {
 		return g.notEnrolled(w, r, next, rule, user, body)
+	}
+	if rule.Challenge == policy.ChallengeAfterSuccess {
+		return g.afterSuccess(w, r, next, rule, user, ex, body)
 	}
 	if rule.Mode == policy.ModeInterstitial {
 		return g.startInterstitial(w, r, rule, user, ex, body)
@@ -184,8 +186,10 @@ func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, ru
 			g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
 				Outcome: "password_only", Actor: "gateway", Detail: string(u.State) + " within grace"})
 		}
-		return g.forward(w, r, next, body, rule, u.Key, nil)
-	case rule.Kind == policy.KindLogin:
+		return g.forwardPasswordOnly(w, r, next, rule, u, body)
+	case rule.NotEnrolled == policy.ActionEnrol && (a == AccessNotEnrolled || a == AccessReenrol):
+		// Only enrol lets the bank check the password of a refused login;
+		// deny forwards nothing.
 		return g.refuseLogin(w, r, next, rule, u, a, body)
 	}
 	g.refuse(w, r, rule, u, a, "")
@@ -295,6 +299,11 @@ func (g *Gate) clientIP(r *http.Request) string {
 	if g.ClientIP != nil {
 		return g.ClientIP(r)
 	}
+	return remoteHost(r)
+}
+
+// remoteHost is the connection's remote address without the port.
+func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -316,77 +325,4 @@ func fieldsOf(in []policy.Field) []Field {
 		out[i] = Field{Label: f.Label, Value: f.Value}
 	}
 	return out
-}
-
-// serveEnroll binds a credential to the user of the current learned
-// session (or of the enrolment ticket a refused login got): the PC side of
-// enrolment. After binding, a test push goes to the phone.
-func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
-	form := g.enrollForm(r)
-	userKey, ticket := "", ""
-	if ck, err := r.Cookie(g.Policy.Session.Cookie); g.Policy.Session.Cookie != "" && err == nil && ck.Value != "" {
-		k, err := g.Engine.store.GetSession(r.Context(), SessionHash(ck.Value))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			g.Engine.storeError("get_session", err)
-			g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
-			return nil
-		}
-		userKey = k
-	}
-	if userKey == "" {
-		k, h, err := g.enrolTicketUser(r)
-		if err != nil {
-			g.Engine.storeError("get_session", err)
-			g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
-			return nil
-		}
-		userKey, ticket = k, h
-	}
-	if userKey == "" {
-		g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
-		return nil
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		g.Pages.Render(w, r, http.StatusOK, PageEnroll, "", form)
-		return nil
-	case http.MethodPost:
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return nil
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := r.ParseForm(); err != nil {
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
-		return nil
-	}
-	cred, err := g.Engine.enroll(r.Context(), userKey, r.PostForm.Get("credential_id"), r.PostForm.Get("code"))
-	if err != nil {
-		g.Log.Info("enrolment refused", "user", userKey, "reason", err.Error())
-	}
-	switch {
-	case err == nil:
-		if ticket != "" {
-			_ = g.Engine.store.DeleteSession(r.Context(), ticket)
-			http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: "", Path: g.EnrollPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		}
-		page := PageEnrolled
-		if g.Engine.TestPush(r.Context(), cred, userKey) == "sent" {
-			page = PageEnrolledPushed
-		}
-		g.Pages.Render(w, r, http.StatusOK, page, "", "")
-	case errors.Is(err, ErrUnknownCredential):
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form)
-	case errors.Is(err, ErrBadCode):
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form)
-	case errors.Is(err, ErrAlreadyBound):
-		g.Pages.Render(w, r, http.StatusConflict, PageEnrollBound, "", "")
-	case errors.Is(err, ErrLocked):
-		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
-	default:
-		g.Log.Error("enrolment failed", "user", userKey, "error", err)
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
-	}
-	return nil
 }

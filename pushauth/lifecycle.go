@@ -88,6 +88,8 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 		}
 		e.audit(ctx, ev)
 		e.log.Warn("user locked", "user", key, "failures", u.Failures, "last", why)
+		_ = e.announce(ctx, announcement{Type: EventLocked, User: key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
+			Actor: "gateway", Detail: ev.Detail})
 	}
 	return u.State == UserLocked
 }
@@ -209,7 +211,7 @@ func stateErr(u *User, want string) error {
 // the password alone is accepted; after it, step-up-required users are
 // refused and others follow the rule's not_enrolled, until Resume.
 func (e *Engine) Suspend(ctx context.Context, key string, until time.Time, actor string) (*User, error) {
-	return e.adminChange(ctx, key, "suspend", actor, func(u *User, exists bool) error {
+	return e.announced(ctx, EventSuspended, actor, "password only until "+until.UTC().Format(time.RFC3339))(e.adminChange(ctx, key, "suspend", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
@@ -218,7 +220,7 @@ func (e *Engine) Suspend(ctx context.Context, key string, until time.Time, actor
 		}
 		u.State, u.Until = UserSuspended, until
 		return nil
-	})
+	}))
 }
 
 // Resume ends a suspension: the next login is challenged again.
@@ -256,37 +258,58 @@ func (e *Engine) Unlock(ctx context.Context, key, actor string) (*User, error) {
 // password alone is accepted until graceUntil; then step-up-required users
 // must enrol again.
 func (e *Engine) Deregister(ctx context.Context, key string, graceUntil time.Time, actor string) (*User, error) {
-	return e.adminChange(ctx, key, "deregister", actor, func(u *User, exists bool) error {
+	return e.announced(ctx, EventPhoneDeregistered, actor, "password only until "+graceUntil.UTC().Format(time.RFC3339))(e.adminChange(ctx, key, "deregister", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
 		if u.CredentialID == "" {
 			return stateErr(u, "there is no phone to deregister")
 		}
+		u.PreviousCredentialID = u.CredentialID
 		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, graceUntil, 0
 		return nil
-	})
+	}))
 }
 
 // Unbind removes the user's phone with no grace at all (support staff
 // undoing a wrong binding).
 func (e *Engine) Unbind(ctx context.Context, key, actor string) (*User, error) {
-	return e.adminChange(ctx, key, "unbind", actor, func(u *User, exists bool) error {
+	return e.announced(ctx, EventPhoneDeregistered, actor, "no grace period")(e.adminChange(ctx, key, "unbind", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
 		if u.CredentialID == "" {
 			return stateErr(u, "there is no phone to unbind")
 		}
+		u.PreviousCredentialID = u.CredentialID
 		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, e.now(), 0
 		return nil
-	})
+	}))
+}
+
+// announced returns a pass-through for an admin change's result that first
+// tells the customer about a change that took place.
+func (e *Engine) announced(ctx context.Context, event, actor, detail string) func(*User, error) (*User, error) {
+	return func(u *User, err error) (*User, error) {
+		if err == nil {
+			cred := u.CredentialID
+			if cred == "" {
+				cred = u.PreviousCredentialID
+			}
+			_ = e.announce(ctx, announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
+		}
+		return u, err
+	}
 }
 
 // Bind binds a registered credential to a user without a security code
-// (support staff, after identifying the user another way). The same rules
-// as enrolment apply: one phone per user, none while locked.
+// (support staff, after identifying the user another way; the only way
+// under enrolment.replace: support). One phone per user, none while
+// locked; the binding is announced like any other.
 func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, error) {
+	if key == "" {
+		return nil, fmt.Errorf("%w: empty user key", ErrUnknownUser)
+	}
 	cred, err := e.store.GetCredential(ctx, normalCredID(credID))
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownCredential, credID)
@@ -295,17 +318,22 @@ func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, er
 		e.storeError("get_credential", err)
 		return nil, err
 	}
-	u, err := e.adminChange(ctx, key, "bind", actor, func(u *User, _ bool) error {
-		if err := bindable(u); err != nil {
-			return err
+	cur, err := e.store.GetUser(ctx, key)
+	switch {
+	case err == nil:
+		if err := bindable(cur); err != nil {
+			return nil, err
 		}
-		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
-		return nil
-	})
-	if err == nil {
-		e.TestPush(ctx, cred, key)
+	case !errors.Is(err, ErrNotFound):
+		e.storeError("get_user", err)
+		return nil, err
 	}
-	return u, err
+	if _, err := e.bind(ctx, key, cred, false, "support", "", actor); err != nil {
+		return nil, err
+	}
+	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
+	e.TestPush(ctx, cred, key)
+	return e.store.GetUser(ctx, key)
 }
 
 // bindable refuses a new binding for a locked or already bound user.
@@ -327,15 +355,25 @@ const TestPushKind = "test"
 // TestPush sends the post-binding test push and returns its result: sent,
 // poll (the app has no push channel), dead_token or failed.
 func (e *Engine) TestPush(ctx context.Context, cred *Credential, userKey string) string {
+	return e.noticePush(ctx, cred, userKey, TestPushKind, "test push after binding")
+}
+
+// noticePush sends a push of kind that names no challenge (challenge id
+// "test-…" or "notice-…") and audits its result.
+func (e *Engine) noticePush(ctx context.Context, cred *Credential, userKey, kind, detail string) string {
 	result := "poll"
 	if p := e.pusher(cred.Platform); p != nil && cred.Platform != "none" && !cred.TokenDead {
 		id, err := randomID()
 		if err != nil {
 			return "failed"
 		}
+		prefix := "notice-"
+		if kind == TestPushKind {
+			prefix = "test-"
+		}
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		err = p.Push(pctx, cred, PushMessage{ChallengeID: "test-" + id, Kind: TestPushKind, UserKey: userKey, ExpiresAt: e.now().Add(time.Minute)})
+		err = p.Push(pctx, cred, PushMessage{ChallengeID: prefix + id, Kind: kind, UserKey: userKey, ExpiresAt: e.now().Add(time.Minute)})
 		switch {
 		case err == nil:
 			result = "sent"
@@ -346,7 +384,7 @@ func (e *Engine) TestPush(ctx context.Context, cred *Credential, userKey string)
 			result = "failed"
 		}
 	}
-	e.audit(ctx, AuditEvent{Type: AuditPushed, User: userKey, Credential: cred.ID, Outcome: result, Detail: "test push after binding"})
+	e.audit(ctx, AuditEvent{Type: AuditPushed, User: userKey, Credential: cred.ID, Outcome: result, Detail: detail})
 	return result
 }
 
@@ -429,14 +467,13 @@ const enrolTicketTTL = 15 * time.Minute
 
 func enrolTicketHash(tok string) string { return SessionHash("enrol-ticket\x00" + tok) }
 
-// refuseLogin answers a login the user's state refuses. When the user could
-// fix it by registering a phone (not enrolled, or enrolment needed again),
-// the login is first checked by the bank: if the bank accepts the password,
-// its session is dropped (and logged out when the rule says how) and the
-// browser gets an enrolment ticket and the form instead; a wrong password
-// gets the bank's own answer.
+// refuseLogin answers a login of a user a not_enrolled: enrol rule
+// refuses for want of a phone: the bank checks the password first. When
+// its answer meets the rule's success condition, its session is logged out
+// and never reaches the browser, which gets an enrolment ticket and the
+// form instead; any other answer is the bank's own (a wrong password).
 func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, body []byte) error {
-	if (a != AccessReenrol && a != AccessNotEnrolled) || g.EnrollPath == "" || (g.Policy.Session.Cookie == "" && rule.Success == nil) {
+	if g.EnrollPath == "" || rule.Success == nil {
 		g.refuse(w, r, rule, u, a, "")
 		return nil
 	}
@@ -444,13 +481,13 @@ func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, ru
 	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
 		return err
 	}
-	accepted := false
-	if rule.Success != nil {
-		accepted = !rec.overflow && rule.Success.Matches(rec.status, rec.header)
-	} else {
-		accepted = !rec.overflow && (&policy.SuccessCondition{SetCookie: g.Policy.Session.Cookie}).Matches(rec.status, rec.header)
+	if rec.overflow {
+		g.Log.Error("login response too large to check; refused", "rule", rule.Name, "user", u.Key)
+		g.bankLogout(r, next, rule, rec.header)
+		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
+		return nil
 	}
-	if !accepted {
+	if !rule.Success.Matches(rec.status, rec.header) {
 		rec.writeTo(w)
 		return nil
 	}
@@ -479,7 +516,7 @@ func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next,
 	}
 	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
-	g.refuse(w, r, rule, u, a, g.enrollForm(r))
+	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), g.Engine.proofFor(u)))
 	return nil
 }
 
@@ -503,13 +540,6 @@ func (g *Gate) enrolTicketUser(r *http.Request) (user, hash string, err error) {
 		return "", "", nil
 	}
 	return k, h, err
-}
-
-// enrollForm is the enrolment form, posting to the enrolment page.
-func (g *Gate) enrollForm(r *http.Request) template.HTML {
-	lang := Lang(r)
-	return template.HTML(fmt.Sprintf(`<form method="post" action="%s"><label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required><label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required><button type="submit">%s</button></form>`,
-		template.HTMLEscapeString(g.EnrollPath), uiLabels[lang]["cred"], uiLabels[lang]["code"], uiLabels[lang]["submit"]))
 }
 
 // normalCredID is how a typed credential ID is looked up.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +39,7 @@ rules:
     user: {template: "{form.contract_no}/{form.user_id}"}
     display: [{label: User, value: "{form.user_id}"}]
     not_enrolled: allow
+    success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}
     timeout: 10s
   - name: transfer
     kind: transaction
@@ -163,7 +165,10 @@ type rig struct {
 	metrics *countingMetrics
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith runs the gateway on the lifecycle policy as edit rewrites it.
+func newRigWith(t *testing.T, edit func(string) string) *rig {
 	t.Helper()
 	clk := &fakeClock{t: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)}
 	store := pushauth.NewMemoryStore(clk.Now)
@@ -184,11 +189,16 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	pol, err := policy.Parse("lifecycle.yaml", []byte(lifecyclePolicy))
+	text := lifecyclePolicy
+	if edit != nil {
+		text = edit(text)
+	}
+	pol, err := policy.Parse("lifecycle.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	eng.SetDeregistrationGrace(pol.DeregistrationGrace)
+	eng.SetEnrolment(pol.Enrolment)
 	pages, err := pushauth.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)
@@ -291,11 +301,18 @@ func (g *rig) enrol(key string, p *device.Phone) answer {
 	g.t.Helper()
 	b := newBr()
 	g.passwordLogin(b, key)
-	code, err := p.SecurityCode()
+	return g.enrolPost(b, p, nil)
+}
+
+// enrolPost is b's user on the enrolment page: the page's form, filled in
+// with p's credential ID and current code unless form says otherwise.
+func (g *rig) enrolPost(b *br, p *device.Phone, form url.Values) answer {
+	g.t.Helper()
+	st, page, err := p.Enrol(context.Background(), b.Client, g.srv.URL+"/onepush/enroll", form)
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	return b.post(g.t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}})
+	return answer{status: st, body: page}
 }
 
 func (g *rig) mustEnrol(key string, p *device.Phone) {
@@ -389,20 +406,21 @@ func TestEnrolmentWithRightAndWrongCode(t *testing.T) {
 	if code == wrong {
 		wrong = "111111"
 	}
-	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {wrong}})
+	a := g.enrolPost(b, p, url.Values{"code": {wrong}})
 	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Security code not accepted") || !strings.Contains(a.body, `name="code"`) {
 		t.Fatalf("wrong code: %d %.300q", a.status, a.body)
 	}
-	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {"OPNOSUCHCREDENTIAL"}, "code": {code}})
+	a = g.enrolPost(b, p, url.Values{"credential_id": {"OPNOSUCHCREDENTIAL"}, "code": {code}})
 	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Credential ID not found") {
 		t.Fatalf("unknown credential: %d %.300q", a.status, a.body)
 	}
-	if s := g.state("1001/alice"); s["enrolled"] != false || s["failures"] != float64(1) {
-		t.Fatalf("after a wrong code: %v, want not enrolled with 1 failure", s)
+	// Both count toward the lock, the unknown credential ID too.
+	if s := g.state("1001/alice"); s["enrolled"] != false || s["failures"] != float64(2) {
+		t.Fatalf("after a wrong code and an unknown credential: %v, want not enrolled with 2 failures", s)
 	}
 	// The right code, typed in lower case with spaces: bound, and the phone
 	// gets a test push.
-	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {" " + strings.ToLower(p.CredentialID()) + " "}, "code": {code}})
+	a = g.enrolPost(b, p, url.Values{"credential_id": {" " + strings.ToLower(p.CredentialID()) + " "}, "code": {code}})
 	if a.status != http.StatusOK || !strings.Contains(a.body, "test notification was sent") {
 		t.Fatalf("right code: %d %.300q", a.status, a.body)
 	}
@@ -415,7 +433,7 @@ func TestEnrolmentWithRightAndWrongCode(t *testing.T) {
 	// The same code again (another user trying to reuse it) is refused.
 	b2 := newBr()
 	g.passwordLogin(b2, "1001/bob")
-	if a := b2.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}}); a.status != http.StatusBadRequest {
+	if a := g.enrolPost(b2, p, url.Values{"code": {code}}); a.status != http.StatusBadRequest {
 		t.Fatalf("reused code: %d, want 400", a.status)
 	}
 	// From now on alice's login waits for the phone.
@@ -423,13 +441,18 @@ func TestEnrolmentWithRightAndWrongCode(t *testing.T) {
 	if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
 		t.Fatalf("login after enrolment: %d", a.status)
 	}
-	evs, err := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "1001/alice", Type: pushauth.AuditEnrolment})
-	if err != nil || len(evs) != 3 || evs[0].Outcome != "bad_code" || evs[1].Outcome != "unknown_credential" || evs[2].Outcome != "bound" {
-		t.Fatalf("enrolment audit: %+v %v", evs, err)
-	}
 	// Without a session nobody can enrol.
-	if a := newBr().post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}}); a.status != http.StatusForbidden {
+	if a := g.enrolPost(newBr(), p, url.Values{"code": {code}}); a.status != http.StatusForbidden {
 		t.Fatalf("enrolment without a session: %d", a.status)
+	}
+	// The first refusal is audited as it happens; the second, seconds
+	// later, is counted into one summary when the window ends (here: when
+	// the engine stops).
+	_ = g.eng.Close()
+	evs, err := g.eng.Audit().Query(context.Background(), pushauth.AuditQuery{User: "1001/alice", Type: pushauth.AuditEnrolment})
+	if err != nil || len(evs) != 3 || evs[0].Outcome != "bad_code" || evs[1].Outcome != "bound" ||
+		evs[2].Outcome != "repeated" || !strings.Contains(evs[2].Detail, "unknown_credential 1") {
+		t.Fatalf("enrolment audit: %+v %v", evs, err)
 	}
 }
 
@@ -460,8 +483,7 @@ func TestSecondCredentialForABoundUserIsRefused(t *testing.T) {
 	if a := g.pushLogin(b, "1001/alice", first, device.Approve); a.status != http.StatusSeeOther {
 		t.Fatalf("login: %d", a.status)
 	}
-	code, _ := second.SecurityCode()
-	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {second.CredentialID()}, "code": {code}})
+	a := g.enrolPost(b, second, nil)
 	if a.status != http.StatusConflict || !strings.Contains(a.body, "already") {
 		t.Fatalf("second phone: %d %.300q", a.status, a.body)
 	}
@@ -606,15 +628,21 @@ func TestWrongCodesAtEnrolmentLock(t *testing.T) {
 		wrong = "654321"
 	}
 	for i := 0; i < 5; i++ {
-		b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {wrong}})
+		g.enrolPost(b, p, url.Values{"code": {wrong}})
 	}
-	a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {p.CredentialID()}, "code": {code}})
+	a := g.enrolPost(b, p, url.Values{"code": {code}})
 	if a.status != http.StatusForbidden || !strings.Contains(a.body, "locked") {
 		t.Fatalf("right code after 5 wrong ones: %d %.200q", a.status, a.body)
 	}
 	if s := g.state("1001/alice"); s["state"] != "locked" || s["enrolled"] != false {
 		t.Fatalf("after 5 wrong codes: %v", s)
 	}
+}
+
+// enrolLogin makes the login rule check the password at the bank for
+// users it refuses, and offer them the enrolment form.
+func enrolLogin(s string) string {
+	return strings.Replace(s, "    not_enrolled: allow\n", "    not_enrolled: enrol\n    logout: {method: POST, path: /logout}\n", 1)
 }
 
 func TestDeregisterGraceReenrol(t *testing.T) {
@@ -635,15 +663,49 @@ func TestDeregisterGraceReenrol(t *testing.T) {
 	}
 	g.clk.Advance(time.Hour + time.Second)
 	g.bank.take()
-	// A wrong password after the grace gets the bank's own answer.
+	// After the grace the login is refused, and under not_enrolled: allow
+	// it never reaches the bank, right password or wrong.
+	bad := loginForm("9001/director")
+	bad.Set("password", "wrong")
+	for _, form := range []url.Values{bad, loginForm("9001/director")} {
+		if a := newBr().post(t, g.srv.URL+"/login", form); a.status != http.StatusForbidden || !strings.Contains(a.body, "register your phone again") {
+			t.Fatalf("required user after the grace: %d %.300q", a.status, a.body)
+		}
+	}
+	if ops := g.bank.take(); len(ops) != 0 {
+		t.Fatalf("the bank saw %q for refused logins", ops)
+	}
+}
+
+// TestReenrolThroughEnrolRule: with not_enrolled: enrol the bank checks
+// the password of a refused login and the browser gets the form, but the
+// phone that follows a deregistered one needs an activation code.
+func TestReenrolThroughEnrolRule(t *testing.T) {
+	g := newRigWith(t, enrolLogin)
+	old := g.phone("none")
+	// A user's first phone: the password (here, the ticket of the login
+	// the bank accepted) is enough.
+	b := newBr()
+	if a := b.post(t, g.srv.URL+"/login", loginForm("9001/director")); a.status != http.StatusForbidden || !strings.Contains(a.body, `name="form_token"`) {
+		t.Fatalf("first login of an unenrolled user: %d %.300q", a.status, a.body)
+	}
+	if a := g.enrolPost(b, old, nil); a.status != http.StatusOK {
+		t.Fatalf("first phone through the ticket: %d %.300q", a.status, a.body)
+	}
+	g.clk.Advance(31 * time.Second)
+	if st, out := g.admin(http.MethodPost, "/user/deregister", map[string]string{"key": "9001/director", "grace": "0s"}); st != http.StatusOK {
+		t.Fatalf("deregister: %d %v", st, out)
+	}
+	g.bank.take()
+	// A wrong password gets the bank's own answer.
 	bad := loginForm("9001/director")
 	bad.Set("password", "wrong")
 	if a := newBr().post(t, g.srv.URL+"/login", bad); a.status != http.StatusOK || a.body != "bank: wrong password" {
 		t.Fatalf("wrong password after the grace: %d %.200q", a.status, a.body)
 	}
 	// The right one: refused with the page asking to enrol again and the
-	// form; the bank's session never reaches the browser.
-	b := newBr()
+	// form; the bank's session is logged out and never reaches the browser.
+	b = newBr()
 	a := b.post(t, g.srv.URL+"/login", loginForm("9001/director"))
 	if a.status != http.StatusForbidden || !strings.Contains(a.body, "register your phone again") || !strings.Contains(a.body, `name="credential_id"`) {
 		t.Fatalf("required user after the grace: %d %.300q", a.status, a.body)
@@ -653,23 +715,84 @@ func TestDeregisterGraceReenrol(t *testing.T) {
 			t.Fatal("the refused login's bank session reached the browser")
 		}
 	}
+	if ops := g.bank.take(); len(ops) != 3 || !strings.HasPrefix(ops[2], "/logout") {
+		t.Fatalf("bank saw %q, want the two logins and the logout of the accepted one", ops)
+	}
 	// A transfer with no session is refused as before.
 	if a := b.post(t, g.srv.URL+"/transfer", url.Values{"amount": {"100"}}); a.status != http.StatusForbidden {
 		t.Fatalf("transfer after a refused login: %d", a.status)
 	}
-	// Re-enrol with a new phone through the ticket, then the push is back.
+	// The password is not enough for a user who had a phone.
 	fresh := g.phone("none")
-	code, _ := fresh.SecurityCode()
-	a = b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {fresh.CredentialID()}, "code": {code}})
-	if a.status != http.StatusOK || !strings.Contains(a.body, "Phone registered") {
-		t.Fatalf("re-enrolment: %d %.300q", a.status, a.body)
+	if a := g.enrolPost(b, fresh, nil); a.status != http.StatusForbidden || !strings.Contains(a.body, "Activation code needed") {
+		t.Fatalf("re-enrolment without an activation code: %d %.300q", a.status, a.body)
+	}
+	g.clk.Advance(31 * time.Second)
+	st, issued := g.admin(http.MethodPost, "/user/activation-code", map[string]string{"key": "9001/director"})
+	code, _ := issued["code"].(string)
+	if st != http.StatusOK || len(code) != 11 || issued["kind"] != pushauth.ActivationBinding {
+		t.Fatalf("activation code: %d %v", st, issued)
+	}
+	wrong := "00000-00000"
+	if a := g.enrolPost(b, fresh, url.Values{"activation_code": {wrong}}); a.status != http.StatusBadRequest || !strings.Contains(a.body, "Activation code not accepted") {
+		t.Fatalf("wrong activation code: %d %.300q", a.status, a.body)
+	}
+	g.clk.Advance(31 * time.Second)
+	// Typed in lower case without the hyphen: the same code.
+	typed := strings.ToLower(strings.ReplaceAll(code, "-", ""))
+	if a := g.enrolPost(b, fresh, url.Values{"activation_code": {typed}}); a.status != http.StatusOK || !strings.Contains(a.body, "Phone registered") {
+		t.Fatalf("re-enrolment with the activation code: %d %.300q", a.status, a.body)
+	}
+	if s := g.state("9001/director"); s["credential_id"] != fresh.CredentialID() || s["failures"] != float64(0) {
+		t.Fatalf("after re-enrolment: %v", s)
 	}
 	if a := g.pushLogin(newBr(), "9001/director", fresh, device.Approve); a.status != http.StatusSeeOther {
 		t.Fatalf("login after re-enrolment: %d", a.status)
 	}
 	// The ticket was used up.
-	if a := b.post(t, g.srv.URL+"/onepush/enroll", url.Values{"credential_id": {fresh.CredentialID()}, "code": {code}}); a.status != http.StatusForbidden {
+	if a := g.enrolPost(b, fresh, nil); a.status != http.StatusForbidden {
 		t.Fatalf("second use of the enrolment ticket: %d", a.status)
+	}
+}
+
+// TestActivationCodeReplacesAPhoneOnce: with an activation code a bound
+// user replaces the phone; the code works once, and the old phone is told.
+func TestActivationCodeReplacesAPhoneOnce(t *testing.T) {
+	g := newRig(t)
+	old, fresh, third := g.phone("webhook"), g.phone("none"), g.phone("none")
+	g.mustEnrol("1001/alice", old)
+	b := newBr()
+	if a := g.pushLogin(b, "1001/alice", old, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("login: %d", a.status)
+	}
+	st, issued := g.admin(http.MethodPost, "/user/activation-code", map[string]string{"key": "1001/alice", "kind": "recovery"})
+	code, _ := issued["code"].(string)
+	if st != http.StatusOK || issued["kind"] != pushauth.ActivationRecovery {
+		t.Fatalf("activation code: %d %v", st, issued)
+	}
+	if exp, _ := time.Parse(time.RFC3339, issued["expires_at"].(string)); !exp.Equal(g.clk.Now().Add(14 * 24 * time.Hour)) {
+		t.Fatalf("recovery code expires %v, want the default 14 days", issued["expires_at"])
+	}
+	before := len(g.pushes.kinds())
+	if a := g.enrolPost(b, fresh, url.Values{"activation_code": {code}}); a.status != http.StatusOK {
+		t.Fatalf("replacement with the recovery code: %d %.300q", a.status, a.body)
+	}
+	if s := g.state("1001/alice"); s["credential_id"] != fresh.CredentialID() {
+		t.Fatalf("after replacement: %v", s)
+	}
+	if k := g.pushes.kinds()[before:]; len(k) != 1 || k[0] != pushauth.ReplacedPushKind {
+		t.Fatalf("pushes to the old phone after replacement: %v", k)
+	}
+	g.clk.Advance(31 * time.Second)
+	if a := g.enrolPost(b, third, url.Values{"activation_code": {code}}); a.status != http.StatusBadRequest {
+		t.Fatalf("second use of the code: %d %.300q", a.status, a.body)
+	}
+	if s := g.state("1001/alice"); s["credential_id"] != fresh.CredentialID() || s["failures"] != float64(1) {
+		t.Fatalf("after the second use: %v", s)
+	}
+	// The admin API never shows the code again, and the store has no copy.
+	if _, issued2 := g.admin(http.MethodGet, "/user?key=1001/alice", nil); strings.Contains(fmt.Sprint(issued2), code) {
+		t.Fatal("the user view shows the activation code")
 	}
 }
 

@@ -60,7 +60,7 @@ var pageTexts = map[string]map[string]pageText{
 		PageSuspended:      {"Push authentication suspended", "Push authentication for your user is suspended and the period in which the password alone is accepted has ended. Please ask the bank to resume it."},
 		PageEnrollBadCode:  {"Security code not accepted", "The security code is wrong, expired or was already used. Wait for the next code in the app and enter it with the credential ID."},
 		PageEnrollUnknown:  {"Credential ID not found", "No app has registered this credential ID. Check the ID shown in the app and try again."},
-		PageEnrollBound:    {"A phone is already registered", "Your user already has a registered phone. To use another phone, ask the bank to cancel the current registration first."},
+		PageEnrollBound:    {"A phone is already registered", "Your user already has a registered phone. To use another phone, ask the bank for an activation code and enter it with the new phone's credential ID and code."},
 		PageEnrolledPushed: {"Phone registered", "Your phone is registered and a test notification was sent to it. From now on, approve logins and transactions on it."},
 	},
 	"ja": {
@@ -83,7 +83,7 @@ var pageTexts = map[string]map[string]pageText{
 		PageSuspended:      {"ワンプッシュ認証は一時停止中です", "ワンプッシュ認証が一時停止されており、パスワードのみでご利用いただける期間が終了しました。再開については銀行にお問い合わせください。"},
 		PageEnrollBadCode:  {"セキュリティコードが正しくありません", "セキュリティコードが誤っているか、有効期限切れ、または使用済みです。アプリに次のコードが表示されてから、クレデンシャルIDとともに入力してください。"},
 		PageEnrollUnknown:  {"クレデンシャルIDが見つかりません", "このクレデンシャルIDは登録されていません。アプリに表示されたIDをご確認のうえ、もう一度入力してください。"},
-		PageEnrollBound:    {"スマートフォンは登録済みです", "この利用者にはすでにスマートフォンが登録されています。別のスマートフォンを使う場合は、先に銀行で登録解除の手続きを行ってください。"},
+		PageEnrollBound:    {"スマートフォンは登録済みです", "この利用者にはすでにスマートフォンが登録されています。別のスマートフォンを使う場合は、銀行でアクティベーションコードを受け取り、新しいスマートフォンのクレデンシャルIDとコードとともに入力してください。"},
 		PageEnrolledPushed: {"利用登録が完了しました", "スマートフォンを登録し、確認の通知を送信しました。今後のログインと取引は、このスマートフォンで承認してください。"},
 	},
 }

@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/onepush/onepush/pushauth"
+)
+
+// NotifyConfig sends the outbox (a phone bound, replaced or deregistered,
+// a suspension, a lock, a fraud report) to the bank's own notification
+// system, which tells the customer by e-mail, SMS or letter. Each message
+// is a POST of JSON signed as Standard Webhooks sign them
+// (webhook-id, webhook-timestamp, webhook-signature: v1,<HMAC-SHA-256>),
+// delivered at least once; the receiver de-duplicates by webhook-id.
+type NotifyConfig struct {
+	// URL receives the messages. Required.
+	URL string `json:"url,omitempty"`
+
+	// Secret signs the messages: "whsec_" and base64 of 32 random bytes
+	// (`echo whsec_$(openssl rand -base64 32)`). Required; use a
+	// placeholder such as {env.ONEPUSH_NOTIFY_SECRET}.
+	Secret string `json:"secret,omitempty"`
+
+	// Repudiation is the instruction every message carries for a
+	// customer who did not do this (whom to call). Default: a generic one.
+	Repudiation string `json:"repudiation,omitempty"`
+
+	// Timeout bounds one delivery. Default 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// config expands placeholders into the engine's notify config.
+func (c *NotifyConfig) config(repl *caddy.Replacer) (*pushauth.NotifyConfig, error) {
+	o := *c
+	if err := expand(repl, "notify", map[string]*string{"url": &o.URL, "secret": &o.Secret, "repudiation": &o.Repudiation}); err != nil {
+		return nil, err
+	}
+	if o.URL == "" || o.Secret == "" {
+		return nil, fmt.Errorf("onepush: notify: url and secret are required")
+	}
+	if _, err := pushauth.ParseNotifySecret(o.Secret); err != nil {
+		return nil, fmt.Errorf("onepush: %w", err)
+	}
+	return &pushauth.NotifyConfig{URL: o.URL, Secret: o.Secret, Repudiation: o.Repudiation, Timeout: time.Duration(o.Timeout)}, nil
+}
+
+// parseNotifyBlock parses the notify block of the global onepush options;
+// d is on the "notify" token:
+//
+//	notify {
+//	    url         <https://notify.bank.internal/onepush>
+//	    secret      {env.ONEPUSH_NOTIFY_SECRET}
+//	    repudiation "<what a customer who did not do this should do>"
+//	    timeout     <duration>
+//	}
+func parseNotifyBlock(d *caddyfile.Dispenser) (*NotifyConfig, error) {
+	c := new(NotifyConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "url":
+			err = oneArg(d, &c.URL)
+		case "secret":
+			err = oneArg(d, &c.Secret)
+		case "repudiation":
+			err = oneArg(d, &c.Repudiation)
+		case "timeout":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				var dur time.Duration
+				if dur, err = caddy.ParseDuration(s); err != nil || dur <= 0 {
+					return nil, d.Errf("notify: timeout: %q is not a positive duration", s)
+				}
+				c.Timeout = caddy.Duration(dur)
+			}
+		default:
+			return nil, d.Errf("notify: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.URL == "" || c.Secret == "" {
+		return nil, d.Err("notify: url and secret are required")
+	}
+	return c, nil
+}

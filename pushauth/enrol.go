@@ -1,0 +1,297 @@
+package pushauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// Enrolment refusals; the enrolment page answers each with its own page.
+var (
+	ErrActivationRequired = errors.New("binding a phone to this user needs an activation code from the bank")
+	ErrBadActivationCode  = errors.New("activation code is wrong, expired or was already used")
+	ErrSupportOnly        = errors.New("only the bank's staff can bind a phone to this user")
+	ErrLoginNotConfirmed  = errors.New("the bank's answer to the login did not confirm the password")
+	ErrEnrolRateLimited   = errors.New("too many enrolment attempts; try again later")
+	// ErrBadInput is a malformed admin request (400).
+	ErrBadInput = errors.New("bad input")
+)
+
+// DefaultUnboundCredentialTTL is how long a registered credential waits
+// for a user to bind it.
+const DefaultUnboundCredentialTTL = 15 * time.Minute
+
+// Enrolment attempts allowed per user (across instances) in each window,
+// and per client address (IPv6 by /64) on each instance.
+const (
+	enrolPerUser       = 10
+	enrolUserWindow    = 15 * time.Minute
+	enrolPerIPBurst    = 10
+	enrolPerIPInterval = 30 * time.Second
+)
+
+// startBinding sets up what binding a phone needs: the policy's defaults,
+// the limits, the audit aggregation and the notifier.
+func (e *Engine) startBinding(cfg Config) error {
+	def := policy.DefaultEnrolment()
+	e.enrolment.Store(&def)
+	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst)
+	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
+	e.repudiation = DefaultRepudiation
+	if cfg.Notify == nil {
+		e.log.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
+		return nil
+	}
+	if cfg.Notify.Repudiation != "" {
+		e.repudiation = cfg.Notify.Repudiation
+	}
+	n, err := newNotifier(e, cfg.Notify)
+	if err != nil {
+		return fmt.Errorf("pushauth: %w", err)
+	}
+	e.notifier = n
+	go n.run()
+	return nil
+}
+
+func (e *Engine) stopBinding() {
+	if e.notifier != nil {
+		e.notifier.close()
+	}
+	if e.enrolAudit != nil {
+		e.enrolAudit.close()
+	}
+}
+
+// SetEnrolment applies the policy's enrolment section.
+func (e *Engine) SetEnrolment(p policy.Enrolment) { e.enrolment.Store(&p) }
+
+// Enrolment is the enrolment policy in force.
+func (e *Engine) Enrolment() policy.Enrolment { return *e.enrolment.Load() }
+
+// proofFor is what binding a phone to u takes besides the phone's code.
+func (e *Engine) proofFor(u *User) policy.Proof {
+	p := e.Enrolment()
+	if u.HadPhone() {
+		return p.Replace
+	}
+	return p.First
+}
+
+// EnrolAttempt is one post of the enrolment form.
+type EnrolAttempt struct {
+	// User is the user of the learned session or enrolment ticket the
+	// form was posted with.
+	User string
+	// CredentialID and Code are what the new phone's app shows.
+	CredentialID string
+	Code         string
+	// ActivationCode is the code the bank issued, as typed ("" if none).
+	ActivationCode string
+	// PasswordProven says the bank accepted the user's password, by the
+	// login rule's success condition, in the login that led here.
+	PasswordProven bool
+	// ClientIP is the client address as Caddy's trusted proxies see it.
+	ClientIP string
+}
+
+// Enroll binds the phone of a.CredentialID to a.User after checking its
+// current security code (RFC 6238, ±1 step, each code accepted once) and
+// the proof the policy asks for: a login the bank accepted, for a user who
+// never had a phone when enrolment.first is password; an activation code
+// otherwise. A phone already bound is replaced only on an activation code.
+// Every binding is announced (notify); every refusal except a rate limit
+// or a lock counts toward the user's lock, is audited (aggregated) and,
+// for a user who has or had a phone, announced at most once an hour.
+func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error) {
+	credID := normalCredID(a.CredentialID)
+	if len(credID) > 64 {
+		credID = credID[:64]
+	}
+	u, err := e.store.GetUser(ctx, a.User)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		u = &User{Key: a.User, State: UserActive}
+	case err != nil:
+		e.storeError("get_user", err)
+		return nil, err
+	}
+	refuse := func(err error, outcome string, counts bool) (*Credential, error) {
+		e.enrolRefused(ctx, a, u, credID, outcome, counts)
+		return nil, err
+	}
+	if !e.enrolLimit.allow(a.ClientIP) {
+		return refuse(ErrEnrolRateLimited, "rate_limited_address", false)
+	}
+	if ok, err := e.useSlot(ctx, "enrol/"+a.User, enrolPerUser, enrolUserWindow); err != nil {
+		return nil, err
+	} else if !ok {
+		return refuse(ErrEnrolRateLimited, "rate_limited_user", false)
+	}
+	if u.State == UserLocked {
+		return refuse(ErrLocked, "locked", false)
+	}
+	cred, err := e.store.GetCredential(ctx, credID)
+	if errors.Is(err, ErrNotFound) || credID == "" {
+		return refuse(ErrUnknownCredential, "unknown_credential", true)
+	}
+	if err != nil {
+		e.storeError("get_credential", err)
+		return nil, err
+	}
+	proof := e.proofFor(u)
+	bound := u.CredentialID != "" && u.State != UserDeregistered
+	switch {
+	case proof == policy.ProofSupport:
+		return refuse(ErrSupportOnly, "support_only", true)
+	case a.ActivationCode != "":
+	case bound:
+		return refuse(ErrAlreadyBound, "already_bound", true)
+	case proof == policy.ProofActivationCode:
+		return refuse(ErrActivationRequired, "activation_code_required", true)
+	case !a.PasswordProven:
+		return refuse(ErrLoginNotConfirmed, "login_not_confirmed", true)
+	}
+	if !e.CheckCode(ctx, cred, a.Code) {
+		return refuse(ErrBadCode, "bad_code", true)
+	}
+	via := "password"
+	if a.ActivationCode != "" {
+		code, err := e.checkActivationCode(ctx, u.Key, a.ActivationCode)
+		if errors.Is(err, ErrBadActivationCode) {
+			return refuse(err, "bad_activation_code", true)
+		}
+		if err != nil {
+			return nil, err
+		}
+		via = code.Kind + "_code"
+	}
+	return e.bind(ctx, u.Key, cred, bound, via, a.ClientIP, "browser")
+}
+
+// bind binds cred to key, replacing a current phone only when replace
+// says the proof allows it, announces it (the announcement is queued
+// first: a binding the customer is not told about must not happen) and
+// tells the phone it replaces.
+func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string) (*Credential, error) {
+	cur, err := e.store.GetUser(ctx, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		e.storeError("get_user", err)
+		return nil, err
+	}
+	ev := announcement{Type: EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
+	prev := ""
+	if cur.HadPhone() {
+		ev.Type = EventPhoneReplaced
+		prev = cur.PreviousCredentialID
+		if cur.CredentialID != "" {
+			prev = cur.CredentialID
+		}
+		if prev != cred.ID {
+			ev.PreviousCredential = prev
+		}
+	}
+	if err := e.announce(ctx, ev); err != nil {
+		return nil, err
+	}
+	if !cred.ExpiresAt.IsZero() {
+		// Bound now: the credential no longer expires.
+		cred.ExpiresAt = time.Time{}
+		if err := e.store.PutCredential(ctx, cred); err != nil {
+			e.storeError("put_credential", err)
+			return nil, err
+		}
+	}
+	_, err = e.updateUser(ctx, key, func(u *User, _ bool) error {
+		if err := bindable(u); err != nil && !(replace && errors.Is(err, ErrAlreadyBound)) {
+			return err // re-checked under the user's lock
+		}
+		if u.CredentialID != "" && u.CredentialID != cred.ID {
+			u.PreviousCredentialID = u.CredentialID
+		}
+		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrLocked) || errors.Is(err, ErrAlreadyBound) {
+			e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "already_bound", Actor: actor})
+		}
+		return nil, err
+	}
+	e.log.Info("user enrolled", "user", key, "credential", cred.ID, "via", via)
+	e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "bound", Actor: actor,
+		Detail: "via " + via + map[bool]string{true: ", replacing " + ev.PreviousCredential, false: ""}[ev.PreviousCredential != ""]})
+	if ev.PreviousCredential != "" {
+		if old, err := e.store.GetCredential(ctx, ev.PreviousCredential); err == nil {
+			e.noticePush(ctx, old, key, ReplacedPushKind, "the phone was replaced by "+cred.ID)
+		}
+	}
+	return cred, nil
+}
+
+// ReplacedPushKind is the kind of the push that tells a phone another one
+// replaced it for a user (challenge_id "notice-…", naming no challenge).
+const ReplacedPushKind = "replaced"
+
+// enrolRefused records a refused enrolment attempt.
+func (e *Engine) enrolRefused(ctx context.Context, a EnrolAttempt, u *User, credID, outcome string, counts bool) {
+	e.log.Info("enrolment refused", "user", u.Key, "outcome", outcome, "client_ip", a.ClientIP)
+	e.enrolAudit.add(ctx, "enrol\x00"+u.Key, AuditEvent{Type: AuditEnrolment, User: u.Key, Credential: credID,
+		ClientIP: a.ClientIP, Outcome: outcome, Actor: "browser", Time: e.now()})
+	if counts {
+		e.recordFailure(ctx, u.Key, "refused enrolment ("+outcome+")", nil)
+	}
+	if !u.HadPhone() || outcome == "locked" || outcome == "rate_limited_address" || outcome == "rate_limited_user" {
+		return
+	}
+	// Somebody with this user's password tried to bind a phone: tell the
+	// customer, once an hour however often it is tried.
+	window := e.now().Truncate(notifyRefusedEvery)
+	fresh, err := e.store.UseJTI(ctx, "notify-refused/"+u.Key+"/"+strconv.FormatInt(window.Unix(), 10), window.Add(notifyRefusedEvery+time.Minute))
+	if err != nil || !fresh {
+		return
+	}
+	_ = e.announce(ctx, announcement{Type: EventBindingRefused, User: u.Key, Credential: credID, ClientIP: a.ClientIP,
+		Actor: "browser", Detail: "a phone was not bound: " + outcome})
+}
+
+// useSlot takes one of n single-use slots of key in the current window,
+// through the store, so the budget holds across instances.
+func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Duration) (bool, error) {
+	start := e.now().Truncate(window)
+	prefix := key + "/" + strconv.FormatInt(start.Unix(), 10) + "/"
+	for i := range n {
+		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), start.Add(window+time.Minute))
+		if err != nil {
+			e.storeError("use_jti", err)
+			return false, fmt.Errorf("pushauth: rate limit %s: %w", key, err)
+		}
+		if fresh {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// addressKey is what rate limits count a client address as: an IPv4
+// address, or the /64 of an IPv6 one (one host is given a whole /64).
+func addressKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}

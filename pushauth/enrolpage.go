@@ -1,0 +1,289 @@
+package pushauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// EnrolFormTokenField is the enrolment form's anti-forgery token: random,
+// single use, valid for enrolTicketTTL and only with the bank session or
+// enrolment ticket it was issued to.
+const EnrolFormTokenField = "form_token"
+
+// crossOrigin refuses a post whose Sec-Fetch-Site or Origin shows it was
+// sent from another site.
+var crossOrigin = http.NewCrossOriginProtection()
+
+func formTokenKey(tok string) string { return SessionHash("enrol-form\x00" + tok) }
+
+// passwordProofKey marks a bank session whose login the bank accepted by
+// the rule's success condition, for a user who may bind a first phone with
+// the password alone.
+func passwordProofKey(session string) string { return SessionHash("enrol-password\x00" + session) }
+
+// enrolVisitor is who the enrolment page is for.
+type enrolVisitor struct {
+	user string
+	// binding is what the form's token is tied to: the hash of the bank
+	// session or of the enrolment ticket.
+	binding string
+	// ticket is the ticket's hash when the visitor came with one.
+	ticket string
+	// proven: the bank accepted the user's password by an explicit success
+	// condition (every ticket, a session marked at its login).
+	proven bool
+}
+
+// enrolVisitor finds the user of the request's learned bank session, else
+// of its enrolment ticket; user "" when neither.
+func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
+	ctx := r.Context()
+	store := g.Engine.store
+	if name := g.Policy.Session.Cookie; name != "" {
+		if ck, err := r.Cookie(name); err == nil && ck.Value != "" {
+			h := SessionHash(ck.Value)
+			user, err := store.GetSession(ctx, h)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return enrolVisitor{}, err
+			}
+			if user != "" {
+				proof, err := store.GetSession(ctx, passwordProofKey(ck.Value))
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return enrolVisitor{}, err
+				}
+				return enrolVisitor{user: user, binding: h, proven: proof == user}, nil
+			}
+		}
+	}
+	user, h, err := g.enrolTicketUser(r)
+	if err != nil || user == "" {
+		return enrolVisitor{}, err
+	}
+	return enrolVisitor{user: user, binding: h, ticket: h, proven: true}, nil
+}
+
+// serveEnroll is the PC side of enrolment: the user of the current learned
+// session (or of the enrolment ticket a refused login got) types the new
+// phone's credential ID and security code, and an activation code where the
+// policy asks for one. Posts must come from the gateway's own form: same
+// site, with its token. After binding, a test push goes to the phone.
+func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
+	v, err := g.enrolVisitor(r)
+	if err != nil {
+		g.Engine.storeError("get_session", err)
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		return nil
+	}
+	if v.user == "" {
+		g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+		return nil
+	}
+	ctx := r.Context()
+	u, err := g.Engine.store.GetUser(ctx, v.user)
+	if errors.Is(err, ErrNotFound) {
+		u, err = &User{Key: v.user}, nil
+	}
+	if err != nil {
+		g.Engine.storeError("get_user", err)
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		return nil
+	}
+	proof := g.Engine.proofFor(u)
+	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		g.Pages.Render(w, r, http.StatusOK, PageEnroll, "", form())
+		return nil
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil
+	}
+	if err := crossOrigin.Check(r); err != nil {
+		g.forgedEnrolment(w, r, v, "cross-site post: "+err.Error())
+		return nil
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	ok, err := g.takeFormToken(ctx, r.PostForm.Get(EnrolFormTokenField), v.binding)
+	if err != nil {
+		g.Engine.storeError("get_session", err)
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		return nil
+	}
+	if !ok {
+		g.forgedEnrolment(w, r, v, "missing, used or foreign form token")
+		return nil
+	}
+	cred, err := g.Engine.Enroll(ctx, EnrolAttempt{
+		User: v.user, CredentialID: r.PostForm.Get("credential_id"), Code: r.PostForm.Get("code"),
+		ActivationCode: r.PostForm.Get("activation_code"), PasswordProven: v.proven, ClientIP: g.clientIP(r),
+	})
+	switch {
+	case err == nil:
+		if v.ticket != "" {
+			_ = g.Engine.store.DeleteSession(ctx, v.ticket)
+			http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: "", Path: g.EnrollPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+		page := PageEnrolled
+		if g.Engine.TestPush(ctx, cred, v.user) == "sent" {
+			page = PageEnrolledPushed
+		}
+		g.Pages.Render(w, r, http.StatusOK, page, "", "")
+	case errors.Is(err, ErrUnknownCredential):
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form())
+	case errors.Is(err, ErrBadCode):
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form())
+	case errors.Is(err, ErrBadActivationCode):
+		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadActivation, "", form())
+	case errors.Is(err, ErrActivationRequired):
+		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollActivation, "", form())
+	case errors.Is(err, ErrLoginNotConfirmed):
+		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollNotConfirmed, "", form())
+	case errors.Is(err, ErrAlreadyBound):
+		g.Pages.Render(w, r, http.StatusConflict, PageEnrollBound, "", form())
+	case errors.Is(err, ErrSupportOnly):
+		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollSupport, "", "")
+	case errors.Is(err, ErrLocked):
+		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
+	case errors.Is(err, ErrEnrolRateLimited):
+		w.Header().Set("Retry-After", "60")
+		g.Pages.Render(w, r, http.StatusTooManyRequests, PageEnrollBusy, "", "")
+	default:
+		g.Log.Error("enrolment failed", "user", v.user, "error", err)
+		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+	}
+	return nil
+}
+
+// forgedEnrolment refuses a post that did not come from the gateway's own
+// form in this session. It binds nothing and counts nothing (the user's
+// browser may have been made to send it), but is audited.
+func (g *Gate) forgedEnrolment(w http.ResponseWriter, r *http.Request, v enrolVisitor, why string) {
+	g.Log.Warn("enrolment post refused: not from this session's form", "user", v.user, "reason", why, "client_ip", g.clientIP(r))
+	g.Engine.enrolAudit.add(r.Context(), "enrol-forged\x00"+v.user, AuditEvent{Type: AuditEnrolment, User: v.user,
+		ClientIP: g.clientIP(r), Outcome: "forged", Actor: "browser", Detail: why})
+	g.Pages.Render(w, r, http.StatusForbidden, PageEnrollForged, "", "")
+}
+
+// enrolForm is the enrolment form with a new anti-forgery token tied to
+// binding; the activation code field is required when proof asks for one.
+// Without a token (the store failed) there is no form: a post could not
+// succeed.
+func (g *Gate) enrolForm(r *http.Request, binding string, proof policy.Proof) template.HTML {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return ""
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	if err := g.Engine.store.PutSession(r.Context(), formTokenKey(tok), binding, enrolTicketTTL); err != nil {
+		g.Engine.storeError("put_session", err)
+		return ""
+	}
+	lang := Lang(r)
+	required, label := "", uiLabels[lang]["actcode_optional"]
+	if proof != policy.ProofPassword {
+		required, label = " required", uiLabels[lang]["actcode"]
+	}
+	return template.HTML(fmt.Sprintf(`<form method="post" action="%s"><input type="hidden" name="%s" value="%s">`+
+		`<label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required>`+
+		`<label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required>`+
+		`<label for="actcode">%s</label><input id="actcode" name="activation_code" autocomplete="off" maxlength="16"%s>`+
+		`<button type="submit">%s</button></form>`,
+		template.HTMLEscapeString(g.EnrollPath), EnrolFormTokenField, tok,
+		uiLabels[lang]["cred"], uiLabels[lang]["code"], label, required, uiLabels[lang]["submit"]))
+}
+
+// takeFormToken uses up a form token: true when it was issued to binding.
+func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, error) {
+	if tok == "" || len(tok) > 64 {
+		return false, nil
+	}
+	key := formTokenKey(tok)
+	got, err := g.Engine.store.GetSession(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := g.Engine.store.DeleteSession(ctx, key); err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(binding)) == 1, nil
+}
+
+// forwardPasswordOnly forwards a login the user's state lets in on the
+// password alone. When the rule says how the bank shows an accepted login,
+// the session is learned only from such an answer, and the session of a
+// user who may bind a first phone with the password is marked so the
+// enrolment page can tell: a bank that sets its cookie on a failed login
+// too must not make a wrong password look right.
+func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
+	if rule.Kind != policy.KindLogin || rule.Success == nil {
+		return g.forward(w, r, next, body, rule, u.Key, nil)
+	}
+	ctx := context.WithoutCancel(r.Context())
+	mark := g.EnrollPath != "" && !u.HadPhone() && g.Engine.Enrolment().First == policy.ProofPassword
+	aw := &acceptedWriter{ResponseWriter: w, accepted: func(status int, h http.Header) {
+		if !rule.Success.Matches(status, h) {
+			return
+		}
+		g.learnSession(ctx, h, u.Key)
+		if mark {
+			g.markPasswordProven(ctx, h, u.Key)
+		}
+	}}
+	return g.forward(aw, r, next, body, nil, "", nil)
+}
+
+// markPasswordProven marks the bank sessions set in h.
+func (g *Gate) markPasswordProven(ctx context.Context, h http.Header, user string) {
+	name := g.Policy.Session.Cookie
+	for _, line := range h.Values("Set-Cookie") {
+		ck, err := http.ParseSetCookie(line)
+		if err != nil || ck.Name != name || ck.Value == "" {
+			continue
+		}
+		if err := g.Engine.store.PutSession(ctx, passwordProofKey(ck.Value), user, enrolTicketTTL); err != nil {
+			g.Engine.storeError("put_session", err)
+		}
+	}
+}
+
+// acceptedWriter calls accepted with the bank's status and header before
+// they reach the browser.
+type acceptedWriter struct {
+	http.ResponseWriter
+	accepted func(status int, h http.Header)
+	written  bool
+}
+
+func (a *acceptedWriter) WriteHeader(status int) {
+	if !a.written {
+		a.written = true
+		a.accepted(status, a.Header())
+	}
+	a.ResponseWriter.WriteHeader(status)
+}
+
+func (a *acceptedWriter) Write(b []byte) (int, error) {
+	if !a.written {
+		a.WriteHeader(http.StatusOK)
+	}
+	return a.ResponseWriter.Write(b)
+}
+
+func (a *acceptedWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
