@@ -54,6 +54,7 @@ rules:
     display:
       - {label: User, value: "{form.user_id}"}
     not_enrolled: allow
+    success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}
     body_limit: 16KiB
   - name: transfer
     kind: transaction
@@ -672,14 +673,9 @@ func enrollQuiet(g *gateway, u bank.User, phone *device.Phone, errs chan<- strin
 		errs <- fmt.Sprintf("login of %s before enrolment: %v %v", u.UserID, err, resp)
 		return
 	}
-	code, err := phone.SecurityCode()
-	if err != nil {
-		errs <- err.Error()
-		return
-	}
-	resp, body, err := b.post(ctx, g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}}.Encode())
-	if err != nil || resp.StatusCode != http.StatusOK {
-		errs <- fmt.Sprintf("enrolment of %s: %v %v %.200s", u.UserID, err, resp, body)
+	status, body, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil)
+	if err != nil || status != http.StatusOK {
+		errs <- fmt.Sprintf("enrolment of %s: %v %d %.200s", u.UserID, err, status, body)
 	}
 }
 

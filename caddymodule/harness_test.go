@@ -318,13 +318,9 @@ func enroll(t *testing.T, g *gateway, u bank.User, phone *device.Phone) {
 	if err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login before enrolment: %v %v", err, resp)
 	}
-	code, err := phone.SecurityCode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, body, err := b.post(ctx, g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}}.Encode())
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("enrolment: %v %v %s", err, resp, body)
+	status, body, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("enrolment: %v %d %.400s", err, status, body)
 	}
 }
 

@@ -84,10 +84,15 @@ var usedCodes = map[string]bool{}
 
 // enrolAt binds phone to the browser's user through the enrolment page
 // with a code the server accepts now (±1 step) and has not seen: the
-// current one, else the next, else the previous.
-func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone) (int, string) {
+// current one, else the next, else the previous; extra adds fields (an
+// activation_code).
+func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone, extra ...url.Values) (int, string) {
 	t.Helper()
 	var code string
+	var more url.Values
+	if len(extra) > 0 {
+		more = extra[0]
+	}
 	for _, off := range []time.Duration{0, 30 * time.Second, -30 * time.Second} {
 		c, _, err := phone.SecurityCodeAt(time.Now().Add(off))
 		if err != nil {
@@ -98,14 +103,18 @@ func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone) (int, st
 			break
 		}
 	}
-	resp, body, err := b.post(context.Background(), g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}}.Encode())
+	form := url.Values{"code": {code}}
+	for k, v := range more {
+		form[k] = v
+	}
+	status, body, err := phone.Enrol(context.Background(), b.Client, g.URL+"/onepush/enroll", form)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		usedCodes[phone.CredentialID()+code] = true
 	}
-	return resp.StatusCode, body
+	return status, body
 }
 
 // passwordOnly logs u in and expects the bank's answer at once, with no
@@ -184,10 +193,10 @@ func TestLifecycleThroughLiveCaddyAndCLI(t *testing.T) {
 		if resp, _, err := b.post(context.Background(), g.URL+"/login", loginBody(alice)); err != nil || resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("login before enrolment: %v %v", err, resp)
 		}
-		resp, body, err := b.post(context.Background(), g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {"000000"}}.Encode())
+		status, body, err := phone.Enrol(context.Background(), b.Client, g.URL+"/onepush/enroll", url.Values{"code": {"000000"}})
 		code, _ := phone.SecurityCode()
-		if code != "000000" && (err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Security code not accepted")) {
-			t.Fatalf("wrong code: %v %v %.300s", err, resp, body)
+		if code != "000000" && (err != nil || status != http.StatusBadRequest || !strings.Contains(body, "Security code not accepted")) {
+			t.Fatalf("wrong code: %v %d %.300s", err, status, body)
 		}
 		if st, body := enrolAt(t, b, g.gateway, phone); st != http.StatusOK || !strings.Contains(body, "Phone registered") {
 			t.Fatalf("right code: %d %.300s", st, body)
@@ -271,21 +280,37 @@ func TestLifecycleThroughLiveCaddyAndCLI(t *testing.T) {
 		approved++
 	})
 
-	t.Run("deregister, grace, re-enrol", func(t *testing.T) {
+	t.Run("deregister, re-enrol in the grace with an activation code", func(t *testing.T) {
 		out := g.admin(t, "user", "deregister", aliceKey) // the policy's 3s grace
 		if !strings.Contains(out, "state:      deregistered") || !strings.Contains(out, "(grace running)") {
 			t.Fatalf("deregister:\n%s", out)
 		}
-		passwordOnly(t, g.gateway, alice, phone)
-		g.untilGraceEnds(t, aliceKey)
-		b := refused(t, g.gateway, alice, phone, "register your phone again")
-		if st, body := enrolAt(t, b, g.gateway, phone); st != http.StatusOK {
-			t.Fatalf("re-enrolment through the refusal page: %d %.300s", st, body)
+		// Within the grace the password logs in, but it does not bind.
+		b := newBrowser()
+		if resp, _, err := b.post(context.Background(), g.URL+"/login", loginBody(alice)); err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password-only login in the grace: %v %v", err, resp)
+		}
+		if st, body := enrolAt(t, b, g.gateway, phone); st != http.StatusForbidden || !strings.Contains(body, "Activation code needed") {
+			t.Fatalf("re-enrolment with the password alone: %d %.300s", st, body)
+		}
+		code := activationCodeOf(t, g.admin(t, "user", "activation-code", aliceKey))
+		if st, body := enrolAt(t, b, g.gateway, phone, url.Values{"activation_code": {code}}); st != http.StatusOK {
+			t.Fatalf("re-enrolment with the activation code: %d %.300s", st, body)
 		}
 		if pushed(t, g.gateway, alice, phone, device.Approve) != http.StatusSeeOther {
 			t.Fatal("login after re-enrolment")
 		}
 		approved++
+	})
+
+	t.Run("after the grace the login never reaches the bank", func(t *testing.T) {
+		g.admin(t, "user", "deregister", aliceKey)
+		g.untilGraceEnds(t, aliceKey)
+		e.resetOps(t)
+		refused(t, g.gateway, alice, phone, "register your phone again")
+		if ops := e.ops(t); len(ops) != 0 {
+			t.Fatalf("bank saw %+v for a login refused after the grace", ops)
+		}
 	})
 
 	t.Run("uninstall", func(t *testing.T) {
@@ -303,13 +328,17 @@ func TestLifecycleThroughLiveCaddyAndCLI(t *testing.T) {
 	t.Run("audit trail", func(t *testing.T) {
 		out := g.admin(t, "audit", "--user", aliceKey, "--since", "10m")
 		for _, want := range []string{
-			`enrolment`, `outcome="bound"`, `challenge.created`, `challenge.decided`, `outcome="denied"`,
+			`enrolment`, `outcome="bound"`, `outcome="activation_code"`, `challenge.created`, `challenge.decided`, `outcome="denied"`,
 			`outcome="locked"`, `actor="e2e-tester@127.0.0.1"`, `outcome="suspend"`, `outcome="unlock"`,
-			`app uninstalled`, `client_ip="127.0.0.1"`,
+			`client_ip="127.0.0.1"`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("audit output lacks %s:\n%s", want, out)
 			}
+		}
+		// bob was still on the phone when it was uninstalled.
+		if bobs := g.admin(t, "audit", "--user", bobKey, "--since", "10m"); !strings.Contains(bobs, "app uninstalled") {
+			t.Errorf("bob's audit output lacks app uninstalled:\n%s", bobs)
 		}
 		if strings.Contains(out, alice.Password) || strings.Contains(out, phone.OTPSecret()) {
 			t.Error("audit output holds a secret")
@@ -411,4 +440,14 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 	if out, _ := cli(t, "policy", "test", good, ambiguous); !strings.Contains(out, "refused") {
 		t.Fatalf("policy test of a repeated user field:\n%s", out)
 	}
+}
+
+// activationCodeOf reads the code out of `caddy onepush user activation-code`.
+func activationCodeOf(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^code:\s+([0-9A-Z]{5}-[0-9A-Z]{5})$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no activation code in:\n%s", out)
+	}
+	return m[1]
 }

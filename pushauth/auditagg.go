@@ -89,8 +89,8 @@ func (a *auditAggregator) flush(key string) {
 		ips = "at least " + ips
 	}
 	ev := AuditEvent{Type: g.first.Type, Outcome: "repeated", Actor: g.first.Actor,
-		Detail: fmt.Sprintf("%d more like the %s at %s within %s (%s), from %s addresses",
-			g.more, g.first.Outcome, g.first.Time.UTC().Format(time.RFC3339), a.window, strings.Join(parts, ", "), ips)}
+		Detail: fmt.Sprintf("%d more within %s of the %s at %s: %s; from %s address(es)",
+			g.more, a.window, g.first.Outcome, g.first.Time.UTC().Format(time.RFC3339), strings.Join(parts, ", "), ips)}
 	if key != overflowKey {
 		ev.User, ev.Credential, ev.Rule = g.first.User, g.first.Credential, g.first.Rule
 	}

@@ -183,8 +183,11 @@ type ipLimiter struct {
 	global *rate.Limiter
 }
 
-func newRateLimiter(max int, every time.Duration, burst int) *ipLimiter {
-	return &ipLimiter{max: max, every: every, burst: burst, m: make(map[string]*rate.Limiter), global: rate.NewLimiter(50, 100)}
+// newRateLimiter allows each address burst at once and one more every
+// every, and all addresses together perSecond (burst twice that).
+func newRateLimiter(max int, every time.Duration, burst int, perSecond rate.Limit) *ipLimiter {
+	return &ipLimiter{max: max, every: every, burst: burst, m: make(map[string]*rate.Limiter),
+		global: rate.NewLimiter(perSecond, 2*int(perSecond))}
 }
 
 // allow takes a token for clientIP (as Caddy's trusted proxies see it).

@@ -162,7 +162,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		cfg:      cfg,
 		waiters:  newWaiters(cfg.MaxHeld),
-		regLimit: newRateLimiter(10000, 6*time.Second, 20),
+		regLimit: newRateLimiter(10000, 6*time.Second, 20, 50),
 		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
 	}
 	e.orphans = newOrphans(e, time.Second)

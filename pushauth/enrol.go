@@ -27,12 +27,15 @@ var (
 const DefaultUnboundCredentialTTL = 15 * time.Minute
 
 // Enrolment attempts allowed per user (across instances) in each window,
-// and per client address (IPv6 by /64) on each instance.
+// and per client address (IPv6 by /64) on each instance: as many as
+// registrations, since every honest attempt follows one; and on each
+// instance in all.
 const (
 	enrolPerUser       = 10
 	enrolUserWindow    = 15 * time.Minute
-	enrolPerIPBurst    = 10
-	enrolPerIPInterval = 30 * time.Second
+	enrolPerIPBurst    = 20
+	enrolPerIPInterval = 6 * time.Second
+	enrolPerSecond     = 500
 )
 
 // startBinding sets up what binding a phone needs: the policy's defaults,
@@ -40,7 +43,7 @@ const (
 func (e *Engine) startBinding(cfg Config) error {
 	def := policy.DefaultEnrolment()
 	e.enrolment.Store(&def)
-	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst)
+	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
 	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.repudiation = DefaultRepudiation
 	if cfg.Notify == nil {

@@ -30,6 +30,7 @@ rules:
     display:
       - {label: User, value: "{form.user}"}
     not_enrolled: allow
+    success: {status: [200], set_cookie: SID}
     timeout: 10m
   - name: transfer
     kind: transaction

@@ -8,9 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,7 +142,8 @@ func otpStep(t time.Time) int64 { return t.Unix() / otpPeriod }
 // gateway to 50/s overall and 20 per source address, so registrations
 // leave from many 127.0.1.x addresses), the user logs in through the gateway
 // (not enrolled yet: forwarded, session learned) and posts the credential
-// id and a current security code to /onepush/enroll. Each code is accepted
+// id and a current security code on /onepush/enroll's form (with its
+// anti-forgery token). Each code is accepted
 // once, and three are valid at a time (±1 step), so one phone binds three
 // users at once and one more every 30 s.
 func (f *fleet) enrol(ctx context.Context, gated string, from, to int, progress func(done int)) error {
@@ -277,20 +278,20 @@ func (f *fleet) enrol(ctx context.Context, gated string, from, to int, progress 
 
 func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan codeSlot) error {
 	user := "u" + strconv.Itoa(u)
-	resp, err := f.client.PostForm(gated+"/login", url.Values{"user": {user}, "password": {"secret"}})
+	// The gateway limits enrolment posts per address like registrations
+	// (20 at once, one more every 6 s): the users' browsers leave from 750
+	// addresses, 127.0.2.1 to 127.0.4.250.
+	src := u % 750
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Transport: f.sourceClient(fmt.Sprintf("127.0.%d.%d", 2+src/250, 1+src%250)).Transport, Jar: jar, Timeout: 30 * time.Second}
+	resp, err := browser.PostForm(gated+"/login", url.Values{"user": {user}, "password": {"secret"}})
 	if err != nil {
 		return fmt.Errorf("login of %s before enrolment: %w", user, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	var sid string
-	for _, c := range resp.Cookies() {
-		if c.Name == "SID" {
-			sid = c.Value
-		}
-	}
-	if resp.StatusCode != http.StatusOK || sid == "" {
-		return fmt.Errorf("login of %s before enrolment: HTTP %d, session cookie %t", user, resp.StatusCode, sid != "")
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 {
+		return fmt.Errorf("login of %s before enrolment: HTTP %d, session cookie %t", user, resp.StatusCode, len(resp.Cookies()) > 0)
 	}
 	for tries := 0; ; tries++ {
 		var s codeSlot
@@ -307,23 +308,17 @@ func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan
 		if err != nil {
 			return err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gated+"/onepush/enroll",
-			strings.NewReader(url.Values{"credential_id": {s.p.CredentialID()}, "code": {code}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.AddCookie(&http.Cookie{Name: "SID", Value: sid})
-		resp, err := f.client.Do(req)
+		status, _, err := s.p.Enrol(ctx, browser, gated+"/onepush/enroll", url.Values{"code": {code}})
 		if err != nil {
 			return fmt.Errorf("enrolment of %s: %w", user, err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		switch {
-		case resp.StatusCode == http.StatusOK:
+		case status == http.StatusOK:
 			return nil
-		case resp.StatusCode == http.StatusBadRequest && tries < 4:
+		case status == http.StatusBadRequest && tries < 4:
 			continue // that code was just used or lapsed; take the next one
 		default:
-			return fmt.Errorf("enrolment of %s with credential %s: HTTP %d", user, s.p.CredentialID(), resp.StatusCode)
+			return fmt.Errorf("enrolment of %s with credential %s: HTTP %d", user, s.p.CredentialID(), status)
 		}
 	}
 }

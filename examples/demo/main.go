@@ -172,18 +172,12 @@ func Enroll(ctx context.Context, gateway, contractNo, userID, password string, p
 	if resp.StatusCode != http.StatusOK || !strings.HasSuffix(resp.Request.URL.Path, "/dashboard") {
 		return fmt.Errorf("login: status %d at %s", resp.StatusCode, resp.Request.URL.Path)
 	}
-	code, err := phone.SecurityCode()
+	status, body, err := phone.Enrol(ctx, client, gateway+"/onepush/enroll", nil)
 	if err != nil {
 		return err
 	}
-	resp, err = client.PostForm(gateway+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}})
-	if err != nil {
-		return err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("enrolment page: status %d: %s", resp.StatusCode, body)
+	if status != http.StatusOK {
+		return fmt.Errorf("enrolment page: status %d: %s", status, body)
 	}
 	resp, err = client.PostForm(gateway+"/logout", nil)
 	if err != nil {
