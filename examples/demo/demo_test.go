@@ -36,8 +36,8 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./examples/demo: %v\n%s", err, out)
 	}
-	gw, bankAddr, phoneAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "-listen", gw, "-bank-listen", bankAddr, "-phone-listen", phoneAddr, "-phone-auto", "approve")
+	gw, bankAddr, phoneAddr, outbox := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "-listen", gw, "-bank-listen", bankAddr, "-phone-listen", phoneAddr, "-outbox-listen", outbox, "-phone-auto", "approve")
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -83,7 +83,8 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("demo printed no banner within 60s")
 	}
-	for _, want := range []string{"http://" + gw + "/", "http://" + phoneAddr + "/", "1001 / alice / alice-pass-1", "enrolled on the simulated phone", "1001 / bob / bob-pass-1"} {
+	for _, want := range []string{"http://" + gw + "/", "http://" + phoneAddr + "/", "Outbox (what each customer was sent): http://" + outbox + "/",
+		"1001 / alice / alice-pass-1", "enrolled on the simulated phone", "1001 / bob / bob-pass-1"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("banner lacks %q:\n%s", want, out)
 		}
@@ -120,5 +121,24 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(ops), `"amount": "1200"`) {
 		t.Fatalf("bank's log lacks the transfer: %s", ops)
+	}
+
+	// alice's binding at start-up reached the bank's notification system,
+	// signed (the sink refuses anything else), and its page shows it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + outbox + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(page), "1001/alice") && strings.Contains(string(page), "phone.bound") && strings.Contains(string(page), "0 with a bad signature") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the outbox page does not show alice's binding:\n%.2000s", page)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

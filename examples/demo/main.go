@@ -8,10 +8,15 @@
 // exactly as a bank would run it; the store is in memory and pushes go to
 // the phone simulator by webhook. One demo user (alice) is enrolled on the
 // simulated phone at start-up, through the real enrolment page; bob is not.
+// Notifications (bindings, locks, fraud reports) go, signed, to a small
+// notification system whose "outbox" page shows what each customer was
+// sent.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +39,7 @@ import (
 
 	_ "github.com/onepush/onepush/caddymodule"
 	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
 	examplepolicy "github.com/onepush/onepush/examples/policy"
 )
@@ -43,6 +49,7 @@ func main() {
 	bankListen := flag.String("bank-listen", "127.0.0.1:9001", "legacy bank address (behind the gateway)")
 	phoneListen := flag.String("phone-listen", "127.0.0.1:9002", "phone simulator address (its page has Approve / Deny)")
 	phoneAuto := flag.String("phone-auto", "off", "phone answers by itself: approve, deny or off")
+	outboxListen := flag.String("outbox-listen", "127.0.0.1:9003", "the bank's notification system: its page shows what each customer was sent")
 	flag.Parse()
 	logger := log.New(os.Stderr, "demo: ", log.LstdFlags)
 	switch *phoneAuto {
@@ -52,12 +59,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *listen, *bankListen, *phoneListen, *phoneAuto); err != nil {
+	if err := run(ctx, logger, *listen, *bankListen, *phoneListen, *outboxListen, *phoneAuto); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListen, auto string) error {
+func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListen, outboxListen, auto string) error {
 	users := bank.DefaultUsers()
 	bankLn, err := net.Listen("tcp", bankListen)
 	if err != nil {
@@ -72,6 +79,20 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 		return fmt.Errorf("phone listener: %w", err)
 	}
 	phoneAddr := phoneLn.Addr().String()
+
+	// The bank's notification system, with a secret made for this run.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	notifySecret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	outboxLn, err := net.Listen("tcp", outboxListen)
+	if err != nil {
+		return fmt.Errorf("outbox listener: %w", err)
+	}
+	outboxSrv := &http.Server{Handler: notifysink.New(notifySecret), ReadHeaderTimeout: 10 * time.Second}
+	go outboxSrv.Serve(outboxLn)
+	defer outboxSrv.Close()
 
 	dir, err := os.MkdirTemp("", "onepush-demo-")
 	if err != nil {
@@ -92,6 +113,11 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	persist_config off
 	onepush {
 		webhook_allow http://%s/
+		notify {
+			url http://%s/
+			secret {env.ONEPUSH_DEMO_NOTIFY_SECRET}
+			repudiation "If you did not do this, call the bank's 24-hour line at once: 0120-000-000."
+		}
 	}
 }
 
@@ -103,7 +129,10 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	}
 	reverse_proxy %s
 }
-`, phoneAddr, port, host, policyPath, bankLn.Addr().String())
+`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, bankLn.Addr().String())
+	if err := os.Setenv("ONEPUSH_DEMO_NOTIFY_SECRET", notifySecret); err != nil {
+		return err
+	}
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		return fmt.Errorf("adapting the Caddyfile: %w", err)
@@ -141,10 +170,11 @@ onepush demo is running.
   Bank, through the gateway:  %s/
   Simulated phone:            http://%s/   (approve or deny prompts here; auto: %s)
   Bank's operations log:      %s/ops/log
+  Outbox (what each customer was sent): http://%s/
   The bank directly (no gateway, for comparison): http://%s/
 
 Demo users (contract number / user ID / password / transaction password):
-`, gateway, phoneAddr, auto, gateway, bankLn.Addr())
+`, gateway, phoneAddr, auto, gateway, outboxLn.Addr(), bankLn.Addr())
 	for i, u := range users {
 		note := "not enrolled: logs in with the password only"
 		if i == 0 {
