@@ -14,15 +14,18 @@ import (
 )
 
 // EnrolFormTokenField is the enrolment form's anti-forgery token: random,
-// single use, valid for enrolTicketTTL and only with the bank session or
-// enrolment ticket it was issued to.
+// one at a time per bank session or enrolment ticket and valid only with
+// it, used up by a post, for at most enrolTicketTTL.
 const EnrolFormTokenField = "form_token"
 
 // crossOrigin refuses a post whose Sec-Fetch-Site or Origin shows it was
 // sent from another site.
 var crossOrigin = http.NewCrossOriginProtection()
 
-func formTokenKey(tok string) string { return SessionHash("enrol-form\x00" + tok) }
+// formTokenKey is where the form token of a session (or ticket) hash is
+// kept: one per session, so opening the page again and again costs the
+// store nothing more.
+func formTokenKey(binding string) string { return SessionHash("enrol-form\x00" + binding) }
 
 // passwordProofKey marks a bank session whose login the bank accepted by
 // the rule's success condition, for a user who may bind a first phone with
@@ -178,17 +181,21 @@ func (g *Gate) forgedEnrolment(w http.ResponseWriter, r *http.Request, v enrolVi
 	g.Pages.Render(w, r, http.StatusForbidden, PageEnrollForged, "", "")
 }
 
-// enrolForm is the enrolment form with a new anti-forgery token tied to
-// binding; the activation code field is required when proof asks for one.
-// Without a token (the store failed) there is no form: a post could not
-// succeed.
+// enrolForm is the enrolment form with the anti-forgery token of binding
+// (a new one unless the session has one); the activation code field is
+// required when proof asks for one. Without a token (the store failed)
+// there is no form: a post could not succeed.
 func (g *Gate) enrolForm(r *http.Request, binding string, proof policy.Proof) template.HTML {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return ""
+	tok, err := g.Engine.store.GetSession(r.Context(), formTokenKey(binding))
+	if errors.Is(err, ErrNotFound) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return ""
+		}
+		tok = base64.RawURLEncoding.EncodeToString(b)
+		err = g.Engine.store.PutSession(r.Context(), formTokenKey(binding), tok, enrolTicketTTL)
 	}
-	tok := base64.RawURLEncoding.EncodeToString(b)
-	if err := g.Engine.store.PutSession(r.Context(), formTokenKey(tok), binding, enrolTicketTTL); err != nil {
+	if err != nil {
 		g.Engine.storeError("put_session", err)
 		return ""
 	}
@@ -206,23 +213,24 @@ func (g *Gate) enrolForm(r *http.Request, binding string, proof policy.Proof) te
 		uiLabels[lang]["cred"], uiLabels[lang]["code"], label, required, uiLabels[lang]["submit"]))
 }
 
-// takeFormToken uses up a form token: true when it was issued to binding.
+// takeFormToken checks a posted token against binding's and uses it up
+// when it matches.
 func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, error) {
-	if tok == "" || len(tok) > 64 {
+	if tok == "" {
 		return false, nil
 	}
-	key := formTokenKey(tok)
-	got, err := g.Engine.store.GetSession(ctx, key)
+	key := formTokenKey(binding)
+	want, err := g.Engine.store.GetSession(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	if err := g.Engine.store.DeleteSession(ctx, key); err != nil {
-		return false, err
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
+		return false, nil
 	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(binding)) == 1, nil
+	return true, g.Engine.store.DeleteSession(ctx, key)
 }
 
 // forwardPasswordOnly forwards a login the user's state lets in on the

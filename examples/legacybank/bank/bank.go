@@ -73,6 +73,12 @@ type Config struct {
 	Now func() time.Time
 	// MaxSessions caps live sessions; 0 means DefaultMaxSessions.
 	MaxSessions int
+	// CookieOnFailedLogin sets a session cookie on the failed-login page
+	// too, as many Java applications do (a session for every visitor,
+	// JSESSIONID style): the cookie names no logged-in user, but a proxy
+	// that takes "a session cookie was set" for "the password was right"
+	// is fooled.
+	CookieOnFailedLogin bool
 }
 
 // Op is one entry of the operations log.
@@ -129,6 +135,7 @@ type Bank struct {
 	now         func() time.Time
 	users       map[userKey]*User
 	maxSessions int
+	anonCookie  bool
 	mux         *http.ServeMux
 
 	mu        sync.Mutex
@@ -146,6 +153,7 @@ func New(cfg Config) *Bank {
 		now:         cfg.Now,
 		users:       make(map[userKey]*User, len(cfg.Users)),
 		maxSessions: cfg.MaxSessions,
+		anonCookie:  cfg.CookieOnFailedLogin,
 		sessions:    make(map[string]*session),
 		lru:         list.New(),
 		transfers:   make(map[userKey][]transferRecord),
@@ -440,6 +448,9 @@ func (b *Bank) handleLogin(w http.ResponseWriter, r *http.Request) {
 			reason = "unknown_user"
 		}
 		b.record(Op{Op: OpLoginFailed, ContractNo: contract, UserID: userID, Reason: reason}, r, raw)
+		if b.anonCookie {
+			setSessionCookie(w, rand.Text()) // a visitor's session: no user behind it
+		}
 		b.render(w, http.StatusOK, "login", pageData{
 			Title: "Log in", Error: "Login failed. Please check your contract number, user ID and password.",
 			ContractNo: contract, UserID: userID,

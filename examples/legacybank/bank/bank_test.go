@@ -684,3 +684,24 @@ func TestOpsLogBounded(t *testing.T) {
 		t.Errorf("len %d first %d last %d", len(ops), ops[0].Seq, ops[len(ops)-1].Seq)
 	}
 }
+
+// TestCookieOnFailedLogin: the quirk sets a session cookie on a failed
+// login, and that cookie opens nothing.
+func TestCookieOnFailedLogin(t *testing.T) {
+	b := New(Config{Users: DefaultUsers(), CookieOnFailedLogin: true})
+	rec := do(b, http.MethodPost, "/login", formCT, "contract_no=1001&user_id=alice&password=wrong")
+	c := sessionCookie(rec)
+	if rec.Code != http.StatusOK || c == nil || c.Value == "" || !strings.Contains(rec.Body.String(), "Login failed") {
+		t.Fatalf("failed login: %d, cookie %v", rec.Code, c)
+	}
+	if op := lastOp(t, b); op.Op != OpLoginFailed {
+		t.Fatalf("op = %+v, want login_failed", op)
+	}
+	if rec := do(b, http.MethodGet, "/dashboard", "", "", c); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/login" {
+		t.Fatalf("dashboard with the failed login's cookie: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+	rec = do(b, http.MethodPost, "/transfer", formCT, "payee_account=7777777&amount=100&txn_password=alice-txn-1", c)
+	if op := lastOp(t, b); rec.Code != http.StatusUnauthorized || op.Op != OpTransferRefused || op.Reason != "no_session" {
+		t.Fatalf("transfer with the failed login's cookie: %d %+v", rec.Code, op)
+	}
+}
