@@ -1,0 +1,151 @@
+package pushauth
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAddressKeyCountsIPv6By64(t *testing.T) {
+	tests := []struct{ ip, want string }{
+		{"198.51.100.7", "198.51.100.7"},
+		{"::ffff:198.51.100.7", "198.51.100.7"},
+		{"2001:db8:5:6::1", "2001:db8:5:6::/64"},
+		{"2001:db8:5:6:ffff:ffff:ffff:ffff", "2001:db8:5:6::/64"},
+		{"2001:db8:5:7::1", "2001:db8:5:7::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"not an address", "not an address"},
+	}
+	for _, tc := range tests {
+		if got := addressKey(tc.ip); got != tc.want {
+			t.Errorf("addressKey(%q) = %q, want %q", tc.ip, got, tc.want)
+		}
+	}
+}
+
+func TestActivationCodeFormat(t *testing.T) {
+	seen := map[string]bool{}
+	for range 200 {
+		c, err := newActivationCode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) != 11 || c[5] != '-' || normalActivationCode(c) != strings.ReplaceAll(c, "-", "") {
+			t.Fatalf("code %q: want XXXXX-XXXXX of the alphabet", c)
+		}
+		if seen[c] {
+			t.Fatalf("code %q issued twice in 200", c)
+		}
+		seen[c] = true
+	}
+	// 10 symbols of 32: 50 bits, above rev 4's 40 with the user's identifiers.
+	if len(activationAlphabet) != 32 || activationLen*5 < 40 {
+		t.Fatal("activation codes carry under 40 bits")
+	}
+	tests := []struct{ typed, want string }{
+		{"ABCDE-FGHJK", "ABCDEFGHJK"},
+		{" abcde fghjk ", "ABCDEFGHJK"},
+		{"0O1IL-23456", "0011123456"}, // O reads as 0, I and L as 1
+		{"ABCDE-FGHJ", ""},            // too short
+		{"ABCDE-FGHJKM", ""},          // too long
+		{"ABCDE-FGHJU", ""},           // U is not in the alphabet
+		{"ＡBCDE-FGHJK", ""},           // full-width letters are not folded
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := normalActivationCode(tc.typed); got != tc.want {
+			t.Errorf("normalActivationCode(%q) = %q, want %q", tc.typed, got, tc.want)
+		}
+	}
+	salt := []byte("0123456789abcdef")
+	h := activationHash("1001/alice", "ABCDEFGHJK", salt)
+	for _, other := range [][3]string{{"1001/bob", "ABCDEFGHJK", ""}, {"1001/alice", "ABCDEFGHJM", ""}, {"1001/alice", "ABCDEFGHJK", "x"}} {
+		if string(activationHash(other[0], other[1], append(salt, other[2]...))) == string(h) {
+			t.Errorf("hash of %v equals alice's", other)
+		}
+	}
+}
+
+func TestRetryDelayDoublesToTenMinutes(t *testing.T) {
+	prev := time.Duration(0)
+	for attempt := 1; attempt <= 30; attempt++ {
+		d := retryDelay(attempt)
+		base := min(time.Second<<min(attempt-1, 20), 10*time.Minute)
+		if d < base || d > base+base/5 {
+			t.Fatalf("retryDelay(%d) = %s, want %s plus at most a fifth", attempt, d, base)
+		}
+		if attempt <= 10 && d <= prev/2 {
+			t.Fatalf("retryDelay(%d) = %s does not grow from %s", attempt, d, prev)
+		}
+		prev = d
+	}
+}
+
+func TestNotificationIDsSortByTime(t *testing.T) {
+	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	a, _ := notificationID(t0)
+	b, _ := notificationID(t0.Add(time.Millisecond))
+	c, _ := notificationID(t0.Add(time.Hour))
+	if !(a < b && b < c) || !strings.HasPrefix(a, "evt_") || len(a) != 4+12+16 {
+		t.Fatalf("ids %q %q %q: want evt_, time-ordered", a, b, c)
+	}
+}
+
+// TestAuditAggregatorKeepsTheTrail: the first event of a key goes in at
+// once, the rest of its window becomes one summary; keys beyond the bound
+// share one entry; closing writes what is pending.
+func TestAuditAggregatorKeepsTheTrail(t *testing.T) {
+	log := NewMemoryAuditLog(0, 0, nil)
+	e := &Engine{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Audit: log, Metrics: NopMetrics{}}}
+	a := newAuditAggregator(e, 200*time.Millisecond, 3)
+	ctx := context.Background()
+	ev := func(user, outcome, ip string) AuditEvent {
+		return AuditEvent{Type: AuditEnrolment, User: user, Outcome: outcome, ClientIP: ip, Actor: "browser", Time: time.Now()}
+	}
+	a.add(ctx, "alice", ev("alice", "unknown_credential", "198.51.100.1"))
+	for i := range 50 {
+		a.add(ctx, "alice", ev("alice", map[bool]string{true: "bad_code", false: "unknown_credential"}[i%2 == 0], "198.51.100.2"))
+	}
+	if n := log.Len(); n != 1 {
+		t.Fatalf("%d events after 51 of one key within a window, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for log.Len() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no summary after the window")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	evs, _ := log.Query(ctx, AuditQuery{User: "alice"})
+	if len(evs) != 2 || evs[1].Outcome != "repeated" || !strings.Contains(evs[1].Detail, "50 more") ||
+		!strings.Contains(evs[1].Detail, "bad_code 25, unknown_credential 25") || !strings.Contains(evs[1].Detail, "from 1 address") {
+		t.Fatalf("summary: %+v", evs)
+	}
+	// A new window lets the next event in at once.
+	a.add(ctx, "alice", ev("alice", "locked", ""))
+	if n := log.Len(); n != 3 {
+		t.Fatalf("%d events, want the first of the new window written", n)
+	}
+	// Three keys at most: a fourth and fifth share the overflow entry.
+	for _, k := range []string{"bob", "carol", "dave", "erin", "frank"} {
+		a.add(ctx, k, ev(k, "bad_code", ""))
+		a.add(ctx, k, ev(k, "bad_code", ""))
+	}
+	a.close()
+	evs, _ = log.Query(ctx, AuditQuery{Type: AuditEnrolment})
+	var overflow *AuditEvent
+	for i := range evs {
+		if evs[i].Outcome == "repeated" && evs[i].User == "" {
+			overflow = &evs[i]
+		}
+	}
+	if overflow == nil || !strings.Contains(overflow.Detail, "bad_code") {
+		t.Fatalf("no overflow summary in %+v", evs)
+	}
+	if len(evs) > 3+2+1+2+2 {
+		t.Fatalf("%d events: the bound on keys did not hold", len(evs))
+	}
+}
