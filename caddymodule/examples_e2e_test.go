@@ -44,7 +44,8 @@ func TestShippedCaddyfilesAdapt(t *testing.T) {
 			args = append(args, "--validate")
 		}
 		cmd := exec.Command(caddyBin, args...)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "ONEPUSH_ADMIN_TOKEN=example-token-0123456789", "REDIS_PASSWORD=x")
+		cmd.Env = append(os.Environ(), "HOME="+dir, "ONEPUSH_ADMIN_TOKEN=example-token-0123456789", "REDIS_PASSWORD=x",
+			"ONEPUSH_NOTIFY_SECRET=whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s does not adapt: %v\n%s", file, err, out)
 		}

@@ -288,6 +288,13 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"want {\"challenge_id\":...}"}`, http.StatusBadRequest)
 		return
 	}
+	if strings.HasPrefix(msg.ChallengeID, "test-") || strings.HasPrefix(msg.ChallengeID, "notice-") {
+		// A notice names no challenge: "test" after a binding, "replaced"
+		// when another phone took this one's place for a user.
+		s.log.Printf("phone: notice %q (%s)", msg.Kind, msg.ChallengeID)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	s.mu.Lock()
 	ctx := s.runCtx
 	s.inflight.Add(1)
