@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -147,5 +148,42 @@ func TestAuditAggregatorKeepsTheTrail(t *testing.T) {
 	}
 	if len(evs) > 3+2+1+2+2 {
 		t.Fatalf("%d events: the bound on keys did not hold", len(evs))
+	}
+}
+
+// TestFullOutboxRefusesBindings: while nobody takes the outbox's messages
+// and it is full, a binding (which could not be announced) is refused; a
+// state change is still queued.
+func TestFullOutboxRefusesBindings(t *testing.T) {
+	defer func(n int) { maxOutbox = n }(maxOutbox)
+	maxOutbox = 2
+	store := NewMemoryStore(nil)
+	defer store.Close()
+	e, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	cred := &Credential{ID: "OPTESTCREDENTIAL", Platform: "none"}
+	if err := store.PutCredential(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"u1", "u2"} {
+		if _, err := e.Bind(ctx, k, cred.ID, "clerk"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Bind(ctx, "u3", cred.ID, "clerk"); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("binding with a full outbox: %v, want ErrOutboxFull", err)
+	}
+	if u, err := store.GetUser(ctx, "u3"); err == nil && u.CredentialID != "" {
+		t.Fatalf("u3 was bound without an announcement: %+v", u)
+	}
+	if _, err := e.Suspend(ctx, "u1", time.Now().Add(time.Hour), "clerk"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.NotificationBacklog(ctx); n != 3 {
+		t.Fatalf("backlog %d, want the suspension queued past the bound", n)
 	}
 }

@@ -116,20 +116,22 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	if len(credID) > 64 {
 		credID = credID[:64]
 	}
-	u, err := e.store.GetUser(ctx, a.User)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		u = &User{Key: a.User, State: UserActive}
-	case err != nil:
-		e.storeError("get_user", err)
-		return nil, err
-	}
+	u := &User{Key: a.User, State: UserActive}
 	refuse := func(err error, outcome string, counts bool) (*Credential, error) {
 		e.enrolRefused(ctx, a, u, credID, outcome, counts)
 		return nil, err
 	}
+	// The address's budget first: a flood costs no store round trip.
 	if !e.enrolLimit.allow(a.ClientIP) {
 		return refuse(ErrEnrolRateLimited, "rate_limited_address", false)
+	}
+	stored, err := e.store.GetUser(ctx, a.User)
+	switch {
+	case err == nil:
+		u = stored
+	case !errors.Is(err, ErrNotFound):
+		e.storeError("get_user", err)
+		return nil, err
 	}
 	if ok, err := e.useSlot(ctx, "enrol/"+a.User, enrolPerUser, enrolUserWindow); err != nil {
 		return nil, err

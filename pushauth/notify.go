@@ -318,9 +318,26 @@ type notificationBody struct {
 	Repudiation        string    `json:"repudiation"`
 }
 
+// maxOutbox bounds the outbox while the bank's notification system does
+// not take its messages: past it, bindings are refused (they could not be
+// announced) and binding.refused notices are dropped; state changes (a
+// lock, a deregistration) are still queued, at most one per user and
+// change.
+var maxOutbox = 100000
+
+// ErrOutboxFull refuses a binding that could not be announced.
+var ErrOutboxFull = errors.New("the notification outbox is full: the bank's notification system is not taking messages")
+
 // announce puts a in the outbox. An error means the customer will not be
 // told: callers that bind a phone refuse the binding then.
 func (e *Engine) announce(ctx context.Context, a announcement) error {
+	switch a.Type {
+	case EventPhoneBound, EventPhoneReplaced, EventBindingRefused:
+		if n, err := e.store.NotificationBacklog(ctx); err == nil && n >= maxOutbox {
+			e.log.Error("customer notification not queued: the outbox is full", "type", a.Type, "user", a.User, "backlog", n)
+			return fmt.Errorf("pushauth: %s of %q: %w", a.Type, a.User, ErrOutboxFull)
+		}
+	}
 	now := e.now()
 	id, err := notificationID(now)
 	if err != nil {
