@@ -113,8 +113,10 @@ type EnrolAttempt struct {
 // for a user who has or had a phone, announced at most once an hour.
 func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error) {
 	credID := normalCredID(a.CredentialID)
-	if len(credID) > 64 {
-		credID = credID[:64]
+	if !plausibleCredID(credID) {
+		// Typed by anyone: nothing else reaches the audit trail or the
+		// customer's notification.
+		credID = "(malformed)"
 	}
 	u := &User{Key: a.User, State: UserActive}
 	refuse := func(err error, outcome string, counts bool) (*Credential, error) {
@@ -142,7 +144,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		return refuse(ErrLocked, "locked", false)
 	}
 	cred, err := e.store.GetCredential(ctx, credID)
-	if errors.Is(err, ErrNotFound) || credID == "" {
+	if errors.Is(err, ErrNotFound) {
 		return refuse(ErrUnknownCredential, "unknown_credential", true)
 	}
 	if err != nil {
@@ -299,4 +301,18 @@ func addressKey(ip string) string {
 		return ip
 	}
 	return p.String()
+}
+
+// plausibleCredID reports whether id could be a credential ID: "OP" and
+// base32 (newCredentialID), within 64 characters.
+func plausibleCredID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
