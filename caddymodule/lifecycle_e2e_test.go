@@ -410,8 +410,16 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 	if code == 0 || !strings.Contains(out, wantPath) || !strings.Contains(out, wantRe) {
 		t.Fatalf("lint of a broken policy: exit %d, want non-zero naming %q and %q:\n%s", code, wantPath, wantRe, out)
 	}
-	if out, code := cli(t, "policy", "lint", good); code != 0 || !strings.Contains(out, "OK, 3 rules") {
+	if out, code := cli(t, "policy", "lint", good); code != 0 || !strings.Contains(out, "OK, 3 rules") ||
+		!strings.Contains(out, "enrolment: first phone by password, another phone by activation_code") || strings.Contains(out, "warning") {
 		t.Fatalf("lint of the example policy: exit %d\n%s", code, out)
+	}
+	// A login rule that lets unenrolled users in without saying how the
+	// bank shows an accepted password: they cannot bind with it.
+	noSuccess := filepath.Join(dir, "nosuccess.yaml")
+	_ = os.WriteFile(noSuccess, []byte(strings.Replace(string(data), "    success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}", "", 1)), 0o600)
+	if out, code := cli(t, "policy", "lint", noSuccess); code != 0 || !strings.Contains(out, "warning: login (line 21) has no success condition") {
+		t.Fatalf("lint of a login rule without success: exit %d\n%s", code, out)
 	}
 
 	login := filepath.Join(dir, "login.http")
