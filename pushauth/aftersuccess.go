@@ -13,9 +13,10 @@ import (
 const maxHeldResponse = 1 << 20
 
 // afterSuccess forwards the login of an enrolled user first (the gate has
-// refused or passed every other user before anything reached the bank) and
-// challenges only when the bank accepted the password: a wrong password never rings the phone, and the
-// bank's own error page is returned as is. On an accepted login the bank's
+// refused or passed every other user before anything reached the bank)
+// and challenges only when the bank accepted the password: a wrong
+// password never rings the phone, and the bank's own error page is
+// returned as is. On an accepted login the bank's
 // response is held until the phone approves; on anything else it is
 // dropped and the bank's session is logged out.
 func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {

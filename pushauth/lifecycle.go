@@ -211,7 +211,7 @@ func stateErr(u *User, want string) error {
 // the password alone is accepted; after it, step-up-required users are
 // refused and others follow the rule's not_enrolled, until Resume.
 func (e *Engine) Suspend(ctx context.Context, key string, until time.Time, actor string) (*User, error) {
-	return e.announced(ctx, EventSuspended, actor, "password only until "+until.UTC().Format(time.RFC3339))(e.adminChange(ctx, key, "suspend", actor, func(u *User, exists bool) error {
+	u, err := e.adminChange(ctx, key, "suspend", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
@@ -220,7 +220,11 @@ func (e *Engine) Suspend(ctx context.Context, key string, until time.Time, actor
 		}
 		u.State, u.Until = UserSuspended, until
 		return nil
-	}))
+	})
+	if err == nil {
+		e.announceChange(ctx, u, EventSuspended, actor, "password only until "+until.UTC().Format(time.RFC3339))
+	}
+	return u, err
 }
 
 // Resume ends a suspension: the next login is challenged again.
@@ -258,7 +262,7 @@ func (e *Engine) Unlock(ctx context.Context, key, actor string) (*User, error) {
 // password alone is accepted until graceUntil; then step-up-required users
 // must enrol again.
 func (e *Engine) Deregister(ctx context.Context, key string, graceUntil time.Time, actor string) (*User, error) {
-	return e.announced(ctx, EventPhoneDeregistered, actor, "password only until "+graceUntil.UTC().Format(time.RFC3339))(e.adminChange(ctx, key, "deregister", actor, func(u *User, exists bool) error {
+	u, err := e.adminChange(ctx, key, "deregister", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
@@ -268,13 +272,17 @@ func (e *Engine) Deregister(ctx context.Context, key string, graceUntil time.Tim
 		u.PreviousCredentialID = u.CredentialID
 		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, graceUntil, 0
 		return nil
-	}))
+	})
+	if err == nil {
+		e.announceChange(ctx, u, EventPhoneDeregistered, actor, "password only until "+graceUntil.UTC().Format(time.RFC3339))
+	}
+	return u, err
 }
 
 // Unbind removes the user's phone with no grace at all (support staff
 // undoing a wrong binding).
 func (e *Engine) Unbind(ctx context.Context, key, actor string) (*User, error) {
-	return e.announced(ctx, EventPhoneDeregistered, actor, "no grace period")(e.adminChange(ctx, key, "unbind", actor, func(u *User, exists bool) error {
+	u, err := e.adminChange(ctx, key, "unbind", actor, func(u *User, exists bool) error {
 		if !exists {
 			return fmt.Errorf("%w: %q", ErrUnknownUser, key)
 		}
@@ -284,22 +292,21 @@ func (e *Engine) Unbind(ctx context.Context, key, actor string) (*User, error) {
 		u.PreviousCredentialID = u.CredentialID
 		u.CredentialID, u.State, u.Until, u.Failures = "", UserDeregistered, e.now(), 0
 		return nil
-	}))
+	})
+	if err == nil {
+		e.announceChange(ctx, u, EventPhoneDeregistered, actor, "no grace period")
+	}
+	return u, err
 }
 
-// announced returns a pass-through for an admin change's result that first
-// tells the customer about a change that took place.
-func (e *Engine) announced(ctx context.Context, event, actor, detail string) func(*User, error) (*User, error) {
-	return func(u *User, err error) (*User, error) {
-		if err == nil {
-			cred := u.CredentialID
-			if cred == "" {
-				cred = u.PreviousCredentialID
-			}
-			_ = e.announce(ctx, announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
-		}
-		return u, err
+// announceChange tells the customer about an admin change to u that took
+// place; the change stands whether or not the message could be queued.
+func (e *Engine) announceChange(ctx context.Context, u *User, event, actor, detail string) {
+	cred := u.CredentialID
+	if cred == "" {
+		cred = u.PreviousCredentialID
 	}
+	_ = e.announce(ctx, announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
 }
 
 // Bind binds a registered credential to a user without a security code
