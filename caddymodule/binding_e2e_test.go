@@ -549,9 +549,12 @@ func TestDenyForwardsNothing(t *testing.T) {
 }
 
 // TestLockedUserUnderAfterSuccessForwardsNothing: the user's state decides
-// before an after_success rule lets the bank check the password.
+// before an after_success rule lets the bank check the password: a locked
+// user's login, and then one whose grace is over, never reach the bank.
 func TestLockedUserUnderAfterSuccessForwardsNothing(t *testing.T) {
-	e := newEnv(t, envOptions{edit: afterSuccessPolicy})
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return afterSuccessPolicy(s) + "\nstep_up_required:\n  users: [\"1001/alice\"]\n"
+	}})
 	g := startBindingGateway(t, e, bindingOptions{})
 	phone := newPhone(t, g.gateway)
 	if st, out := g.admin(t, http.MethodPost, "/user/bind", map[string]string{"key": keyOf(alice), "credential_id": phone.CredentialID()}); st != http.StatusOK {
@@ -582,4 +585,23 @@ func TestLockedUserUnderAfterSuccessForwardsNothing(t *testing.T) {
 	}
 	g.waitMessage(t, keyOf(alice), "fraud.reported")
 	g.waitMessage(t, keyOf(alice), "user.locked")
+
+	// Unlocked, then deregistered with no grace: alice needs step-up.
+	for _, call := range []map[string]string{{"key": keyOf(alice)}, {"key": keyOf(alice), "grace": "0s"}} {
+		path := "/user/unlock"
+		if call["grace"] != "" {
+			path = "/user/deregister"
+		}
+		if st, out := g.admin(t, http.MethodPost, path, call); st != http.StatusOK {
+			t.Fatalf("%s: %d %v", path, st, out)
+		}
+	}
+	e.resetOps(t)
+	resp, page, err = b.post(ctx, g.URL+"/login", loginBody(alice))
+	if err != nil || resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "register your phone again") {
+		t.Fatalf("login after the grace: %v %v %.200s", err, resp, page)
+	}
+	if ops := e.ops(t); len(ops) != 0 {
+		t.Fatalf("the bank executed %+v for a user whose grace is over", ops)
+	}
 }
