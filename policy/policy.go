@@ -76,6 +76,9 @@ type Policy struct {
 	// DeregistrationGrace is how long a deregistered or uninstalled user may still log in
 	// with the password only; 0: not set here (the gateway's uninstall_grace applies).
 	DeregistrationGrace time.Duration
+	// Service names the bank service the policy protects (インターネットバンキング,
+	// 外為), shown on the phone and recorded in the audit; a rule may name its own.
+	Service string
 	// Rules are tried in file order; the first that matches wins.
 	Rules []*Rule
 
@@ -149,6 +152,9 @@ type Rule struct {
 	// Logout is how the gateway ends a bank session it must not let stand
 	// (after_success logins that are denied or time out).
 	Logout *LogoutCall
+	// Service names the bank service the rule protects (国内振込, 外為): the rule's own
+	// `service:` or else the policy's. Shown on the phone and recorded in the audit.
+	Service string
 	// Line is the rule's line in the policy file, for messages.
 	Line int
 
@@ -163,6 +169,7 @@ type Rule struct {
 	userHeader  string // canonical header name
 	userSession bool
 	display     []displayTmpl
+	transaction *transactionTmpl // typed transaction fields; nil when the rule has none
 	needsBody   bool
 	cookie      string // Policy.Session.Cookie, copied so Extract needs no back pointer
 	queryFields bool   // Policy.App.FieldsInQuery, copied likewise
@@ -206,11 +213,16 @@ type Extraction struct {
 	// UserKey identifies the user from the user template or header; "" when the rule
 	// takes the user from the learned session.
 	UserKey string
-	// SessionID is the value of the session cookie when the rule uses the session (or is
-	// a logout rule); "" if the request carries none.
+	// SessionID is the value of the bank's session cookie (Policy.Session.Cookie); ""
+	// if the request carries none or the policy names no cookie.
 	SessionID string
 	// Display holds the rendered display fields, in policy order.
 	Display []Field
+	// Transaction holds the typed transaction fields when the rule declares them.
+	Transaction *Transaction
+	// Host is the request's host (lower case, no port), or "" when it is not a plain host
+	// name or address.
+	Host string
 }
 
 // Error is one problem in a policy file; Parse joins all of them with errors.Join so a
