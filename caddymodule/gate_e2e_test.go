@@ -201,12 +201,8 @@ func TestTransferIsAttributedThroughTheLearnedSession(t *testing.T) {
 	if ch.Kind != "transaction" || ch.Parsed.User != "1001/alice" {
 		t.Fatalf("challenge kind %q user %q, want a transaction of 1001/alice", ch.Kind, ch.Parsed.User)
 	}
-	shown := map[string]string{}
-	for _, f := range ch.Parsed.Display {
-		shown[f.Label] = f.Value
-	}
-	if shown["Amount"] != "250000 JPY" || shown["Payee"] != "9876543" {
-		t.Fatalf("phone shows %v, want the posted amount and payee", shown)
+	if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "250000" || tx.Currency != "JPY" || tx.Payee != "9876543" {
+		t.Fatalf("phone shows %+v, want the posted amount and payee", tx)
 	}
 	if n := len(e.ops(t)); n != 0 {
 		t.Fatalf("bank executed %d operations before approval", n)
