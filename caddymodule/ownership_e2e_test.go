@@ -1,0 +1,218 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+)
+
+// The attacks of "an approval counts only for its owner's own request, in
+// its own session", each through a real Caddy in front of the legacy bank,
+// judged by the bank's operations log: did the bank execute it?
+
+// approvedLogin logs u in through g in a fresh browser, approving on
+// phone, and returns the browser.
+func approvedLogin(t *testing.T, g *gateway, u bank.User, phone *device.Phone) *browser {
+	t.Helper()
+	b := newBrowser()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.postAsync(ctx, g.URL+"/login", loginBody(u))
+	ch := waitChallenge(t, phone)
+	if ch.Parsed.User != userKey(u) {
+		t.Fatalf("login of %s rang for %q", userKey(u), ch.Parsed.User)
+	}
+	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+		t.Fatalf("approve login of %s: %d %v", userKey(u), st, err)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approved login of %s: %v %v", userKey(u), r.err, r.resp)
+	}
+	return b
+}
+
+// cookieOf returns the value of the browser's cookie name for g ("" none).
+func (b *browser) cookieOf(g *gateway, path, name string) string {
+	u, _ := url.Parse(g.URL + path)
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func transferForm(payee, amount, txnPassword string) string {
+	return url.Values{"payee_account": {payee}, "amount": {amount}, "txn_password": {txnPassword}}.Encode()
+}
+
+// postWith posts form to target carrying exactly the given Cookie header
+// (a browser whose cookies the attacker chose).
+func postWith(ctx context.Context, target, cookie, form string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := newBrowser().Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp, string(data), err
+}
+
+// auditEvents reads the audit trail of type typ from the admin API.
+func (g *lifecycleGateway) auditEvents(t *testing.T, typ string) []map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, g.adminAPI+"/audit?type="+url.QueryEscape(typ), nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Events []map[string]any `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /audit: %d %v", resp.StatusCode, err)
+	}
+	return out.Events
+}
+
+func interstitialTransferPolicy(s string) string {
+	return strings.Replace(s, "    service: 振込\n", "    service: 振込\n    mode: interstitial\n", 1)
+}
+
+// TestStolenSessionCannotRideOnAnotherUsersApproval is attack 1: the
+// attacker, logged in to their own enrolled account, posts a transfer with
+// the victim's transaction password in their own session, approves it on
+// their own phone (or with their own security code), then asks for the
+// stored request with the victim's stolen bank session cookie. The release
+// is refused (403, audited), the bank executes nothing for the victim, and
+// the victim's phone never rings; the attacker's own transfer, continued
+// in its own session, still executes.
+func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialTransferPolicy})
+	g := startLifecycleGateway(t, e)
+	victimPhone, attackerPhone := newPhone(t, g.gateway), newPhone(t, g.gateway)
+	enroll(t, g.gateway, alice, victimPhone)
+	enroll(t, g.gateway, bob, attackerPhone)
+	victim := approvedLogin(t, g.gateway, alice, victimPhone)
+	stolen := victim.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	attacker := approvedLogin(t, g.gateway, bob, attackerPhone)
+	own := attacker.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	if stolen == "" || own == "" || stolen == own {
+		t.Fatalf("bank sessions: victim %q attacker %q", stolen, own)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// start posts the attacker's transfer in the attacker's own session and
+	// returns the waiting page's cookie.
+	start := func(t *testing.T, txnPassword string) (challengeID, waitCookie string) {
+		t.Helper()
+		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", txnPassword))
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(page, "id=\"status\"") {
+			t.Fatalf("transfer in the attacker's session: %v %v %.300q", err, resp, page)
+		}
+		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+		id, _, ok := strings.Cut(wait, ".")
+		if !ok {
+			t.Fatalf("no waiting-page cookie: %q", wait)
+		}
+		return id, wait
+	}
+	release := map[string]func(t *testing.T, id, wait, session string) (*http.Response, string){
+		"continue after the attacker's phone approved": func(t *testing.T, id, wait, session string) (*http.Response, string) {
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/continue", "onepush_wait="+wait+"; BANKSESSION="+session, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp, page
+		},
+		"the attacker's own security code": func(t *testing.T, id, wait, session string) (*http.Response, string) {
+			code, _, err := attackerPhone.SecurityCodeAt(time.Now().Add(30 * time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", "onepush_wait="+wait+"; BANKSESSION="+session, url.Values{"code": {code}}.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp, page
+		},
+	}
+	for _, name := range []string{"continue after the attacker's phone approved", "the attacker's own security code"} {
+		t.Run(name, func(t *testing.T) {
+			e.resetOps(t)
+			before := len(g.auditEvents(t, "request.suspicious"))
+			id, wait := start(t, alice.TxnPassword)
+			if strings.HasPrefix(name, "continue") {
+				ch := waitChallenge(t, attackerPhone)
+				if ch.ID != id || ch.Parsed.User != userKey(bob) {
+					t.Fatalf("attacker's phone got %s for %q", ch.ID, ch.Parsed.User)
+				}
+				if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+					t.Fatalf("attacker approves: %d", st)
+				}
+			}
+			resp, page := release[name](t, id, wait, stolen)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("release with the victim's session: %d %.300q, want 403", resp.StatusCode, page)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v for a release carrying the victim's session", ops)
+			}
+			if p, _ := victimPhone.Pending(ctx); len(p) != 0 {
+				t.Fatalf("the victim's phone rang: %+v", p)
+			}
+			evs := g.auditEvents(t, "request.suspicious")
+			if len(evs) != before+1 || evs[len(evs)-1]["challenge"] != id || evs[len(evs)-1]["user"] != userKey(bob) || evs[len(evs)-1]["outcome"] != "session_mismatch" {
+				t.Fatalf("audit request.suspicious = %v, want one more for challenge %s of %s", evs, id, userKey(bob))
+			}
+			// The same request, continued in the session it was started in,
+			// goes to the attacker's own account, where the victim's
+			// transaction password is refused by the bank itself.
+			resp, page = release["continue after the attacker's phone approved"](t, id, wait, own)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Transaction password incorrect") {
+				t.Fatalf("continue in the attacker's own session: %d %.300q", resp.StatusCode, page)
+			}
+			for _, op := range e.ops(t) {
+				if op.UserID != bob.UserID || op.Op == bank.OpTransfer {
+					t.Fatalf("bank op %+v: only a refused transfer on the attacker's account may appear", op)
+				}
+			}
+		})
+	}
+
+	t.Run("the attacker's own transfer, in its own session, executes", func(t *testing.T) {
+		e.resetOps(t)
+		id, wait := start(t, bob.TxnPassword)
+		ch := waitChallenge(t, attackerPhone)
+		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK || ch.ID != id {
+			t.Fatalf("approve %s: %d", ch.ID, st)
+		}
+		resp, page := release["continue after the attacker's phone approved"](t, id, wait, own)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Transfer of 90000 JPY to 6660001 accepted") {
+			t.Fatalf("continue in its own session: %d %.300q", resp.StatusCode, page)
+		}
+		transfers := opsOf(e.ops(t), bank.OpTransfer)
+		if len(transfers) != 1 || transfers[0].UserID != bob.UserID {
+			t.Fatalf("bank transfers = %+v, want the attacker's own one", transfers)
+		}
+	})
+}
