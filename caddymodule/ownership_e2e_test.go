@@ -216,3 +216,98 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		}
 	})
 }
+
+// keptSessionAfterSuccessPolicy is after_success for a bank that keeps its
+// session ID: its successful login sets no cookie, so success cannot ask
+// for one.
+func keptSessionAfterSuccessPolicy(s string) string {
+	return strings.Replace(afterSuccessPolicy(s), "set_cookie: BANKSESSION, ", "", 1)
+}
+
+// TestBankThatKeepsItsSessionIDAtLogin is attack 2: the bank upgrades the
+// session the browser already has instead of issuing a new one. bob (no
+// phone; transfers allowed on the password alone) logs in, then alice logs
+// in on the same session. While her approval is pending, a transfer on the
+// session is refused (before, the gateway still took the session for bob's
+// and let the transfer through without a push); after it, her transfer
+// rings her phone and executes only once she approves. Nothing on the
+// session is attributed to bob after her login started.
+func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		edit func(string) string
+	}{
+		{"login held for the phone", nil},
+		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{edit: mode.edit, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
+			g, phone := e.gatewayWithAlice("")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+
+			br := newBrowser()
+			resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob))
+			if err != nil || resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("bob's password-only login: %v %v", err, resp)
+			}
+			session := br.cookieOf(g, "/", bank.SessionCookieName)
+			// The precondition of the attack: the session is bob's, and his
+			// transfers need no push.
+			e.resetOps(t)
+			if resp, page, err := br.post(ctx, g.URL+"/transfer", transferForm("1112223", "100", bob.TxnPassword)); err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(page, "accepted") {
+				t.Fatalf("bob's transfer: %v %v %.200q", err, resp, page)
+			}
+
+			e.resetOps(t)
+			login := br.postAsync(ctx, g.URL+"/login", loginBody(alice))
+			ch := waitChallenge(t, phone)
+			if ch.Parsed.User != userKey(alice) {
+				t.Fatalf("alice's login rang for %q", ch.Parsed.User)
+			}
+			// Her approval is pending: whoever holds the session tries a
+			// transfer with her transaction password.
+			resp, page, err := postWith(ctx, g.URL+"/transfer", "BANKSESSION="+session, transferForm("6660001", "90000", alice.TxnPassword))
+			if err != nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("transfer while alice's login is pending: %v %v %.300q, want 403", err, resp, page)
+			}
+			for _, op := range e.ops(t) {
+				if op.Op != bank.OpLogin {
+					t.Fatalf("the bank executed %+v while alice's login was pending", op)
+				}
+			}
+
+			if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+				t.Fatalf("approve alice's login: %d", st)
+			}
+			r := <-login
+			if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("alice's approved login: %v %v", r.err, r.resp)
+			}
+			if got := br.cookieOf(g, "/", bank.SessionCookieName); got != session {
+				t.Fatalf("the bank changed the session ID (%q -> %q): this test needs one that keeps it", session, got)
+			}
+
+			// Her transfer on the kept session rings her phone and waits.
+			e.resetOps(t)
+			res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+			tch := waitChallenge(t, phone)
+			if tch.Parsed.User != userKey(alice) || tch.Parsed.Transaction == nil || tch.Parsed.Transaction.Amount != "1200" {
+				t.Fatalf("transfer on the kept session: challenge for %q %+v", tch.Parsed.User, tch.Parsed.Transaction)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v before alice approved", ops)
+			}
+			if st, _ := phone.Decide(ctx, tch, device.Approve, 0); st != http.StatusOK {
+				t.Fatalf("approve the transfer: %d", st)
+			}
+			if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK || !strings.Contains(r.body, "accepted") {
+				t.Fatalf("approved transfer: %v %v %.200q", r.err, r.resp, r.body)
+			}
+			transfers := opsOf(e.ops(t), bank.OpTransfer)
+			if len(transfers) != 1 || transfers[0].UserID != alice.UserID || transfers[0].Amount != "1200" {
+				t.Fatalf("bank transfers = %+v, want alice's approved one", transfers)
+			}
+		})
+	}
+}
