@@ -50,6 +50,20 @@ func (b *browser) cookieOf(g *gateway, path, name string) string {
 	return ""
 }
 
+func (b *browser) get(ctx context.Context, target string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := b.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp, string(data), err
+}
+
 func transferForm(payee, amount, txnPassword string) string {
 	return url.Values{"payee_account": {payee}, "amount": {amount}, "txn_password": {txnPassword}}.Encode()
 }
@@ -307,6 +321,72 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 			transfers := opsOf(e.ops(t), bank.OpTransfer)
 			if len(transfers) != 1 || transfers[0].UserID != alice.UserID || transfers[0].Amount != "1200" {
 				t.Fatalf("bank transfers = %+v, want alice's approved one", transfers)
+			}
+		})
+	}
+}
+
+// TestAfterSuccessHandsNoUnrecognisedSession is attack 3: the bank's
+// successful login sometimes looks different from the policy's success
+// (here a next= redirect). Such an answer reaches the browser without the
+// bank's session, and the session is logged out at the bank — for a bank
+// that sets a new session and for one that upgrades the session the
+// browser already had. The phone never rings for it.
+func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		keepID bool
+	}{
+		{"the bank sets a new session", false},
+		{"the bank keeps the session the browser had", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			edit := afterSuccessPolicy
+			if tt.keepID {
+				edit = keptSessionAfterSuccessPolicy
+			}
+			e := newEnv(t, envOptions{edit: edit, bank: func(c *bank.Config) {
+				c.LoginFollowsNext, c.KeepSessionIDAtLogin = true, tt.keepID
+			}})
+			g, phone := e.gatewayWithAlice("")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			br := newBrowser()
+			if tt.keepID {
+				// The browser already has a session (bob's, password only).
+				if resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob)); err != nil || resp.StatusCode != http.StatusSeeOther {
+					t.Fatalf("bob's login: %v %v", err, resp)
+				}
+			}
+			e.resetOps(t)
+			before := e.bank.SessionCount()
+
+			resp, _, err := br.post(ctx, g.URL+"/login", loginBody(alice)+"&next=%2Ftransfer")
+			if err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/transfer" {
+				t.Fatalf("alice's login with next=: %v %v", err, resp)
+			}
+			for _, c := range resp.Cookies() {
+				if c.Name == bank.SessionCookieName && c.Value != "" {
+					t.Fatalf("the browser got a bank session from an unrecognised success: %v", c)
+				}
+			}
+			// Whatever session the browser holds is dead at the bank.
+			if resp, page, err := br.get(ctx, g.URL+"/account"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("the browser's session after an unrecognised success: %v %v %.200q, want 401", err, resp, page)
+			}
+			ops := e.ops(t)
+			if len(opsOf(ops, bank.OpLogin)) != 1 || len(opsOf(ops, bank.OpLogout)) != 1 || opsOf(ops, bank.OpLogout)[0].UserID != alice.UserID {
+				t.Fatalf("bank ops = %+v, want alice's login and the gateway's logout of it", ops)
+			}
+			want := before
+			if tt.keepID {
+				want-- // bob's session was given to alice, then logged out
+			}
+			if n := e.bank.SessionCount(); n != want {
+				t.Fatalf("bank has %d live sessions, want %d", n, want)
+			}
+			if p, _ := phone.Pending(ctx); len(p) != 0 {
+				t.Fatalf("the phone rang for an unrecognised answer: %+v", p)
 			}
 		})
 	}
