@@ -391,3 +391,116 @@ func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 		})
 	}
 }
+
+// TestDisplaySpoofingIsRefused is attack 5: a payee that rewrites what the
+// phone shows (a right-to-left override, newlines that forge a "Payee:"
+// line), an amount the bank could read differently (full-width digits, a
+// sign, overflow), or an empty value never reaches the phone or the bank:
+// 400. A deceived user approves whatever the phone shows, so before the
+// fix the bank executed these. The user agent, which the bank does not
+// own, reaches the phone escaped; service, host and the typed transaction
+// are in the context the phone signs.
+func TestDisplaySpoofingIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g, phone := e.gatewayWithAlice("")
+	b := loggedIn(t, e, g, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The deceived user: approves every prompt the phone shows.
+	deceived, stop := context.WithCancel(ctx)
+	defer stop()
+	approved := make(chan *device.Challenge, 16)
+	go func() {
+		for deceived.Err() == nil {
+			ch, err := phone.WaitPending(deceived, 20*time.Millisecond)
+			if err != nil {
+				return
+			}
+			phone.Decide(deceived, ch, device.Approve, 0)
+			approved <- ch
+		}
+	}()
+
+	for _, tt := range []struct{ name, payee, amount string }{
+		{"payee with a right-to-left override", "9999999\u202e7654321", "50000"},
+		{"payee with newlines forging a line", "9999999\n\nPayee: 1234567 (own savings)", "50000"},
+		{"payee with a zero-width space", "99999\u200b99", "50000"},
+		{"payee over the length limit", strings.Repeat("9", 200), "50000"},
+		{"empty payee", "", "50000"},
+		{"full-width amount", "1234567", "１０００"},
+		{"negative amount", "1234567", "-1000"},
+		{"amount with a separator", "1234567", "1,000"},
+		{"overflowing amount", "1234567", "99999999999999999999"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.resetOps(t)
+			resp, page, err := b.post(ctx, g.URL+"/transfer", transferForm(tt.payee, tt.amount, alice.TxnPassword))
+			if err != nil || resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("transfer: %v %v %.200q, want 400", err, resp, page)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v", ops)
+			}
+			select {
+			case ch := <-approved:
+				t.Fatalf("the phone was asked to approve %s", ch.Context)
+			default:
+			}
+		})
+	}
+
+	t.Run("user agent with a right-to-left override is shown escaped", func(t *testing.T) {
+		e.resetOps(t)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/transfer", strings.NewReader(transferForm("1234567", "3000", alice.TxnPassword)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("User-Agent", "Mozilla/5.0 \u202eBank App\u202c (official)")
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var ch *device.Challenge
+		select {
+		case ch = <-approved:
+		case <-ctx.Done():
+			t.Fatal("no challenge")
+		}
+		if strings.ContainsRune(ch.Context, '\u202e') || strings.Contains(ch.Context, `\u202e`) || strings.ContainsRune(ch.Parsed.UserAgent, '\u202e') {
+			t.Fatalf("the phone is shown a raw right-to-left override: %q", ch.Parsed.UserAgent)
+		}
+		if ch.Parsed.UserAgent != `Mozilla/5.0 \u202EBank App\u202C (official)` {
+			t.Fatalf("user agent shown as %q, want it escaped", ch.Parsed.UserAgent)
+		}
+		if ch.Parsed.Service != "振込" || ch.Parsed.Host != "127.0.0.1" {
+			t.Fatalf("context service %q host %q", ch.Parsed.Service, ch.Parsed.Host)
+		}
+		if tx := ch.Parsed.Transaction; tx == nil || *tx != (device.Transaction{Amount: "3000", Currency: "JPY", Payee: "1234567"}) {
+			t.Fatalf("context transaction %+v", tx)
+		}
+		if transfers := opsOf(e.ops(t), bank.OpTransfer); len(transfers) != 1 || transfers[0].Amount != "3000" {
+			t.Fatalf("bank transfers = %+v", transfers)
+		}
+	})
+}
+
+// TestMisspeltPlaceholderIsNamedByLint: a display or transaction
+// placeholder naming a field the rule does not extract would show the
+// phone an empty value the user approves. `caddy onepush policy lint`
+// names the file, line and field, and Caddy refuses to start with it.
+func TestMisspeltPlaceholderIsNamedByLint(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, `amount: "{form.amount}"`, `amount: "{form.ammount}"`, 1)
+	}})
+	line := lineOf(t, e.policy, `{form.ammount}`)
+	want := e.policy + ":" + line + `: rules[1].transaction.amount: {form.ammount}: the rule does not extract "ammount"`
+	out, code := cli(t, "policy", "lint", e.policy)
+	if code == 0 || !strings.Contains(out, want) {
+		t.Fatalf("lint: exit %d, want non-zero naming %q:\n%s", code, want, out)
+	}
+	port, adminPort := freePort(t), freePort(t)
+	// Caddy's log is JSON: the quotes around the field are escaped there.
+	wantLog := e.policy + ":" + line + ": rules[1].transaction.amount: {form.ammount}"
+	if _, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{}), port, adminPort); err == nil || !strings.Contains(err.Error(), wantLog) {
+		t.Fatalf("Caddy with the misspelt policy: %v, want a refusal naming %q", err, wantLog)
+	}
+}
