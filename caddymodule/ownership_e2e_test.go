@@ -143,6 +143,13 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(page, "id=\"status\"") {
 			t.Fatalf("transfer in the attacker's session: %v %v %.300q", err, resp, page)
 		}
+		// The waiting page shows what the stored request moves, from the
+		// typed fields.
+		for _, want := range []string{`id="service">振込`, `id="amount">90000 JPY`, `id="payee">6660001`} {
+			if !strings.Contains(page, want) {
+				t.Fatalf("waiting page lacks %q", want)
+			}
+		}
 		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
 		id, _, ok := strings.Cut(wait, ".")
 		if !ok {
