@@ -76,10 +76,10 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
-	if rule.Kind == policy.KindLogin && g.Policy.Session.Cookie != "" {
-		// The replay completes this login in a later request: name it by the
-		// challenge, which that request knows.
-		if err := g.markLogin(r.Context(), rule, &loginMark{session: ex.SessionID, nonce: c.ID, user: user.Key}); err != nil {
+	if m := loginMarkOf(r.Context()); m != nil && m.marked {
+		// The replay completes this login in a later request: name the mark
+		// by the challenge, which that request knows.
+		if err := g.writeMark(r.Context(), rule, &loginMark{session: m.session, nonce: c.ID, user: user.Key}); err != nil {
 			_, _ = g.Engine.finish(context.WithoutCancel(r.Context()), c.ID, StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}

@@ -27,7 +27,9 @@ import (
 // The mapping SessionHash(cookie) → user keeps its format (the enrolment
 // page and older instances read it); the pending mark lives beside it under
 // loginPendingHash(cookie) with "<nonce>\x00<user>", the nonce naming the
-// login that wrote it, so only the latest login on a session completes.
+// login that wrote it, so only the latest login on a session completes. A
+// login on a session the gateway never mapped writes no mark (see
+// markLogin); it completes only if nobody was mapped to the session since.
 // Within one process everything that reaches the bank on one session is
 // serialised (sessionLocks), so the bank's order of logins and transfers on
 // a session is the order the gateway checked them in.
@@ -37,6 +39,7 @@ type loginMark struct {
 	session string // the request's own session cookie value; "" when none
 	nonce   string // the interstitial challenge's ID, or a random one
 	user    string
+	marked  bool // the session was mapped, so the login wrote its pending mark
 }
 
 type loginMarkKey struct{}
@@ -61,13 +64,32 @@ func (g *Gate) pendingTTL(rule *policy.Rule) time.Duration {
 	return rule.Timeout + g.Engine.cfg.Retain + time.Minute
 }
 
-// markLogin records m as the login pending on its session and forgets the
-// user the session was mapped to. An error means the mark could not be
-// written: the login must not go on (fail closed).
+// markLogin records m as the login pending on its session, replacing an
+// earlier pending login there, and forgets the user the session was mapped
+// to. A session the gateway never mapped and where no login is pending is
+// not marked: nothing is attributed to it anyway, and a mark per unknown
+// cookie would let anyone grow the store with made-up cookies. An error
+// means the session could not be read or marked: the login must not go on
+// (fail closed).
 func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) error {
 	if m.session == "" {
 		return nil
 	}
+	for _, h := range []string{SessionHash(m.session), loginPendingHash(m.session)} {
+		_, err := g.Engine.store.GetSession(ctx, h)
+		if err == nil {
+			return g.writeMark(ctx, rule, m)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			g.Engine.storeError("get_session", err)
+			return err
+		}
+	}
+	return nil
+}
+
+// writeMark makes m the pending login of its session.
+func (g *Gate) writeMark(ctx context.Context, rule *policy.Rule, m *loginMark) error {
 	store := g.Engine.store
 	if err := store.PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
 		g.Engine.storeError("put_session", err)
@@ -77,23 +99,35 @@ func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) e
 		g.Engine.storeError("delete_session", err)
 		return err
 	}
+	m.marked = true
 	return nil
 }
 
-// loginCurrent reports whether m is still the latest login on its session.
+// loginCurrent reports whether m may still complete: it is the pending
+// login of its session, or, when no login is pending there, nobody has
+// been mapped to the session since m started (m's session was unknown).
 func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
 	if m == nil || m.session == "" {
 		return true, nil
 	}
-	v, err := g.Engine.store.GetSession(ctx, loginPendingHash(m.session))
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
+	store := g.Engine.store
+	v, err := store.GetSession(ctx, loginPendingHash(m.session))
+	switch {
+	case err == nil:
+		return v == m.value(), nil
+	case !errors.Is(err, ErrNotFound):
 		g.Engine.storeError("get_session", err)
 		return false, err
 	}
-	return v == m.value(), nil
+	_, err = store.GetSession(ctx, SessionHash(m.session))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return true, nil
+	case err != nil:
+		g.Engine.storeError("get_session", err)
+		return false, err
+	}
+	return false, nil
 }
 
 // completeLogin maps the session a successful login hands to the browser
