@@ -160,19 +160,18 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 
 // spec is the challenge a matched request asks for.
 func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction) ChallengeSpec {
-	return ChallengeSpec{
-		UserKey:     user.Key,
-		Rule:        rule.Name,
-		Kind:        string(rule.Kind),
-		Display:     fieldsOf(ex.Display),
-		ClientIP:    g.clientIP(r),
-		UserAgent:   r.UserAgent(),
-		Timeout:     rule.Timeout,
-		Service:     rule.Service,
-		Host:        ex.Host,
-		Transaction: transactionOf(ex.Transaction),
-		SessionHash: sessionHashOf(ex.SessionID),
+	spec := ChallengeSpec{
+		UserKey:   user.Key,
+		Rule:      rule.Name,
+		Kind:      string(rule.Kind),
+		Display:   fieldsOf(ex.Display),
+		ClientIP:  g.clientIP(r),
+		UserAgent: r.UserAgent(),
+		Timeout:   rule.Timeout,
 	}
+	spec.Service, spec.Host, spec.Transaction = rule.Service, ex.Host, transactionOf(ex.Transaction)
+	spec.SessionHash = sessionHashOf(ex.SessionID)
+	return spec
 }
 
 func transactionOf(t *policy.Transaction) *Transaction {

@@ -239,17 +239,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	if err != nil {
 		return fmt.Errorf("onepush: stored request URI %q: %w", held.URI, err)
 	}
-	var rule *policy.Rule
-	for _, rl := range g.Policy.Rules {
-		if rl.Name == cur.Rule {
-			rule = rl
-		}
-	}
-	ctx := r.Context()
-	if rule != nil && rule.Kind == policy.KindLogin {
-		ctx = withLoginMark(ctx, &loginMark{session: session, nonce: cur.ID, user: cur.UserKey})
-	}
-	req := r.Clone(ctx)
+	req := r.Clone(r.Context())
 	req.Method = held.Method
 	req.URL.Path, req.URL.RawPath, req.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
 	req.RequestURI = held.URI
@@ -263,6 +253,17 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	if len(keep) > 0 {
 		req.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
+	var rule *policy.Rule
+	for _, rl := range g.Policy.Rules {
+		if rl.Name == cur.Rule {
+			rule = rl
+		}
+	}
+	if rule != nil && rule.Kind == policy.KindLogin {
+		// The login completes in this request, on the session it was
+		// started in (checked above).
+		req = req.WithContext(withLoginMark(req.Context(), &loginMark{session: session, nonce: cur.ID, user: cur.UserKey}))
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
