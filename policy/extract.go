@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -96,7 +95,7 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 	if len(r.display) > 0 {
 		x.Display = make([]Field, 0, len(r.display))
 		for _, d := range r.display {
-			v, err := d.tmpl.renderShown(vals, req.Header, "display "+strconv.Quote(d.label))
+			v, err := d.tmpl.renderShown(vals, req.Header, "display", d.label)
 			if err != nil {
 				return nil, err
 			}
@@ -438,14 +437,17 @@ func (t *template) render(vals *formValues, h http.Header, shown bool) (string, 
 	return b.String(), nil
 }
 
-// renderShown renders a value the phone shows (what names it in errors) and refuses one
-// the phone could not show as the bank reads it (see shownProblem).
-func (t *template) renderShown(vals *formValues, h http.Header, what string) (string, error) {
+// renderShown renders a value the phone shows (what and label name it in errors) and
+// refuses one the phone could not show as the bank reads it (see shownProblem).
+func (t *template) renderShown(vals *formValues, h http.Header, what, label string) (string, error) {
 	v, err := t.render(vals, h, true)
 	if err != nil {
 		return "", err
 	}
 	if msg := shownProblem(v); msg != "" {
+		if label != "" {
+			return "", fmt.Errorf("%w: %s %q %s", ErrBadRequest, what, label, msg)
+		}
 		return "", fmt.Errorf("%w: %s %s", ErrBadRequest, what, msg)
 	}
 	return v, nil

@@ -2,8 +2,8 @@ package policy
 
 import (
 	"fmt"
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode"
@@ -156,6 +156,12 @@ func shownProblem(v string) string {
 	n := 0
 	for _, c := range v {
 		n++
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f { // the only ASCII characters in Cc
+				return fmt.Sprintf("contains the character U+%04X", c)
+			}
+			continue
+		}
 		if unicode.In(c, unicode.C, unicode.Zl, unicode.Zp, unicode.Noncharacter_Code_Point) {
 			return fmt.Sprintf("contains the character U+%04X", c)
 		}
@@ -170,23 +176,23 @@ func shownProblem(v string) string {
 func (t *transactionTmpl) render(vals *formValues, h http.Header) (*Transaction, error) {
 	var tx Transaction
 	var err error
-	if tx.Amount, err = t.amount.renderShown(vals, h, "transaction amount"); err != nil {
+	if tx.Amount, err = t.amount.renderShown(vals, h, "transaction amount", ""); err != nil {
 		return nil, err
 	}
 	if err := checkAmount(tx.Amount); err != nil {
 		return nil, err
 	}
-	if tx.Currency, err = t.currency.renderShown(vals, h, "transaction currency"); err != nil {
+	if tx.Currency, err = t.currency.renderShown(vals, h, "transaction currency", ""); err != nil {
 		return nil, err
 	}
 	if !isCurrencyCode(tx.Currency) {
 		return nil, fmt.Errorf("%w: currency %q is not an ISO 4217 code", ErrBadRequest, tx.Currency)
 	}
-	if tx.Payee, err = t.payee.renderShown(vals, h, "transaction payee"); err != nil {
+	if tx.Payee, err = t.payee.renderShown(vals, h, "transaction payee", ""); err != nil {
 		return nil, err
 	}
 	if t.payeeName != nil {
-		if tx.PayeeName, err = t.payeeName.renderShown(vals, h, "transaction payee name"); err != nil {
+		if tx.PayeeName, err = t.payeeName.renderShown(vals, h, "transaction payee name", ""); err != nil {
 			return nil, err
 		}
 	}
@@ -238,15 +244,24 @@ func shownHost(h string) string {
 	if h == "" || len(h) > 253 {
 		return ""
 	}
-	if ip := net.ParseIP(h); ip != nil {
-		return ip.String()
-	}
-	h = strings.ToLower(h)
+	lower := true
 	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+		switch c := h[i]; {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.':
+		case c >= 'A' && c <= 'Z':
+			lower = false
+		case c == ':':
+			// Only an IPv6 address has a colon left once the port is gone.
+			if ip, err := netip.ParseAddr(h); err == nil && ip.Is6() {
+				return ip.String()
+			}
+			return ""
+		default:
 			return ""
 		}
+	}
+	if !lower {
+		return strings.ToLower(h)
 	}
 	return h
 }
