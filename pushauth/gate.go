@@ -119,9 +119,10 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if err != nil {
 		return g.unavailable(w, r, rule, err)
 	}
-	if rule.Kind == policy.KindLogin && g.Policy.Session.Cookie != "" {
+	if rule.Kind == policy.KindLogin && ex.SessionID != "" {
 		// From here the session this login was started in means nothing
-		// until the login completes.
+		// until the login completes. (A login without a session cookie has
+		// nothing to forget: it learns the session the bank sets.)
 		m := &loginMark{session: ex.SessionID, user: user.Key}
 		if m.nonce, err = randomID(); err != nil {
 			return err
