@@ -32,19 +32,7 @@ var (
 // the bank's session cookie learned by the gateway.
 func loggedIn(t *testing.T, e *env, g *gateway, phone *device.Phone) *browser {
 	t.Helper()
-	b := newBrowser()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res := b.postAsync(ctx, g.URL+"/login", loginBody(alice))
-	ch := waitChallenge(t, phone)
-	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
-		t.Fatalf("approve login: %d %v", st, err)
-	}
-	r := <-res
-	if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("approved login: %v %v", r.err, r.resp)
-	}
-	return b
+	return approvedLogin(t, g, alice, phone)
 }
 
 func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {

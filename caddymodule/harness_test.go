@@ -285,6 +285,11 @@ func (b *browser) post(ctx context.Context, target, body string) (*http.Response
 		return nil, "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.send(req)
+}
+
+// send does req and returns the response with its whole body.
+func (b *browser) send(req *http.Request) (*http.Response, string, error) {
 	resp, err := b.Do(req)
 	if err != nil {
 		return nil, "", err

@@ -3,7 +3,6 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,37 +54,27 @@ func (b *browser) get(ctx context.Context, target string) (*http.Response, strin
 	if err != nil {
 		return nil, "", err
 	}
-	resp, err := b.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp, string(data), err
+	return b.send(req)
 }
+
+func sessionCookie(v string) *http.Cookie { return &http.Cookie{Name: bank.SessionCookieName, Value: v} }
+
+func waitCookie(v string) *http.Cookie { return &http.Cookie{Name: "onepush_wait", Value: v} }
 
 func transferForm(payee, amount, txnPassword string) string {
 	return url.Values{"payee_account": {payee}, "amount": {amount}, "txn_password": {txnPassword}}.Encode()
 }
 
-// postWith posts form to target carrying exactly the given Cookie header
-// (a browser whose cookies the attacker chose).
-func postWith(ctx context.Context, target, cookie, form string) (*http.Response, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
+// postWith posts form to target from a browser holding exactly the given
+// cookies (one whose cookies the attacker chose).
+func postWith(ctx context.Context, target string, form string, cookies ...*http.Cookie) (*http.Response, string, error) {
+	b := newBrowser()
+	u, err := url.Parse(target)
 	if err != nil {
 		return nil, "", err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
-	}
-	resp, err := newBrowser().Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp, string(data), err
+	b.Jar.SetCookies(u, cookies)
+	return b.post(ctx, target, form)
 }
 
 // auditEvents reads the audit trail of type typ from the admin API.
@@ -159,7 +148,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 	}
 	release := map[string]func(t *testing.T, id, wait, session string) (*http.Response, string){
 		"continue after the attacker's phone approved": func(t *testing.T, id, wait, session string) (*http.Response, string) {
-			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/continue", "onepush_wait="+wait+"; BANKSESSION="+session, "")
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/continue", "", waitCookie(wait), sessionCookie(session))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +159,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", "onepush_wait="+wait+"; BANKSESSION="+session, url.Values{"code": {code}}.Encode())
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", url.Values{"code": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +277,7 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 			}
 			// Her approval is pending: whoever holds the session tries a
 			// transfer with her transaction password.
-			resp, page, err := postWith(ctx, g.URL+"/transfer", "BANKSESSION="+session, transferForm("6660001", "90000", alice.TxnPassword))
+			resp, page, err := postWith(ctx, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(session))
 			if err != nil || resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("transfer while alice's login is pending: %v %v %.300q, want 403", err, resp, page)
 			}
