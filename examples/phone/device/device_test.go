@@ -868,13 +868,7 @@ func TestSimulatorPageListsPromptAndDecides(t *testing.T) {
 	go sim.Run(ctx)
 
 	id := f.addChallenge(sim.Phone().CredentialID(), "transfer", transferCtx, false, 0, false)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sim.PendingPrompts()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("prompt never listed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPrompt(t, sim)
 
 	resp, err := http.Get(hs.URL + "/")
 	if err != nil {
@@ -951,13 +945,7 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 	f := newFakeServer(t)
 	sim, hs := startSim(t, f, "approve", "webhook")
 	id := f.addChallenge(sim.Phone().CredentialID(), "login", numberCtx, true, 31, true)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sim.PendingPrompts()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("prompt never listed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPrompt(t, sim)
 	resp, err := http.Get(hs.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -993,13 +981,7 @@ func TestSimulatorShowsTypedTransaction(t *testing.T) {
 	defer cancel()
 	go sim.Run(ctx)
 	f.addChallenge(sim.Phone().CredentialID(), "transaction", typedCtx, false, 0, false)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sim.PendingPrompts()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("prompt never listed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPrompt(t, sim)
 	ch := sim.PendingPrompts()[0]
 	if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "1500000" || tx.Currency != "JPY" || tx.Payee != "1234567" || ch.Parsed.Service != "振込" || ch.Parsed.Host != "bank.example.com" {
 		t.Fatalf("parsed context = %+v / %+v", ch.Parsed, ch.Parsed.Transaction)
@@ -1032,5 +1014,17 @@ func TestAmountIsGroupedForReadingOnly(t *testing.T) {
 		if got := amount(in); got != want {
 			t.Errorf("amount(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// waitPrompt waits until the simulator lists a prompt.
+func waitPrompt(t *testing.T, sim *Simulator) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sim.PendingPrompts()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("prompt never listed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
