@@ -224,6 +224,13 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		if len(transfers) != 1 || transfers[0].UserID != bob.UserID {
 			t.Fatalf("bank transfers = %+v, want the attacker's own one", transfers)
 		}
+		// The audit trail names the service and the host of the request.
+		for _, typ := range []string{"challenge.created", "challenge.decided"} {
+			evs := g.auditEvents(t, typ)
+			if last := evs[len(evs)-1]; last["challenge"] != id || last["service"] != "振込" || last["host"] != "127.0.0.1" {
+				t.Errorf("last %s audit event = %v, want challenge %s with service and host", typ, last, id)
+			}
+		}
 	})
 }
 

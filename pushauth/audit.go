@@ -210,5 +210,5 @@ func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string
 		detail = "fraud reported"
 	}
 	e.audit(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
-		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail})
+		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail, Service: c.Service, Host: c.Host})
 }
