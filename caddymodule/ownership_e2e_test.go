@@ -57,7 +57,9 @@ func (b *browser) get(ctx context.Context, target string) (*http.Response, strin
 	return b.send(req)
 }
 
-func sessionCookie(v string) *http.Cookie { return &http.Cookie{Name: bank.SessionCookieName, Value: v} }
+func sessionCookie(v string) *http.Cookie {
+	return &http.Cookie{Name: bank.SessionCookieName, Value: v}
+}
 
 func waitCookie(v string) *http.Cookie { return &http.Cookie{Name: "onepush_wait", Value: v} }
 
