@@ -274,6 +274,9 @@ func lintPolicy(c *cobra.Command, file string) error {
 		if r.DryRun {
 			fmt.Fprint(w, ", DRY RUN")
 		}
+		if r.Service != "" {
+			fmt.Fprintf(w, ", service %s", r.Service)
+		}
 		fmt.Fprintln(w)
 	}
 	if s := pol.StepUp; s != nil {
@@ -362,6 +365,16 @@ func testPolicy(c *cobra.Command, file, reqFile string) error {
 	default:
 		fmt.Fprintf(w, "user: %s\n", ex.UserKey)
 		fmt.Fprintf(w, "step-up required after a grace period: %v\n", pol.RequiresStepUp(ex.UserKey))
+	}
+	if rule.Service != "" || ex.Host != "" {
+		fmt.Fprintf(w, "service: %s, host: %s\n", rule.Service, ex.Host)
+	}
+	if tx := ex.Transaction; tx != nil {
+		fmt.Fprintf(w, "transaction: amount %s, currency %s, payee %q", tx.Amount, tx.Currency, tx.Payee)
+		if tx.PayeeName != "" {
+			fmt.Fprintf(w, ", payee name %q", tx.PayeeName)
+		}
+		fmt.Fprintln(w)
 	}
 	if len(ex.Display) > 0 {
 		fmt.Fprintln(w, "display:")

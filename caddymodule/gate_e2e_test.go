@@ -32,19 +32,7 @@ var (
 // the bank's session cookie learned by the gateway.
 func loggedIn(t *testing.T, e *env, g *gateway, phone *device.Phone) *browser {
 	t.Helper()
-	b := newBrowser()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res := b.postAsync(ctx, g.URL+"/login", loginBody(alice))
-	ch := waitChallenge(t, phone)
-	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
-		t.Fatalf("approve login: %d %v", st, err)
-	}
-	r := <-res
-	if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("approved login: %v %v", r.err, r.resp)
-	}
-	return b
+	return approvedLogin(t, g, alice, phone)
 }
 
 func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {
@@ -201,12 +189,8 @@ func TestTransferIsAttributedThroughTheLearnedSession(t *testing.T) {
 	if ch.Kind != "transaction" || ch.Parsed.User != "1001/alice" {
 		t.Fatalf("challenge kind %q user %q, want a transaction of 1001/alice", ch.Kind, ch.Parsed.User)
 	}
-	shown := map[string]string{}
-	for _, f := range ch.Parsed.Display {
-		shown[f.Label] = f.Value
-	}
-	if shown["Amount"] != "250000 JPY" || shown["Payee"] != "9876543" {
-		t.Fatalf("phone shows %v, want the posted amount and payee", shown)
+	if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "250000" || tx.Currency != "JPY" || tx.Payee != "9876543" {
+		t.Fatalf("phone shows %+v, want the posted amount and payee", tx)
 	}
 	if n := len(e.ops(t)); n != 0 {
 		t.Fatalf("bank executed %d operations before approval", n)

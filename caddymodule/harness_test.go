@@ -80,6 +80,8 @@ type envOptions struct {
 	edit   func(string) string
 	// users replaces the bank's DefaultUsers.
 	users []bank.User
+	// bank adjusts the bank's config (a bank that keeps its session ID…).
+	bank func(*bank.Config)
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -88,7 +90,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if users == nil {
 		users = bank.DefaultUsers()
 	}
-	b := bank.New(bank.Config{Users: users})
+	cfg := bank.Config{Users: users}
+	if opts.bank != nil {
+		opts.bank(&cfg)
+	}
+	b := bank.New(cfg)
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -279,6 +285,11 @@ func (b *browser) post(ctx context.Context, target, body string) (*http.Response
 		return nil, "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.send(req)
+}
+
+// send does req and returns the response with its whole body.
+func (b *browser) send(req *http.Request) (*http.Response, string, error) {
 	resp, err := b.Do(req)
 	if err != nil {
 		return nil, "", err

@@ -418,14 +418,14 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 	// bank shows an accepted password: they cannot bind with it.
 	noSuccess := filepath.Join(dir, "nosuccess.yaml")
 	_ = os.WriteFile(noSuccess, []byte(strings.Replace(string(data), "    success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}", "", 1)), 0o600)
-	if out, code := cli(t, "policy", "lint", noSuccess); code != 0 || !strings.Contains(out, "warning: login (line 21) has no success condition") {
+	if out, code := cli(t, "policy", "lint", noSuccess); code != 0 || !strings.Contains(out, "warning: login (line "+lineOf(t, noSuccess, "- name: login")+") has no success condition") {
 		t.Fatalf("lint of a login rule without success: exit %d\n%s", code, out)
 	}
 
 	login := filepath.Join(dir, "login.http")
 	_ = os.WriteFile(login, []byte("POST /login HTTP/1.1\r\nHost: bank.example\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\ncontract_no=1001&user_id=alice&password=secret"), 0o600)
 	out, code = cli(t, "policy", "test", good, login)
-	for _, want := range []string{"rule: login (line 21", "user: 1001/alice", "Contract: 1001", "User: alice"} {
+	for _, want := range []string{"rule: login (line " + lineOf(t, good, "- name: login"), "user: 1001/alice", "Contract: 1001", "User: alice"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("policy test of a login: exit %d, want %q:\n%s", code, want, out)
 		}
@@ -433,7 +433,8 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 	transfer := filepath.Join(dir, "transfer.http")
 	_ = os.WriteFile(transfer, []byte("POST /transfer/confirm HTTP/1.1\nHost: bank.example\nCookie: BANKSESSION=abc\nContent-Type: application/x-www-form-urlencoded\n\npayee_account=9876543&amount=250000&txn_password=x"), 0o600)
 	out, _ = cli(t, "policy", "test", good, transfer)
-	for _, want := range []string{"rule: transfer", "from the session learned at login", "Amount: 250000 JPY", "Payee: 9876543"} {
+	for _, want := range []string{"rule: transfer", "from the session learned at login", "service: 振込, host: bank.example",
+		`transaction: amount 250000, currency JPY, payee "9876543"`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("policy test of a transfer: want %q:\n%s", want, out)
 		}

@@ -38,10 +38,10 @@ func TestPhoneApprovesExactlyWhatTheBankExecutes(t *testing.T) {
 	// 1. The phone is shown 250000; a token whose ctx was computed over a
 	// context saying 2500 is refused, and nothing is forwarded.
 	res, ch := transfer("250000")
-	if !strings.Contains(ch.Context, `"250000 JPY"`) {
+	if !strings.Contains(ch.Context, `"amount":"250000"`) {
 		t.Fatalf("context does not carry the posted amount: %s", ch.Context)
 	}
-	forged := strings.Replace(ch.Context, "250000 JPY", "2500 JPY", 1)
+	forged := strings.Replace(ch.Context, `"amount":"250000"`, `"amount":"2500"`, 1)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"iss": phone.CredentialID(), "aud": "onepush", "sub": ch.ID, "iat": time.Now().Unix(),
 		"exp": time.Now().Add(time.Minute).Unix(), "jti": randomJTI(t), "decision": "approve",
@@ -66,11 +66,9 @@ func TestPhoneApprovesExactlyWhatTheBankExecutes(t *testing.T) {
 
 	// 2. A second transfer is approved as shown.
 	res, ch = transfer("1200")
-	var shownAmount string
-	for _, f := range ch.Parsed.Display {
-		if f.Label == "Amount" {
-			shownAmount = f.Value
-		}
+	shown := ch.Parsed.Transaction
+	if shown == nil {
+		t.Fatalf("context has no typed transaction: %s", ch.Context)
 	}
 	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
 		t.Fatalf("approve: %d", st)
@@ -79,8 +77,8 @@ func TestPhoneApprovesExactlyWhatTheBankExecutes(t *testing.T) {
 		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
 	}
 	transfers := opsOf(e.ops(t), bank.OpTransfer)
-	if len(transfers) != 1 || transfers[0].Amount+" JPY" != shownAmount || transfers[0].PayeeAccount != "5550001" {
-		t.Fatalf("bank transfers = %+v, want only the approved one of %q", transfers, shownAmount)
+	if len(transfers) != 1 || transfers[0].Amount != shown.Amount || shown.Currency != "JPY" || transfers[0].PayeeAccount != shown.Payee {
+		t.Fatalf("bank transfers = %+v, want only the approved one of %+v", transfers, shown)
 	}
 }
 

@@ -18,15 +18,18 @@ import (
 const maxParts = 1000
 
 // Extract parses the buffered body once, by the request's content type, and returns the
-// identity and display fields. Every error wraps ErrBadRequest: the gateway answers 400
+// identity, display and typed transaction fields. Every error wraps ErrBadRequest: the gateway answers 400
 // and forwards nothing, because a request the gateway reads differently from the bank
 // could show the phone one amount and execute another.
 //
 // Watched fields (those listed in match.fields or used by a template) are ambiguous, and
 // refused, when they appear twice in the body, appear in the URL query too, or appear in
 // a case variant (ASP.NET and some JSON binders ignore case). Fields listed in
-// match.fields and fields used by the user template must be present; a display-only field
-// that is absent renders as "". Values are rendered exactly as decoded, never trimmed.
+// match.fields and every field or header a template uses must be present. What the phone
+// shows (display and transaction values) must also be non-empty, valid UTF-8 without
+// control, format or separator characters, and at most MaxShownLength characters; an
+// amount must be plain ASCII digits. Values are rendered exactly as decoded, never
+// trimmed.
 // The body is not parsed at all when the rule uses no body field.
 func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 	if r.Kind == KindRefuse {
@@ -56,7 +59,7 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 
 	switch {
 	case r.userTmpl != nil:
-		key, err := r.userTmpl.render(vals, req.Header, true)
+		key, err := r.userTmpl.render(vals, req.Header, false)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +78,9 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 		x.UserKey = v[0]
 	}
 
-	if (r.userSession || r.Kind == KindLogout) && r.cookie != "" {
+	// Every rule reads the session cookie: transactions and logouts are attributed by it,
+	// and a login or a stored request is bound to the session it was started in.
+	if r.cookie != "" {
 		cs := req.CookiesNamed(r.cookie)
 		// Two session cookies could make the gateway ask one user while the bank acts
 		// for another (cookie tossing from a sibling domain), so that is ambiguous too.
@@ -90,13 +95,21 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 	if len(r.display) > 0 {
 		x.Display = make([]Field, 0, len(r.display))
 		for _, d := range r.display {
-			v, err := d.tmpl.render(vals, req.Header, false)
+			v, err := d.tmpl.renderShown(vals, req.Header, "display", d.label)
 			if err != nil {
 				return nil, err
 			}
 			x.Display = append(x.Display, Field{Label: d.label, Value: v})
 		}
 	}
+	if r.transaction != nil {
+		tx, err := r.transaction.render(vals, req.Header)
+		if err != nil {
+			return nil, err
+		}
+		x.Transaction = tx
+	}
+	x.Host = shownHost(requestHost(req))
 	return x, nil
 }
 
@@ -386,36 +399,56 @@ func skipJSON(dec *json.Decoder) error {
 
 var errMissing = errors.New("missing")
 
-// render fills the template. Fields used by the user template must be present (strict);
-// a display field that is absent renders as "". Headers used must not be repeated.
-func (t *template) render(vals *formValues, h http.Header, strict bool) (string, error) {
+// render fills the template. Every field and header it uses must be present, and
+// headers must not be repeated. With shown, each must also be non-empty: a value the
+// phone shows as empty is one the user cannot check.
+func (t *template) render(vals *formValues, h http.Header, shown bool) (string, error) {
 	var b strings.Builder
 	for _, p := range t.parts {
+		var v string
 		switch p.ns {
 		case nsLiteral:
 			b.WriteString(p.text)
+			continue
 		case nsForm:
-			v, ok := vals.get(p.name)
-			if !ok && strict {
+			var ok bool
+			v, ok = vals.get(p.name)
+			if !ok {
 				return "", fmt.Errorf("%w: required field %q %v", ErrBadRequest, p.name, errMissing)
 			}
-			if vals != nil && !vals.usable(p.name) {
+			if !vals.usable(p.name) {
 				return "", fmt.Errorf("%w: field %q is not a string or number", ErrBadRequest, p.name)
 			}
-			b.WriteString(v)
 		case nsHeader:
 			hv := h.Values(p.name)
 			if len(hv) > 1 {
 				return "", fmt.Errorf("%w: header %q repeated", ErrBadRequest, p.name)
 			}
 			if len(hv) == 0 {
-				if strict {
-					return "", fmt.Errorf("%w: header %q %v", ErrBadRequest, p.name, errMissing)
-				}
-				continue
+				return "", fmt.Errorf("%w: header %q %v", ErrBadRequest, p.name, errMissing)
 			}
-			b.WriteString(hv[0])
+			v = hv[0]
 		}
+		if shown && v == "" {
+			return "", fmt.Errorf("%w: %s of the phone's display is empty", ErrBadRequest, p)
+		}
+		b.WriteString(v)
 	}
 	return b.String(), nil
+}
+
+// renderShown renders a value the phone shows (what and label name it in errors) and
+// refuses one the phone could not show as the bank reads it (see shownProblem).
+func (t *template) renderShown(vals *formValues, h http.Header, what, label string) (string, error) {
+	v, err := t.render(vals, h, true)
+	if err != nil {
+		return "", err
+	}
+	if msg := shownProblem(v); msg != "" {
+		if label != "" {
+			return "", fmt.Errorf("%w: %s %q %s", ErrBadRequest, what, label, msg)
+		}
+		return "", fmt.Errorf("%w: %s %s", ErrBadRequest, what, msg)
+	}
+	return v, nil
 }

@@ -36,6 +36,7 @@ func multipartBody(t testing.TB, parts ...[3]string) (string, []byte) {
 
 func TestExtract(t *testing.T) {
 	p := loadBank(t)
+	const host = "bank.example.com" // as sent: Bank.Example.com:8443
 	login, transfer, logout := p.Rules[0], p.Rules[1], p.Rules[2]
 	const form = "application/x-www-form-urlencoded"
 	mpCT, mpBody := multipartBody(t, [3]string{"contract_no", "C-001"}, [3]string{"user_id", "taro"},
@@ -59,37 +60,42 @@ func TestExtract(t *testing.T) {
 		{
 			name: "login urlencoded", rule: login, target: "/login", ct: form,
 			body: "contract_no=C-001&user_id=taro+yamada&password=p%40ss",
-			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{"Contract", "C-001"}, {"User", "taro yamada"}}},
+			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{"Contract", "C-001"}, {"User", "taro yamada"}}, Host: host},
 		},
 		{
 			name: "login urlencoded with charset and extra fields", rule: login, target: "/login?lang=ja", ct: form + "; charset=UTF-8",
 			body: "x=1&contract_no=C-001&user_id=taro&password=pw&submit=",
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
 		},
 		{
 			name: "login multipart ignores file parts", rule: login, target: "/login", ct: mpCT, body: string(mpBody),
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
 		},
 		{
-			name: "transfer display exact, nothing trimmed", rule: transfer, target: "/transfer", ct: form,
-			body:    "payee_account=+0012345+&amount=1%2C000%0A&txn_password=x",
+			name: "login carries the session it is started in", rule: login, target: "/login", ct: form,
+			body: "contract_no=C&user_id=u&password=p", cookies: []string{"BANKSESSION=kept"},
+			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{"Contract", "C"}, {"User", "u"}}, Host: host},
+		},
+		{
+			name: "transfer values exact, nothing trimmed", rule: transfer, target: "/transfer", ct: form,
+			body:    "payee_account=+0012345+&amount=1000&txn_password=x",
 			cookies: []string{"BANKSESSION=s3ss10n"},
-			want:    &Extraction{SessionID: "s3ss10n", Display: []Field{{"Amount", "1,000\n JPY"}, {"Payee", " 0012345 "}}},
+			want:    &Extraction{SessionID: "s3ss10n", Transaction: &Transaction{Amount: "1000", Currency: "JPY", Payee: " 0012345 "}, Host: host},
 		},
 		{
 			name: "transfer JSON, numbers as written", rule: transfer, target: "/transfer", ct: "application/json",
-			body:    `{"payee_account":"0012345","amount":50000.50,"memo":{"amount":1},"list":[1,{"a":2}]}`,
+			body:    `{"payee_account":"0012345","amount":50000,"memo":{"amount":1},"list":[1,{"a":2}]}`,
 			cookies: []string{"BANKSESSION=s"},
-			want:    &Extraction{SessionID: "s", Display: []Field{{"Amount", "50000.50 JPY"}, {"Payee", "0012345"}}},
+			want:    &Extraction{SessionID: "s", Transaction: &Transaction{Amount: "50000", Currency: "JPY", Payee: "0012345"}, Host: host},
 		},
 		{
 			name: "transfer without session cookie", rule: transfer, target: "/transfer", ct: form,
 			body: "payee_account=1&amount=2",
-			want: &Extraction{Display: []Field{{"Amount", "2 JPY"}, {"Payee", "1"}}},
+			want: &Extraction{Transaction: &Transaction{Amount: "2", Currency: "JPY", Payee: "1"}, Host: host},
 		},
 		{
 			name: "logout needs no body", rule: logout, target: "/logout", cookies: []string{"OTHER=1", "BANKSESSION=abc"},
-			want: &Extraction{SessionID: "abc"},
+			want: &Extraction{SessionID: "abc", Host: host},
 		},
 		{name: "repeated field", rule: transfer, target: "/transfer", ct: form,
 			body: "payee_account=1&amount=100&amount=999999", wantErr: `field "amount" repeated`},
@@ -141,7 +147,7 @@ rules:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newReq("POST", tt.target, "bank.example.com", tt.ct)
+			r := newReq("POST", tt.target, "Bank.Example.com:8443", tt.ct)
 			if len(tt.cookies) > 0 {
 				r.Header.Set("Cookie", strings.Join(tt.cookies, "; "))
 			}
@@ -196,7 +202,9 @@ rules:
 		{"header user missing", sso, nil, "", "", nil, "user key is empty"},
 		{"header user repeated", sso, [][2]string{{"X-Remote-User", "a"}, {"X-Remote-User", "b"}}, "", "", nil, `header "X-Remote-User" repeated`},
 		{"template with header", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA"}}, "u=bob", "t1:bob", []Field{{"Agent", "UA {raw}"}}, ""},
-		{"display header absent renders empty", tenant, [][2]string{{"X-Tenant", "t1"}}, "u=bob", "t1:bob", []Field{{"Agent", " {raw}"}}, ""},
+		{"display header absent is refused", tenant, [][2]string{{"X-Tenant", "t1"}}, "u=bob", "", nil, `header "User-Agent" missing`},
+		{"display header empty is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", ""}}, "u=bob", "", nil, "{header.User-Agent} of the phone's display is empty"},
+		{"display header with a bidi override is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA\u202e"}}, "u=bob", "", nil, `display "Agent" contains the character U+202E`},
 		{"template header missing", tenant, nil, "u=bob", "", nil, `header "X-Tenant" missing`},
 		{"template field missing", tenant, [][2]string{{"X-Tenant", "t1"}}, "v=bob", "", nil, `required field "u" missing`},
 	}

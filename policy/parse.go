@@ -310,7 +310,7 @@ func formatSize(n int64) string {
 
 func (d *decoder) policy(root ast.Node) *Policy {
 	top, line, ok := d.mapping(root, "", "version", "session", "paths", "app", "protected", "defaults", "rules",
-		"step_up_required", "deregistration_grace", "enrolment")
+		"step_up_required", "deregistration_grace", "enrolment", "service")
 	if !ok {
 		return nil
 	}
@@ -378,6 +378,9 @@ func (d *decoder) policy(root ast.Node) *Policy {
 	if e, ok := top["enrolment"]; ok {
 		p.Enrolment = d.enrolment(e)
 	}
+	if e, ok := top["service"]; ok {
+		p.Service = d.service(e, "service")
+	}
 
 	def := ruleDefaults{timeout: DefaultTimeout, bodyLimit: DefaultBodyLimit, mode: ModeHold}
 	if e, ok := top["defaults"]; ok {
@@ -420,6 +423,9 @@ func (d *decoder) policy(root ast.Node) *Policy {
 	for _, r := range p.Rules {
 		r.cookie = p.Session.Cookie
 		r.queryFields = p.App.FieldsInQuery
+		if r.Service == "" {
+			r.Service = p.Service
+		}
 		for _, m := range r.methods {
 			if !contains(p.methods, m) {
 				p.methods = append(p.methods, m)
@@ -518,7 +524,8 @@ var defaultContentTypes = []string{"application/x-www-form-urlencoded", "multipa
 
 func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rule {
 	m, line, ok := d.mapping(n, field, "name", "kind", "match", "user", "display", "not_enrolled",
-		"timeout", "body_limit", "mode", "dry_run", "number_matching", "challenge", "success", "logout")
+		"timeout", "body_limit", "mode", "dry_run", "number_matching", "challenge", "success", "logout",
+		"transaction", "service")
 	if !ok {
 		return nil
 	}
@@ -599,6 +606,9 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 			var dt displayTmpl
 			if le, ok := dm["label"]; ok {
 				dt.label, _ = d.str(le, df+".label")
+				if msg := shownProblem(dt.label); msg != "" {
+					d.errorf(le.line, df+".label", "%s", msg)
+				}
 			}
 			if strings.TrimSpace(dt.label) == "" {
 				d.errorf(dl, df+".label", "required and must not be blank")
@@ -609,7 +619,7 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 				t, err := compileTemplate(s)
 				if err != nil {
 					d.errorf(ve.line, df+".value", "%v", err)
-				} else {
+				} else if d.checkShownTemplate(t, ve.line, df+".value") && d.checkRefs(t, ve.line, df+".value", r) {
 					dt.tmpl = t
 				}
 			}
@@ -617,6 +627,13 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 				r.display = append(r.display, dt)
 			}
 		}
+	}
+
+	if e, ok := m["transaction"]; ok {
+		d.transaction(e, field+".transaction", r)
+	}
+	if e, ok := m["service"]; ok {
+		r.Service = d.service(e, field+".service")
 	}
 
 	// Every body field whose value matters is watched for repetition, so the phone can
@@ -635,6 +652,12 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 	addRefs(r.userTmpl)
 	for _, dt := range r.display {
 		addRefs(dt.tmpl)
+	}
+	if t := r.transaction; t != nil {
+		addRefs(t.amount)
+		addRefs(t.currency)
+		addRefs(t.payee)
+		addRefs(t.payeeName)
 	}
 	r.needsBody = len(r.watched) > 0
 	return r

@@ -30,9 +30,9 @@ func TestLoadBank(t *testing.T) {
 		fields      string
 	}
 	wants := []want{
-		{"login", KindLogin, ModeHold, 90 * time.Second, 16 << 10, ActionAllow, false, 21, "POST", "exact /login", "contract_no,user_id,password"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 39, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 49, "POST,GET", "exact /logout", ""},
+		{"login", KindLogin, ModeHold, 90 * time.Second, 16 << 10, ActionAllow, false, 25, "POST", "exact /login", "contract_no,user_id,password"},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 43, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 58, "POST,GET", "exact /logout", ""},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))
@@ -72,7 +72,11 @@ func TestParseErrorFixtures(t *testing.T) {
 			`:22: rules[1].display[0].label: required and must not be blank`,
 			`:22: rules[1].display[0].value: unclosed { at offset 0 (write {{ for a literal brace)`,
 			`:26: rules[2].user: logout rules must use session: true`,
-			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout)`,
+			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout, transaction, service)`,
+		}},
+		{"placeholder.yaml", []string{
+			`:11: rules[0].display[0].value: {form.ammount}: the rule does not extract "ammount" (match.fields: payee_account, amount)`,
+			`:15: rules[0].transaction.payee: {form.payee_acount}: the rule does not extract "payee_acount" (match.fields: payee_account, amount)`,
 		}},
 		{"session.yaml", []string{
 			`:3: session.cookie: required because a rule takes its user from the session`,
@@ -134,13 +138,13 @@ func TestParseErrors(t *testing.T) {
 		{"empty rules", "version: 1\nrules: []\n", `2: rules: at least one rule is required`},
 		{"two documents", "version: 1\nrules:" + okRule + "---\nversion: 1\n", `8: a policy file holds exactly one YAML document`},
 		{"duplicate key", "version: 1\nversion: 1\nrules:" + okRule, `2: yaml: mapping key "version" already defined at [1:1]`},
-		{"unknown top", "version: 1\nrule: []\nrules:" + okRule, `2: rule: unknown field (allowed: version, session, paths, app, protected, defaults, rules, step_up_required, deregistration_grace, enrolment)`},
+		{"unknown top", "version: 1\nrule: []\nrules:" + okRule, `2: rule: unknown field (allowed: version, session, paths, app, protected, defaults, rules, step_up_required, deregistration_grace, enrolment, service)`},
 		{"unknown session key", "version: 1\nsession: {cookie: S, ttl: 1m, domain: x}\nrules:" + okRule, `2: session.domain: unknown field (allowed: cookie, ttl)`},
 		{"bad cookie name", "version: 1\nsession: {cookie: \"a b\"}\nrules:" + okRule, `2: session.cookie: "a b" is not a valid cookie name`},
 		{"bad ttl", "version: 1\nsession: {ttl: soon}\nrules:" + okRule, `2: session.ttl: invalid duration "soon" (use e.g. 90s or 2m)`},
 		{"defaults timeout", "version: 1\ndefaults: {timeout: 0s}\nrules:" + okRule, `2: defaults.timeout: must be > 0 and <= 10m0s`},
 		{"defaults unknown", "version: 1\ndefaults: {not_enrolled: deny}\nrules:" + okRule, `2: defaults.not_enrolled: unknown field (allowed: timeout, body_limit, mode)`},
-		{"alias", "version: 1\nx: &a 1\nrules:" + okRule, `2: x: unknown field (allowed: version, session, paths, app, protected, defaults, rules, step_up_required, deregistration_grace, enrolment)`},
+		{"alias", "version: 1\nx: &a 1\nrules:" + okRule, `2: x: unknown field (allowed: version, session, paths, app, protected, defaults, rules, step_up_required, deregistration_grace, enrolment, service)`},
 		{"alias used", "version: 1\nsession: {cookie: &c S, ttl: *c}\nrules:" + okRule, `2: session.ttl: YAML aliases are not supported; write the value out`},
 		{"rule not mapping", "version: 1\nrules:\n  - login\n", `3: rules[0]: must be a mapping, not a string`},
 		{"no name", "version: 1\nrules:\n  - kind: login\n    match: {path: {exact: /l}}\n    user: {header: X-U}\n", `3: rules[0].name: required`},

@@ -83,6 +83,9 @@ type Policy struct {
 	// Enrolment says what binding a phone takes; DefaultEnrolment when the file has no
 	// enrolment section.
 	Enrolment Enrolment
+	// Service names the bank service the policy protects (インターネットバンキング,
+	// 外為), shown on the phone and recorded in the audit; a rule may name its own.
+	Service string
 	// Rules are tried in file order; the first that matches wins.
 	Rules []*Rule
 
@@ -156,6 +159,9 @@ type Rule struct {
 	// Logout is how the gateway ends a bank session it must not let stand
 	// (after_success logins that are denied or time out).
 	Logout *LogoutCall
+	// Service names the bank service the rule protects (国内振込, 外為): the rule's own
+	// `service:` or else the policy's. Shown on the phone and recorded in the audit.
+	Service string
 	// Line is the rule's line in the policy file, for messages.
 	Line int
 
@@ -170,6 +176,7 @@ type Rule struct {
 	userHeader  string // canonical header name
 	userSession bool
 	display     []displayTmpl
+	transaction *transactionTmpl // typed transaction fields; nil when the rule has none
 	needsBody   bool
 	cookie      string // Policy.Session.Cookie, copied so Extract needs no back pointer
 	queryFields bool   // Policy.App.FieldsInQuery, copied likewise
@@ -213,11 +220,16 @@ type Extraction struct {
 	// UserKey identifies the user from the user template or header; "" when the rule
 	// takes the user from the learned session.
 	UserKey string
-	// SessionID is the value of the session cookie when the rule uses the session (or is
-	// a logout rule); "" if the request carries none.
+	// SessionID is the value of the bank's session cookie (Policy.Session.Cookie); ""
+	// if the request carries none or the policy names no cookie.
 	SessionID string
 	// Display holds the rendered display fields, in policy order.
 	Display []Field
+	// Transaction holds the typed transaction fields when the rule declares them.
+	Transaction *Transaction
+	// Host is the request's host (lower case, no port), or "" when it is not a plain host
+	// name or address.
+	Host string
 }
 
 // Error is one problem in a policy file; Parse joins all of them with errors.Join so a

@@ -96,5 +96,16 @@ func (t *template) hasPlaceholder() bool {
 	return false
 }
 
+// String returns the placeholder as written in the policy file.
+func (p tmplPart) String() string {
+	switch p.ns {
+	case nsForm:
+		return "{form." + p.name + "}"
+	case nsHeader:
+		return "{header." + p.name + "}"
+	}
+	return p.text
+}
+
 // String returns the template as written in the policy file.
 func (t *template) String() string { return t.src }

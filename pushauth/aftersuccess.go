@@ -16,12 +16,23 @@ const maxHeldResponse = 1 << 20
 // refused or passed every other user before anything reached the bank)
 // and challenges only when the bank accepted the password: a wrong
 // password never rings the phone, and the bank's own error page is
-// returned as is. On an accepted login the bank's
+// returned (without any bank session). On an accepted login the bank's
 // response is held until the phone approves; on anything else it is
 // dropped and the bank's session is logged out.
 func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
+	ctx := r.Context()
+	m := loginMarkOf(ctx)
+	if m == nil {
+		m = &loginMark{user: user.Key}
+	}
+	unlock, ok := sessionLocks.lock(ctx, m.session)
+	if !ok {
+		return nil
+	}
 	rec := &responseBuffer{header: http.Header{}}
-	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
+	err := g.forward(rec, r, next, body, nil, "", nil)
+	unlock()
+	if err != nil {
 		return err
 	}
 	if rec.overflow {
@@ -31,13 +42,31 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
-		// The bank refused the login: its own answer, no push.
+		// The bank refused the login, or accepted it in a way the policy
+		// does not recognise (a next= redirect, another status): its own
+		// answer, no push, and no bank session for the browser.
+		g.dropBankSession(r, next, rule, rec.header)
 		rec.writeTo(w)
 		return nil
 	}
-	ctx := r.Context()
 	pass := func() error {
-		g.learnSession(context.WithoutCancel(ctx), rec.header, user.Key)
+		unlock, ok := sessionLocks.lock(ctx, m.session)
+		if !ok {
+			g.bankLogout(r, next, rule, rec.header)
+			return nil
+		}
+		defer unlock()
+		current, err := g.loginCurrent(ctx, m)
+		if err != nil || !current {
+			g.bankLogout(r, next, rule, rec.header)
+			if err != nil {
+				return g.unavailable(w, r, rule, err)
+			}
+			g.Log.Info("login refused: a later login on the same session", "rule", rule.Name, "user", user.Key)
+			g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
+			return nil
+		}
+		g.completeLogin(context.WithoutCancel(ctx), m, rec.header)
 		rec.writeTo(w)
 		return nil
 	}
@@ -53,17 +82,30 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 	return nil
 }
 
+// dropBankSession keeps a bank session the gateway did not approve from the
+// browser: the session cookies are stripped from the bank's response and
+// the session is logged out at the bank.
+func (g *Gate) dropBankSession(r *http.Request, next Next, rule *policy.Rule, loginResp http.Header) {
+	g.bankLogout(r, next, rule, loginResp)
+	names := []string{g.Policy.Session.Cookie}
+	if rule.Success != nil && rule.Success.SetCookie != "" {
+		names = append(names, rule.Success.SetCookie)
+	}
+	stripSetCookies(loginResp, names...)
+}
+
 // bankLogout calls the bank's logout with the session its login response
-// set, so a login the phone did not approve leaves no usable session.
+// set — or, when it set none (the bank kept the session ID), the request's
+// own — so a login the phone did not approve leaves no usable session.
 func (g *Gate) bankLogout(r *http.Request, next Next, rule *policy.Rule, loginResp http.Header) {
 	name := g.Policy.Session.Cookie
 	if rule.Success != nil && rule.Success.SetCookie != "" {
 		name = rule.Success.SetCookie
 	}
-	var session string
-	for _, line := range loginResp.Values("Set-Cookie") {
-		if ck, err := http.ParseSetCookie(line); err == nil && ck.Name == name && ck.Value != "" {
-			session = ck.Value
+	session := setCookieValue(loginResp, name)
+	if session == "" && g.Policy.Session.Cookie != "" {
+		if own, ok := g.requestSession(r); ok && own != "" {
+			name, session = g.Policy.Session.Cookie, own
 		}
 	}
 	if session == "" || rule.Logout == nil {

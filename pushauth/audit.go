@@ -19,6 +19,11 @@ const (
 	AuditStateChange = "user.state"
 	AuditRefused     = "request.refused"
 	AuditAdmin       = "admin"
+
+	// AuditSuspicious records a request that tried to use an approval
+	// outside the session or browser it belongs to (a stolen session
+	// riding on someone else's approval). Nothing was forwarded.
+	AuditSuspicious = "request.suspicious"
 )
 
 // AuditEvent is one line of the audit trail. It never holds secrets:
@@ -38,6 +43,10 @@ type AuditEvent struct {
 	Actor string `json:"actor,omitempty"`
 	// Detail is free text for humans (a reason, a deadline, a platform).
 	Detail string `json:"detail,omitempty"`
+	// Service and Host are the bank service the rule protects and the host
+	// the request was sent to, where a request is concerned.
+	Service string `json:"service,omitempty"`
+	Host    string `json:"host,omitempty"`
 }
 
 // AuditQuery selects events: all set conditions must hold. Results are
@@ -159,6 +168,7 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 	for _, kv := range [][2]string{
 		{"user", ev.User}, {"credential", ev.Credential}, {"challenge", ev.Challenge}, {"rule", ev.Rule},
 		{"client_ip", ev.ClientIP}, {"outcome", ev.Outcome}, {"actor", ev.Actor}, {"detail", ev.Detail},
+		{"service", ev.Service}, {"host", ev.Host},
 	} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
@@ -200,5 +210,5 @@ func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string
 		detail = "fraud reported"
 	}
 	e.audit(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
-		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail})
+		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail, Service: c.Service, Host: c.Host})
 }

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"unicode/utf8"
 )
 
 // Config is what an Engine is built from. Zero values take the documented
@@ -223,9 +225,19 @@ type ChallengeSpec struct {
 	// Held and BrowserHash are set by the interstitial mode.
 	Held        *HeldRequest
 	BrowserHash string
+
+	// Service, Host and Transaction are shown on the phone (see Challenge);
+	// SessionHash binds the challenge to the bank session it was started in.
+	Service     string
+	Host        string
+	Transaction *Transaction
+	SessionHash string
 }
 
-// challengeContext is the JSON the phone shows and signs over.
+// challengeContext is the JSON the phone shows and signs over. Service,
+// host and the typed transaction are members of their own, so later
+// features (transaction-bound codes, Secure Payment Confirmation, totals)
+// read amount, currency and payee from them, never from display labels.
 type challengeContext struct {
 	ChallengeID string    `json:"challenge_id"`
 	User        string    `json:"user"`
@@ -237,6 +249,10 @@ type challengeContext struct {
 	NumberMatch bool      `json:"number_match"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+
+	Service     string       `json:"service,omitempty"`
+	Host        string       `json:"host,omitempty"`
+	Transaction *Transaction `json:"transaction,omitempty"`
 }
 
 // Hold creates a challenge for an enrolled user, pushes it, and waits until
@@ -329,12 +345,16 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		Kind:         spec.Kind,
 		Display:      spec.Display,
 		ClientIP:     spec.ClientIP,
-		UserAgent:    truncate(spec.UserAgent, 256),
+		UserAgent:    escapeUntrusted(spec.UserAgent, 256),
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(spec.Timeout),
 		Status:       StatusPending,
 		Held:         spec.Held,
 		BrowserHash:  spec.BrowserHash,
+		Service:      spec.Service,
+		Host:         spec.Host,
+		Transaction:  spec.Transaction,
+		SessionHash:  spec.SessionHash,
 	}
 	if spec.NumberMatch {
 		n, err := rand.Int(rand.Reader, big.NewInt(90))
@@ -345,6 +365,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	}
 	ctxJSON, err := json.Marshal(challengeContext{
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
+		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
 		NumberMatch: spec.NumberMatch, CreatedAt: now, ExpiresAt: c.ExpiresAt,
 	})
@@ -367,7 +388,8 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
 	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
 	e.audit(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
-		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind})
+		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind,
+		Service: spec.Service, Host: spec.Host})
 	if err := e.dispatch.enqueue(cred, c); err != nil {
 		if errors.Is(err, ErrPushQueueFull) {
 			e.cfg.Metrics.PushResult(cred.Platform, "queue_full")
@@ -442,6 +464,27 @@ func randomID() (string, error) {
 		return "", fmt.Errorf("pushauth: reading randomness: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// escapeUntrusted makes text the bank does not own (the browser's user
+// agent) safe to show on the phone: printable ASCII is kept and everything
+// else is written as an escape (\u202E, \xFF), so a bidi override or a
+// newline is seen, never obeyed. The result is at most n bytes.
+func escapeUntrusted(s string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < n; {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02X`, s[i])
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(byte(c))
+		default:
+			fmt.Fprintf(&b, `\u%04X`, c)
+		}
+		i += size
+	}
+	return truncate(b.String(), n)
 }
 
 func truncate(s string, n int) string {

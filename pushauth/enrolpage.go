@@ -235,39 +235,37 @@ func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, er
 
 // forwardPasswordOnly forwards a login the user's state lets in on the
 // password alone. When the rule says how the bank shows an accepted login,
-// the session is learned only from such an answer, and the session of a
-// user who may bind a first phone with the password is marked so the
-// enrolment page can tell: a bank that sets its cookie on a failed login
-// too must not make a wrong password look right.
+// the session is learned only from such an answer (see learningWriter), and
+// the session of a user who may bind a first phone with the password is
+// marked so the enrolment page can tell: a bank that sets its cookie on a
+// failed login too must not make a wrong password look right.
 func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
-	if rule.Kind != policy.KindLogin || rule.Success == nil {
+	mark := rule.Kind == policy.KindLogin && rule.Success != nil &&
+		g.EnrollPath != "" && !u.HadPhone() && g.Engine.Enrolment().First == policy.ProofPassword
+	if !mark {
 		return g.forward(w, r, next, body, rule, u.Key, nil)
 	}
 	ctx := context.WithoutCancel(r.Context())
-	mark := g.EnrollPath != "" && !u.HadPhone() && g.Engine.Enrolment().First == policy.ProofPassword
 	aw := &acceptedWriter{ResponseWriter: w, accepted: func(status int, h http.Header) {
-		if !rule.Success.Matches(status, h) {
-			return
-		}
-		g.learnSession(ctx, h, u.Key)
-		if mark {
+		if rule.Success.Matches(status, h) {
 			g.markPasswordProven(ctx, h, u.Key)
 		}
 	}}
-	return g.forward(aw, r, next, body, nil, "", nil)
+	return g.forward(aw, r, next, body, rule, u.Key, nil)
 }
 
-// markPasswordProven marks the bank sessions set in h.
+// markPasswordProven marks the bank session the login hands over: the one
+// set in h, or the request's own when the bank kept its ID.
 func (g *Gate) markPasswordProven(ctx context.Context, h http.Header, user string) {
-	name := g.Policy.Session.Cookie
-	for _, line := range h.Values("Set-Cookie") {
-		ck, err := http.ParseSetCookie(line)
-		if err != nil || ck.Name != name || ck.Value == "" {
-			continue
-		}
-		if err := g.Engine.store.PutSession(ctx, passwordProofKey(ck.Value), user, enrolTicketTTL); err != nil {
-			g.Engine.storeError("put_session", err)
-		}
+	session := setCookieValue(h, g.Policy.Session.Cookie)
+	if m := loginMarkOf(ctx); session == "" && m != nil {
+		session = m.session
+	}
+	if session == "" {
+		return
+	}
+	if err := g.Engine.store.PutSession(ctx, passwordProofKey(session), user, enrolTicketTTL); err != nil {
+		g.Engine.storeError("put_session", err)
 	}
 }
 

@@ -87,19 +87,23 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 
 	userKey := ex.UserKey
 	if rule.UsesSession() {
-		if ex.SessionID != "" {
-			userKey, err = store.GetSession(ctx, SessionHash(ex.SessionID))
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return g.unavailable(w, r, rule, err)
-			}
-		}
 		if rule.Kind == policy.KindLogout {
 			if ex.SessionID != "" {
-				if err := store.DeleteSession(ctx, SessionHash(ex.SessionID)); err != nil {
-					g.Log.Warn("forgetting session", "rule", rule.Name, "error", err)
-				}
+				g.forgetSession(ctx, ex.SessionID)
 			}
 			return g.forward(w, r, next, body, nil, "", nil)
+		}
+		var pending bool
+		userKey, pending, err = g.sessionUser(ctx, ex.SessionID)
+		if err != nil {
+			return g.unavailable(w, r, rule, err)
+		}
+		if pending {
+			// The bank may already have given this session to the user whose
+			// login is waiting for the phone: attributing the request to
+			// anyone is a guess, so nobody gets it.
+			g.refuseOnSession(w, r, rule, userKey, ex, "login_pending", "a login on this session is waiting for approval")
+			return nil
 		}
 		if userKey == "" {
 			g.Log.Info("request refused: no learned session", "rule", rule.Name, "client_ip", g.clientIP(r))
@@ -114,6 +118,20 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	}
 	if err != nil {
 		return g.unavailable(w, r, rule, err)
+	}
+	if rule.Kind == policy.KindLogin && ex.SessionID != "" {
+		// From here the session this login was started in means nothing
+		// until the login completes. (A login without a session cookie has
+		// nothing to forget: it learns the session the bank sets.)
+		m := &loginMark{session: ex.SessionID, user: user.Key}
+		if m.nonce, err = randomID(); err != nil {
+			return err
+		}
+		if err := g.markLogin(ctx, rule, m); err != nil {
+			return g.unavailable(w, r, rule, err)
+		}
+		r = r.WithContext(withLoginMark(ctx, m))
+		ctx = r.Context()
 	}
 	if rule.DryRun {
 		// A rule being rolled out: record what it would have done, change nothing.
@@ -145,7 +163,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 
 // spec is the challenge a matched request asks for.
 func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction) ChallengeSpec {
-	return ChallengeSpec{
+	spec := ChallengeSpec{
 		UserKey:   user.Key,
 		Rule:      rule.Name,
 		Kind:      string(rule.Kind),
@@ -154,6 +172,16 @@ func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.E
 		UserAgent: r.UserAgent(),
 		Timeout:   rule.Timeout,
 	}
+	spec.Service, spec.Host, spec.Transaction = rule.Service, ex.Host, transactionOf(ex.Transaction)
+	spec.SessionHash = sessionHashOf(ex.SessionID)
+	return spec
+}
+
+func transactionOf(t *policy.Transaction) *Transaction {
+	if t == nil {
+		return nil
+	}
+	return &Transaction{Amount: t.Amount, Currency: t.Currency, Payee: t.Payee, PayeeName: t.PayeeName}
 }
 
 // renderClosed answers a held request whose challenge ended without an
@@ -227,7 +255,9 @@ func (g *Gate) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]
 }
 
 // forward sends the buffered request on, byte for byte. For login rules it
-// learns the bank's session cookie from the response.
+// learns the bank's session from the response (see session.go); requests
+// attributed through the session are checked once more, just before they
+// reach the bank, against what the session means now.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body []byte, rule *policy.Rule, userKey string, c *Challenge) error {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
@@ -238,28 +268,100 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
 		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)
 	}
-	if rule == nil || rule.Kind != policy.KindLogin || g.Policy.Session.Cookie == "" {
+	if rule == nil || g.Policy.Session.Cookie == "" {
 		return next(w, r)
 	}
-	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), user: userKey}
+	switch {
+	case rule.Kind == policy.KindLogin:
+		return g.forwardLogin(w, r, next, rule, userKey)
+	case rule.UsesSession():
+		return g.forwardOnSession(w, r, next, rule, userKey)
+	}
+	return next(w, r)
+}
+
+// forwardLogin sends a login on, if it is still the latest one on the
+// session it was started in, and learns the session from the bank's answer
+// before the answer reaches the browser, so a transfer posted right after
+// is attributed.
+func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, userKey string) error {
+	m := loginMarkOf(r.Context())
+	if m == nil {
+		m = &loginMark{user: userKey}
+	}
+	unlock, ok := sessionLocks.lock(r.Context(), m.session)
+	if !ok {
+		return nil // the client left while another request on its session went on
+	}
+	defer unlock()
+	current, err := g.loginCurrent(r.Context(), m)
+	if err != nil {
+		return g.unavailable(w, r, rule, err)
+	}
+	if !current {
+		g.Log.Info("request refused: a later login on the same session", "rule", rule.Name, "user", m.user)
+		g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: m.user, Rule: rule.Name, ClientIP: g.clientIP(r),
+			Outcome: "superseded_on_session", Actor: "gateway", Detail: "a later login started on the same bank session", Service: rule.Service})
+		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
+		return nil
+	}
+	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), mark: m, rule: rule}
 	return next(lw, r)
 }
 
-// learningWriter records cookie-hash -> user when the bank's login response
-// sets the session cookie, before the response reaches the browser, so a
-// transfer posted right after is attributed.
+// forwardOnSession sends on a request attributed to userKey through its
+// session, if the session still means that user and no login on it is
+// pending: a login started on the session while the request waited for the
+// phone may already have given it to someone else at the bank.
+func (g *Gate) forwardOnSession(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, userKey string) error {
+	session, ok := g.requestSession(r)
+	if !ok || session == "" {
+		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	unlock, ok := sessionLocks.lock(r.Context(), session)
+	if !ok {
+		return nil
+	}
+	defer unlock()
+	user, pending, err := g.sessionUser(r.Context(), session)
+	if err != nil {
+		return g.unavailable(w, r, rule, err)
+	}
+	if pending || user != userKey {
+		g.refuseOnSession(w, r, rule, userKey, nil, "session_changed", "the session's login changed while the request waited")
+		return nil
+	}
+	return next(w, r)
+}
+
+// refuseOnSession refuses a request whose session cannot be attributed.
+func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *policy.Rule, userKey string, ex *policy.Extraction, outcome, detail string) {
+	host := ""
+	if ex != nil {
+		host = ex.Host
+	}
+	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", g.clientIP(r))
+	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: g.clientIP(r),
+		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host})
+	g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+}
+
+// learningWriter completes a login when the bank's response starts, before
+// it reaches the browser.
 type learningWriter struct {
 	http.ResponseWriter
 	g       *Gate
 	ctx     context.Context
-	user    string
+	mark    *loginMark
+	rule    *policy.Rule
 	written bool
 }
 
 func (lw *learningWriter) WriteHeader(status int) {
 	if !lw.written {
 		lw.written = true
-		lw.learn()
+		lw.learn(status)
 	}
 	lw.ResponseWriter.WriteHeader(status)
 }
@@ -273,26 +375,17 @@ func (lw *learningWriter) Write(b []byte) (int, error) {
 
 func (lw *learningWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
 
-func (lw *learningWriter) learn() { lw.g.learnSession(lw.ctx, lw.Header(), lw.user) }
-
-// learnSession records cookie-hash -> user for every bank session cookie
-// set in h.
-func (g *Gate) learnSession(ctx context.Context, h http.Header, user string) {
-	name := g.Policy.Session.Cookie
-	if name == "" {
-		return
+// learn maps the session the bank set to the login's user. When the bank
+// set none (it kept the session ID), the request's own session is mapped.
+// Nothing is learned when the rule's success condition says the bank
+// refused the login: a bank that sets its cookie on a failed login too
+// must not make a wrong password look like a session.
+func (lw *learningWriter) learn(status int) {
+	m := lw.mark
+	if lw.rule.Success != nil && !lw.rule.Success.Matches(status, lw.Header()) {
+		m = &loginMark{session: m.session, nonce: m.nonce} // clear the mark, learn nothing
 	}
-	for _, line := range h.Values("Set-Cookie") {
-		ck, err := http.ParseSetCookie(line)
-		if err != nil || ck.Name != name || ck.Value == "" || ck.MaxAge < 0 {
-			continue
-		}
-		if err := g.Engine.store.PutSession(ctx, SessionHash(ck.Value), user, g.Policy.Session.TTL); err != nil {
-			g.Log.Error("learning session", "user", user, "error", err)
-			continue
-		}
-		g.Log.Info("session learned", "user", user)
-	}
+	lw.g.completeLogin(lw.ctx, m, lw.Header())
 }
 
 func (g *Gate) clientIP(r *http.Request) string {

@@ -39,6 +39,9 @@ var waitTexts = map[string]map[string]string{
 		"superseded": "A newer request replaced this one. Nothing was sent to the bank.",
 		"badcode":    "The security code is wrong or was already used.", "resent": "The push was sent again.",
 		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
+
+		"othersession": "This request can only be continued in the bank session it was started in. Nothing was sent to the bank.",
+		"service":      "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
 	},
 	"ja": {
 		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
@@ -50,6 +53,9 @@ var waitTexts = map[string]map[string]string{
 		"superseded": "新しい操作に置き換えられました。銀行への送信は行われていません。",
 		"badcode":    "セキュリティコードが正しくないか、すでに使用されています。", "resent": "通知を再送しました。",
 		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
+
+		"othersession": "この操作は、開始したときと同じログイン状態でのみ続行できます。銀行への送信は行われていません。",
+		"service":      "サービス", "amount": "金額", "payee": "振込先", "payeename": "受取人名",
 	},
 }
 
@@ -69,6 +75,14 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	c, err := g.Engine.Start(r.Context(), user, spec)
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
+	}
+	if m := loginMarkOf(r.Context()); m != nil && m.marked {
+		// The replay completes this login in a later request: name the mark
+		// by the challenge, which that request knows.
+		if err := g.writeMark(r.Context(), rule, &loginMark{session: m.session, nonce: c.ID, user: user.Key}); err != nil {
+			_, _ = g.Engine.finish(context.WithoutCancel(r.Context()), c.ID, StatusCancelled)
+			return g.unavailable(w, r, rule, err)
+		}
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: WaitCookie, Value: c.ID + "." + tok, Path: g.WaitPath, HttpOnly: true,
@@ -180,11 +194,25 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*Challenge, bool) {
 }
 
 // replay sends the stored request to the bank once, on approval, and
-// returns the bank's answer to this browser.
+// returns the bank's answer to this browser. It is the only way a stored
+// request is released, and it releases it only into the bank session the
+// request was started in: the replay carries the cookies of the request
+// asking for it, so a stolen session cookie posted here would otherwise
+// make the bank execute the request for the session's owner.
 func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Challenge) error {
 	cur, err := g.Engine.store.GetChallenge(r.Context(), c.ID)
 	if err != nil {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	session, ok := g.requestSession(r)
+	if !ok || subtle.ConstantTimeCompare([]byte(sessionHashOf(session)), []byte(cur.SessionHash)) != 1 {
+		g.Log.Warn("release refused: another bank session", "challenge", cur.ID, "user", cur.UserKey, "rule", cur.Rule, "client_ip", g.clientIP(r))
+		g.Engine.audit(r.Context(), AuditEvent{Type: AuditSuspicious, User: cur.UserKey, Credential: cur.CredentialID, Challenge: cur.ID,
+			Rule: cur.Rule, ClientIP: g.clientIP(r), Outcome: "session_mismatch", Actor: "browser",
+			Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
+			Service: cur.Service, Host: cur.Host})
+		g.renderWait(w, r, http.StatusForbidden, cur, "", waitTexts[Lang(r)]["othersession"])
+		return nil
 	}
 	if cur.Status == StatusPending && !g.Engine.now().Before(cur.ExpiresAt) {
 		cur, _ = g.Engine.finish(r.Context(), cur.ID, StatusExpired)
@@ -231,6 +259,11 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 		if rl.Name == cur.Rule {
 			rule = rl
 		}
+	}
+	if rule != nil && rule.Kind == policy.KindLogin {
+		// The login completes in this request, on the session it was
+		// started in (checked above).
+		req = req.WithContext(withLoginMark(req.Context(), &loginMark{session: session, nonce: cur.ID, user: cur.UserKey}))
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
@@ -297,6 +330,8 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 		data["Base"] = strings.TrimSuffix(g.WaitPath, "/") + "/" + c.ID
 		data["Ref"] = c.ID
 		data["Display"] = c.Display
+		data["Service"] = c.Service
+		data["Transaction"] = c.Transaction
 		if c.NumberMatch != 0 && pending {
 			data["Number"] = c.NumberMatch
 		}

@@ -56,6 +56,28 @@ type Challenge struct {
 	Via        string `json:"via,omitempty"`
 	Fraud      bool   `json:"fraud,omitempty"`
 	PushResult string `json:"push_result,omitempty"`
+
+	// Service, Host and Transaction are shown on the phone beside Display:
+	// the bank service the rule protects, the host the request was sent to,
+	// and what a transaction moves, typed and raw.
+	Service     string       `json:"service,omitempty"`
+	Host        string       `json:"host,omitempty"`
+	Transaction *Transaction `json:"transaction,omitempty"`
+	// SessionHash is SessionHash of the bank session cookie the request was
+	// started in, "" when it carried none. A stored request is released only
+	// to a request carrying the same session (never the cookie itself).
+	SessionHash string `json:"session_hash,omitempty"`
+}
+
+// Transaction is what a transaction moves, exactly as the bank reads it.
+// Everything that signs, codes or sums reads these raw values (Amount is
+// ASCII digits in the currency's unit as the bank's form takes it, e.g.
+// yen); formatting such as 1,500,000円 is presentation only.
+type Transaction struct {
+	Amount    string `json:"amount"`
+	Currency  string `json:"currency"`
+	Payee     string `json:"payee"`
+	PayeeName string `json:"payee_name,omitempty"`
 }
 
 // HeldRequest is a request kept for replay: exactly the bytes the phone's

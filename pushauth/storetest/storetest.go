@@ -819,6 +819,15 @@ func testSessions(t *testing.T, s pushauth.Store) {
 	if err := s.DeleteSession(ctx, uid("sess")); err != nil {
 		t.Fatalf("DeleteSession(unknown) = %v, want nil", err)
 	}
+
+	// A pending-login mark ("<nonce>\x00<user key>") keeps every byte.
+	mark := uid("sess")
+	if err := s.PutSession(ctx, mark, "n0nce\x00alice ü", time.Hour); err != nil {
+		t.Fatalf("PutSession (mark): %v", err)
+	}
+	if got, err := s.GetSession(ctx, mark); err != nil || got != "n0nce\x00alice ü" {
+		t.Fatalf("GetSession (mark) = %q, %v; want the NUL kept", got, err)
+	}
 }
 
 // testExpiry waits out short lifetimes for real (about one second).

@@ -79,6 +79,16 @@ type Config struct {
 	// that takes "a session cookie was set" for "the password was right"
 	// is fooled.
 	CookieOnFailedLogin bool
+
+	// KeepSessionIDAtLogin makes a login on a live session keep its ID and
+	// give that session to the user who logged in, with no new cookie, as
+	// many Java and ASP applications do (they do not rotate the session at
+	// login). A login without a live session still gets a new one.
+	KeepSessionIDAtLogin bool
+	// LoginFollowsNext makes a successful login redirect to the local path in
+	// its next field (form or query) instead of /dashboard, so a successful
+	// login does not always look the same.
+	LoginFollowsNext bool
 }
 
 // Op is one entry of the operations log.
@@ -137,6 +147,8 @@ type Bank struct {
 	maxSessions int
 	anonCookie  bool
 	mux         *http.ServeMux
+	keepID      bool
+	followNext  bool
 
 	mu        sync.Mutex
 	sessions  map[string]*session
@@ -154,6 +166,8 @@ func New(cfg Config) *Bank {
 		users:       make(map[userKey]*User, len(cfg.Users)),
 		maxSessions: cfg.MaxSessions,
 		anonCookie:  cfg.CookieOnFailedLogin,
+		keepID:      cfg.KeepSessionIDAtLogin,
+		followNext:  cfg.LoginFollowsNext,
 		sessions:    make(map[string]*session),
 		lru:         list.New(),
 		transfers:   make(map[userKey][]transferRecord),
@@ -457,11 +471,25 @@ func (b *Bank) handleLogin(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	b.deleteSession(r) // avoid session fixation: drop any previous session
-	s := b.newSession(u)
+	var s *session
+	if b.keepID {
+		if s = b.sessionFor(r); s != nil {
+			b.mu.Lock()
+			s.user, s.created = u, b.now()
+			b.mu.Unlock()
+		}
+	}
+	if s == nil {
+		b.deleteSession(r) // avoid session fixation: drop any previous session
+		s = b.newSession(u)
+		setSessionCookie(w, s.id)
+	}
 	b.record(Op{Op: OpLogin, ContractNo: u.ContractNo, UserID: u.UserID, Session: s.id}, r, raw)
-	setSessionCookie(w, s.id)
-	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+	target := "/dashboard"
+	if next := form.Get("next"); b.followNext && strings.HasPrefix(next, "/") && !strings.HasPrefix(next, "//") {
+		target = next
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 func (b *Bank) handleDashboard(w http.ResponseWriter, r *http.Request) {

@@ -705,3 +705,55 @@ func TestCookieOnFailedLogin(t *testing.T) {
 		t.Fatalf("transfer with the failed login's cookie: %d %+v", rec.Code, op)
 	}
 }
+
+// TestKeepSessionIDAtLogin: a bank that does not rotate its session at login
+// gives the session the browser has to whoever logs in on it, without a new
+// cookie; a login without a session still gets one.
+func TestKeepSessionIDAtLogin(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)}
+	b := New(Config{Users: DefaultUsers(), Now: clk.Now, KeepSessionIDAtLogin: true})
+	rec := do(b, "POST", "/login", formCT, "contract_no=1001&user_id=bob&password=bob-pass-1")
+	s := sessionCookie(rec)
+	if rec.Code != http.StatusSeeOther || s == nil {
+		t.Fatalf("first login: %d %v", rec.Code, s)
+	}
+	rec = do(b, "POST", "/login", formCT, "contract_no=1001&user_id=alice&password=alice-pass-1", s)
+	if rec.Code != http.StatusSeeOther || sessionCookie(rec) != nil {
+		t.Fatalf("login on a live session: %d, Set-Cookie %v; want 303 and no new cookie", rec.Code, rec.Header().Values("Set-Cookie"))
+	}
+	if b.SessionCount() != 1 {
+		t.Fatalf("sessions = %d, want the one kept", b.SessionCount())
+	}
+	rec = do(b, "GET", "/account", "", "", s)
+	var acct accountJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &acct); err != nil || acct.UserID != "alice" {
+		t.Fatalf("the kept session belongs to %q (%v), want alice", acct.UserID, err)
+	}
+	// A wrong password leaves the session as it was.
+	do(b, "POST", "/login", formCT, "contract_no=1001&user_id=bob&password=guess", s)
+	rec = do(b, "GET", "/account", "", "", s)
+	if err := json.Unmarshal(rec.Body.Bytes(), &acct); err != nil || acct.UserID != "alice" {
+		t.Fatalf("after a refused login the session belongs to %q, want alice", acct.UserID)
+	}
+}
+
+func TestLoginFollowsNext(t *testing.T) {
+	b := New(Config{Users: DefaultUsers(), LoginFollowsNext: true})
+	for _, tt := range []struct{ next, want string }{
+		{"/transfer", "/transfer"},
+		{"//evil.example/", "/dashboard"},
+		{"https://evil.example/", "/dashboard"},
+		{"", "/dashboard"},
+	} {
+		body := "contract_no=1001&user_id=alice&password=alice-pass-1&next=" + url.QueryEscape(tt.next)
+		rec := do(b, "POST", "/login", formCT, body)
+		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != tt.want || sessionCookie(rec) == nil {
+			t.Errorf("next=%q: %d Location %q, want 303 to %s with a session", tt.next, rec.Code, rec.Header().Get("Location"), tt.want)
+		}
+	}
+	// Without the option next is ignored.
+	rec := do(New(Config{Users: DefaultUsers()}), "POST", "/login", formCT, "contract_no=1001&user_id=alice&password=alice-pass-1&next=/transfer")
+	if rec.Header().Get("Location") != "/dashboard" {
+		t.Errorf("default bank followed next: %q", rec.Header().Get("Location"))
+	}
+}

@@ -63,7 +63,18 @@ type DisplayField struct {
 	Value string `json:"value"`
 }
 
-// ContextInfo is the decoded challenge context. Unknown keys are ignored.
+// Transaction is what a transaction moves, typed and raw: read amount,
+// currency and payee from here, never from display labels. Amount is ASCII
+// digits in the currency's unit (yen for JPY); format it only to show it.
+type Transaction struct {
+	Amount    string `json:"amount"`
+	Currency  string `json:"currency"`
+	Payee     string `json:"payee"`
+	PayeeName string `json:"payee_name,omitempty"`
+}
+
+// ContextInfo is the decoded challenge context. Unknown keys are ignored,
+// and members a server of an older version does not send stay empty.
 type ContextInfo struct {
 	User        string         `json:"user"`
 	Kind        string         `json:"kind"`
@@ -73,6 +84,12 @@ type ContextInfo struct {
 	UserAgent   string         `json:"user_agent"`
 	NumberMatch bool           `json:"number_match"`
 	CreatedAt   string         `json:"created_at"`
+	// Service names the bank service (国内振込, 外為) and Host the site the
+	// request was sent to.
+	Service string `json:"service"`
+	Host    string `json:"host"`
+	// Transaction is set for transactions whose rule declares typed fields.
+	Transaction *Transaction `json:"transaction"`
 }
 
 // Challenge is a pending prompt as the server describes it.

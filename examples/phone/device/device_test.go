@@ -424,6 +424,12 @@ const transferCtx = `{"user":"1001/alice", "kind":"transfer","rule":"big-transfe
 
 const loginCtx = `{"user":"1001/alice","kind":"login","rule":"login","display":[],"client_ip":"127.0.0.1","user_agent":"curl/8","number_match":false,"created_at":"2026-01-02T03:04:05Z"}`
 
+// typedCtx is what a current server sends for a typed transaction; the
+// user agent carries a right-to-left override the page must not obey.
+const typedCtx = `{"user":"1001/alice","kind":"transaction","rule":"transfer","service":"振込","host":"bank.example.com",` +
+	`"transaction":{"amount":"1500000","currency":"JPY","payee":"1234567","payee_name":"ヤマダ タロウ"},` +
+	`"display":[],"client_ip":"203.0.113.7","user_agent":"Mozilla/5.0 \u202eevil","number_match":false}`
+
 const numberCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip":"127.0.0.1","number_match":true}`
 
 func registered(t *testing.T, f *fakeServer, platform, push string, opts ...Option) *Phone {
@@ -862,13 +868,7 @@ func TestSimulatorPageListsPromptAndDecides(t *testing.T) {
 	go sim.Run(ctx)
 
 	id := f.addChallenge(sim.Phone().CredentialID(), "transfer", transferCtx, false, 0, false)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sim.PendingPrompts()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("prompt never listed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPrompt(t, sim)
 
 	resp, err := http.Get(hs.URL + "/")
 	if err != nil {
@@ -945,13 +945,7 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 	f := newFakeServer(t)
 	sim, hs := startSim(t, f, "approve", "webhook")
 	id := f.addChallenge(sim.Phone().CredentialID(), "login", numberCtx, true, 31, true)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sim.PendingPrompts()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("prompt never listed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPrompt(t, sim)
 	resp, err := http.Get(hs.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -973,5 +967,64 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 	d := f.waitDecision(t)
 	if d.ChallengeID != id || d.Number == nil || *d.Number != 31 {
 		t.Fatalf("recorded %+v", d)
+	}
+}
+
+// TestSimulatorShowsTypedTransaction: the phone shows service, site, amount
+// (grouped for reading, from the raw digits), payee and payee name from the
+// typed members, and never obeys a bidi override in what it shows.
+func TestSimulatorShowsTypedTransaction(t *testing.T) {
+	f := newFakeServer(t)
+	sim, hs := startSim(t, f, "off", "none")
+	sim.PollInterval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sim.Run(ctx)
+	f.addChallenge(sim.Phone().CredentialID(), "transaction", typedCtx, false, 0, false)
+	waitPrompt(t, sim)
+	ch := sim.PendingPrompts()[0]
+	if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "1500000" || tx.Currency != "JPY" || tx.Payee != "1234567" || ch.Parsed.Service != "振込" || ch.Parsed.Host != "bank.example.com" {
+		t.Fatalf("parsed context = %+v / %+v", ch.Parsed, ch.Parsed.Transaction)
+	}
+	resp, err := http.Get(hs.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`<dd class="service">振込</dd>`,
+		`<dd class="amount">1,500,000 JPY</dd>`,
+		`<dd class="payee">1234567</dd>`,
+		"ヤマダ タロウ",
+		`<dd class="host">bank.example.com</dd>`,
+		`Mozilla/5.0 \u202Eevil`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.ContainsRune(string(page), '\u202e') {
+		t.Error("page contains a raw right-to-left override")
+	}
+}
+
+func TestAmountIsGroupedForReadingOnly(t *testing.T) {
+	for in, want := range map[string]string{"0": "0", "999": "999", "1000": "1,000", "250000": "250,000", "1500000": "1,500,000", "12a": "12a", "1\u202e2": `1\u202E2`} {
+		if got := amount(in); got != want {
+			t.Errorf("amount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// waitPrompt waits until the simulator lists a prompt.
+func waitPrompt(t *testing.T, sim *Simulator) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sim.PendingPrompts()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("prompt never listed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"io"
 	"log"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // Event is one decision the simulator sent, for the page and for tests.
@@ -429,7 +431,40 @@ func (s *Simulator) servePage(w http.ResponseWriter) {
 	}
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+// visible writes control, format (bidi overrides included) and separator
+// characters as \u escapes: a phone must never let a value it shows
+// reorder or break the lines around it, whatever the server checked.
+func visible(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if unicode.In(c, unicode.C, unicode.Zl, unicode.Zp) {
+			fmt.Fprintf(&b, "\\u%04X", c)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// amount groups the raw digits of an amount by thousands (1,500,000); the
+// raw value is what was signed, this is only how it is shown.
+func amount(raw string) string {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] < '0' || raw[i] > '9' {
+			return visible(raw)
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		if i > 0 && (len(raw)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(raw[i])
+	}
+	return b.String()
+}
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount}).Parse(`<!doctype html>
 <html lang="en"><head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -466,11 +501,16 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
 <div class="card prompt" id="prompt-{{.ID}}">
  <span class="kind">{{.Kind}}</span>{{if .ExpiresIn}} <span class="muted">expires in {{.ExpiresIn}}</span>{{end}}
  <dl>
-  {{if .Info.User}}<dt>User</dt><dd>{{.Info.User}}</dd>{{end}}
+  {{if .Info.Service}}<dt>Service</dt><dd class="service">{{visible .Info.Service}}</dd>{{end}}
+  {{if .Info.User}}<dt>User</dt><dd>{{visible .Info.User}}</dd>{{end}}
   {{if .Info.Kind}}<dt>Kind</dt><dd>{{.Info.Kind}}{{if and .Info.Rule (ne .Info.Rule .Info.Kind)}} ({{.Info.Rule}}){{end}}</dd>{{end}}
-  {{range .Info.Display}}<dt>{{.Label}}</dt><dd>{{.Value}}</dd>{{end}}
-  {{if .Info.ClientIP}}<dt>From IP</dt><dd>{{.Info.ClientIP}}</dd>{{end}}
-  {{if .Info.UserAgent}}<dt>Browser</dt><dd class="muted">{{.Info.UserAgent}}</dd>{{end}}
+  {{with .Info.Transaction}}<dt>Amount</dt><dd class="amount">{{amount .Amount}} {{visible .Currency}}</dd>
+  <dt>Payee</dt><dd class="payee">{{visible .Payee}}</dd>
+  {{if .PayeeName}}<dt>Payee name</dt><dd>{{visible .PayeeName}}</dd>{{end}}{{end}}
+  {{range .Info.Display}}<dt>{{visible .Label}}</dt><dd>{{visible .Value}}</dd>{{end}}
+  {{if .Info.Host}}<dt>Site</dt><dd class="host">{{visible .Info.Host}}</dd>{{end}}
+  {{if .Info.ClientIP}}<dt>From IP</dt><dd>{{visible .Info.ClientIP}}</dd>{{end}}
+  {{if .Info.UserAgent}}<dt>Browser</dt><dd class="muted">{{visible .Info.UserAgent}}</dd>{{end}}
  </dl>
  {{if .Raw}}<div class="err">Unreadable context:</div><pre>{{.Raw}}</pre>{{end}}
  <form method="post" action="/decide">

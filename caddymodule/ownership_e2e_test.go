@@ -1,0 +1,514 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+)
+
+// The attacks of "an approval counts only for its owner's own request, in
+// its own session", each through a real Caddy in front of the legacy bank,
+// judged by the bank's operations log: did the bank execute it?
+
+// approvedLogin logs u in through g in a fresh browser, approving on
+// phone, and returns the browser.
+func approvedLogin(t *testing.T, g *gateway, u bank.User, phone *device.Phone) *browser {
+	t.Helper()
+	b := newBrowser()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.postAsync(ctx, g.URL+"/login", loginBody(u))
+	ch := waitChallenge(t, phone)
+	if ch.Parsed.User != userKey(u) {
+		t.Fatalf("login of %s rang for %q", userKey(u), ch.Parsed.User)
+	}
+	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+		t.Fatalf("approve login of %s: %d %v", userKey(u), st, err)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approved login of %s: %v %v", userKey(u), r.err, r.resp)
+	}
+	return b
+}
+
+// cookieOf returns the value of the browser's cookie name for g ("" none).
+func (b *browser) cookieOf(g *gateway, path, name string) string {
+	u, _ := url.Parse(g.URL + path)
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func (b *browser) get(ctx context.Context, target string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	return b.send(req)
+}
+
+func sessionCookie(v string) *http.Cookie {
+	return &http.Cookie{Name: bank.SessionCookieName, Value: v}
+}
+
+func waitCookie(v string) *http.Cookie { return &http.Cookie{Name: "onepush_wait", Value: v} }
+
+func transferForm(payee, amount, txnPassword string) string {
+	return url.Values{"payee_account": {payee}, "amount": {amount}, "txn_password": {txnPassword}}.Encode()
+}
+
+// postWith posts form to target from a browser holding exactly the given
+// cookies (one whose cookies the attacker chose).
+func postWith(ctx context.Context, target string, form string, cookies ...*http.Cookie) (*http.Response, string, error) {
+	b := newBrowser()
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, "", err
+	}
+	b.Jar.SetCookies(u, cookies)
+	return b.post(ctx, target, form)
+}
+
+// auditEvents reads the audit trail of type typ from the admin API.
+func (g *lifecycleGateway) auditEvents(t *testing.T, typ string) []map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, g.adminAPI+"/audit?type="+url.QueryEscape(typ), nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Events []map[string]any `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /audit: %d %v", resp.StatusCode, err)
+	}
+	return out.Events
+}
+
+func interstitialTransferPolicy(s string) string {
+	return strings.Replace(s, "    service: 振込\n", "    service: 振込\n    mode: interstitial\n", 1)
+}
+
+// TestStolenSessionCannotRideOnAnotherUsersApproval is attack 1: the
+// attacker, logged in to their own enrolled account, posts a transfer with
+// the victim's transaction password in their own session, approves it on
+// their own phone (or with their own security code), then asks for the
+// stored request with the victim's stolen bank session cookie. The release
+// is refused (403, audited), the bank executes nothing for the victim, and
+// the victim's phone never rings; the attacker's own transfer, continued
+// in its own session, still executes.
+func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialTransferPolicy})
+	g := startLifecycleGateway(t, e)
+	victimPhone, attackerPhone := newPhone(t, g.gateway), newPhone(t, g.gateway)
+	enroll(t, g.gateway, alice, victimPhone)
+	enroll(t, g.gateway, bob, attackerPhone)
+	victim := approvedLogin(t, g.gateway, alice, victimPhone)
+	stolen := victim.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	attacker := approvedLogin(t, g.gateway, bob, attackerPhone)
+	own := attacker.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	if stolen == "" || own == "" || stolen == own {
+		t.Fatalf("bank sessions: victim %q attacker %q", stolen, own)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// start posts the attacker's transfer in the attacker's own session and
+	// returns the waiting page's cookie.
+	start := func(t *testing.T, txnPassword string) (challengeID, waitCookie string) {
+		t.Helper()
+		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", txnPassword))
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(page, "id=\"status\"") {
+			t.Fatalf("transfer in the attacker's session: %v %v %.300q", err, resp, page)
+		}
+		// The waiting page shows what the stored request moves, from the
+		// typed fields.
+		for _, want := range []string{`id="service">振込`, `id="amount">90000 JPY`, `id="payee">6660001`} {
+			if !strings.Contains(page, want) {
+				t.Fatalf("waiting page lacks %q", want)
+			}
+		}
+		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+		id, _, ok := strings.Cut(wait, ".")
+		if !ok {
+			t.Fatalf("no waiting-page cookie: %q", wait)
+		}
+		return id, wait
+	}
+	release := map[string]func(t *testing.T, id, wait, session string) (*http.Response, string){
+		"continue after the attacker's phone approved": func(t *testing.T, id, wait, session string) (*http.Response, string) {
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/continue", "", waitCookie(wait), sessionCookie(session))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp, page
+		},
+		"the attacker's own security code": func(t *testing.T, id, wait, session string) (*http.Response, string) {
+			code, _, err := attackerPhone.SecurityCodeAt(time.Now().Add(30 * time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", url.Values{"code": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp, page
+		},
+	}
+	for _, name := range []string{"continue after the attacker's phone approved", "the attacker's own security code"} {
+		t.Run(name, func(t *testing.T) {
+			e.resetOps(t)
+			before := len(g.auditEvents(t, "request.suspicious"))
+			id, wait := start(t, alice.TxnPassword)
+			if strings.HasPrefix(name, "continue") {
+				ch := waitChallenge(t, attackerPhone)
+				if ch.ID != id || ch.Parsed.User != userKey(bob) {
+					t.Fatalf("attacker's phone got %s for %q", ch.ID, ch.Parsed.User)
+				}
+				if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+					t.Fatalf("attacker approves: %d", st)
+				}
+			}
+			resp, page := release[name](t, id, wait, stolen)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("release with the victim's session: %d %.300q, want 403", resp.StatusCode, page)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v for a release carrying the victim's session", ops)
+			}
+			if p, _ := victimPhone.Pending(ctx); len(p) != 0 {
+				t.Fatalf("the victim's phone rang: %+v", p)
+			}
+			evs := g.auditEvents(t, "request.suspicious")
+			if len(evs) != before+1 || evs[len(evs)-1]["challenge"] != id || evs[len(evs)-1]["user"] != userKey(bob) || evs[len(evs)-1]["outcome"] != "session_mismatch" {
+				t.Fatalf("audit request.suspicious = %v, want one more for challenge %s of %s", evs, id, userKey(bob))
+			}
+			// The same request, continued in the session it was started in,
+			// goes to the attacker's own account, where the victim's
+			// transaction password is refused by the bank itself.
+			resp, page = release["continue after the attacker's phone approved"](t, id, wait, own)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Transaction password incorrect") {
+				t.Fatalf("continue in the attacker's own session: %d %.300q", resp.StatusCode, page)
+			}
+			for _, op := range e.ops(t) {
+				if op.UserID != bob.UserID || op.Op == bank.OpTransfer {
+					t.Fatalf("bank op %+v: only a refused transfer on the attacker's account may appear", op)
+				}
+			}
+		})
+	}
+
+	t.Run("the attacker's own transfer, in its own session, executes", func(t *testing.T) {
+		e.resetOps(t)
+		id, wait := start(t, bob.TxnPassword)
+		ch := waitChallenge(t, attackerPhone)
+		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK || ch.ID != id {
+			t.Fatalf("approve %s: %d", ch.ID, st)
+		}
+		resp, page := release["continue after the attacker's phone approved"](t, id, wait, own)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Transfer of 90000 JPY to 6660001 accepted") {
+			t.Fatalf("continue in its own session: %d %.300q", resp.StatusCode, page)
+		}
+		transfers := opsOf(e.ops(t), bank.OpTransfer)
+		if len(transfers) != 1 || transfers[0].UserID != bob.UserID {
+			t.Fatalf("bank transfers = %+v, want the attacker's own one", transfers)
+		}
+		// The audit trail names the service and the host of the request.
+		for _, typ := range []string{"challenge.created", "challenge.decided"} {
+			evs := g.auditEvents(t, typ)
+			if last := evs[len(evs)-1]; last["challenge"] != id || last["service"] != "振込" || last["host"] != "127.0.0.1" {
+				t.Errorf("last %s audit event = %v, want challenge %s with service and host", typ, last, id)
+			}
+		}
+	})
+}
+
+// keptSessionPolicy is the example policy for a bank that keeps its
+// session ID: its successful login sets no cookie, so success cannot ask
+// for one.
+func keptSessionPolicy(s string) string {
+	return strings.Replace(s, "set_cookie: BANKSESSION, ", "", 1)
+}
+
+// keptSessionAfterSuccessPolicy is after_success for such a bank.
+func keptSessionAfterSuccessPolicy(s string) string { return keptSessionPolicy(afterSuccessPolicy(s)) }
+
+// TestBankThatKeepsItsSessionIDAtLogin is attack 2: the bank upgrades the
+// session the browser already has instead of issuing a new one. bob (no
+// phone; transfers allowed on the password alone) logs in, then alice logs
+// in on the same session. While her approval is pending, a transfer on the
+// session is refused (before, the gateway still took the session for bob's
+// and let the transfer through without a push); after it, her transfer
+// rings her phone and executes only once she approves. Nothing on the
+// session is attributed to bob after her login started.
+func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		edit func(string) string
+	}{
+		{"login held for the phone", keptSessionPolicy},
+		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{edit: mode.edit, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
+			g, phone := e.gatewayWithAlice("")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+
+			br := newBrowser()
+			resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob))
+			if err != nil || resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("bob's password-only login: %v %v", err, resp)
+			}
+			session := br.cookieOf(g, "/", bank.SessionCookieName)
+			// The precondition of the attack: the session is bob's, and his
+			// transfers need no push.
+			e.resetOps(t)
+			if resp, page, err := br.post(ctx, g.URL+"/transfer", transferForm("1112223", "100", bob.TxnPassword)); err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(page, "accepted") {
+				t.Fatalf("bob's transfer: %v %v %.200q", err, resp, page)
+			}
+
+			e.resetOps(t)
+			login := br.postAsync(ctx, g.URL+"/login", loginBody(alice))
+			ch := waitChallenge(t, phone)
+			if ch.Parsed.User != userKey(alice) {
+				t.Fatalf("alice's login rang for %q", ch.Parsed.User)
+			}
+			// Her approval is pending: whoever holds the session tries a
+			// transfer with her transaction password.
+			resp, page, err := postWith(ctx, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(session))
+			if err != nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("transfer while alice's login is pending: %v %v %.300q, want 403", err, resp, page)
+			}
+			for _, op := range e.ops(t) {
+				if op.Op != bank.OpLogin {
+					t.Fatalf("the bank executed %+v while alice's login was pending", op)
+				}
+			}
+
+			if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+				t.Fatalf("approve alice's login: %d", st)
+			}
+			r := <-login
+			if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("alice's approved login: %v %v", r.err, r.resp)
+			}
+			if got := br.cookieOf(g, "/", bank.SessionCookieName); got != session {
+				t.Fatalf("the bank changed the session ID (%q -> %q): this test needs one that keeps it", session, got)
+			}
+
+			// Her transfer on the kept session rings her phone and waits.
+			e.resetOps(t)
+			res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+			tch := waitChallenge(t, phone)
+			if tch.Parsed.User != userKey(alice) || tch.Parsed.Transaction == nil || tch.Parsed.Transaction.Amount != "1200" {
+				t.Fatalf("transfer on the kept session: challenge for %q %+v", tch.Parsed.User, tch.Parsed.Transaction)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v before alice approved", ops)
+			}
+			if st, _ := phone.Decide(ctx, tch, device.Approve, 0); st != http.StatusOK {
+				t.Fatalf("approve the transfer: %d", st)
+			}
+			if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK || !strings.Contains(r.body, "accepted") {
+				t.Fatalf("approved transfer: %v %v %.200q", r.err, r.resp, r.body)
+			}
+			transfers := opsOf(e.ops(t), bank.OpTransfer)
+			if len(transfers) != 1 || transfers[0].UserID != alice.UserID || transfers[0].Amount != "1200" {
+				t.Fatalf("bank transfers = %+v, want alice's approved one", transfers)
+			}
+		})
+	}
+}
+
+// TestAfterSuccessHandsNoUnrecognisedSession is attack 3: the bank's
+// successful login sometimes looks different from the policy's success
+// (here a next= redirect). Such an answer reaches the browser without the
+// bank's session, and the session is logged out at the bank — for a bank
+// that sets a new session and for one that upgrades the session the
+// browser already had. The phone never rings for it.
+func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		keepID bool
+	}{
+		{"the bank sets a new session", false},
+		{"the bank keeps the session the browser had", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			edit := afterSuccessPolicy
+			if tt.keepID {
+				edit = keptSessionAfterSuccessPolicy
+			}
+			e := newEnv(t, envOptions{edit: edit, bank: func(c *bank.Config) {
+				c.LoginFollowsNext, c.KeepSessionIDAtLogin = true, tt.keepID
+			}})
+			g, phone := e.gatewayWithAlice("")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			br := newBrowser()
+			if tt.keepID {
+				// The browser already has a session (bob's, password only).
+				if resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob)); err != nil || resp.StatusCode != http.StatusSeeOther {
+					t.Fatalf("bob's login: %v %v", err, resp)
+				}
+			}
+			e.resetOps(t)
+			before := e.bank.SessionCount()
+
+			resp, _, err := br.post(ctx, g.URL+"/login", loginBody(alice)+"&next=%2Ftransfer")
+			if err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/transfer" {
+				t.Fatalf("alice's login with next=: %v %v", err, resp)
+			}
+			for _, c := range resp.Cookies() {
+				if c.Name == bank.SessionCookieName && c.Value != "" {
+					t.Fatalf("the browser got a bank session from an unrecognised success: %v", c)
+				}
+			}
+			// Whatever session the browser holds is dead at the bank.
+			if resp, page, err := br.get(ctx, g.URL+"/account"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("the browser's session after an unrecognised success: %v %v %.200q, want 401", err, resp, page)
+			}
+			ops := e.ops(t)
+			if len(opsOf(ops, bank.OpLogin)) != 1 || len(opsOf(ops, bank.OpLogout)) != 1 || opsOf(ops, bank.OpLogout)[0].UserID != alice.UserID {
+				t.Fatalf("bank ops = %+v, want alice's login and the gateway's logout of it", ops)
+			}
+			want := before
+			if tt.keepID {
+				want-- // bob's session was given to alice, then logged out
+			}
+			if n := e.bank.SessionCount(); n != want {
+				t.Fatalf("bank has %d live sessions, want %d", n, want)
+			}
+			if p, _ := phone.Pending(ctx); len(p) != 0 {
+				t.Fatalf("the phone rang for an unrecognised answer: %+v", p)
+			}
+		})
+	}
+}
+
+// TestDisplaySpoofingIsRefused is attack 5: a payee that rewrites what the
+// phone shows (a right-to-left override, newlines that forge a "Payee:"
+// line), an amount the bank could read differently (full-width digits, a
+// sign, overflow), or an empty value never reaches the phone or the bank:
+// 400. A deceived user approves whatever the phone shows, so before the
+// fix the bank executed these. The user agent, which the bank does not
+// own, reaches the phone escaped; service, host and the typed transaction
+// are in the context the phone signs.
+func TestDisplaySpoofingIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g, phone := e.gatewayWithAlice("")
+	b := loggedIn(t, e, g, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The deceived user: approves every prompt the phone shows.
+	deceived, stop := context.WithCancel(ctx)
+	defer stop()
+	approved := make(chan *device.Challenge, 16)
+	go func() {
+		for deceived.Err() == nil {
+			ch, err := phone.WaitPending(deceived, 20*time.Millisecond)
+			if err != nil {
+				return
+			}
+			phone.Decide(deceived, ch, device.Approve, 0)
+			approved <- ch
+		}
+	}()
+
+	for _, tt := range []struct{ name, payee, amount string }{
+		{"payee with a right-to-left override", "9999999\u202e7654321", "50000"},
+		{"payee with newlines forging a line", "9999999\n\nPayee: 1234567 (own savings)", "50000"},
+		{"payee with a zero-width space", "99999\u200b99", "50000"},
+		{"payee over the length limit", strings.Repeat("9", 200), "50000"},
+		{"empty payee", "", "50000"},
+		{"full-width amount", "1234567", "１０００"},
+		{"negative amount", "1234567", "-1000"},
+		{"amount with a separator", "1234567", "1,000"},
+		{"overflowing amount", "1234567", "99999999999999999999"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.resetOps(t)
+			resp, page, err := b.post(ctx, g.URL+"/transfer", transferForm(tt.payee, tt.amount, alice.TxnPassword))
+			if err != nil || resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("transfer: %v %v %.200q, want 400", err, resp, page)
+			}
+			if ops := e.ops(t); len(ops) != 0 {
+				t.Fatalf("the bank executed %+v", ops)
+			}
+			select {
+			case ch := <-approved:
+				t.Fatalf("the phone was asked to approve %s", ch.Context)
+			default:
+			}
+		})
+	}
+
+	t.Run("user agent with a right-to-left override is shown escaped", func(t *testing.T) {
+		e.resetOps(t)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/transfer", strings.NewReader(transferForm("1234567", "3000", alice.TxnPassword)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("User-Agent", "Mozilla/5.0 \u202eBank App\u202c (official)")
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var ch *device.Challenge
+		select {
+		case ch = <-approved:
+		case <-ctx.Done():
+			t.Fatal("no challenge")
+		}
+		if strings.ContainsRune(ch.Context, '\u202e') || strings.Contains(ch.Context, `\u202e`) || strings.ContainsRune(ch.Parsed.UserAgent, '\u202e') {
+			t.Fatalf("the phone is shown a raw right-to-left override: %q", ch.Parsed.UserAgent)
+		}
+		if ch.Parsed.UserAgent != `Mozilla/5.0 \u202EBank App\u202C (official)` {
+			t.Fatalf("user agent shown as %q, want it escaped", ch.Parsed.UserAgent)
+		}
+		if ch.Parsed.Service != "振込" || ch.Parsed.Host != "127.0.0.1" {
+			t.Fatalf("context service %q host %q", ch.Parsed.Service, ch.Parsed.Host)
+		}
+		if tx := ch.Parsed.Transaction; tx == nil || *tx != (device.Transaction{Amount: "3000", Currency: "JPY", Payee: "1234567"}) {
+			t.Fatalf("context transaction %+v", tx)
+		}
+		if transfers := opsOf(e.ops(t), bank.OpTransfer); len(transfers) != 1 || transfers[0].Amount != "3000" {
+			t.Fatalf("bank transfers = %+v", transfers)
+		}
+	})
+}
+
+// TestMisspeltPlaceholderIsNamedByLint: a display or transaction
+// placeholder naming a field the rule does not extract would show the
+// phone an empty value the user approves. `caddy onepush policy lint`
+// names the file, line and field, and Caddy refuses to start with it.
+func TestMisspeltPlaceholderIsNamedByLint(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, `amount: "{form.amount}"`, `amount: "{form.ammount}"`, 1)
+	}})
+	line := lineOf(t, e.policy, `{form.ammount}`)
+	want := e.policy + ":" + line + `: rules[1].transaction.amount: {form.ammount}: the rule does not extract "ammount"`
+	out, code := cli(t, "policy", "lint", e.policy)
+	if code == 0 || !strings.Contains(out, want) {
+		t.Fatalf("lint: exit %d, want non-zero naming %q:\n%s", code, want, out)
+	}
+	port, adminPort := freePort(t), freePort(t)
+	// Caddy's log is JSON: the quotes around the field are escaped there.
+	wantLog := e.policy + ":" + line + ": rules[1].transaction.amount: {form.ammount}"
+	if _, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{}), port, adminPort); err == nil || !strings.Contains(err.Error(), wantLog) {
+		t.Fatalf("Caddy with the misspelt policy: %v, want a refusal naming %q", err, wantLog)
+	}
+}

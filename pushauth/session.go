@@ -1,0 +1,311 @@
+package pushauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onepush/onepush/policy"
+)
+
+// Session learning, for banks that rotate their session ID at login and for
+// banks that keep it (many Java and ASP applications upgrade the session
+// the browser already has):
+//
+//   - a login marks the session it was started in as pending for its user,
+//     and forgets what the session meant before;
+//   - a transaction on a session whose login is pending is refused;
+//   - when the login is approved (or allowed with the password alone) and
+//     the bank answers, the session the bank set — or, when it set none, the
+//     request's own — is mapped to that user;
+//   - a logout forgets both.
+//
+// The mapping SessionHash(cookie) → user keeps its format (the enrolment
+// page and older instances read it); the pending mark lives beside it under
+// loginPendingHash(cookie) with "<nonce>\x00<user>", the nonce naming the
+// login that wrote it, so only the latest login on a session completes. A
+// login on a session the gateway never mapped writes no mark (see
+// markLogin); it completes only if nobody was mapped to the session since.
+// Within one process everything that reaches the bank on one session is
+// serialised (sessionLocks), so the bank's order of logins and transfers on
+// a session is the order the gateway checked them in.
+
+// loginMark is a login in flight on the session it was started in.
+type loginMark struct {
+	session string // the request's own session cookie value; "" when none
+	nonce   string // the interstitial challenge's ID, or a random one
+	user    string
+	marked  bool // the session was mapped, so the login wrote its pending mark
+}
+
+type loginMarkKey struct{}
+
+func withLoginMark(ctx context.Context, m *loginMark) context.Context {
+	return context.WithValue(ctx, loginMarkKey{}, m)
+}
+
+func loginMarkOf(ctx context.Context) *loginMark {
+	m, _ := ctx.Value(loginMarkKey{}).(*loginMark)
+	return m
+}
+
+func loginPendingHash(session string) string { return SessionHash("login-pending\x00" + session) }
+
+func (m *loginMark) value() string { return m.nonce + "\x00" + m.user }
+
+// pendingTTL keeps a login's mark for as long as its challenge can still be
+// released (an approved interstitial request is replayable until its record
+// ages out).
+func (g *Gate) pendingTTL(rule *policy.Rule) time.Duration {
+	return rule.Timeout + g.Engine.cfg.Retain + time.Minute
+}
+
+// markLogin records m as the login pending on its session, replacing an
+// earlier pending login there, and forgets the user the session was mapped
+// to. A session the gateway never mapped and where no login is pending is
+// not marked: nothing is attributed to it anyway, and a mark per unknown
+// cookie would let anyone grow the store with made-up cookies. An error
+// means the session could not be read or marked: the login must not go on
+// (fail closed).
+func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) error {
+	if m.session == "" {
+		return nil
+	}
+	for _, h := range []string{SessionHash(m.session), loginPendingHash(m.session)} {
+		_, err := g.Engine.store.GetSession(ctx, h)
+		if err == nil {
+			return g.writeMark(ctx, rule, m)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			g.Engine.storeError("get_session", err)
+			return err
+		}
+	}
+	return nil
+}
+
+// writeMark makes m the pending login of its session.
+func (g *Gate) writeMark(ctx context.Context, rule *policy.Rule, m *loginMark) error {
+	store := g.Engine.store
+	if err := store.PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
+		g.Engine.storeError("put_session", err)
+		return err
+	}
+	if err := store.DeleteSession(ctx, SessionHash(m.session)); err != nil {
+		g.Engine.storeError("delete_session", err)
+		return err
+	}
+	m.marked = true
+	return nil
+}
+
+// loginCurrent reports whether m may still complete: it is the pending
+// login of its session, or, when no login is pending there, nobody has
+// been mapped to the session since m started (m's session was unknown).
+func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
+	if m == nil || m.session == "" {
+		return true, nil
+	}
+	store := g.Engine.store
+	v, err := store.GetSession(ctx, loginPendingHash(m.session))
+	switch {
+	case err == nil:
+		return v == m.value(), nil
+	case !errors.Is(err, ErrNotFound):
+		g.Engine.storeError("get_session", err)
+		return false, err
+	}
+	_, err = store.GetSession(ctx, SessionHash(m.session))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return true, nil
+	case err != nil:
+		g.Engine.storeError("get_session", err)
+		return false, err
+	}
+	return false, nil
+}
+
+// completeLogin maps the session a successful login hands to the browser
+// (set in h, or else the request's own) to the approved user, and clears
+// the pending mark. The caller holds the session's lock and has checked
+// loginCurrent.
+func (g *Gate) completeLogin(ctx context.Context, m *loginMark, h http.Header) {
+	name := g.Policy.Session.Cookie
+	session := setCookieValue(h, name)
+	if session == "" && m != nil {
+		session = m.session
+	}
+	user := ""
+	if m != nil {
+		user = m.user
+	}
+	if session != "" && user != "" {
+		if err := g.Engine.store.PutSession(ctx, SessionHash(session), user, g.Policy.Session.TTL); err != nil {
+			g.Engine.storeError("put_session", err)
+			g.Log.Error("learning session", "user", user, "error", err)
+		} else {
+			g.Log.Info("session learned", "user", user, "kept", session == m.session)
+		}
+	}
+	if m != nil && m.session != "" {
+		if err := g.Engine.store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
+			g.Engine.storeError("delete_session", err)
+		}
+	}
+}
+
+// sessionUser returns the user a bank session was mapped to at login, ""
+// when the gateway learned none, and whether a login on it is pending.
+func (g *Gate) sessionUser(ctx context.Context, session string) (user string, pending bool, err error) {
+	if session == "" {
+		return "", false, nil
+	}
+	store := g.Engine.store
+	user, err = store.GetSession(ctx, SessionHash(session))
+	if errors.Is(err, ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	_, err = store.GetSession(ctx, loginPendingHash(session))
+	if errors.Is(err, ErrNotFound) {
+		return user, false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return user, true, nil
+}
+
+// forgetSession drops what the gateway knows about a session (logout).
+func (g *Gate) forgetSession(ctx context.Context, session string) {
+	for _, h := range []string{SessionHash(session), loginPendingHash(session)} {
+		if err := g.Engine.store.DeleteSession(ctx, h); err != nil {
+			g.Log.Warn("forgetting session", "error", err)
+		}
+	}
+}
+
+// setCookieValue returns the value of cookie name set in h ("" when h sets
+// none, or only clears it).
+func setCookieValue(h http.Header, name string) string {
+	if name == "" {
+		return ""
+	}
+	v := ""
+	for _, line := range h.Values("Set-Cookie") {
+		ck, err := http.ParseSetCookie(line)
+		if err == nil && ck.Name == name && ck.Value != "" && ck.MaxAge >= 0 {
+			v = ck.Value
+		}
+	}
+	return v
+}
+
+// stripSetCookies removes from h every Set-Cookie of the named cookies, so
+// a bank session the gateway refuses never reaches the browser.
+func stripSetCookies(h http.Header, names ...string) {
+	lines := h.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	keep := lines[:0:0]
+	for _, line := range lines {
+		ck, err := http.ParseSetCookie(line)
+		if err == nil && slices.Contains(names, ck.Name) {
+			continue
+		}
+		if err != nil {
+			// An unparsable line might still set the session for a lenient
+			// browser: drop it if it names the cookie at all.
+			name, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+			if slices.Contains(names, strings.TrimSpace(name)) {
+				continue
+			}
+		}
+		keep = append(keep, line)
+	}
+	h.Del("Set-Cookie")
+	for _, line := range keep {
+		h.Add("Set-Cookie", line)
+	}
+}
+
+// requestSession returns the request's bank session cookie, and false when
+// it carries the cookie more than once (ambiguous: refuse).
+func (g *Gate) requestSession(r *http.Request) (string, bool) {
+	name := g.Policy.Session.Cookie
+	if name == "" {
+		return "", true
+	}
+	cs := r.CookiesNamed(name)
+	switch len(cs) {
+	case 0:
+		return "", true
+	case 1:
+		return cs[0].Value, true
+	}
+	return "", false
+}
+
+// sessionHashOf is what a challenge records of the session it was started
+// in: SessionHash of the cookie, "" for none.
+func sessionHashOf(session string) string {
+	if session == "" {
+		return ""
+	}
+	return SessionHash(session)
+}
+
+// sessionLocks serialise, within this process, everything that reaches the
+// bank on one bank session: a login's forward and what it learns, and a
+// transaction's last check and forward. Entries live only while held or
+// awaited, so the map is bounded by the requests in flight.
+var sessionLocks = keyedLocks{m: map[string]*keyedLock{}}
+
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{} // one slot: held while full
+	refs int           // holders and waiters
+}
+
+// lock waits for the session's lock, or until ctx ends (ok false). "" is
+// never locked: a request without a session has nothing to serialise.
+func (k *keyedLocks) lock(ctx context.Context, session string) (unlock func(), ok bool) {
+	if session == "" {
+		return func() {}, true
+	}
+	key := SessionHash(session)
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, true
+	case <-ctx.Done():
+		release()
+		return nil, false
+	}
+}
