@@ -46,6 +46,10 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store) {
 		{"UseJTI", testJTI},
 		{"Sessions", testSessions},
 		{"Expiry", testExpiry},
+
+		// Failure counting (failures.go).
+		{"FailureCounting", testFailureCounting},
+		{"FailureCountingIsAtomic", testFailureCountingIsAtomic},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
