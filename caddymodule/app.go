@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -93,6 +95,15 @@ type App struct {
 	// once `caddy onepush store reseal` has rewritten every record.
 	PreviousEncryptionKeys []string `json:"previous_encryption_keys,omitempty"`
 
+	// MaxPolls bounds the long polls of waiting pages (interstitial mode)
+	// this instance keeps open at once, counted apart from max_held; more
+	// get 429 and the page asks again shortly. Default 10000.
+	MaxPolls int `json:"max_polls,omitempty"`
+
+	// MaxPollsPerIP bounds those long polls from one client IP. Default
+	// 256. One challenge has at most 2 at once.
+	MaxPollsPerIP int `json:"max_polls_per_ip,omitempty"`
+
 	engine *pushauth.Engine
 	key    string
 }
@@ -141,7 +152,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.key = "onepush-engine:" + string(keyJSON)
+	sealer, keysID, err := a.sealerAndID()
+	if err != nil {
+		return err
+	}
+	// New keys need a new store, hence a new engine.
+	a.key = "onepush-engine:" + string(keyJSON) + ":keys:" + keysID
 
 	pushers := map[string]pushauth.Pusher{}
 	if len(a.WebhookAllow) > 0 {
@@ -171,7 +187,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
 	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
-		store, err := a.newStore()
+		store, err := a.newStore(sealer)
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +204,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Audit:          a.newAuditLog(store),
 			Metrics:        metrics,
 			PushRate:       a.PushRate,
+			MaxPolls:       a.MaxPolls,
+			MaxPollsPerIP:  a.MaxPollsPerIP,
 		})
 		if err != nil {
 			_ = store.Close()
@@ -212,12 +230,16 @@ func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
 	return pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil)
 }
 
-func (a *App) newStore() (pushauth.Store, error) {
+func (a *App) newStore(sealer *seal.Sealer) (pushauth.Store, error) {
 	switch a.Store.Type {
 	case "memory":
 		return pushauth.NewMemoryStore(nil), nil
 	case "redis":
-		return a.Store.Redis.open(caddy.NewReplacer())
+		s, err := a.Store.Redis.open(caddy.NewReplacer(), sealer)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("store type %q: must be memory or redis", a.Store.Type)
 	}
@@ -231,6 +253,9 @@ func (a *App) Validate() error {
 	}
 	if a.MaxHeld < 0 || a.PushWorkers < 0 || a.PushQueue < 0 || a.MaxFailures < 0 {
 		return fmt.Errorf("onepush: max_held, push_workers, push_queue and max_failures must not be negative")
+	}
+	if a.MaxPolls < 0 || a.MaxPollsPerIP < 0 {
+		return fmt.Errorf("onepush: max_polls %d and max_polls_per_ip %d must not be negative", a.MaxPolls, a.MaxPollsPerIP)
 	}
 	if a.MaxHeldPerUser < 0 || a.MaxHeldPerIP < 0 || a.BodyReadTimeout < 0 {
 		return fmt.Errorf("onepush: max_held_per_user %d, max_held_per_ip %d and body_read_timeout %s must not be negative",
@@ -289,6 +314,22 @@ func (a *App) sealer() (*seal.Sealer, error) {
 		return nil, fmt.Errorf("onepush: %w", err)
 	}
 	return s, nil
+}
+
+// sealerAndID is sealer() and a fingerprint of the keys it was built from
+// ("" without keys), which names no key.
+func (a *App) sealerAndID() (*seal.Sealer, string, error) {
+	s, err := a.sealer()
+	if err != nil || s == nil {
+		return s, "", err
+	}
+	repl := caddy.NewReplacer()
+	h := sha256.New()
+	for _, k := range append([]string{a.EncryptionKey}, a.PreviousEncryptionKeys...) {
+		v, _ := repl.ReplaceOrErr(k, true, true) // sealer() checked them
+		h.Write([]byte(v + "\x00"))
+	}
+	return s, hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // Engine is the shared engine (for handlers and tools in this process).
