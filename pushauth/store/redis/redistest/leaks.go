@@ -28,7 +28,7 @@ func FindSecrets(blob []byte, secrets ...string) []string {
 	search = func(b []byte, path string, depth int) {
 		for i, s := range secrets {
 			if s != "" && bytes.Contains(b, []byte(s)) {
-				f := fmt.Sprintf("secret %d in clear at %s", i, path)
+				f := fmt.Sprintf("secret %d %s", i, path)
 				if !seen[f] {
 					seen[f] = true
 					found = append(found, f)
@@ -42,12 +42,12 @@ func FindSecrets(blob []byte, secrets ...string) []string {
 			for align := 0; align < 4 && len(run)-align >= minBase64Run; align++ {
 				dec := decodeLoose(run[align:])
 				if len(dec) > 0 {
-					search(dec, fmt.Sprintf("%s > base64 at offset %d", path, align), depth+1)
+					search(dec, fmt.Sprintf("%s, inside base64 read from character %d of a run", path, align), depth+1)
 				}
 			}
 		}
 	}
-	search(blob, "the start", 0)
+	search(blob, "in clear", 0)
 	return found
 }
 
