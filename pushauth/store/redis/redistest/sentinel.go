@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -218,6 +219,53 @@ func (r *Sentinel) WaitFailover(old string, timeout time.Duration) string {
 	}
 	r.t.Fatalf("redistest: no failover away from %s within %s", old, timeout)
 	return ""
+}
+
+// StallReplica freezes the replica (SIGSTOP) and then writes more
+// unrelated data to the primary than the kernel's socket buffers between
+// them can hold (tcp_rmem's and tcp_wmem's maximum, and 8 MiB more). From
+// then on the primary keeps what it must send the replica in its own
+// memory: everything it accepts never reaches the replica and is lost when
+// it dies, which is what a failover loses. It returns the replica, to
+// Resume after the primary is killed.
+func (r *Sentinel) StallReplica(ctx context.Context) *Server {
+	r.t.Helper()
+	primary, err := r.Master(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var replica *Server
+	for _, s := range r.Servers {
+		if s.Addr() != primary {
+			replica = s
+		}
+	}
+	replica.Pause()
+	fill := socketBufferMax("/proc/sys/net/ipv4/tcp_rmem") + socketBufferMax("/proc/sys/net/ipv4/tcp_wmem") + 8<<20
+	c := goredis.NewClient(&goredis.Options{Addr: primary})
+	defer c.Close()
+	chunk := strings.Repeat("x", 1<<20)
+	for i := 0; i*len(chunk) < fill; i++ {
+		if err := c.Set(ctx, fmt.Sprintf("redistest:filler:%d", i), chunk, time.Minute).Err(); err != nil {
+			r.t.Fatalf("redistest: filling the replication link: %v", err)
+		}
+	}
+	r.t.Logf("redistest: replication to %s stalled behind %d MiB", replica.Addr(), fill>>20)
+	return replica
+}
+
+// socketBufferMax is the largest a TCP socket buffer grows to, from a
+// tcp_rmem or tcp_wmem file (min default max); 32 MiB when unknown.
+func socketBufferMax(file string) int {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				return n
+			}
+		}
+	}
+	return 32 << 20
 }
 
 // Rejoin restarts the data server at addr (killed, e.g. the old primary)
