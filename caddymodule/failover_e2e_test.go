@@ -144,7 +144,7 @@ func runFailover(t *testing.T, minReplicas int) {
 	e := newEnv(t, envOptions{users: users, edit: interstitialTransfers})
 	rig := redistest.StartSentinel(t)
 	global := redisGlobal(strings.Join(rig.Addrs(), " "), "master_name "+redistest.MasterName,
-		"min_replicas "+strconv.Itoa(minReplicas), "replica_timeout 500ms") + "\n\t\tmax_failures 3"
+		"min_replicas "+strconv.Itoa(minReplicas), "replica_timeout 1s") + "\n\t\tmax_failures 3"
 	f := &failoverRig{t: t, e: e, rig: rig, users: users}
 	f.a, f.b = e.startAdminNode(t, global), e.startAdminNode(t, global)
 	for range 5 {

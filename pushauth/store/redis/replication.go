@@ -66,13 +66,7 @@ if ARGV[5] ~= '1' then
   redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
   return {'aborted', pub(c)}
 end
-redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-local out = pub(c)
-publish(ARGV[3], ARGV[1], out, ARGV[4])
-return {'ok', out}
+return {'ok', settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[3], ARGV[4])}
 `)
 
 // run runs script. When acked (and MinReplicas is set), WAIT follows it in

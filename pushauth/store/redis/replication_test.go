@@ -21,25 +21,32 @@ func primaryWithReplica(t *testing.T) (primary, replica *redistest.Server) {
 	replica = redistest.StartServer(t, "--replicaof", "127.0.0.1", port)
 	rc := goredis.NewClient(&goredis.Options{Addr: primary.Addr()})
 	defer rc.Close()
+	rr := goredis.NewClient(&goredis.Options{Addr: replica.Addr()})
+	defer rr.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		info, _ := rc.Info(ctxT(t), "replication").Result()
-		if strings.Contains(info, "state=online") {
+		rinfo, _ := rr.Info(ctxT(t), "replication").Result()
+		if strings.Contains(info, "state=online") && strings.Contains(rinfo, "master_link_status:up") {
 			return primary, replica
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica not in sync after 10s: %s", info)
+			t.Fatalf("replica not in sync after 10s: %s\n%s", info, rinfo)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// replicaTimeout is long enough for a healthy replica on a machine busy
+// with other tests; a frozen one makes each acknowledged write take it.
+const replicaTimeout = 1500 * time.Millisecond
 
 func openAcked(t *testing.T, addr, prefix string, minReplicas int) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s, err := New(ctx, Options{Addrs: []string{addr}, Prefix: prefix, Sealer: testSealer(t),
-		MinReplicas: minReplicas, ReplicaTimeout: 300 * time.Millisecond})
+		MinReplicas: minReplicas, ReplicaTimeout: replicaTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +117,8 @@ func TestWritesWaitForReplicas(t *testing.T) {
 	if !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("approval without the replica: %+v, %v; want ErrNotReplicated", c, err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("the failed approval took %s (replica timeout 300ms)", d)
+	if d := time.Since(start); d > replicaTimeout+3*time.Second {
+		t.Fatalf("the failed approval took %s (replica timeout %s)", d, replicaTimeout)
 	}
 	if c, err := s.GetChallenge(ctx, "a2"); err != nil || c.Status != pushauth.StatusPending {
 		t.Fatalf("after the unacknowledged approval the challenge is %+v, %v; want pending", c, err)
@@ -119,7 +126,7 @@ func TestWritesWaitForReplicas(t *testing.T) {
 	select {
 	case f := <-heard:
 		t.Fatalf("an unacknowledged approval was published: %+v", f)
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(200 * time.Millisecond):
 	}
 	if fresh, err := s.UseJTI(ctx, "tok-2", time.Now().Add(time.Minute)); !errors.Is(err, ErrNotReplicated) || fresh {
 		t.Fatalf("UseJTI without the replica: %v %v; want ErrNotReplicated", fresh, err)

@@ -20,7 +20,7 @@ func TestSentinelFailoverKeepsAcknowledgedWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	s, err := New(ctx, Options{Addrs: rig.Addrs(), MasterName: redistest.MasterName, Prefix: uniquePrefix(),
-		Sealer: testSealer(t), MinReplicas: 1, ReplicaTimeout: 500 * time.Millisecond})
+		Sealer: testSealer(t), MinReplicas: 1, ReplicaTimeout: replicaTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -424,7 +424,8 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 // acknowledgement (_ack, see replication.go), which readers see as
 // pending. pub is the record as it may leave the script (a reply or a
 // PUBLISH): without its secrets, sealed or, in a record an earlier version
-// wrote, in clear.
+// wrote, in clear. settle stores a final record, clears the user's pending
+// pointer if it names the challenge, and publishes the record.
 const luaLib = `
 local function replid()
   return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
@@ -445,6 +446,15 @@ local function publish(channel, id, out, max)
   else
     redis.call('PUBLISH', channel, id)
   end
+end
+local function settle(key, pointer, id, c, channel, max)
+  redis.call('SET', key, cjson.encode(c), 'KEEPTTL')
+  if redis.call('GET', pointer) == id then
+    redis.call('DEL', pointer)
+  end
+  local out = pub(c)
+  publish(channel, id, out, max)
+  return out
 end
 `
 
@@ -524,11 +534,7 @@ if c.repl and c.repl ~= r then
     c.fraud = nil
     c._ack = nil
     c._op = ARGV[6]
-    redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
-    if redis.call('GET', KEYS[2]) == ARGV[1] then
-      redis.call('DEL', KEYS[2])
-    end
-    publish(ARGV[5], ARGV[1], pub(c), ARGV[7])
+    settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7])
     now = '1'
   end
   return {'failover', pub(c), r, now}
@@ -546,13 +552,7 @@ if ARGV[8] == '1' then
   return {'ok', pub(c), r}
 end
 c._ack = nil
-redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-local out = pub(c)
-publish(ARGV[5], ARGV[1], out, ARGV[7])
-return {'ok', out, r}
+return {'ok', settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7]), r}
 `)
 
 // pushResultScript sets push_result on an existing challenge.
