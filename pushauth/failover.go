@@ -12,9 +12,10 @@ import (
 // acknowledged when a replica takes over from its primary (Redis with
 // Sentinel): after such a failover, a decision, a replay or a code used
 // before it may look unused. The store itself refuses to act on the
-// challenges created before a failover; the engine closes the ones it
-// holds at once (so their browsers get a page now) and refuses the
-// security codes that could have been used before it.
+// challenges created before a failover, and reads them as cancelled; the
+// engine closes the ones it holds at once (so their browsers get a page
+// now) and refuses the security codes that could have been used before
+// it.
 type failoverSource interface {
 	// WatchFailover calls fn, from a goroutine of the store, each time the
 	// store sees its primary change, until stop is called.
@@ -49,18 +50,23 @@ func (e *Engine) usableAfterFailover(cred *Credential, code string, now time.Tim
 	return err == nil && !validThen
 }
 
-// failedOver closes, as cancelled, every challenge this engine is waiting
-// on: each was created before the store's primary changed (a challenge
-// created after it would be a new one), and a decision on it may have been
-// lost. The held browsers get their page now and can start again.
+// failedOver closes, as cancelled, the challenges this engine is waiting
+// on that were created before the store's primary changed (the store reads
+// them as cancelled; a decision on one may have been lost), so their
+// browsers get their page now and can start again. A challenge created
+// since (the one whose creation revealed the failover, say) is left alone.
 func (e *Engine) failedOver() {
 	ids := e.waiters.ids()
 	e.log.Warn("the store's primary changed: challenges created before it are cancelled, security codes valid at it are refused for 2 minutes",
-		"held_here", len(ids))
+		"waited_on_here", len(ids))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for _, id := range ids {
+			c, err := e.store.GetChallenge(ctx, id)
+			if err != nil || c.Status != StatusCancelled {
+				continue // created since, or unreadable: its waiter's own re-read decides
+			}
 			if _, err := e.finish(ctx, id, StatusCancelled); err != nil {
 				// The backstop re-read answers the request, and the store
 				// refuses the challenge whatever it says.

@@ -35,6 +35,17 @@ func (s *failingOverStore) LastFailover() time.Time {
 	return s.at
 }
 
+// GetChallenge reads a live challenge created before the failover as
+// cancelled, as the Redis store does.
+func (s *failingOverStore) GetChallenge(ctx context.Context, id string) (*Challenge, error) {
+	c, err := s.MemoryStore.GetChallenge(ctx, id)
+	at := s.LastFailover()
+	if err == nil && !at.IsZero() && c.CreatedAt.Before(at) && (c.Status == StatusPending || c.Status == StatusApproved) {
+		c.Status = StatusCancelled
+	}
+	return c, err
+}
+
 func (s *failingOverStore) failover(at time.Time) {
 	s.mu.Lock()
 	s.at = at
@@ -84,6 +95,24 @@ func TestFailoverCancelsHeldChallenges(t *testing.T) {
 	if c, err := store.Resolve(ctx, first.ID, StatusApproved, false, time.Now()); err == nil {
 		t.Fatalf("approving a challenge cancelled by the failover succeeded: %+v", c)
 	}
+
+	// A request held since is left alone by a later notice of the same
+	// failover (another instance's script reply, say).
+	later := make(chan *Challenge, 1)
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		c, _ := e.Hold(hctx, users[0], ChallengeSpec{UserKey: users[0].Key, Rule: "login", Kind: "login", Timeout: time.Minute},
+			func(c *Challenge) { later <- c })
+		answers <- answer{c, nil}
+	}()
+	fresh := <-later
+	store.failover(store.LastFailover())
+	time.Sleep(100 * time.Millisecond)
+	if c, err := store.MemoryStore.GetChallenge(ctx, fresh.ID); err != nil || c.Status != StatusPending {
+		t.Fatalf("a challenge created after the failover is %+v, %v; want it pending", c, err)
+	}
+
 	if evs, _ := e.Audit().Query(ctx, AuditQuery{Type: AuditCancelled}); len(evs) != 2 {
 		t.Fatalf("%d cancellations audited, want 2", len(evs))
 	}
