@@ -11,16 +11,20 @@ package redis
 //     runs it) cancels a live challenge from before it and refuses to
 //     approve it, and readers see such a challenge cancelled even when it
 //     was approved (its replay may have been lost).
-//   - Single-use markers are fenced (useJTIScript): a call from an instance
-//     that still expects the old replication ID fails with ErrFailover, so
-//     an instance that has not noticed the failover cannot trust a marker's
-//     absence either; the failure is how it notices.
+//   - Every new connection reads the replication ID of its server before
+//     it is used (OnConnect). A failover leaves only new connections (the
+//     old primary is gone, and go-redis drops the connections to it when
+//     Sentinel announces the switch), so an instance knows of the new
+//     primary before its first command there: it cannot trust the absence
+//     of a marker, or read a challenge from before the failover as pending
+//     or approved, on the new primary without knowing.
 //   - Each instance also reads the replication ID once a second (with the
-//     epoch check) and from every script reply. When it changes, the
-//     engine is told (WatchFailover): it cancels the challenges it holds,
-//     so their browsers get a page at once, and refuses the security codes
-//     that were valid at the failover (LastFailover); the time of the first
-//     instance to notice is shared through <p>failover:<replication id>.
+//     epoch check) and from every script that reports it. When it changes,
+//     the engine is told (WatchFailover): it cancels the challenges it
+//     holds, so their browsers get a page at once, and refuses the security
+//     codes that were valid at the failover (LastFailover); the time of the
+//     first instance to notice is shared through <p>failover:<replication
+//     id>.
 //
 // On Cluster every shard has its own replication ID; there only the
 // scripts' check of each record against its own shard applies.
@@ -36,10 +40,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 )
-
-// ErrFailover is wrapped by the error of an operation refused because the
-// primary changed under it: what it relied on may have been lost.
-var ErrFailover = errors.New("redis: the primary changed (failover); writes acknowledged before it may be lost")
 
 // failoverMemory is how long <p>failover:<id> is kept: longer than the
 // code quarantine the engine derives from it.
@@ -101,12 +101,36 @@ func (s *Store) readPrimary(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("redis: INFO replication (the store's ACL user needs +info, also in scripts, and +wait): %w", err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok && v != "" {
-			return v, nil
-		}
+	if id := parseReplID(info); id != "" {
+		return id, nil
 	}
 	return "", errors.New("redis: INFO replication has no master_replid")
+}
+
+// parseReplID finds master_replid in the text of INFO replication.
+func parseReplID(info string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// onConnect reads the replication ID of the server a new connection
+// reaches, before the connection is used. A connection to a Sentinel has
+// none and is left alone.
+func (s *Store) onConnect(ctx context.Context, cn *goredis.Conn) {
+	if s.primary.off {
+		return
+	}
+	info, err := cn.Info(ctx, "replication").Result()
+	if err != nil {
+		return // the background check and the scripts still see it
+	}
+	if id := parseReplID(info); id != "" {
+		s.notePrimary(id)
+	}
 }
 
 // checkPrimary reads the replication ID (once a second, with the epoch).

@@ -12,10 +12,10 @@ import (
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
-// simulateFailover gives the primary a new replication ID, as a promoted
-// replica has, and drops the writes a failover could lose: here the used
-// marker and the approval (the record goes back to pending).
-func simulateFailover(t *testing.T, rc *goredis.Client, lost ...func()) {
+// newReplicationID gives the primary a new replication ID, as a promoted
+// replica has, after dropping the writes lost: what a failover does to the
+// data, without (yet) what it does to the connections.
+func newReplicationID(t *testing.T, rc *goredis.Client, lost ...func()) {
 	t.Helper()
 	for _, f := range lost {
 		f()
@@ -26,23 +26,25 @@ func simulateFailover(t *testing.T, rc *goredis.Client, lost ...func()) {
 }
 
 // TestNothingFromBeforeAFailoverIsUsable: after the primary changes, a
-// challenge created before it can be neither approved nor replayed, also
-// through an instance that has not noticed the failover yet, and markers
-// whose loss the failover may have caused cannot be trusted by such an
-// instance either; challenges created after it work.
+// challenge created before it can be neither approved nor replayed: the
+// script refuses the approval even through an instance that has not
+// noticed the failover, and an instance's first new connection to the new
+// primary tells it, before its first read there, so it reads such a
+// challenge as cancelled even when it was approved (its replay marker may
+// be lost); challenges created after it work.
 func TestNothingFromBeforeAFailoverIsUsable(t *testing.T) {
 	old := epochCheckInterval
 	epochCheckInterval = time.Hour // the instances notice only through their own calls
 	t.Cleanup(func() { epochCheckInterval = old })
 	srv := redistest.StartServer(t, "--enable-debug-command", "yes")
 	prefix := uniquePrefix()
-	noticing := open(t, []string{srv.Addr()}, prefix)
-	stale := open(t, []string{srv.Addr()}, prefix)
+	first := open(t, []string{srv.Addr()}, prefix)
+	second := open(t, []string{srv.Addr()}, prefix)
 	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	ctx := ctxT(t)
 	var told atomic.Int32
-	stop := noticing.WatchFailover(func() { told.Add(1) })
+	stop := first.WatchFailover(func() { told.Add(1) })
 	defer stop()
 
 	now := time.Now()
@@ -54,69 +56,80 @@ func TestNothingFromBeforeAFailoverIsUsable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mk(noticing, "pending-before", "alice")
-	mk(noticing, "approved-before", "bob")
-	if _, err := noticing.Resolve(ctx, "approved-before", pushauth.StatusApproved, false, now); err != nil {
+	mk(first, "pending-before", "alice")
+	mk(first, "approved-before", "bob")
+	if _, err := first.Resolve(ctx, "approved-before", pushauth.StatusApproved, false, now); err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := noticing.UseJTI(ctx, "replay/approved-before", now.Add(time.Minute)); err != nil || !fresh {
+	if fresh, err := first.UseJTI(ctx, "replay/approved-before", now.Add(time.Minute)); err != nil || !fresh {
 		t.Fatal(fresh, err)
 	}
-	before := noticing.PrimaryID()
+	before := first.PrimaryID()
 
-	simulateFailover(t, rc, func() {
+	newReplicationID(t, rc, func() {
 		// the replay marker never reached the replica
-		_ = rc.Del(ctx, noticing.jtiKey("replay/approved-before")).Err()
+		_ = rc.Del(ctx, first.jtiKey("replay/approved-before")).Err()
 	})
 
-	// The stale instance: its first fenced call fails, and teaches it.
-	if fresh, err := stale.UseJTI(ctx, "replay/approved-before", now.Add(time.Minute)); !errors.Is(err, ErrFailover) || fresh {
-		t.Fatalf("replay marker through the stale instance: %v %v; want ErrFailover", fresh, err)
-	}
-	if stale.PrimaryID() == before || stale.LastFailover().IsZero() {
-		t.Fatalf("the stale instance did not learn of the failover (primary %s, last failover %s)", stale.PrimaryID(), stale.LastFailover())
-	}
-	if c, err := stale.GetChallenge(ctx, "approved-before"); err != nil || c.Status != pushauth.StatusCancelled {
-		t.Fatalf("a challenge approved before the failover reads %+v, %v; want cancelled (its replay may be lost)", c, err)
-	}
-
-	// The other instance has noticed nothing yet: the script refuses the
-	// approval anyway, cancels the challenge, and the instance learns.
-	if c, err := noticing.Resolve(ctx, "pending-before", pushauth.StatusApproved, false, time.Now()); !errors.Is(err, pushauth.ErrConflict) || c.Status != pushauth.StatusCancelled {
+	// Neither instance has noticed yet (their connections are the old
+	// ones): the script refuses the approval anyway, cancels the
+	// challenge, and the instance learns from its reply.
+	if c, err := first.Resolve(ctx, "pending-before", pushauth.StatusApproved, false, time.Now()); !errors.Is(err, pushauth.ErrConflict) || c.Status != pushauth.StatusCancelled {
 		t.Fatalf("approving a challenge from before the failover: %+v, %v; want a conflict, cancelled", c, err)
 	}
-	if told.Load() != 1 {
-		t.Fatalf("WatchFailover called %d times, want once", told.Load())
+	if told.Load() != 1 || first.LastFailover().IsZero() {
+		t.Fatalf("WatchFailover called %d times (last failover %s), want once", told.Load(), first.LastFailover())
 	}
-	if c, err := stale.PendingForCredential(ctx, "cred1"); err != nil || len(c) != 0 {
-		t.Fatalf("the phone still lists %d challenges from before the failover (%v)", len(c), err)
+
+	// A failover leaves only new connections: the other instance's first
+	// one tells it before its read, which then sees the approved challenge,
+	// whose replay marker is gone, as cancelled.
+	if err := rc.Do(ctx, "CLIENT", "KILL", "TYPE", "normal").Err(); err != nil {
+		t.Fatal(err)
 	}
-	if c, err := noticing.Resolve(ctx, "approved-before", pushauth.StatusCancelled, false, time.Now()); !errors.Is(err, pushauth.ErrConflict) || c.Status != pushauth.StatusCancelled {
+	var c *pushauth.Challenge
+	var err error
+	for range 5 { // the first call may meet the killed connection
+		if c, err = second.GetChallenge(ctx, "approved-before"); err == nil {
+			break
+		}
+	}
+	if err != nil || c.Status != pushauth.StatusCancelled {
+		t.Fatalf("a challenge approved before the failover reads %+v, %v; want cancelled (its replay may be lost)", c, err)
+	}
+	if second.PrimaryID() == before || second.LastFailover().IsZero() {
+		t.Fatalf("the other instance did not learn of the failover (primary %s, last failover %s)", second.PrimaryID(), second.LastFailover())
+	}
+	if list, err := second.PendingForCredential(ctx, "cred1"); err != nil || len(list) != 0 {
+		t.Fatalf("the phone still lists %d challenges from before the failover (%v)", len(list), err)
+	}
+	if c, err := first.Resolve(ctx, "approved-before", pushauth.StatusCancelled, false, time.Now()); !errors.Is(err, pushauth.ErrConflict) || c.Status != pushauth.StatusCancelled {
 		t.Fatalf("closing an approved challenge from before the failover: %+v, %v", c, err)
 	}
 
 	// After the failover: new challenges and markers work as ever.
-	mk(stale, "after", "carol")
-	if c, err := noticing.Resolve(ctx, "after", pushauth.StatusApproved, false, time.Now()); err != nil || c.Status != pushauth.StatusApproved {
+	mk(second, "after", "carol")
+	if c, err := first.Resolve(ctx, "after", pushauth.StatusApproved, false, time.Now()); err != nil || c.Status != pushauth.StatusApproved {
 		t.Fatalf("approving a challenge created after the failover: %+v, %v", c, err)
 	}
-	if fresh, err := stale.UseJTI(ctx, "replay/after", time.Now().Add(time.Minute)); err != nil || !fresh {
+	if fresh, err := second.UseJTI(ctx, "replay/after", time.Now().Add(time.Minute)); err != nil || !fresh {
 		t.Fatalf("a marker after the failover: %v %v", fresh, err)
 	}
 
 	// An instance started after the failover knows when it happened.
-	late := open(t, []string{srv.Addr()}, prefix)
 	deadline := time.Now().Add(5 * time.Second)
-	for late.LastFailover().IsZero() {
+	for {
+		late := open(t, []string{srv.Addr()}, prefix)
+		if !late.LastFailover().IsZero() {
+			if d := late.LastFailover().Sub(first.LastFailover()); d > time.Second || d < -time.Second {
+				t.Fatalf("failover seen at %s by one instance and %s by another", first.LastFailover(), late.LastFailover())
+			}
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("an instance started after the failover does not know of it")
 		}
 		time.Sleep(20 * time.Millisecond)
-		late.Close()
-		late = open(t, []string{srv.Addr()}, prefix)
-	}
-	if d := late.LastFailover().Sub(stale.LastFailover()); d > time.Second || d < -time.Second {
-		t.Fatalf("failover seen at %s by one instance and %s by another", stale.LastFailover(), late.LastFailover())
 	}
 }
 
@@ -133,7 +146,7 @@ func TestBackgroundCheckNoticesFailover(t *testing.T) {
 	defer stop()
 	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer rc.Close()
-	simulateFailover(t, rc)
+	newReplicationID(t, rc)
 	select {
 	case <-told:
 	case <-time.After(5 * time.Second):

@@ -76,7 +76,8 @@ func (s *Store) resealNode(ctx context.Context, c *goredis.Client) (scanned, res
 }
 
 // recordKind tells the records that can hold secrets by their key:
-// "credential", "challenge", or "".
+// "credential", "challenge" (its record, where an earlier version kept the
+// stored request), "secrets" (a challenge's sealed secrets), or "".
 func (s *Store) recordKind(key string) string {
 	rest, ok := strings.CutPrefix(key, s.prefix)
 	switch {
@@ -85,11 +86,12 @@ func (s *Store) recordKind(key string) string {
 	case strings.HasPrefix(rest, "cred:"):
 		return "credential"
 	case strings.HasPrefix(rest, "{u:"):
-		// {u:<user>}:ch:<id>; a user key may itself contain "}:ch:", a
-		// challenge id (base64url) cannot contain ':'.
-		i := strings.LastIndex(rest, "}:ch:")
-		if i > 0 && !strings.Contains(rest[i+len("}:ch:"):], ":") {
-			return "challenge"
+		// {u:<user>}:ch:<id> or :sec:<id>; a user key may itself contain
+		// those, a challenge id (base64url) cannot contain ':'.
+		for kind, sep := range map[string]string{"challenge": "}:ch:", "secrets": "}:sec:"} {
+			if i := strings.LastIndex(rest, sep); i > 0 && !strings.Contains(rest[i+len(sep):], ":") {
+				return kind
+			}
 		}
 	}
 	return ""
@@ -99,30 +101,46 @@ func (s *Store) recordKind(key string) string {
 // it, and reports whether it did.
 func (s *Store) resealRecord(ctx context.Context, kind, key string, raw []byte) (bool, error) {
 	switch kind {
-	case "credential":
+	case "credential", "secrets":
 		if s.sealer.Current(raw) {
 			return false, nil
 		}
-		c, err := s.openCredentialOnly(key, raw)
+		var fresh []byte
+		if kind == "credential" {
+			c, err := s.openCredentialOnly(key, raw)
+			if err != nil {
+				return false, err
+			}
+			if fresh, err = s.sealCredential(key, c); err != nil {
+				return false, err
+			}
+		} else {
+			plain, err := s.sealer.Open(raw, []byte(key))
+			if err != nil {
+				return false, fmt.Errorf("redis: opening %s: %w", key, err)
+			}
+			if fresh, err = s.sealer.Seal(plain, []byte(key)); err != nil {
+				return false, fmt.Errorf("redis: sealing %s: %w", key, err)
+			}
+		}
+		n, err := casScript.Run(ctx, s.client, []string{key}, raw, fresh).Int()
 		if err != nil {
-			return false, err
+			return false, wrap("EVALSHA reseal", key, err)
 		}
-		if err := s.resealCredential(ctx, key, raw, c); err != nil {
-			return false, err
-		}
+		return n == 1, nil
 	case "challenge":
-		rec, err := s.readChallenge(key, raw, true)
+		rec, err := s.readChallenge(key, raw)
 		if err != nil {
 			return false, err
 		}
-		if !s.needsReseal(rec) {
-			return false, nil
+		if rec.Held == nil {
+			return false, nil // nothing in clear; its secrets key is resealed on its own
 		}
-		if err := s.resealChallenge(ctx, key, raw, rec); err != nil {
-			return false, err
-		}
+		i := strings.LastIndex(key, "}:ch:")
+		sk := key[:i] + "}:sec:" + key[i+len("}:ch:"):]
+		return s.resealChallenge(ctx, key, sk, raw, nil, rec.ChallengeSecrets)
 	}
-	return true, nil
+	return false, nil
 }
 
 // globEscape quotes the characters SCAN MATCH gives a meaning.

@@ -2,21 +2,21 @@ package redis
 
 // Nothing secret reaches Redis, its replicas, its append-only file, its
 // backups or the <p>resolved channel in clear: a credential is sealed as
-// a whole (its security-code secret), a challenge keeps its
+// a whole (its security-code secret), and a challenge's
 // pushauth.ChallengeSecrets (the stored request, later the stored bank
-// response) sealed in one "sealed" field beside the fields the scripts
-// read, and the scripts strip that field from everything they publish or
-// return. Sealing is AES-256-GCM with the record's key as associated data
-// (pushauth/seal), so a sealed value copied into another record does not
-// open.
+// response) are sealed as one value in a key of their own,
+// <p>{u:<user>}:sec:<id>, beside the record the scripts read and publish,
+// with the same TTL. Sealing is AES-256-GCM with the value's own key as
+// associated data (pushauth/seal), so a sealed value copied to another key
+// does not open.
 //
 // Records an earlier version wrote in clear (a credential as plain JSON, a
-// challenge with "held") and records sealed under a previous key are
-// sealed again under the current key when they are read, and by Reseal.
+// challenge with "held" in its record) and values sealed under a previous
+// key are sealed again under the current key when they are read, and by
+// Reseal; the scripts never publish or return a "held" left in a record.
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -29,12 +29,9 @@ import (
 
 // challengeRecord is a challenge as the store keeps it.
 type challengeRecord struct {
-	// Challenge is written with its ChallengeSecrets empty; an earlier
-	// version wrote them here in clear.
+	// Challenge is written with its ChallengeSecrets empty (they are in
+	// the secrets key); an earlier version wrote them here in clear.
 	pushauth.Challenge
-	// Sealed is the challenge's ChallengeSecrets as JSON, sealed for the
-	// record's key; absent when there are none.
-	Sealed []byte `json:"sealed,omitempty"`
 	// Repl is the replication ID of the primary the challenge was created
 	// on (set by createScript; see failover.go).
 	Repl string `json:"repl,omitempty"`
@@ -47,68 +44,61 @@ type challengeRecord struct {
 	Op string `json:"_op,omitempty"`
 }
 
-// encodeChallenge is the record of c under key: its secrets sealed.
-func (s *Store) encodeChallenge(key string, c *pushauth.Challenge) ([]byte, error) {
-	rec := challengeRecord{Challenge: *c}
-	rec.ChallengeSecrets = pushauth.ChallengeSecrets{}
-	sealed, err := s.sealSecrets(key, c.ChallengeSecrets)
-	if err != nil {
-		return nil, err
-	}
-	rec.Sealed = sealed
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("redis: encoding challenge %s: %w", c.ID, err)
-	}
-	return b, nil
+// MarshalJSON writes the record without the challenge's secrets.
+func (r challengeRecord) MarshalJSON() ([]byte, error) {
+	r.ChallengeSecrets = pushauth.ChallengeSecrets{}
+	type plain challengeRecord // without this method
+	return json.Marshal(plain(r))
 }
 
-// sealSecrets seals sec for the record key; nil when there is nothing to
+// sealSecrets seals sec for the secrets key; "" when there is nothing to
 // seal (a held request keeps its body in the process only).
-func (s *Store) sealSecrets(key string, sec pushauth.ChallengeSecrets) ([]byte, error) {
+func (s *Store) sealSecrets(key string, sec pushauth.ChallengeSecrets) (string, error) {
 	b, err := json.Marshal(sec)
 	if err != nil {
-		return nil, fmt.Errorf("redis: encoding the secrets of %s: %w", key, err)
+		return "", fmt.Errorf("redis: encoding the secrets of %s: %w", key, err)
 	}
 	if string(b) == "{}" {
-		return nil, nil
+		return "", nil
 	}
 	sealed, err := s.sealer.Seal(b, []byte(key))
 	if err != nil {
-		return nil, fmt.Errorf("redis: sealing %s: %w", key, err)
+		return "", fmt.Errorf("redis: sealing %s: %w", key, err)
 	}
-	return sealed, nil
+	return string(sealed), nil
 }
 
-// readChallenge decodes the record stored under key, opening its secrets
-// when withSecrets is set (otherwise they are left out, also when an
-// earlier version wrote them in clear).
-func (s *Store) readChallenge(key string, b []byte, withSecrets bool) (*challengeRecord, error) {
+// readChallenge decodes the record stored under key (with the stored
+// request of a record an earlier version wrote in clear).
+func (s *Store) readChallenge(key string, b []byte) (*challengeRecord, error) {
 	var rec challengeRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("redis: decoding %s: %w", key, err)
 	}
-	if !withSecrets {
-		rec.ChallengeSecrets = pushauth.ChallengeSecrets{}
-		return &rec, nil
-	}
-	if len(rec.Sealed) > 0 {
-		plain, err := s.sealer.Open(rec.Sealed, []byte(key))
-		if err != nil {
-			return nil, fmt.Errorf("redis: opening the sealed part of %s: %w", key, err)
-		}
-		if err := json.Unmarshal(plain, &rec.ChallengeSecrets); err != nil {
-			return nil, fmt.Errorf("redis: decoding the sealed part of %s: %w", key, err)
-		}
-	}
 	return &rec, nil
 }
 
-// needsReseal reports whether a record read with its secrets keeps them in
-// clear (an earlier version) or sealed under a previous key.
-func (s *Store) needsReseal(rec *challengeRecord) bool {
-	if len(rec.Sealed) > 0 {
-		return !s.sealer.Current(rec.Sealed)
+// openSecrets opens the value of the secrets key into rec ("" leaves rec as
+// it is).
+func (s *Store) openSecrets(key string, sealed []byte, rec *challengeRecord) error {
+	if len(sealed) == 0 {
+		return nil
+	}
+	plain, err := s.sealer.Open(sealed, []byte(key))
+	if err != nil {
+		return fmt.Errorf("redis: opening %s: %w", key, err)
+	}
+	if err := json.Unmarshal(plain, &rec.ChallengeSecrets); err != nil {
+		return fmt.Errorf("redis: decoding %s: %w", key, err)
+	}
+	return nil
+}
+
+// needsReseal reports whether a challenge keeps secrets in clear in its
+// record (an earlier version) or sealed under a previous key.
+func (s *Store) needsReseal(rec *challengeRecord, sealed []byte) bool {
+	if len(sealed) > 0 {
+		return !s.sealer.Current(sealed)
 	}
 	return rec.Held != nil
 }
@@ -128,34 +118,46 @@ func (s *Store) present(rec *challengeRecord) *pushauth.Challenge {
 	return c
 }
 
-// resealChallengeScript replaces a challenge's secrets (clear or sealed)
-// by a value sealed under the current key, unless the record changed since
-// it was read.
+// resealChallengeScript seals a challenge's secrets under the current key:
+// a stored request an earlier version left in the record moves to the
+// secrets key, and a value sealed under a previous key is replaced;
+// nothing is done when either key changed since it was read.
 //
-// KEYS[1] challenge record. ARGV[1] the record as read, ARGV[2] the sealed
-// secrets (base64). Returns 1 when resealed.
+// KEYS[1] challenge record, KEYS[2] its secrets. ARGV[1] the record as
+// read, ARGV[2] the secrets as read ("" for none), ARGV[3] the secrets
+// sealed under the current key. Returns 1 when resealed.
 var resealChallengeScript = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then
+  return 0
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then
+  return 0
+end
 local c = cjson.decode(ARGV[1])
-c.held = nil
-c.sealed = ARGV[2]
-redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
+if c.held ~= nil then
+  c.held = nil
+  redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
+end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
 return 1
 `)
 
-// resealChallenge seals rec's secrets under the current key in place of
-// raw, the record as read from key.
-func (s *Store) resealChallenge(ctx context.Context, key string, raw []byte, rec *challengeRecord) error {
-	sealed, err := s.sealSecrets(key, rec.ChallengeSecrets)
+// resealChallenge seals sec, read from the record raw and the secrets
+// sealed, under the current key, and reports whether it did.
+func (s *Store) resealChallenge(ctx context.Context, rk, sk string, raw, sealed []byte, sec pushauth.ChallengeSecrets) (bool, error) {
+	fresh, err := s.sealSecrets(sk, sec)
+	if err != nil || fresh == "" {
+		return false, err
+	}
+	n, err := resealChallengeScript.Run(ctx, s.client, []string{rk, sk}, raw, sealed, fresh).Int()
 	if err != nil {
-		return err
+		return false, wrap("EVALSHA reseal", rk, err)
 	}
-	if err := resealChallengeScript.Run(ctx, s.client, []string{key}, raw, base64.StdEncoding.EncodeToString(sealed)).Err(); err != nil {
-		return wrap("EVALSHA reseal", key, err)
-	}
-	return nil
+	return n == 1, nil
 }
 
 // sealCredential is the value of credential c under key: the whole JSON,

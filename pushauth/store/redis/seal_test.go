@@ -137,16 +137,12 @@ func TestSealedPartIsBoundToItsRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k1, k2 := s.challengeKey("u-m1", "m1"), s.challengeKey("u-m2", "m2")
-	var r1, r2 map[string]any
-	b1, _ := rc.Get(ctx, k1).Bytes()
-	b2, _ := rc.Get(ctx, k2).Bytes()
-	if json.Unmarshal(b1, &r1) != nil || json.Unmarshal(b2, &r2) != nil || r1["sealed"] == nil {
-		t.Fatalf("records %s / %s", b1, b2)
+	// m1's sealed request, copied over m2's.
+	moved, err := rc.Get(ctx, s.secretsKey("u-m1", "m1")).Bytes()
+	if err != nil || !seal.IsSealed(moved) {
+		t.Fatalf("m1's secrets: %.80q, %v", moved, err)
 	}
-	r2["sealed"] = r1["sealed"]
-	moved, _ := json.Marshal(r2)
-	if err := rc.Set(ctx, k2, moved, time.Minute).Err(); err != nil {
+	if err := rc.Set(ctx, s.secretsKey("u-m2", "m2"), moved, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := s.GetChallenge(ctx, "m2"); !errors.Is(err, seal.ErrOpen) {
@@ -226,12 +222,34 @@ func TestClearRecordsAreSealedOnFirstTouch(t *testing.T) {
 	if leaks := leaksIn(t, rc, prefix); len(leaks) > 0 {
 		t.Fatalf("after the first read: %v", leaks)
 	}
-	if ttl, _ := rc.PTTL(ctx, s.challengeKey("alice", "old1")).Result(); ttl <= 0 {
-		t.Fatalf("resealing dropped the challenge's TTL (%s)", ttl)
+	if ttl, _ := rc.PTTL(ctx, s.secretsKey("alice", "old1")).Result(); ttl <= 0 {
+		t.Fatalf("the resealed request has no TTL (%s)", ttl)
 	}
 	// Still readable, and still the same.
 	if c, err := s.GetChallenge(ctx, "old1"); err != nil || c.Held == nil || c.Held.Header.Get("X-Test") != heldCookie {
 		t.Fatalf("GetChallenge after resealing = %+v, %v", c, err)
+	}
+
+	// A clear record resolved before anyone read it is published without
+	// its request.
+	clearRecords(t, rc, s, "bob", "old2")
+	sub := rc.Subscribe(ctx, s.channel)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resolve(ctx, "old2", pushauth.StatusDenied, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.ReceiveMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(msg.Payload, "old2\n{") {
+		t.Fatalf("published %.100q, want old2's record", msg.Payload)
+	}
+	if leaks := redistest.FindSecrets([]byte(msg.Payload), otpSecret, txnSecret, heldCookie); len(leaks) > 0 {
+		t.Fatalf("the resolution of a clear record was published with: %v", leaks)
 	}
 }
 

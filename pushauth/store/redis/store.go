@@ -173,7 +173,18 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
+	// Every new connection reads the replication ID of the server it
+	// reaches before it is used: after a failover all connections are new
+	// ones, so this instance knows of the new primary before its first
+	// command there (failover.go).
+	var self atomic.Pointer[Store]
 	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
+		OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
+			if s := self.Load(); s != nil {
+				s.onConnect(ctx, cn)
+			}
+			return nil
+		},
 		Addrs:                 opts.Addrs,
 		MasterName:            opts.MasterName,
 		IsClusterMode:         opts.Cluster,
@@ -217,6 +228,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		_ = client.Close()
 		return nil, err
 	}
+	self.Store(s)
 	ectx, cancel := context.WithCancel(context.Background())
 	s.epochCancel, s.epochDone = cancel, make(chan struct{})
 	go s.epochLoop(ectx, s.epochDone)
@@ -244,6 +256,7 @@ func (s *Store) challengePrefix(user string) string { return s.userTag(user) + "
 func (s *Store) challengeKey(user, id string) string {
 	return s.challengePrefix(user) + id
 }
+func (s *Store) secretsKey(user, id string) string  { return s.userTag(user) + ":sec:" + id }
 func (s *Store) challengeIndexKey(id string) string { return s.prefix + "ch:" + id }
 func (s *Store) jtiKey(jti string) string           { return s.prefix + "jti:" + jti }
 func (s *Store) sessionKey(hash string) string      { return s.prefix + "sess:" + hash }
@@ -422,10 +435,12 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 // replica promoted by a failover has a new one. live says whether a record
 // can still change: pending, or approved but waiting for its replicas'
 // acknowledgement (_ack, see replication.go), which readers see as
-// pending. pub is the record as it may leave the script (a reply or a
-// PUBLISH): without its secrets, sealed or, in a record an earlier version
-// wrote, in clear. settle stores a final record, clears the user's pending
-// pointer if it names the challenge, and publishes the record.
+// pending. store writes a record and returns what of it may leave the
+// script (a reply or a PUBLISH): all of it, since a challenge's secrets
+// live sealed in a key of their own (seal.go), but a stored request an
+// earlier version wrote in clear into the record is left out. settle
+// stores a final record, clears the user's pending pointer if it names the
+// challenge, and publishes the record.
 const luaLib = `
 local function replid()
   return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
@@ -434,11 +449,19 @@ local function live(c)
   return c.status == 'pending' or c._ack ~= nil
 end
 local function pub(c)
-  local sealed, held = c.sealed, c.held
-  c.sealed, c.held = nil, nil
+  local held = c.held
+  c.held = nil
   local out = cjson.encode(c)
-  c.sealed, c.held = sealed, held
+  c.held = held
   return out
+end
+local function store(key, c)
+  local raw = cjson.encode(c)
+  redis.call('SET', key, raw, 'KEEPTTL')
+  if c.held == nil then
+    return raw
+  end
+  return pub(c)
 end
 local function publish(channel, id, out, max)
   if #out <= tonumber(max) then
@@ -448,26 +471,26 @@ local function publish(channel, id, out, max)
   end
 end
 local function settle(key, pointer, id, c, channel, max)
-  redis.call('SET', key, cjson.encode(c), 'KEEPTTL')
+  local out = store(key, c)
   if redis.call('GET', pointer) == id then
     redis.call('DEL', pointer)
   end
-  local out = pub(c)
   publish(channel, id, out, max)
   return out
 end
 `
 
 // createScript supersedes the user's pending challenge, stores the new one
-// with the replication ID of the primary it is created on, and points the
-// user at it.
+// with the replication ID of the primary it is created on (and its sealed
+// secrets, if any), and points the user at it.
 //
-// KEYS[1] user pending pointer, KEYS[2] new challenge record.
-// ARGV[1] new id, ARGV[2] challenge JSON (an object, without "repl"),
-// ARGV[3] record TTL ms, ARGV[4] user's challenge key prefix, ARGV[5]
-// decided_at for the superseded one, ARGV[6] channel, ARGV[7] largest
-// record to publish. The superseded record's key is ARGV[4]..old: same
-// {u:<user>} hash tag, so the same slot as KEYS.
+// KEYS[1] user pending pointer, KEYS[2] new challenge record, KEYS[3] its
+// secrets. ARGV[1] new id, ARGV[2] challenge JSON (an object, without
+// "repl"), ARGV[3] record TTL ms, ARGV[4] user's challenge key prefix,
+// ARGV[5] decided_at for the superseded one, ARGV[6] channel, ARGV[7]
+// largest record to publish, ARGV[8] sealed secrets ("" for none). The
+// superseded record's key is ARGV[4]..old: same {u:<user>} hash tag, so
+// the same slot as KEYS.
 // Returns {superseded id (empty for none), replid}.
 var createScript = goredis.NewScript(luaLib + `
 local r = replid()
@@ -483,8 +506,7 @@ if old and old ~= ARGV[1] then
       c.status = 'superseded'
       c.decided_at = ARGV[5]
       c._ack = nil
-      redis.call('SET', okey, cjson.encode(c), 'KEEPTTL')
-      spub = pub(c)
+      spub = store(okey, c)
       superseded = old
     end
   end
@@ -492,6 +514,9 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local rec = string.sub(ARGV[2], 1, -2) .. ',"repl":"' .. r .. '"}'
   redis.call('SET', KEYS[2], rec, 'PX', ARGV[3])
+  if ARGV[8] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[3])
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if superseded ~= '' then
@@ -590,8 +615,12 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 		return "", errors.New("redis: challenge without id")
 	}
 	now := s.now()
-	rk := s.challengeKey(c.UserKey, c.ID)
-	b, err := s.encodeChallenge(rk, c)
+	rk, sk := s.challengeKey(c.UserKey, c.ID), s.secretsKey(c.UserKey, c.ID)
+	b, err := json.Marshal(challengeRecord{Challenge: *c})
+	if err != nil {
+		return "", fmt.Errorf("redis: encoding challenge %s: %w", c.ID, err)
+	}
+	sealed, err := s.sealSecrets(sk, c.ChallengeSecrets)
 	if err != nil {
 		return "", err
 	}
@@ -631,8 +660,8 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 	}
 
 	res, err := createScript.Run(ctx, s.client,
-		[]string{s.userPendingKey(c.UserKey), rk},
-		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord,
+		[]string{s.userPendingKey(c.UserKey), rk, sk},
+		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord, sealed,
 	).StringSlice()
 	if err != nil {
 		return "", wrap("EVALSHA create", rk, err)
@@ -708,23 +737,28 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*pushauth.Challeng
 	if err != nil {
 		return nil, err
 	}
-	rk := s.challengeKey(user, id)
-	b, err := s.client.Get(ctx, rk).Bytes()
-	if errors.Is(err, goredis.Nil) {
+	rk, sk := s.challengeKey(user, id), s.secretsKey(user, id)
+	vals, err := s.client.MGet(ctx, rk, sk).Result()
+	if err != nil {
+		return nil, wrap("MGET", rk, err)
+	}
+	b, ok := vals[0].(string)
+	if !ok {
 		return nil, pushauth.ErrNotFound
 	}
-	if err != nil {
-		return nil, wrap("GET", rk, err)
-	}
-	rec, err := s.readChallenge(rk, b, true)
+	sealed, _ := vals[1].(string)
+	rec, err := s.readChallenge(rk, []byte(b))
 	if err != nil {
 		return nil, err
 	}
-	if s.needsReseal(rec) {
+	if err := s.openSecrets(sk, []byte(sealed), rec); err != nil {
+		return nil, err
+	}
+	if s.needsReseal(rec, []byte(sealed)) {
 		// Written in clear by an earlier version, or sealed under a key
 		// that is being rotated out: seal it now. A failure leaves it for
 		// the next read or `store reseal`.
-		_ = s.resealChallenge(ctx, rk, b, rec)
+		_, _ = s.resealChallenge(ctx, rk, sk, []byte(b), []byte(sealed), rec.ChallengeSecrets)
 	}
 	return s.present(rec), nil
 }
@@ -841,7 +875,7 @@ func (s *Store) scriptChallenge(key string, res []any) (string, *pushauth.Challe
 		s.notePrimary(r)
 	}
 	raw, _ := res[1].(string)
-	rec, err := s.readChallenge(key, []byte(raw), false)
+	rec, err := s.readChallenge(key, []byte(raw))
 	if err != nil {
 		return "", nil, err
 	}
@@ -899,10 +933,11 @@ func (s *Store) PendingForCredential(ctx context.Context, credentialID string) (
 		if err != nil {
 			return nil, wrap("GET", keys[i], err)
 		}
-		rec, err := s.readChallenge(keys[i], b, false)
+		rec, err := s.readChallenge(keys[i], b)
 		if err != nil {
 			return nil, err
 		}
+		rec.ChallengeSecrets = pushauth.ChallengeSecrets{} // an earlier version's clear request stays here
 		c := s.present(rec)
 		if c.Status.Final() {
 			final = append(final, ids[i]) // final never changes back
@@ -938,29 +973,21 @@ func (s *Store) SetPushResult(ctx context.Context, id, result string) error {
 
 // ---- jti ----
 
-// useJTIScript records a single-use marker, fenced on the primary: a call
-// made by an instance that has not yet seen a failover fails, since the
-// marker it is about to trust the absence of may have been lost with the
-// old primary.
+// useJTIScript records a single-use marker, for a call followed by WAIT.
 //
-// KEYS[1] marker. ARGV[1] op token, ARGV[2] TTL ms, ARGV[3] the replication
-// ID the caller expects ("" checks none).
-// Returns {"fresh"|"used"|"failover", replid}.
-var useJTIScript = goredis.NewScript(luaLib + `
-local r = replid()
-if ARGV[3] ~= '' and r ~= ARGV[3] then
-  return {'failover', r}
-end
+// KEYS[1] marker. ARGV[1] op token, ARGV[2] TTL ms.
+// Returns 1 when fresh, 0 when used before.
+var useJTIScript = goredis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'fresh', r}
+  return 1
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  -- This very call, retried after a lost reply; the write lets a WAIT
+  -- This very call, retried after a lost reply; the write lets the WAIT
   -- after the retry cover the first one.
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {'fresh', r}
+  return 1
 end
-return {'used', r}
+return 0
 `)
 
 // UseJTI records a single-use marker (a token ID, a used security code, a
@@ -975,27 +1002,31 @@ func (s *Store) UseJTI(ctx context.Context, jti string, until time.Time) (bool, 
 		return true, nil
 	}
 	key := s.jtiKey(jti)
-	cmd, ackErr := s.run(ctx, s.minReplicas > 0, useJTIScript, []string{key}, newOp(), d.Milliseconds(), s.primary.current())
-	res, err := cmd.StringSlice()
-	if err != nil {
-		return false, wrap("EVALSHA use", s.jtiKeyRedacted(), err)
-	}
-	if len(res) != 2 {
-		return false, fmt.Errorf("redis: EVALSHA use %s: %d values in the reply, want 2", s.jtiKeyRedacted(), len(res))
-	}
-	s.notePrimary(res[1])
-	switch res[0] {
-	case "failover":
-		return false, fmt.Errorf("redis: %s: %w", s.jtiKeyRedacted(), ErrFailover)
-	case "used":
-		return false, nil
-	case "fresh":
-		if ackErr != nil {
+	op := newOp()
+	if s.minReplicas > 0 {
+		cmd, ackErr := s.run(ctx, true, useJTIScript, []string{key}, op, d.Milliseconds())
+		fresh, err := cmd.Int()
+		if err != nil {
+			return false, wrap("EVALSHA use", s.jtiKeyRedacted(), err)
+		}
+		if fresh == 1 && ackErr != nil {
 			return false, ackErr
 		}
+		return fresh == 1, nil
+	}
+	ok, err := s.client.SetNX(ctx, key, op, d).Result()
+	if err != nil {
+		return false, wrap("SET NX", s.jtiKeyRedacted(), err)
+	}
+	if ok {
 		return true, nil
 	}
-	return false, fmt.Errorf("redis: EVALSHA use %s: unexpected reply %q", s.jtiKeyRedacted(), res[0])
+	// Not set: used before, unless this is go-redis retrying our own write.
+	cur, err := s.client.Get(ctx, key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return false, wrap("GET", s.jtiKeyRedacted(), err)
+	}
+	return cur == op, nil
 }
 
 // ---- sessions ----
