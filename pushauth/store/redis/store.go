@@ -14,7 +14,8 @@
 //	<p>{c:<credential id>}:pending        zset    challenge ids, score = expiry (Unix ms)   latest expiry among members
 //	<p>{u:<user key>}:user                string  user JSON                                 none
 //	<p>{u:<user key>}:pending             string  id of the user's pending challenge        retainUntil of that challenge
-//	<p>{u:<user key>}:ch:<challenge id>   string  challenge JSON, its secrets sealed        retainUntil
+//	<p>{u:<user key>}:ch:<challenge id>   string  challenge JSON (without its secrets)      retainUntil
+//	<p>{u:<user key>}:sec:<challenge id>  string  its secrets (stored request), sealed      retainUntil (absent when there are none)
 //	<p>ch:<challenge id>                  string  "<op>:<user key>" (finds the user's slot) retainUntil
 //	<p>jti:<jti>                          string  op token of the first use                 until
 //	<p>sess:<session hash>                string  user key                                  session ttl
@@ -25,10 +26,11 @@
 // <op> is a random token per store call; it makes a call that go-redis
 // retries after a lost reply idempotent (a retried Resolve that had in fact
 // won still reports success, not a conflict). A resolved challenge JSON
-// carries it as "_op". A challenge record also carries "sealed" (its
-// pushauth.ChallengeSecrets, seal.go), "repl" (the replication ID of the
-// primary it was created on, failover.go) and, while an approval waits for
-// its replicas, "_ack" (replication.go).
+// carries it as "_op". A challenge record also carries "repl" (the
+// replication ID of the primary it was created on, failover.go) and, while
+// an approval waits for its replicas, "_ack" (replication.go); its
+// pushauth.ChallengeSecrets are sealed in the :sec: key beside it
+// (seal.go).
 //
 // CreateChallenge (supersede the user's pending challenge, store the new
 // one, point the user at it) and Resolve (pending → final, exactly once)
@@ -428,8 +430,7 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 
 // ---- challenges ----
 
-// luaLib is the start of every script that reads a challenge record or
-// fences on the primary.
+// luaLib is the start of every script that reads a challenge record.
 //
 // replid is the replication ID of the primary running the script; a
 // replica promoted by a failover has a new one. live says whether a record
