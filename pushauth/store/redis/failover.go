@@ -5,19 +5,23 @@ package redis
 // store refuses to act on anything such a write could have protected:
 //
 //   - Every challenge record carries the replication ID of the primary it
-//     was created on ("repl", written by createScript). A promoted replica
-//     gets a new replication ID, so after a failover every script that
-//     resolves a challenge (resolveScript, inside Redis, whatever instance
-//     runs it) cancels a live challenge from before it and refuses to
-//     approve it, and readers see such a challenge cancelled even when it
-//     was approved (its replay may have been lost).
+//     was created on ("repl", written by createScript from INFO).
 //   - Every new connection reads the replication ID of its server before
-//     it is used (OnConnect). A failover leaves only new connections (the
-//     old primary is gone, and go-redis drops the connections to it when
-//     Sentinel announces the switch), so an instance knows of the new
-//     primary before its first command there: it cannot trust the absence
-//     of a marker, or read a challenge from before the failover as pending
-//     or approved, on the new primary without knowing.
+//     it is used (OnConnect; a data server that does not answer INFO fails
+//     the connection). A failover leaves only new connections: the old
+//     primary is gone, go-redis drops the connections to it when Sentinel
+//     announces the switch, and a demoted primary's READONLY answers close
+//     them too. So an instance knows of the new primary before its first
+//     command there, and a call prepared for the old primary cannot reach
+//     the new one: go-redis retries a failed call for well under a second,
+//     a failover takes longer than Sentinel's down-after-milliseconds.
+//   - A promoted replica has a new replication ID, so after a failover the
+//     script that resolves a challenge (resolveScript, given the current ID
+//     by the instance that runs it) cancels a live challenge from before it
+//     and refuses to approve it, and readers see such a challenge cancelled
+//     even when it was approved (its replay marker may be lost). Nothing
+//     can trust the absence of a marker on the new primary without knowing
+//     it is new.
 //   - Each instance also reads the replication ID once a second (with the
 //     epoch check) and from every script that reports it. When it changes,
 //     the engine is told (WatchFailover): it cancels the challenges it
@@ -54,6 +58,7 @@ type primary struct {
 	mu       sync.Mutex
 	watchers map[int]func()
 	next     int
+	retired  map[string]bool // replaced primaries: a late reply from one changes nothing
 }
 
 // current is the replication ID of the primary as last seen ("" on
@@ -118,19 +123,20 @@ func parseReplID(info string) string {
 }
 
 // onConnect reads the replication ID of the server a new connection
-// reaches, before the connection is used. A connection to a Sentinel has
-// none and is left alone.
-func (s *Store) onConnect(ctx context.Context, cn *goredis.Conn) {
+// reaches, before the connection is used; without it the connection is not
+// used. A connection to a Sentinel has none and is left alone.
+func (s *Store) onConnect(ctx context.Context, cn *goredis.Conn) error {
 	if s.primary.off {
-		return
+		return nil
 	}
 	info, err := cn.Info(ctx, "replication").Result()
 	if err != nil {
-		return // the background check and the scripts still see it
+		return fmt.Errorf("redis: INFO replication on a new connection: %w", err)
 	}
 	if id := parseReplID(info); id != "" {
 		s.notePrimary(id)
 	}
+	return nil
 }
 
 // checkPrimary reads the replication ID (once a second, with the epoch).
@@ -150,24 +156,30 @@ func (s *Store) notePrimary(id string) {
 	if p.off || id == "" {
 		return
 	}
-	for {
-		old := p.id.Load()
-		if old != nil && *old == id {
-			return
-		}
-		if p.id.CompareAndSwap(old, &id) {
-			break
-		}
+	if cur := p.id.Load(); cur != nil && *cur == id {
+		return
 	}
+	p.mu.Lock()
+	cur := p.id.Load()
+	if (cur != nil && *cur == id) || p.retired[id] {
+		p.mu.Unlock()
+		return
+	}
+	if p.retired == nil {
+		p.retired = map[string]bool{}
+	}
+	if cur != nil {
+		p.retired[*cur] = true
+	}
+	p.id.Store(&id)
 	now := s.now()
 	p.at.Store(now.UnixMilli())
-	go s.shareFailover(id, now)
-	p.mu.Lock()
 	fns := make([]func(), 0, len(p.watchers))
 	for _, fn := range p.watchers {
 		fns = append(fns, fn)
 	}
 	p.mu.Unlock()
+	go s.shareFailover(id, now)
 	for _, fn := range fns {
 		fn()
 	}

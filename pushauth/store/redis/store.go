@@ -183,7 +183,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
 		OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
 			if s := self.Load(); s != nil {
-				s.onConnect(ctx, cn)
+				return s.onConnect(ctx, cn)
 			}
 			return nil
 		},
@@ -529,28 +529,36 @@ return {superseded, r}
 // resolveScript moves a live challenge to a final status exactly once.
 // A challenge created on a primary that has been replaced since (its
 // replication ID is not the current one) may lack writes the old primary
-// acknowledged: it is cancelled instead, whatever was asked.
+// acknowledged: it is cancelled instead, whatever was asked. The current
+// replication ID is the caller's (ARGV[9]): every connection learns it
+// before its first command (failover.go), and asking INFO here cost the
+// release on Redis about 5%. "" (Cluster) asks INFO.
 //
 // KEYS[1] challenge record, KEYS[2] user pending pointer.
 // ARGV[1] id, ARGV[2] status, ARGV[3] fraud "1"/"0", ARGV[4] decided_at,
 // ARGV[5] channel, ARGV[6] op token, ARGV[7] largest record to publish,
 // ARGV[8] "1": an approval that counts only once replicas acknowledge it
 // (it is kept with _ack and neither published nor unpointed; ackScript
-// finishes it).
-// Returns {"nf"}, {"ok", json, replid}, {"conflict", json, replid} or
-// {"failover", json, replid, "1" when this call cancelled it}.
+// finishes it), ARGV[9] the replication ID of this primary, or "".
+// Returns {"nf"}, {"ok", json, seen}, {"conflict", json, seen} or
+// {"failover", json, seen, "1" when this call cancelled it}; seen is the
+// replication ID the script read from INFO, "" when it was given one.
 var resolveScript = goredis.NewScript(luaLib + `
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   return {'nf'}
 end
 local c = cjson.decode(raw)
-local r = replid()
+local r, seen = ARGV[9], ''
+if r == nil or r == '' then
+  r = replid()
+  seen = r
+end
 if c._op == ARGV[6] and c.status ~= 'pending' then
   -- This very call, retried after a lost reply: rewrite the record so
   -- that a WAIT after the retry covers it.
   redis.call('SET', KEYS[1], raw, 'KEEPTTL')
-  return {'ok', pub(c), r}
+  return {'ok', pub(c), seen}
 end
 if c.repl and c.repl ~= r then
   local now = '0'
@@ -563,10 +571,10 @@ if c.repl and c.repl ~= r then
     settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7])
     now = '1'
   end
-  return {'failover', pub(c), r, now}
+  return {'failover', pub(c), seen, now}
 end
 if not live(c) then
-  return {'conflict', pub(c), r}
+  return {'conflict', pub(c), seen}
 end
 c.status = ARGV[2]
 c.decided_at = ARGV[4]
@@ -575,10 +583,10 @@ c._op = ARGV[6]
 if ARGV[8] == '1' then
   c._ack = ARGV[6]
   redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
-  return {'ok', pub(c), r}
+  return {'ok', pub(c), seen}
 end
 c._ack = nil
-return {'ok', settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7]), r}
+return {'ok', settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7]), seen}
 `)
 
 // pushResultScript sets push_result on an existing challenge.
@@ -793,7 +801,8 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 	rk := s.challengeKey(user, id)
 	keys := []string{rk, s.userPendingKey(user)}
 	op := newOp()
-	cmd, ackErr := s.run(ctx, acked, resolveScript, keys, id, string(to), f, atJSON, s.channel, op, maxPublishedRecord, hold)
+	cmd, ackErr := s.run(ctx, acked, resolveScript, keys, id, string(to), f, atJSON, s.channel, op, maxPublishedRecord, hold,
+		s.primary.current())
 	res, err := cmd.Slice()
 	if err != nil {
 		return nil, wrap("EVALSHA resolve", rk, err)
@@ -817,7 +826,7 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 		return nil, fmt.Errorf("redis: EVALSHA resolve %s: unexpected reply %q", rk, code)
 	}
 	if !acked {
-		return c, nil
+		return approvedAsAsked(c, to)
 	}
 	if ackErr != nil {
 		// Not acknowledged: take the approval back, so that nobody acts on
@@ -827,7 +836,21 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 		}
 		return nil, ackErr
 	}
-	return s.finishAck(ctx, keys, id, op, true)
+	c, err = s.finishAck(ctx, keys, id, op, true)
+	if err != nil {
+		return c, err
+	}
+	return approvedAsAsked(c, to)
+}
+
+// approvedAsAsked is Resolve's answer for a record it wrote: an approval
+// of a challenge from before a failover the call had not seen yet was
+// written, but nobody reads it as approved (present), so it is a conflict.
+func approvedAsAsked(c *pushauth.Challenge, to pushauth.Status) (*pushauth.Challenge, error) {
+	if to == pushauth.StatusApproved && c.Status != pushauth.StatusApproved {
+		return c, pushauth.ErrConflict
+	}
+	return c, nil
 }
 
 // finishAck ends a two-step approval: commit makes it final and publishes
@@ -1151,7 +1174,7 @@ func (w *watch) receiveOnce(timeout time.Duration) error {
 		}
 	case *goredis.Message:
 		if !w.stopped.Load() {
-			w.fn(parseResolved(m.Payload))
+			w.fn(w.s.parseResolved(m.Payload))
 		}
 	}
 	return nil
@@ -1164,17 +1187,19 @@ const maxPublishedRecord = 16 << 10
 
 // parseResolved splits a <prefix>resolved message into the challenge id and
 // its final record: "<id>\n<record JSON>", or "<id>" alone (older
-// instances, oversized records).
-func parseResolved(payload string) (string, *pushauth.Challenge) {
-	id, rec, ok := strings.Cut(payload, "\n")
+// instances, oversized records). The record is presented as readers see
+// it: an approval of a challenge from before a failover is no approval.
+func (s *Store) parseResolved(payload string) (string, *pushauth.Challenge) {
+	id, raw, ok := strings.Cut(payload, "\n")
 	if !ok {
 		return id, nil
 	}
-	var c pushauth.Challenge
-	if err := json.Unmarshal([]byte(rec), &c); err != nil {
+	rec, err := s.readChallenge(id, []byte(raw))
+	if err != nil {
 		return id, nil
 	}
-	return id, &c // the engine checks it is this id's final record
+	rec.ChallengeSecrets = pushauth.ChallengeSecrets{}
+	return id, s.present(rec) // the engine checks it is this id's final record
 }
 
 func isTimeout(err error) bool {
