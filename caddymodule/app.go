@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -105,6 +107,15 @@ type App struct {
 	// Default 15m.
 	UnboundCredentialTTL caddy.Duration `json:"unbound_credential_ttl,omitempty"`
 
+	// MaxPolls bounds the long polls of waiting pages (interstitial mode)
+	// this instance keeps open at once, counted apart from max_held; more
+	// get 429 and the page asks again shortly. Default 10000.
+	MaxPolls int `json:"max_polls,omitempty"`
+
+	// MaxPollsPerIP bounds those long polls from one client IP. Default
+	// 256. One challenge has at most 2 at once.
+	MaxPollsPerIP int `json:"max_polls_per_ip,omitempty"`
+
 	engine *pushauth.Engine
 	key    string
 }
@@ -153,7 +164,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.key = "onepush-engine:" + string(keyJSON)
+	sealer, keysID, err := a.sealerAndID()
+	if err != nil {
+		return err
+	}
+	// New keys need a new store, hence a new engine.
+	a.key = "onepush-engine:" + string(keyJSON) + ":keys:" + keysID
 
 	pushers := map[string]pushauth.Pusher{}
 	if len(a.WebhookAllow) > 0 {
@@ -189,7 +205,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
 	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
-		store, err := a.newStore()
+		store, err := a.newStore(sealer)
 		if err != nil {
 			return nil, err
 		}
@@ -209,6 +225,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 			Notify:               notify,
 			UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
+			MaxPolls:             a.MaxPolls,
+			MaxPollsPerIP:        a.MaxPollsPerIP,
 		})
 		if err != nil {
 			_ = store.Close()
@@ -233,12 +251,16 @@ func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
 	return pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil)
 }
 
-func (a *App) newStore() (pushauth.Store, error) {
+func (a *App) newStore(sealer *seal.Sealer) (pushauth.Store, error) {
 	switch a.Store.Type {
 	case "memory":
 		return pushauth.NewMemoryStore(nil), nil
 	case "redis":
-		return a.Store.Redis.open(caddy.NewReplacer())
+		s, err := a.Store.Redis.open(caddy.NewReplacer(), sealer)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("store type %q: must be memory or redis", a.Store.Type)
 	}
@@ -255,6 +277,9 @@ func (a *App) Validate() error {
 	}
 	if a.UnboundCredentialTTL < 0 {
 		return fmt.Errorf("onepush: unbound_credential_ttl %s must not be negative", time.Duration(a.UnboundCredentialTTL))
+	}
+	if a.MaxPolls < 0 || a.MaxPollsPerIP < 0 {
+		return fmt.Errorf("onepush: max_polls %d and max_polls_per_ip %d must not be negative", a.MaxPolls, a.MaxPollsPerIP)
 	}
 	if a.MaxHeldPerUser < 0 || a.MaxHeldPerIP < 0 || a.BodyReadTimeout < 0 {
 		return fmt.Errorf("onepush: max_held_per_user %d, max_held_per_ip %d and body_read_timeout %s must not be negative",
@@ -313,6 +338,22 @@ func (a *App) sealer() (*seal.Sealer, error) {
 		return nil, fmt.Errorf("onepush: %w", err)
 	}
 	return s, nil
+}
+
+// sealerAndID is sealer() and a fingerprint of the keys it was built from
+// ("" without keys), which names no key.
+func (a *App) sealerAndID() (*seal.Sealer, string, error) {
+	s, err := a.sealer()
+	if err != nil || s == nil {
+		return s, "", err
+	}
+	repl := caddy.NewReplacer()
+	h := sha256.New()
+	for _, k := range append([]string{a.EncryptionKey}, a.PreviousEncryptionKeys...) {
+		v, _ := repl.ReplaceOrErr(k, true, true) // sealer() checked them
+		h.Write([]byte(v + "\x00"))
+	}
+	return s, hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // Engine is the shared engine (for handlers and tools in this process).

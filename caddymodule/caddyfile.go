@@ -41,6 +41,8 @@ func init() {
 //	        tls
 //	        tls_server_name <name>
 //	        prefix <prefix>
+//	        min_replicas <n>
+//	        replica_timeout <duration>
 //	    }
 //	    webhook_allow <prefix...>
 //	    apns { key_file|key_id|team_id|cert_file|cert_password|topic|host|ca_file|category|title <v>; production|sandbox }
@@ -60,6 +62,8 @@ func init() {
 //	    previous_encryption_keys <key...>
 //	    notify { url <url>; secret {env.ONEPUSH_NOTIFY_SECRET}; repudiation <text>; timeout <duration> }
 //	    unbound_credential_ttl <duration>
+//	    max_polls <n>
+//	    max_polls_per_ip <n>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -183,6 +187,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.PreviousEncryptionKeys = append(a.PreviousEncryptionKeys, args...)
+		case "max_polls", "max_polls_per_ip":
+			name := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("%s: %q is not a positive integer", name, d.Val())
+			}
+			if name == "max_polls" {
+				a.MaxPolls = n
+			} else {
+				a.MaxPollsPerIP = n
+			}
 		case "body_read_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()

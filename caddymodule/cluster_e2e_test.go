@@ -47,7 +47,7 @@ type clusterNode struct {
 // listener. extra goes into the site block (a reload changes it).
 func (e *env) clusterCaddyfile(n *clusterNode, extra string) string {
 	return e.caddyfile(n.port, n.admin, caddyConfig{
-		Global:       "\t\tstore redis {\n\t\t\taddresses " + n.redis + "\n\t\t}",
+		Global:       redisGlobal(n.redis),
 		SiteExtra:    extra,
 		AdminAPIPort: n.internal,
 		AdminToken:   clusterAdminToken,

@@ -108,7 +108,7 @@ func TestNotificationSurvivesSIGKILL(t *testing.T) {
 		global func(t *testing.T) string
 	}{
 		{"redis", func(t *testing.T) string {
-			return "\t\tstore redis {\n\t\t\taddresses " + redistest.Start(t) + "\n\t\t\tprefix kill-test:\n\t\t}\n"
+			return redisGlobal(redistest.Start(t), "prefix kill-test:") + "\n"
 		}},
 	}
 	for _, st := range stores {

@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/seal"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
@@ -62,13 +62,37 @@ type RedisConfig struct {
 	// Prefix starts every key and the pub/sub channel, so several
 	// deployments can share one Redis. Default "onepush:".
 	Prefix string `json:"prefix,omitempty"`
+
+	// MinReplicas is how many replicas must acknowledge (WAIT) a write
+	// whose loss in a failover would allow a replay or undo a lock (used
+	// tokens and codes, approvals, failure counts and locks) before it
+	// counts; fewer within replica_timeout fail the operation closed (503,
+	// nothing forwarded). Default 1 with Sentinel (master_name), 0
+	// otherwise. This narrows the window a failover can lose such a write
+	// in; it does not close it.
+	MinReplicas *int `json:"min_replicas,omitempty"`
+
+	// ReplicaTimeout bounds the wait for min_replicas. Default 500ms.
+	ReplicaTimeout caddy.Duration `json:"replica_timeout,omitempty"`
+}
+
+// minReplicas is MinReplicas or its default.
+func (c *RedisConfig) minReplicas() int {
+	switch {
+	case c.MinReplicas != nil:
+		return *c.MinReplicas
+	case c.MasterName != "":
+		return 1
+	}
+	return 0
 }
 
 // open expands placeholders and connects. It fails when Redis does not
 // answer within ten seconds, or when it lost the data this instance used
 // before (the epoch file under Caddy's data directory names an epoch Redis
-// no longer holds); once open, the store rides out outages.
-func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
+// no longer holds); once open, the store rides out outages. The store
+// seals its secrets with sealer and refuses to start without it.
+func (c *RedisConfig) open(repl *caddy.Replacer, sealer *seal.Sealer) (*redisstore.Store, error) {
 	if c == nil {
 		c = new(RedisConfig)
 	}
@@ -93,6 +117,13 @@ func (c *RedisConfig) open(repl *caddy.Replacer) (pushauth.Store, error) {
 		Password:   expand(c.Password),
 		DB:         c.DB,
 		Prefix:     expand(c.Prefix),
+
+		Sealer:         sealer,
+		MinReplicas:    c.minReplicas(),
+		ReplicaTimeout: time.Duration(c.ReplicaTimeout),
+	}
+	if sealer == nil {
+		return nil, fmt.Errorf("store redis: no encryption_key: the store keeps stored requests and security-code secrets, which it seals before they reach Redis; set encryption_key to base64 of 32 random bytes (`openssl rand -base64 32`), e.g. {env.ONEPUSH_KEY}")
 	}
 	opts.EpochFile = epochFile(opts)
 	if c.TLS || c.TLSServerName != "" || c.TLSInsecureSkipVerify {
@@ -140,6 +171,8 @@ func epochFile(o redisstore.Options) string {
 //	    tls_server_name <name>
 //	    tls_insecure_skip_verify
 //	    prefix <prefix>
+//	    min_replicas <n>
+//	    replica_timeout <duration>
 //	}
 func parseRedisBlock(d *caddyfile.Dispenser) (*RedisConfig, error) {
 	c := new(RedisConfig)
@@ -197,6 +230,25 @@ func parseRedisBlock(d *caddyfile.Dispenser) (*RedisConfig, error) {
 			c.TLS = true
 		case "prefix":
 			c.Prefix, err = oneArg()
+
+		case "min_replicas":
+			var v string
+			if v, err = oneArg(); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 0 {
+					return nil, d.Errf("min_replicas: %q is not a non-negative integer", v)
+				}
+				c.MinReplicas = &n
+			}
+		case "replica_timeout":
+			var v string
+			if v, err = oneArg(); err == nil {
+				dur, convErr := caddy.ParseDuration(v)
+				if convErr != nil || dur <= 0 {
+					return nil, d.Errf("replica_timeout: %q is not a positive duration", v)
+				}
+				c.ReplicaTimeout = caddy.Duration(dur)
+			}
 		default:
 			return nil, d.Errf("unknown store redis option %q", d.Val())
 		}

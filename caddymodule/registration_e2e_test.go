@@ -87,7 +87,7 @@ func TestUnboundCredentialsExpire(t *testing.T) {
 		{"memory", func(t *testing.T) (string, string) { return "", "" }},
 		{"redis", func(t *testing.T) (string, string) {
 			addr := redistest.Start(t)
-			return "\t\tstore redis {\n\t\t\taddresses " + addr + "\n\t\t\tprefix ttl-test:\n\t\t}\n", addr
+			return redisGlobal(addr, "prefix ttl-test:") + "\n", addr
 		}},
 	}
 	for _, st := range stores {

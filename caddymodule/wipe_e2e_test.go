@@ -20,7 +20,7 @@ import (
 func TestRedisWipeFailsClosed(t *testing.T) {
 	addr := redistest.Start(t)
 	e := newEnv(t, envOptions{})
-	global := "\t\tstore redis {\n\t\t\taddresses " + addr + "\n\t\t}"
+	global := redisGlobal(addr)
 	g, _ := e.gatewayWithAlice(global)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

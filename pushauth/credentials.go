@@ -146,7 +146,7 @@ func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) b
 	ok, err := totp.ValidateCustom(code, cred.OTPSecret, now, totp.ValidateOpts{
 		Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
 	})
-	if err != nil || !ok {
+	if err != nil || !ok || !e.usableAfterFailover(cred, code, now) {
 		return false
 	}
 	// A code is accepted once: remember it for the whole ±1-step window.

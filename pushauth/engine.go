@@ -39,6 +39,11 @@ type Config struct {
 	// and from one client IP (checked by Hold). Defaults 4 and 256.
 	MaxHeldPerUser int
 	MaxHeldPerIP   int
+	// MaxPolls and MaxPollsPerIP bound the waiting pages' long polls
+	// (Await), counted apart from held requests. Defaults 10000 and 256;
+	// MaxPollsPerChallenge is fixed.
+	MaxPolls      int
+	MaxPollsPerIP int
 	// PushWorkers and PushQueue bound outbound push sends. Defaults 16, 4096.
 	PushWorkers int
 	PushQueue   int
@@ -83,16 +88,18 @@ type Engine struct {
 	stopWatch func()
 	regLimit  *ipLimiter
 	limits    *heldLimits
+	polls     *heldLimits  // long polls per challenge and per client IP
 	grace     atomic.Int64 // policy deregistration_grace, see SetDeregistrationGrace
 	orphans   *orphans     // challenges left pending by a store failure, see orphans.go
 
 	// Binding a phone: its proofs, limits and announcements (enrol.go,
 	// notify.go).
-	enrolment   atomic.Pointer[policy.Enrolment]
-	enrolLimit  *ipLimiter
-	enrolAudit  *auditAggregator
-	notifier    *notifier
-	repudiation string
+	enrolment    atomic.Pointer[policy.Enrolment]
+	enrolLimit   *ipLimiter
+	enrolAudit   *auditAggregator
+	notifier     *notifier
+	repudiation  string
+	stopFailover func() // see failover.go
 }
 
 // Errors the gate turns into pages.
@@ -143,6 +150,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.MaxHeldPerIP <= 0 {
 		cfg.MaxHeldPerIP = DefaultMaxHeldPerIP
 	}
+	if cfg.MaxPolls <= 0 {
+		cfg.MaxPolls = DefaultMaxPolls
+	}
+	if cfg.MaxPollsPerIP <= 0 {
+		cfg.MaxPollsPerIP = DefaultMaxPollsPerIP
+	}
 	if cfg.PushRate <= 0 {
 		cfg.PushRate = 5
 	}
@@ -163,9 +176,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		cfg:      cfg,
-		waiters:  newWaiters(cfg.MaxHeld),
+		waiters:  newWaiters(cfg.MaxHeld, cfg.MaxPolls),
 		regLimit: newRateLimiter(10000, 6*time.Second, 20, 50),
 		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
+		polls:    newPollLimits(cfg.MaxPollsPerIP),
 	}
 	e.orphans = newOrphans(e, time.Second)
 	if err := e.startBinding(cfg); err != nil {
@@ -180,6 +194,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
 	}
 	e.stopWatch = stop
+	e.stopFailover = func() {}
+	if fs, ok := cfg.Store.(failoverSource); ok {
+		e.stopFailover = fs.WatchFailover(e.failedOver)
+	}
 	return e, nil
 }
 
@@ -206,6 +224,7 @@ func (e *Engine) Held() int { return e.waiters.count() }
 // Close stops the workers and the watch; held requests see their context end.
 func (e *Engine) Close() error {
 	e.stopWatch()
+	e.stopFailover()
 	e.dispatch.close()
 	e.orphans.stop()
 	e.stopBinding()
@@ -308,9 +327,15 @@ func (e *Engine) Start(ctx context.Context, user *User, spec ChallengeSpec) (*Ch
 
 // Await waits until challenge c is final or ctx ends, and returns its
 // current state. Unlike Hold, ctx ending (a long-poll that timed out)
-// leaves the challenge pending.
-func (e *Engine) Await(ctx context.Context, id string) (*Challenge, error) {
-	w, err := e.waiters.add(id)
+// leaves the challenge pending. Polls are bounded per challenge, per
+// clientIP and in all (ErrTooManyPolls), apart from held requests.
+func (e *Engine) Await(ctx context.Context, id, clientIP string) (*Challenge, error) {
+	release, err := e.polls.acquire(id, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	w, err := e.waiters.addPoll(id)
 	if err != nil {
 		return nil, err
 	}
@@ -349,13 +374,13 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(spec.Timeout),
 		Status:       StatusPending,
-		Held:         spec.Held,
 		BrowserHash:  spec.BrowserHash,
 		Service:      spec.Service,
 		Host:         spec.Host,
 		Transaction:  spec.Transaction,
 		SessionHash:  spec.SessionHash,
 	}
+	c.Held = spec.Held
 	if spec.NumberMatch {
 		n, err := rand.Int(rand.Reader, big.NewInt(90))
 		if err != nil {

@@ -135,7 +135,12 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 	case action == "status" && r.Method == http.MethodGet:
 		ctx, cancel := context.WithTimeout(r.Context(), longPoll)
 		defer cancel()
-		cur, err := g.Engine.Await(ctx, c.ID)
+		cur, err := g.Engine.Await(ctx, c.ID, g.clientIP(r))
+		if errors.Is(err, ErrTooManyPolls) {
+			w.Header().Set("Retry-After", "2")
+			writeErr(w, http.StatusTooManyRequests, "too many status requests; the page asks again shortly")
+			return nil
+		}
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 			return nil

@@ -24,9 +24,9 @@ var (
 )
 
 // userStripes serialise read-modify-write of one user's record within this
-// process (failure counting and admin operations), so two decisions
-// arriving together both count. Across instances the Store has no
-// compare-and-set; a lost update there can only lose one failure count.
+// process (admin operations and enrolment). Failure counting does not use
+// them: it is one atomic step in the store (FailureCounter), across
+// instances too.
 var userStripes [64]sync.Mutex
 
 func userLock(key string) *sync.Mutex {
@@ -65,18 +65,12 @@ func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, ex
 // security code) and locks the user at MaxFailures consecutive failures.
 // It reports whether the user is locked now.
 func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challenge) bool {
-	var lockedNow bool
-	u, err := e.updateUser(ctx, key, func(u *User, _ bool) error {
-		u.Failures++
-		// A fraud report is the user telling us someone else has the
-		// password: lock at once rather than wait for MaxFailures.
-		fraud := c != nil && c.Fraud
-		if u.State != UserLocked && (u.Failures >= e.cfg.MaxFailures || fraud) {
-			u.State, lockedNow = UserLocked, true
-		}
-		return nil
-	})
+	// A fraud report is the user telling us someone else has the password:
+	// lock at once rather than wait for MaxFailures.
+	fraud := c != nil && c.Fraud
+	u, lockedNow, err := e.store.AddFailure(ctx, key, e.cfg.MaxFailures, fraud, e.now())
 	if err != nil {
+		e.storeError("add_failure", err)
 		e.log.Warn("counting a failure", "user", key, "error", err)
 		return false
 	}
@@ -96,16 +90,10 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 
 // recordSuccess resets the consecutive-failure count after an approval.
 func (e *Engine) recordSuccess(ctx context.Context, key string) {
-	u, err := e.store.GetUser(ctx, key)
-	if err != nil || u.Failures == 0 {
-		return
+	if err := e.store.ResetFailures(ctx, key, e.now()); err != nil {
+		e.storeError("reset_failures", err)
+		e.log.Warn("resetting the failure count", "user", key, "error", err)
 	}
-	_, _ = e.updateUser(ctx, key, func(u *User, _ bool) error {
-		if u.State != UserLocked {
-			u.Failures = 0
-		}
-		return nil
-	})
 }
 
 // SetDeregistrationGrace sets the grace period the policy asks for

@@ -48,7 +48,7 @@ func TestHeldLimitsForgetIdleKeys(t *testing.T) {
 		}
 		rel()
 	}
-	if len(l.users) != 0 || len(l.ips) != 0 {
-		t.Fatalf("maps keep %d users and %d addresses after every release", len(l.users), len(l.ips))
+	if len(l.keys) != 0 || len(l.ips) != 0 {
+		t.Fatalf("maps keep %d users and %d addresses after every release", len(l.keys), len(l.ips))
 	}
 }

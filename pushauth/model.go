@@ -46,9 +46,10 @@ type Challenge struct {
 	// decision's ctx claim; it is fixed at creation so the hash is stable.
 	Context   string    `json:"context"`
 	DecidedAt time.Time `json:"decided_at,omitempty"`
-	// Held is the stored request of an interstitial challenge, replayed to
-	// the bank on approval. It is never shown to the phone or logged.
-	Held *HeldRequest `json:"held,omitempty"`
+	// ChallengeSecrets (the stored request, later the stored bank
+	// response) is kept apart so that a store outside the process seals
+	// it as one value.
+	ChallengeSecrets
 	// BrowserHash binds an interstitial challenge to the browser holding the
 	// waiting page's cookie (SHA-256 of its token).
 	BrowserHash string `json:"browser_hash,omitempty"`
@@ -78,6 +79,17 @@ type Transaction struct {
 	Currency  string `json:"currency"`
 	Payee     string `json:"payee"`
 	PayeeName string `json:"payee_name,omitempty"`
+}
+
+// ChallengeSecrets is the part of a challenge that can carry a password,
+// a transaction password, a cookie or a bank response. A store that keeps
+// challenges outside the process seals it as one value (pushauth/seal) and
+// never publishes it; a field that can hold such a secret belongs here and
+// is sealed with it.
+type ChallengeSecrets struct {
+	// Held is the stored request of an interstitial challenge, replayed to
+	// the bank on approval. It is never shown to the phone or logged.
+	Held *HeldRequest `json:"held,omitempty"`
 }
 
 // HeldRequest is a request kept for replay: exactly the bytes the phone's

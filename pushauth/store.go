@@ -7,7 +7,11 @@ import (
 
 // Store keeps everything the engine must share between instances. Every
 // method must be safe for concurrent use; the atomic ones (CreateChallenge,
-// Resolve, UseJTI) must stay atomic across instances sharing the store.
+// Resolve, UseJTI, AddFailure) must stay atomic across instances sharing
+// the store. A store that keeps records outside the process seals their
+// secrets (ChallengeSecrets, Credential.OTPSecret); only GetChallenge
+// must return a challenge's secrets, the records of Resolve,
+// PendingForCredential and Watch may go without them.
 type Store interface {
 	PutCredential(ctx context.Context, c *Credential) error
 	// GetCredential returns ErrNotFound when id is unknown.
@@ -59,4 +63,6 @@ type Store interface {
 	// Binding announcements and their proofs (outbox.go, activation.go).
 	Outbox
 	ActivationCodes
+	// Failure counting and locking, atomic across instances (failures.go).
+	FailureCounter
 }

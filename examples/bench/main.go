@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onepush/onepush/pushauth/seal"
 )
 
 type report struct {
@@ -313,7 +315,12 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 	if err != nil {
 		return err
 	}
-	store := fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\tprefix bench%d:\n\t\t}", addr, time.Now().UnixNano())
+	key, err := seal.NewKey()
+	if err != nil {
+		return err
+	}
+	// Both instances need the same key: the Redis store seals what it keeps.
+	store := fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\tprefix bench%d:\n\t\t}\n\t\tencryption_key %s", addr, time.Now().UnixNano(), key)
 	if ok, why := adaptOK(dir, bin, f.rcv, backendAddr, store); !ok {
 		rel.CrossStatus = "pending: this build does not accept `store redis { ... }` (" + why + ")"
 		return nil

@@ -3,7 +3,7 @@
 # through A's device API (and the other way round). See README.md.
 #
 # Run from the repository root:
-#   ONEPUSH_ADMIN_TOKEN=change-me-0123456789 ./caddy run --config examples/cluster/Caddyfile.b
+#   ONEPUSH_KEY=$(cat onepush.key) ONEPUSH_ADMIN_TOKEN=change-me-0123456789 ./caddy run --config examples/cluster/Caddyfile.b
 {
 	admin 127.0.0.1:2020
 	auto_https off
@@ -15,8 +15,12 @@
 			# tls
 			# For Sentinel: addresses of the Sentinels plus
 			# master_name mymaster
+			# (then min_replicas defaults to 1: see the README's durability stance)
 			# For Cluster: several seed addresses (or one plus "cluster").
 		}
+		# Seals stored requests and security-code secrets before they reach
+		# Redis; the same key on every instance (openssl rand -base64 32).
+		encryption_key {env.ONEPUSH_KEY}
 		# The phone simulator (examples/phone) receives pushes by webhook.
 		webhook_allow http://127.0.0.1:9002/
 	}

@@ -59,6 +59,9 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"ActivationCodes", testActivationCodes},
 		{"ActivationRace", testActivationRace},
 		{"BindingExpiry", testBindingExpiry},
+		// Failure counting (failures.go).
+		{"FailureCounting", testFailureCounting},
+		{"FailureCountingIsAtomic", testFailureCountingIsAtomic},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

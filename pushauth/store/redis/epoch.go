@@ -192,7 +192,8 @@ func (s *Store) wipedErr() error {
 	return nil
 }
 
-// epochLoop verifies the epoch every epochCheckInterval until ctx ends.
+// epochLoop verifies the epoch, and reads the primary's replication ID
+// (failover.go), every epochCheckInterval until ctx ends.
 func (s *Store) epochLoop(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(epochCheckInterval)
@@ -204,6 +205,7 @@ func (s *Store) epochLoop(ctx context.Context, done chan<- struct{}) {
 		case <-t.C:
 			cctx, cancel := context.WithTimeout(ctx, epochCheckInterval)
 			_ = s.checkEpoch(cctx) // an unreachable Redis leaves the verdict as is
+			s.checkPrimary(cctx)
 			cancel()
 		}
 	}

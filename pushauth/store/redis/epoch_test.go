@@ -17,7 +17,7 @@ func newWithFile(t *testing.T, addr, prefix, file string) (*Store, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := New(ctx, Options{Addrs: []string{addr}, Prefix: prefix, EpochFile: file})
+	s, err := New(ctx, Options{Addrs: []string{addr}, Prefix: prefix, EpochFile: file, Sealer: testSealer(t)})
 	if err == nil {
 		t.Cleanup(func() { _ = s.Close() })
 	}

@@ -9,22 +9,28 @@
 // in that user's slot.
 //
 //	key                                   type    value                                     TTL
-//	<p>cred:<credential id>               string  credential JSON                           none
+//	<p>cred:<credential id>               string  credential JSON, sealed (seal.go)         none
 //	<p>{c:<credential id>}:users          set     keys of users bound to the credential     none
 //	<p>{c:<credential id>}:pending        zset    challenge ids, score = expiry (Unix ms)   latest expiry among members
 //	<p>{u:<user key>}:user                string  user JSON                                 none
 //	<p>{u:<user key>}:pending             string  id of the user's pending challenge        retainUntil of that challenge
-//	<p>{u:<user key>}:ch:<challenge id>   string  challenge JSON                            retainUntil
+//	<p>{u:<user key>}:ch:<challenge id>   string  challenge JSON (without its secrets)      retainUntil
+//	<p>{u:<user key>}:sec:<challenge id>  string  its secrets (stored request), sealed      retainUntil (absent when there are none)
 //	<p>ch:<challenge id>                  string  "<op>:<user key>" (finds the user's slot) retainUntil
 //	<p>jti:<jti>                          string  op token of the first use                 until
 //	<p>sess:<session hash>                string  user key                                  session ttl
 //	<p>epoch                              string  random value set once (see epoch.go)      none
-//	<p>resolved                           pub/sub channel: "<id>\n<final JSON>" of every challenge resolved or superseded ("<id>" alone when the record is over 16 KiB)
+//	<p>failover:<replication id>          string  when that primary took over, Unix ms      10 minutes (failover.go)
+//	<p>resolved                           pub/sub channel: "<id>\n<final JSON>" of every challenge resolved or superseded, without its secrets ("<id>" alone when the record is over 16 KiB)
 //
 // <op> is a random token per store call; it makes a call that go-redis
 // retries after a lost reply idempotent (a retried Resolve that had in fact
 // won still reports success, not a conflict). A resolved challenge JSON
-// carries it as "_op"; pushauth ignores the field.
+// carries it as "_op". A challenge record also carries "repl" (the
+// replication ID of the primary it was created on, failover.go) and, while
+// an approval waits for its replicas, "_ack" (replication.go); its
+// pushauth.ChallengeSecrets are sealed in the :sec: key beside it
+// (seal.go).
 //
 // CreateChallenge (supersede the user's pending challenge, store the new
 // one, point the user at it) and Resolve (pending → final, exactly once)
@@ -61,6 +67,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/seal"
 )
 
 // Options configure the Redis store.
@@ -86,6 +93,19 @@ type Options struct {
 	// Redis data this instance uses (see epoch.go): New refuses to start
 	// when it names an epoch Redis no longer holds.
 	EpochFile string
+
+	// Sealer seals the secrets the store keeps (stored requests, the
+	// security-code secrets of credentials; see seal.go). Required: New
+	// refuses to start without it.
+	Sealer *seal.Sealer
+	// MinReplicas is how many replicas must acknowledge a write whose loss
+	// would allow a replay or undo a lock (used token IDs and codes,
+	// approvals, failure counts and locks; see replication.go) within
+	// ReplicaTimeout before it counts; fewer fail the operation. 0 waits
+	// for none.
+	MinReplicas int
+	// ReplicaTimeout bounds the wait for MinReplicas. Default 500ms.
+	ReplicaTimeout time.Duration
 }
 
 // Store is a pushauth.Store on Redis. It is safe for concurrent use and for
@@ -102,6 +122,11 @@ type Store struct {
 	epochDone   chan struct{}
 
 	owners owners // challenge id → user key, saves the index read
+
+	sealer         *seal.Sealer
+	minReplicas    int
+	replicaTimeout time.Duration
+	primary        primary // the replication ID of the primary, see failover.go
 
 	mu       sync.Mutex
 	watches  map[*watch]struct{}
@@ -130,6 +155,18 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.DB < 0 {
 		return nil, errors.New("redis: db must not be negative")
 	}
+	if opts.Sealer == nil {
+		return nil, errors.New("redis: no encryption key: the store keeps stored requests and security-code secrets, which are sealed before they reach Redis")
+	}
+	if opts.MinReplicas < 0 {
+		return nil, fmt.Errorf("redis: min_replicas %d must not be negative", opts.MinReplicas)
+	}
+	if opts.ReplicaTimeout < 0 {
+		return nil, fmt.Errorf("redis: replica_timeout %s must not be negative", opts.ReplicaTimeout)
+	}
+	if opts.ReplicaTimeout == 0 {
+		opts.ReplicaTimeout = DefaultReplicaTimeout
+	}
 	prefix := opts.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -138,7 +175,18 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
+	// Every new connection reads the replication ID of the server it
+	// reaches before it is used: after a failover all connections are new
+	// ones, so this instance knows of the new primary before its first
+	// command there (failover.go).
+	var self atomic.Pointer[Store]
 	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
+		OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
+			if s := self.Load(); s != nil {
+				return s.onConnect(ctx, cn)
+			}
+			return nil
+		},
 		Addrs:                 opts.Addrs,
 		MasterName:            opts.MasterName,
 		IsClusterMode:         opts.Cluster,
@@ -169,11 +217,20 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		now:     now,
 		watches: make(map[*watch]struct{}),
 		owners:  owners{max: maxOwners},
+
+		sealer:         opts.Sealer,
+		minReplicas:    opts.MinReplicas,
+		replicaTimeout: opts.ReplicaTimeout,
 	}
 	if err := s.setupEpoch(ctx, opts); err != nil {
 		_ = client.Close()
 		return nil, err
 	}
+	if err := s.setupPrimary(ctx); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	self.Store(s)
 	ectx, cancel := context.WithCancel(context.Background())
 	s.epochCancel, s.epochDone = cancel, make(chan struct{})
 	go s.epochLoop(ectx, s.epochDone)
@@ -201,6 +258,7 @@ func (s *Store) challengePrefix(user string) string { return s.userTag(user) + "
 func (s *Store) challengeKey(user, id string) string {
 	return s.challengePrefix(user) + id
 }
+func (s *Store) secretsKey(user, id string) string  { return s.userTag(user) + ":sec:" + id }
 func (s *Store) challengeIndexKey(id string) string { return s.prefix + "ch:" + id }
 func (s *Store) jtiKey(jti string) string           { return s.prefix + "jti:" + jti }
 func (s *Store) sessionKey(hash string) string      { return s.prefix + "sess:" + hash }
@@ -236,9 +294,9 @@ func (s *Store) ttlUntil(t time.Time) time.Duration {
 
 func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error {
 	key := s.credKey(c.ID)
-	b, err := json.Marshal(c)
+	b, err := s.sealCredential(key, c)
 	if err != nil {
-		return fmt.Errorf("redis: encoding credential: %w", err)
+		return err
 	}
 	// A credential nobody bound lives until its ExpiresAt; storing it
 	// without one (at binding) drops the TTL.
@@ -264,11 +322,7 @@ func (s *Store) GetCredential(ctx context.Context, id string) (*pushauth.Credent
 	if err := s.wipedErr(); err != nil {
 		return nil, err
 	}
-	var c pushauth.Credential
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("redis: decoding %s: %w", key, err)
-	}
-	return &c, nil
+	return s.openCredential(ctx, key, b)
 }
 
 func (s *Store) DeleteCredential(ctx context.Context, id string) error {
@@ -382,80 +436,163 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 
 // ---- challenges ----
 
-// createScript supersedes the user's pending challenge, stores the new one
-// and points the user at it.
+// luaLib is the start of every script that reads a challenge record.
 //
-// KEYS[1] user pending pointer, KEYS[2] new challenge record.
-// ARGV[1] new id, ARGV[2] challenge JSON, ARGV[3] record TTL ms,
-// ARGV[4] user's challenge key prefix, ARGV[5] decided_at for the
-// superseded one, ARGV[6] channel, ARGV[7] largest record to publish.
-// The superseded record's key is ARGV[4]..old: same {u:<user>} hash tag,
-// so the same slot as KEYS.
-var createScript = goredis.NewScript(`
+// replid is the replication ID of the primary running the script; a
+// replica promoted by a failover has a new one. live says whether a record
+// can still change: pending, or approved but waiting for its replicas'
+// acknowledgement (_ack, see replication.go), which readers see as
+// pending. store writes a record and returns what of it may leave the
+// script (a reply or a PUBLISH): all of it, since a challenge's secrets
+// live sealed in a key of their own (seal.go), but a stored request an
+// earlier version wrote in clear into the record is left out. settle
+// stores a final record, clears the user's pending pointer if it names the
+// challenge, and publishes the record.
+const luaLib = `
+local function replid()
+  return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+end
+local function live(c)
+  return c.status == 'pending' or c._ack ~= nil
+end
+local function pub(c)
+  local held = c.held
+  c.held = nil
+  local out = cjson.encode(c)
+  c.held = held
+  return out
+end
+local function store(key, c)
+  local raw = cjson.encode(c)
+  redis.call('SET', key, raw, 'KEEPTTL')
+  if c.held == nil then
+    return raw
+  end
+  return pub(c)
+end
+local function publish(channel, id, out, max)
+  if #out <= tonumber(max) then
+    redis.call('PUBLISH', channel, id .. '\n' .. out)
+  else
+    redis.call('PUBLISH', channel, id)
+  end
+end
+local function settle(key, pointer, id, c, channel, max)
+  local out = store(key, c)
+  if redis.call('GET', pointer) == id then
+    redis.call('DEL', pointer)
+  end
+  publish(channel, id, out, max)
+  return out
+end
+`
+
+// createScript supersedes the user's pending challenge, stores the new one
+// with the replication ID of the primary it is created on (and its sealed
+// secrets, if any), and points the user at it.
+//
+// KEYS[1] user pending pointer, KEYS[2] new challenge record, KEYS[3] its
+// secrets. ARGV[1] new id, ARGV[2] challenge JSON (an object, without
+// "repl"), ARGV[3] record TTL ms, ARGV[4] user's challenge key prefix,
+// ARGV[5] decided_at for the superseded one, ARGV[6] channel, ARGV[7]
+// largest record to publish, ARGV[8] sealed secrets ("" for none). The
+// superseded record's key is ARGV[4]..old: same {u:<user>} hash tag, so
+// the same slot as KEYS.
+// Returns {superseded id (empty for none), replid}.
+var createScript = goredis.NewScript(luaLib + `
+local r = replid()
 local superseded = ''
-local srec = ''
+local spub = ''
 local old = redis.call('GET', KEYS[1])
 if old and old ~= ARGV[1] then
   local okey = ARGV[4] .. old
   local raw = redis.call('GET', okey)
   if raw then
     local c = cjson.decode(raw)
-    if c.status == 'pending' then
+    if live(c) then
       c.status = 'superseded'
       c.decided_at = ARGV[5]
-      srec = cjson.encode(c)
-      redis.call('SET', okey, srec, 'KEEPTTL')
+      c._ack = nil
+      spub = store(okey, c)
       superseded = old
     end
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  local rec = string.sub(ARGV[2], 1, -2) .. ',"repl":"' .. r .. '"}'
+  redis.call('SET', KEYS[2], rec, 'PX', ARGV[3])
+  if ARGV[8] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[3])
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if superseded ~= '' then
-  if #srec <= tonumber(ARGV[7]) then
-    redis.call('PUBLISH', ARGV[6], superseded .. '\n' .. srec)
-  else
-    redis.call('PUBLISH', ARGV[6], superseded)
-  end
+  publish(ARGV[6], superseded, spub, ARGV[7])
 end
-return superseded
+return {superseded, r}
 `)
 
-// resolveScript moves a pending challenge to a final status exactly once.
+// resolveScript moves a live challenge to a final status exactly once.
+// A challenge created on a primary that has been replaced since (its
+// replication ID is not the current one) may lack writes the old primary
+// acknowledged: it is cancelled instead, whatever was asked. The current
+// replication ID is the caller's (ARGV[9]): every connection learns it
+// before its first command (failover.go), and asking INFO here cost the
+// release on Redis about 5%. "" (Cluster) asks INFO.
 //
 // KEYS[1] challenge record, KEYS[2] user pending pointer.
 // ARGV[1] id, ARGV[2] status, ARGV[3] fraud "1"/"0", ARGV[4] decided_at,
-// ARGV[5] channel, ARGV[6] op token, ARGV[7] largest record to publish.
-// Returns {"nf"}, {"ok", json} or {"conflict", json}.
-var resolveScript = goredis.NewScript(`
+// ARGV[5] channel, ARGV[6] op token, ARGV[7] largest record to publish,
+// ARGV[8] "1": an approval that counts only once replicas acknowledge it
+// (it is kept with _ack and neither published nor unpointed; ackScript
+// finishes it), ARGV[9] the replication ID of this primary, or "".
+// Returns {"nf"}, {"ok", json, seen}, {"conflict", json, seen} or
+// {"failover", json, seen, "1" when this call cancelled it}; seen is the
+// replication ID the script read from INFO, "" when it was given one.
+var resolveScript = goredis.NewScript(luaLib + `
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   return {'nf'}
 end
 local c = cjson.decode(raw)
-if c.status ~= 'pending' then
-  if c._op == ARGV[6] then
-    return {'ok', raw}
+local r, seen = ARGV[9], ''
+if r == nil or r == '' then
+  r = replid()
+  seen = r
+end
+if c._op == ARGV[6] and c.status ~= 'pending' then
+  -- This very call, retried after a lost reply: rewrite the record so
+  -- that a WAIT after the retry covers it.
+  redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+  return {'ok', pub(c), seen}
+end
+if c.repl and c.repl ~= r then
+  local now = '0'
+  if live(c) then
+    c.status = 'cancelled'
+    c.decided_at = ARGV[4]
+    c.fraud = nil
+    c._ack = nil
+    c._op = ARGV[6]
+    settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7])
+    now = '1'
   end
-  return {'conflict', raw}
+  return {'failover', pub(c), seen, now}
+end
+if not live(c) then
+  return {'conflict', pub(c), seen}
 end
 c.status = ARGV[2]
 c.decided_at = ARGV[4]
 if ARGV[3] == '1' then c.fraud = true else c.fraud = nil end
 c._op = ARGV[6]
-local out = cjson.encode(c)
-redis.call('SET', KEYS[1], out, 'KEEPTTL')
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
+if ARGV[8] == '1' then
+  c._ack = ARGV[6]
+  redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
+  return {'ok', pub(c), seen}
 end
-if #out <= tonumber(ARGV[7]) then
-  redis.call('PUBLISH', ARGV[5], ARGV[1] .. '\n' .. out)
-else
-  redis.call('PUBLISH', ARGV[5], ARGV[1])
-end
-return {'ok', out}
+c._ack = nil
+return {'ok', settle(KEYS[1], KEYS[2], ARGV[1], c, ARGV[5], ARGV[7]), seen}
 `)
 
 // pushResultScript sets push_result on an existing challenge.
@@ -493,9 +630,14 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 		return "", errors.New("redis: challenge without id")
 	}
 	now := s.now()
-	b, err := json.Marshal(c)
+	rk, sk := s.challengeKey(c.UserKey, c.ID), s.secretsKey(c.UserKey, c.ID)
+	b, err := json.Marshal(challengeRecord{Challenge: *c})
 	if err != nil {
-		return "", fmt.Errorf("redis: encoding challenge: %w", err)
+		return "", fmt.Errorf("redis: encoding challenge %s: %w", c.ID, err)
+	}
+	sealed, err := s.sealSecrets(sk, c.ChallengeSecrets)
+	if err != nil {
+		return "", err
 	}
 	decided, err := timeJSON(now)
 	if err != nil {
@@ -532,16 +674,19 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 		}
 	}
 
-	rk := s.challengeKey(c.UserKey, c.ID)
 	res, err := createScript.Run(ctx, s.client,
-		[]string{s.userPendingKey(c.UserKey), rk},
-		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord,
-	).Text()
+		[]string{s.userPendingKey(c.UserKey), rk, sk},
+		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord, sealed,
+	).StringSlice()
 	if err != nil {
 		return "", wrap("EVALSHA create", rk, err)
 	}
+	if len(res) != 2 {
+		return "", fmt.Errorf("redis: EVALSHA create %s: %d values in the reply, want 2", rk, len(res))
+	}
+	s.notePrimary(res[1])
 	s.owners.put(c.ID, c.UserKey)
-	return res, nil
+	return res[0], nil
 }
 
 // lookup finds the user a challenge belongs to (its record's slot),
@@ -602,30 +747,45 @@ func indexUser(v string) (string, bool) {
 	return v[opLen+1:], true
 }
 
-func decodeChallenge(key string, b []byte) (*pushauth.Challenge, error) {
-	var c pushauth.Challenge
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("redis: decoding %s: %w", key, err)
-	}
-	return &c, nil
-}
-
 func (s *Store) GetChallenge(ctx context.Context, id string) (*pushauth.Challenge, error) {
 	user, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rk := s.challengeKey(user, id)
-	b, err := s.client.Get(ctx, rk).Bytes()
-	if errors.Is(err, goredis.Nil) {
+	rk, sk := s.challengeKey(user, id), s.secretsKey(user, id)
+	vals, err := s.client.MGet(ctx, rk, sk).Result()
+	if err != nil {
+		return nil, wrap("MGET", rk, err)
+	}
+	b, ok := vals[0].(string)
+	if !ok {
 		return nil, pushauth.ErrNotFound
 	}
+	sealed, _ := vals[1].(string)
+	rec, err := s.readChallenge(rk, []byte(b))
 	if err != nil {
-		return nil, wrap("GET", rk, err)
+		return nil, err
 	}
-	return decodeChallenge(rk, b)
+	if err := s.openSecrets(sk, []byte(sealed), rec); err != nil {
+		return nil, err
+	}
+	if s.needsReseal(rec, []byte(sealed)) {
+		// Written in clear by an earlier version, or sealed under a key
+		// that is being rotated out: seal it now. A failure leaves it for
+		// the next read or `store reseal`.
+		_, _ = s.resealChallenge(ctx, rk, sk, []byte(b), []byte(sealed), rec.ChallengeSecrets)
+	}
+	return s.present(rec), nil
 }
 
+// Resolve moves a live challenge to its final status. With MinReplicas
+// set, an approval takes two steps (see replication.go): it is written,
+// kept from every reader as still pending, until the replicas
+// acknowledge it; only then is it final and published. Without the
+// acknowledgement it goes back to pending and Resolve returns
+// ErrNotReplicated: nothing was approved. A challenge created before a
+// failover is cancelled instead (ErrConflict, or nil when cancelling was
+// asked).
 func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, fraud bool, at time.Time) (*pushauth.Challenge, error) {
 	user, err := s.lookup(ctx, id)
 	if err != nil {
@@ -639,37 +799,117 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 	if fraud {
 		f = "1"
 	}
+	acked := s.minReplicas > 0 && to == pushauth.StatusApproved
+	hold := "0"
+	if acked {
+		hold = "1"
+	}
 	rk := s.challengeKey(user, id)
-	res, err := resolveScript.Run(ctx, s.client,
-		[]string{rk, s.userPendingKey(user)},
-		id, string(to), f, atJSON, s.channel, newOp(), maxPublishedRecord,
-	).Slice()
+	keys := []string{rk, s.userPendingKey(user)}
+	op := newOp()
+	cmd, ackErr := s.run(ctx, acked, resolveScript, keys, id, string(to), f, atJSON, s.channel, op, maxPublishedRecord, hold,
+		s.primary.current())
+	res, err := cmd.Slice()
 	if err != nil {
 		return nil, wrap("EVALSHA resolve", rk, err)
 	}
-	if len(res) == 0 {
-		return nil, fmt.Errorf("redis: EVALSHA resolve %s: empty reply", rk)
-	}
-	code, _ := res[0].(string)
-	if code == "nf" {
-		return nil, pushauth.ErrNotFound
-	}
-	if len(res) < 2 {
-		return nil, fmt.Errorf("redis: EVALSHA resolve %s: short reply", rk)
-	}
-	raw, _ := res[1].(string)
-	c, err := decodeChallenge(rk, []byte(raw))
+	code, c, err := s.scriptChallenge(rk, res)
 	if err != nil {
 		return nil, err
 	}
 	switch code {
-	case "ok":
-		return c, nil
+	case "nf":
+		return nil, pushauth.ErrNotFound
 	case "conflict":
 		return c, pushauth.ErrConflict
+	case "failover":
+		if to == pushauth.StatusCancelled && len(res) > 3 && res[3] == "1" {
+			return c, nil
+		}
+		return c, pushauth.ErrConflict
+	case "ok":
 	default:
 		return nil, fmt.Errorf("redis: EVALSHA resolve %s: unexpected reply %q", rk, code)
 	}
+	if !acked {
+		return approvedAsAsked(c, to)
+	}
+	if ackErr != nil {
+		// Not acknowledged: take the approval back, so that nobody acts on
+		// a write a failover could lose.
+		if _, err := s.finishAck(ctx, keys, id, op, false); err != nil {
+			return nil, errors.Join(ackErr, err)
+		}
+		return nil, ackErr
+	}
+	c, err = s.finishAck(ctx, keys, id, op, true)
+	if err != nil {
+		return c, err
+	}
+	return approvedAsAsked(c, to)
+}
+
+// approvedAsAsked is Resolve's answer for a record it wrote: an approval
+// of a challenge from before a failover the call had not seen yet was
+// written, but nobody reads it as approved (present), so it is a conflict.
+func approvedAsAsked(c *pushauth.Challenge, to pushauth.Status) (*pushauth.Challenge, error) {
+	if to == pushauth.StatusApproved && c.Status != pushauth.StatusApproved {
+		return c, pushauth.ErrConflict
+	}
+	return c, nil
+}
+
+// finishAck ends a two-step approval: commit makes it final and publishes
+// it; otherwise it goes back to pending.
+func (s *Store) finishAck(ctx context.Context, keys []string, id, op string, commit bool) (*pushauth.Challenge, error) {
+	flag := "0"
+	if commit {
+		flag = "1"
+	}
+	res, err := ackScript.Run(ctx, s.client, keys, id, op, s.channel, maxPublishedRecord, flag).Slice()
+	if err != nil {
+		return nil, wrap("EVALSHA ack", keys[0], err)
+	}
+	code, c, err := s.scriptChallenge(keys[0], res)
+	if err != nil {
+		return nil, err
+	}
+	switch code {
+	case "ok", "aborted":
+		return c, nil
+	case "conflict":
+		// Closed by someone else (a timeout, a cancel, a failover) while
+		// the replicas were asked.
+		return c, pushauth.ErrConflict
+	case "nf":
+		return nil, pushauth.ErrNotFound
+	}
+	return nil, fmt.Errorf("redis: EVALSHA ack %s: unexpected reply %q", keys[0], code)
+}
+
+// scriptChallenge reads the {code, record, replid, ...} reply of a
+// challenge script: the record (without secrets) as readers see it.
+func (s *Store) scriptChallenge(key string, res []any) (string, *pushauth.Challenge, error) {
+	if len(res) == 0 {
+		return "", nil, fmt.Errorf("redis: script on %s: empty reply", key)
+	}
+	code, _ := res[0].(string)
+	if code == "nf" {
+		return code, nil, nil
+	}
+	if len(res) < 2 {
+		return "", nil, fmt.Errorf("redis: script on %s: short reply", key)
+	}
+	if len(res) > 2 {
+		r, _ := res[2].(string)
+		s.notePrimary(r)
+	}
+	raw, _ := res[1].(string)
+	rec, err := s.readChallenge(key, []byte(raw))
+	if err != nil {
+		return "", nil, err
+	}
+	return code, s.present(rec), nil
 }
 
 func (s *Store) PendingForCredential(ctx context.Context, credentialID string) ([]*pushauth.Challenge, error) {
@@ -723,10 +963,12 @@ func (s *Store) PendingForCredential(ctx context.Context, credentialID string) (
 		if err != nil {
 			return nil, wrap("GET", keys[i], err)
 		}
-		c, err := decodeChallenge(keys[i], b)
+		rec, err := s.readChallenge(keys[i], b)
 		if err != nil {
 			return nil, err
 		}
+		rec.ChallengeSecrets = pushauth.ChallengeSecrets{} // an earlier version's clear request stays here
+		c := s.present(rec)
 		if c.Status.Final() {
 			final = append(final, ids[i]) // final never changes back
 			continue
@@ -761,6 +1003,28 @@ func (s *Store) SetPushResult(ctx context.Context, id, result string) error {
 
 // ---- jti ----
 
+// useJTIScript records a single-use marker, for a call followed by WAIT.
+//
+// KEYS[1] marker. ARGV[1] op token, ARGV[2] TTL ms.
+// Returns 1 when fresh, 0 when used before.
+var useJTIScript = goredis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  -- This very call, retried after a lost reply; the write lets the WAIT
+  -- after the retry cover the first one.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// UseJTI records a single-use marker (a token ID, a used security code, a
+// replay, a push-budget slot). With MinReplicas set, a marker the
+// replicas do not acknowledge fails the call (ErrNotReplicated): it
+// stays used on the primary, so the token or code is spent, and nothing
+// acts on it.
 func (s *Store) UseJTI(ctx context.Context, jti string, until time.Time) (bool, error) {
 	d := until.Sub(s.now())
 	if d < time.Millisecond {
@@ -769,6 +1033,17 @@ func (s *Store) UseJTI(ctx context.Context, jti string, until time.Time) (bool, 
 	}
 	key := s.jtiKey(jti)
 	op := newOp()
+	if s.minReplicas > 0 {
+		cmd, ackErr := s.run(ctx, true, useJTIScript, []string{key}, op, d.Milliseconds())
+		fresh, err := cmd.Int()
+		if err != nil {
+			return false, wrap("EVALSHA use", s.jtiKeyRedacted(), err)
+		}
+		if fresh == 1 && ackErr != nil {
+			return false, ackErr
+		}
+		return fresh == 1, nil
+	}
 	ok, err := s.client.SetNX(ctx, key, op, d).Result()
 	if err != nil {
 		return false, wrap("SET NX", s.jtiKeyRedacted(), err)
@@ -905,7 +1180,7 @@ func (w *watch) receiveOnce(timeout time.Duration) error {
 		}
 	case *goredis.Message:
 		if !w.stopped.Load() {
-			w.fn(parseResolved(m.Payload))
+			w.fn(w.s.parseResolved(m.Payload))
 		}
 	}
 	return nil
@@ -918,17 +1193,19 @@ const maxPublishedRecord = 16 << 10
 
 // parseResolved splits a <prefix>resolved message into the challenge id and
 // its final record: "<id>\n<record JSON>", or "<id>" alone (older
-// instances, oversized records).
-func parseResolved(payload string) (string, *pushauth.Challenge) {
-	id, rec, ok := strings.Cut(payload, "\n")
+// instances, oversized records). The record is presented as readers see
+// it: an approval of a challenge from before a failover is no approval.
+func (s *Store) parseResolved(payload string) (string, *pushauth.Challenge) {
+	id, raw, ok := strings.Cut(payload, "\n")
 	if !ok {
 		return id, nil
 	}
-	var c pushauth.Challenge
-	if err := json.Unmarshal([]byte(rec), &c); err != nil {
+	rec, err := s.readChallenge(id, []byte(raw))
+	if err != nil {
 		return id, nil
 	}
-	return id, &c // the engine checks it is this id's final record
+	rec.ChallengeSecrets = pushauth.ChallengeSecrets{}
+	return id, s.present(rec) // the engine checks it is this id's final record
 }
 
 func isTimeout(err error) bool {

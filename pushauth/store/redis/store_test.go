@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 	"github.com/onepush/onepush/pushauth/storetest"
 )
@@ -23,11 +25,23 @@ func uniquePrefix() string {
 	return fmt.Sprintf("t%d-%d:", time.Now().UnixNano()%1e9, prefixSeq.Add(1))
 }
 
+// testKey is the encryption key of the stores the tests open.
+var testKey = bytes.Repeat([]byte{7}, seal.KeySize)
+
+func testSealer(t testing.TB) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func open(t testing.TB, addrs []string, prefix string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := New(ctx, Options{Addrs: addrs, Prefix: prefix})
+	s, err := New(ctx, Options{Addrs: addrs, Prefix: prefix, Sealer: testSealer(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -76,7 +90,7 @@ func TestContractCluster(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) pushauth.Store {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s, err := New(ctx, Options{Addrs: []string{srv.Addr()}, Cluster: true, Prefix: uniquePrefix()})
+		s, err := New(ctx, Options{Addrs: []string{srv.Addr()}, Cluster: true, Prefix: uniquePrefix(), Sealer: testSealer(t)})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -280,8 +294,8 @@ func TestCrossInstance(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("A's watch was not woken by the supersede")
 	}
-	// A record over the publish limit (a stored request with a large body)
-	// goes as its id alone, and the waiter reads it from Redis.
+	// A stored request is never published, however large: the record goes
+	// without it (the replay reads it from Redis).
 	c4 := *c
 	c4.ID, c4.UserKey = "x4", "bob"
 	c4.Held = &pushauth.HeldRequest{Method: "POST", URI: "/upload", Host: "bank", Body: make([]byte, 20<<10)}
@@ -293,8 +307,27 @@ func TestCrossInstance(t *testing.T) {
 	}
 	select {
 	case id := <-got:
-		if f := <-finals; id != "x4" || f != nil {
-			t.Fatalf("A's watch got %q with record %v, want x4 without its record", id, f != nil)
+		if f := <-finals; id != "x4" || f == nil || f.Status != pushauth.StatusDenied || f.Held != nil {
+			t.Fatalf("A's watch got %q with record %+v, want x4 denied without its stored request", id, f)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("A's watch was not woken for the stored request")
+	}
+	// A record over the publish limit (display fields of a bulk transfer)
+	// goes as its id alone, and the waiter reads it from Redis.
+	c5 := *c
+	c5.ID, c5.UserKey = "x5", "carol"
+	c5.Display = []pushauth.Field{{Label: "Payees", Value: strings.Repeat("payee ", 4<<10)}}
+	if _, err := a.CreateChallenge(ctx, &c5, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, "x5", pushauth.StatusDenied, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if f := <-finals; id != "x5" || f != nil {
+			t.Fatalf("A's watch got %q with record %v, want x5 without its record", id, f != nil)
 		}
 	case <-time.After(time.Second):
 		t.Fatal("A's watch was not woken for the large record")
@@ -504,7 +537,7 @@ func TestNewFailsWhenUnreachable(t *testing.T) {
 	srv.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := New(ctx, Options{Addrs: []string{addr}, Password: "hunter2-secret"})
+	_, err := New(ctx, Options{Addrs: []string{addr}, Password: "hunter2-secret", Sealer: testSealer(t)})
 	if err == nil {
 		t.Fatal("New succeeded with Redis down")
 	}

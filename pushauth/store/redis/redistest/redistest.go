@@ -1,7 +1,8 @@
 // Package redistest starts real redis-server processes for tests.
 //
 // A server listens on a free 127.0.0.1 port, keeps nothing on disk
-// (--save "" --appendonly no) and works in t.TempDir(). When redis-server
+// (--save "" --appendonly no) and works in t.TempDir(). StartSentinel
+// starts a primary, a replica and three Sentinels. When redis-server
 // is not on PATH and the test runs as root on a system with apt-get, the
 // Debian package redis-server is installed once per process. When it is
 // still missing the test is skipped, or fails when the environment
@@ -14,10 +15,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,6 +32,9 @@ type Server struct {
 	dir   string
 	port  int
 	extra []string
+	// conf, when set, is the config file a Sentinel starts from (see
+	// sentinel.go); extra is then unused.
+	conf func(port int) string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -80,6 +86,25 @@ func (s *Server) Kill() {
 	<-exit
 }
 
+// Dir is the server's working directory (its RDB and AOF files).
+func (s *Server) Dir() string { return s.dir }
+
+// Pause stops the process (SIGSTOP) without killing it: it neither
+// answers nor replicates until Resume. A replica paused this way misses
+// the writes its primary makes meanwhile.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart starts the server again on the same port (with an empty data
 // set: nothing is persisted). It kills a running server first.
 func (s *Server) Restart() {
@@ -107,8 +132,17 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 		"--logfile", "",
+		// A replica gets its first copy at once instead of after 5 s.
+		"--repl-diskless-sync-delay", "0",
 	}
 	args = append(args, s.extra...)
+	if s.conf != nil {
+		file := filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(file, []byte(s.conf(s.port)), 0o600); err != nil {
+			return err
+		}
+		args = []string{file, "--sentinel"}
+	}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	var out strings.Builder

@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	storeSubcommands = append(storeSubcommands, resealCommand)
+}
+
+// resealCommand is `caddy onepush store reseal`: after an upgrade from a
+// version that kept secrets in clear, and after adding a new
+// encryption_key, it rewrites every record under the current key, beside
+// the running gateways.
+func resealCommand() *cobra.Command {
+	c := quiet(&cobra.Command{
+		Use:   "reseal --config FILE",
+		Short: "Seals records kept in clear by an earlier version and reseals records under the current encryption_key",
+		Long: `
+Reads the store and the keys (encryption_key, previous_encryption_keys)
+from the gateway's config and rewrites, under the current encryption_key,
+every record an earlier version wrote in clear and every record sealed
+under a previous key. Run it once every gateway runs the new version or
+the new key; the gateways may keep serving meanwhile. Afterwards the
+previous keys can be dropped from the config.
+
+Records are also resealed when a gateway first reads them; this command
+reaches the ones nobody reads (credentials of idle users).
+`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			file, _ := c.Flags().GetString("config")
+			adapter, _ := c.Flags().GetString("adapter")
+			if file == "" {
+				return errors.New("--config is required: the config names the store and its keys")
+			}
+			app, err := onepushAppOf(file, adapter)
+			if err != nil {
+				return err
+			}
+			typ := "memory"
+			if app.Store != nil && app.Store.Type != "" {
+				typ = app.Store.Type
+			}
+			if typ != "redis" {
+				return fmt.Errorf("store %s: nothing to reseal (only the redis store keeps sealed records outside the process)", typ)
+			}
+			sealer, _, err := app.sealerAndID()
+			if err != nil {
+				return err
+			}
+			store, err := app.Store.Redis.open(caddy.NewReplacer(), sealer)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			scanned, resealed, err := store.Reseal(c.Context())
+			fmt.Fprintf(c.OutOrStdout(), "store reseal: %d records read, %d resealed under the current encryption_key\n", scanned, resealed)
+			return err
+		},
+	})
+	c.Flags().StringP("config", "c", "", "the gateway's config file (Caddyfile or JSON)")
+	c.Flags().StringP("adapter", "a", "", "config adapter (default: by file name, as caddy run)")
+	return c
+}
+
+// onepushAppOf loads a Caddy config file and returns its onepush app.
+func onepushAppOf(file, adapter string) (*App, error) {
+	raw, _, _, err := caddycmd.LoadConfig(file, adapter)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", file, err)
+	}
+	var cfg struct {
+		Apps map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	appRaw, ok := cfg.Apps["onepush"]
+	if !ok {
+		return nil, fmt.Errorf("%s has no onepush app (the global onepush options)", file)
+	}
+	app := new(App)
+	if err := json.Unmarshal(appRaw, app); err != nil {
+		return nil, fmt.Errorf("reading the onepush app of %s: %w", file, err)
+	}
+	return app, nil
+}

@@ -1,0 +1,28 @@
+package pushauth
+
+import "errors"
+
+// The waiting page of an interstitial challenge long-polls its status
+// (Engine.Await). A poll holds a connection and a goroutine like a held
+// request, so polls are bounded too, but apart from held requests: polls
+// on one challenge or from one address must not take the slots that other
+// customers' logins are held in.
+const (
+	// DefaultMaxPolls bounds the polls waiting at once in one engine.
+	DefaultMaxPolls = 10000
+	// DefaultMaxPollsPerIP bounds the polls waiting at once from one
+	// client IP (a bank's customers behind one NAT each have one).
+	DefaultMaxPollsPerIP = 256
+	// MaxPollsPerChallenge bounds the polls waiting at once on one
+	// challenge: its page polls once at a time; two allow a reload.
+	MaxPollsPerChallenge = 2
+)
+
+// ErrTooManyPolls refuses a poll over one of the bounds; the gate answers
+// 429 and the page polls again a little later.
+var ErrTooManyPolls = errors.New("too many status requests are waiting")
+
+func newPollLimits(perIP int) *heldLimits {
+	return &heldLimits{perKey: MaxPollsPerChallenge, perIP: perIP, keys: map[string]int{}, ips: map[string]int{},
+		keyName: "challenge", errKey: ErrTooManyPolls, errIP: ErrTooManyPolls}
+}

@@ -1,0 +1,156 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// resealBatch is how many keys one SCAN step asks for.
+const resealBatch = 1000
+
+// Reseal seals, under the current key, every record an earlier version
+// wrote in clear and every record sealed under a previous key: credentials
+// and challenges of this prefix, on every primary of a Cluster. It runs
+// beside live instances: a record that changes while it is being resealed
+// is left as the change wrote it (sealed under a key of that instance).
+// It returns how many records it read and how many it rewrote.
+func (s *Store) Reseal(ctx context.Context) (scanned, resealed int, err error) {
+	var mu sync.Mutex // ForEachMaster visits the shards of a Cluster at once
+	each := func(ctx context.Context, node *goredis.Client) error {
+		n, r, err := s.resealNode(ctx, node)
+		mu.Lock()
+		scanned, resealed = scanned+n, resealed+r
+		mu.Unlock()
+		return err
+	}
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, each)
+	case *goredis.Client:
+		err = each(ctx, c)
+	default:
+		err = fmt.Errorf("redis: reseal: unexpected client %T", s.client)
+	}
+	return scanned, resealed, err
+}
+
+// resealNode reseals the records on one server.
+func (s *Store) resealNode(ctx context.Context, c *goredis.Client) (scanned, resealed int, err error) {
+	var cursor uint64
+	match := globEscape(s.prefix) + "*"
+	for {
+		keys, next, err := c.ScanType(ctx, cursor, match, resealBatch, "string").Result()
+		if err != nil {
+			return scanned, resealed, fmt.Errorf("redis: SCAN %s: %w", match, err)
+		}
+		for _, key := range keys {
+			kind := s.recordKind(key)
+			if kind == "" {
+				continue
+			}
+			raw, err := c.Get(ctx, key).Bytes()
+			if errors.Is(err, goredis.Nil) {
+				continue // gone since the SCAN
+			}
+			if err != nil {
+				return scanned, resealed, wrap("GET", key, err)
+			}
+			scanned++
+			done, err := s.resealRecord(ctx, kind, key, raw)
+			if err != nil {
+				return scanned, resealed, err
+			}
+			if done {
+				resealed++
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return scanned, resealed, nil
+		}
+	}
+}
+
+// recordKind tells the records that can hold secrets by their key:
+// "credential", "challenge" (its record, where an earlier version kept the
+// stored request), "secrets" (a challenge's sealed secrets), or "".
+func (s *Store) recordKind(key string) string {
+	rest, ok := strings.CutPrefix(key, s.prefix)
+	switch {
+	case !ok:
+		return ""
+	case strings.HasPrefix(rest, "cred:"):
+		return "credential"
+	case strings.HasPrefix(rest, "{u:"):
+		// {u:<user>}:ch:<id> or :sec:<id>; a user key may itself contain
+		// those, a challenge id (base64url) cannot contain ':'.
+		for kind, sep := range map[string]string{"challenge": "}:ch:", "secrets": "}:sec:"} {
+			if i := strings.LastIndex(rest, sep); i > 0 && !strings.Contains(rest[i+len(sep):], ":") {
+				return kind
+			}
+		}
+	}
+	return ""
+}
+
+// resealRecord rewrites one record under the current key when it needs
+// it, and reports whether it did.
+func (s *Store) resealRecord(ctx context.Context, kind, key string, raw []byte) (bool, error) {
+	switch kind {
+	case "credential", "secrets":
+		if s.sealer.Current(raw) {
+			return false, nil
+		}
+		var fresh []byte
+		if kind == "credential" {
+			c, err := s.openCredentialOnly(key, raw)
+			if err != nil {
+				return false, err
+			}
+			if fresh, err = s.sealCredential(key, c); err != nil {
+				return false, err
+			}
+		} else {
+			plain, err := s.sealer.Open(raw, []byte(key))
+			if err != nil {
+				return false, fmt.Errorf("redis: opening %s: %w", key, err)
+			}
+			if fresh, err = s.sealer.Seal(plain, []byte(key)); err != nil {
+				return false, fmt.Errorf("redis: sealing %s: %w", key, err)
+			}
+		}
+		n, err := casScript.Run(ctx, s.client, []string{key}, raw, fresh).Int()
+		if err != nil {
+			return false, wrap("EVALSHA reseal", key, err)
+		}
+		return n == 1, nil
+	case "challenge":
+		rec, err := s.readChallenge(key, raw)
+		if err != nil {
+			return false, err
+		}
+		if rec.Held == nil {
+			return false, nil // nothing in clear; its secrets key is resealed on its own
+		}
+		i := strings.LastIndex(key, "}:ch:")
+		sk := key[:i] + "}:sec:" + key[i+len("}:ch:"):]
+		return s.resealChallenge(ctx, key, sk, raw, nil, rec.ChallengeSecrets)
+	}
+	return false, nil
+}
+
+// globEscape quotes the characters SCAN MATCH gives a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
