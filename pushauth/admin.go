@@ -32,6 +32,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/bind        {"key", "credential_id"}
 //	POST {base}/user/unbind      {"key"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
+//	GET  {base}/store/backup     (a consistent copy of the embedded store)
 type AdminAPI struct {
 	Engine *Engine
 	Base   string
@@ -57,6 +58,7 @@ func NewAdminAPI(e *Engine, base, token string, defaultGrace time.Duration) (*Ad
 	a.mux.HandleFunc("GET "+base+"/user", a.showUser)
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
+	a.mux.HandleFunc("GET "+base+"/store/backup", a.storeBackup)
 	return a, nil
 }
 

@@ -1,0 +1,127 @@
+package embedded
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// durability is how long a used-once marker (UseJTI) must outlive the
+// process, chosen by the marker's prefix, which the engine sets:
+//
+//   - "otp/…" (security codes) and every prefix this store does not know:
+//     synced — on disk before UseJTI answers, so a code used before a crash
+//     is refused after it. These are typed by people, never on the path of
+//     a held request.
+//   - "jti/…" (device-token IDs) and "push/…" (the per-user push budget):
+//     batched — committed with the next transaction, within Linger. A
+//     decision token is on the release path of a held request, and the
+//     challenge it names does not survive a restart anyway; what a crash
+//     can lose is the last Linger of them.
+//   - "replay/…" (an interstitial challenge's one replay): in memory only;
+//     the challenge it guards is gone after a restart.
+type durability int
+
+const (
+	synced durability = iota
+	batched
+	inMemory
+)
+
+func durabilityOf(key string) durability {
+	switch {
+	case strings.HasPrefix(key, "jti/"), strings.HasPrefix(key, "push/"):
+		return batched
+	case strings.HasPrefix(key, "replay/"):
+		return inMemory
+	}
+	return synced
+}
+
+// markerID is how a marker is kept, in memory and in the file: a used
+// security code is still a code, so neither holds it in clear.
+func markerID(key string) string {
+	h := sha256.Sum256([]byte("onepush-marker\x00" + key))
+	return string(h[:])
+}
+
+// markerSet is the authority on used markers while the store runs: every
+// marker is checked and set here, atomically, and written to the file
+// according to its durability; Start loads the unexpired ones back.
+type markerSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func newMarkerSet() *markerSet { return &markerSet{m: make(map[string]time.Time)} }
+
+// use marks key until the given time; false when it is marked and not
+// expired.
+func (ms *markerSet) use(key string, until, now time.Time) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if prev, ok := ms.m[key]; ok && !now.After(prev) {
+		return false
+	}
+	ms.m[key] = until
+	return true
+}
+
+func (ms *markerSet) sweep(now time.Time) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for k, until := range ms.m {
+		if now.After(until) {
+			delete(ms.m, k)
+		}
+	}
+}
+
+func (ms *markerSet) load(db *bolt.DB, now time.Time) error {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMarkers).ForEach(func(k, _ []byte) error {
+			until, _, ok := getExpiring(tx, bucketMarkers, string(k))
+			if ok && !now.After(until) {
+				ms.m[string(k)] = until
+			}
+			return nil
+		})
+	})
+}
+
+// UseJTI records a marker as used until the given time; false means it
+// was used before and has not expired.
+func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, error) {
+	st, err := s.state()
+	if err != nil {
+		return false, err
+	}
+	id := markerID(key)
+	if !s.markers.use(id, until, s.now()) {
+		return false, nil
+	}
+	put := func(tx *bolt.Tx) error { return putExpiring(tx, bucketMarkers, kindMarker, id, until, nil) }
+	switch durabilityOf(key) {
+	case inMemory:
+	case batched:
+		if err := st.w.later(put); err != nil {
+			// Still refused while this process runs; only a restart could
+			// forget it.
+			s.log.Warn("embedded store: a used marker was not queued for the disk", "kind", key[:strings.IndexByte(key, '/')], "error", err)
+		}
+	default:
+		// The marker stays set in memory when the write fails: the code is
+		// refused (fail closed) rather than accepted twice.
+		if err := st.w.do(ctx, put); err != nil {
+			return false, fmt.Errorf("embedded store: recording a used code: %w", err)
+		}
+	}
+	return true, nil
+}
