@@ -632,7 +632,6 @@ func clone(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
-
 // Interface guards
 var (
 	_ pushauth.Store       = (*Store)(nil)
