@@ -5,9 +5,11 @@
 //	go run ./examples/demo
 //
 // Caddy is configured from a Caddyfile through Caddy's own config loading,
-// exactly as a bank would run it; the store is in memory and pushes go to
-// the phone simulator by webhook. One demo user (alice) is enrolled on the
-// simulated phone at start-up, through the real enrolment page; bob is not.
+// exactly as a bank would run it, except that the store is in memory (the
+// demo keeps nothing: a bank runs the default embedded store, created with
+// `caddy onepush store init`) and pushes go to the phone simulator by
+// webhook. One demo user (alice) is enrolled on the simulated phone at
+// start-up, through the real enrolment page; bob is not.
 package main
 
 import (
@@ -91,6 +93,7 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	auto_https off
 	persist_config off
 	onepush {
+		store memory
 		webhook_allow http://%s/
 	}
 }
