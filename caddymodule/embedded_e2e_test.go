@@ -52,8 +52,8 @@ func (e *env) storeCLI(t *testing.T, args ...string) (string, int) {
 // browsers keep talking to it.
 type storeGateway struct {
 	*lifecycleGateway
-	e                      *env
-	cfg                    string
+	e                        *env
+	cfg                      string
 	port, adminPort, apiPort int
 }
 
