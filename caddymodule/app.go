@@ -149,6 +149,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.key = "onepush-engine:" + string(keyJSON)
+	if a.Store.Type == "embedded" {
+		a.key += a.sealingKeysID()
+	}
 
 	pushers := map[string]pushauth.Pusher{}
 	if len(a.WebhookAllow) > 0 {

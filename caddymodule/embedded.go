@@ -76,6 +76,19 @@ func (a *App) embeddedOptions(logger *slog.Logger) (embedded.Options, error) {
 	}, nil
 }
 
+// sealingKeysID names the configured keys (as written, placeholders
+// unexpanded) in the engine's pool key: the embedded store seals with the
+// keys it opened with, so a reload that changes them gets a new engine,
+// whose store cannot open the file the running one holds, and the reload is
+// refused instead of silently keeping the old keys.
+func (a *App) sealingKeysID() string {
+	h := sha256.New()
+	for _, k := range append([]string{a.EncryptionKey}, a.PreviousEncryptionKeys...) {
+		h.Write([]byte(k + "\x00"))
+	}
+	return "|keys:" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
 // parseEmbeddedBlock parses the optional block after "store embedded";
 // the dispenser is on the "embedded" token:
 //

@@ -578,3 +578,55 @@ func regexpLine(text, pattern string) bool {
 	}
 	return false
 }
+
+// A reload that keeps the store keeps its engine; one that changes the
+// embedded store's keys or settings is refused (they take a restart), and
+// the running config goes on holding logins.
+func TestEmbeddedStoreChangesNeedARestart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	sg := newStoreGateway(t, e, "")
+	phone := newPhone(t, sg.gateway)
+	enrolWithCode(t, sg.gateway, alice, phone)
+	reload := func(global string) (string, error) {
+		file := filepath.Join(e.dir, "Caddyfile.reload")
+		cfg := e.caddyfile(sg.port, sg.adminPort, caddyConfig{Global: global, BareStore: true, AdminAPIPort: sg.apiPort, AdminToken: "{env.ONEPUSH_ADMIN_TOKEN}"})
+		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(caddyBin, "reload", "--config", file, "--adapter", "caddyfile", "--address", fmt.Sprintf("127.0.0.1:%d", sg.adminPort))
+		cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := reload("\t\tpush_rate 6"); err != nil {
+		t.Fatalf("a reload that keeps the store: %v\n%s", err, out)
+	}
+	other := filepath.Join(e.dir, "other.db")
+	for _, tc := range []struct{ global, want string }{
+		{"\t\tencryption_key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "needs a restart"},
+		{"\t\tstore embedded {\n\t\t\tauto_init\n\t\t}", "needs a restart"},
+		{"\t\tstore embedded {\n\t\t\tpath " + other + "\n\t\t}", other + " does not exist"},
+	} {
+		out, err := reload(tc.global)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Fatalf("reload with %q: %v, want a refusal saying %q\n%s", tc.global, err, tc.want, out)
+		}
+	}
+	e.resetOps(t)
+	if st := pushed(t, sg.gateway, alice, phone, device.Approve); st != http.StatusSeeOther {
+		t.Fatalf("alice's login after the refused reloads: %d", st)
+	}
+}
+
+// store memory is for tests and demos: an operator who runs it sees, at
+// every start, that a restart forgets every binding and lock.
+func TestMemoryStoreWarnsAtStart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.startGateway("\t\tstore memory")
+	if logs := g.logs.String(); !strings.Contains(logs, `"level":"warn"`) || !strings.Contains(logs, "store memory: nothing survives a restart") {
+		t.Fatalf("no warning in Caddy's log:\n%s", logs)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "caddy", "onepush", "store.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("store memory created a store file: %v", err)
+	}
+}
