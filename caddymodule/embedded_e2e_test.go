@@ -21,6 +21,7 @@ import (
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/phone/device"
+	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
 // The embedded store (the default) through real Caddy processes: what a
@@ -628,5 +629,83 @@ func TestMemoryStoreWarnsAtStart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "caddy", "onepush", "store.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("store memory created a store file: %v", err)
+	}
+}
+
+// A gateway that outgrows one machine moves to Redis with `caddy onepush
+// store migrate`: on Redis, alice is still challenged, bob still locked,
+// alice's session still hers, a used device token still used, and the
+// audit trail keeps its history.
+func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
+	addr := redistest.Start(t)
+	e := newEnv(t, envOptions{})
+	sg := newStoreGateway(t, e, "")
+	pa, pb := newPhone(t, sg.gateway), newPhone(t, sg.gateway)
+	enrolWithCode(t, sg.gateway, alice, pa)
+	enrolWithCode(t, sg.gateway, bob, pb)
+	aliceBrowser := loggedIn(t, e, sg.gateway, pa)
+	if st := pushed(t, sg.gateway, bob, pb, device.Fraud); st != http.StatusForbidden {
+		t.Fatalf("bob's login reported as fraud: %d", st)
+	}
+	token, err := pa.DeviceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := deviceGet(t, sg.gateway, token); st != http.StatusOK {
+		t.Fatalf("device token: %d", st)
+	}
+	sg.stop(t, syscall.SIGTERM)
+
+	redisCfg := e.caddyfile(sg.port, sg.adminPort, caddyConfig{Global: "\t\tstore redis {\n\t\t\taddresses " + addr + "\n\t\t}",
+		AdminAPIPort: sg.apiPort, AdminToken: "{env.ONEPUSH_ADMIN_TOKEN}"})
+	redisFile := filepath.Join(e.dir, "Caddyfile.redis")
+	if err := os.WriteFile(redisFile, []byte(redisCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	migrate := func() (string, int) {
+		return e.storeCLI(t, "migrate", "--config", filepath.Join(e.dir, "Caddyfile"), "--adapter", "caddyfile", "--to", redisFile, "--to-adapter", "caddyfile")
+	}
+	if out, code := migrate(); code != 0 || !strings.Contains(out, "2 users") {
+		t.Fatalf("store migrate: exit %d\n%s", code, out)
+	}
+	sg.cfg = redisCfg
+	if err := sg.start(); err != nil {
+		t.Fatalf("start on Redis: %v", err)
+	}
+	e.resetOps(t)
+
+	if st := deviceGet(t, sg.gateway, token); st != http.StatusUnauthorized {
+		t.Errorf("a device token used before the move, replayed on Redis: %d, want 401", st)
+	}
+	refused(t, sg.gateway, bob, pb, "locked")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := url.Values{"payee_account": {"7654321"}, "amount": {"5000"}, "txn_password": {alice.TxnPassword}}.Encode()
+	res := aliceBrowser.postAsync(ctx, sg.URL+"/transfer", body)
+	ch := waitChallenge(t, pa)
+	if ch.Parsed.User != "1001/alice" {
+		t.Fatalf("transfer on Redis attributed to %q", ch.Parsed.User)
+	}
+	if n := len(opsOf(e.ops(t), bank.OpTransfer)); n != 0 {
+		t.Fatalf("the bank executed a transfer before alice approved")
+	}
+	if st, err := pa.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+		t.Fatalf("approve: %d %v", st, err)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
+	}
+	var got []string
+	for _, ev := range sg.audit(t, "") {
+		got = append(got, ev.Type+" "+ev.User+" "+ev.Outcome)
+	}
+	for _, want := range []string{"enrolment 1001/alice bound", "user.state 1001/bob locked", "admin  store.migrated"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("audit on Redis lacks %q:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	// The same store again into the Redis that now holds its users: refused.
+	if out, code := migrate(); code == 0 || !strings.Contains(out, "already holds user") {
+		t.Fatalf("a second migration: exit %d\n%s", code, out)
 	}
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +16,12 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/store/embedded"
 )
 
 func init() {
-	storeSubcommands = append(storeSubcommands, storeInitCommand, storeBackupCommand, storeRestoreCommand)
+	storeSubcommands = append(storeSubcommands, storeInitCommand, storeBackupCommand, storeRestoreCommand, storeMigrateCommand)
 }
 
 // configFlags are the flags of the commands that read the gateway's
@@ -30,11 +32,9 @@ func configFlags(c *cobra.Command) *cobra.Command {
 	return c
 }
 
-// configuredApp reads the onepush app from the gateway's config (the
+// configuredApp reads the onepush app from a gateway's config (the
 // defaults when the config has none).
-func configuredApp(c *cobra.Command) (*App, error) {
-	file, _ := c.Flags().GetString("config")
-	adapter, _ := c.Flags().GetString("adapter")
+func configuredApp(file, adapter string) (*App, error) {
 	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
 	if err != nil {
 		return nil, err
@@ -61,15 +61,19 @@ func configuredApp(c *cobra.Command) (*App, error) {
 
 // embeddedOptionsOf is the embedded store the gateway's config names.
 func embeddedOptionsOf(c *cobra.Command) (embedded.Options, error) {
-	app, err := configuredApp(c)
+	file, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	app, err := configuredApp(file, adapter)
 	if err != nil {
 		return embedded.Options{}, err
 	}
 	if t := app.Store.Type; t != "" && t != "embedded" {
 		return embedded.Options{}, fmt.Errorf("the config's store is %q, not the embedded store", t)
 	}
-	return app.embeddedOptions(slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil)))
+	return app.embeddedOptions(cliLogger(c))
 }
+
+func cliLogger(c *cobra.Command) *slog.Logger { return slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil)) }
 
 func storeInitCommand() *cobra.Command {
 	return quiet(configFlags(&cobra.Command{
@@ -209,7 +213,7 @@ replaced file is kept next to it.`,
 			accept, _ := c.Flags().GetBool("accept-rollback")
 			var rb *embedded.Rollback
 			if accept {
-				rb, err = embedded.Restore(opts, args[0], cliActor(c))
+				rb, err = embedded.Restore(opts, args[0], cliActor(c, "restore"))
 			} else {
 				rb, err = embedded.PlanRestore(opts, args[0])
 			}
@@ -229,6 +233,72 @@ replaced file is kept next to it.`,
 		},
 	}))
 	c.Flags().Bool("accept-rollback", false, "restore, undoing the changes listed")
+	return c
+}
+
+func storeMigrateCommand() *cobra.Command {
+	c := quiet(configFlags(&cobra.Command{
+		Use:   "migrate --to CONFIG",
+		Short: "Copies the stopped gateway's embedded store into the Redis store of another config",
+		Long: `Moves a gateway that outgrew one machine to Redis. With the gateway stopped,
+it copies everything its embedded store keeps (the store --config names)
+into the Redis that the config given with --to names (store redis {...}):
+credentials, bindings and user states, learned sessions and used security
+codes and device tokens with what is left of their lifetimes, and the audit
+trail. It refuses a Redis that already holds one of the users. The embedded
+store is left as it was, with the migration in its audit trail; start the
+gateways on the --to config afterwards. Run it as the user Caddy runs as,
+with the same environment: the Redis store records its epoch under Caddy's
+data directory.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			to, _ := c.Flags().GetString("to")
+			toAdapter, _ := c.Flags().GetString("to-adapter")
+			if to == "" {
+				return errors.New("--to CONFIG is required: the config of the gateways on Redis")
+			}
+			opts, err := embeddedOptionsOf(c)
+			if err != nil {
+				return err
+			}
+			toApp, err := configuredApp(to, toAdapter)
+			if err != nil {
+				return err
+			}
+			if toApp.Store.Type != "redis" {
+				return fmt.Errorf("%s: its store is %q; migrate copies into store redis", to, toApp.Store.Type)
+			}
+			src, err := embedded.Open(opts)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			dst, err := toApp.newStore(cliLogger(c))
+			if err != nil {
+				return err
+			}
+			defer dst.Close()
+			ctx := context.Background()
+			n, err := src.Export(ctx, dst, toApp.newAuditLog(dst))
+			if err != nil {
+				return err
+			}
+			who := cliActor(c, "migrate")
+			detail := fmt.Sprintf("embedded store %s copied to the Redis store of %s: %d credentials, %d users, %d sessions, %d used codes and tokens, %d audit events",
+				opts.Path, to, n.Credentials, n.Users, n.Sessions, n.Markers, n.AuditEvents)
+			ev := pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditAdmin, Outcome: "store.migrated", Actor: who, Detail: detail}
+			if err := toApp.newAuditLog(dst).Append(ctx, ev); err != nil {
+				return err
+			}
+			if err := src.AuditLog().Append(ctx, ev); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.OutOrStdout(), detail+"; start the gateways on "+to)
+			return nil
+		},
+	}))
+	c.Flags().String("to", "", "config of the gateways on Redis")
+	c.Flags().String("to-adapter", "", "config adapter of --to")
 	return c
 }
 
@@ -260,8 +330,8 @@ func printRollback(w io.Writer, path string, rb *embedded.Rollback) {
 }
 
 // cliActor names the operator in the audit trail: --actor, else the login
-// name.
-func cliActor(c *cobra.Command) string {
+// name, and the command.
+func cliActor(c *cobra.Command, command string) string {
 	who, _ := c.Flags().GetString("actor")
 	if who == "" {
 		if cur, err := user.Current(); err == nil {
@@ -271,5 +341,5 @@ func cliActor(c *cobra.Command) string {
 	if who == "" {
 		who = "uid " + strconv.Itoa(os.Getuid())
 	}
-	return who + " (caddy onepush store restore)"
+	return who + " (caddy onepush store " + command + ")"
 }

@@ -293,8 +293,9 @@ func ensureKeyFile(path string) (*seal.Sealer, error) {
 	return seal.ParseKeys(key)
 }
 
-// reseal rewrites every sealed record with the current key (after a key
-// rotation), in one transaction, before the store serves.
+// reseal rewrites every sealed record (credentials, used-code markers,
+// the key check) with the current key after a key rotation, in one
+// transaction, before the store serves.
 func reseal(db *bolt.DB, sealer *seal.Sealer, log *slog.Logger) error {
 	n := 0
 	err := db.Update(func(tx *bolt.Tx) error {
@@ -320,6 +321,28 @@ func reseal(db *bolt.DB, sealer *seal.Sealer, log *slog.Logger) error {
 				return err
 			}
 			n++
+		}
+		markers := tx.Bucket(bucketMarkers)
+		var marked [][]byte
+		if err := markers.ForEach(func(k, _ []byte) error { marked = append(marked, clone(k)); return nil }); err != nil {
+			return err
+		}
+		for _, k := range marked {
+			v := markers.Get(k)
+			if len(v) <= 8 || sealer.Current(v[8:]) {
+				continue
+			}
+			plain, err := sealer.Open(v[8:], markerAD(string(k)))
+			if err != nil {
+				return fmt.Errorf("used-code marker: %w", err)
+			}
+			out, err := sealer.Seal(plain, markerAD(string(k)))
+			if err != nil {
+				return err
+			}
+			if err := markers.Put(k, append(clone(v[:8]), out...)); err != nil {
+				return err
+			}
 		}
 		m := tx.Bucket(bucketMeta)
 		plain, err := sealer.Open(m.Get(metaKeyCheck), keyCheckAD)

@@ -43,12 +43,16 @@ func durabilityOf(key string) durability {
 	return synced
 }
 
-// markerID is how a marker is kept, in memory and in the file: a used
-// security code is still a code, so neither holds it in clear.
+// markerID is how a marker is looked up, in memory and in the file: a
+// used security code is still a code, so neither holds it in clear. The
+// file keeps the marker itself sealed beside it, for a move to another
+// store (Export).
 func markerID(key string) string {
 	h := sha256.Sum256([]byte("onepush-marker\x00" + key))
 	return string(h[:])
 }
+
+func markerAD(id string) []byte { return append([]byte("marker/"), id...) }
 
 // markerSet is the authority on used markers while the store runs: every
 // marker is checked and set here, atomically, and written to the file
@@ -107,8 +111,15 @@ func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, 
 	if !s.markers.use(id, until, s.now()) {
 		return false, nil
 	}
-	put := func(tx *bolt.Tx) error { return putExpiring(tx, bucketMarkers, kindMarker, id, until, nil) }
-	switch durabilityOf(key) {
+	d := durabilityOf(key)
+	var sealed []byte
+	if d != inMemory {
+		if sealed, err = st.sealer.Seal([]byte(key), markerAD(id)); err != nil {
+			return false, err
+		}
+	}
+	put := func(tx *bolt.Tx) error { return putExpiring(tx, bucketMarkers, kindMarker, id, until, sealed) }
+	switch d {
 	case inMemory:
 	case batched:
 		if err := st.w.later(put); err != nil {
