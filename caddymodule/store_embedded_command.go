@@ -73,7 +73,9 @@ func embeddedOptionsOf(c *cobra.Command) (embedded.Options, error) {
 	return app.embeddedOptions(cliLogger(c))
 }
 
-func cliLogger(c *cobra.Command) *slog.Logger { return slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil)) }
+func cliLogger(c *cobra.Command) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
+}
 
 func storeInitCommand() *cobra.Command {
 	return quiet(configFlags(&cobra.Command{
