@@ -449,9 +449,10 @@ func TestSecretsAreSealedInTheFile(t *testing.T) {
 	}
 }
 
-// The path of a held request — verify a token, take a push slot, create,
-// decide and audit the challenge, read the user — never waits for a
-// commit; the first durable write carries what it queued.
+// The path of a held request — read the user, verify a token, take a push
+// slot, create, decide and audit the challenge, learn the bank's session
+// on the way back — never waits for a commit; the next durable write
+// carries what it queued.
 func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 	o := layout(t)
 	o.Linger = time.Hour
@@ -490,7 +491,11 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 			if _, err := s.Resolve(ctx, "c1", pushauth.StatusApproved, false, time.Now()); err != nil {
 				return err
 			}
-			return s.AuditLog().Append(ctx, pushauth.AuditEvent{Type: pushauth.AuditDecided, User: "1001/alice", Challenge: "c1", Outcome: "approved"})
+			if err := s.AuditLog().Append(ctx, pushauth.AuditEvent{Type: pushauth.AuditDecided, User: "1001/alice", Challenge: "c1", Outcome: "approved"}); err != nil {
+				return err
+			}
+			// The bank's answer sets its session: learned on the way back.
+			return s.PutSession(ctx, w.session, "1001/alice", time.Hour)
 		}()
 	}()
 	select {
@@ -504,13 +509,13 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 	if n := s.Commits() - before; n != 0 {
 		t.Fatalf("the held-request path committed %d transactions, want 0", n)
 	}
-	// The session the bank sets on the approved login is a durable record:
-	// one commit, which carries the batched writes.
-	if err := s.PutSession(ctx, w.session, "1001/alice", time.Hour); err != nil {
+	// The next durable write (bob locked) is one commit, which carries the
+	// batched writes.
+	if err := s.PutUser(ctx, &w.users[1]); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.Commits() - before; n != 1 {
-		t.Fatalf("learning the session committed %d transactions, want 1", n)
+		t.Fatalf("locking bob committed %d transactions, want 1", n)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -518,6 +523,9 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 	s = mustOpen(t, o)
 	if ok, _ := s.UseJTI(ctx, w.jti, time.Now().Add(time.Minute)); ok {
 		t.Fatal("the decision token's jti was not carried to disk by the next commit")
+	}
+	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
+		t.Fatalf("the learned session was not carried to disk by the next commit: %q, %v", u, err)
 	}
 	evs, err := s.AuditLog().Query(ctx, pushauth.AuditQuery{User: "1001/alice"})
 	if err != nil || len(evs) != 2 || evs[0].Type != pushauth.AuditCreated || evs[1].Type != pushauth.AuditDecided {

@@ -4,80 +4,96 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Records with a lifetime (sessions, used-code markers) are stored as
-// expiry (8 bytes, Unix nanoseconds, big endian) | payload, and indexed in
-// bucketExpiry by expiry | kind | key, so the sweep reads only what has
-// expired.
+// Records with a lifetime (learned sessions, used-code markers) are looked
+// up in memory and written to the file keyed by expiry | id. Their ids are
+// hashes, so a key by id would land each insert on a random page of the
+// B+tree and rewrite that page at the next commit; keyed by expiry, inserts
+// land at the end, a commit rewrites a page or two, and the sweep deletes a
+// prefix. Start reads the unexpired ones back.
 
-const (
-	kindSession = 's'
-	kindMarker  = 'm'
-)
-
-var kindBucket = map[byte][]byte{kindSession: bucketSessions, kindMarker: bucketMarkers}
-
-func expiryKey(until time.Time, kind byte, key string) []byte {
-	b := make([]byte, 9, 9+len(key))
-	binary.BigEndian.PutUint64(b, uint64(until.UnixNano()))
-	b[8] = kind
-	return append(b, key...)
+// timedKey is expiry (8 bytes, Unix nanoseconds, big endian) | id.
+func timedKey(until time.Time, id string) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(id)), uint64(until.UnixNano()))
+	return append(b, id...)
 }
 
-// putExpiring stores payload under key until the given time, replacing an
-// earlier record and its index entry.
-func putExpiring(tx *bolt.Tx, bucket []byte, kind byte, key string, until time.Time, payload []byte) error {
-	if err := deleteExpiring(tx, bucket, kind, key); err != nil {
-		return err
+func splitTimedKey(k []byte) (time.Time, string, bool) {
+	if len(k) < 8 {
+		return time.Time{}, "", false
 	}
-	v := make([]byte, 8, 8+len(payload))
-	binary.BigEndian.PutUint64(v, uint64(until.UnixNano()))
-	v = append(v, payload...)
-	if err := tx.Bucket(bucket).Put([]byte(key), v); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketExpiry).Put(expiryKey(until, kind, key), nil)
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k))), string(k[8:]), true
 }
 
-// getExpiring returns the record's expiry and payload (valid only within
-// the transaction).
-func getExpiring(tx *bolt.Tx, bucket []byte, key string) (time.Time, []byte, bool) {
-	v := tx.Bucket(bucket).Get([]byte(key))
-	if len(v) < 8 {
-		return time.Time{}, nil, false
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), v[8:], true
+// timed is one record of a timedSet.
+type timed struct {
+	until time.Time
+	value string
 }
 
-func deleteExpiring(tx *bolt.Tx, bucket []byte, kind byte, key string) error {
-	until, _, ok := getExpiring(tx, bucket, key)
-	if !ok {
-		return nil
-	}
-	if err := tx.Bucket(bucketExpiry).Delete(expiryKey(until, kind, key)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucket).Delete([]byte(key))
+// timedSet is the in-memory authority on one kind of record with a
+// lifetime. Its mutex also orders the writes of one id: they are queued
+// while it is held, so the file sees them in the order the map did.
+type timedSet struct {
+	mu sync.Mutex
+	m  map[string]timed
 }
 
-// sweep deletes the records that expired by now and audit events older
-// than retention.
-func sweep(tx *bolt.Tx, now time.Time, retention time.Duration) error {
-	idx := tx.Bucket(bucketExpiry)
-	limit := make([]byte, 8)
-	binary.BigEndian.PutUint64(limit, uint64(now.UnixNano()))
-	c := idx.Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit) <= 0; k, _ = c.First() {
-		if b := kindBucket[k[8]]; b != nil {
-			if err := tx.Bucket(b).Delete(k[9:]); err != nil {
-				return err
+func newTimedSet() *timedSet { return &timedSet{m: make(map[string]timed)} }
+
+func (ts *timedSet) sweep(now time.Time) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for id, r := range ts.m {
+		if now.After(r.until) {
+			delete(ts.m, id)
+		}
+	}
+}
+
+// load reads the unexpired records of bucket; value turns a record's
+// stored value into what the set keeps.
+func (ts *timedSet) load(db *bolt.DB, bucket []byte, now time.Time, value func(v []byte) string) error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(timedKey(now, "")); k != nil; k, v = c.Next() {
+			until, id, ok := splitTimedKey(k)
+			if !ok {
+				continue
+			}
+			// A later record of the same id wins.
+			if prev, dup := ts.m[id]; !dup || until.After(prev.until) {
+				ts.m[id] = timed{until: until, value: value(v)}
 			}
 		}
+		return nil
+	})
+}
+
+// sweepTimed deletes the records of bucket that expired by now.
+func sweepTimed(tx *bolt.Tx, bucket []byte, now time.Time) error {
+	limit := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
+	c := tx.Bucket(bucket).Cursor()
+	for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], limit) <= 0; k, _ = c.First() {
 		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweep deletes the sessions and markers that expired by now and the
+// audit events older than retention.
+func sweep(tx *bolt.Tx, now time.Time, retention time.Duration) error {
+	for _, b := range [][]byte{bucketSessions, bucketMarkers} {
+		if err := sweepTimed(tx, b, now); err != nil {
 			return err
 		}
 	}

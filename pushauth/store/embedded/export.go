@@ -67,30 +67,33 @@ func (s *Store) Export(ctx context.Context, dst pushauth.Store, audit pushauth.A
 		}); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketSessions).ForEach(func(k, _ []byte) error {
-			until, user, ok := getExpiring(tx, bucketSessions, string(k))
-			if !ok || !until.After(now) {
-				return nil
+		// Sessions and markers are keyed by expiry: the unexpired ones
+		// start at now.
+		c := tx.Bucket(bucketSessions).Cursor()
+		for k, v := c.Seek(timedKey(now, "")); k != nil; k, v = c.Next() {
+			until, hash, ok := splitTimedKey(k)
+			if !ok {
+				continue
 			}
 			n.Sessions++
-			return dst.PutSession(ctx, string(k), string(user), until.Sub(now))
-		}); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketMarkers).ForEach(func(k, _ []byte) error {
-			until, sealed, ok := getExpiring(tx, bucketMarkers, string(k))
-			if !ok || !until.After(now) || len(sealed) == 0 {
-				return nil
+			if err := dst.PutSession(ctx, hash, string(v), until.Sub(now)); err != nil {
+				return err
 			}
-			key, err := st.sealer.Open(sealed, markerAD(string(k)))
+		}
+		c = tx.Bucket(bucketMarkers).Cursor()
+		for k, v := c.Seek(timedKey(now, "")); k != nil; k, v = c.Next() {
+			until, id, ok := splitTimedKey(k)
+			if !ok || len(v) == 0 {
+				continue
+			}
+			key, err := st.sealer.Open(v, markerAD(id))
 			if err != nil {
 				return fmt.Errorf("used-code marker: %w", err)
 			}
 			n.Markers++
-			_, err = dst.UseJTI(ctx, string(key), until)
-			return err
-		}); err != nil {
-			return err
+			if _, err := dst.UseJTI(ctx, string(key), until); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
 			var ev pushauth.AuditEvent

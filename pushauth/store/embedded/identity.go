@@ -323,24 +323,27 @@ func reseal(db *bolt.DB, sealer *seal.Sealer, log *slog.Logger) error {
 			n++
 		}
 		markers := tx.Bucket(bucketMarkers)
-		var marked [][]byte
-		if err := markers.ForEach(func(k, _ []byte) error { marked = append(marked, clone(k)); return nil }); err != nil {
+		type kv struct{ k, v []byte }
+		var stale []kv
+		if err := markers.ForEach(func(k, v []byte) error {
+			if len(v) > 0 && !sealer.Current(v) {
+				stale = append(stale, kv{clone(k), clone(v)})
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
-		for _, k := range marked {
-			v := markers.Get(k)
-			if len(v) <= 8 || sealer.Current(v[8:]) {
-				continue
-			}
-			plain, err := sealer.Open(v[8:], markerAD(string(k)))
+		for _, r := range stale {
+			_, id, _ := splitTimedKey(r.k)
+			plain, err := sealer.Open(r.v, markerAD(id))
 			if err != nil {
 				return fmt.Errorf("used-code marker: %w", err)
 			}
-			out, err := sealer.Seal(plain, markerAD(string(k)))
+			out, err := sealer.Seal(plain, markerAD(id))
 			if err != nil {
 				return err
 			}
-			if err := markers.Put(k, append(clone(v[:8]), out...)); err != nil {
+			if err := markers.Put(r.k, out); err != nil {
 				return err
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,52 +53,6 @@ func markerID(key string) string {
 
 func markerAD(id string) []byte { return append([]byte("marker/"), id...) }
 
-// markerSet is the authority on used markers while the store runs: every
-// marker is checked and set here, atomically, and written to the file
-// according to its durability; Start loads the unexpired ones back.
-type markerSet struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func newMarkerSet() *markerSet { return &markerSet{m: make(map[string]time.Time)} }
-
-// use marks key until the given time; false when it is marked and not
-// expired.
-func (ms *markerSet) use(key string, until, now time.Time) bool {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if prev, ok := ms.m[key]; ok && !now.After(prev) {
-		return false
-	}
-	ms.m[key] = until
-	return true
-}
-
-func (ms *markerSet) sweep(now time.Time) {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	for k, until := range ms.m {
-		if now.After(until) {
-			delete(ms.m, k)
-		}
-	}
-}
-
-func (ms *markerSet) load(db *bolt.DB, now time.Time) error {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	return db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMarkers).ForEach(func(k, _ []byte) error {
-			until, _, ok := getExpiring(tx, bucketMarkers, string(k))
-			if ok && !now.After(until) {
-				ms.m[string(k)] = until
-			}
-			return nil
-		})
-	})
-}
-
 // UseJTI records a marker as used until the given time; false means it
 // was used before and has not expired.
 func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, error) {
@@ -108,9 +61,14 @@ func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, 
 		return false, err
 	}
 	id := markerID(key)
-	if !s.markers.use(id, until, s.now()) {
+	now := s.now()
+	s.markers.mu.Lock()
+	if prev, ok := s.markers.m[id]; ok && !now.After(prev.until) {
+		s.markers.mu.Unlock()
 		return false, nil
 	}
+	s.markers.m[id] = timed{until: until}
+	s.markers.mu.Unlock()
 	d := durabilityOf(key)
 	var sealed []byte
 	if d != inMemory {
@@ -118,7 +76,7 @@ func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, 
 			return false, err
 		}
 	}
-	put := func(tx *bolt.Tx) error { return putExpiring(tx, bucketMarkers, kindMarker, id, until, sealed) }
+	put := func(tx *bolt.Tx) error { return tx.Bucket(bucketMarkers).Put(timedKey(until, id), sealed) }
 	switch d {
 	case inMemory:
 	case batched:

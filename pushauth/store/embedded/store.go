@@ -92,12 +92,11 @@ var (
 	bucketCredentials = []byte("credentials")
 	bucketUsers       = []byte("users")
 	bucketCredUsers   = []byte("credential_users") // credential id \x00 user key -> nil
-	bucketSessions    = []byte("sessions")
-	bucketMarkers     = []byte("markers")
-	bucketExpiry      = []byte("expiry") // expiry time | kind | key -> nil
-	bucketAudit       = []byte("audit")  // sequence -> event JSON
+	bucketSessions    = []byte("sessions")         // expiry | session hash -> user key (see expiry.go)
+	bucketMarkers     = []byte("markers")          // expiry | marker id -> sealed marker
+	bucketAudit       = []byte("audit")            // sequence -> event JSON
 
-	buckets = [][]byte{bucketMeta, bucketCredentials, bucketUsers, bucketCredUsers, bucketSessions, bucketMarkers, bucketExpiry, bucketAudit}
+	buckets = [][]byte{bucketMeta, bucketCredentials, bucketUsers, bucketCredUsers, bucketSessions, bucketMarkers, bucketAudit}
 )
 
 // Store is the embedded pushauth.Store. New checks the files; Start opens
@@ -110,7 +109,13 @@ type Store struct {
 	log  *slog.Logger
 	// challenges keeps challenges and notifies waiters, in memory.
 	challenges *pushauth.MemoryStore
-	markers    *markerSet
+	// markers and sessions are the records with a lifetime, looked up
+	// here; the file keeps them for the next start.
+	markers  *timedSet
+	sessions *timedSet
+	// users and credentials cache decoded records (see cache.go).
+	users       *recordCache[pushauth.User]
+	credentials *recordCache[pushauth.Credential]
 
 	startMu sync.Mutex
 	st      *state // nil until Start and after Close
@@ -162,11 +167,14 @@ func New(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		opts:       opts,
-		now:        opts.Now,
-		log:        opts.Logger,
-		challenges: pushauth.NewMemoryStore(opts.Now),
-		markers:    newMarkerSet(),
+		opts:        opts,
+		now:         opts.Now,
+		log:         opts.Logger,
+		challenges:  pushauth.NewMemoryStore(opts.Now),
+		markers:     newTimedSet(),
+		sessions:    newTimedSet(),
+		users:       newRecordCache[pushauth.User](),
+		credentials: newRecordCache[pushauth.Credential](),
 	}
 	s.audit = &AuditLog{s: s}
 	return s, nil
@@ -303,7 +311,11 @@ func (s *Store) open() (*state, error) {
 			return fail(err)
 		}
 	}
-	if err := s.markers.load(db, s.now()); err != nil {
+	now := s.now()
+	if err := s.markers.load(db, bucketMarkers, now, func([]byte) string { return "" }); err != nil {
+		return fail(err)
+	}
+	if err := s.sessions.load(db, bucketSessions, now, func(v []byte) string { return string(v) }); err != nil {
 		return fail(err)
 	}
 	if id == nil {
@@ -401,6 +413,7 @@ func (s *Store) sweepLoop(st *state) {
 		case <-t.C:
 			now := s.now()
 			s.markers.sweep(now)
+			s.sessions.sweep(now)
 			if err := st.w.later(func(tx *bolt.Tx) error { return sweep(tx, now, s.opts.AuditRetention) }); err != nil {
 				s.log.Warn("embedded store: queueing the sweep", "error", err)
 			}
@@ -426,6 +439,8 @@ func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error
 	if err != nil {
 		return err
 	}
+	s.credentials.invalidate(c.ID)
+	defer s.credentials.invalidate(c.ID)
 	return st.w.do(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCredentials).Put([]byte(c.ID), sealed)
 	})
@@ -435,6 +450,10 @@ func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credentia
 	st, err := s.state()
 	if err != nil {
 		return nil, err
+	}
+	c, version, ok := s.credentials.get(id)
+	if ok {
+		return &c, nil
 	}
 	var sealed []byte
 	if err := st.db.View(func(tx *bolt.Tx) error {
@@ -446,7 +465,12 @@ func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credentia
 	if sealed == nil {
 		return nil, pushauth.ErrNotFound
 	}
-	return openCredential(st.sealer, id, sealed)
+	opened, err := openCredential(st.sealer, id, sealed)
+	if err != nil {
+		return nil, err
+	}
+	s.credentials.put(id, *opened, version)
+	return opened, nil
 }
 
 func openCredential(sealer *seal.Sealer, id string, sealed []byte) (*pushauth.Credential, error) {
@@ -466,6 +490,8 @@ func (s *Store) DeleteCredential(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	s.credentials.invalidate(id)
+	defer s.credentials.invalidate(id)
 	return st.w.do(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCredentials).Delete([]byte(id))
 	})
@@ -487,6 +513,8 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 		return err
 	}
 	key, cred := u.Key, u.CredentialID
+	s.users.invalidate(key)
+	defer s.users.invalidate(key)
 	return st.w.do(ctx, func(tx *bolt.Tx) error {
 		users, idx := tx.Bucket(bucketUsers), tx.Bucket(bucketCredUsers)
 		if old := users.Get([]byte(key)); old != nil {
@@ -514,6 +542,10 @@ func (s *Store) GetUser(_ context.Context, key string) (*pushauth.User, error) {
 	if err != nil {
 		return nil, err
 	}
+	u, version, ok := s.users.get(key)
+	if ok {
+		return &u, nil
+	}
 	var rec []byte
 	if err := st.db.View(func(tx *bolt.Tx) error {
 		rec = clone(tx.Bucket(bucketUsers).Get([]byte(key)))
@@ -524,10 +556,10 @@ func (s *Store) GetUser(_ context.Context, key string) (*pushauth.User, error) {
 	if rec == nil {
 		return nil, pushauth.ErrNotFound
 	}
-	var u pushauth.User
 	if err := json.Unmarshal(rec, &u); err != nil {
 		return nil, fmt.Errorf("embedded store: user %q: %w", key, err)
 	}
+	s.users.put(key, u, version)
 	return &u, nil
 }
 
@@ -579,40 +611,49 @@ func (s *Store) Watch(fn func(string, *pushauth.Challenge)) (func(), error) {
 func (s *Store) ReliableWatch() bool { return true }
 
 // Sessions: SHA-256 of the bank's cookie -> user, until the session's TTL.
-
+//
+// A session is learned from the bank's answer to a login, on the path of
+// every login: it is committed with the next transaction (within Linger),
+// never waited for. A crash in that window forgets the session, so that
+// user's transfers are refused (never forwarded unattributed) until they
+// log in again. Forgetting a session (a logout) is on disk before
+// DeleteSession returns.
 func (s *Store) PutSession(ctx context.Context, hash, userKey string, ttl time.Duration) error {
 	st, err := s.state()
 	if err != nil {
 		return err
 	}
-	until := s.now().Add(ttl)
-	return st.w.do(ctx, func(tx *bolt.Tx) error {
-		return putExpiring(tx, bucketSessions, kindSession, hash, until, []byte(userKey))
+	rec := timed{until: s.now().Add(ttl), value: userKey}
+	s.sessions.mu.Lock()
+	defer s.sessions.mu.Unlock()
+	old, had := s.sessions.m[hash]
+	err = st.w.later(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if had {
+			if err := b.Delete(timedKey(old.until, hash)); err != nil {
+				return err
+			}
+		}
+		return b.Put(timedKey(rec.until, hash), []byte(userKey))
 	})
+	if err != nil {
+		return err // not learned: the user's transfers are refused
+	}
+	s.sessions.m[hash] = rec
+	return nil
 }
 
 func (s *Store) GetSession(_ context.Context, hash string) (string, error) {
-	st, err := s.state()
-	if err != nil {
+	if _, err := s.state(); err != nil {
 		return "", err
 	}
-	var user string
-	var found bool
-	now := s.now()
-	err = st.db.View(func(tx *bolt.Tx) error {
-		until, v, ok := getExpiring(tx, bucketSessions, hash)
-		if ok && !now.After(until) {
-			user, found = string(v), true
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	if !found {
+	s.sessions.mu.Lock()
+	r, ok := s.sessions.m[hash]
+	s.sessions.mu.Unlock()
+	if !ok || s.now().After(r.until) {
 		return "", pushauth.ErrNotFound
 	}
-	return user, nil
+	return r.value, nil
 }
 
 func (s *Store) DeleteSession(ctx context.Context, hash string) error {
@@ -620,9 +661,22 @@ func (s *Store) DeleteSession(ctx context.Context, hash string) error {
 	if err != nil {
 		return err
 	}
-	return st.w.do(ctx, func(tx *bolt.Tx) error {
-		return deleteExpiring(tx, bucketSessions, kindSession, hash)
+	s.sessions.mu.Lock()
+	old, had := s.sessions.m[hash]
+	if !had {
+		s.sessions.mu.Unlock()
+		return nil
+	}
+	// Forgotten at once: a logout is never undone by a slow disk.
+	delete(s.sessions.m, hash)
+	done, err := st.w.submit(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).Delete(timedKey(old.until, hash))
 	})
+	s.sessions.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return wait(ctx, done)
 }
 
 func clone(b []byte) []byte {

@@ -91,10 +91,24 @@ func (w *writer) enqueue(ctx context.Context, op writeOp) error {
 
 // do queues apply and waits for its commit.
 func (w *writer) do(ctx context.Context, apply func(tx *bolt.Tx) error) error {
-	done := make(chan error, 1)
-	if err := w.enqueue(ctx, writeOp{apply: apply, done: done}); err != nil {
+	done, err := w.submit(ctx, apply)
+	if err != nil {
 		return err
 	}
+	return wait(ctx, done)
+}
+
+// submit queues apply; the channel reports its commit. A caller that must
+// order its writes queues them under its own lock and waits outside it.
+func (w *writer) submit(ctx context.Context, apply func(tx *bolt.Tx) error) (<-chan error, error) {
+	done := make(chan error, 1)
+	if err := w.enqueue(ctx, writeOp{apply: apply, done: done}); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+func wait(ctx context.Context, done <-chan error) error {
 	select {
 	case err := <-done:
 		return err
