@@ -32,20 +32,10 @@ import (
 // directories, as the gateway runs.
 func (e *env) storeCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(caddyBin, append([]string{"onepush", "store"}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), ee.ExitCode()
+	for _, v := range []string{"HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
+		t.Setenv(v, e.dir)
 	}
-	t.Fatalf("caddy onepush store %v: %v", args, err)
-	return "", -1
+	return cli(t, append([]string{"store"}, args...)...)
 }
 
 // storeGateway is a gateway on the default store, with the admin API on

@@ -439,11 +439,20 @@ func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error
 	if err != nil {
 		return err
 	}
-	s.credentials.invalidate(c.ID)
-	defer s.credentials.invalidate(c.ID)
-	return st.w.do(ctx, func(tx *bolt.Tx) error {
+	return writeThrough(ctx, st, s.credentials, c.ID, cached[pushauth.Credential]{v: *c}, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCredentials).Put([]byte(c.ID), sealed)
 	})
+}
+
+// writeThrough shows a write in the cache as it is queued and waits for
+// its commit; a write that fails leaves the cache to the file.
+func writeThrough[T any](ctx context.Context, st *state, cache *recordCache[T], key string, e cached[T], apply func(tx *bolt.Tx) error) error {
+	cache.set(key, e)
+	if err := st.w.do(ctx, apply); err != nil {
+		cache.drop(key)
+		return err
+	}
+	return nil
 }
 
 func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credential, error) {
@@ -451,26 +460,36 @@ func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credentia
 	if err != nil {
 		return nil, err
 	}
-	c, version, ok := s.credentials.get(id)
-	if ok {
-		return &c, nil
+	return cachedGet(st, s.credentials, bucketCredentials, id, func(v []byte) (*pushauth.Credential, error) {
+		return openCredential(st.sealer, id, v)
+	})
+}
+
+// cachedGet reads a record through its cache.
+func cachedGet[T any](st *state, cache *recordCache[T], bucket []byte, key string, decode func([]byte) (*T, error)) (*T, error) {
+	e, version, ok := cache.get(key)
+	switch {
+	case ok && e.absent:
+		return nil, pushauth.ErrNotFound
+	case ok:
+		return &e.v, nil
 	}
-	var sealed []byte
+	var raw []byte
 	if err := st.db.View(func(tx *bolt.Tx) error {
-		sealed = clone(tx.Bucket(bucketCredentials).Get([]byte(id)))
+		raw = clone(tx.Bucket(bucket).Get([]byte(key)))
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if sealed == nil {
+	if raw == nil {
 		return nil, pushauth.ErrNotFound
 	}
-	opened, err := openCredential(st.sealer, id, sealed)
+	rec, err := decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	s.credentials.put(id, *opened, version)
-	return opened, nil
+	cache.fill(key, *rec, version)
+	return rec, nil
 }
 
 func openCredential(sealer *seal.Sealer, id string, sealed []byte) (*pushauth.Credential, error) {
@@ -490,9 +509,7 @@ func (s *Store) DeleteCredential(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	s.credentials.invalidate(id)
-	defer s.credentials.invalidate(id)
-	return st.w.do(ctx, func(tx *bolt.Tx) error {
+	return writeThrough(ctx, st, s.credentials, id, cached[pushauth.Credential]{absent: true}, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCredentials).Delete([]byte(id))
 	})
 }
@@ -513,9 +530,7 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 		return err
 	}
 	key, cred := u.Key, u.CredentialID
-	s.users.invalidate(key)
-	defer s.users.invalidate(key)
-	return st.w.do(ctx, func(tx *bolt.Tx) error {
+	return writeThrough(ctx, st, s.users, key, cached[pushauth.User]{v: *u}, func(tx *bolt.Tx) error {
 		users, idx := tx.Bucket(bucketUsers), tx.Bucket(bucketCredUsers)
 		if old := users.Get([]byte(key)); old != nil {
 			var prev pushauth.User
@@ -542,25 +557,13 @@ func (s *Store) GetUser(_ context.Context, key string) (*pushauth.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, version, ok := s.users.get(key)
-	if ok {
+	return cachedGet(st, s.users, bucketUsers, key, func(v []byte) (*pushauth.User, error) {
+		var u pushauth.User
+		if err := json.Unmarshal(v, &u); err != nil {
+			return nil, fmt.Errorf("embedded store: user %q: %w", key, err)
+		}
 		return &u, nil
-	}
-	var rec []byte
-	if err := st.db.View(func(tx *bolt.Tx) error {
-		rec = clone(tx.Bucket(bucketUsers).Get([]byte(key)))
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, pushauth.ErrNotFound
-	}
-	if err := json.Unmarshal(rec, &u); err != nil {
-		return nil, fmt.Errorf("embedded store: user %q: %w", key, err)
-	}
-	s.users.put(key, u, version)
-	return &u, nil
+	})
 }
 
 func (s *Store) UsersOfCredential(_ context.Context, credentialID string) ([]string, error) {
