@@ -125,13 +125,12 @@ type Store struct {
 
 // state is what Start opened.
 type state struct {
-	db      *bolt.DB
-	sealer  *seal.Sealer
-	w       *writer
-	storeID string
-	file    os.FileInfo // the data file Start opened, to notice a replacement
-	stop    chan struct{}
-	swept   chan struct{}
+	db     *bolt.DB
+	sealer *seal.Sealer
+	w      *writer
+	file   os.FileInfo // the data file Start opened, to notice a replacement
+	stop   chan struct{}
+	swept  chan struct{}
 }
 
 // New checks opts and the files without opening the data file: a missing
@@ -192,9 +191,6 @@ func Open(opts Options) (*Store, error) {
 	}
 	return s, nil
 }
-
-// Path is the data file.
-func (s *Store) Path() string { return s.opts.Path }
 
 // checkFiles refuses a missing data file, naming it and what to do.
 func checkFiles(opts Options) error {
@@ -305,7 +301,6 @@ func (s *Store) open() (*state, error) {
 	if err := m.verify(opts, id, sealer); err != nil {
 		return fail(err)
 	}
-	st.storeID = m.storeID
 	if !sealer.Current(m.keyCheck) {
 		if err := reseal(db, sealer, s.log); err != nil {
 			return fail(err)
