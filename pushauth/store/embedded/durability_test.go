@@ -685,3 +685,44 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 		t.Fatalf("export into a store holding the users = %v, want ErrExists", err)
 	}
 }
+
+// A write the file refuses fails alone: the writes committed with it in
+// one transaction are still committed.
+func TestOneFailingWriteDoesNotFailItsBatch(t *testing.T) {
+	o := layout(t)
+	o.Linger = time.Hour
+	s := initAndOpen(t, o)
+	ctx := ctxT(t)
+	w := newWorld()
+	// Batched: they wait for the next commit.
+	if ok, err := s.UseJTI(ctx, w.jti, time.Now().Add(time.Hour)); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := s.PutSession(ctx, w.session, "1001/alice", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// bbolt refuses keys over 32 KiB.
+	huge := strings.Repeat("x", 40<<10)
+	if err := s.PutUser(ctx, &pushauth.User{Key: huge, State: pushauth.UserActive}); err == nil {
+		t.Fatal("a user with a 40 KiB key was stored")
+	}
+	if _, err := s.GetUser(ctx, huge); !errors.Is(err, pushauth.ErrNotFound) {
+		t.Fatalf("the refused user reads back as %v, want ErrNotFound", err)
+	}
+	if err := s.PutUser(ctx, &w.users[0]); err != nil {
+		t.Fatalf("a good write after the refused one: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, o)
+	if ok, _ := s.UseJTI(ctx, w.jti, time.Now().Add(time.Hour)); ok {
+		t.Fatal("the token marker batched with the refused write was lost")
+	}
+	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
+		t.Fatalf("the session batched with the refused write: %q, %v", u, err)
+	}
+	if _, err := s.GetUser(ctx, "1001/alice"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -244,7 +244,7 @@ func (w *writer) finish(ops []writeOp, err error) {
 		}
 	}
 	if lost > 0 {
-		w.log.Error("embedded store: batched writes were not committed (audit events of challenges, used device-token markers)", "count", lost, "error", err)
+		w.log.Error("embedded store: batched writes were not committed (audit events of challenges, used device-token markers, learned sessions)", "count", lost, "error", err)
 	}
 }
 
