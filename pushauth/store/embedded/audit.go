@@ -36,12 +36,15 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	rec, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
 	max := l.s.opts.AuditMaxEvents
-	apply := func(tx *bolt.Tx) error { return appendEvent(tx, rec, max) }
+	// Encoded by the writer, off the path of the request.
+	apply := func(tx *bolt.Tx) error {
+		rec, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		return appendEvent(tx, rec, max)
+	}
 	if batchedEvent(ev.Type) {
 		return st.w.later(apply)
 	}

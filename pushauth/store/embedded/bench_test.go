@@ -107,3 +107,63 @@ func must(b *testing.B, f func() error) {
 		b.Error(err)
 	}
 }
+
+// BenchmarkReleasePath is the store's part of releasing a held request:
+// the decision token's credential and jti, the challenge read and
+// resolved, the decision audited, the user's failure count read. Releases
+// come one at a time with a pause between them (untimed), as in the
+// bench's "release, one instance" figure, so ns/op is the latency the
+// store adds to one release, not its throughput.
+func BenchmarkReleasePath(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		open func(b *testing.B) (pushauth.Store, pushauth.AuditLog)
+	}{
+		{"memory", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
+			return pushauth.NewMemoryStore(nil), pushauth.NewMemoryAuditLog(0, 0, nil)
+		}},
+		{"embedded", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
+			s := initAndOpen(b, layout(b))
+			return s, s.AuditLog()
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, audit := tc.open(b)
+			defer s.Close()
+			ctx := context.Background()
+			w := newWorld()
+			if err := s.PutCredential(ctx, &w.cred); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.PutUser(ctx, &w.users[0]); err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("c%d", i)
+				c := &pushauth.Challenge{ID: ids[i], UserKey: fmt.Sprintf("u%d", i), CredentialID: w.cred.ID, Status: pushauth.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if _, err := s.CreateChallenge(ctx, c, c.ExpiresAt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				must(b, func() error { _, err := s.GetCredential(ctx, w.cred.ID); return err })
+				must(b, func() error {
+					_, err := s.UseJTI(ctx, "jti/"+w.cred.ID+"/"+ids[i], now.Add(150*time.Second))
+					return err
+				})
+				must(b, func() error { _, err := s.GetChallenge(ctx, ids[i]); return err })
+				must(b, func() error { _, err := s.Resolve(ctx, ids[i], pushauth.StatusApproved, false, now); return err })
+				must(b, func() error {
+					return audit.Append(ctx, pushauth.AuditEvent{Time: now, Type: pushauth.AuditDecided, User: "1001/alice", Challenge: ids[i], Outcome: "approved", Actor: "phone"})
+				})
+				must(b, func() error { _, err := s.GetUser(ctx, "1001/alice"); return err })
+				b.StopTimer()
+				time.Sleep(200 * time.Microsecond)
+				b.StartTimer()
+			}
+		})
+	}
+}

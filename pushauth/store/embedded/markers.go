@@ -69,15 +69,15 @@ func (s *Store) UseJTI(ctx context.Context, key string, until time.Time) (bool, 
 	}
 	s.markers.m[id] = timed{until: until}
 	s.markers.mu.Unlock()
-	d := durabilityOf(key)
-	var sealed []byte
-	if d != inMemory {
-		if sealed, err = st.sealer.Seal([]byte(key), markerAD(id)); err != nil {
-			return false, err
+	// Sealed by the writer, off the path of the request.
+	put := func(tx *bolt.Tx) error {
+		sealed, err := st.sealer.Seal([]byte(key), markerAD(id))
+		if err != nil {
+			return err
 		}
+		return tx.Bucket(bucketMarkers).Put(timedKey(until, id), sealed)
 	}
-	put := func(tx *bolt.Tx) error { return tx.Bucket(bucketMarkers).Put(timedKey(until, id), sealed) }
-	switch d {
+	switch durabilityOf(key) {
 	case inMemory:
 	case batched:
 		if err := st.w.later(put); err != nil {

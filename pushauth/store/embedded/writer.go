@@ -18,6 +18,12 @@ import (
 // everything queued in one transaction (group commit), so concurrent
 // writers share one fsync, and a lone write is committed at once.
 //
+// Writes are queued in order in a slice, not a channel: a batched write
+// wakes the writer only when it is the first of a batch (to arm the
+// Linger timer), so the path of a held request never pays for waking a
+// goroutine per audit event or token ID. A write someone waits for wakes
+// it at once, and its commit carries every write queued before it.
+//
 // bbolt's own DB.Batch coalesces too, but only by waiting MaxBatchDelay
 // for company, which a lone binding would pay in latency; and it has no
 // writes that nobody waits for.
@@ -25,8 +31,6 @@ import (
 const (
 	// queueSize bounds the writes waiting for the writer.
 	queueSize = 16384
-	// maxBatch bounds the writes of one transaction.
-	maxBatch = 1024
 	// queueWait is how long a write waits for room in a full queue (the
 	// disk is not keeping up) before it fails.
 	queueWait = 5 * time.Second
@@ -53,39 +57,60 @@ type writer struct {
 	// check runs before each commit; an error fails the whole batch.
 	check func() error
 
-	mu      sync.RWMutex // held for reading while queueing, for writing by close
+	mu      sync.Mutex
+	pending []writeOp
+	waited  bool          // pending holds a write someone waits for
+	taken   chan struct{} // closed when the writer takes pending
 	closed  bool
-	queue   chan writeOp
+	wake    chan struct{} // capacity 1
 	stopped chan struct{}
 	commits atomic.Int64
 }
 
 func newWriter(db *bolt.DB, linger time.Duration, log *slog.Logger, check func() error) *writer {
-	w := &writer{db: db, linger: linger, log: log, check: check, queue: make(chan writeOp, queueSize), stopped: make(chan struct{})}
+	w := &writer{db: db, linger: linger, log: log, check: check, taken: make(chan struct{}), wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
 
 func (w *writer) enqueue(ctx context.Context, op writeOp) error {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
+	var timeout <-chan time.Time
+	w.mu.Lock()
+	for len(w.pending) >= queueSize && !w.closed {
+		taken := w.taken
+		w.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(queueWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-taken:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return errQueueFull
+		}
+		w.mu.Lock()
+	}
 	if w.closed {
+		w.mu.Unlock()
 		return errClosed
 	}
-	select {
-	case w.queue <- op:
-		return nil
-	default:
+	w.pending = append(w.pending, op)
+	wake := len(w.pending) == 1 || (op.done != nil && !w.waited)
+	w.waited = w.waited || op.done != nil
+	w.mu.Unlock()
+	if wake {
+		w.signal()
 	}
-	t := time.NewTimer(queueWait)
-	defer t.Stop()
+	return nil
+}
+
+func (w *writer) signal() {
 	select {
-	case w.queue <- op:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return errQueueFull
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -128,11 +153,9 @@ func (w *writer) flush(ctx context.Context) error { return w.do(ctx, nil) }
 // close commits what is queued and stops the writer.
 func (w *writer) close() {
 	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.queue)
-	}
+	w.closed = true
 	w.mu.Unlock()
+	w.signal()
 	<-w.stopped
 }
 
@@ -140,46 +163,31 @@ func (w *writer) run() {
 	defer close(w.stopped)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	batch := make([]writeOp, 0, maxBatch)
 	for {
-		first, ok := <-w.queue
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], first)
-		waited := first.done != nil
-		if !waited {
+		<-w.wake
+		w.mu.Lock()
+		hurry := w.waited || w.closed
+		w.mu.Unlock()
+		if !hurry {
+			// Only batched writes: give them company for up to Linger,
+			// unless a write someone waits for comes first.
 			linger.Reset(w.linger)
-		}
-		open := true
-	collect:
-		for open && len(batch) < maxBatch {
-			if waited {
-				// Someone waits: take what is queued now and commit.
-				select {
-				case op, ok := <-w.queue:
-					if open = ok; ok {
-						batch = append(batch, op)
-					}
-				default:
-					break collect
-				}
-				continue
-			}
 			select {
-			case op, ok := <-w.queue:
-				if open = ok; ok {
-					batch = append(batch, op)
-					waited = op.done != nil
-				}
+			case <-w.wake:
 			case <-linger.C:
-				break collect
 			}
+			linger.Stop()
 		}
-		linger.Stop()
-		w.commit(batch)
-		clear(batch)
-		if !open {
+		w.mu.Lock()
+		batch, closed := w.pending, w.closed
+		w.pending, w.waited = nil, false
+		close(w.taken)
+		w.taken = make(chan struct{})
+		w.mu.Unlock()
+		if len(batch) > 0 {
+			w.commit(batch)
+		}
+		if closed {
 			return
 		}
 	}
