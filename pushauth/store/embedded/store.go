@@ -17,10 +17,14 @@
 // the data directory, in an identity file (see identity.go).
 //
 // Writes go through one writer goroutine that commits whatever is queued
-// in one transaction (group commit). Writes that change a durable record
-// wait for their commit; audit events of challenges and the markers of
-// used device tokens are committed with the next transaction or within
-// Options.Linger, so the path of a held request never waits for the disk.
+// in one transaction (group commit, writer.go). A binding, a state change,
+// a used security code or a logout waits for its commit; what the path of
+// a held request writes — audit events of challenges, used device-token
+// IDs and push slots, the session learned from the bank's answer — is
+// committed with the next transaction or within Options.Linger, so that
+// path never waits for the disk. Reads come from memory: records with a
+// lifetime live there (expiry.go), users and credentials are cached
+// (cache.go).
 package embedded
 
 import (
