@@ -726,3 +726,21 @@ func TestOneFailingWriteDoesNotFailItsBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A store created by this version opens under a later one that keeps one
+// more kind of record: the bucket is added, nothing is refused or lost.
+func TestAStoreGainsTheBucketsOfLaterFeatures(t *testing.T) {
+	o := layout(t)
+	s := initAndOpen(t, o)
+	w := newWorld()
+	w.write(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	defer embedded.AddBucket("outbox")()
+	s = mustOpen(t, o)
+	if !s.HasBucket("outbox") {
+		t.Fatal("the later feature's bucket was not added")
+	}
+	w.check(t, s)
+}

@@ -138,7 +138,7 @@ func readMeta(db *bolt.DB, path string) (*meta, error) {
 		if b == nil || string(b.Get(metaFormat)) != format {
 			return fmt.Errorf("%w: %s is not an onepush embedded store (no %q format record): refusing to start; put the right file back or restore a backup with `caddy onepush store restore`", ErrReplaced, path, format)
 		}
-		for _, name := range buckets {
+		for _, name := range formatBuckets {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: %s has no %q bucket: refusing to start", ErrReplaced, path, name)
 			}

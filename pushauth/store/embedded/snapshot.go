@@ -72,7 +72,7 @@ func describe(tx *bolt.Tx) (*FileInfo, error) {
 	if b == nil || string(b.Get(metaFormat)) != format {
 		return nil, fmt.Errorf("not an onepush embedded store (no %q format record)", format)
 	}
-	for _, name := range buckets {
+	for _, name := range formatBuckets {
 		if tx.Bucket(name) == nil {
 			return nil, fmt.Errorf("no %q bucket", name)
 		}

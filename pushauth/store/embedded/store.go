@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,8 +90,10 @@ var (
 	ErrNotStarted = errors.New("embedded store is not open")
 )
 
-// The buckets of the file. A feature that needs a durable record adds its
-// bucket to this list.
+// The buckets of the file. formatBuckets are those of the format's first
+// version: a file without one of them is not a store. A feature that needs
+// a durable record adds its bucket to buckets; Start creates it in a store
+// that predates it.
 var (
 	bucketMeta        = []byte("meta")
 	bucketCredentials = []byte("credentials")
@@ -100,7 +103,8 @@ var (
 	bucketMarkers     = []byte("markers")          // expiry | marker id -> sealed marker
 	bucketAudit       = []byte("audit")            // sequence -> event JSON
 
-	buckets = [][]byte{bucketMeta, bucketCredentials, bucketUsers, bucketCredUsers, bucketSessions, bucketMarkers, bucketAudit}
+	formatBuckets = [][]byte{bucketMeta, bucketCredentials, bucketUsers, bucketCredUsers, bucketSessions, bucketMarkers, bucketAudit}
+	buckets       = slices.Concat(formatBuckets /* , later features' buckets */)
 )
 
 // Store is the embedded pushauth.Store. New checks the files; Start opens
@@ -305,6 +309,9 @@ func (s *Store) open() (*state, error) {
 	if err := m.verify(opts, id, sealer); err != nil {
 		return fail(err)
 	}
+	if err := addBuckets(db); err != nil {
+		return fail(err)
+	}
 	if !sealer.Current(m.keyCheck) {
 		if err := reseal(db, sealer, s.log); err != nil {
 			return fail(err)
@@ -326,6 +333,30 @@ func (s *Store) open() (*state, error) {
 	}
 	st.w = newWriter(db, opts.Linger, s.log, func() error { return s.stillOurs(st) })
 	return st, nil
+}
+
+// addBuckets creates the buckets of features newer than the file.
+func addBuckets(db *bolt.DB) error {
+	var missing [][]byte
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, name := range buckets {
+			if tx.Bucket(name) == nil {
+				missing = append(missing, name)
+			}
+		}
+		return nil
+	})
+	if len(missing) == 0 {
+		return nil
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range missing {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("embedded store: adding bucket %q: %w", name, err)
+			}
+		}
+		return bumpGeneration(tx)
+	})
 }
 
 // openDB opens an existing bbolt file (never creating one), waiting
