@@ -357,9 +357,10 @@ func restartScenario(t *testing.T, sig syscall.Signal) {
 	})
 }
 
-// The data file, or the whole data directory, disappears under a
-// configured gateway: Caddy refuses to start and says which file and what
-// to do; it never starts with every user looking not enrolled.
+// The data file, or the whole data directory, disappears under a running
+// gateway: it goes on challenging alice, and once stopped, Caddy refuses
+// to start and says which file and what to do; it never starts with every
+// user looking not enrolled.
 func TestEmbeddedStoreLossStopsCaddy(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -375,12 +376,19 @@ func TestEmbeddedStoreLossStopsCaddy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
 			sg := newStoreGateway(t, e, tc.global)
-			enroll(t, sg.gateway, alice, newPhone(t, sg.gateway))
-			sg.stop(t, syscall.SIGTERM)
+			phone := newPhone(t, sg.gateway)
+			enroll(t, sg.gateway, alice, phone)
 			if err := os.RemoveAll(tc.lose(e)); err != nil {
 				t.Fatal(err)
 			}
+			// The running gateway still knows alice: her login waits for
+			// her phone (denied here), it is not let through as if she
+			// had none.
 			e.resetOps(t)
+			if st := pushed(t, sg.gateway, alice, phone, device.Deny); st != http.StatusForbidden {
+				t.Fatalf("alice's login after the loss: %d, want her denial's 403", st)
+			}
+			sg.stop(t, syscall.SIGTERM)
 			err := sg.start()
 			if err == nil {
 				t.Fatal("Caddy started after its store file was lost")
