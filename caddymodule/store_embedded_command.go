@@ -145,7 +145,7 @@ func backupStore(c *cobra.Command, file string) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+cl.token)
 	if cl.actor != "" {
-		req.Header.Set("X-Onepush-Actor", cl.actor)
+		req.Header.Set(pushauth.ActorHeader, cl.actor)
 	}
 	// No overall timeout: a large store takes as long as it takes.
 	hc := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 2 * time.Minute}}
