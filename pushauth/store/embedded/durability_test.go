@@ -744,3 +744,89 @@ func TestAStoreGainsTheBucketsOfLaterFeatures(t *testing.T) {
 	}
 	w.check(t, s)
 }
+
+// A restore says what it undoes, refuses a store in use and one of another
+// installation, and leaves the rollback in the audit trail.
+func TestRestorePlansRefusesAndRecords(t *testing.T) {
+	o := layout(t)
+	s := initAndOpen(t, o)
+	w := newWorld()
+	w.write(t, s)
+	f, _, err := s.Snapshot(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	writeFrom(t, f, backup)
+	ctx := ctxT(t)
+	// After the backup: dave bound, alice's phone removed, carol locked,
+	// another app registered.
+	for _, u := range []pushauth.User{
+		{Key: "3003/dave", CredentialID: w.cred.ID, State: pushauth.UserActive},
+		{Key: "1001/alice", State: pushauth.UserDeregistered},
+		{Key: "2002/carol", CredentialID: w.cred.ID, State: pushauth.UserLocked},
+	} {
+		if err := s.PutUser(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutCredential(ctx, &pushauth.Credential{ID: "OPNEWPHONE", Platform: "fcm"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := embedded.PlanRestore(o, backup); !errors.Is(err, embedded.ErrLocked) {
+		t.Fatalf("PlanRestore into a running store = %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(o.Path)
+	plan, err := embedded.PlanRestore(o, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range plan.Changes {
+		got = append(got, c.Kind+" "+c.User+c.Credential)
+	}
+	want := []string{"revocation 1001/alice" + w.cred.ID, "state 2002/carol" + w.cred.ID, "binding 3003/dave" + w.cred.ID, "credential OPNEWPHONE"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("plan = %q, want %q", got, want)
+	}
+	if after, _ := os.ReadFile(o.Path); !bytes.Equal(before, after) {
+		t.Fatal("planning changed the store file")
+	}
+	other := layout(t)
+	other.KeyFile = o.KeyFile // same key: only the store id tells them apart
+	if so := initAndOpen(t, other); so.Close() != nil {
+		t.Fatal("close")
+	}
+	if _, err := embedded.PlanRestore(other, backup); !errors.Is(err, embedded.ErrReplaced) {
+		t.Fatalf("restoring another installation's backup = %v, want ErrReplaced", err)
+	}
+
+	rb, err := embedded.Restore(o, backup, "ops-tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(rb.Replaced); err != nil {
+		t.Fatalf("the replaced file is not kept: %v", err)
+	}
+	s = mustOpen(t, o)
+	w.check(t, s)
+	if _, err := s.GetUser(ctx, "3003/dave"); !errors.Is(err, pushauth.ErrNotFound) {
+		t.Fatalf("dave, bound after the backup, after the restore: %v", err)
+	}
+	evs, err := s.AuditLog().Query(ctx, pushauth.AuditQuery{Type: pushauth.AuditAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, ev := range evs {
+		outcomes = append(outcomes, ev.Outcome+" "+ev.User+" "+ev.Actor)
+	}
+	for _, want := range []string{"store.restored  ops-tester", "store.rollback 1001/alice ops-tester", "store.rollback 3003/dave ops-tester"} {
+		if !slices.Contains(outcomes, want) {
+			t.Errorf("audit after the restore lacks %q: %q", want, outcomes)
+		}
+	}
+}
