@@ -338,19 +338,14 @@ func TestReplacedFileIsRefused(t *testing.T) {
 	t.Run("an older copy put back by hand", func(t *testing.T) {
 		o := layout(t)
 		s := initAndOpen(t, o)
-		f, _, err := s.Snapshot(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		old := filepath.Join(t.TempDir(), "old.db")
-		writeFrom(t, f, old)
+		old := snapshotTo(t, s)
 		// alice binds her phone after the copy was taken.
 		newWorld().write(t, s)
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 		copyFile(t, old, o.Path)
-		_, err = embedded.Open(o)
+		_, err := embedded.Open(o)
 		if !errors.Is(err, embedded.ErrReplaced) || !strings.Contains(err.Error(), "older") || !strings.Contains(err.Error(), "--accept-rollback") {
 			t.Fatalf("Open on an older copy = %v, want ErrReplaced saying it is older", err)
 		}
@@ -422,12 +417,7 @@ func TestSecretsAreSealedInTheFile(t *testing.T) {
 	s := initAndOpen(t, o)
 	w := newWorld()
 	w.write(t, s)
-	f, _, err := s.Snapshot(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	writeFrom(t, f, backup)
+	backup := snapshotTo(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -615,9 +605,16 @@ func copyFile(t testing.TB, from, to string) {
 	}
 }
 
-func writeFrom(t testing.TB, f *os.File, to string) {
+// snapshotTo writes a backup of s (as GET /store/backup serves it) to a
+// new file and returns its path.
+func snapshotTo(t testing.TB, s *embedded.Store) string {
 	t.Helper()
+	f, _, err := s.Snapshot(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
+	to := filepath.Join(t.TempDir(), "backup.db")
 	out, err := os.Create(to)
 	if err != nil {
 		t.Fatal(err)
@@ -626,6 +623,7 @@ func writeFrom(t testing.TB, f *os.File, to string) {
 	if _, err := out.ReadFrom(f); err != nil {
 		t.Fatal(err)
 	}
+	return to
 }
 
 // Export moves everything that must last into another store (Redis, in
@@ -752,12 +750,7 @@ func TestRestorePlansRefusesAndRecords(t *testing.T) {
 	s := initAndOpen(t, o)
 	w := newWorld()
 	w.write(t, s)
-	f, _, err := s.Snapshot(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	writeFrom(t, f, backup)
+	backup := snapshotTo(t, s)
 	ctx := ctxT(t)
 	// After the backup: dave bound, alice's phone removed, carol locked,
 	// another app registered.
