@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
+	"github.com/onepush/onepush/pushauth/store/embedded"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
@@ -23,8 +25,9 @@ func init() {
 // pool keyed by the store config, so a config reload that keeps the store
 // keeps every held request.
 type App struct {
-	// Store selects where challenges, credentials, users and sessions live.
-	// Default: in memory (one instance only).
+	// Store selects where credentials, users, sessions and the audit trail
+	// live. Default: the embedded store (one instance; a file under Caddy's
+	// data directory, created by `caddy onepush store init`).
 	Store *StoreConfig `json:"store,omitempty"`
 
 	// WebhookAllow enables the "webhook" push platform for push tokens that
@@ -74,9 +77,9 @@ type App struct {
 	// per minute; more are refused, against push bombing. Default 5.
 	PushRate int `json:"push_rate,omitempty"`
 
-	// AuditRetention is how long audit events are kept (in memory, or in a
-	// Redis stream shared by every instance with the Redis store). Default
-	// 720h (30 days).
+	// AuditRetention is how long audit events are kept (in the embedded
+	// store's file, in a Redis stream shared by every instance with the
+	// Redis store, or in memory). Default 720h (30 days).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
 	// AuditMaxEvents bounds the audit events kept; the oldest go first.
@@ -122,13 +125,17 @@ type App struct {
 
 // StoreConfig chooses the store.
 type StoreConfig struct {
-	// Type is "memory" (default: one instance) or "redis" (several
-	// instances sharing one Redis: single, Sentinel or Cluster).
+	// Type is "embedded" (default: one instance, a durable file),
+	// "memory" (tests and demos: nothing survives a restart) or "redis"
+	// (several instances sharing one Redis: single, Sentinel or Cluster).
 	Type string `json:"type,omitempty"`
 
 	// Redis configures the Redis store (Type "redis"). Default: a single
 	// Redis at 127.0.0.1:6379.
 	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// Embedded configures the embedded store (Type "embedded").
+	Embedded *EmbeddedConfig `json:"embedded,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -155,10 +162,10 @@ func (p pooledEngine) Destruct() error {
 // Provision builds or reuses the engine.
 func (a *App) Provision(ctx caddy.Context) error {
 	if a.Store == nil {
-		a.Store = &StoreConfig{Type: "memory"}
+		a.Store = &StoreConfig{Type: "embedded"}
 	}
 	if a.Store.Type == "" {
-		a.Store.Type = "memory"
+		a.Store.Type = "embedded"
 	}
 	keyJSON, err := json.Marshal(a.Store)
 	if err != nil {
@@ -201,11 +208,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	logger := ctx.Slogger()
+	if a.Store.Type == "memory" {
+		logger.Warn("store memory: nothing survives a restart of Caddy (bindings, locks, suspensions, learned sessions, used security codes, the audit trail); use it for tests and demos only, the default embedded store keeps them")
+	}
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
 	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
-		store, err := a.newStore(sealer)
+		store, err := a.newStore(sealer, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -243,15 +253,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 // newAuditLog keeps the audit trail where the store is: a Redis stream
-// shared by every instance, or memory for the single-instance store.
+// shared by every instance, the embedded store's file, or memory.
 func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
 	if rs, ok := store.(*redisstore.Store); ok {
 		return redisstore.NewAuditLog(rs, time.Duration(a.AuditRetention), a.AuditMaxEvents)
 	}
+	if es, ok := store.(*embedded.Store); ok {
+		return es.AuditLog()
+	}
 	return pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil)
 }
 
-func (a *App) newStore(sealer *seal.Sealer) (pushauth.Store, error) {
+func (a *App) newStore(sealer *seal.Sealer, logger *slog.Logger) (pushauth.Store, error) {
 	switch a.Store.Type {
 	case "memory":
 		return pushauth.NewMemoryStore(nil), nil
@@ -261,8 +274,14 @@ func (a *App) newStore(sealer *seal.Sealer) (pushauth.Store, error) {
 			return nil, err
 		}
 		return s, nil
+	case "embedded":
+		opts, err := a.embeddedOptions(logger)
+		if err != nil {
+			return nil, err
+		}
+		return embedded.New(opts)
 	default:
-		return nil, fmt.Errorf("store type %q: must be memory or redis", a.Store.Type)
+		return nil, fmt.Errorf("store type %q: must be embedded, memory or redis", a.Store.Type)
 	}
 }
 
@@ -288,8 +307,17 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start is a no-op: the engine runs from Provision.
-func (a *App) Start() error { return nil }
+// Start opens the embedded store's file; the other stores are ready from
+// Provision. `caddy validate` provisions without starting, so it never
+// takes the file's lock from the running gateway.
+func (a *App) Start() error {
+	if s, ok := a.engine.Store().(*embedded.Store); ok {
+		if err := s.Start(); err != nil {
+			return fmt.Errorf("onepush: %w", err)
+		}
+	}
+	return nil
+}
 
 // Stop is a no-op: Cleanup releases the engine when no config uses it.
 func (a *App) Stop() error { return nil }

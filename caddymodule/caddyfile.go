@@ -30,6 +30,10 @@ func init() {
 // parseGlobal sets up the onepush app from the global options block:
 //
 //	onepush {
+//	    store embedded {
+//	        path <file>
+//	        auto_init
+//	    }
 //	    store memory
 //	    store redis {
 //	        addresses <host:port...>
@@ -95,6 +99,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return err
 				}
 				a.Store.Redis = rc
+			}
+			if a.Store.Type == "embedded" {
+				ec, err := parseEmbeddedBlock(d)
+				if err != nil {
+					return err
+				}
+				a.Store.Embedded = ec
 			}
 		case "apns":
 			c, err := parseAPNsBlock(d)

@@ -24,7 +24,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "onepush",
-		Usage: "user|audit|policy ...",
+		Usage: "user|audit|policy|store ...",
 		Short: "Manages onepush users and the audit trail, lints and tests policy files",
 		Long: `
 Operations on a running onepush gateway, through its admin API (the
@@ -55,6 +55,13 @@ lint prints every problem as FILE:LINE: FIELD: MESSAGE and exits 1, or
 summarises the rules. test reads REQUEST, a raw HTTP/1.1 request (request
 line, headers, blank line, body), and shows the rule it matches, the user
 key and the display fields the phone would show.
+
+The store (see caddy onepush store --help for each):
+
+  caddy onepush store init [--config FILE]
+  caddy onepush store backup FILE          (through the admin API)
+  caddy onepush store restore BACKUP [--config FILE] [--accept-rollback]
+  caddy onepush store migrate --config FILE --to FILE
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			pf := cmd.PersistentFlags()

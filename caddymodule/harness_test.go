@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,11 +142,23 @@ type caddyConfig struct {
 	// with AdminToken (a literal or a placeholder).
 	AdminAPIPort int
 	AdminToken   string
+	// BareStore leaves the store to Caddy's default when Global names
+	// none: the embedded store, whose file `caddy onepush store init` must
+	// have created. Otherwise such a config gets an embedded store that
+	// creates itself on first start (auto_init), in this env's data
+	// directory.
+	BareStore bool
 }
+
+// storeLine finds a store option among the global onepush lines.
+var storeLine = regexp.MustCompile(`(?m)^\s*store\s`)
 
 // caddyfile renders the gateway config for this env: onepush in front of
 // the bank, and optionally the onepush admin API on its own listener.
 func (e *env) caddyfile(port, adminPort int, c caddyConfig) string {
+	if !c.BareStore && !storeLine.MatchString(c.Global) {
+		c.Global = "\t\tstore embedded {\n\t\t\tauto_init\n\t\t}\n" + c.Global
+	}
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	auto_https off

@@ -33,6 +33,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/unbind      {"key"}
 //	POST {base}/user/activation-code {"key", "kind": "binding"|"recovery"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
+//	GET  {base}/store/backup     (a consistent copy of the embedded store)
 type AdminAPI struct {
 	Engine *Engine
 	Base   string
@@ -58,6 +59,7 @@ func NewAdminAPI(e *Engine, base, token string, defaultGrace time.Duration) (*Ad
 	a.mux.HandleFunc("GET "+base+"/user", a.showUser)
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
+	a.mux.HandleFunc("GET "+base+"/store/backup", a.storeBackup)
 	return a, nil
 }
 

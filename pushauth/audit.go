@@ -65,7 +65,8 @@ const MaxAuditQuery = 1000
 
 // AuditLog keeps audit events. Implementations must be safe for
 // concurrent use. A Redis-stream implementation shares the trail between
-// instances; MemoryAuditLog is the single-instance default.
+// instances, the embedded store keeps it in its file; MemoryAuditLog is
+// the engine's default (tests, store memory).
 type AuditLog interface {
 	Append(ctx context.Context, ev AuditEvent) error
 	Query(ctx context.Context, q AuditQuery) ([]AuditEvent, error)

@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// MemoryStore is the single-instance Store: everything in maps behind one
-// mutex, expired entries swept once a minute so the maps stay bounded by
-// what is live.
+// MemoryStore keeps everything in maps behind one mutex, expired entries
+// swept once a minute so the maps stay bounded by what is live. Nothing
+// survives the process: it is the store of tests and the demo (the
+// embedded store keeps a single gateway's records across restarts, and
+// keeps its challenges in one of these).
 type MemoryStore struct {
 	now func() time.Time
 

@@ -65,7 +65,7 @@ func buildCaddy(dir string) (string, error) {
 }
 
 // caddyfile renders a gateway config; store is the body of the store
-// option ("" for the in-memory default).
+// option ("" for Caddy's default).
 func caddyfile(adminPort, gated, plain int, receiver, backend, policyFile, store string) string {
 	if store != "" {
 		store = "\t\tstore " + store + "\n"

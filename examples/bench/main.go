@@ -171,7 +171,8 @@ func run(rep *report, sizes []int, passConc, passN int, passRound time.Duration,
 	if err != nil {
 		return err
 	}
-	g, err := startGateway(dir, bin, "caddy", f.rcv, backendAddr, "")
+	// The default store, created on first start in the bench's directory.
+	g, err := startGateway(dir, bin, "caddy", f.rcv, backendAddr, "embedded {\n\t\t\tauto_init\n\t\t}")
 	if err != nil {
 		return err
 	}

@@ -59,15 +59,22 @@ func startProc(dir, name, bin string, args []string, env []string) (*proc, error
 		return nil, err
 	}
 	cmd.Stderr = logf
-	stdout, err := cmd.StdoutPipe()
+	// An os.Pipe rather than StdoutPipe: Wait closes a StdoutPipe as soon
+	// as the child exits, and a role that prints its result and exits at
+	// once would lose the race with our read ("file already closed").
+	stdout, childOut, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	cmd.Stdout = childOut
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	childOut.Close()
+	if err != nil {
+		stdout.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, out: bufio.NewReaderSize(stdout, 1<<20), in: stdin, done: make(chan struct{})}

@@ -5,12 +5,13 @@
 //	go run ./examples/demo
 //
 // Caddy is configured from a Caddyfile through Caddy's own config loading,
-// exactly as a bank would run it; the store is in memory and pushes go to
-// the phone simulator by webhook. One demo user (alice) is enrolled on the
-// simulated phone at start-up, through the real enrolment page; bob is not.
-// Notifications (bindings, locks, fraud reports) go, signed, to a small
-// notification system whose "outbox" page shows what each customer was
-// sent.
+// exactly as a bank would run it, except that the store is in memory (the
+// demo keeps nothing: a bank runs the default embedded store, created with
+// `caddy onepush store init`) and pushes go to the phone simulator by
+// webhook. One demo user (alice) is enrolled on the simulated phone at
+// start-up, through the real enrolment page; bob is not. Notifications
+// (bindings, locks, fraud reports) go, signed, to a small notification
+// system whose "outbox" page shows what each customer was sent.
 package main
 
 import (
@@ -112,6 +113,7 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	auto_https off
 	persist_config off
 	onepush {
+		store memory
 		webhook_allow http://%s/
 		notify {
 			url http://%s/
