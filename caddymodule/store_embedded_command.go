@@ -275,7 +275,11 @@ data directory.`,
 				return err
 			}
 			defer src.Close()
-			dst, err := toApp.newStore(cliLogger(c))
+			sealer, err := toApp.sealer()
+			if err != nil {
+				return err
+			}
+			dst, err := toApp.newStore(sealer, cliLogger(c))
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/onepush/onepush/pushauth/seal"
 )
 
 // Records with a lifetime (learned sessions, used-code markers) are looked
@@ -89,15 +91,26 @@ func sweepTimed(tx *bolt.Tx, bucket []byte, now time.Time) error {
 	return nil
 }
 
-// sweep deletes the sessions and markers that expired by now and the
-// audit events older than retention.
-func sweep(tx *bolt.Tx, now time.Time, retention time.Duration) error {
+// sweep deletes the sessions, markers, unbound credentials and activation
+// codes that expired by now and the audit events older than the
+// retention.
+func (s *Store) sweep(tx *bolt.Tx, sealer *seal.Sealer, now time.Time) error {
 	for _, b := range [][]byte{bucketSessions, bucketMarkers} {
 		if err := sweepTimed(tx, b, now); err != nil {
 			return err
 		}
 	}
-	cutoff := now.Add(-retention)
+	gone, err := sweepCredentials(tx, sealer, now)
+	if err != nil {
+		return err
+	}
+	for _, id := range gone {
+		s.credentials.forget(id)
+	}
+	if err := sweepActivationCodes(tx, now); err != nil {
+		return err
+	}
+	cutoff := now.Add(-s.opts.AuditRetention)
 	audit := tx.Bucket(bucketAudit).Cursor()
 	for k, v := audit.First(); k != nil; k, v = audit.First() {
 		var ev struct {

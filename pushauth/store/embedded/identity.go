@@ -294,7 +294,7 @@ func ensureKeyFile(path string) (*seal.Sealer, error) {
 }
 
 // reseal rewrites every sealed record (credentials, used-code markers,
-// the key check) with the current key after a key rotation, in one
+// activation codes, the key check) with the current key after a key rotation, in one
 // transaction, before the store serves.
 func reseal(db *bolt.DB, sealer *seal.Sealer, log *slog.Logger) error {
 	n := 0
@@ -344,6 +344,29 @@ func reseal(db *bolt.DB, sealer *seal.Sealer, log *slog.Logger) error {
 				return err
 			}
 			if err := markers.Put(r.k, out); err != nil {
+				return err
+			}
+		}
+		codes := tx.Bucket(bucketActivation)
+		stale = stale[:0]
+		if err := codes.ForEach(func(k, v []byte) error {
+			if len(v) > 8 && !sealer.Current(v[8:]) {
+				stale = append(stale, kv{clone(k), clone(v)})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, r := range stale {
+			plain, err := sealer.Open(r.v[8:], activationAD(string(r.k)))
+			if err != nil {
+				return fmt.Errorf("activation code of %q: %w", r.k, err)
+			}
+			out, err := sealer.Seal(plain, activationAD(string(r.k)))
+			if err != nil {
+				return err
+			}
+			if err := codes.Put(r.k, append(r.v[:8:8], out...)); err != nil {
 				return err
 			}
 		}

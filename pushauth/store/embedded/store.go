@@ -1,9 +1,10 @@
 // Package embedded is the store of a gateway that runs alone: one bbolt
 // file, by default under Caddy's data directory, that keeps what must
-// outlive the process — credentials (their security-code secrets sealed),
-// bindings, user states and deadlines, failure counts and locks, learned
-// bank sessions, used security codes and device-token IDs, and the audit
-// trail.
+// outlive the process — credentials (their security-code secrets sealed;
+// unbound ones until their expiry), bindings, user states and deadlines,
+// failure counts and locks, activation codes (sealed hashes), the
+// notification outbox, learned bank sessions, used security codes and
+// device-token IDs, and the audit trail.
 //
 // Challenges and the waiters of held requests stay in memory: a restart
 // ends every held request anyway, and a challenge that no longer exists
@@ -18,13 +19,17 @@
 //
 // Writes go through one writer goroutine that commits whatever is queued
 // in one transaction (group commit, writer.go). A binding, a state change,
-// a used security code or a logout waits for its commit; what the path of
+// a failure counted, an activation code issued, tried or used, a
+// notification queued, claimed, retried or acknowledged, a used security
+// code or a logout waits for its commit; what the path of
 // a held request writes — audit events of challenges, used device-token
 // IDs and push slots, the session learned from the bank's answer — is
 // committed with the next transaction or within Options.Linger, so that
-// path never waits for the disk. Reads come from memory: records with a
+// path never waits for the disk; an approval resets the failure count
+// only when there is one to reset. Reads come from memory: records with a
 // lifetime live there (expiry.go), users and credentials are cached
-// (cache.go).
+// (cache.go); activation codes and the outbox, read off the path of any
+// held request, are read from the file.
 package embedded
 
 import (
@@ -104,7 +109,14 @@ var (
 	bucketAudit       = []byte("audit")            // sequence -> event JSON
 
 	formatBuckets = [][]byte{bucketMeta, bucketCredentials, bucketUsers, bucketCredUsers, bucketSessions, bucketMarkers, bucketAudit}
-	buckets       = slices.Concat(formatBuckets /* , later features' buckets */)
+
+	// Later features' buckets.
+	bucketCredExpiry = []byte("credential_expiry") // expiry | credential id -> nil (unbound credentials, see credentials.go)
+	bucketActivation = []byte("activation_codes")  // user key -> expiry | sealed code record (activation.go)
+	bucketOutbox     = []byte("outbox")            // message id -> message JSON (outbox.go)
+	bucketOutboxDue  = []byte("outbox_due")        // due | message id -> nil
+
+	buckets = slices.Concat(formatBuckets, [][]byte{bucketCredExpiry, bucketActivation, bucketOutbox, bucketOutboxDue})
 )
 
 // Store is the embedded pushauth.Store. New checks the files; Start opens
@@ -312,6 +324,9 @@ func (s *Store) open() (*state, error) {
 	if err := addBuckets(db); err != nil {
 		return fail(err)
 	}
+	if err := countOutbox(db); err != nil {
+		return fail(err)
+	}
 	if !sealer.Current(m.keyCheck) {
 		if err := reseal(db, sealer, s.log); err != nil {
 			return fail(err)
@@ -430,8 +445,8 @@ func (s *Store) Close() error {
 	return err
 }
 
-// sweepLoop drops expired sessions and markers and audit events past their
-// retention, once a minute.
+// sweepLoop drops expired sessions, markers, unbound credentials and
+// activation codes, and audit events past their retention, once a minute.
 func (s *Store) sweepLoop(st *state) {
 	defer close(st.swept)
 	t := time.NewTicker(time.Minute)
@@ -444,7 +459,7 @@ func (s *Store) sweepLoop(st *state) {
 			now := s.now()
 			s.markers.sweep(now)
 			s.sessions.sweep(now)
-			if err := st.w.later(func(tx *bolt.Tx) error { return sweep(tx, now, s.opts.AuditRetention) }); err != nil {
+			if err := st.w.later(func(tx *bolt.Tx) error { return s.sweep(tx, st.sealer, now) }); err != nil {
 				s.log.Warn("embedded store: queueing the sweep", "error", err)
 			}
 		}
@@ -469,20 +484,73 @@ func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error
 	if err != nil {
 		return err
 	}
-	return writeThrough(ctx, st, s.credentials, c.ID, cached[pushauth.Credential]{v: *c}, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCredentials).Put([]byte(c.ID), sealed)
+	id, expires := c.ID, c.ExpiresAt
+	return writeThrough(ctx, st, s.credentials, id, cached[pushauth.Credential]{v: *c}, func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketCredentials).Put([]byte(id), sealed); err != nil {
+			return err
+		}
+		return indexCredentialExpiry(tx, id, expires)
 	})
 }
 
 // writeThrough shows a write in the cache as it is queued and waits for
 // its commit; a write that fails leaves the cache to the file.
 func writeThrough[T any](ctx context.Context, st *state, cache *recordCache[T], key string, e cached[T], apply func(tx *bolt.Tx) error) error {
-	cache.set(key, e)
-	if err := st.w.do(ctx, apply); err != nil {
-		cache.drop(key)
+	cache.order.Lock()
+	ver := cache.begin(key, e)
+	done, err := st.w.submit(ctx, apply)
+	cache.order.Unlock()
+	if err != nil {
+		cache.end(key, ver, false, nil)
 		return err
 	}
-	return nil
+	return settle(ctx, cache, key, ver, done, func() *T { return nil })
+}
+
+// writeComputed queues a read-modify-write of one record, computed by
+// apply inside the writer's transaction (so it sees every write queued
+// before it, and nothing comes between the read and the write), and waits
+// for its commit. Until then the record reads from the file, which holds
+// everything acknowledged; afterwards the cache holds what apply returned.
+func writeComputed[T any](ctx context.Context, st *state, cache *recordCache[T], key string, apply func(tx *bolt.Tx) (*T, error)) (*T, error) {
+	var out *T // set by the writer, read once done has answered
+	cache.order.Lock()
+	ver := cache.begin(key, cached[T]{pending: true})
+	done, err := st.w.submit(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = apply(tx)
+		return err
+	})
+	cache.order.Unlock()
+	if err != nil {
+		cache.end(key, ver, false, nil)
+		return nil, err
+	}
+	if err := settle(ctx, cache, key, ver, done, func() *T { return out }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// settle waits for a cached write's commit and settles the cache. A caller
+// that stops waiting leaves the settling to a goroutine: the write is still
+// queued, and the cache must not be filled from the file before it lands.
+func settle[T any](ctx context.Context, cache *recordCache[T], key string, ver uint64, done <-chan error, computed func() *T) error {
+	end := func(err error) {
+		var v *T
+		if err == nil {
+			v = computed()
+		}
+		cache.end(key, ver, err == nil, v)
+	}
+	select {
+	case err := <-done:
+		end(err)
+		return err
+	case <-ctx.Done():
+		go func() { end(<-done) }()
+		return fmt.Errorf("embedded store: waiting for a commit: %w", ctx.Err())
+	}
 }
 
 func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credential, error) {
@@ -490,9 +558,13 @@ func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credentia
 	if err != nil {
 		return nil, err
 	}
-	return cachedGet(st, s.credentials, bucketCredentials, id, func(v []byte) (*pushauth.Credential, error) {
+	c, err := cachedGet(st, s.credentials, bucketCredentials, id, func(v []byte) (*pushauth.Credential, error) {
 		return openCredential(st.sealer, id, v)
 	})
+	if err == nil && credentialExpired(c, s.now()) {
+		return nil, pushauth.ErrNotFound // the sweep deletes it
+	}
+	return c, err
 }
 
 // cachedGet reads a record through its cache.
@@ -561,25 +633,43 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 	}
 	key, cred := u.Key, u.CredentialID
 	return writeThrough(ctx, st, s.users, key, cached[pushauth.User]{v: *u}, func(tx *bolt.Tx) error {
-		users, idx := tx.Bucket(bucketUsers), tx.Bucket(bucketCredUsers)
-		if old := users.Get([]byte(key)); old != nil {
-			var prev pushauth.User
-			if err := json.Unmarshal(old, &prev); err != nil {
-				return fmt.Errorf("embedded store: user %q: %w", key, err)
-			}
-			if prev.CredentialID != "" && prev.CredentialID != cred {
-				if err := idx.Delete(credUserKey(prev.CredentialID, key)); err != nil {
-					return err
-				}
-			}
+		return putUser(tx, key, cred, rec)
+	})
+}
+
+// putUser writes a user's record, keeping the credential → users index.
+func putUser(tx *bolt.Tx, key, cred string, rec []byte) error {
+	users, idx := tx.Bucket(bucketUsers), tx.Bucket(bucketCredUsers)
+	if old := users.Get([]byte(key)); old != nil {
+		var prev pushauth.User
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return fmt.Errorf("embedded store: user %q: %w", key, err)
 		}
-		if cred != "" {
-			if err := idx.Put(credUserKey(cred, key), nil); err != nil {
+		if prev.CredentialID != "" && prev.CredentialID != cred {
+			if err := idx.Delete(credUserKey(prev.CredentialID, key)); err != nil {
 				return err
 			}
 		}
-		return users.Put([]byte(key), rec)
-	})
+	}
+	if cred != "" {
+		if err := idx.Put(credUserKey(cred, key), nil); err != nil {
+			return err
+		}
+	}
+	return users.Put([]byte(key), rec)
+}
+
+// userIn reads a user's record in tx; nil when there is none.
+func userIn(tx *bolt.Tx, key string) (*pushauth.User, error) {
+	v := tx.Bucket(bucketUsers).Get([]byte(key))
+	if v == nil {
+		return nil, nil
+	}
+	var u pushauth.User
+	if err := json.Unmarshal(v, &u); err != nil {
+		return nil, fmt.Errorf("embedded store: user %q: %w", key, err)
+	}
+	return &u, nil
 }
 
 func (s *Store) GetUser(_ context.Context, key string) (*pushauth.User, error) {
