@@ -245,9 +245,10 @@ func storeMigrateCommand() *cobra.Command {
 		Long: `Moves a gateway that outgrew one machine to Redis. With the gateway stopped,
 it copies everything its embedded store keeps (the store --config names)
 into the Redis that the config given with --to names (store redis {...}):
-credentials, bindings and user states, learned sessions and used security
-codes and device tokens with what is left of their lifetimes, and the audit
-trail. It refuses a Redis that already holds one of the users. The embedded
+credentials, bindings and user states with their failure counts and locks,
+outstanding activation codes, the notifications not yet delivered, learned
+sessions and used security codes and device tokens with what is left of
+their lifetimes, and the audit trail. It refuses a Redis that already holds one of the users. The embedded
 store is left as it was, with the migration in its audit trail; start the
 gateways on the --to config afterwards. Run it as the user Caddy runs as,
 with the same environment: the Redis store records its epoch under Caddy's
@@ -290,8 +291,8 @@ data directory.`,
 				return err
 			}
 			who := cliActor(c, "migrate")
-			detail := fmt.Sprintf("embedded store %s copied to the Redis store of %s: %d credentials, %d users, %d sessions, %d used codes and tokens, %d audit events",
-				opts.Path, to, n.Credentials, n.Users, n.Sessions, n.Markers, n.AuditEvents)
+			detail := fmt.Sprintf("embedded store %s copied to the Redis store of %s: %d credentials, %d users, %d activation codes, %d undelivered notifications, %d sessions, %d used codes and tokens, %d audit events",
+				opts.Path, to, n.Credentials, n.Users, n.ActivationCodes, n.Notifications, n.Sessions, n.Markers, n.AuditEvents)
 			ev := pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditAdmin, Outcome: "store.migrated", Actor: who, Detail: detail}
 			if err := toApp.newAuditLog(dst).Append(ctx, ev); err != nil {
 				return err

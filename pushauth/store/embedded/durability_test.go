@@ -45,18 +45,35 @@ func mustOpen(t testing.TB, o embedded.Options) *embedded.Store {
 }
 
 // world is what a gateway keeps: alice bound and active, bob locked after
-// failures, carol suspended until a deadline, a learned session, used
-// codes and tokens, and audit events of both kinds.
+// failures, carol suspended until a deadline, a learned session and a
+// pending-login mark, used codes and tokens, audit events of both kinds;
+// and the records of binding: an app registered and not bound yet, one
+// bound since, carol's activation code with a wrong try counted, alice's
+// used one, frank's two failures and grace locked by a fraud report
+// (counted by AddFailure), an announcement waiting for the bank's
+// notification system (claimed once, its lease running) and one it took.
 type world struct {
 	cred     pushauth.Credential
 	users    []pushauth.User
 	session  string
+	mark     string // hash of a pending-login mark
 	until    time.Time
 	otp, jti string
 	push     string
 	replay   string
 	events   []pushauth.AuditEvent
+
+	unbound, boundLater pushauth.Credential
+	code, usedCode      pushauth.ActivationCode
+	failing, reported   string
+	queued, delivered   pushauth.Notification
 }
+
+// markValue is a pending-login mark: "<nonce>\x00<user key>".
+const markValue = "n0nce\x00" + "1001/alice"
+
+// lease is how long the world's claim of its queued message holds it.
+const lease = 30 * time.Second
 
 func newWorld() world {
 	until := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second)
@@ -80,7 +97,25 @@ func newWorld() world {
 			{Time: time.Now().UTC(), Type: pushauth.AuditDecided, User: "1001/alice", Challenge: "c1", Outcome: "approved", Actor: "phone"},
 			{Time: time.Now().UTC(), Type: pushauth.AuditStateChange, User: "1001/bob", Outcome: "locked", Actor: "gateway"},
 		},
+		mark: pushauth.SessionHash("login-pending-of-alice"),
+
+		unbound:    pushauth.Credential{ID: "OPUNBOUND", PublicKey: []byte{0x30, 9}, Platform: "fcm", OTPSecret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", CreatedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(time.Hour).UTC()},
+		boundLater: pushauth.Credential{ID: "OPBOUNDLATER", PublicKey: []byte{0x30, 8}, Platform: "fcm", OTPSecret: "MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK", CreatedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(time.Hour).UTC()},
+		code: pushauth.ActivationCode{ID: "act-carol", User: "2002/carol", Kind: pushauth.ActivationRecovery, Salt: []byte("salt-of-carol-16"),
+			Hash: bytes.Repeat([]byte{0xc4}, 32), IssuedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(14 * 24 * time.Hour).UTC(), IssuedBy: "clerk"},
+		usedCode: pushauth.ActivationCode{ID: "act-alice", User: "1001/alice", Kind: pushauth.ActivationBinding, Salt: []byte("salt-of-alice-16"),
+			Hash: bytes.Repeat([]byte{0xa1}, 32), IssuedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(10 * time.Minute).UTC(), IssuedBy: "clerk"},
+		failing:   "5005/frank",
+		reported:  "6006/grace",
+		queued:    notification("evt_0001queued", pushauth.EventPhoneReplaced, "2002/carol"),
+		delivered: notification("evt_0002delivered", pushauth.EventPhoneBound, "1001/alice"),
 	}
+}
+
+func notification(id, typ, user string) pushauth.Notification {
+	now := time.Now().UTC()
+	return pushauth.Notification{ID: id, Type: typ, User: user, Time: now,
+		Body: []byte(`{"id":"` + id + `","type":"` + typ + `","user":"` + user + `","note":"ü \u2028"}`)}
 }
 
 func (w world) write(t testing.TB, s *embedded.Store) {
@@ -97,6 +132,10 @@ func (w world) write(t testing.TB, s *embedded.Store) {
 	if err := s.PutSession(ctx, w.session, "1001/alice", time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.PutSession(ctx, w.mark, markValue, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	w.writeBinding(t, s)
 	for _, m := range []string{w.otp, w.jti, w.push, w.replay} {
 		if ok, err := s.UseJTI(ctx, m, time.Now().Add(time.Hour)); err != nil || !ok {
 			t.Fatalf("UseJTI(%s) = %v, %v", m, ok, err)
@@ -106,6 +145,53 @@ func (w world) write(t testing.TB, s *embedded.Store) {
 		if err := s.AuditLog().Append(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// writeBinding writes the records of binding a phone.
+func (w world) writeBinding(t testing.TB, s *embedded.Store) {
+	t.Helper()
+	ctx := ctxT(t)
+	for _, c := range []pushauth.Credential{w.unbound, w.boundLater} {
+		if err := s.PutCredential(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound := w.boundLater
+	bound.ExpiresAt = time.Time{}
+	if err := s.PutCredential(ctx, &bound); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []pushauth.ActivationCode{w.code, w.usedCode} {
+		if err := s.PutActivationCode(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.CountActivationFailure(ctx, w.code.User, w.code.ID); err != nil || n != 1 {
+		t.Fatalf("CountActivationFailure = %d, %v", n, err)
+	}
+	if ok, err := s.TakeActivationCode(ctx, w.usedCode.User, w.usedCode.ID); err != nil || !ok {
+		t.Fatalf("TakeActivationCode = %v, %v", ok, err)
+	}
+	for range 2 {
+		if _, _, err := s.AddFailure(ctx, w.failing, 5, false, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u, locked, err := s.AddFailure(ctx, w.reported, 5, true, time.Now()); err != nil || !locked || u.State != pushauth.UserLocked {
+		t.Fatalf("AddFailure (fraud) = %+v, %v, %v", u, locked, err)
+	}
+	for _, n := range []pushauth.Notification{w.queued, w.delivered} {
+		if err := s.EnqueueNotification(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ClaimNotifications(ctx, time.Now(), 10, lease)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ClaimNotifications = %d messages, %v", len(got), err)
+	}
+	if err := s.AckNotification(ctx, w.delivered.ID); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -131,11 +217,15 @@ func (w world) check(t testing.TB, s *embedded.Store) {
 	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
 		t.Fatalf("learned session after restart = %q, %v", u, err)
 	}
+	if v, err := s.GetSession(ctx, w.mark); err != nil || v != markValue {
+		t.Fatalf("pending-login mark after restart = %q, %v; want %q", v, err, markValue)
+	}
 	for _, m := range []string{w.otp, w.jti, w.push} {
 		if ok, err := s.UseJTI(ctx, m, time.Now().Add(time.Hour)); err != nil || ok {
 			t.Fatalf("UseJTI(%s) after restart = %v, %v; want refused: it was used before", m, ok, err)
 		}
 	}
+	w.checkBinding(t, s)
 	evs, err := s.AuditLog().Query(ctx, pushauth.AuditQuery{})
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +238,46 @@ func (w world) check(t testing.TB, s *embedded.Store) {
 		if !slices.Contains(types, ev.Type+" "+ev.User) {
 			t.Fatalf("audit after restart = %q, missing %s of %s", types, ev.Type, ev.User)
 		}
+	}
+}
+
+// checkBinding verifies that the records of binding lasted.
+func (w world) checkBinding(t testing.TB, s *embedded.Store) {
+	t.Helper()
+	ctx := ctxT(t)
+	// (The killed child wrote its own world, a moment earlier.)
+	near := func(a, b time.Time) bool { return a.Sub(b).Abs() < time.Minute }
+	if c, err := s.GetCredential(ctx, w.unbound.ID); err != nil || !near(c.ExpiresAt, w.unbound.ExpiresAt) {
+		t.Fatalf("unbound credential after restart = %+v, %v; want it, expiring at %s", c, err, w.unbound.ExpiresAt)
+	}
+	if c, err := s.GetCredential(ctx, w.boundLater.ID); err != nil || !c.ExpiresAt.IsZero() {
+		t.Fatalf("credential bound before the restart = %+v, %v; want it, without expiry", c, err)
+	}
+	c, err := s.GetActivationCode(ctx, w.code.User)
+	if err != nil || c.ID != w.code.ID || c.Failures != 1 || !bytes.Equal(c.Hash, w.code.Hash) || !bytes.Equal(c.Salt, w.code.Salt) || !near(c.ExpiresAt, w.code.ExpiresAt) {
+		t.Fatalf("carol's activation code after restart = %+v, %v; want %s with its wrong try counted", c, err, w.code.ID)
+	}
+	if _, err := s.GetActivationCode(ctx, w.usedCode.User); !errors.Is(err, pushauth.ErrNotFound) {
+		t.Fatalf("alice's used activation code after restart: %v, want ErrNotFound", err)
+	}
+	if ok, err := s.TakeActivationCode(ctx, w.usedCode.User, w.usedCode.ID); err != nil || ok {
+		t.Fatalf("taking alice's used activation code after restart = %v, %v; want refused", ok, err)
+	}
+	if u, err := s.GetUser(ctx, w.failing); err != nil || u.Failures != 2 || u.State != pushauth.UserActive {
+		t.Fatalf("frank after restart = %+v, %v; want active with 2 failures", u, err)
+	}
+	if u, err := s.GetUser(ctx, w.reported); err != nil || u.Failures != 1 || u.State != pushauth.UserLocked {
+		t.Fatalf("grace after restart = %+v, %v; want locked", u, err)
+	}
+	if n, err := s.NotificationBacklog(ctx); err != nil || n != 1 {
+		t.Fatalf("outbox after restart: %d messages, %v; want the one not delivered", n, err)
+	}
+	if got, err := s.ClaimNotifications(ctx, time.Now(), 10, lease); err != nil || len(got) != 0 {
+		t.Fatalf("claim within the lease taken before the restart = %d messages, %v; want none", len(got), err)
+	}
+	got, err := s.ClaimNotifications(ctx, time.Now().Add(lease+time.Second), 10, lease)
+	if err != nil || len(got) != 1 || got[0].ID != w.queued.ID || got[0].Attempts != 2 || !bytes.Equal(got[0].Body, w.queued.Body) || got[0].Type != w.queued.Type {
+		t.Fatalf("claim after the lease = %+v, %v; want %s, attempt 2, its exact body", got, err, w.queued.ID)
 	}
 }
 
@@ -472,7 +602,7 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 			if _, err := s.CreateChallenge(ctx, c, c.ExpiresAt); err != nil {
 				return err
 			}
-			if err := s.AuditLog().Append(ctx, pushauth.AuditEvent{Type: pushauth.AuditCreated, User: "1001/alice", Challenge: "c1"}); err != nil {
+			if err := s.AuditLog().Append(ctx, pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditCreated, User: "1001/alice", Challenge: "c1"}); err != nil {
 				return err
 			}
 			if ok, err := s.UseJTI(ctx, w.jti, time.Now().Add(2*time.Minute)); err != nil || !ok {
@@ -481,7 +611,7 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 			if _, err := s.Resolve(ctx, "c1", pushauth.StatusApproved, false, time.Now()); err != nil {
 				return err
 			}
-			if err := s.AuditLog().Append(ctx, pushauth.AuditEvent{Type: pushauth.AuditDecided, User: "1001/alice", Challenge: "c1", Outcome: "approved"}); err != nil {
+			if err := s.AuditLog().Append(ctx, pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditDecided, User: "1001/alice", Challenge: "c1", Outcome: "approved"}); err != nil {
 				return err
 			}
 			// The bank's answer sets its session: learned on the way back.
@@ -655,7 +785,8 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Credentials != 1 || n.Users != 3 || n.Sessions != 1 || n.Markers != 3 || n.AuditEvents != len(w.events) {
+	if n.Credentials != 3 || n.Users != 5 || n.Sessions != 2 || n.Markers != 3 || n.AuditEvents != len(w.events) ||
+		n.ActivationCodes != 1 || n.Notifications != 1 {
 		t.Fatalf("exported %+v", n)
 	}
 	ctx := ctxT(t)
@@ -677,6 +808,29 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 	}
 	if evs, _ := audit.Query(ctx, pushauth.AuditQuery{}); len(evs) != len(w.events) || evs[0].Type != w.events[0].Type {
 		t.Fatalf("audit in the destination = %+v", evs)
+	}
+	// What binding needs: the registration in progress keeps its expiry,
+	// carol's code its wrong try, alice's used code stays used, frank's
+	// failures and grace's lock are there, and the announcement the bank
+	// has not taken yet is delivered from the destination.
+	if c, err := dst.GetCredential(ctx, w.unbound.ID); err != nil || !c.ExpiresAt.Equal(w.unbound.ExpiresAt) {
+		t.Fatalf("unbound credential in the destination = %+v, %v", c, err)
+	}
+	if c, err := dst.GetActivationCode(ctx, w.code.User); err != nil || c.ID != w.code.ID || c.Failures != 1 || !bytes.Equal(c.Hash, w.code.Hash) {
+		t.Fatalf("carol's activation code in the destination = %+v, %v", c, err)
+	}
+	if _, err := dst.GetActivationCode(ctx, w.usedCode.User); !errors.Is(err, pushauth.ErrNotFound) {
+		t.Fatalf("alice's used activation code in the destination: %v, want ErrNotFound", err)
+	}
+	if u, err := dst.GetUser(ctx, w.failing); err != nil || u.Failures != 2 {
+		t.Fatalf("frank in the destination = %+v, %v", u, err)
+	}
+	if u, err := dst.GetUser(ctx, w.reported); err != nil || u.State != pushauth.UserLocked {
+		t.Fatalf("grace in the destination = %+v, %v", u, err)
+	}
+	msgs, err := dst.ClaimNotifications(ctx, time.Now(), 10, time.Minute)
+	if err != nil || len(msgs) != 1 || msgs[0].ID != w.queued.ID || !bytes.Equal(msgs[0].Body, w.queued.Body) || msgs[0].Attempts != 2 {
+		t.Fatalf("outbox in the destination = %+v, %v; want %s only, on its second attempt", msgs, err, w.queued.ID)
 	}
 	// A second migration into the same destination is refused.
 	if _, err := s.Export(ctx, dst, audit); !errors.Is(err, embedded.ErrExists) {
@@ -821,5 +975,122 @@ func TestRestorePlansRefusesAndRecords(t *testing.T) {
 		if !slices.Contains(outcomes, want) {
 			t.Errorf("audit after the restore lacks %q: %q", want, outcomes)
 		}
+	}
+}
+
+// Every change to a record of binding — an announcement queued, claimed,
+// retried or acknowledged, an activation code issued, tried or used, a
+// failure counted or reset, a registration or binding — is on disk when
+// the call returns (one commit each, with batching held off for an hour):
+// a crash right after the answer keeps it. What changes nothing writes
+// nothing: the deliverer's claim when nothing is due, an acknowledgement
+// of a message another delivery acknowledged, and the approval of a user
+// without failures, which is on the release path of every held request.
+func TestBindingRecordsAreOnDiskBeforeTheyAnswer(t *testing.T) {
+	o := layout(t)
+	o.Linger = time.Hour
+	s := initAndOpen(t, o)
+	w := newWorld()
+	ctx := ctxT(t)
+	if err := s.PutUser(ctx, &w.users[0]); err != nil {
+		t.Fatal(err)
+	}
+	commits := func(what string, want int64, f func() error) {
+		t.Helper()
+		before := s.Commits()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := s.Commits() - before; n != want {
+			t.Errorf("%s committed %d transactions before it returned, want %d", what, n, want)
+		}
+	}
+	var claimed []*pushauth.Notification
+	for _, step := range []struct {
+		what string
+		want int64
+		f    func() error
+	}{
+		{"registering an app", 1, func() error { return s.PutCredential(ctx, &w.unbound) }},
+		{"queueing an announcement", 1, func() error { return s.EnqueueNotification(ctx, &w.queued) }},
+		{"claiming it", 1, func() error {
+			var err error
+			claimed, err = s.ClaimNotifications(ctx, time.Now(), 10, lease)
+			if err == nil && len(claimed) != 1 {
+				err = fmt.Errorf("claimed %d", len(claimed))
+			}
+			return err
+		}},
+		{"a claim when nothing is due", 0, func() error {
+			got, err := s.ClaimNotifications(ctx, time.Now(), 10, lease)
+			if err == nil && len(got) != 0 {
+				err = fmt.Errorf("claimed %d", len(got))
+			}
+			return err
+		}},
+		{"a failed delivery rescheduled", 1, func() error {
+			return s.RetryNotification(ctx, w.queued.ID, claimed[0].Lease, time.Now().Add(time.Hour), "status 503")
+		}},
+		{"acknowledging it", 1, func() error { return s.AckNotification(ctx, w.queued.ID) }},
+		{"acknowledging it again", 0, func() error { return s.AckNotification(ctx, w.queued.ID) }},
+		{"issuing an activation code", 1, func() error { return s.PutActivationCode(ctx, &w.code) }},
+		{"counting a wrong one", 1, func() error { _, err := s.CountActivationFailure(ctx, w.code.User, w.code.ID); return err }},
+		{"using the code", 1, func() error {
+			ok, err := s.TakeActivationCode(ctx, w.code.User, w.code.ID)
+			if err == nil && !ok {
+				err = errors.New("not taken")
+			}
+			return err
+		}},
+		{"an approval without failures", 0, func() error { return s.ResetFailures(ctx, "1001/alice", time.Now()) }},
+		{"a denial counted", 1, func() error { _, _, err := s.AddFailure(ctx, "1001/alice", 5, false, time.Now()); return err }},
+		{"an approval resetting it", 1, func() error { return s.ResetFailures(ctx, "1001/alice", time.Now()) }},
+		{"a fraud report locking", 1, func() error { _, _, err := s.AddFailure(ctx, "1001/alice", 5, true, time.Now()); return err }},
+		{"an approval of a locked user", 0, func() error { return s.ResetFailures(ctx, "1001/alice", time.Now()) }},
+	} {
+		commits(step.what, step.want, step.f)
+	}
+}
+
+// An app registered and never bound is gone after its time, also when the
+// gateway was stopped then: it reads as unknown after the restart, and the
+// sweep at Start deletes it from the file. One bound before its time is
+// kept.
+func TestUnboundCredentialsExpireAcrossARestart(t *testing.T) {
+	o := layout(t)
+	s := initAndOpen(t, o)
+	ctx := ctxT(t)
+	expires := time.Now().Add(300 * time.Millisecond)
+	unbound := pushauth.Credential{ID: "OPNEVERBOUND", Platform: "fcm", OTPSecret: "JBSWY3DPEHPK3PXP", CreatedAt: time.Now(), ExpiresAt: expires}
+	bound := pushauth.Credential{ID: "OPBOUND", Platform: "fcm", OTPSecret: "JBSWY3DPEHPK3PXQ", CreatedAt: time.Now(), ExpiresAt: expires}
+	for _, c := range []pushauth.Credential{unbound, bound} {
+		if err := s.PutCredential(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound.ExpiresAt = time.Time{}
+	if err := s.PutCredential(ctx, &bound); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := embedded.Inspect(o.Path); err != nil || info.Credentials != 2 {
+		t.Fatalf("before its time the file holds %+v, %v; want both credentials", info, err)
+	}
+	time.Sleep(time.Until(expires.Add(200 * time.Millisecond)))
+
+	s = mustOpen(t, o)
+	if _, err := s.GetCredential(ctx, unbound.ID); !errors.Is(err, pushauth.ErrNotFound) {
+		t.Fatalf("the unbound credential after its time, after a restart: %v, want ErrNotFound", err)
+	}
+	if c, err := s.GetCredential(ctx, bound.ID); err != nil || !c.ExpiresAt.IsZero() {
+		t.Fatalf("the bound credential after the restart = %+v, %v", c, err)
+	}
+	if err := s.Close(); err != nil { // commits the sweep queued at Start
+		t.Fatal(err)
+	}
+	if info, err := embedded.Inspect(o.Path); err != nil || info.Credentials != 1 {
+		t.Fatalf("after the sweep the file holds %+v, %v; want the bound credential only", info, err)
 	}
 }

@@ -15,12 +15,17 @@ import (
 // ExportInfo counts what Export copied.
 type ExportInfo struct {
 	Credentials, Users, Sessions, Markers, AuditEvents int
+	// ActivationCodes outstanding and Notifications not yet delivered.
+	ActivationCodes, Notifications int
 }
 
 // Export copies what the store keeps into another store (`caddy onepush
-// store migrate`, to Redis): credentials, users, unexpired sessions and
-// used-code markers with what is left of their lifetimes, and the audit
-// trail, oldest first, into audit. Before writing anything it refuses a
+// store migrate`, to Redis): credentials (unbound ones with their expiry,
+// expired ones not at all), users with their failure counts and locks,
+// outstanding activation codes with their failures, the notifications not
+// yet delivered (due at once in the destination, with their attempts so
+// far), unexpired sessions and used-code markers with what is left of
+// their lifetimes, and the audit trail, oldest first, into audit. Before writing anything it refuses a
 // destination that already holds one of the store's users. The store
 // must not be serving (the gateway is stopped); it is not changed.
 func (s *Store) Export(ctx context.Context, dst pushauth.Store, audit pushauth.AuditLog) (ExportInfo, error) {
@@ -52,6 +57,9 @@ func (s *Store) Export(ctx context.Context, dst pushauth.Store, audit pushauth.A
 			if err != nil {
 				return err
 			}
+			if credentialExpired(c, now) {
+				return nil
+			}
 			n.Credentials++
 			return dst.PutCredential(ctx, c)
 		}); err != nil {
@@ -64,6 +72,32 @@ func (s *Store) Export(ctx context.Context, dst pushauth.Store, audit pushauth.A
 			}
 			n.Users++
 			return dst.PutUser(ctx, &u)
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketActivation).ForEach(func(k, v []byte) error {
+			c, expired, err := openActivation(st.sealer, string(k), v, now)
+			if err != nil || expired {
+				return err
+			}
+			n.ActivationCodes++
+			return dst.PutActivationCode(ctx, c)
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			var r outboxRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("outbox message %q: %w", k, err)
+			}
+			m := r.Notification
+			m.Lease = "" // no claim of this gateway holds it there
+			n.Notifications++
+			err := dst.EnqueueNotification(ctx, &m)
+			if errors.Is(err, pushauth.ErrExists) {
+				return fmt.Errorf("%w: the destination already holds outbox message %s: refusing to mix two installations", ErrExists, k)
+			}
+			return err
 		}); err != nil {
 			return err
 		}

@@ -446,23 +446,30 @@ func (s *Store) Close() error {
 }
 
 // sweepLoop drops expired sessions, markers, unbound credentials and
-// activation codes, and audit events past their retention, once a minute.
+// activation codes, and audit events past their retention: at Start (what
+// expired while the gateway was stopped), then once a minute.
 func (s *Store) sweepLoop(st *state) {
 	defer close(st.swept)
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
+		s.sweepNow(st)
 		select {
 		case <-st.stop:
 			return
 		case <-t.C:
-			now := s.now()
-			s.markers.sweep(now)
-			s.sessions.sweep(now)
-			if err := st.w.later(func(tx *bolt.Tx) error { return s.sweep(tx, st.sealer, now) }); err != nil {
-				s.log.Warn("embedded store: queueing the sweep", "error", err)
-			}
 		}
+	}
+}
+
+// sweepNow sweeps the records in memory and queues the sweep of the file
+// for the next commit.
+func (s *Store) sweepNow(st *state) {
+	now := s.now()
+	s.markers.sweep(now)
+	s.sessions.sweep(now)
+	if err := st.w.later(func(tx *bolt.Tx) error { return s.sweep(tx, st.sealer, now) }); err != nil {
+		s.log.Warn("embedded store: queueing the sweep", "error", err)
 	}
 }
 
