@@ -62,6 +62,12 @@ func (a *App) embeddedOptions(logger *slog.Logger) (embedded.Options, error) {
 	if err != nil {
 		return embedded.Options{}, err
 	}
+	// A restore's announcements carry the notify block's text (a CLI run
+	// needs no notify secret for it).
+	var repudiation string
+	if a.Notify != nil {
+		repudiation = caddy.NewReplacer().ReplaceAll(a.Notify.Repudiation, "")
+	}
 	h := sha256.Sum256([]byte(path))
 	name := filepath.Join(caddy.AppConfigDir(), "onepush", "embedded-"+hex.EncodeToString(h[:8]))
 	return embedded.Options{
@@ -72,6 +78,7 @@ func (a *App) embeddedOptions(logger *slog.Logger) (embedded.Options, error) {
 		AutoInit:       c.AutoInit,
 		AuditRetention: time.Duration(a.AuditRetention),
 		AuditMaxEvents: a.AuditMaxEvents,
+		Repudiation:    repudiation,
 		Logger:         logger,
 	}, nil
 }

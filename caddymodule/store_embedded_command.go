@@ -311,29 +311,39 @@ data directory.`,
 
 func printRollback(w io.Writer, path string, rb *embedded.Rollback) {
 	desc := func(i *embedded.FileInfo) string {
-		return fmt.Sprintf("store %s at generation %d: %d users (%d with a phone), %d credentials, newest audit event %s",
-			i.StoreID, i.Generation, i.Users, i.Bound, i.Credentials, i.LastEvent.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("store %s at generation %d: %d users (%d with a phone), %d credentials, %d activation codes, %d undelivered notifications, newest audit event %s",
+			i.StoreID, i.Generation, i.Users, i.Bound, i.Credentials, i.ActivationCodes, i.Notifications, i.LastEvent.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "backup:  %s\n", desc(rb.Backup))
 	if rb.Current == nil {
 		fmt.Fprintf(w, "current: %s is missing; what changed after the backup is unknown and is lost\n", path)
-		return
+	} else {
+		fmt.Fprintf(w, "current: %s\n", desc(rb.Current))
 	}
-	fmt.Fprintf(w, "current: %s\n", desc(rb.Current))
 	if len(rb.Changes) == 0 {
-		fmt.Fprintln(w, "restoring undoes no binding, revocation or state change (used codes, sessions and audit events since the backup are lost)")
-		return
-	}
-	fmt.Fprintln(w, "restoring undoes:")
-	for _, ch := range rb.Changes {
-		who := ch.User
-		if who == "" {
-			who = "credential " + ch.Credential
+		fmt.Fprintln(w, "restoring undoes no binding, revocation or state change (sessions and audit events since the backup are lost)")
+	} else {
+		fmt.Fprintln(w, "restoring undoes (activation codes and failure counts: keeps):")
+		for _, ch := range rb.Changes {
+			who := ch.User
+			if who == "" {
+				who = "credential " + ch.Credential
+			}
+			fmt.Fprintf(w, "  %-15s %s: now %s; restored: %s\n", ch.Kind, who, ch.Now, ch.Restored)
 		}
-		fmt.Fprintf(w, "  %-10s %s: now %s; restored: %s\n", ch.Kind, who, ch.Now, ch.Restored)
+		fmt.Fprintf(w, "%d bindings, %d revocations, %d other state changes, %d credential changes, %d activation codes, %d failure counts\n",
+			rb.Count("binding"), rb.Count("revocation"), rb.Count("state"), rb.Count("credential"), rb.Count("activation_code"), rb.Count("failures"))
 	}
-	fmt.Fprintf(w, "%d bindings, %d revocations, %d other state changes, %d credential changes\n",
-		rb.Count("binding"), rb.Count("revocation"), rb.Count("state"), rb.Count("credential"))
+	o := rb.Outbox
+	if rb.Current != nil {
+		fmt.Fprintf(w, "notifications: the %d not yet delivered are sent after the restore (%d of them queued after the backup); %d the backup holds were delivered since and are not sent again; used security codes and device tokens are kept\n",
+			o.Kept, o.QueuedSince, o.Delivered)
+	} else {
+		fmt.Fprintf(w, "notifications: the backup's %d not delivered then are sent after the restore (some may have been delivered since; the receiver de-duplicates by id)\n", o.Kept)
+	}
+	if o.Announced > 0 {
+		fmt.Fprintf(w, "the customers are told of the %d bindings the restore changes (phone.bound / phone.replaced via restore, phone.deregistered)\n", o.Announced)
+	}
 }
 
 // cliActor names the operator in the audit trail: --actor, else the login

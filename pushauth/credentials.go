@@ -117,7 +117,7 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		}
 		detail := "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)
 		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone", Detail: detail})
-		_ = e.announce(ctx, announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
+		_ = e.announce(ctx, Announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
 	}
 	// Nobody can answer this phone's pending challenges any more: close
 	// them now rather than keep their requests waiting to their timeout.

@@ -115,7 +115,7 @@ func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor string) 
 		why := "denial"
 		if c.Fraud {
 			why = "fraud report"
-			_ = e.announce(ctx, announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
+			_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
 				ClientIP: c.ClientIP, Actor: actor, Detail: "reported as fraud: " + c.Kind + " (" + c.Rule + ")"})
 		}
 		e.recordFailure(ctx, c.UserKey, why, c)

@@ -191,7 +191,7 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 		e.storeError("get_user", err)
 		return nil, err
 	}
-	ev := announcement{Type: EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
+	ev := Announcement{Type: EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
 	prev := ""
 	if cur.HadPhone() {
 		ev.Type = EventPhoneReplaced
@@ -263,7 +263,7 @@ func (e *Engine) enrolRefused(ctx context.Context, a EnrolAttempt, u *User, cred
 	if err != nil || !fresh {
 		return
 	}
-	_ = e.announce(ctx, announcement{Type: EventBindingRefused, User: u.Key, Credential: credID, ClientIP: a.ClientIP,
+	_ = e.announce(ctx, Announcement{Type: EventBindingRefused, User: u.Key, Credential: credID, ClientIP: a.ClientIP,
 		Actor: "browser", Detail: "a phone was not bound: " + outcome})
 }
 

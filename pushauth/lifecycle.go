@@ -82,7 +82,7 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 		}
 		e.audit(ctx, ev)
 		e.log.Warn("user locked", "user", key, "failures", u.Failures, "last", why)
-		_ = e.announce(ctx, announcement{Type: EventLocked, User: key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
+		_ = e.announce(ctx, Announcement{Type: EventLocked, User: key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
 			Actor: "gateway", Detail: ev.Detail})
 	}
 	return u.State == UserLocked
@@ -294,7 +294,7 @@ func (e *Engine) announceChange(ctx context.Context, u *User, event, actor, deta
 	if cred == "" {
 		cred = u.PreviousCredentialID
 	}
-	_ = e.announce(ctx, announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
+	_ = e.announce(ctx, Announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
 }
 
 // Bind binds a registered credential to a user without a security code

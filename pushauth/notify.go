@@ -288,8 +288,8 @@ func retryDelay(attempt int) time.Duration {
 	return d
 }
 
-// announcement is one event the customer is told about.
-type announcement struct {
+// Announcement is one event the customer is told about.
+type Announcement struct {
 	Type               string
 	User               string
 	Credential         string
@@ -330,7 +330,7 @@ var ErrOutboxFull = errors.New("the notification outbox is full: the bank's noti
 
 // announce puts a in the outbox. An error means the customer will not be
 // told: callers that bind a phone refuse the binding then.
-func (e *Engine) announce(ctx context.Context, a announcement) error {
+func (e *Engine) announce(ctx context.Context, a Announcement) error {
 	switch a.Type {
 	case EventPhoneBound, EventPhoneReplaced, EventBindingRefused:
 		if n, err := e.store.NotificationBacklog(ctx); err == nil && n >= maxOutbox {
@@ -338,18 +338,10 @@ func (e *Engine) announce(ctx context.Context, a announcement) error {
 			return fmt.Errorf("pushauth: %s of %q: %w", a.Type, a.User, ErrOutboxFull)
 		}
 	}
-	now := e.now()
-	id, err := notificationID(now)
+	n, err := a.Notification(e.now(), e.repudiation)
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(notificationBody{ID: id, Type: a.Type, Time: now.UTC(), User: a.User,
-		CredentialID: a.Credential, PreviousCredential: a.PreviousCredential, Via: a.Via,
-		ClientIP: a.ClientIP, Actor: a.Actor, Detail: a.Detail, Repudiation: e.repudiation})
-	if err != nil {
-		return err
-	}
-	n := &Notification{ID: id, Type: a.Type, User: a.User, Time: now, Body: body}
 	if err := e.store.EnqueueNotification(context.WithoutCancel(ctx), n); err != nil {
 		e.storeError("enqueue_notification", err)
 		e.log.Error("customer notification not queued", "type", a.Type, "user", a.User, "error", err)
@@ -359,6 +351,28 @@ func (e *Engine) announce(ctx context.Context, a announcement) error {
 		e.notifier.poke()
 	}
 	return nil
+}
+
+// Notification is the outbox message of a, happening at now: a fresh id
+// that sorts by time and the exact body the receiver gets, carrying
+// repudiation (DefaultRepudiation when empty). The engine announces
+// through it; so does a tool that changes bindings without an engine (a
+// restore of the embedded store).
+func (a Announcement) Notification(now time.Time, repudiation string) (*Notification, error) {
+	if repudiation == "" {
+		repudiation = DefaultRepudiation
+	}
+	id, err := notificationID(now)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(notificationBody{ID: id, Type: a.Type, Time: now.UTC(), User: a.User,
+		CredentialID: a.Credential, PreviousCredential: a.PreviousCredential, Via: a.Via,
+		ClientIP: a.ClientIP, Actor: a.Actor, Detail: a.Detail, Repudiation: repudiation})
+	if err != nil {
+		return nil, err
+	}
+	return &Notification{ID: id, Type: a.Type, User: a.User, Time: now, Body: body}, nil
 }
 
 // notificationID is unique and sorts by time: "evt_", 12 hex digits of

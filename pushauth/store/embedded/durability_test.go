@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -67,6 +68,8 @@ type world struct {
 	code, usedCode      pushauth.ActivationCode
 	failing, reported   string
 	queued, delivered   pushauth.Notification
+	// announced is how many messages a restore added, due at once.
+	announced int
 }
 
 // markValue is a pending-login mark: "<nonce>\x00<user key>".
@@ -269,13 +272,19 @@ func (w world) checkBinding(t testing.TB, s *embedded.Store) {
 	if u, err := s.GetUser(ctx, w.reported); err != nil || u.Failures != 1 || u.State != pushauth.UserLocked {
 		t.Fatalf("grace after restart = %+v, %v; want locked", u, err)
 	}
-	if n, err := s.NotificationBacklog(ctx); err != nil || n != 1 {
-		t.Fatalf("outbox after restart: %d messages, %v; want the one not delivered", n, err)
+	if n, err := s.NotificationBacklog(ctx); err != nil || n != 1+w.announced {
+		t.Fatalf("outbox after restart: %d messages, %v; want the one not delivered (and %d announcements)", n, err, w.announced)
 	}
-	if got, err := s.ClaimNotifications(ctx, time.Now(), 10, lease); err != nil || len(got) != 0 {
-		t.Fatalf("claim within the lease taken before the restart = %d messages, %v; want none", len(got), err)
+	got, err := s.ClaimNotifications(ctx, time.Now(), 10, lease)
+	if err != nil || len(got) != w.announced {
+		t.Fatalf("claim within the lease taken before the restart = %d messages, %v; want %d", len(got), err, w.announced)
 	}
-	got, err := s.ClaimNotifications(ctx, time.Now().Add(lease+time.Second), 10, lease)
+	for _, m := range got {
+		if err := s.AckNotification(ctx, m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = s.ClaimNotifications(ctx, time.Now().Add(lease+time.Second), 10, lease)
 	if err != nil || len(got) != 1 || got[0].ID != w.queued.ID || got[0].Attempts != 2 || !bytes.Equal(got[0].Body, w.queued.Body) || got[0].Type != w.queued.Type {
 		t.Fatalf("claim after the lease = %+v, %v; want %s, attempt 2, its exact body", got, err, w.queued.ID)
 	}
@@ -959,6 +968,7 @@ func TestRestorePlansRefusesAndRecords(t *testing.T) {
 		t.Fatalf("the replaced file is not kept: %v", err)
 	}
 	s = mustOpen(t, o)
+	w.announced = 2 // alice's phone bound again, dave's binding undone
 	w.check(t, s)
 	if _, err := s.GetUser(ctx, "3003/dave"); !errors.Is(err, pushauth.ErrNotFound) {
 		t.Fatalf("dave, bound after the backup, after the restore: %v", err)
@@ -1093,4 +1103,193 @@ func TestUnboundCredentialsExpireAcrossARestart(t *testing.T) {
 	if info, err := embedded.Inspect(o.Path); err != nil || info.Credentials != 1 {
 		t.Fatalf("after the sweep the file holds %+v, %v; want the bound credential only", info, err)
 	}
+}
+
+// A restore rolls bindings back, never what guards against a replay or
+// what the customer must still be told: a code used after the backup stays
+// used, one issued after it stays valid, a security code used after it
+// stays used, failures counted after it still count, announcements queued
+// after it are still sent and those delivered since are not sent again;
+// and the bindings it changes are announced. After a loss of the file the
+// backup's codes are dropped (they may have been used since) and its
+// undelivered messages are all sent.
+func TestRestoreKeepsWhatGuardsAndWhatMustBeTold(t *testing.T) {
+	const repudiation = "Not you? Call 0120-000-111."
+	code := func(id, user string) pushauth.ActivationCode {
+		return pushauth.ActivationCode{ID: id, User: user, Kind: pushauth.ActivationRecovery, Salt: []byte("salt-" + id),
+			Hash: bytes.Repeat([]byte{7}, 32), IssuedAt: time.Now(), ExpiresAt: time.Now().Add(24 * time.Hour)}
+	}
+	heidi, ivan := code("act-heidi", "7007/heidi"), code("act-ivan", "8008/ivan")
+	pre, post := notification("evt_0010pre", pushauth.EventLocked, "1001/bob"), notification("evt_0011post", pushauth.EventSuspended, "2002/carol")
+	otp := "otp/" + "OPALICEPHONE" + "/123456"
+
+	// before writes the world and what the backup holds besides: heidi's
+	// code, a notification not delivered yet, frank's two failures.
+	before := func(t *testing.T, s *embedded.Store) (world, string) {
+		ctx := ctxT(t)
+		w := newWorld()
+		w.write(t, s)
+		if err := s.PutActivationCode(ctx, &heidi); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EnqueueNotification(ctx, &pre); err != nil {
+			t.Fatal(err)
+		}
+		return w, snapshotTo(t, s)
+	}
+
+	t.Run("over the current file", func(t *testing.T) {
+		o := layout(t)
+		o.Repudiation = repudiation
+		s := initAndOpen(t, o)
+		w, backup := before(t, s)
+		ctx := ctxT(t)
+		// After the backup: heidi's code used, ivan's issued, two more of
+		// frank's failures, a security code used, the pending message
+		// delivered and another queued; alice's phone replaced, carol's
+		// removed, dave bound.
+		if ok, err := s.TakeActivationCode(ctx, heidi.User, heidi.ID); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if err := s.PutActivationCode(ctx, &ivan); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, _, err := s.AddFailure(ctx, w.failing, 5, false, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, err := s.UseJTI(ctx, otp, time.Now().Add(time.Hour)); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		msgs, err := s.ClaimNotifications(ctx, time.Now(), 10, lease)
+		if err != nil || len(msgs) != 1 || msgs[0].ID != pre.ID {
+			t.Fatalf("claim = %+v, %v", msgs, err)
+		}
+		if err := s.AckNotification(ctx, pre.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EnqueueNotification(ctx, &post); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutCredential(ctx, &pushauth.Credential{ID: "OPNEWPHONE", Platform: "fcm"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []pushauth.User{
+			{Key: "1001/alice", CredentialID: "OPNEWPHONE", State: pushauth.UserActive, PreviousCredentialID: w.cred.ID},
+			{Key: "2002/carol", State: pushauth.UserDeregistered, PreviousCredentialID: w.cred.ID},
+			{Key: "3003/dave", CredentialID: w.cred.ID, State: pushauth.UserActive},
+		} {
+			if err := s.PutUser(ctx, &u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		plan, err := embedded.PlanRestore(o, backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range plan.Changes {
+			if c.Kind == "activation_code" || c.Kind == "failures" {
+				got = append(got, c.Kind+" "+c.User+": "+c.Restored)
+			}
+		}
+		want := []string{"activation_code 7007/heidi: none: not brought back", "activation_code 8008/ivan: kept", "failures 5005/frank: 4 failures kept (the backup has 2)"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("plan for codes and failures =\n %q\nwant\n %q", got, want)
+		}
+		if p := plan.Outbox; p != (embedded.OutboxPlan{Kept: 2, QueuedSince: 1, Delivered: 1, Announced: 3}) {
+			t.Fatalf("plan for the outbox = %+v; want 2 kept (1 queued since), 1 delivered since, 3 announcements", p)
+		}
+		if _, err := embedded.Restore(o, backup, "ops-tester"); err != nil {
+			t.Fatal(err)
+		}
+
+		s = mustOpen(t, o)
+		if u, err := s.GetUser(ctx, "1001/alice"); err != nil || u.CredentialID != w.cred.ID {
+			t.Fatalf("alice after the restore = %+v, %v; want her phone of the backup", u, err)
+		}
+		if ok, err := s.TakeActivationCode(ctx, heidi.User, heidi.ID); err != nil || ok {
+			t.Fatalf("heidi's code, used after the backup, after the restore: taken = %v, %v; want refused", ok, err)
+		}
+		if c, err := s.GetActivationCode(ctx, ivan.User); err != nil || c.ID != ivan.ID {
+			t.Fatalf("ivan's code, issued after the backup = %+v, %v; want it kept", c, err)
+		}
+		if u, err := s.GetUser(ctx, w.failing); err != nil || u.Failures != 4 {
+			t.Fatalf("frank after the restore = %+v, %v; want the 4 failures counted", u, err)
+		}
+		if ok, err := s.UseJTI(ctx, otp, time.Now().Add(time.Hour)); err != nil || ok {
+			t.Fatalf("the security code used after the backup is accepted after the restore: %v, %v", ok, err)
+		}
+		due, err := s.ClaimNotifications(ctx, time.Now(), 10, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type msg struct{ typ, user, cred, prev, via, repudiation string }
+		var sent []msg
+		for _, m := range due {
+			var b struct {
+				ID, Type, User, Via, Repudiation string
+				Credential                       string `json:"credential_id"`
+				Previous                         string `json:"previous_credential_id"`
+			}
+			if err := json.Unmarshal(m.Body, &b); err != nil || b.ID != m.ID {
+				t.Fatalf("message %s: body %s, %v", m.ID, m.Body, err)
+			}
+			if m.ID == post.ID {
+				b.Repudiation = ""
+			}
+			sent = append(sent, msg{b.Type, b.User, b.Credential, b.Previous, b.Via, b.Repudiation})
+		}
+		wantSent := []msg{
+			{pushauth.EventPhoneReplaced, "1001/alice", w.cred.ID, "OPNEWPHONE", "restore", repudiation},
+			{pushauth.EventPhoneBound, "2002/carol", w.cred.ID, "", "restore", repudiation},
+			{pushauth.EventPhoneDeregistered, "3003/dave", w.cred.ID, "", "", repudiation},
+			{pushauth.EventSuspended, "2002/carol", "", "", "", ""}, // post, queued after the backup
+		}
+		slices.SortFunc(sent, func(a, b msg) int { return strings.Compare(a.user+a.typ, b.user+b.typ) })
+		slices.SortFunc(wantSent, func(a, b msg) int { return strings.Compare(a.user+a.typ, b.user+b.typ) })
+		if !slices.Equal(sent, wantSent) {
+			t.Fatalf("due after the restore:\n %+v\nwant\n %+v", sent, wantSent)
+		}
+		for _, m := range due {
+			if m.ID == pre.ID {
+				t.Fatal("a message delivered after the backup is sent again")
+			}
+		}
+	})
+
+	t.Run("after the file was lost", func(t *testing.T) {
+		o := layout(t)
+		s := initAndOpen(t, o)
+		_, backup := before(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(o.Path); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := embedded.PlanRestore(o, backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.Count("activation_code") != 2 || plan.Outbox.Kept != 2 || plan.Outbox.Announced != 0 {
+			t.Fatalf("plan after a loss = %+v; want the backup's 2 codes dropped and its 2 messages kept", plan)
+		}
+		if _, err := embedded.Restore(o, backup, "ops-tester"); err != nil {
+			t.Fatal(err)
+		}
+		s = mustOpen(t, o)
+		ctx := ctxT(t)
+		if _, err := s.GetActivationCode(ctx, heidi.User); !errors.Is(err, pushauth.ErrNotFound) {
+			t.Fatalf("heidi's code after restoring over a lost file: %v, want it dropped", err)
+		}
+		if n, err := s.NotificationBacklog(ctx); err != nil || n != 2 {
+			t.Fatalf("outbox after restoring over a lost file: %d, %v; want the backup's 2", n, err)
+		}
+	})
 }

@@ -62,6 +62,10 @@ type FileInfo struct {
 	Users       int       `json:"users"`
 	Bound       int       `json:"bound"`
 	AuditEvents int       `json:"audit_events"`
+	// ActivationCodes and Notifications (not yet delivered) the file
+	// holds.
+	ActivationCodes int `json:"activation_codes"`
+	Notifications   int `json:"notifications"`
 	// LastEvent is the time of the newest audit event: about when the copy
 	// was taken.
 	LastEvent time.Time `json:"last_event,omitzero"`
@@ -96,6 +100,12 @@ func describe(tx *bolt.Tx) (*FileInfo, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if b := tx.Bucket(bucketActivation); b != nil { // none before the activation codes
+		info.ActivationCodes = b.Stats().KeyN
+	}
+	if b := tx.Bucket(bucketOutbox); b != nil {
+		info.Notifications = b.Stats().KeyN
 	}
 	audit := tx.Bucket(bucketAudit)
 	info.AuditEvents = audit.Stats().KeyN

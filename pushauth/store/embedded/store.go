@@ -78,8 +78,12 @@ type Options struct {
 	// Linger is how long a batched write (an audit event of a challenge, a
 	// used device-token ID) may wait for a commit. Default 20ms.
 	Linger time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Repudiation is the text of the notifications the store queues itself
+	// (a restore's announcements): the notify block's. Empty:
+	// pushauth.DefaultRepudiation.
+	Repudiation string
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Errors Start and Init wrap; each message names the file and what to do.
