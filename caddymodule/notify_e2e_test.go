@@ -98,6 +98,52 @@ func TestNotificationsReachTheBankSigned(t *testing.T) {
 	}
 }
 
+// embeddedGlobal names the embedded store, which creates itself at the
+// first start in the env's data directory and keeps its file across
+// restarts.
+const embeddedGlobal = "\t\tstore embedded {\n\t\t\tauto_init\n\t\t}\n"
+
+// stopGateway signals g's Caddy and waits until it is gone: its port
+// closed and the process (with its file locks) reaped.
+func (e *env) stopGateway(t *testing.T, g *gateway, sig syscall.Signal) {
+	t.Helper()
+	pid := g.cmd.Process.Pid
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(g.URL, "http://")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil && syscall.Kill(pid, 0) != nil {
+			return // gone; the harness reaped it
+		}
+		if c != nil {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Caddy (pid %d) still there 30s after %v", pid, sig)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startAgain runs a new Caddy on g's Caddyfile and ports.
+func (e *env) startAgain(t *testing.T, g *gateway) *gateway {
+	t.Helper()
+	var port, adminPort int
+	_, _ = fmt.Sscan(strings.TrimPrefix(g.URL, "http://127.0.0.1:"), &port)
+	_, _ = fmt.Sscan(strings.TrimPrefix(g.Admin, "http://127.0.0.1:"), &adminPort)
+	cfg, err := os.ReadFile(g.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ng, err := e.runCaddy(string(cfg), port, adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ng
+}
+
 // TestNotificationSurvivesSIGKILL: messages queued while the bank's
 // notification system is down, in a Caddy that is then killed with
 // SIGKILL, are delivered by the Caddy that starts after it, each once.
@@ -107,6 +153,7 @@ func TestNotificationSurvivesSIGKILL(t *testing.T) {
 		name   string
 		global func(t *testing.T) string
 	}{
+		{"embedded", func(t *testing.T) string { return embeddedGlobal }},
 		{"redis", func(t *testing.T) string {
 			return redisGlobal(redistest.Start(t), "prefix kill-test:") + "\n"
 		}},
@@ -141,37 +188,12 @@ func TestNotificationSurvivesSIGKILL(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if err := g.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			addr := strings.TrimPrefix(g.URL, "http://")
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				c, err := net.DialTimeout("tcp", addr, time.Second)
-				if err != nil {
-					break // gone
-				}
-				c.Close()
-				if time.Now().After(deadline) {
-					t.Fatal("Caddy still answers after SIGKILL")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			e.stopGateway(t, g.gateway, syscall.SIGKILL)
 			if n := len(sink.Messages()); n != 0 {
 				t.Fatalf("%d messages accepted while the sink was down", n)
 			}
 			sink.FailNext(0)
-
-			// The same Caddyfile, a new process.
-			var port, adminPort int
-			_, _ = fmt.Sscan(strings.TrimPrefix(g.URL, "http://127.0.0.1:"), &port)
-			_, _ = fmt.Sscan(strings.TrimPrefix(g.Admin, "http://127.0.0.1:"), &adminPort)
-			cfg, err := os.ReadFile(g.file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := e.runCaddy(string(cfg), port, adminPort); err != nil {
-				t.Fatal(err)
-			}
+			e.startAgain(t, g.gateway) // the same Caddyfile, a new process
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			for _, u := range users {

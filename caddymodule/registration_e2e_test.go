@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,12 +84,17 @@ func TestUnboundCredentialsExpire(t *testing.T) {
 	stores := []struct {
 		name   string
 		global func(t *testing.T) (string, string) // config, redis address
+		// restart: Caddy is stopped before the TTL ends and started after
+		// it (a durable store keeps the expiry).
+		restart bool
 	}{
-		{"memory", func(t *testing.T) (string, string) { return "", "" }},
+		{"memory", func(t *testing.T) (string, string) { return "\t\tstore memory\n", "" }, false},
+		{"embedded", func(t *testing.T) (string, string) { return embeddedGlobal, "" }, false},
+		{"embedded across a restart", func(t *testing.T) (string, string) { return embeddedGlobal, "" }, true},
 		{"redis", func(t *testing.T) (string, string) {
 			addr := redistest.Start(t)
 			return redisGlobal(addr, "prefix ttl-test:") + "\n", addr
-		}},
+		}, false},
 	}
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
@@ -116,6 +122,11 @@ func TestUnboundCredentialsExpire(t *testing.T) {
 			defer cancel()
 			if _, err := unbound.Pending(ctx); err != nil {
 				t.Fatalf("the unbound credential before its TTL: %v", err)
+			}
+			if st.restart {
+				e.stopGateway(t, g.gateway, syscall.SIGTERM)
+				time.Sleep(time.Until(registered.Add(ttl + time.Second)))
+				e.startAgain(t, g.gateway)
 			}
 			time.Sleep(time.Until(registered.Add(ttl + time.Second)))
 			var se *device.StatusError
