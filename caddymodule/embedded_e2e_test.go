@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
@@ -130,6 +132,7 @@ type userView struct {
 	Enrolled     bool      `json:"enrolled"`
 	CredentialID string    `json:"credential_id"`
 	Until        time.Time `json:"until"`
+	Failures     int       `json:"failures"`
 }
 
 func (sg *storeGateway) user(t *testing.T, key string) (userView, int) {
@@ -179,9 +182,11 @@ func enrolWithCode(t *testing.T, g *gateway, u bank.User, phone *device.Phone) s
 			break
 		}
 	}
-	resp, body, err := b.post(ctx, g.URL+"/onepush/enroll", url.Values{"credential_id": {phone.CredentialID()}, "code": {code}}.Encode())
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("enrolment of %s: %v %v %.300s", u.UserID, err, resp, body)
+	// Through the gateway's own form (its anti-forgery token), with that
+	// code.
+	status, body, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", url.Values{"code": {code}})
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("enrolment of %s: %v %d %.300s", u.UserID, err, status, body)
 	}
 	usedCodes[phone.CredentialID()+code] = true
 	return code
@@ -266,9 +271,9 @@ func restartScenario(t *testing.T, sig syscall.Signal) {
 		if !stillValid {
 			t.Fatalf("the restart took longer than a security code lives (%s): nothing left to prove", time.Since(stopped))
 		}
-		resp, body, err := b.post(ctx, sg.URL+"/onepush/enroll", url.Values{"credential_id": {pa.CredentialID()}, "code": {used}}.Encode())
-		if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Security code not accepted") {
-			t.Fatalf("enrolment with the code used before the restart: %v %v %.300s; want 400", err, resp, body)
+		status, body, err := pa.Enrol(ctx, b.Client, sg.URL+"/onepush/enroll", url.Values{"code": {used}})
+		if err != nil || status != http.StatusBadRequest || !strings.Contains(body, "Security code not accepted") {
+			t.Fatalf("enrolment with the code used before the restart: %v %d %.300s; want 400", err, status, body)
 		}
 		if v, st := sg.user(t, "3003/erin"); st == http.StatusOK && v.Enrolled {
 			t.Fatalf("erin got bound with a used code: %+v", v)
@@ -633,7 +638,10 @@ func TestMemoryStoreWarnsAtStart(t *testing.T) {
 // A gateway that outgrows one machine moves to Redis with `caddy onepush
 // store migrate`: on Redis, alice is still challenged, bob still locked,
 // alice's session still hers, a used device token still used, and the
-// audit trail keeps its history.
+// audit trail keeps its history; the announcements the bank's notification
+// system never took (the gateway had no notify block) are delivered from
+// Redis; alice's activation code, with the wrong try counted against her,
+// replaces her phone there, once.
 func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 	addr := redistest.Start(t)
 	e := newEnv(t, envOptions{})
@@ -652,9 +660,42 @@ func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 	if st := deviceGet(t, sg.gateway, token); st != http.StatusOK {
 		t.Fatalf("device token: %d", st)
 	}
+	// The bank hands alice an activation code for a new phone; a wrong one
+	// is tried in her session.
+	var issued struct {
+		Code string `json:"code"`
+	}
+	if st := sg.adminDo(t, http.MethodPost, "/user/activation-code", map[string]string{"key": "1001/alice"}, &issued); st != http.StatusOK || issued.Code == "" {
+		t.Fatalf("activation code: %d %+v", st, issued)
+	}
+	fresh := newPhone(t, sg.gateway)
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, page, _ := fresh.Enrol(ctx, aliceBrowser.Client, sg.URL+"/onepush/enroll", url.Values{"activation_code": {"ZZZZZ-ZZZZZ"}})
+		cancel()
+		if st != http.StatusBadRequest || !strings.Contains(page, "Activation code not accepted") {
+			t.Fatalf("a wrong activation code: %d %.300s", st, page)
+		}
+	}
+	failures := func() int {
+		v, st := sg.user(t, "1001/alice")
+		if st != http.StatusOK {
+			t.Fatalf("alice: %d", st)
+		}
+		return v.Failures
+	}
+	failedBefore := failures()
+	if failedBefore == 0 {
+		t.Fatal("the wrong activation code was not counted")
+	}
 	sg.stop(t, syscall.SIGTERM)
 
-	redisCfg := e.caddyfile(sg.port, sg.adminPort, caddyConfig{Global: "\t\tstore redis {\n\t\t\taddresses " + addr + "\n\t\t}",
+	secret := newNotifySecret(t)
+	sink := notifysink.New(secret)
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+	redisGlobalNotify := redisGlobal(addr) + fmt.Sprintf("\n\t\tnotify {\n\t\t\turl %s/\n\t\t\tsecret %s\n\t\t}\n", srv.URL, secret)
+	redisCfg := e.caddyfile(sg.port, sg.adminPort, caddyConfig{Global: redisGlobalNotify,
 		AdminAPIPort: sg.apiPort, AdminToken: "{env.ONEPUSH_ADMIN_TOKEN}"})
 	redisFile := filepath.Join(e.dir, "Caddyfile.redis")
 	if err := os.WriteFile(redisFile, []byte(redisCfg), 0o600); err != nil {
@@ -663,7 +704,7 @@ func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 	migrate := func() (string, int) {
 		return e.storeCLI(t, "migrate", "--config", filepath.Join(e.dir, "Caddyfile"), "--adapter", "caddyfile", "--to", redisFile, "--to-adapter", "caddyfile")
 	}
-	if out, code := migrate(); code != 0 || !strings.Contains(out, "2 users") {
+	if out, code := migrate(); code != 0 || !strings.Contains(out, "2 users, 1 activation codes, 5 undelivered notifications") {
 		t.Fatalf("store migrate: exit %d\n%s", code, out)
 	}
 	sg.cfg = redisCfg
@@ -671,6 +712,9 @@ func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 		t.Fatalf("start on Redis: %v", err)
 	}
 	e.resetOps(t)
+	if f := failures(); f != failedBefore {
+		t.Errorf("alice's failures on Redis: %d (an approval resets them: checked first), want the %d counted before the move", f, failedBefore)
+	}
 
 	if st := deviceGet(t, sg.gateway, token); st != http.StatusUnauthorized {
 		t.Errorf("a device token used before the move, replayed on Redis: %d, want 401", st)
@@ -701,6 +745,32 @@ func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 		if !slices.Contains(got, want) {
 			t.Errorf("audit on Redis lacks %q:\n%s", want, strings.Join(got, "\n"))
 		}
+	}
+	// Announced before the move, delivered from Redis.
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for _, want := range []struct{ user, typ string }{
+		{"1001/alice", "phone.bound"}, {"1001/alice", "binding.refused"},
+		{"1001/bob", "phone.bound"}, {"1001/bob", "fraud.reported"}, {"1001/bob", "user.locked"},
+	} {
+		if _, err := sink.Wait(wctx, func(m notifysink.Message) bool { return m.User == want.user && m.Type == want.typ }); err != nil {
+			t.Fatalf("%s of %s, queued before the move, never reached the bank (got %+v)", want.typ, want.user, sink.Messages())
+		}
+	}
+	// alice's code, issued before the move, replaces her phone on Redis.
+	next, _, _ := fresh.SecurityCodeAt(time.Now().Add(30 * time.Second))
+	if st, page, _ := fresh.Enrol(ctx, aliceBrowser.Client, sg.URL+"/onepush/enroll", url.Values{"activation_code": {issued.Code}, "code": {next}}); st != http.StatusOK || !strings.Contains(page, "Phone registered") {
+		t.Fatalf("alice's enrolment on Redis with the code issued before the move: %d %.300s", st, page)
+	}
+	if m, err := sink.Wait(wctx, func(m notifysink.Message) bool { return m.User == "1001/alice" && m.Type == "phone.replaced" }); err != nil || m.Credential != fresh.CredentialID() {
+		t.Fatalf("phone.replaced of alice: %+v %v", m, err)
+	}
+	other := newPhone(t, sg.gateway)
+	if st, page, _ := other.Enrol(ctx, aliceBrowser.Client, sg.URL+"/onepush/enroll", url.Values{"activation_code": {issued.Code}}); st == http.StatusOK {
+		t.Fatalf("the activation code worked twice: %d %.300s", st, page)
+	}
+	if _, rejected := sink.Attempts(); rejected != 0 {
+		t.Errorf("%d messages from Redis did not verify", rejected)
 	}
 	// The same store again into the Redis that now holds its users: refused.
 	if out, code := migrate(); code == 0 || !strings.Contains(out, "already holds user") {

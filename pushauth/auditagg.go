@@ -47,6 +47,9 @@ func newAuditAggregator(e *Engine, window time.Duration, max int) *auditAggregat
 // add writes ev, or counts it when an event of key was written within the
 // window.
 func (a *auditAggregator) add(ctx context.Context, key string, ev AuditEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = a.e.now() // the summary names the first event's time
+	}
 	a.mu.Lock()
 	g, ok := a.m[key]
 	if !ok && len(a.m) >= a.max {

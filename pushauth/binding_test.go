@@ -206,3 +206,28 @@ func TestPlausibleCredID(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditSummaryNamesTheFirstEventsTime: an event handed over without a
+// time (a forged enrolment post) is stamped when it comes, so the summary
+// of its window says when the flood began, not year 1.
+func TestAuditSummaryNamesTheFirstEventsTime(t *testing.T) {
+	log := NewMemoryAuditLog(0, 0, nil)
+	e := &Engine{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Audit: log, Metrics: NopMetrics{}}}
+	a := newAuditAggregator(e, time.Hour, 10)
+	ctx := context.Background()
+	before := time.Now().UTC().Truncate(time.Second)
+	for range 3 {
+		a.add(ctx, "enrol-forged\x00alice", AuditEvent{Type: AuditEnrolment, User: "alice", Outcome: "forged", Actor: "browser"})
+	}
+	a.close()
+	evs, _ := log.Query(ctx, AuditQuery{User: "alice"})
+	if len(evs) != 2 || evs[1].Outcome != "repeated" {
+		t.Fatalf("events = %+v, want the first and a summary", evs)
+	}
+	if first := evs[0].Time; first.Before(before) {
+		t.Fatalf("the first event's time = %s", first)
+	}
+	if !strings.Contains(evs[1].Detail, "forged at "+evs[0].Time.UTC().Format(time.RFC3339)) {
+		t.Fatalf("summary %q does not name the first event's time %s", evs[1].Detail, evs[0].Time)
+	}
+}
