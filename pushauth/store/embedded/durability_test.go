@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -565,7 +566,12 @@ func TestSecretsAreSealedInTheFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, secret := range []string{w.cred.OTPSecret, w.otp, "492039", w.cred.PushToken} {
+		// An activation code's hash and salt would let a copy be searched
+		// offline for the code: they are sealed too (JSON would hold them
+		// in base64).
+		code := []string{string(w.code.Hash), string(w.code.Salt),
+			base64.StdEncoding.EncodeToString(w.code.Hash), base64.StdEncoding.EncodeToString(w.code.Salt)}
+		for _, secret := range append([]string{w.cred.OTPSecret, w.otp, "492039", w.cred.PushToken, w.unbound.OTPSecret}, code...) {
 			if bytes.Contains(raw, []byte(secret)) {
 				t.Errorf("%s holds %q in clear", filepath.Base(file), secret)
 			}
