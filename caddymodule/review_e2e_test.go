@@ -99,3 +99,113 @@ func TestReview_FailedLoginOnStolenSessionReattributesIt(t *testing.T) {
 			op.ContractNo, op.UserID, op.Amount, op.PayeeAccount, op.UserID, r.resp.StatusCode)
 	}
 }
+
+// enrolPolicy puts the example login rule under not_enrolled: enrol (the
+// bank checks the password, the gateway logs its session out and offers
+// enrolment).
+func enrolPolicy(s string) string {
+	return strings.Replace(s, "    not_enrolled: allow   #", "    logout: {method: POST, path: /logout}\n    not_enrolled: enrol   #", 1)
+}
+
+// accountOf reads /account through the gateway with exactly the given bank
+// session: the user the bank has behind it ("" when none).
+func accountOf(t *testing.T, ctx context.Context, g *gateway, session string) string {
+	t.Helper()
+	b := newBrowser()
+	u, _ := url.Parse(g.URL + "/")
+	b.Jar.SetCookies(u, []*http.Cookie{sessionCookie(session)})
+	resp, body, err := b.get(ctx, g.URL+"/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return body
+}
+
+// TestReview_EnrolHandsOverAnUnrecognisedSuccess: under not_enrolled: enrol
+// a user without a phone is refused like deny, only the bank checks the
+// password first (refuseLogin). When the bank's answer does not match the
+// rule's success condition, refuseLogin passes it to the browser as is,
+// Set-Cookie included, and logs nothing out: the fix #12 made for
+// after_success (dropBankSession) was not made here. A bank whose
+// successful login follows next= (bank.Config.LoginFollowsNext) answers
+// 303 to /account instead of /dashboard, so an attacker with bob's
+// password gets a live bank session for bob although the policy refuses
+// him until he enrols a phone.
+func TestReview_EnrolHandsOverAnUnrecognisedSuccess(t *testing.T) {
+	e := newEnv(t, envOptions{edit: enrolPolicy, bank: func(c *bank.Config) { c.LoginFollowsNext = true }})
+	g := e.startGateway("")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Control: the ordinary login is refused and the browser gets no session.
+	atk := newBrowser()
+	resp, page, err := atk.post(ctx, g.URL+"/login", loginBody(bob))
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob's login under enrol: %v %v %.200q", err, resp, page)
+	}
+	if s := atk.cookieOf(g, "/", bank.SessionCookieName); s != "" {
+		t.Fatalf("control: the refused login left a bank session %q", s)
+	}
+
+	// The attack: the same login with next=.
+	atk = newBrowser()
+	resp, page, err = atk.post(ctx, g.URL+"/login", loginBody(bob)+"&next=%2Faccount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := atk.cookieOf(g, "/", bank.SessionCookieName)
+	if s == "" {
+		return // nothing handed over
+	}
+	if acct := accountOf(t, ctx, g, s); strings.Contains(acct, `"user_id": "bob"`) {
+		t.Errorf("a login the policy refuses (not_enrolled: enrol, bob has no phone) answered %d %s and handed the browser a live bank session for bob: /account = %.200s",
+			resp.StatusCode, resp.Header.Get("Location"), acct)
+	}
+	_ = page
+}
+
+// TestReview_AfterSuccessKeptSessionIsLiveBeforeApproval: under
+// after_success the bank checks the password first and its answer is held
+// until the phone approves. A bank that keeps its session ID at login
+// upgrades the session the request carries, so whoever sent the login
+// already holds the session the bank has just given to alice: while her
+// phone is ringing (and until she denies or the rule times out), the
+// attacker reads her account with it. Transactions are refused (the login
+// is pending), but reads and every path no rule names are not.
+func TestReview_AfterSuccessKeptSessionIsLiveBeforeApproval(t *testing.T) {
+	e := newEnv(t, envOptions{edit: keptSessionAfterSuccessPolicy, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
+	g, phone := e.gatewayWithAlice("")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The attacker's own session at the bank (bob: no phone, password only).
+	atk := newBrowser()
+	resp, _, err := atk.post(ctx, g.URL+"/login", loginBody(bob))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bob's login: %v %v", err, resp)
+	}
+	session := atk.cookieOf(g, "/", bank.SessionCookieName)
+	if acct := accountOf(t, ctx, g, session); !strings.Contains(acct, `"user_id": "bob"`) {
+		t.Fatalf("control: bob's session reads %.200q", acct)
+	}
+
+	// alice's login (her password is known) on that session; she does not answer yet.
+	res := atk.postAsync(ctx, g.URL+"/login", loginBody(alice))
+	ch := waitChallenge(t, phone)
+	if ch.Parsed.User != userKey(alice) {
+		t.Fatalf("rang for %q", ch.Parsed.User)
+	}
+	acct := accountOf(t, ctx, g, session)
+	if st, _ := phone.Decide(ctx, ch, device.Deny, 0); st != http.StatusOK {
+		t.Fatalf("deny: %d", st)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied login: %v %v", r.err, r.resp)
+	}
+	if strings.Contains(acct, `"user_id": "alice"`) {
+		t.Errorf("while alice's phone was ringing (she then denied), the attacker's session read her account: %.300s", acct)
+	}
+}
