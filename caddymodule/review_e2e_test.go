@@ -2,8 +2,10 @@ package caddymodule_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +210,88 @@ func TestReview_AfterSuccessKeptSessionIsLiveBeforeApproval(t *testing.T) {
 	if strings.Contains(acct, `"user_id": "alice"`) {
 		t.Errorf("while alice's phone was ringing (she then denied), the attacker's session read her account: %.300s", acct)
 	}
+}
+
+// TestReview_EnrolmentPolicyIsEngineWide: the enrolment section is read by
+// each site's handler into the one engine all sites share
+// (handler.go: app.Engine().SetEnrolment), and the gate asks the engine,
+// not its own policy, what a binding takes (Engine.Enroll/proofFor). With
+// two sites of different policies in one Caddy (a strict one, first:
+// activation_code, say for corporate banking, beside a retail one), one
+// site's rule applies to the other's users: either the strict site binds a
+// phone on the password alone (binding taken), or the retail site refuses
+// its customers' first phones (a legitimate flow broken), depending on
+// which handler was provisioned last. Whichever it is, one of the two
+// checks below fails.
+func TestReview_EnrolmentPolicyIsEngineWide(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	strict := strings.Replace(string(mustRead(t, e.policy)), "  first: password\n", "  first: activation_code\n", 1)
+	strictPath := e.policy + ".strict.yaml"
+	if err := os.WriteFile(strictPath, []byte(strict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	portS, portL, adminPort := freePort(t), freePort(t), freePort(t)
+	bankHost := strings.TrimPrefix(e.bankURL, "http://")
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+}
+
+:%d {
+	bind 127.0.0.1
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+
+:%d {
+	bind 127.0.0.1
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+`, adminPort, portS, strictPath, bankHost, portL, e.policy, bankHost)
+	gS, err := e.runCaddy(cfg, portS, adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gL := &gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", portL)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	bindWithPassword := func(g *gateway, u bank.User) (int, string) {
+		b := newBrowser()
+		resp, _, err := b.post(ctx, g.URL+"/login", loginBody(u))
+		if err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password-only login of %s at %s: %v %v", u.UserID, g.URL, err, resp)
+		}
+		phone := newPhone(t, g)
+		st, page, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, page
+	}
+	// The strict site: bob's password alone must not bind a phone.
+	if st, page := bindWithPassword(gS, bob); st == http.StatusOK {
+		t.Errorf("strict site (first: activation_code): bob's phone was bound with the password alone: %d %.200q", st, page)
+	}
+	// The retail site: carol binds her first phone with her password, as its policy says.
+	if st, page := bindWithPassword(gL, carol); st != http.StatusOK {
+		t.Errorf("retail site (first: password): carol's first phone was refused: %d %.300q", st, page)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
