@@ -295,3 +295,35 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestReview_RegistrationFloodFromOneIPv6SiteLocksEveryoneOut: registrations
+// are limited per address (IPv6 per /64: 20 at once, one more every 6 s)
+// and by one limiter shared by every client (50/s, burst 100), which is
+// consumed only by requests their own address allows
+// (ipLimiter.allow). One household with an IPv6 /56 (256 /64s, what
+// Japanese ISPs hand out) or a /48 spends the shared budget from a few of
+// its /64s, and every other customer's app registration gets 429 for as
+// long as it keeps doing so; past 10,000 addresses the per-address map is
+// reset, so the per-address limit does not hold either.
+func TestReview_RegistrationFloodFromOneIPv6SiteLocksEveryoneOut(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := startBindingGateway(t, e, bindingOptions{servers: "\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For"})
+	created := 0
+	for p := range 8 { // 8 of the household's /64s
+		for i := range 15 {
+			if _, st := register(t, g.gateway, fmt.Sprintf("2001:db8:77:%x::%x", p, i+1)); st == http.StatusCreated {
+				created++
+			}
+		}
+	}
+	t.Logf("one /56 registered %d apps from 8 of its /64s", created)
+	refused := 0
+	for _, client := range []string{"198.51.100.7", "198.51.100.8", "203.0.113.9"} {
+		if _, st := register(t, g.gateway, client); st == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused > 0 {
+		t.Errorf("after one IPv6 /56 registered %d apps, %d of 3 other customers' registrations got 429", created, refused)
+	}
+}
