@@ -327,3 +327,48 @@ func TestReview_RegistrationFloodFromOneIPv6SiteLocksEveryoneOut(t *testing.T) {
 		t.Errorf("after one IPv6 /56 registered %d apps, %d of 3 other customers' registrations got 429", created, refused)
 	}
 }
+
+// TestReview_RefusedLoginForgetsTheSessionItNeverReached: the gate marks a
+// login's session pending and forgets its user (markLogin) before the
+// user's state is looked at, so a login refused without reaching the bank
+// (not_enrolled: deny, locked, a grace that is over) still logs the
+// session's real owner out of every transfer, although the bank never saw
+// anything and the session is still hers there. A customer who mistypes a
+// user ID in a second tab (or any page that makes her browser post a login
+// form, where the bank's cookie is not SameSite) can no longer transfer
+// until she logs in again; the pending mark stays for rule timeout +
+// retention + 1 minute.
+func TestReview_RefusedLoginForgetsTheSessionItNeverReached(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, "    not_enrolled: allow   #", "    not_enrolled: deny   #", 1)
+	}})
+	g := startLifecycleGateway(t, e)
+	phone := newPhone(t, g.gateway)
+	g.admin(t, "user", "bind", keyOf(alice), phone.CredentialID())
+	br := approvedLogin(t, g.gateway, alice, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	e.resetOps(t)
+	typo := url.Values{"contract_no": {"1001"}, "user_id": {"alicee"}, "password": {alice.Password}}.Encode()
+	if resp, _, err := br.post(ctx, g.URL+"/login", typo); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a login of an unknown user under deny: %v %v", err, resp)
+	}
+	if ops := e.ops(t); len(ops) != 0 {
+		t.Fatalf("the refused login reached the bank: %+v", ops)
+	}
+	res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	ch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	if err != nil {
+		r := <-res
+		t.Fatalf("alice's own transfer on her own session (still hers at the bank) after a refused login that never reached the bank: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
+	}
+	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve: %d", st)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
+	}
+}
