@@ -372,3 +372,43 @@ func TestReview_RefusedLoginForgetsTheSessionItNeverReached(t *testing.T) {
 		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
 	}
 }
+
+// TestReview_ApprovedDeepLinkLoginCannotTransfer: since the merge, a
+// login's session is learned only when the bank's answer meets the rule's
+// success condition (learningWriter.learn), also for a login the phone has
+// just approved. A customer who logs in from a deep link (the bank's
+// login form carries next=, here bank.Config.LoginFollowsNext), approves
+// on her phone and is logged in at the bank, but the gateway learned
+// nothing: every transfer she then makes is refused as "no learned
+// session" until she logs in again without the link. Before the merge a
+// session the bank set was learned whatever the answer looked like.
+func TestReview_ApprovedDeepLinkLoginCannotTransfer(t *testing.T) {
+	e := newEnv(t, envOptions{bank: func(c *bank.Config) { c.LoginFollowsNext = true }})
+	g, phone := e.gatewayWithAlice("")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	br := newBrowser()
+	res := br.postAsync(ctx, g.URL+"/login", loginBody(alice)+"&next=%2Ftransfer")
+	ch := waitChallenge(t, phone)
+	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve: %d", st)
+	}
+	r := <-res
+	if r.err != nil || r.resp.StatusCode != http.StatusSeeOther || br.cookieOf(g, "/", bank.SessionCookieName) == "" {
+		t.Fatalf("approved login: %v %v", r.err, r.resp)
+	}
+	tres := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	tch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	if err != nil {
+		tr := <-tres
+		t.Fatalf("alice approved her login (deep link to %s) and the bank logged her in, but her transfer was answered %v without asking her phone", r.resp.Header.Get("Location"), tr.resp.Status)
+	}
+	if st, _ := phone.Decide(ctx, tch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve transfer: %d", st)
+	}
+	if tr := <-tres; tr.err != nil || tr.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer: %v %v", tr.err, tr.resp)
+	}
+}
