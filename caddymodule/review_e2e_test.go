@@ -412,3 +412,62 @@ func TestReview_ApprovedDeepLinkLoginCannotTransfer(t *testing.T) {
 		t.Fatalf("approved transfer: %v %v", tr.err, tr.resp)
 	}
 }
+
+// TestReview_SuspiciousContinueFloodsTheAuditTrail: issue 13 aggregated the
+// audit events of refused enrolments so that a flood cannot flush the
+// trail, but the refusal #12 added to the waiting page (continue asked
+// with another bank session) writes one request.suspicious event per post,
+// without limit, for as long as the challenge is kept (timeout + 10 min).
+// Anyone who knows alice's contract number and user ID starts an
+// interstitial login for her (one push she ignores), keeps the waiting
+// page's cookie and posts continue with made-up session cookies: the
+// trail (audit_max_events, shared by every user; on Redis a stream
+// trimmed by length) loses everything older, alice's binding included.
+func TestReview_SuspiciousContinueFloodsTheAuditTrail(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n", 1)
+	}})
+	g := startBindingGateway(t, e, bindingOptions{global: "\t\taudit_max_events 60"})
+	aliceKey := keyOf(alice)
+	enroll(t, g.gateway, alice, newPhone(t, g.gateway))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	atk := newBrowser()
+	resp, _, err := atk.post(ctx, g.URL+"/login", url.Values{"contract_no": {alice.ContractNo}, "user_id": {alice.UserID}, "password": {"not-hers"}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("interstitial login: %v %v", err, resp)
+	}
+	wait := atk.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+	id, _, _ := strings.Cut(wait, ".")
+	if id == "" {
+		t.Fatal("no waiting-page cookie")
+	}
+	const posts = 200
+	refused := 0
+	for i := range posts {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+		req.Header.Set("Cookie", fmt.Sprintf("onepush_wait=%s; %s=made-up-%d", wait, bank.SessionCookieName, i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			refused++
+		}
+	}
+	suspicious, bound := 0, false
+	for _, ev := range g.audit(t, aliceKey, "") {
+		switch {
+		case ev["type"] == "request.suspicious":
+			suspicious++
+		case ev["type"] == "enrolment" && ev["outcome"] == "bound":
+			bound = true
+		}
+	}
+	t.Logf("%d continue posts with made-up sessions: %d refused, %d request.suspicious events kept", posts, refused, suspicious)
+	if !bound {
+		t.Errorf("%d posts from one browser flushed alice's audit trail: her binding is gone, %d request.suspicious events remain", posts, suspicious)
+	}
+}
