@@ -61,44 +61,70 @@ func postUntilDecided(t *testing.T, ctx context.Context, phone *device.Phone, ta
 // bank refuses it and leaves the session logged in as alice, but the
 // gateway now maps it to mallory. A transfer on it is attributed to
 // mallory (no phone, not_enrolled: allow) and the bank executes it on
-// alice's account without her phone ringing.
+// alice's account without her phone ringing. With not_enrolled: deny on
+// every rule the attacker names instead any user within a deregistration
+// grace (every lost phone gives one): the same transfer goes through on
+// that user's password-only grace.
 func TestReview_FailedLoginOnStolenSessionReattributesIt(t *testing.T) {
-	e := newEnv(t, envOptions{edit: noSuccessPolicy})
-	g := startLifecycleGateway(t, e)
-	phone := newPhone(t, g.gateway)
-	g.admin(t, "user", "bind", keyOf(alice), phone.CredentialID())
-	victim := approvedLogin(t, g.gateway, alice, phone)
-	stolen := victim.cookieOf(g.gateway, "/", bank.SessionCookieName)
-	if stolen == "" {
-		t.Fatal("alice's login set no bank session")
+	denyAll := func(s string) string {
+		return strings.ReplaceAll(noSuccessPolicy(s), "    not_enrolled: allow", "    not_enrolled: deny")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		// named is the user the attacker's login names; grace makes it a
+		// user whose lost phone the bank deregistered with a grace period.
+		named bank.User
+		grace bool
+	}{
+		{"a user nobody enrolled, transfers allowed without a phone", noSuccessPolicy,
+			bank.User{ContractNo: "1001", UserID: "mallory"}, false},
+		{"not_enrolled: deny everywhere, a user within a deregistration grace", denyAll, bob, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{edit: tc.edit})
+			g := startLifecycleGateway(t, e)
+			phone := newPhone(t, g.gateway)
+			g.admin(t, "user", "bind", keyOf(alice), phone.CredentialID())
+			if tc.grace {
+				lost := newPhone(t, g.gateway)
+				g.admin(t, "user", "bind", keyOf(tc.named), lost.CredentialID())
+				g.admin(t, "user", "deregister", keyOf(tc.named), "--grace", "72h")
+			}
+			victim := approvedLogin(t, g.gateway, alice, phone)
+			stolen := victim.cookieOf(g.gateway, "/", bank.SessionCookieName)
+			if stolen == "" {
+				t.Fatal("alice's login set no bank session")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
 
-	// Control: the stolen session alone rings alice's phone (denied).
-	e.resetOps(t)
-	r := postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if n := len(opsOf(e.ops(t), bank.OpTransfer)); n != 0 {
-		t.Fatalf("control: the bank executed %d transfers on the stolen session before the attack", n)
-	}
+			// Control: the stolen session alone rings alice's phone (denied).
+			e.resetOps(t)
+			r := postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if n := len(opsOf(e.ops(t), bank.OpTransfer)); n != 0 {
+				t.Fatalf("control: the bank executed %d transfers on the stolen session before the attack", n)
+			}
 
-	// The attack: a failed login naming someone else, on the stolen session.
-	e.resetOps(t)
-	wrong := url.Values{"contract_no": {"1001"}, "user_id": {"mallory"}, "password": {"anything"}}.Encode()
-	resp, page, err := postWith(ctx, g.URL+"/login", wrong, sessionCookie(stolen))
-	if err != nil || !strings.Contains(page, "Login failed") {
-		t.Fatalf("mallory's login: %v %v %.200q", err, resp, page)
-	}
-	r = postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	for _, op := range opsOf(e.ops(t), bank.OpTransfer) {
-		t.Errorf("the bank executed a transfer on %s/%s's account (%s yen to %s) that %s never approved: answer %d",
-			op.ContractNo, op.UserID, op.Amount, op.PayeeAccount, op.UserID, r.resp.StatusCode)
+			// The attack: a failed login naming someone else, on the stolen session.
+			e.resetOps(t)
+			wrong := url.Values{"contract_no": {tc.named.ContractNo}, "user_id": {tc.named.UserID}, "password": {"anything"}}.Encode()
+			resp, page, err := postWith(ctx, g.URL+"/login", wrong, sessionCookie(stolen))
+			if err != nil || !strings.Contains(page, "Login failed") {
+				t.Fatalf("the attacker's login: %v %v %.200q", err, resp, page)
+			}
+			r = postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			for _, op := range opsOf(e.ops(t), bank.OpTransfer) {
+				t.Errorf("the bank executed a transfer on %s/%s's account (%s yen to %s) that %s never approved: answer %d",
+					op.ContractNo, op.UserID, op.Amount, op.PayeeAccount, op.UserID, r.resp.StatusCode)
+			}
+		})
 	}
 }
 
