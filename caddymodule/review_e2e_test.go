@@ -497,3 +497,48 @@ func TestReview_SuspiciousContinueFloodsTheAuditTrail(t *testing.T) {
 		t.Errorf("%d posts from one browser flushed alice's audit trail: her binding is gone, %d request.suspicious events remain", posts, suspicious)
 	}
 }
+
+// TestReview_ContinueWithTwoSessionCookiesIsRefused (passes; coverage the
+// suite lacked): the replay rebuilds its Cookie header from what Go parsed
+// of the continue request, so a continue carrying the stored request's
+// own session and a stolen one (either order; cookie tossing from a
+// sibling domain) must be refused, not replayed with both for the bank to
+// pick one.
+func TestReview_ContinueWithTwoSessionCookiesIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialTransferPolicy})
+	g := startLifecycleGateway(t, e)
+	victimPhone, attackerPhone := newPhone(t, g.gateway), newPhone(t, g.gateway)
+	g.admin(t, "user", "bind", keyOf(alice), victimPhone.CredentialID())
+	g.admin(t, "user", "bind", keyOf(bob), attackerPhone.CredentialID())
+	stolen := approvedLogin(t, g.gateway, alice, victimPhone).cookieOf(g.gateway, "/", bank.SessionCookieName)
+	attacker := approvedLogin(t, g.gateway, bob, attackerPhone)
+	own := attacker.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, order := range [][2]string{{own, stolen}, {stolen, own}} {
+		e.resetOps(t)
+		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("interstitial transfer: %v %v %.200q", err, resp, page)
+		}
+		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+		id, _, _ := strings.Cut(wait, ".")
+		ch := waitChallenge(t, attackerPhone)
+		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+			t.Fatalf("approve: %d", st)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+		req.Header.Set("Cookie", fmt.Sprintf("onepush_wait=%s; %s=%s; %s=%s", wait, bank.SessionCookieName, order[0], bank.SessionCookieName, order[1]))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("continue with two session cookies: %d, want 403", resp.StatusCode)
+		}
+		if ops := e.ops(t); len(ops) != 0 {
+			t.Errorf("the bank executed %+v", ops)
+		}
+	}
+}
