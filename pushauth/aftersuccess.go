@@ -25,6 +25,9 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 	if m == nil {
 		m = &loginMark{user: user.Key}
 	}
+	if !g.beginLogin(w, r, rule) {
+		return nil
+	}
 	unlock, ok := sessionLocks.lock(ctx, m.session)
 	if !ok {
 		return nil
@@ -66,7 +69,11 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 			g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
 			return nil
 		}
-		g.completeLogin(context.WithoutCancel(ctx), m, rec.header)
+		learned := setCookieValue(rec.header, g.Policy.Session.Cookie)
+		if learned == "" {
+			learned = m.session
+		}
+		g.completeLogin(context.WithoutCancel(ctx), m, learned)
 		rec.writeTo(w)
 		return nil
 	}

@@ -120,15 +120,14 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.unavailable(w, r, rule, err)
 	}
 	if rule.Kind == policy.KindLogin && ex.SessionID != "" {
-		// From here the session this login was started in means nothing
-		// until the login completes. (A login without a session cookie has
-		// nothing to forget: it learns the session the bank sets.)
+		// The login in flight on the session it was started in. Its mark is
+		// written only once the login will reach the bank (beginLogin): a
+		// login refused before then leaves the session meaning what it
+		// meant. (A login without a session cookie has nothing to forget:
+		// it learns the session the bank sets.)
 		m := &loginMark{session: ex.SessionID, user: user.Key}
 		if m.nonce, err = randomID(); err != nil {
 			return err
-		}
-		if err := g.markLogin(ctx, rule, m); err != nil {
-			return g.unavailable(w, r, rule, err)
 		}
 		r = r.WithContext(withLoginMark(ctx, m))
 		ctx = r.Context()
@@ -136,6 +135,9 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if rule.DryRun {
 		// A rule being rolled out: record what it would have done, change nothing.
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
+		if !g.beginLogin(w, r, rule) {
+			return nil
+		}
 		return g.forward(w, r, next, body, rule, user.Key, nil)
 	}
 	// The user's state decides before anything is forwarded, whatever the
@@ -150,13 +152,18 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.startInterstitial(w, r, rule, user, ex, body)
 	}
 
+	if !g.beginLogin(w, r, rule) {
+		return nil
+	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
 	if err != nil {
+		g.abandonLogin(ctx, loginMarkOf(ctx))
 		return g.startFailed(w, r, rule, user, err)
 	}
 	if c.Status == StatusApproved && ctx.Err() == nil {
 		return g.forward(w, r, next, body, rule, user.Key, c)
 	}
+	g.abandonLogin(ctx, loginMarkOf(ctx))
 	g.renderClosed(w, r, c)
 	return nil
 }
@@ -291,6 +298,7 @@ func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, r
 	}
 	unlock, ok := sessionLocks.lock(r.Context(), m.session)
 	if !ok {
+		g.abandonLogin(r.Context(), m)
 		return nil // the client left while another request on its session went on
 	}
 	defer unlock()
@@ -382,10 +390,13 @@ func (lw *learningWriter) Unwrap() http.ResponseWriter { return lw.ResponseWrite
 // must not make a wrong password look like a session.
 func (lw *learningWriter) learn(status int) {
 	m := lw.mark
-	if lw.rule.Success != nil && !lw.rule.Success.Matches(status, lw.Header()) {
-		m = &loginMark{session: m.session, nonce: m.nonce} // clear the mark, learn nothing
+	learned := ""
+	if lw.rule.Success == nil || lw.rule.Success.Matches(status, lw.Header()) {
+		if learned = setCookieValue(lw.Header(), lw.g.Policy.Session.Cookie); learned == "" {
+			learned = m.session
+		}
 	}
-	lw.g.completeLogin(lw.ctx, m, lw.Header())
+	lw.g.completeLogin(lw.ctx, m, learned)
 }
 
 func (g *Gate) clientIP(r *http.Request) string {

@@ -76,10 +76,10 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
-	if m := loginMarkOf(r.Context()); m != nil && m.marked {
-		// The replay completes this login in a later request: name the mark
-		// by the challenge, which that request knows.
-		if err := g.writeMark(r.Context(), rule, &loginMark{session: m.session, nonce: c.ID, user: user.Key}); err != nil {
+	if m := loginMarkOf(r.Context()); m != nil {
+		// The login will reach the bank when it is replayed, in a later
+		// request: name its mark by the challenge, which that request knows.
+		if err := g.markLogin(r.Context(), rule, waitLoginMark(m.session, c)); err != nil {
 			_, _ = g.Engine.finish(context.WithoutCancel(r.Context()), c.ID, StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}
@@ -90,6 +90,13 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	})
 	g.renderWait(w, r, http.StatusOK, c, "", "")
 	return nil
+}
+
+// waitLoginMark is the mark of the login stored in challenge c, started on
+// session: named by the challenge, which every later request of the
+// waiting page knows. abandonLogin clears it only where it is still c's.
+func waitLoginMark(session string, c *Challenge) *loginMark {
+	return &loginMark{session: session, nonce: c.ID, user: c.UserKey}
 }
 
 // startFailed answers a challenge that could not be created.
@@ -163,6 +170,10 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 			// nothing is replayed; burn the replay so it never will be.
 			_, _ = g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.cfg.Retain))
 		}
+		// A login cancelled before its replay never reaches the bank.
+		if session, ok := g.requestSession(r); ok {
+			g.abandonLogin(r.Context(), waitLoginMark(session, c))
+		}
 		clearWaitCookie(w, g.WaitPath)
 		c.Status = StatusCancelled
 		g.renderWait(w, r, http.StatusOK, c, "", "")
@@ -219,6 +230,9 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	if cur == nil || cur.Status != StatusApproved {
 		if cur != nil && cur.Status.Final() {
+			// Denied, expired, cancelled or superseded: a login it was
+			// will never reach the bank.
+			g.abandonLogin(r.Context(), waitLoginMark(session, cur))
 			clearWaitCookie(w, g.WaitPath)
 		}
 		g.renderWait(w, r, http.StatusConflict, cur, "", "")
@@ -263,7 +277,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	if rule != nil && rule.Kind == policy.KindLogin {
 		// The login completes in this request, on the session it was
 		// started in (checked above).
-		req = req.WithContext(withLoginMark(req.Context(), &loginMark{session: session, nonce: cur.ID, user: cur.UserKey}))
+		req = req.WithContext(withLoginMark(req.Context(), waitLoginMark(session, cur)))
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
