@@ -69,11 +69,7 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 			g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
 			return nil
 		}
-		learned := setCookieValue(rec.header, g.Policy.Session.Cookie)
-		if learned == "" {
-			learned = m.session
-		}
-		g.completeLogin(context.WithoutCancel(ctx), m, learned)
+		g.completeLogin(context.WithoutCancel(ctx), m, g.learnedSession(rule, m, rec.status, rec.header, true, true))
 		rec.writeTo(w)
 		return nil
 	}
