@@ -65,6 +65,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("onepush: %w", err)
 	}
+	for _, w := range pol.Warnings() {
+		ctx.Slogger().Warn("onepush policy: "+w.Message, "file", h.Policy, "line", w.Line, "field", w.Field)
+	}
 	app, err := loadApp(ctx, "onepush")
 	if err != nil {
 		return err
