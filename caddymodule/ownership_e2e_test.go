@@ -253,14 +253,22 @@ func keptSessionAfterSuccessPolicy(s string) string { return keptSessionPolicy(a
 // session is refused (before, the gateway still took the session for bob's
 // and let the transfer through without a push); after it, her transfer
 // rings her phone and executes only once she approves. Nothing on the
-// session is attributed to bob after her login started.
+// session is attributed to bob after her login started. Under after_success
+// the login reaches the bank without the session (the bank checks the
+// password before the phone approves), so the bank opens a new session for
+// alice and the one the browser had stays bob's at the bank, but no longer
+// counts at the gateway.
 func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		edit func(string) string
+		// fresh: the login reaches the bank without the session cookie
+		// (after_success checks the password before the phone approves),
+		// so even this bank opens a new session for it.
+		fresh bool
 	}{
-		{"login held for the phone", keptSessionPolicy},
-		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy},
+		{"login held for the phone", keptSessionPolicy, false},
+		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy, true},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{edit: mode.edit, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
@@ -306,11 +314,23 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 			if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
 				t.Fatalf("alice's approved login: %v %v", r.err, r.resp)
 			}
-			if got := br.cookieOf(g, "/", bank.SessionCookieName); got != session {
+			switch got := br.cookieOf(g, "/", bank.SessionCookieName); {
+			case !mode.fresh && got != session:
 				t.Fatalf("the bank changed the session ID (%q -> %q): this test needs one that keeps it", session, got)
+			case mode.fresh && (got == session || got == ""):
+				t.Fatalf("after_success: the approved login handed over %q, want a session the bank opened for it (not %q)", got, session)
+			case mode.fresh:
+				// The session the browser had was never sent with her
+				// login: still bob's at the bank, and nobody's at the gateway.
+				if acct := accountOf(t, ctx, g, session); !strings.Contains(acct, `"user_id": "bob"`) {
+					t.Fatalf("bob's session after alice's after_success login on it: %.200q", acct)
+				}
+				if resp, _, err := postWith(ctx, g.URL+"/transfer", transferForm("1112223", "100", bob.TxnPassword), sessionCookie(session)); err != nil || resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("a transfer on the session alice's login was started in: %v %v, want 403", err, resp)
+				}
 			}
 
-			// Her transfer on the kept session rings her phone and waits.
+			// Her transfer on the session she now holds rings her phone and waits.
 			e.resetOps(t)
 			res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
 			tch := waitChallenge(t, phone)
@@ -338,8 +358,10 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 // successful login sometimes looks different from the policy's success
 // (here a next= redirect). Such an answer reaches the browser without the
 // bank's session, and the session is logged out at the bank — for a bank
-// that sets a new session and for one that upgrades the session the
-// browser already had. The phone never rings for it.
+// that sets a new session and for one that keeps its session ID (the
+// login reaches it without the session the browser had, so it opens a new
+// one, and the browser's own stays as it was). The phone never rings for
+// it.
 func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -378,20 +400,25 @@ func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 					t.Fatalf("the browser got a bank session from an unrecognised success: %v", c)
 				}
 			}
-			// Whatever session the browser holds is dead at the bank.
-			if resp, page, err := br.get(ctx, g.URL+"/account"); err != nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("the browser's session after an unrecognised success: %v %v %.200q, want 401", err, resp, page)
+			// The browser holds no session of alice's: none at all when it
+			// had none; when it had one, that session was never sent with
+			// her login and is still bob's.
+			resp, page, err := br.get(ctx, g.URL+"/account")
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case !tt.keepID && resp.StatusCode != http.StatusUnauthorized:
+				t.Fatalf("the browser's session after an unrecognised success: %v %.200q, want 401", resp, page)
+			case tt.keepID && (resp.StatusCode != http.StatusOK || !strings.Contains(page, `"user_id": "bob"`)):
+				t.Fatalf("the browser's own session after an unrecognised success: %v %.200q, want bob's, untouched", resp, page)
 			}
 			ops := e.ops(t)
 			if len(opsOf(ops, bank.OpLogin)) != 1 || len(opsOf(ops, bank.OpLogout)) != 1 || opsOf(ops, bank.OpLogout)[0].UserID != alice.UserID {
 				t.Fatalf("bank ops = %+v, want alice's login and the gateway's logout of it", ops)
 			}
-			want := before
-			if tt.keepID {
-				want-- // bob's session was given to alice, then logged out
-			}
-			if n := e.bank.SessionCount(); n != want {
-				t.Fatalf("bank has %d live sessions, want %d", n, want)
+			// The session the bank opened for alice was logged out.
+			if n := e.bank.SessionCount(); n != before {
+				t.Fatalf("bank has %d live sessions, want %d", n, before)
 			}
 			if p, _ := phone.Pending(ctx); len(p) != 0 {
 				t.Fatalf("the phone rang for an unrecognised answer: %+v", p)

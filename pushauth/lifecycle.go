@@ -475,30 +475,37 @@ const enrolTicketTTL = 15 * time.Minute
 func enrolTicketHash(tok string) string { return SessionHash("enrol-ticket\x00" + tok) }
 
 // refuseLogin answers a login of a user a not_enrolled: enrol rule
-// refuses for want of a phone: the bank checks the password first. When
-// its answer meets the rule's success condition, its session is logged out
-// and never reaches the browser, which gets an enrolment ticket and the
-// form instead; any other answer is the bank's own (a wrong password).
+// refuses for want of a phone: the bank checks the password first, on a
+// session of its own (the request's session cookie is not forwarded, see
+// withoutSession, so a bank that keeps its ID does not hand the refused
+// user the session the request carries). When its answer meets the rule's
+// success condition, its session is logged out and never reaches the
+// browser, which gets an enrolment ticket and the form instead. Any other
+// answer — a wrong password, or a success the policy does not recognise (a
+// next= redirect) — is the bank's own page, with its session logged out
+// and every cookie it sets stripped.
 func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, body []byte) error {
 	if g.EnrollPath == "" || rule.Success == nil {
 		g.refuse(w, r, rule, u, a, "")
 		return nil
 	}
+	fr := g.withoutSession(r)
 	rec := &responseBuffer{header: http.Header{}}
-	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
+	if err := g.forward(rec, fr, next, body, nil, "", nil); err != nil {
 		return err
 	}
 	if rec.overflow {
 		g.Log.Error("login response too large to check; refused", "rule", rule.Name, "user", u.Key)
-		g.bankLogout(r, next, rule, rec.header)
+		g.bankLogout(fr, next, rule, rec.header)
 		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
+		g.dropBankSession(fr, next, rule, rec.header)
 		rec.writeTo(w)
 		return nil
 	}
-	return g.refuseAccepted(w, r, next, rule, u, a, rec.header)
+	return g.refuseAccepted(w, fr, next, rule, u, a, rec.header)
 }
 
 // refuseAccepted refuses a login the bank has accepted (its response

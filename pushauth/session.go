@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -236,33 +235,34 @@ func setCookieValue(h http.Header, name string) string {
 	return v
 }
 
-// stripSetCookies removes from h every Set-Cookie of the named cookies, so
-// a bank session the gateway refuses never reaches the browser.
-func stripSetCookies(h http.Header, names ...string) {
-	lines := h.Values("Set-Cookie")
-	if len(lines) == 0 {
-		return
+// withoutSession returns a copy of r whose Cookie header no longer
+// carries the bank's session cookie (its name compared without case, as a
+// lenient server might), for a login the bank checks before the gateway
+// has decided (after_success, not_enrolled: enrol): the bank opens a new
+// session, which the gateway holds or logs out, instead of upgrading the
+// one the request carries. Other cookies are kept as sent.
+func (g *Gate) withoutSession(r *http.Request) *http.Request {
+	fr := r.Clone(r.Context())
+	name := g.Policy.Session.Cookie
+	if name == "" {
+		return fr
 	}
-	keep := lines[:0:0]
-	for _, line := range lines {
-		ck, err := http.ParseSetCookie(line)
-		if err == nil && slices.Contains(names, ck.Name) {
-			continue
-		}
-		if err != nil {
-			// An unparsable line might still set the session for a lenient
-			// browser: drop it if it names the cookie at all.
-			name, _, _ := strings.Cut(strings.TrimSpace(line), "=")
-			if slices.Contains(names, strings.TrimSpace(name)) {
+	var keep []string
+	for _, line := range fr.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			n, _, _ := strings.Cut(part, "=")
+			if part == "" || strings.EqualFold(strings.TrimSpace(n), name) {
 				continue
 			}
+			keep = append(keep, part)
 		}
-		keep = append(keep, line)
 	}
-	h.Del("Set-Cookie")
-	for _, line := range keep {
-		h.Add("Set-Cookie", line)
+	fr.Header.Del("Cookie")
+	if len(keep) > 0 {
+		fr.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
+	return fr
 }
 
 // requestSession returns the request's bank session cookie, and false when
