@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onepush/onepush/policy"
 )
 
 func TestAddressKeyCountsIPv6By64(t *testing.T) {
@@ -204,5 +206,56 @@ func TestPlausibleCredID(t *testing.T) {
 		if got := plausibleCredID(id); got != want {
 			t.Errorf("plausibleCredID(%q) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// TestActivationCodeValidityAcrossSites: one engine serves every site of a
+// Caddy. An activation code the admin API issues is valid for the longest
+// validity of its kind that a loaded policy allows; a site whose policy
+// allows less refuses it once it is older than that there; a policy
+// unloaded no longer counts.
+func TestActivationCodeValidityAcrossSites(t *testing.T) {
+	now := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	store := NewMemoryStore(clock)
+	defer store.Close()
+	e, err := NewEngine(Config{Store: store, Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	short, long := policy.DefaultEnrolment(), policy.DefaultEnrolment()
+	short.RecoveryCodeValidity, long.RecoveryCodeValidity = 72*time.Hour, 336*time.Hour
+	short.BindingCodeValidity = 5 * time.Minute
+	dropShort := e.AddEnrolment(short)
+	dropLong := e.AddEnrolment(long)
+	ctx := context.Background()
+
+	code, c, err := e.IssueActivationCode(ctx, "1001/alice", ActivationRecovery, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(336 * time.Hour); !c.ExpiresAt.Equal(want) {
+		t.Fatalf("recovery code valid until %s, want %s (the longest loaded policy)", c.ExpiresAt, want)
+	}
+	now = now.Add(100 * time.Hour)
+	if _, err := e.checkActivationCode(ctx, "1001/alice", code, short); !errors.Is(err, ErrBadActivationCode) {
+		t.Fatalf("a 100 h old recovery code on the 72 h site: %v, want refused", err)
+	}
+	if _, err := e.checkActivationCode(ctx, "1001/alice", code, long); err != nil {
+		t.Fatalf("a 100 h old recovery code on the 336 h site: %v", err)
+	}
+
+	// The long policy unloaded: codes now follow the short one.
+	dropLong()
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationRecovery, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(72*time.Hour)) {
+		t.Fatalf("recovery code after the long policy went: %v %+v", err, c)
+	}
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationBinding, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(5*time.Minute)) {
+		t.Fatalf("binding code: %v %+v", err, c)
+	}
+	dropShort()
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationRecovery, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(policy.DefaultRecoveryCodeValidity)) {
+		t.Fatalf("recovery code with no policy loaded: %v %+v", err, c)
 	}
 }

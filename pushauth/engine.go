@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/onepush/onepush/policy"
 	"unicode/utf8"
 )
 
@@ -88,7 +86,7 @@ type Engine struct {
 
 	// Binding a phone: its proofs, limits and announcements (enrol.go,
 	// notify.go).
-	enrolment   atomic.Pointer[policy.Enrolment]
+	enrolments  enrolmentSet // the loaded policies' sections, for activation codes
 	enrolLimit  *ipLimiter
 	enrolAudit  *auditAggregator
 	notifier    *notifier

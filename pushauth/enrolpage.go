@@ -101,7 +101,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
-	proof := g.Engine.proofFor(u)
+	proof := proofFor(u, g.Policy.Enrolment)
 	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -135,6 +135,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	cred, err := g.Engine.Enroll(ctx, EnrolAttempt{
 		User: v.user, CredentialID: r.PostForm.Get("credential_id"), Code: r.PostForm.Get("code"),
 		ActivationCode: r.PostForm.Get("activation_code"), PasswordProven: v.proven, ClientIP: g.clientIP(r),
+		Enrolment: g.Policy.Enrolment,
 	})
 	switch {
 	case err == nil:
@@ -246,7 +247,7 @@ func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next 
 		return nil
 	}
 	mark := rule.Kind == policy.KindLogin && rule.Success != nil &&
-		g.EnrollPath != "" && !u.HadPhone() && g.Engine.Enrolment().First == policy.ProofPassword
+		g.EnrollPath != "" && !u.HadPhone() && g.Policy.Enrolment.First == policy.ProofPassword
 	if !mark {
 		return g.forward(w, r, next, body, rule, u.Key, nil)
 	}

@@ -530,7 +530,7 @@ func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next,
 	}
 	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
-	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), g.Engine.proofFor(u)))
+	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), proofFor(u, g.Policy.Enrolment)))
 	return nil
 }
 
