@@ -2,12 +2,19 @@ package pushauth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pquerna/otp/totp"
 
 	"github.com/onepush/onepush/policy"
 )
@@ -257,5 +264,56 @@ func TestActivationCodeValidityAcrossSites(t *testing.T) {
 	dropShort()
 	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationRecovery, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(policy.DefaultRecoveryCodeValidity)) {
 		t.Fatalf("recovery code with no policy loaded: %v %+v", err, c)
+	}
+}
+
+// deregisterOnAnnounce is a store on which the user's phone is
+// deregistered (by the bank, on another instance) just after an enrolment
+// has read the user's record and while its binding is being announced.
+type deregisterOnAnnounce struct {
+	*MemoryStore
+	user string
+	cred string
+	once sync.Once
+}
+
+func (s *deregisterOnAnnounce) EnqueueNotification(ctx context.Context, n *Notification) error {
+	s.once.Do(func() {
+		_ = s.MemoryStore.PutUser(ctx, &User{Key: s.user, State: UserDeregistered, PreviousCredentialID: s.cred, Until: time.Now().Add(time.Hour)})
+	})
+	return s.MemoryStore.EnqueueNotification(ctx, n)
+}
+
+// TestEnrolDecidesTheProofOnTheRecordItChanges: a first phone is bound with
+// the password alone only if the user still never had one when the
+// binding is written; a phone deregistered meanwhile makes it a
+// replacement, which takes an activation code.
+func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
+	mem := NewMemoryStore(nil)
+	defer mem.Close()
+	store := &deregisterOnAnnounce{MemoryStore: mem, user: "1001/alice", cred: "OPOLDPHONE"}
+	e, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	ctx := context.Background()
+	cred, err := e.RegisterCredential(ctx, der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCode(cred.OTPSecret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Enroll(ctx, EnrolAttempt{User: "1001/alice", CredentialID: cred.ID, Code: code, PasswordProven: true,
+		ClientIP: "198.51.100.1", Enrolment: policy.DefaultEnrolment()})
+	if !errors.Is(err, ErrActivationRequired) {
+		t.Fatalf("enrolment on the password alone of a user whose phone was deregistered meanwhile: %v, want %v", err, ErrActivationRequired)
+	}
+	if u, _ := mem.GetUser(ctx, "1001/alice"); u == nil || u.CredentialID != "" {
+		t.Fatalf("alice after the refused enrolment: %+v", u)
 	}
 }

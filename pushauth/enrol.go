@@ -250,14 +250,36 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		}
 		via = code.Kind + "_code"
 	}
-	return e.bind(ctx, u.Key, cred, bound, via, a.ClientIP, "browser")
+	// The user's record may change between the read above and the binding
+	// (another phone bound, the phone deregistered): what binding takes is
+	// decided again under the user's lock, on the record being changed.
+	allowed := func(cur *User) error {
+		switch p := proofFor(cur, en); {
+		case p == policy.ProofSupport:
+			return ErrSupportOnly
+		case a.ActivationCode != "":
+			return nil
+		case p == policy.ProofActivationCode:
+			return ErrActivationRequired
+		}
+		return nil
+	}
+	bc, err := e.bind(ctx, u.Key, cred, a.ActivationCode != "", via, a.ClientIP, "browser", allowed)
+	switch {
+	case errors.Is(err, ErrSupportOnly):
+		return refuse(err, "support_only", true)
+	case errors.Is(err, ErrActivationRequired):
+		return refuse(err, "activation_code_required", true)
+	}
+	return bc, err
 }
 
 // bind binds cred to key, replacing a current phone only when replace
-// says the proof allows it, announces it (the announcement is queued
-// first: a binding the customer is not told about must not happen) and
-// tells the phone it replaces.
-func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string) (*Credential, error) {
+// says the proof allows it and allowed (when not nil) accepts the user's
+// record as it is under the user's lock, announces it (the announcement is
+// queued first: a binding the customer is not told about must not happen)
+// and tells the phone it replaces.
+func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string, allowed func(*User) error) (*Credential, error) {
 	cur, err := e.store.GetUser(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		e.storeError("get_user", err)
@@ -287,6 +309,11 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 		}
 	}
 	_, err = e.updateUser(ctx, key, func(u *User, _ bool) error {
+		if allowed != nil {
+			if err := allowed(u); err != nil {
+				return err
+			}
+		}
 		if err := bindable(u); err != nil && !(replace && errors.Is(err, ErrAlreadyBound)) {
 			return err // re-checked under the user's lock
 		}

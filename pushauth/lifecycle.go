@@ -335,7 +335,7 @@ func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, er
 		e.storeError("get_user", err)
 		return nil, err
 	}
-	if _, err := e.bind(ctx, key, cred, false, "support", "", actor); err != nil {
+	if _, err := e.bind(ctx, key, cred, false, "support", "", actor, nil); err != nil {
 		return nil, err
 	}
 	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
