@@ -605,3 +605,97 @@ func TestLockedUserUnderAfterSuccessForwardsNothing(t *testing.T) {
 		t.Fatalf("the bank executed %+v for a user whose grace is over", ops)
 	}
 }
+
+// postFormAs posts form to target as if a trusted proxy had forwarded it
+// for client, with the given cookies, and returns the status.
+func postFormAs(t *testing.T, ctx context.Context, client, target, form string, cookies ...*http.Cookie) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err := (&http.Client{Transport: forwardedFor{client}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRefusalFloodsKeepTheAuditTrail: every refused request used to write
+// one audit event, and the trail is shared and bounded (audit_max_events;
+// on Redis a stream trimmed by length): anyone could flush a customer's
+// binding out of it with refused posts. Refusals by the user's state
+// (here not_enrolled: deny) are aggregated by user and by address, so
+// neither random user names from one address nor one user named from many
+// addresses get through; refusals of transactions on a session whose
+// login is pending are aggregated likewise.
+func TestRefusalFloodsKeepTheAuditTrail(t *testing.T) {
+	const posts = 200
+	// setup runs a gateway whose trail keeps 60 events, with alice bound.
+	setup := func(t *testing.T) (*bindingGateway, *device.Phone) {
+		e := newEnv(t, envOptions{edit: func(s string) string {
+			return strings.Replace(s, "    not_enrolled: allow   #", "    not_enrolled: deny   #", 1)
+		}})
+		g := startBindingGateway(t, e, bindingOptions{global: "\t\taudit_max_events 60",
+			servers: "\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For"})
+		phone := newPhone(t, g.gateway)
+		if st, out := g.admin(t, http.MethodPost, "/user/bind", map[string]string{"key": keyOf(alice), "credential_id": phone.CredentialID()}); st != http.StatusOK {
+			t.Fatalf("bind: %d %v", st, out)
+		}
+		return g, phone
+	}
+	kept := func(t *testing.T, g *bindingGateway, what string) {
+		t.Helper()
+		bound := false
+		for _, ev := range g.audit(t, keyOf(alice), "") {
+			bound = bound || (ev["type"] == "enrolment" && ev["outcome"] == "bound")
+		}
+		refused := g.audit(t, "", "request.refused")
+		t.Logf("%s: %d request.refused events kept", what, len(refused))
+		if !bound {
+			t.Fatalf("%d %s flushed alice's binding out of the audit trail (%d request.refused events kept)", posts, what, len(refused))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	t.Run("logins naming made-up users from one address", func(t *testing.T) {
+		g, _ := setup(t)
+		for i := range posts {
+			form := url.Values{"contract_no": {"9999"}, "user_id": {fmt.Sprintf("nobody%d", i)}, "password": {"x"}}.Encode()
+			if st := postFormAs(t, ctx, "203.0.113.7", g.URL+"/login", form); st != http.StatusForbidden {
+				t.Fatalf("login of a made-up user under deny: %d", st)
+			}
+		}
+		kept(t, g, "refused logins of made-up users from one address")
+	})
+	t.Run("logins naming one user from many addresses", func(t *testing.T) {
+		g, _ := setup(t)
+		for i := range posts {
+			if st := postFormAs(t, ctx, fmt.Sprintf("198.51.%d.%d", i/250, i%250+1), g.URL+"/login", loginBody(bob)); st != http.StatusForbidden {
+				t.Fatalf("bob's login under deny: %d", st)
+			}
+		}
+		kept(t, g, "refused logins of bob from as many addresses")
+	})
+	t.Run("transfers on a session whose login is pending", func(t *testing.T) {
+		g, phone := setup(t)
+		br := approvedLogin(t, g.gateway, alice, phone)
+		session := br.cookieOf(g.gateway, "/", bank.SessionCookieName)
+		login := br.postAsync(ctx, g.URL+"/login", loginBody(alice))
+		ch := waitChallenge(t, phone)
+		for range posts {
+			if st := postFormAs(t, ctx, "203.0.113.8", g.URL+"/transfer", transferForm("6660001", "100", alice.TxnPassword), sessionCookie(session)); st != http.StatusForbidden {
+				t.Fatalf("transfer on a session whose login is pending: %d", st)
+			}
+		}
+		if st, _ := phone.Decide(ctx, ch, device.Deny, 0); st != http.StatusOK {
+			t.Fatalf("deny: %d", st)
+		}
+		<-login
+		kept(t, g, "refused transfers on a pending session")
+	})
+}

@@ -455,7 +455,8 @@ func TestReview_SuspiciousContinueFloodsTheAuditTrail(t *testing.T) {
 	}})
 	g := startBindingGateway(t, e, bindingOptions{global: "\t\taudit_max_events 60"})
 	aliceKey := keyOf(alice)
-	enroll(t, g.gateway, alice, newPhone(t, g.gateway))
+	phone := newPhone(t, g.gateway)
+	enroll(t, g.gateway, alice, phone)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -495,6 +496,24 @@ func TestReview_SuspiciousContinueFloodsTheAuditTrail(t *testing.T) {
 	t.Logf("%d continue posts with made-up sessions: %d refused, %d request.suspicious events kept", posts, refused, suspicious)
 	if !bound {
 		t.Errorf("%d posts from one browser flushed alice's audit trail: her binding is gone, %d request.suspicious events remain", posts, suspicious)
+	}
+	// A browser that keeps asking with other sessions is not working in
+	// the one the request belongs to: after a few, the stored request is
+	// burnt. Alice's phone no longer offers it, and continue in the session
+	// it was started in (none) forwards nothing.
+	if p, _ := phone.Pending(ctx); len(p) != 0 {
+		t.Errorf("after %d releases with other sessions alice's phone still offers the challenge: %+v", posts, p)
+	}
+	e.resetOps(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+	req.Header.Set("Cookie", "onepush_wait="+wait)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if ops := e.ops(t); len(ops) != 0 {
+		t.Errorf("the burnt request reached the bank: %+v", ops)
 	}
 }
 

@@ -89,6 +89,7 @@ type Engine struct {
 	enrolments  enrolmentSet // the loaded policies' sections, for activation codes
 	enrolLimit  *ipLimiter
 	enrolAudit  *auditAggregator
+	refusals    *auditAggregator // refused and suspicious requests, see refusalAudit
 	notifier    *notifier
 	repudiation string
 }

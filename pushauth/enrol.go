@@ -46,6 +46,7 @@ const (
 func (e *Engine) startBinding(cfg Config) error {
 	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
 	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
+	e.refusals = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.repudiation = DefaultRepudiation
 	if cfg.Notify == nil {
 		e.log.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
@@ -69,6 +70,9 @@ func (e *Engine) stopBinding() {
 	}
 	if e.enrolAudit != nil {
 		e.enrolAudit.close()
+	}
+	if e.refusals != nil {
+		e.refusals.close()
 	}
 }
 

@@ -349,9 +349,11 @@ func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *pol
 	if ex != nil {
 		host = ex.Host
 	}
-	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", g.clientIP(r))
-	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: g.clientIP(r),
-		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host})
+	ip := g.clientIP(r)
+	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", ip)
+	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: ip,
+		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host},
+		"session\x00"+outcome+"\x00"+userKey, "session\x00"+outcome+"\x00"+addressKey(ip))
 	g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
 }
 

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -217,11 +218,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	session, ok := g.requestSession(r)
 	if !ok || subtle.ConstantTimeCompare([]byte(sessionHashOf(session)), []byte(cur.SessionHash)) != 1 {
-		g.Log.Warn("release refused: another bank session", "challenge", cur.ID, "user", cur.UserKey, "rule", cur.Rule, "client_ip", g.clientIP(r))
-		g.Engine.audit(r.Context(), AuditEvent{Type: AuditSuspicious, User: cur.UserKey, Credential: cur.CredentialID, Challenge: cur.ID,
-			Rule: cur.Rule, ClientIP: g.clientIP(r), Outcome: "session_mismatch", Actor: "browser",
-			Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
-			Service: cur.Service, Host: cur.Host})
+		g.releaseMismatch(r, cur)
 		g.renderWait(w, r, http.StatusForbidden, cur, "", waitTexts[Lang(r)]["othersession"])
 		return nil
 	}
@@ -281,6 +278,54 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
+}
+
+// maxReleaseMismatches is how many releases of one stored request may be
+// asked with another bank session than it was started in before its
+// replay is burnt: the browser holding the waiting page is then plainly
+// not working in the session the request belongs to.
+const maxReleaseMismatches = 5
+
+// releaseMismatch records a release of c asked with another bank session.
+// It is audited through the refusal aggregator by challenge (each takes a
+// push from the user's budget to start), so posting continue with made-up
+// cookies cannot flush the audit trail; at maxReleaseMismatches the replay
+// is burnt and a pending challenge cancelled, so nothing of it can reach
+// the bank any more. (A login's pending mark on the session it was started
+// in then lapses with its TTL: the gateway keeps only that session's hash.)
+func (g *Gate) releaseMismatch(r *http.Request, c *Challenge) {
+	ctx := context.WithoutCancel(r.Context())
+	ip := g.clientIP(r)
+	g.Log.Warn("release refused: another bank session", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "client_ip", ip)
+	g.Engine.refusalAudit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+		Rule: c.Rule, ClientIP: ip, Outcome: "session_mismatch", Actor: "browser",
+		Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
+		Service: c.Service, Host: c.Host}, "mismatch\x00"+c.ID)
+	until := c.ExpiresAt.Add(g.Engine.cfg.Retain)
+	for i := range maxReleaseMismatches {
+		fresh, err := g.Engine.store.UseJTI(ctx, "release-mismatch/"+c.ID+"/"+strconv.Itoa(i), until)
+		if err != nil {
+			g.Engine.storeError("use_jti", err)
+			return
+		}
+		if fresh {
+			return
+		}
+	}
+	burnt, err := g.Engine.store.UseJTI(ctx, "replay/"+c.ID, until)
+	if err != nil {
+		g.Engine.storeError("use_jti", err)
+		return
+	}
+	if c.Status == StatusPending {
+		_, _ = g.Engine.finish(ctx, c.ID, StatusCancelled)
+	}
+	if burnt {
+		g.Log.Warn("stored request burnt after repeated releases with another bank session", "challenge", c.ID, "user", c.UserKey)
+		g.Engine.audit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+			Rule: c.Rule, ClientIP: ip, Outcome: "replay_burnt", Actor: "gateway", Service: c.Service, Host: c.Host,
+			Detail: fmt.Sprintf("%d releases asked with another bank session; the stored request will never be forwarded", maxReleaseMismatches)})
+	}
 }
 
 // waitOTP approves with the security code instead of the push; a wrong

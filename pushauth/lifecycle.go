@@ -536,9 +536,13 @@ func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next,
 
 // refuse renders the page for a refusing Access and audits it.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rule *policy.Rule, u *User, a Access, form template.HTML) {
+	ip := g.clientIP(r)
 	g.Log.Info("request refused: "+a.String(), "rule", rule.Name, "user", u.Key, "state", string(u.State))
-	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
-		ClientIP: g.clientIP(r), Outcome: a.String(), Actor: "gateway"})
+	// Anyone may post logins naming any user: aggregated by user and by
+	// address, so neither random names nor many addresses flood the trail.
+	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
+		ClientIP: ip, Outcome: a.String(), Actor: "gateway"},
+		"refused\x00"+a.String()+"\x00"+u.Key, "refused\x00"+a.String()+"\x00"+addressKey(ip))
 	g.Pages.Render(w, r, http.StatusForbidden, refusePage(a), "", form)
 }
 
