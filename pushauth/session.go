@@ -220,20 +220,8 @@ func (g *Gate) forgetSession(ctx context.Context, session string) {
 }
 
 // setCookieValue returns the value of cookie name set in h ("" when h sets
-// none, or only clears it).
-func setCookieValue(h http.Header, name string) string {
-	if name == "" {
-		return ""
-	}
-	v := ""
-	for _, line := range h.Values("Set-Cookie") {
-		ck, err := http.ParseSetCookie(line)
-		if err == nil && ck.Name == name && ck.Value != "" && ck.MaxAge >= 0 {
-			v = ck.Value
-		}
-	}
-	return v
-}
+// none, or clears it: see policy.SetCookieValue).
+func setCookieValue(h http.Header, name string) string { return policy.SetCookieValue(h, name) }
 
 // withoutSession returns a copy of r whose Cookie header no longer
 // carries the bank's session cookie (its name compared without case, as a

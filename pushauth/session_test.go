@@ -61,6 +61,23 @@ func TestWithoutSessionAndSetCookieValue(t *testing.T) {
 	if setCookieValue(http.Header{"Set-Cookie": {"S=v1", "T=x"}}, "S") != "v1" {
 		t.Error("set session not found")
 	}
+	// How many frameworks delete a cookie: a value and an Expires in the
+	// past. Such a value is nobody's session, never one to learn or to
+	// log out instead of the request's own.
+	for _, line := range []string{
+		"S=deleted; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Path=/",
+		"S=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT",
+	} {
+		if v := setCookieValue(http.Header{"Set-Cookie": {line}}, "S"); v != "" {
+			t.Errorf("%q counted as setting session %q", line, v)
+		}
+	}
+	if setCookieValue(http.Header{"Set-Cookie": {"S=v1", "S=deleted; Max-Age=0"}}, "S") != "" {
+		t.Error("a session set and then cleared in one answer counted as set")
+	}
+	if setCookieValue(http.Header{"Set-Cookie": {"S=v2; Expires=Fri, 01 Jan 2100 00:00:00 GMT"}}, "S") != "v2" {
+		t.Error("a session with an Expires in the future not found")
+	}
 }
 
 // TestSessionLocksSerialiseAndStayBounded: one holder per session at a
