@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 	"unicode"
@@ -126,8 +127,21 @@ func normalActivationCode(typed string) string {
 	return out.String()
 }
 
+// argonSlots bounds the Argon2id hashes computed at once to the cores Go
+// runs on: each holds 19 MiB and a core for tens of milliseconds, and
+// enrolment posts with an activation code (right, wrong, or for a user who
+// has none: the same work) arrive as fast as the rate limits let them
+// (500 a second per instance), so unbounded they could hold gigabytes at
+// once. A post waits for a slot instead.
+var argonSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// argonKey is the hash (a variable so a test can watch its concurrency).
+var argonKey = argon2.IDKey
+
 func activationHash(user, code string, salt []byte) []byte {
-	return argon2.IDKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
+	argonSlots <- struct{}{}
+	defer func() { <-argonSlots }()
+	return argonKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
 }
 
 // IssueActivationCode creates the user's activation code of kind

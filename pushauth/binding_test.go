@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -358,5 +359,32 @@ func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
 	}
 	if u, _ := mem.GetUser(ctx, "1001/alice"); u == nil || u.CredentialID != "" {
 		t.Fatalf("alice after the refused enrolment: %+v", u)
+	}
+}
+
+// TestActivationHashesAreBoundedByCores: however many enrolment posts with
+// an activation code arrive at once, at most GOMAXPROCS Argon2id hashes
+// (19 MiB each) are computed at a time.
+func TestActivationHashesAreBoundedByCores(t *testing.T) {
+	var mu sync.Mutex
+	running, peak := 0, 0
+	real := argonKey
+	defer func() { argonKey = real }()
+	argonKey = func(_, _ []byte, _, _ uint32, _ uint8, keyLen uint32) []byte {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		time.Sleep(20 * time.Millisecond)
+		return make([]byte, keyLen)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 * cap(argonSlots) {
+		wg.Go(func() { activationHash("1001/alice", fmt.Sprint(i), make([]byte, 16)) })
+	}
+	wg.Wait()
+	if peak > cap(argonSlots) || cap(argonSlots) != max(1, runtime.GOMAXPROCS(0)) {
+		t.Fatalf("%d hashes at once, want at most %d (GOMAXPROCS)", peak, runtime.GOMAXPROCS(0))
 	}
 }
