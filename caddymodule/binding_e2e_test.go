@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -604,4 +605,234 @@ func TestLockedUserUnderAfterSuccessForwardsNothing(t *testing.T) {
 	if ops := e.ops(t); len(ops) != 0 {
 		t.Fatalf("the bank executed %+v for a user whose grace is over", ops)
 	}
+}
+
+// postFormAs posts form to target as if a trusted proxy had forwarded it
+// for client, with the given cookies, and returns the status.
+func postFormAs(t *testing.T, ctx context.Context, client, target, form string, cookies ...*http.Cookie) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err := (&http.Client{Transport: forwardedFor{client}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRefusalFloodsKeepTheAuditTrail: every refused request used to write
+// one audit event, and the trail is shared and bounded (audit_max_events;
+// on Redis a stream trimmed by length): anyone could flush a customer's
+// binding out of it with refused posts. Refusals by the user's state
+// (here not_enrolled: deny) are aggregated by user and by address, so
+// neither random user names from one address nor one user named from many
+// addresses get through; refusals of transactions on a session whose
+// login is pending are aggregated likewise.
+func TestRefusalFloodsKeepTheAuditTrail(t *testing.T) {
+	const posts = 200
+	// setup runs a gateway whose trail keeps 60 events, with alice bound.
+	setup := func(t *testing.T) (*bindingGateway, *device.Phone) {
+		e := newEnv(t, envOptions{edit: func(s string) string {
+			return strings.Replace(s, "    not_enrolled: allow   #", "    not_enrolled: deny   #", 1)
+		}})
+		g := startBindingGateway(t, e, bindingOptions{global: "\t\taudit_max_events 60",
+			servers: "\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For"})
+		phone := newPhone(t, g.gateway)
+		if st, out := g.admin(t, http.MethodPost, "/user/bind", map[string]string{"key": keyOf(alice), "credential_id": phone.CredentialID()}); st != http.StatusOK {
+			t.Fatalf("bind: %d %v", st, out)
+		}
+		return g, phone
+	}
+	kept := func(t *testing.T, g *bindingGateway, what string) {
+		t.Helper()
+		bound := false
+		for _, ev := range g.audit(t, keyOf(alice), "") {
+			bound = bound || (ev["type"] == "enrolment" && ev["outcome"] == "bound")
+		}
+		refused := g.audit(t, "", "request.refused")
+		t.Logf("%s: %d request.refused events kept", what, len(refused))
+		if !bound {
+			t.Fatalf("%d %s flushed alice's binding out of the audit trail (%d request.refused events kept)", posts, what, len(refused))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	t.Run("logins naming made-up users from one address", func(t *testing.T) {
+		g, _ := setup(t)
+		for i := range posts {
+			form := url.Values{"contract_no": {"9999"}, "user_id": {fmt.Sprintf("nobody%d", i)}, "password": {"x"}}.Encode()
+			if st := postFormAs(t, ctx, "203.0.113.7", g.URL+"/login", form); st != http.StatusForbidden {
+				t.Fatalf("login of a made-up user under deny: %d", st)
+			}
+		}
+		kept(t, g, "refused logins of made-up users from one address")
+	})
+	t.Run("logins naming one user from many addresses", func(t *testing.T) {
+		g, _ := setup(t)
+		for i := range posts {
+			if st := postFormAs(t, ctx, fmt.Sprintf("198.51.%d.%d", i/250, i%250+1), g.URL+"/login", loginBody(bob)); st != http.StatusForbidden {
+				t.Fatalf("bob's login under deny: %d", st)
+			}
+		}
+		kept(t, g, "refused logins of bob from as many addresses")
+	})
+	t.Run("transfers on a session whose login is pending", func(t *testing.T) {
+		g, phone := setup(t)
+		br := approvedLogin(t, g.gateway, alice, phone)
+		session := br.cookieOf(g.gateway, "/", bank.SessionCookieName)
+		login := br.postAsync(ctx, g.URL+"/login", loginBody(alice))
+		ch := waitChallenge(t, phone)
+		for range posts {
+			if st := postFormAs(t, ctx, "203.0.113.8", g.URL+"/transfer", transferForm("6660001", "100", alice.TxnPassword), sessionCookie(session)); st != http.StatusForbidden {
+				t.Fatalf("transfer on a session whose login is pending: %d", st)
+			}
+		}
+		if st, _ := phone.Decide(ctx, ch, device.Deny, 0); st != http.StatusOK {
+			t.Fatalf("deny: %d", st)
+		}
+		<-login
+		kept(t, g, "refused transfers on a pending session")
+	})
+}
+
+// enrolPolicy puts the example login rule under not_enrolled: enrol (the
+// bank checks the password, the gateway logs its session out and offers
+// enrolment).
+func enrolPolicy(s string) string {
+	return strings.Replace(s, "    not_enrolled: allow   #", "    logout: {method: POST, path: /logout}\n    not_enrolled: enrol   #", 1)
+}
+
+// TestEnrolHandsNoUnrecognisedSession: under not_enrolled: enrol a user
+// without a phone is refused like deny, only the bank checks the password
+// first. A bank whose successful login follows next=
+// (bank.Config.LoginFollowsNext) answers 303 to /account instead of the
+// success condition's /dashboard; that answer used to reach the browser as
+// is, with a live bank session for bob, whom the policy refuses until he
+// enrols. Now such an answer has its session logged out at the bank and
+// every cookie stripped, as after_success does, and the login reaches the
+// bank without the browser's session cookie (withoutSession).
+func TestEnrolHandsNoUnrecognisedSession(t *testing.T) {
+	e := newEnv(t, envOptions{edit: enrolPolicy, bank: func(c *bank.Config) { c.LoginFollowsNext = true }})
+	g := e.startGateway("")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Control: the ordinary login is refused and the browser gets no session.
+	atk := newBrowser()
+	resp, page, err := atk.post(ctx, g.URL+"/login", loginBody(bob))
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob's login under enrol: %v %v %.200q", err, resp, page)
+	}
+	if s := atk.cookieOf(g, "/", bank.SessionCookieName); s != "" {
+		t.Fatalf("control: the refused login left a bank session %q", s)
+	}
+
+	// The attack: the same login with next=.
+	atk = newBrowser()
+	resp, page, err = atk.post(ctx, g.URL+"/login", loginBody(bob)+"&next=%2Faccount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := atk.cookieOf(g, "/", bank.SessionCookieName)
+	if s == "" {
+		return // nothing handed over
+	}
+	if acct := accountOf(t, ctx, g, s); strings.Contains(acct, `"user_id": "bob"`) {
+		t.Errorf("a login the policy refuses (not_enrolled: enrol, bob has no phone) answered %d %s and handed the browser a live bank session for bob: /account = %.200s",
+			resp.StatusCode, resp.Header.Get("Location"), acct)
+	}
+	_ = page
+}
+
+// TestEachSiteBindsByItsOwnEnrolmentPolicy: two sites on one Caddy share
+// one engine, each with its own policy: a strict one (first:
+// activation_code, say for corporate banking) beside a retail one (first:
+// password). The enrolment section used to be written into the engine by
+// each site's handler, the last provisioned winning for both: the strict
+// site bound a phone on the password alone, or the retail site refused
+// its customers' first phones. Now each gate passes its own policy's
+// section to Enroll; the strict site refuses bob's password-only binding
+// and the retail site binds carol's first phone.
+func TestEachSiteBindsByItsOwnEnrolmentPolicy(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	strict := strings.Replace(string(mustRead(t, e.policy)), "  first: password\n", "  first: activation_code\n", 1)
+	strictPath := e.policy + ".strict.yaml"
+	if err := os.WriteFile(strictPath, []byte(strict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	portS, portL, adminPort := freePort(t), freePort(t), freePort(t)
+	bankHost := strings.TrimPrefix(e.bankURL, "http://")
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+	onepush {
+		store embedded {
+			auto_init
+		}
+	}
+}
+
+:%d {
+	bind 127.0.0.1
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+
+:%d {
+	bind 127.0.0.1
+	onepush_device
+	onepush {
+		policy %s
+	}
+	reverse_proxy %s
+}
+`, adminPort, portS, strictPath, bankHost, portL, e.policy, bankHost)
+	gS, err := e.runCaddy(cfg, portS, adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gL := &gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", portL)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	bindWithPassword := func(g *gateway, u bank.User) (int, string) {
+		b := newBrowser()
+		resp, _, err := b.post(ctx, g.URL+"/login", loginBody(u))
+		if err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("password-only login of %s at %s: %v %v", u.UserID, g.URL, err, resp)
+		}
+		phone := newPhone(t, g)
+		st, page, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, page
+	}
+	// The strict site: bob's password alone must not bind a phone.
+	if st, page := bindWithPassword(gS, bob); st == http.StatusOK {
+		t.Errorf("strict site (first: activation_code): bob's phone was bound with the password alone: %d %.200q", st, page)
+	}
+	// The retail site: carol binds her first phone with her password, as its policy says.
+	if st, page := bindWithPassword(gL, carol); st != http.StatusOK {
+		t.Errorf("retail site (first: password): carol's first phone was refused: %d %.300q", st, page)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -297,6 +297,9 @@ func lintPolicy(c *cobra.Command, file string) error {
 		fmt.Fprintf(w, "  deregistration grace: %s\n", pol.DeregistrationGrace)
 	}
 	lintEnrolment(w, pol)
+	for _, wn := range pol.Warnings() {
+		fmt.Fprintf(w, "  warning: %s:%d: %s: %s\n", file, wn.Line, wn.Field, wn.Message)
+	}
 	return nil
 }
 

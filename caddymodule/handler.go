@@ -44,7 +44,8 @@ type Handler struct {
 	// Default "/".
 	BankHome string `json:"bank_home,omitempty"`
 
-	gate *pushauth.Gate
+	gate          *pushauth.Gate
+	dropEnrolment func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,13 +66,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("onepush: %w", err)
 	}
+	for _, w := range pol.Warnings() {
+		ctx.Slogger().Warn("onepush policy: "+w.Message, "file", h.Policy, "line", w.Line, "field", w.Field)
+	}
 	app, err := loadApp(ctx, "onepush")
 	if err != nil {
 		return err
 	}
 	// The policy's deregistration_grace, when set, wins over uninstall_grace.
 	app.Engine().SetDeregistrationGrace(pol.DeregistrationGrace)
-	app.Engine().SetEnrolment(pol.Enrolment)
+	// What binding a phone takes is this site's policy's (the gate passes
+	// it on); the engine only learns the longest activation code validity.
+	h.dropEnrolment = app.Engine().AddEnrolment(pol.Enrolment)
 	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
@@ -107,6 +113,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Cleanup forgets this handler's policy at the shared engine (a reload
+// or the site's removal).
+func (h *Handler) Cleanup() error {
+	if h.dropEnrolment != nil {
+		h.dropEnrolment()
+	}
+	return nil
+}
+
 // clientIP is Caddy's view of the client address, which honours the
 // server's trusted_proxies and nothing else.
 func clientIP(r *http.Request) string {
@@ -128,5 +143,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

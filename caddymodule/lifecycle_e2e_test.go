@@ -421,6 +421,11 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 	if out, code := cli(t, "policy", "lint", noSuccess); code != 0 || !strings.Contains(out, "warning: login (line "+lineOf(t, noSuccess, "- name: login")+") has no success condition") {
 		t.Fatalf("lint of a login rule without success: exit %d\n%s", code, out)
 	}
+	// Nor can the gateway learn the session such a login was posted on
+	// (a bank that keeps its session ID): lint names the line and field.
+	if out, code := cli(t, "policy", "lint", noSuccess); code != 0 || !strings.Contains(out, "warning: "+noSuccess+":"+lineOf(t, noSuccess, "- name: login")+": rules[0].success: login rule \"login\" has no success condition: the gateway learns only a session the bank newly sets") {
+		t.Fatalf("lint of a login rule without success, session learning: exit %d\n%s", code, out)
+	}
 
 	login := filepath.Join(dir, "login.http")
 	_ = os.WriteFile(login, []byte("POST /login HTTP/1.1\r\nHost: bank.example\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\ncontract_no=1001&user_id=alice&password=secret"), 0o600)

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -253,14 +254,22 @@ func keptSessionAfterSuccessPolicy(s string) string { return keptSessionPolicy(a
 // session is refused (before, the gateway still took the session for bob's
 // and let the transfer through without a push); after it, her transfer
 // rings her phone and executes only once she approves. Nothing on the
-// session is attributed to bob after her login started.
+// session is attributed to bob after her login started. Under after_success
+// the login reaches the bank without the session (the bank checks the
+// password before the phone approves), so the bank opens a new session for
+// alice and the one the browser had stays bob's at the bank, but no longer
+// counts at the gateway.
 func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		edit func(string) string
+		// fresh: the login reaches the bank without the session cookie
+		// (after_success checks the password before the phone approves),
+		// so even this bank opens a new session for it.
+		fresh bool
 	}{
-		{"login held for the phone", keptSessionPolicy},
-		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy},
+		{"login held for the phone", keptSessionPolicy, false},
+		{"login checked by the bank first (after_success)", keptSessionAfterSuccessPolicy, true},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{edit: mode.edit, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
@@ -306,11 +315,23 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 			if r.err != nil || r.resp.StatusCode != http.StatusSeeOther {
 				t.Fatalf("alice's approved login: %v %v", r.err, r.resp)
 			}
-			if got := br.cookieOf(g, "/", bank.SessionCookieName); got != session {
+			switch got := br.cookieOf(g, "/", bank.SessionCookieName); {
+			case !mode.fresh && got != session:
 				t.Fatalf("the bank changed the session ID (%q -> %q): this test needs one that keeps it", session, got)
+			case mode.fresh && (got == session || got == ""):
+				t.Fatalf("after_success: the approved login handed over %q, want a session the bank opened for it (not %q)", got, session)
+			case mode.fresh:
+				// The session the browser had was never sent with her
+				// login: still bob's at the bank, and nobody's at the gateway.
+				if acct := accountOf(t, ctx, g, session); !strings.Contains(acct, `"user_id": "bob"`) {
+					t.Fatalf("bob's session after alice's after_success login on it: %.200q", acct)
+				}
+				if resp, _, err := postWith(ctx, g.URL+"/transfer", transferForm("1112223", "100", bob.TxnPassword), sessionCookie(session)); err != nil || resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("a transfer on the session alice's login was started in: %v %v, want 403", err, resp)
+				}
 			}
 
-			// Her transfer on the kept session rings her phone and waits.
+			// Her transfer on the session she now holds rings her phone and waits.
 			e.resetOps(t)
 			res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
 			tch := waitChallenge(t, phone)
@@ -338,8 +359,10 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 // successful login sometimes looks different from the policy's success
 // (here a next= redirect). Such an answer reaches the browser without the
 // bank's session, and the session is logged out at the bank — for a bank
-// that sets a new session and for one that upgrades the session the
-// browser already had. The phone never rings for it.
+// that sets a new session and for one that keeps its session ID (the
+// login reaches it without the session the browser had, so it opens a new
+// one, and the browser's own stays as it was). The phone never rings for
+// it.
 func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -378,20 +401,25 @@ func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 					t.Fatalf("the browser got a bank session from an unrecognised success: %v", c)
 				}
 			}
-			// Whatever session the browser holds is dead at the bank.
-			if resp, page, err := br.get(ctx, g.URL+"/account"); err != nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("the browser's session after an unrecognised success: %v %v %.200q, want 401", err, resp, page)
+			// The browser holds no session of alice's: none at all when it
+			// had none; when it had one, that session was never sent with
+			// her login and is still bob's.
+			resp, page, err := br.get(ctx, g.URL+"/account")
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case !tt.keepID && resp.StatusCode != http.StatusUnauthorized:
+				t.Fatalf("the browser's session after an unrecognised success: %v %.200q, want 401", resp, page)
+			case tt.keepID && (resp.StatusCode != http.StatusOK || !strings.Contains(page, `"user_id": "bob"`)):
+				t.Fatalf("the browser's own session after an unrecognised success: %v %.200q, want bob's, untouched", resp, page)
 			}
 			ops := e.ops(t)
 			if len(opsOf(ops, bank.OpLogin)) != 1 || len(opsOf(ops, bank.OpLogout)) != 1 || opsOf(ops, bank.OpLogout)[0].UserID != alice.UserID {
 				t.Fatalf("bank ops = %+v, want alice's login and the gateway's logout of it", ops)
 			}
-			want := before
-			if tt.keepID {
-				want-- // bob's session was given to alice, then logged out
-			}
-			if n := e.bank.SessionCount(); n != want {
-				t.Fatalf("bank has %d live sessions, want %d", n, want)
+			// The session the bank opened for alice was logged out.
+			if n := e.bank.SessionCount(); n != before {
+				t.Fatalf("bank has %d live sessions, want %d", n, before)
 			}
 			if p, _ := phone.Pending(ctx); len(p) != 0 {
 				t.Fatalf("the phone rang for an unrecognised answer: %+v", p)
@@ -510,5 +538,412 @@ func TestMisspeltPlaceholderIsNamedByLint(t *testing.T) {
 	wantLog := e.policy + ":" + line + ": rules[1].transaction.amount: {form.ammount}"
 	if _, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{}), port, adminPort); err == nil || !strings.Contains(err.Error(), wantLog) {
 		t.Fatalf("Caddy with the misspelt policy: %v, want a refusal naming %q", err, wantLog)
+	}
+}
+
+// noSuccessPolicy is the example policy without the login rule's success
+// condition, a configuration the README allows ("Without it, a user's
+// first phone cannot be bound with the password").
+func noSuccessPolicy(s string) string {
+	return strings.Replace(s, "    success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}", "", 1)
+}
+
+// postUntilDecided posts form to target with exactly the given cookies and
+// returns the gateway's answer; any challenge that rings phone meanwhile is
+// denied, as the phone's owner (who asked for nothing) would.
+func postUntilDecided(t *testing.T, ctx context.Context, phone *device.Phone, target, form string, cookies ...*http.Cookie) result {
+	t.Helper()
+	ch := make(chan result, 1)
+	go func() {
+		resp, body, err := postWith(ctx, target, form, cookies...)
+		ch <- result{resp, body, err}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-ch:
+			return r
+		case <-tick.C:
+			pending, _ := phone.Pending(ctx)
+			for i := range pending {
+				t.Logf("the owner's phone rang (%s for %s): denied", pending[i].Kind, pending[i].Parsed.User)
+				_, _ = phone.Decide(ctx, &pending[i], device.Deny, 0)
+			}
+		}
+	}
+}
+
+// TestFailedLoginDoesNotReattributeAStolenSession: an attacker who holds
+// alice's bank session cookie posts, with it, a login naming another user
+// ("1001/mallory", whom nobody enrolled, any password; or, with
+// not_enrolled: deny on every rule, a user within a deregistration grace)
+// on a policy whose login rule has no success condition. The bank refuses
+// the login and keeps the session as alice's. Before, the gateway mapped
+// the request's own session to the user the login named, so a transfer on
+// it ran as mallory's (no phone) and the bank executed it on alice's
+// account without her phone ringing. Now the request's own session is
+// learned only when the bank's answer meets an explicit success condition
+// (learnedSession): the failed login forgets the session, the transfer is
+// refused, the bank executes nothing. Caddy warns at start about a login
+// rule without success.
+func TestFailedLoginDoesNotReattributeAStolenSession(t *testing.T) {
+	denyAll := func(s string) string {
+		return strings.ReplaceAll(noSuccessPolicy(s), "    not_enrolled: allow", "    not_enrolled: deny")
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		// named is the user the attacker's login names; grace makes it a
+		// user whose lost phone the bank deregistered with a grace period.
+		named bank.User
+		grace bool
+	}{
+		{"a user nobody enrolled, transfers allowed without a phone", noSuccessPolicy,
+			bank.User{ContractNo: "1001", UserID: "mallory"}, false},
+		{"not_enrolled: deny everywhere, a user within a deregistration grace", denyAll, bob, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{edit: tc.edit})
+			g := startLifecycleGateway(t, e)
+			phone := newPhone(t, g.gateway)
+			g.admin(t, "user", "bind", keyOf(alice), phone.CredentialID())
+			if tc.grace {
+				lost := newPhone(t, g.gateway)
+				g.admin(t, "user", "bind", keyOf(tc.named), lost.CredentialID())
+				g.admin(t, "user", "deregister", keyOf(tc.named), "--grace", "72h")
+			}
+			// Caddy said at start what a login rule without success costs.
+			if logs := g.logs.String(); !strings.Contains(logs, "onepush policy: login rule \\\"login\\\" has no success condition") {
+				t.Errorf("Caddy started without warning about the login rule without success:\n%s", logs)
+			}
+			victim := approvedLogin(t, g.gateway, alice, phone)
+			stolen := victim.cookieOf(g.gateway, "/", bank.SessionCookieName)
+			if stolen == "" {
+				t.Fatal("alice's login set no bank session")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+
+			// Control: the stolen session alone rings alice's phone (denied).
+			e.resetOps(t)
+			r := postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if n := len(opsOf(e.ops(t), bank.OpTransfer)); n != 0 {
+				t.Fatalf("control: the bank executed %d transfers on the stolen session before the attack", n)
+			}
+
+			// The attack: a failed login naming someone else, on the stolen session.
+			e.resetOps(t)
+			wrong := url.Values{"contract_no": {tc.named.ContractNo}, "user_id": {tc.named.UserID}, "password": {"anything"}}.Encode()
+			resp, page, err := postWith(ctx, g.URL+"/login", wrong, sessionCookie(stolen))
+			if err != nil || !strings.Contains(page, "Login failed") {
+				t.Fatalf("the attacker's login: %v %v %.200q", err, resp, page)
+			}
+			r = postUntilDecided(t, ctx, phone, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword), sessionCookie(stolen))
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			for _, op := range opsOf(e.ops(t), bank.OpTransfer) {
+				t.Errorf("the bank executed a transfer on %s/%s's account (%s yen to %s) that %s never approved: answer %d",
+					op.ContractNo, op.UserID, op.Amount, op.PayeeAccount, op.UserID, r.resp.StatusCode)
+			}
+		})
+	}
+}
+
+// accountOf reads /account through the gateway with exactly the given bank
+// session: the user the bank has behind it ("" when none).
+func accountOf(t *testing.T, ctx context.Context, g *gateway, session string) string {
+	t.Helper()
+	b := newBrowser()
+	u, _ := url.Parse(g.URL + "/")
+	b.Jar.SetCookies(u, []*http.Cookie{sessionCookie(session)})
+	resp, body, err := b.get(ctx, g.URL+"/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return body
+}
+
+// TestAfterSuccessLoginIsNotLiveBeforeApproval: under after_success the
+// bank checks the password first and its answer is held until the phone
+// approves. A bank that keeps its session ID at login upgraded the session
+// the login carried, so whoever sent the login (here with bob's session
+// and alice's password) read alice's account while her phone was ringing.
+// Now the login reaches the bank without the session cookie: even a bank
+// that keeps its ID opens a new session for it, which stays in the held
+// answer (and is logged out on a denial); the session the request carries
+// stays bob's.
+func TestAfterSuccessLoginIsNotLiveBeforeApproval(t *testing.T) {
+	e := newEnv(t, envOptions{edit: keptSessionAfterSuccessPolicy, bank: func(c *bank.Config) { c.KeepSessionIDAtLogin = true }})
+	g, phone := e.gatewayWithAlice("")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The attacker's own session at the bank (bob: no phone, password only).
+	atk := newBrowser()
+	resp, _, err := atk.post(ctx, g.URL+"/login", loginBody(bob))
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bob's login: %v %v", err, resp)
+	}
+	session := atk.cookieOf(g, "/", bank.SessionCookieName)
+	if acct := accountOf(t, ctx, g, session); !strings.Contains(acct, `"user_id": "bob"`) {
+		t.Fatalf("control: bob's session reads %.200q", acct)
+	}
+
+	// alice's login (her password is known) on that session; she does not answer yet.
+	res := atk.postAsync(ctx, g.URL+"/login", loginBody(alice))
+	ch := waitChallenge(t, phone)
+	if ch.Parsed.User != userKey(alice) {
+		t.Fatalf("rang for %q", ch.Parsed.User)
+	}
+	acct := accountOf(t, ctx, g, session)
+	if st, _ := phone.Decide(ctx, ch, device.Deny, 0); st != http.StatusOK {
+		t.Fatalf("deny: %d", st)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied login: %v %v", r.err, r.resp)
+	}
+	if strings.Contains(acct, `"user_id": "alice"`) {
+		t.Errorf("while alice's phone was ringing (she then denied), the attacker's session read her account: %.300s", acct)
+	}
+}
+
+// TestLoginThatNeverReachesTheBankKeepsTheSession: a login on a session
+// marks it pending and makes the gateway forget whom it belongs to. That
+// used to happen before the user's state was looked at, so a login refused
+// without reaching the bank (not_enrolled: deny, here a mistyped user ID
+// in a second tab) logged the session's real owner out of every transfer
+// although the bank never saw anything. Now the mark is written only once
+// the login will reach the bank, and a held login that ends without being
+// forwarded (here denied on the phone) clears it: alice's transfers on her
+// session still ring her phone and execute.
+func TestLoginThatNeverReachesTheBankKeepsTheSession(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, "    not_enrolled: allow   #", "    not_enrolled: deny   #", 1)
+	}})
+	g := startLifecycleGateway(t, e)
+	phone := newPhone(t, g.gateway)
+	g.admin(t, "user", "bind", keyOf(alice), phone.CredentialID())
+	br := approvedLogin(t, g.gateway, alice, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	e.resetOps(t)
+	typo := url.Values{"contract_no": {"1001"}, "user_id": {"alicee"}, "password": {alice.Password}}.Encode()
+	if resp, _, err := br.post(ctx, g.URL+"/login", typo); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a login of an unknown user under deny: %v %v", err, resp)
+	}
+	if ops := e.ops(t); len(ops) != 0 {
+		t.Fatalf("the refused login reached the bank: %+v", ops)
+	}
+	res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	ch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	if err != nil {
+		r := <-res
+		t.Fatalf("alice's own transfer on her own session (still hers at the bank) after a refused login that never reached the bank: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
+	}
+	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve: %d", st)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
+	}
+
+	// A login held for her phone that she denies never reaches the bank
+	// either: her session is still hers afterwards.
+	login := br.postAsync(ctx, g.URL+"/login", loginBody(alice))
+	lch := waitChallenge(t, phone)
+	if st, _ := phone.Decide(ctx, lch, device.Deny, 0); st != http.StatusOK {
+		t.Fatalf("deny: %d", st)
+	}
+	if r := <-login; r.err != nil || r.resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied login: %v %v", r.err, r.resp)
+	}
+	e.resetOps(t)
+	res = br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1300", alice.TxnPassword))
+	pctx2, pcancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel2()
+	ch, err = phone.WaitPending(pctx2, 20*time.Millisecond)
+	if err != nil {
+		r := <-res
+		t.Fatalf("alice's transfer after a login she denied on her phone: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
+	}
+	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve: %d", st)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer after the denied login: %v %v", r.err, r.resp)
+	}
+	if ts := opsOf(e.ops(t), bank.OpTransfer); len(ts) != 1 || ts[0].UserID != alice.UserID || ts[0].Amount != "1300" {
+		t.Fatalf("bank transfers = %+v, want alice's approved one", ts)
+	}
+}
+
+// TestApprovedDeepLinkLoginCanTransfer: a customer logs in from a deep
+// link (the bank's login form carries next=, bank.Config.LoginFollowsNext,
+// so the bank's answer is not the success condition's /dashboard) and
+// approves on her phone. The gateway used to learn nothing from an answer
+// that did not meet success, so every transfer she made was refused as "no
+// learned session". A session the bank newly set in answer to a login the
+// phone approved is only this browser's, and is learned (learnedSession);
+// a password-only login still needs success (TestCookieOnFailedLoginIsNoProof).
+func TestApprovedDeepLinkLoginCanTransfer(t *testing.T) {
+	e := newEnv(t, envOptions{bank: func(c *bank.Config) { c.LoginFollowsNext = true }})
+	g, phone := e.gatewayWithAlice("")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	br := newBrowser()
+	res := br.postAsync(ctx, g.URL+"/login", loginBody(alice)+"&next=%2Ftransfer")
+	ch := waitChallenge(t, phone)
+	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve: %d", st)
+	}
+	r := <-res
+	if r.err != nil || r.resp.StatusCode != http.StatusSeeOther || br.cookieOf(g, "/", bank.SessionCookieName) == "" {
+		t.Fatalf("approved login: %v %v", r.err, r.resp)
+	}
+	tres := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	tch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	if err != nil {
+		tr := <-tres
+		t.Fatalf("alice approved her login (deep link to %s) and the bank logged her in, but her transfer was answered %v without asking her phone", r.resp.Header.Get("Location"), tr.resp.Status)
+	}
+	if st, _ := phone.Decide(ctx, tch, device.Approve, 0); st != http.StatusOK {
+		t.Fatalf("approve transfer: %d", st)
+	}
+	if tr := <-tres; tr.err != nil || tr.resp.StatusCode != http.StatusOK {
+		t.Fatalf("approved transfer: %v %v", tr.err, tr.resp)
+	}
+}
+
+// TestSuspiciousContinueFloodIsAggregatedAndBurnt: anyone who knows
+// alice's contract number and user ID starts an interstitial login for her
+// (one push she ignores), keeps the waiting page's cookie and posts
+// continue with made-up session cookies. Each used to write a
+// request.suspicious event, and the trail (audit_max_events, shared by
+// every user; on Redis a stream trimmed by length) lost everything older,
+// alice's binding included. Now those events are aggregated per challenge
+// (the first, then one summary per 10 s), and after 5 such posts the
+// stored request is burnt and its challenge cancelled.
+func TestSuspiciousContinueFloodIsAggregatedAndBurnt(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(s string) string {
+		return strings.Replace(s, "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n", 1)
+	}})
+	g := startBindingGateway(t, e, bindingOptions{global: "\t\taudit_max_events 60"})
+	aliceKey := keyOf(alice)
+	phone := newPhone(t, g.gateway)
+	enroll(t, g.gateway, alice, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	atk := newBrowser()
+	resp, _, err := atk.post(ctx, g.URL+"/login", url.Values{"contract_no": {alice.ContractNo}, "user_id": {alice.UserID}, "password": {"not-hers"}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("interstitial login: %v %v", err, resp)
+	}
+	wait := atk.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+	id, _, _ := strings.Cut(wait, ".")
+	if id == "" {
+		t.Fatal("no waiting-page cookie")
+	}
+	const posts = 200
+	refused := 0
+	for i := range posts {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+		req.Header.Set("Cookie", fmt.Sprintf("onepush_wait=%s; %s=made-up-%d", wait, bank.SessionCookieName, i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			refused++
+		}
+	}
+	suspicious, bound := 0, false
+	for _, ev := range g.audit(t, aliceKey, "") {
+		switch {
+		case ev["type"] == "request.suspicious":
+			suspicious++
+		case ev["type"] == "enrolment" && ev["outcome"] == "bound":
+			bound = true
+		}
+	}
+	t.Logf("%d continue posts with made-up sessions: %d refused, %d request.suspicious events kept", posts, refused, suspicious)
+	if !bound {
+		t.Errorf("%d posts from one browser flushed alice's audit trail: her binding is gone, %d request.suspicious events remain", posts, suspicious)
+	}
+	// A browser that keeps asking with other sessions is not working in
+	// the one the request belongs to: after a few, the stored request is
+	// burnt. Alice's phone no longer offers it, and continue in the session
+	// it was started in (none) forwards nothing.
+	if p, _ := phone.Pending(ctx); len(p) != 0 {
+		t.Errorf("after %d releases with other sessions alice's phone still offers the challenge: %+v", posts, p)
+	}
+	e.resetOps(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+	req.Header.Set("Cookie", "onepush_wait="+wait)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if ops := e.ops(t); len(ops) != 0 {
+		t.Errorf("the burnt request reached the bank: %+v", ops)
+	}
+}
+
+// TestContinueWithTwoSessionCookiesIsRefused: the replay rebuilds its
+// Cookie header from what Go parsed of the continue request, so a continue
+// carrying the stored request's own session and a stolen one (either
+// order; cookie tossing from a sibling domain) must be refused, not
+// replayed with both for the bank to pick one.
+func TestContinueWithTwoSessionCookiesIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialTransferPolicy})
+	g := startLifecycleGateway(t, e)
+	victimPhone, attackerPhone := newPhone(t, g.gateway), newPhone(t, g.gateway)
+	g.admin(t, "user", "bind", keyOf(alice), victimPhone.CredentialID())
+	g.admin(t, "user", "bind", keyOf(bob), attackerPhone.CredentialID())
+	stolen := approvedLogin(t, g.gateway, alice, victimPhone).cookieOf(g.gateway, "/", bank.SessionCookieName)
+	attacker := approvedLogin(t, g.gateway, bob, attackerPhone)
+	own := attacker.cookieOf(g.gateway, "/", bank.SessionCookieName)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, order := range [][2]string{{own, stolen}, {stolen, own}} {
+		e.resetOps(t)
+		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", alice.TxnPassword))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("interstitial transfer: %v %v %.200q", err, resp, page)
+		}
+		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
+		id, _, _ := strings.Cut(wait, ".")
+		ch := waitChallenge(t, attackerPhone)
+		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+			t.Fatalf("approve: %d", st)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)
+		req.Header.Set("Cookie", fmt.Sprintf("onepush_wait=%s; %s=%s; %s=%s", wait, bank.SessionCookieName, order[0], bank.SessionCookieName, order[1]))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("continue with two session cookies: %d, want 403", resp.StatusCode)
+		}
+		if ops := e.ops(t); len(ops) != 0 {
+			t.Errorf("the bank executed %+v", ops)
+		}
 	}
 }

@@ -151,3 +151,33 @@ func TestUnboundCredentialsExpire(t *testing.T) {
 		})
 	}
 }
+
+// TestOneIPv6SiteCannotSpendEveryonesRegistrations: registrations are
+// limited per address (IPv6 per /64) and by one budget shared by every
+// client. One household with an IPv6 /56 (what Japanese ISPs hand out) or
+// a /48 used to spend the shared budget from a few of its /64s, and every
+// other customer's registration got 429. Now a site's /64s share its /56's
+// and /48's allowance, smaller than the shared budget, and the limiter's
+// buckets are evicted least recently used instead of all at once.
+func TestOneIPv6SiteCannotSpendEveryonesRegistrations(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := startBindingGateway(t, e, bindingOptions{servers: "\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For"})
+	created := 0
+	for p := range 8 { // 8 of the household's /64s
+		for i := range 15 {
+			if _, st := register(t, g.gateway, fmt.Sprintf("2001:db8:77:%x::%x", p, i+1)); st == http.StatusCreated {
+				created++
+			}
+		}
+	}
+	t.Logf("one /56 registered %d apps from 8 of its /64s", created)
+	refused := 0
+	for _, client := range []string{"198.51.100.7", "198.51.100.8", "203.0.113.9"} {
+		if _, st := register(t, g.gateway, client); st == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused > 0 {
+		t.Errorf("after one IPv6 /56 registered %d apps, %d of 3 other customers' registrations got 429", created, refused)
+	}
+}

@@ -78,3 +78,35 @@ func TestNotEnrolledEnrol(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginWithoutSuccessIsWarned: a login rule without success, where the
+// policy learns the bank's session, is named with its line; the example
+// policy (which has success) and a policy without session learning get no
+// warning.
+func TestLoginWithoutSuccessIsWarned(t *testing.T) {
+	with := stepUpBase + "    success: {status: [303]}\n"
+	for _, tc := range []struct {
+		name, text string
+		want       []string
+	}{
+		{"with success", with, nil},
+		{"without success", stepUpBase, []string{"line 4: rules[0].success: login rule \"login\" has no success condition"}},
+		{"without a session cookie", strings.Replace(stepUpBase, "session: {cookie: S}\n", "", 1), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse("test.yaml", []byte(tc.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := p.Warnings()
+			if len(ws) != len(tc.want) {
+				t.Fatalf("warnings = %v, want %d", ws, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(ws[i].String(), w) {
+					t.Fatalf("warning %q, want it to contain %q", ws[i], w)
+				}
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ChallengeTime is when a login rule asks the phone.
@@ -41,19 +42,33 @@ func (c *SuccessCondition) Matches(status int, h http.Header) bool {
 	if c.LocationPrefix != "" && !strings.HasPrefix(h.Get("Location"), c.LocationPrefix) {
 		return false
 	}
-	if c.SetCookie != "" {
-		found := false
-		for _, line := range h.Values("Set-Cookie") {
-			ck, err := http.ParseSetCookie(line)
-			if err == nil && ck.Name == c.SetCookie && ck.Value != "" && ck.MaxAge >= 0 {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
+	if c.SetCookie != "" && SetCookieValue(h, c.SetCookie) == "" {
+		return false
 	}
 	return true
+}
+
+// SetCookieValue is the value a response with header h leaves the browser
+// holding for cookie name: that of its last Set-Cookie of name, "" when
+// it sets none or clears it (an empty value, Max-Age=0 or negative, or an
+// Expires in the past, which is how many frameworks delete a cookie:
+// "name=deleted; expires=Thu, 01 Jan 1970 00:00:01 GMT").
+func SetCookieValue(h http.Header, name string) string {
+	if name == "" {
+		return ""
+	}
+	v, now := "", time.Now()
+	for _, line := range h.Values("Set-Cookie") {
+		ck, err := http.ParseSetCookie(line)
+		if err != nil || ck.Name != name {
+			continue
+		}
+		v = ck.Value
+		if ck.MaxAge < 0 || (!ck.Expires.IsZero() && !ck.Expires.After(now)) {
+			v = ""
+		}
+	}
+	return v
 }
 
 // LogoutCall is the bank's own logout request, sent with the session the

@@ -65,6 +65,7 @@ func TestSuccessConditionMatches(t *testing.T) {
 		{"no cookie", 303, http.Header{"Location": {"/dashboard"}}, false},
 		{"cookie cleared", 303, http.Header{"Location": {"/dashboard"}, "Set-Cookie": {"S=; Max-Age=-1"}}, false},
 		{"other cookie", 303, http.Header{"Location": {"/dashboard"}, "Set-Cookie": {"T=abc"}}, false},
+		{"cookie cleared by an Expires in the past", 303, http.Header{"Location": {"/dashboard"}, "Set-Cookie": {"S=deleted; Expires=Thu, 01 Jan 1970 00:00:01 GMT"}}, false},
 	}
 	for _, tc := range tests {
 		if got := c.Matches(tc.status, tc.h); got != tc.want {

@@ -7,11 +7,14 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 	"unicode"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/onepush/onepush/policy"
 )
 
 // ActivationCodes keeps each user's one outstanding activation code, the
@@ -124,28 +127,38 @@ func normalActivationCode(typed string) string {
 	return out.String()
 }
 
+// argonSlots bounds the Argon2id hashes computed at once to the cores Go
+// runs on: each holds 19 MiB and a core for tens of milliseconds, and
+// enrolment posts with an activation code (right, wrong, or for a user who
+// has none: the same work) arrive as fast as the rate limits let them
+// (500 a second per instance), so unbounded they could hold gigabytes at
+// once. A post waits for a slot instead.
+var argonSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// argonKey is the hash (a variable so a test can watch its concurrency).
+var argonKey = argon2.IDKey
+
 func activationHash(user, code string, salt []byte) []byte {
-	return argon2.IDKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
+	argonSlots <- struct{}{}
+	defer func() { <-argonSlots }()
+	return argonKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
 }
 
 // IssueActivationCode creates the user's activation code of kind
-// (ActivationBinding or ActivationRecovery), valid for the policy's
-// validity of that kind, replacing any code the user had. The code is
+// (ActivationBinding or ActivationRecovery), valid for the longest
+// validity of that kind the loaded policies allow (see AddEnrolment; each
+// site still refuses it past its own), replacing any code the user had. The code is
 // returned once, for the bank to hand over; the store keeps its hash.
 func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor string) (string, *ActivationCode, error) {
 	if userKey == "" {
 		return "", nil, fmt.Errorf("%w: empty user key", ErrUnknownUser)
 	}
-	pol := e.Enrolment()
-	var valid time.Duration
 	switch kind {
-	case ActivationBinding:
-		valid = pol.BindingCodeValidity
-	case ActivationRecovery:
-		valid = pol.RecoveryCodeValidity
+	case ActivationBinding, ActivationRecovery:
 	default:
 		return "", nil, fmt.Errorf("%w: activation code kind %q: must be %s or %s", ErrBadInput, kind, ActivationBinding, ActivationRecovery)
 	}
+	valid := e.activationValidity(kind)
 	u, err := e.store.GetUser(ctx, userKey)
 	switch {
 	case err == nil && u.State == UserLocked:
@@ -179,9 +192,10 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 }
 
 // checkActivationCode compares a typed code with the user's outstanding
-// one and takes it when it matches; a wrong one counts against the code
-// and voids it at MaxActivationFailures.
-func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string) (*ActivationCode, error) {
+// one and takes it when it matches and is within the validity en (the
+// site's policy) gives its kind; a wrong one counts against the code and
+// voids it at MaxActivationFailures.
+func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string, en policy.Enrolment) (*ActivationCode, error) {
 	c, err := e.store.GetActivationCode(ctx, userKey)
 	if errors.Is(err, ErrNotFound) {
 		// As slow as a wrong code: the answer's time does not tell whether
@@ -200,6 +214,10 @@ func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string)
 			_, _ = e.store.TakeActivationCode(ctx, userKey, c.ID)
 			e.log.Warn("activation code voided after repeated wrong tries", "user", userKey, "code_id", c.ID)
 		}
+		return nil, ErrBadActivationCode
+	}
+	if !e.now().Before(c.IssuedAt.Add(codeValidity(en, c.Kind))) {
+		// Issued for a site whose policy allows longer: expired here.
 		return nil, ErrBadActivationCode
 	}
 	ok, err := e.store.TakeActivationCode(ctx, userKey, c.ID)

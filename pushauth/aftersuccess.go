@@ -16,49 +16,68 @@ const maxHeldResponse = 1 << 20
 // refused or passed every other user before anything reached the bank)
 // and challenges only when the bank accepted the password: a wrong
 // password never rings the phone, and the bank's own error page is
-// returned (without any bank session). On an accepted login the bank's
+// returned (without any bank cookie). On an accepted login the bank's
 // response is held until the phone approves; on anything else it is
 // dropped and the bank's session is logged out.
+//
+// The login reaches the bank without the request's session cookie
+// (withoutSession), so the bank opens a new session that stays in the held
+// response until the phone approves. A bank that keeps its session ID at
+// login would otherwise upgrade the session the request carries, live
+// before approval for whoever holds that cookie (reads of the account
+// while the owner's phone rings) and fixed in advance by whoever planted
+// it. A bank that keeps its ID still opens a new session for a login
+// without one; one that needs its pre-login session at login (an
+// anti-forgery token bound to it) cannot use after_success: use hold.
 func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
 	ctx := r.Context()
 	m := loginMarkOf(ctx)
 	if m == nil {
 		m = &loginMark{user: user.Key}
 	}
-	unlock, ok := sessionLocks.lock(ctx, m.session)
-	if !ok {
+	if !g.beginLogin(w, r, rule) {
 		return nil
 	}
+	unlock, ok := sessionLocks.lock(ctx, m.session)
+	if !ok {
+		g.abandonLogin(ctx, m)
+		return nil
+	}
+	fr := g.withoutSession(r)
 	rec := &responseBuffer{header: http.Header{}}
-	err := g.forward(rec, r, next, body, nil, "", nil)
+	err := g.forward(rec, fr, next, body, nil, "", nil)
 	unlock()
 	if err != nil {
+		g.abandonLogin(ctx, m)
 		return err
 	}
 	if rec.overflow {
 		g.Log.Error("login response too large to hold; refused", "rule", rule.Name, "user", user.Key)
-		g.bankLogout(r, next, rule, rec.header)
+		g.bankLogout(fr, next, rule, rec.header)
+		g.abandonLogin(ctx, m)
 		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
 		// The bank refused the login, or accepted it in a way the policy
 		// does not recognise (a next= redirect, another status): its own
-		// answer, no push, and no bank session for the browser.
-		g.dropBankSession(r, next, rule, rec.header)
+		// answer, no push, and no bank cookie for the browser.
+		g.dropBankSession(fr, next, rule, rec.header)
+		g.abandonLogin(ctx, m)
 		rec.writeTo(w)
 		return nil
 	}
 	pass := func() error {
 		unlock, ok := sessionLocks.lock(ctx, m.session)
 		if !ok {
-			g.bankLogout(r, next, rule, rec.header)
+			g.bankLogout(fr, next, rule, rec.header)
+			g.abandonLogin(ctx, m)
 			return nil
 		}
 		defer unlock()
 		current, err := g.loginCurrent(ctx, m)
 		if err != nil || !current {
-			g.bankLogout(r, next, rule, rec.header)
+			g.bankLogout(fr, next, rule, rec.header)
 			if err != nil {
 				return g.unavailable(w, r, rule, err)
 			}
@@ -66,7 +85,9 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 			g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
 			return nil
 		}
-		g.completeLogin(context.WithoutCancel(ctx), m, rec.header)
+		// The request's own session never reached the bank: only the
+		// session the bank set in its held answer is learned.
+		g.completeLogin(context.WithoutCancel(ctx), m, g.learnedSession(rule, m, rec.status, rec.header, true, false))
 		rec.writeTo(w)
 		return nil
 	}
@@ -74,7 +95,8 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 	if err == nil && c.Status == StatusApproved && ctx.Err() == nil {
 		return pass()
 	}
-	g.bankLogout(r, next, rule, rec.header)
+	g.bankLogout(fr, next, rule, rec.header)
+	g.abandonLogin(ctx, m)
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
@@ -83,20 +105,18 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 }
 
 // dropBankSession keeps a bank session the gateway did not approve from the
-// browser: the session cookies are stripped from the bank's response and
-// the session is logged out at the bank.
+// browser: the session is logged out at the bank, and every cookie the
+// answer sets is stripped — the session cookie, and any other a bank may
+// keep a login in (an authentication token, a remember-me cookie).
 func (g *Gate) dropBankSession(r *http.Request, next Next, rule *policy.Rule, loginResp http.Header) {
 	g.bankLogout(r, next, rule, loginResp)
-	names := []string{g.Policy.Session.Cookie}
-	if rule.Success != nil && rule.Success.SetCookie != "" {
-		names = append(names, rule.Success.SetCookie)
-	}
-	stripSetCookies(loginResp, names...)
+	loginResp.Del("Set-Cookie")
 }
 
 // bankLogout calls the bank's logout with the session its login response
 // set — or, when it set none (the bank kept the session ID), the request's
-// own — so a login the phone did not approve leaves no usable session.
+// own, if the login carried one — so a login the phone did not approve
+// leaves no usable session.
 func (g *Gate) bankLogout(r *http.Request, next Next, rule *policy.Rule, loginResp http.Header) {
 	name := g.Policy.Session.Cookie
 	if rule.Success != nil && rule.Success.SetCookie != "" {

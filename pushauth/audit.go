@@ -182,6 +182,15 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 	}
 }
 
+// refusalAudit writes a refused or suspicious request's event through an
+// aggregator, so that a flood of them cannot flush the audit trail (a
+// shared, bounded log): the first event in each 10 s window for the given
+// keys (a user or challenge, and the client's address: see addAny) is
+// written as it comes, the rest of the window as one summary.
+func (e *Engine) refusalAudit(ctx context.Context, ev AuditEvent, keys ...string) {
+	e.refusals.addAny(ctx, ev, keys...)
+}
+
 // Audit returns the engine's audit log.
 func (e *Engine) Audit() AuditLog { return e.cfg.Audit }
 

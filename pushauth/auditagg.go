@@ -30,6 +30,7 @@ type aggregate struct {
 	more     int
 	outcomes map[string]int
 	ips      map[string]bool // at most maxAggregateIPs, then only counted
+	users    map[string]bool // likewise
 	timer    *time.Timer
 }
 
@@ -47,20 +48,35 @@ func newAuditAggregator(e *Engine, window time.Duration, max int) *auditAggregat
 // add writes ev, or counts it when an event of key was written within the
 // window.
 func (a *auditAggregator) add(ctx context.Context, key string, ev AuditEvent) {
+	a.addAny(ctx, ev, key)
+}
+
+// addAny writes ev unless an event of any of keys was written within the
+// window, in which case it is counted toward the first such key's summary.
+// A flood varies one of its keys and not another (random user names from
+// one address, one user's refusals from many addresses): keying it by
+// both keeps it to one event and a summary per window.
+func (a *auditAggregator) addAny(ctx context.Context, ev AuditEvent, keys ...string) {
 	if ev.Time.IsZero() {
-		ev.Time = a.e.now() // the summary names the first event's time
+		ev.Time = a.e.now()
 	}
 	a.mu.Lock()
-	g, ok := a.m[key]
-	if !ok && len(a.m) >= a.max {
-		key = overflowKey
-		g, ok = a.m[key]
+	var g *aggregate
+	for _, k := range keys {
+		if g = a.m[k]; g != nil {
+			break
+		}
 	}
-	if !ok || a.closed {
+	if g == nil && len(a.m)+len(keys) > a.max {
+		keys = []string{overflowKey}
+		g = a.m[overflowKey]
+	}
+	if g == nil || a.closed {
 		if !a.closed {
-			k := key
-			a.m[k] = &aggregate{first: ev, outcomes: map[string]int{}, ips: map[string]bool{},
-				timer: time.AfterFunc(a.window, func() { a.flush(k) })}
+			for _, k := range keys {
+				a.m[k] = &aggregate{first: ev, outcomes: map[string]int{}, ips: map[string]bool{}, users: map[string]bool{},
+					timer: time.AfterFunc(a.window, func() { a.flush(k) })}
+			}
 		}
 		a.mu.Unlock()
 		a.e.audit(ctx, ev)
@@ -70,6 +86,9 @@ func (a *auditAggregator) add(ctx context.Context, key string, ev AuditEvent) {
 	g.outcomes[ev.Outcome]++
 	if ev.ClientIP != "" && (len(g.ips) < maxAggregateIPs || g.ips[ev.ClientIP]) {
 		g.ips[ev.ClientIP] = true
+	}
+	if ev.User != "" && (len(g.users) < maxAggregateIPs || g.users[ev.User]) {
+		g.users[ev.User] = true
 	}
 	a.mu.Unlock()
 }
@@ -87,13 +106,18 @@ func (a *auditAggregator) flush(key string) {
 	for _, o := range slices.Sorted(maps.Keys(g.outcomes)) {
 		parts = append(parts, fmt.Sprintf("%s %d", o, g.outcomes[o]))
 	}
-	ips := fmt.Sprint(len(g.ips))
-	if len(g.ips) >= maxAggregateIPs {
-		ips = "at least " + ips
+	count := func(m map[string]bool) string {
+		if len(m) >= maxAggregateIPs {
+			return fmt.Sprint("at least ", len(m))
+		}
+		return fmt.Sprint(len(m))
 	}
-	ev := AuditEvent{Type: g.first.Type, Outcome: "repeated", Actor: g.first.Actor,
-		Detail: fmt.Sprintf("%d more within %s of the %s at %s: %s; from %s address(es)",
-			g.more, a.window, g.first.Outcome, g.first.Time.UTC().Format(time.RFC3339), strings.Join(parts, ", "), ips)}
+	detail := fmt.Sprintf("%d more within %s of the %s at %s: %s; from %s address(es)",
+		g.more, a.window, g.first.Outcome, g.first.Time.UTC().Format(time.RFC3339), strings.Join(parts, ", "), count(g.ips))
+	if len(g.users) > 1 || (len(g.users) == 1 && !g.users[g.first.User]) {
+		detail += fmt.Sprintf(", for %s user(s)", count(g.users))
+	}
+	ev := AuditEvent{Type: g.first.Type, Outcome: "repeated", Actor: g.first.Actor, Detail: detail}
 	if key != overflowKey {
 		ev.User, ev.Credential, ev.Rule = g.first.User, g.first.Credential, g.first.Rule
 	}

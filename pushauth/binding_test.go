@@ -2,12 +2,23 @@ package pushauth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/onepush/onepush/policy"
 )
 
 func TestAddressKeyCountsIPv6By64(t *testing.T) {
@@ -24,6 +35,48 @@ func TestAddressKeyCountsIPv6By64(t *testing.T) {
 		if got := addressKey(tc.ip); got != tc.want {
 			t.Errorf("addressKey(%q) = %q, want %q", tc.ip, got, tc.want)
 		}
+	}
+}
+
+// TestRateLimiterSharesAnIPv6SiteAndEvictsIdleBuckets: an IPv6 site's
+// /64s share its /56's and /48's allowance, which is less than the global
+// one, so other clients still get theirs; when the buckets are full, the
+// least recently used goes, and a client that keeps trying keeps its
+// exhausted bucket however many new addresses come meanwhile.
+func TestRateLimiterSharesAnIPv6SiteAndEvictsIdleBuckets(t *testing.T) {
+	l := newRateLimiter(100, time.Hour, 2, 5)
+	allowed := 0
+	for p := range 8 {
+		for i := range 3 {
+			if l.allow(fmt.Sprintf("2001:db8:77:%x::%x", p, i+1)) {
+				allowed++
+			}
+		}
+	}
+	if allowed != 4 {
+		t.Fatalf("one /56 got %d of 24 from its 8 /64s, want its own burst of 4", allowed)
+	}
+	for _, ip := range []string{"198.51.100.7", "2001:db8:78::1"} {
+		if !l.allow(ip) {
+			t.Fatalf("%s refused after one IPv6 site spent its share", ip)
+		}
+	}
+
+	l = newRateLimiter(50, time.Hour, 1, 1000)
+	if !l.allow("203.0.113.1") || l.allow("203.0.113.1") {
+		t.Fatal("burst of one")
+	}
+	for i := range 500 {
+		l.allow(fmt.Sprintf("198.51.%d.%d", i/200, i%200+1))
+		if l.allow("203.0.113.1") {
+			t.Fatalf("after %d other addresses the exhausted address was allowed again: its bucket was dropped", i+1)
+		}
+	}
+	l.mu.Lock()
+	n := len(l.m)
+	l.mu.Unlock()
+	if n > 50 {
+		t.Fatalf("%d buckets kept, want at most 50", n)
 	}
 }
 
@@ -229,5 +282,134 @@ func TestAuditSummaryNamesTheFirstEventsTime(t *testing.T) {
 	}
 	if !strings.Contains(evs[1].Detail, "forged at "+evs[0].Time.UTC().Format(time.RFC3339)) {
 		t.Fatalf("summary %q does not name the first event's time %s", evs[1].Detail, evs[0].Time)
+	}
+}
+
+// TestActivationCodeValidityAcrossSites: one engine serves every site of a
+// Caddy. An activation code the admin API issues is valid for the longest
+// validity of its kind that a loaded policy allows; a site whose policy
+// allows less refuses it once it is older than that there; a policy
+// unloaded no longer counts.
+func TestActivationCodeValidityAcrossSites(t *testing.T) {
+	now := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	store := NewMemoryStore(clock)
+	defer store.Close()
+	e, err := NewEngine(Config{Store: store, Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	short, long := policy.DefaultEnrolment(), policy.DefaultEnrolment()
+	short.RecoveryCodeValidity, long.RecoveryCodeValidity = 72*time.Hour, 336*time.Hour
+	short.BindingCodeValidity = 5 * time.Minute
+	dropShort := e.AddEnrolment(short)
+	dropLong := e.AddEnrolment(long)
+	ctx := context.Background()
+
+	code, c, err := e.IssueActivationCode(ctx, "1001/alice", ActivationRecovery, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(336 * time.Hour); !c.ExpiresAt.Equal(want) {
+		t.Fatalf("recovery code valid until %s, want %s (the longest loaded policy)", c.ExpiresAt, want)
+	}
+	now = now.Add(100 * time.Hour)
+	if _, err := e.checkActivationCode(ctx, "1001/alice", code, short); !errors.Is(err, ErrBadActivationCode) {
+		t.Fatalf("a 100 h old recovery code on the 72 h site: %v, want refused", err)
+	}
+	if _, err := e.checkActivationCode(ctx, "1001/alice", code, long); err != nil {
+		t.Fatalf("a 100 h old recovery code on the 336 h site: %v", err)
+	}
+
+	// The long policy unloaded: codes now follow the short one.
+	dropLong()
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationRecovery, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(72*time.Hour)) {
+		t.Fatalf("recovery code after the long policy went: %v %+v", err, c)
+	}
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationBinding, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(5*time.Minute)) {
+		t.Fatalf("binding code: %v %+v", err, c)
+	}
+	dropShort()
+	if _, c, err = e.IssueActivationCode(ctx, "1001/bob", ActivationRecovery, "op"); err != nil || !c.ExpiresAt.Equal(now.Add(policy.DefaultRecoveryCodeValidity)) {
+		t.Fatalf("recovery code with no policy loaded: %v %+v", err, c)
+	}
+}
+
+// deregisterOnAnnounce is a store on which the user's phone is
+// deregistered (by the bank, on another instance) just after an enrolment
+// has read the user's record and while its binding is being announced.
+type deregisterOnAnnounce struct {
+	*MemoryStore
+	user string
+	cred string
+	once sync.Once
+}
+
+func (s *deregisterOnAnnounce) EnqueueNotification(ctx context.Context, n *Notification) error {
+	s.once.Do(func() {
+		_ = s.MemoryStore.PutUser(ctx, &User{Key: s.user, State: UserDeregistered, PreviousCredentialID: s.cred, Until: time.Now().Add(time.Hour)})
+	})
+	return s.MemoryStore.EnqueueNotification(ctx, n)
+}
+
+// TestEnrolDecidesTheProofOnTheRecordItChanges: a first phone is bound with
+// the password alone only if the user still never had one when the
+// binding is written; a phone deregistered meanwhile makes it a
+// replacement, which takes an activation code.
+func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
+	mem := NewMemoryStore(nil)
+	defer mem.Close()
+	store := &deregisterOnAnnounce{MemoryStore: mem, user: "1001/alice", cred: "OPOLDPHONE"}
+	e, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	ctx := context.Background()
+	cred, err := e.RegisterCredential(ctx, der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCode(cred.OTPSecret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Enroll(ctx, EnrolAttempt{User: "1001/alice", CredentialID: cred.ID, Code: code, PasswordProven: true,
+		ClientIP: "198.51.100.1", Enrolment: policy.DefaultEnrolment()})
+	if !errors.Is(err, ErrActivationRequired) {
+		t.Fatalf("enrolment on the password alone of a user whose phone was deregistered meanwhile: %v, want %v", err, ErrActivationRequired)
+	}
+	if u, _ := mem.GetUser(ctx, "1001/alice"); u == nil || u.CredentialID != "" {
+		t.Fatalf("alice after the refused enrolment: %+v", u)
+	}
+}
+
+// TestActivationHashesAreBoundedByCores: however many enrolment posts with
+// an activation code arrive at once, at most GOMAXPROCS Argon2id hashes
+// (19 MiB each) are computed at a time.
+func TestActivationHashesAreBoundedByCores(t *testing.T) {
+	var mu sync.Mutex
+	running, peak := 0, 0
+	real := argonKey
+	defer func() { argonKey = real }()
+	argonKey = func(_, _ []byte, _, _ uint32, _ uint8, keyLen uint32) []byte {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		time.Sleep(20 * time.Millisecond)
+		return make([]byte, keyLen)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 * cap(argonSlots) {
+		wg.Go(func() { activationHash("1001/alice", fmt.Sprint(i), make([]byte, 16)) })
+	}
+	wg.Wait()
+	if peak > cap(argonSlots) || cap(argonSlots) != max(1, runtime.GOMAXPROCS(0)) {
+		t.Fatalf("%d hashes at once, want at most %d (GOMAXPROCS)", peak, runtime.GOMAXPROCS(0))
 	}
 }

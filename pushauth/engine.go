@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/onepush/onepush/policy"
 	"unicode/utf8"
 )
 
@@ -94,9 +92,10 @@ type Engine struct {
 
 	// Binding a phone: its proofs, limits and announcements (enrol.go,
 	// notify.go).
-	enrolment    atomic.Pointer[policy.Enrolment]
+	enrolments   enrolmentSet // the loaded policies' sections, for activation codes
 	enrolLimit   *ipLimiter
 	enrolAudit   *auditAggregator
+	refusals     *auditAggregator // refused and suspicious requests, see refusalAudit
 	notifier     *notifier
 	repudiation  string
 	stopFailover func() // see failover.go

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/onepush/onepush/policy"
@@ -41,10 +44,9 @@ const (
 // startBinding sets up what binding a phone needs: the policy's defaults,
 // the limits, the audit aggregation and the notifier.
 func (e *Engine) startBinding(cfg Config) error {
-	def := policy.DefaultEnrolment()
-	e.enrolment.Store(&def)
 	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
 	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
+	e.refusals = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.repudiation = DefaultRepudiation
 	if cfg.Notify == nil {
 		e.log.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
@@ -69,17 +71,73 @@ func (e *Engine) stopBinding() {
 	if e.enrolAudit != nil {
 		e.enrolAudit.close()
 	}
+	if e.refusals != nil {
+		e.refusals.close()
+	}
 }
 
-// SetEnrolment applies the policy's enrolment section.
-func (e *Engine) SetEnrolment(p policy.Enrolment) { e.enrolment.Store(&p) }
+// enrolmentSet holds the enrolment sections of the policies loaded now:
+// one engine serves every site of a Caddy, each with its own policy.
+type enrolmentSet struct {
+	mu   sync.Mutex
+	next int
+	m    map[int]policy.Enrolment
+}
 
-// Enrolment is the enrolment policy in force.
-func (e *Engine) Enrolment() policy.Enrolment { return *e.enrolment.Load() }
+// AddEnrolment records the enrolment section of a policy being loaded (a
+// site's handler); the returned func forgets it when the handler goes. It
+// decides no binding — each gate passes its own policy's section to Enroll
+// — only how long an activation code the admin API issues stays valid:
+// the longest validity of its kind any loaded policy allows, since the
+// bank's operator issues a code for a user, not for a site. A site whose
+// policy allows less refuses the code once it is older than that there
+// (checkActivationCode).
+func (e *Engine) AddEnrolment(p policy.Enrolment) (remove func()) {
+	s := &e.enrolments
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[int]policy.Enrolment{}
+	}
+	id := s.next
+	s.next++
+	s.m[id] = p
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.m, id)
+	}
+}
 
-// proofFor is what binding a phone to u takes besides the phone's code.
-func (e *Engine) proofFor(u *User) policy.Proof {
-	p := e.Enrolment()
+// activationValidity is how long an activation code of kind issued now is
+// valid: the longest any loaded policy allows (the default when none is
+// loaded).
+func (e *Engine) activationValidity(kind string) time.Duration {
+	s := &e.enrolments
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	loaded := slices.Collect(maps.Values(s.m))
+	if len(loaded) == 0 {
+		loaded = []policy.Enrolment{policy.DefaultEnrolment()}
+	}
+	var d time.Duration
+	for _, p := range loaded {
+		d = max(d, codeValidity(p, kind))
+	}
+	return d
+}
+
+// codeValidity is how long p lets an activation code of kind be used.
+func codeValidity(p policy.Enrolment, kind string) time.Duration {
+	if kind == ActivationRecovery {
+		return p.RecoveryCodeValidity
+	}
+	return p.BindingCodeValidity
+}
+
+// proofFor is what binding a phone to u takes besides the phone's code,
+// under the enrolment section p of the policy of the site it is bound on.
+func proofFor(u *User, p policy.Enrolment) policy.Proof {
 	if u.HadPhone() {
 		return p.Replace
 	}
@@ -101,6 +159,10 @@ type EnrolAttempt struct {
 	PasswordProven bool
 	// ClientIP is the client address as Caddy's trusted proxies see it.
 	ClientIP string
+	// Enrolment is the enrolment section of the policy of the site the
+	// form was posted on: what binding takes there. Zero fields take
+	// policy.DefaultEnrolment's.
+	Enrolment policy.Enrolment
 }
 
 // Enroll binds the phone of a.CredentialID to a.User after checking its
@@ -151,7 +213,21 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		e.storeError("get_credential", err)
 		return nil, err
 	}
-	proof := e.proofFor(u)
+	en := a.Enrolment
+	def := policy.DefaultEnrolment()
+	if en.First == "" {
+		en.First = def.First
+	}
+	if en.Replace == "" {
+		en.Replace = def.Replace
+	}
+	if en.BindingCodeValidity == 0 {
+		en.BindingCodeValidity = def.BindingCodeValidity
+	}
+	if en.RecoveryCodeValidity == 0 {
+		en.RecoveryCodeValidity = def.RecoveryCodeValidity
+	}
+	proof := proofFor(u, en)
 	bound := u.CredentialID != "" && u.State != UserDeregistered
 	switch {
 	case proof == policy.ProofSupport:
@@ -169,7 +245,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	}
 	via := "password"
 	if a.ActivationCode != "" {
-		code, err := e.checkActivationCode(ctx, u.Key, a.ActivationCode)
+		code, err := e.checkActivationCode(ctx, u.Key, a.ActivationCode, en)
 		if errors.Is(err, ErrBadActivationCode) {
 			return refuse(err, "bad_activation_code", true)
 		}
@@ -178,14 +254,36 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		}
 		via = code.Kind + "_code"
 	}
-	return e.bind(ctx, u.Key, cred, bound, via, a.ClientIP, "browser")
+	// The user's record may change between the read above and the binding
+	// (another phone bound, the phone deregistered): what binding takes is
+	// decided again under the user's lock, on the record being changed.
+	allowed := func(cur *User) error {
+		switch p := proofFor(cur, en); {
+		case p == policy.ProofSupport:
+			return ErrSupportOnly
+		case a.ActivationCode != "":
+			return nil
+		case p == policy.ProofActivationCode:
+			return ErrActivationRequired
+		}
+		return nil
+	}
+	bc, err := e.bind(ctx, u.Key, cred, a.ActivationCode != "", via, a.ClientIP, "browser", allowed)
+	switch {
+	case errors.Is(err, ErrSupportOnly):
+		return refuse(err, "support_only", true)
+	case errors.Is(err, ErrActivationRequired):
+		return refuse(err, "activation_code_required", true)
+	}
+	return bc, err
 }
 
 // bind binds cred to key, replacing a current phone only when replace
-// says the proof allows it, announces it (the announcement is queued
-// first: a binding the customer is not told about must not happen) and
-// tells the phone it replaces.
-func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string) (*Credential, error) {
+// says the proof allows it and allowed (when not nil) accepts the user's
+// record as it is under the user's lock, announces it (the announcement is
+// queued first: a binding the customer is not told about must not happen)
+// and tells the phone it replaces.
+func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string, allowed func(*User) error) (*Credential, error) {
 	cur, err := e.store.GetUser(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		e.storeError("get_user", err)
@@ -215,6 +313,11 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 		}
 	}
 	_, err = e.updateUser(ctx, key, func(u *User, _ bool) error {
+		if allowed != nil {
+			if err := allowed(u); err != nil {
+				return err
+			}
+		}
 		if err := bindable(u); err != nil && !(replace && errors.Is(err, ErrAlreadyBound)) {
 			return err // re-checked under the user's lock
 		}

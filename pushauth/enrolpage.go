@@ -53,11 +53,13 @@ func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
 	if name := g.Policy.Session.Cookie; name != "" {
 		if ck, err := r.Cookie(name); err == nil && ck.Value != "" {
 			h := SessionHash(ck.Value)
-			user, err := store.GetSession(ctx, h)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			// A session whose login is pending means nobody yet (the
+			// mapping beside the mark is what it meant before).
+			user, pending, err := g.sessionUser(ctx, ck.Value)
+			if err != nil {
 				return enrolVisitor{}, err
 			}
-			if user != "" {
+			if user != "" && !pending {
 				proof, err := store.GetSession(ctx, passwordProofKey(ck.Value))
 				if err != nil && !errors.Is(err, ErrNotFound) {
 					return enrolVisitor{}, err
@@ -99,7 +101,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
-	proof := g.Engine.proofFor(u)
+	proof := proofFor(u, g.Policy.Enrolment)
 	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -133,6 +135,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	cred, err := g.Engine.Enroll(ctx, EnrolAttempt{
 		User: v.user, CredentialID: r.PostForm.Get("credential_id"), Code: r.PostForm.Get("code"),
 		ActivationCode: r.PostForm.Get("activation_code"), PasswordProven: v.proven, ClientIP: g.clientIP(r),
+		Enrolment: g.Policy.Enrolment,
 	})
 	switch {
 	case err == nil:
@@ -240,8 +243,11 @@ func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, er
 // marked so the enrolment page can tell: a bank that sets its cookie on a
 // failed login too must not make a wrong password look right.
 func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
+	if !g.beginLogin(w, r, rule) {
+		return nil
+	}
 	mark := rule.Kind == policy.KindLogin && rule.Success != nil &&
-		g.EnrollPath != "" && !u.HadPhone() && g.Engine.Enrolment().First == policy.ProofPassword
+		g.EnrollPath != "" && !u.HadPhone() && g.Policy.Enrolment.First == policy.ProofPassword
 	if !mark {
 		return g.forward(w, r, next, body, rule, u.Key, nil)
 	}

@@ -120,15 +120,14 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.unavailable(w, r, rule, err)
 	}
 	if rule.Kind == policy.KindLogin && ex.SessionID != "" {
-		// From here the session this login was started in means nothing
-		// until the login completes. (A login without a session cookie has
-		// nothing to forget: it learns the session the bank sets.)
+		// The login in flight on the session it was started in. Its mark is
+		// written only once the login will reach the bank (beginLogin): a
+		// login refused before then leaves the session meaning what it
+		// meant. (A login without a session cookie has nothing to forget:
+		// it learns the session the bank sets.)
 		m := &loginMark{session: ex.SessionID, user: user.Key}
 		if m.nonce, err = randomID(); err != nil {
 			return err
-		}
-		if err := g.markLogin(ctx, rule, m); err != nil {
-			return g.unavailable(w, r, rule, err)
 		}
 		r = r.WithContext(withLoginMark(ctx, m))
 		ctx = r.Context()
@@ -136,6 +135,9 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if rule.DryRun {
 		// A rule being rolled out: record what it would have done, change nothing.
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
+		if !g.beginLogin(w, r, rule) {
+			return nil
+		}
 		return g.forward(w, r, next, body, rule, user.Key, nil)
 	}
 	// The user's state decides before anything is forwarded, whatever the
@@ -150,13 +152,18 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return g.startInterstitial(w, r, rule, user, ex, body)
 	}
 
+	if !g.beginLogin(w, r, rule) {
+		return nil
+	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
 	if err != nil {
+		g.abandonLogin(ctx, loginMarkOf(ctx))
 		return g.startFailed(w, r, rule, user, err)
 	}
 	if c.Status == StatusApproved && ctx.Err() == nil {
 		return g.forward(w, r, next, body, rule, user.Key, c)
 	}
+	g.abandonLogin(ctx, loginMarkOf(ctx))
 	g.renderClosed(w, r, c)
 	return nil
 }
@@ -273,7 +280,7 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 	}
 	switch {
 	case rule.Kind == policy.KindLogin:
-		return g.forwardLogin(w, r, next, rule, userKey)
+		return g.forwardLogin(w, r, next, rule, userKey, c != nil)
 	case rule.UsesSession():
 		return g.forwardOnSession(w, r, next, rule, userKey)
 	}
@@ -283,14 +290,15 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 // forwardLogin sends a login on, if it is still the latest one on the
 // session it was started in, and learns the session from the bank's answer
 // before the answer reaches the browser, so a transfer posted right after
-// is attributed.
-func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, userKey string) error {
+// is attributed. approved says the user's phone approved this login.
+func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, userKey string, approved bool) error {
 	m := loginMarkOf(r.Context())
 	if m == nil {
 		m = &loginMark{user: userKey}
 	}
 	unlock, ok := sessionLocks.lock(r.Context(), m.session)
 	if !ok {
+		g.abandonLogin(r.Context(), m)
 		return nil // the client left while another request on its session went on
 	}
 	defer unlock()
@@ -305,7 +313,7 @@ func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, r
 		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
 		return nil
 	}
-	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), mark: m, rule: rule}
+	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), mark: m, rule: rule, approved: approved}
 	return next(lw, r)
 }
 
@@ -341,9 +349,11 @@ func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *pol
 	if ex != nil {
 		host = ex.Host
 	}
-	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", g.clientIP(r))
-	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: g.clientIP(r),
-		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host})
+	ip := g.clientIP(r)
+	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", ip)
+	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: ip,
+		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host},
+		"session\x00"+outcome+"\x00"+userKey, "session\x00"+outcome+"\x00"+addressKey(ip))
 	g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
 }
 
@@ -351,11 +361,12 @@ func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *pol
 // it reaches the browser.
 type learningWriter struct {
 	http.ResponseWriter
-	g       *Gate
-	ctx     context.Context
-	mark    *loginMark
-	rule    *policy.Rule
-	written bool
+	g        *Gate
+	ctx      context.Context
+	mark     *loginMark
+	rule     *policy.Rule
+	approved bool
+	written  bool
 }
 
 func (lw *learningWriter) WriteHeader(status int) {
@@ -375,17 +386,40 @@ func (lw *learningWriter) Write(b []byte) (int, error) {
 
 func (lw *learningWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
 
-// learn maps the session the bank set to the login's user. When the bank
-// set none (it kept the session ID), the request's own session is mapped.
-// Nothing is learned when the rule's success condition says the bank
-// refused the login: a bank that sets its cookie on a failed login too
-// must not make a wrong password look like a session.
+// learn completes the login with the session its answer hands over, if
+// one may be learned (learnedSession).
 func (lw *learningWriter) learn(status int) {
-	m := lw.mark
-	if lw.rule.Success != nil && !lw.rule.Success.Matches(status, lw.Header()) {
-		m = &loginMark{session: m.session, nonce: m.nonce} // clear the mark, learn nothing
+	lw.g.completeLogin(lw.ctx, lw.mark, lw.g.learnedSession(lw.rule, lw.mark, status, lw.Header(), lw.approved, true))
+}
+
+// learnedSession is the session a login's answer (status, h) hands to the
+// browser for the login's user; "" when none may be learned.
+//
+//   - A session the bank newly set (a Set-Cookie whose value is not the
+//     request's own) is only this browser's. It is learned when the answer
+//     meets the rule's success condition, when the rule has none (a
+//     password-only login learns what the bank set, as it always did), and
+//     for a login the phone approved, whose user is that session's owner
+//     even when the answer looks unusual (a deep link's next= redirect).
+//   - The request's own session (the bank kept its ID, or set the same
+//     value again) is learned only when the answer meets an explicit
+//     success condition, and only when the login was forwarded with it
+//     (ownForwarded). A refused login leaves a kept session as it was —
+//     for a stolen cookie, its owner's — so without that proof a failed
+//     login naming another user would re-attribute the session to that
+//     user, whose transfers would then run without the owner's phone.
+func (g *Gate) learnedSession(rule *policy.Rule, m *loginMark, status int, h http.Header, approved, ownForwarded bool) string {
+	success := rule.Success != nil && rule.Success.Matches(status, h)
+	if set := setCookieValue(h, g.Policy.Session.Cookie); set != "" && set != m.session {
+		if success || rule.Success == nil || approved {
+			return set
+		}
+		return ""
 	}
-	lw.g.completeLogin(lw.ctx, m, lw.Header())
+	if success && ownForwarded {
+		return m.session
+	}
+	return ""
 }
 
 func (g *Gate) clientIP(r *http.Request) string {

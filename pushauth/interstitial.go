@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,10 +77,10 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
-	if m := loginMarkOf(r.Context()); m != nil && m.marked {
-		// The replay completes this login in a later request: name the mark
-		// by the challenge, which that request knows.
-		if err := g.writeMark(r.Context(), rule, &loginMark{session: m.session, nonce: c.ID, user: user.Key}); err != nil {
+	if m := loginMarkOf(r.Context()); m != nil {
+		// The login will reach the bank when it is replayed, in a later
+		// request: name its mark by the challenge, which that request knows.
+		if err := g.markLogin(r.Context(), rule, waitLoginMark(m.session, c)); err != nil {
 			_, _ = g.Engine.finish(context.WithoutCancel(r.Context()), c.ID, StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}
@@ -90,6 +91,13 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	})
 	g.renderWait(w, r, http.StatusOK, c, "", "")
 	return nil
+}
+
+// waitLoginMark is the mark of the login stored in challenge c, started on
+// session: named by the challenge, which every later request of the
+// waiting page knows. abandonLogin clears it only where it is still c's.
+func waitLoginMark(session string, c *Challenge) *loginMark {
+	return &loginMark{session: session, nonce: c.ID, user: c.UserKey}
 }
 
 // startFailed answers a challenge that could not be created.
@@ -168,6 +176,10 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 			// nothing is replayed; burn the replay so it never will be.
 			_, _ = g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.cfg.Retain))
 		}
+		// A login cancelled before its replay never reaches the bank.
+		if session, ok := g.requestSession(r); ok {
+			g.abandonLogin(r.Context(), waitLoginMark(session, c))
+		}
 		clearWaitCookie(w, g.WaitPath)
 		c.Status = StatusCancelled
 		g.renderWait(w, r, http.StatusOK, c, "", "")
@@ -211,11 +223,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	session, ok := g.requestSession(r)
 	if !ok || subtle.ConstantTimeCompare([]byte(sessionHashOf(session)), []byte(cur.SessionHash)) != 1 {
-		g.Log.Warn("release refused: another bank session", "challenge", cur.ID, "user", cur.UserKey, "rule", cur.Rule, "client_ip", g.clientIP(r))
-		g.Engine.audit(r.Context(), AuditEvent{Type: AuditSuspicious, User: cur.UserKey, Credential: cur.CredentialID, Challenge: cur.ID,
-			Rule: cur.Rule, ClientIP: g.clientIP(r), Outcome: "session_mismatch", Actor: "browser",
-			Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
-			Service: cur.Service, Host: cur.Host})
+		g.releaseMismatch(r, cur)
 		g.renderWait(w, r, http.StatusForbidden, cur, "", waitTexts[Lang(r)]["othersession"])
 		return nil
 	}
@@ -224,6 +232,9 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	}
 	if cur == nil || cur.Status != StatusApproved {
 		if cur != nil && cur.Status.Final() {
+			// Denied, expired, cancelled or superseded: a login it was
+			// will never reach the bank.
+			g.abandonLogin(r.Context(), waitLoginMark(session, cur))
 			clearWaitCookie(w, g.WaitPath)
 		}
 		g.renderWait(w, r, http.StatusConflict, cur, "", "")
@@ -268,10 +279,58 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 	if rule != nil && rule.Kind == policy.KindLogin {
 		// The login completes in this request, on the session it was
 		// started in (checked above).
-		req = req.WithContext(withLoginMark(req.Context(), &loginMark{session: session, nonce: cur.ID, user: cur.UserKey}))
+		req = req.WithContext(withLoginMark(req.Context(), waitLoginMark(session, cur)))
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
+}
+
+// maxReleaseMismatches is how many releases of one stored request may be
+// asked with another bank session than it was started in before its
+// replay is burnt: the browser holding the waiting page is then plainly
+// not working in the session the request belongs to.
+const maxReleaseMismatches = 5
+
+// releaseMismatch records a release of c asked with another bank session.
+// It is audited through the refusal aggregator by challenge (each takes a
+// push from the user's budget to start), so posting continue with made-up
+// cookies cannot flush the audit trail; at maxReleaseMismatches the replay
+// is burnt and a pending challenge cancelled, so nothing of it can reach
+// the bank any more. (A login's pending mark on the session it was started
+// in then lapses with its TTL: the gateway keeps only that session's hash.)
+func (g *Gate) releaseMismatch(r *http.Request, c *Challenge) {
+	ctx := context.WithoutCancel(r.Context())
+	ip := g.clientIP(r)
+	g.Log.Warn("release refused: another bank session", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "client_ip", ip)
+	g.Engine.refusalAudit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+		Rule: c.Rule, ClientIP: ip, Outcome: "session_mismatch", Actor: "browser",
+		Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
+		Service: c.Service, Host: c.Host}, "mismatch\x00"+c.ID)
+	until := c.ExpiresAt.Add(g.Engine.cfg.Retain)
+	for i := range maxReleaseMismatches {
+		fresh, err := g.Engine.store.UseJTI(ctx, "release-mismatch/"+c.ID+"/"+strconv.Itoa(i), until)
+		if err != nil {
+			g.Engine.storeError("use_jti", err)
+			return
+		}
+		if fresh {
+			return
+		}
+	}
+	burnt, err := g.Engine.store.UseJTI(ctx, "replay/"+c.ID, until)
+	if err != nil {
+		g.Engine.storeError("use_jti", err)
+		return
+	}
+	if c.Status == StatusPending {
+		_, _ = g.Engine.finish(ctx, c.ID, StatusCancelled)
+	}
+	if burnt {
+		g.Log.Warn("stored request burnt after repeated releases with another bank session", "challenge", c.ID, "user", c.UserKey)
+		g.Engine.audit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+			Rule: c.Rule, ClientIP: ip, Outcome: "replay_burnt", Actor: "gateway", Service: c.Service, Host: c.Host,
+			Detail: fmt.Sprintf("%d releases asked with another bank session; the stored request will never be forwarded", maxReleaseMismatches)})
+	}
 }
 
 // waitOTP approves with the security code instead of the push; a wrong

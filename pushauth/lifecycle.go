@@ -323,7 +323,7 @@ func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, er
 		e.storeError("get_user", err)
 		return nil, err
 	}
-	if _, err := e.bind(ctx, key, cred, false, "support", "", actor); err != nil {
+	if _, err := e.bind(ctx, key, cred, false, "support", "", actor, nil); err != nil {
 		return nil, err
 	}
 	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
@@ -463,30 +463,37 @@ const enrolTicketTTL = 15 * time.Minute
 func enrolTicketHash(tok string) string { return SessionHash("enrol-ticket\x00" + tok) }
 
 // refuseLogin answers a login of a user a not_enrolled: enrol rule
-// refuses for want of a phone: the bank checks the password first. When
-// its answer meets the rule's success condition, its session is logged out
-// and never reaches the browser, which gets an enrolment ticket and the
-// form instead; any other answer is the bank's own (a wrong password).
+// refuses for want of a phone: the bank checks the password first, on a
+// session of its own (the request's session cookie is not forwarded, see
+// withoutSession, so a bank that keeps its ID does not hand the refused
+// user the session the request carries). When its answer meets the rule's
+// success condition, its session is logged out and never reaches the
+// browser, which gets an enrolment ticket and the form instead. Any other
+// answer — a wrong password, or a success the policy does not recognise (a
+// next= redirect) — is the bank's own page, with its session logged out
+// and every cookie it sets stripped.
 func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, body []byte) error {
 	if g.EnrollPath == "" || rule.Success == nil {
 		g.refuse(w, r, rule, u, a, "")
 		return nil
 	}
+	fr := g.withoutSession(r)
 	rec := &responseBuffer{header: http.Header{}}
-	if err := g.forward(rec, r, next, body, nil, "", nil); err != nil {
+	if err := g.forward(rec, fr, next, body, nil, "", nil); err != nil {
 		return err
 	}
 	if rec.overflow {
 		g.Log.Error("login response too large to check; refused", "rule", rule.Name, "user", u.Key)
-		g.bankLogout(r, next, rule, rec.header)
+		g.bankLogout(fr, next, rule, rec.header)
 		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
+		g.dropBankSession(fr, next, rule, rec.header)
 		rec.writeTo(w)
 		return nil
 	}
-	return g.refuseAccepted(w, r, next, rule, u, a, rec.header)
+	return g.refuseAccepted(w, fr, next, rule, u, a, rec.header)
 }
 
 // refuseAccepted refuses a login the bank has accepted (its response
@@ -511,15 +518,19 @@ func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next,
 	}
 	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
-	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), g.Engine.proofFor(u)))
+	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), proofFor(u, g.Policy.Enrolment)))
 	return nil
 }
 
 // refuse renders the page for a refusing Access and audits it.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rule *policy.Rule, u *User, a Access, form template.HTML) {
+	ip := g.clientIP(r)
 	g.Log.Info("request refused: "+a.String(), "rule", rule.Name, "user", u.Key, "state", string(u.State))
-	g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
-		ClientIP: g.clientIP(r), Outcome: a.String(), Actor: "gateway"})
+	// Anyone may post logins naming any user: aggregated by user and by
+	// address, so neither random names nor many addresses flood the trail.
+	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
+		ClientIP: ip, Outcome: a.String(), Actor: "gateway"},
+		"refused\x00"+a.String()+"\x00"+u.Key, "refused\x00"+a.String()+"\x00"+addressKey(ip))
 	g.Pages.Render(w, r, http.StatusForbidden, refusePage(a), "", form)
 }
 

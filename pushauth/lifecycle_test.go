@@ -198,7 +198,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		t.Fatal(err)
 	}
 	eng.SetDeregistrationGrace(pol.DeregistrationGrace)
-	eng.SetEnrolment(pol.Enrolment)
+	t.Cleanup(eng.AddEnrolment(pol.Enrolment))
 	pages, err := pushauth.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,9 @@ package pushauth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,12 +16,17 @@ import (
 // banks that keep it (many Java and ASP applications upgrade the session
 // the browser already has):
 //
-//   - a login marks the session it was started in as pending for its user,
-//     and forgets what the session meant before;
+//   - a login that will reach the bank (forwarded now, or held for the
+//     phone and forwarded on approval) marks the session it was started in
+//     as pending for its user; a login refused before it reaches the bank
+//     (the user's state, a denial, a timeout) marks nothing, and a held
+//     login that ends without being forwarded clears its mark
+//     (abandonLogin), so the session keeps meaning what it meant;
 //   - a transaction on a session whose login is pending is refused;
-//   - when the login is approved (or allowed with the password alone) and
-//     the bank answers, the session the bank set — or, when it set none, the
-//     request's own — is mapped to that user;
+//   - when the bank answers the login, the session it hands to the browser
+//     is mapped to the login's user (learnedSession says which, if any),
+//     and the session the login was started in forgets what it meant
+//     before unless it is that session;
 //   - a logout forgets both.
 //
 // The mapping SessionHash(cookie) → user keeps its format (the enrolment
@@ -39,7 +44,6 @@ type loginMark struct {
 	session string // the request's own session cookie value; "" when none
 	nonce   string // the interstitial challenge's ID, or a random one
 	user    string
-	marked  bool // the session was mapped, so the login wrote its pending mark
 }
 
 type loginMarkKey struct{}
@@ -65,20 +69,27 @@ func (g *Gate) pendingTTL(rule *policy.Rule) time.Duration {
 }
 
 // markLogin records m as the login pending on its session, replacing an
-// earlier pending login there, and forgets the user the session was mapped
-// to. A session the gateway never mapped and where no login is pending is
-// not marked: nothing is attributed to it anyway, and a mark per unknown
-// cookie would let anyone grow the store with made-up cookies. An error
-// means the session could not be read or marked: the login must not go on
-// (fail closed).
+// earlier pending login there. The user the session was mapped to stays
+// recorded beside the mark (a pending mark overrides it, see sessionUser)
+// so that a login that ends without reaching the bank gives it back
+// (abandonLogin); a login the bank answers replaces or forgets it
+// (completeLogin). A session the gateway never mapped and where no login is
+// pending is not marked: nothing is attributed to it anyway, and a mark per
+// unknown cookie would let anyone grow the store with made-up cookies. An
+// error means the session could not be read or marked: the login must not
+// go on (fail closed).
 func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) error {
-	if m.session == "" {
+	if m == nil || m.session == "" {
 		return nil
 	}
 	for _, h := range []string{SessionHash(m.session), loginPendingHash(m.session)} {
 		_, err := g.Engine.store.GetSession(ctx, h)
 		if err == nil {
-			return g.writeMark(ctx, rule, m)
+			if err := g.Engine.store.PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
+				g.Engine.storeError("put_session", err)
+				return err
+			}
+			return nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			g.Engine.storeError("get_session", err)
@@ -88,24 +99,41 @@ func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) e
 	return nil
 }
 
-// writeMark makes m the pending login of its session.
-func (g *Gate) writeMark(ctx context.Context, rule *policy.Rule, m *loginMark) error {
-	store := g.Engine.store
-	if err := store.PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
-		g.Engine.storeError("put_session", err)
-		return err
+// beginLogin writes the pending mark of the login in r's context (if any),
+// now that the login will reach the bank. false: the store failed and the
+// request has been answered (503).
+func (g *Gate) beginLogin(w http.ResponseWriter, r *http.Request, rule *policy.Rule) bool {
+	if err := g.markLogin(r.Context(), rule, loginMarkOf(r.Context())); err != nil {
+		_ = g.unavailable(w, r, rule, err)
+		return false
 	}
-	if err := store.DeleteSession(ctx, SessionHash(m.session)); err != nil {
+	return true
+}
+
+// abandonLogin clears the pending mark of a login that ends without the
+// bank having seen it on its session (denied, expired, cancelled,
+// superseded, refused): the session means again what it meant before. Only
+// m's own mark is cleared; a later login's stays. (Read and delete are two
+// steps: a later login marking in between loses its mark, and then fails
+// loginCurrent and is refused — closed, not open.)
+func (g *Gate) abandonLogin(ctx context.Context, m *loginMark) {
+	if m == nil || m.session == "" {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	v, err := g.Engine.store.GetSession(ctx, loginPendingHash(m.session))
+	if err != nil || subtle.ConstantTimeCompare([]byte(v), []byte(m.value())) != 1 {
+		return
+	}
+	if err := g.Engine.store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
 		g.Engine.storeError("delete_session", err)
-		return err
 	}
-	m.marked = true
-	return nil
 }
 
 // loginCurrent reports whether m may still complete: it is the pending
-// login of its session, or, when no login is pending there, nobody has
-// been mapped to the session since m started (m's session was unknown).
+// login of its session, or, when no login is pending there, the session is
+// mapped to nobody (m's session was unknown and nobody was mapped to it
+// since; a marked login whose mark is gone fails here, closed).
 func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
 	if m == nil || m.session == "" {
 		return true, nil
@@ -130,32 +158,31 @@ func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
 	return false, nil
 }
 
-// completeLogin maps the session a successful login hands to the browser
-// (set in h, or else the request's own) to the approved user, and clears
-// the pending mark. The caller holds the session's lock and has checked
-// loginCurrent.
-func (g *Gate) completeLogin(ctx context.Context, m *loginMark, h http.Header) {
-	name := g.Policy.Session.Cookie
-	session := setCookieValue(h, name)
-	if session == "" && m != nil {
-		session = m.session
-	}
-	user := ""
-	if m != nil {
-		user = m.user
-	}
-	if session != "" && user != "" {
-		if err := g.Engine.store.PutSession(ctx, SessionHash(session), user, g.Policy.Session.TTL); err != nil {
+// completeLogin ends login m once the bank has answered it: learned (the
+// session the answer hands to the browser, "" for none) is mapped to m's
+// user, the session the login was started in forgets what it meant unless
+// it is the learned one, and its pending mark is cleared. The caller holds
+// the session's lock and has checked loginCurrent.
+func (g *Gate) completeLogin(ctx context.Context, m *loginMark, learned string) {
+	store := g.Engine.store
+	if learned != "" && m.user != "" {
+		if err := store.PutSession(ctx, SessionHash(learned), m.user, g.Policy.Session.TTL); err != nil {
 			g.Engine.storeError("put_session", err)
-			g.Log.Error("learning session", "user", user, "error", err)
+			g.Log.Error("learning session", "user", m.user, "error", err)
 		} else {
-			g.Log.Info("session learned", "user", user, "kept", session == m.session)
+			g.Log.Info("session learned", "user", m.user, "kept", learned == m.session)
 		}
 	}
-	if m != nil && m.session != "" {
-		if err := g.Engine.store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
+	if m.session == "" {
+		return
+	}
+	if m.session != learned {
+		if err := store.DeleteSession(ctx, SessionHash(m.session)); err != nil {
 			g.Engine.storeError("delete_session", err)
 		}
+	}
+	if err := store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
+		g.Engine.storeError("delete_session", err)
 	}
 }
 
@@ -193,48 +220,37 @@ func (g *Gate) forgetSession(ctx context.Context, session string) {
 }
 
 // setCookieValue returns the value of cookie name set in h ("" when h sets
-// none, or only clears it).
-func setCookieValue(h http.Header, name string) string {
-	if name == "" {
-		return ""
-	}
-	v := ""
-	for _, line := range h.Values("Set-Cookie") {
-		ck, err := http.ParseSetCookie(line)
-		if err == nil && ck.Name == name && ck.Value != "" && ck.MaxAge >= 0 {
-			v = ck.Value
-		}
-	}
-	return v
-}
+// none, or clears it: see policy.SetCookieValue).
+func setCookieValue(h http.Header, name string) string { return policy.SetCookieValue(h, name) }
 
-// stripSetCookies removes from h every Set-Cookie of the named cookies, so
-// a bank session the gateway refuses never reaches the browser.
-func stripSetCookies(h http.Header, names ...string) {
-	lines := h.Values("Set-Cookie")
-	if len(lines) == 0 {
-		return
+// withoutSession returns a copy of r whose Cookie header no longer
+// carries the bank's session cookie (its name compared without case, as a
+// lenient server might), for a login the bank checks before the gateway
+// has decided (after_success, not_enrolled: enrol): the bank opens a new
+// session, which the gateway holds or logs out, instead of upgrading the
+// one the request carries. Other cookies are kept as sent.
+func (g *Gate) withoutSession(r *http.Request) *http.Request {
+	fr := r.Clone(r.Context())
+	name := g.Policy.Session.Cookie
+	if name == "" {
+		return fr
 	}
-	keep := lines[:0:0]
-	for _, line := range lines {
-		ck, err := http.ParseSetCookie(line)
-		if err == nil && slices.Contains(names, ck.Name) {
-			continue
-		}
-		if err != nil {
-			// An unparsable line might still set the session for a lenient
-			// browser: drop it if it names the cookie at all.
-			name, _, _ := strings.Cut(strings.TrimSpace(line), "=")
-			if slices.Contains(names, strings.TrimSpace(name)) {
+	var keep []string
+	for _, line := range fr.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			n, _, _ := strings.Cut(part, "=")
+			if part == "" || strings.EqualFold(strings.TrimSpace(n), name) {
 				continue
 			}
+			keep = append(keep, part)
 		}
-		keep = append(keep, line)
 	}
-	h.Del("Set-Cookie")
-	for _, line := range keep {
-		h.Add("Set-Cookie", line)
+	fr.Header.Del("Cookie")
+	if len(keep) > 0 {
+		fr.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
+	return fr
 }
 
 // requestSession returns the request's bank session cookie, and false when

@@ -40,21 +40,43 @@ func TestEscapeUntrusted(t *testing.T) {
 	}
 }
 
-func TestStripSetCookies(t *testing.T) {
-	h := http.Header{}
-	h.Add("Set-Cookie", "BANKSESSION=abc; Path=/; HttpOnly")
-	h.Add("Set-Cookie", "lang=ja; Path=/")
-	h.Add("Set-Cookie", "AUTH=x")
-	h.Add("Set-Cookie", "BANKSESSION=\x01bad") // unparsable, still names the cookie
-	stripSetCookies(h, "BANKSESSION", "AUTH")
-	if got := h.Values("Set-Cookie"); !reflect.DeepEqual(got, []string{"lang=ja; Path=/"}) {
-		t.Fatalf("after stripping: %q", got)
+// TestWithoutSessionAndSetCookieValue: a login the bank checks before the
+// gateway decides reaches it without the session cookie, in any spelling
+// of its name, and with every other cookie; what a Set-Cookie hands over.
+func TestWithoutSessionAndSetCookieValue(t *testing.T) {
+	g := &Gate{Policy: &policy.Policy{Session: policy.SessionConfig{Cookie: "BANKSESSION"}}}
+	r, _ := http.NewRequest(http.MethodPost, "http://bank.example/login", nil)
+	r.Header.Add("Cookie", "lang=ja; BANKSESSION=abc")
+	r.Header.Add("Cookie", " banksession =def;csrf=t1")
+	fr := g.withoutSession(r)
+	if got := fr.Header.Values("Cookie"); !reflect.DeepEqual(got, []string{"lang=ja; csrf=t1"}) {
+		t.Fatalf("forwarded cookies: %q", got)
+	}
+	if len(r.Header.Values("Cookie")) != 2 {
+		t.Fatal("the request itself was changed")
 	}
 	if setCookieValue(http.Header{"Set-Cookie": {"S=v; Max-Age=0", "S=; Path=/"}}, "S") != "" {
 		t.Error("a cleared cookie counted as a session")
 	}
 	if setCookieValue(http.Header{"Set-Cookie": {"S=v1", "T=x"}}, "S") != "v1" {
 		t.Error("set session not found")
+	}
+	// How many frameworks delete a cookie: a value and an Expires in the
+	// past. Such a value is nobody's session, never one to learn or to
+	// log out instead of the request's own.
+	for _, line := range []string{
+		"S=deleted; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Path=/",
+		"S=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT",
+	} {
+		if v := setCookieValue(http.Header{"Set-Cookie": {line}}, "S"); v != "" {
+			t.Errorf("%q counted as setting session %q", line, v)
+		}
+	}
+	if setCookieValue(http.Header{"Set-Cookie": {"S=v1", "S=deleted; Max-Age=0"}}, "S") != "" {
+		t.Error("a session set and then cleared in one answer counted as set")
+	}
+	if setCookieValue(http.Header{"Set-Cookie": {"S=v2; Expires=Fri, 01 Jan 2100 00:00:00 GMT"}}, "S") != "v2" {
+		t.Error("a session with an Expires in the future not found")
 	}
 }
 
