@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/httpapi"
 )
 
 func init() {
@@ -29,7 +29,7 @@ type AdminHandler struct {
 	// "/onepush/admin/v1".
 	Base string `json:"base,omitempty"`
 
-	api *pushauth.AdminAPI
+	api *httpapi.Admin
 }
 
 // CaddyModule returns the Caddy module information.
@@ -50,7 +50,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.api, err = pushauth.NewAdminAPI(app.Engine(), h.Base, token, app.uninstallGrace())
+	h.api, err = httpapi.NewAdmin(app.Engine(), h.Base, token, app.uninstallGrace())
 	if err != nil {
 		return fmt.Errorf("onepush_admin: %w", err)
 	}

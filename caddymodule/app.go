@@ -11,8 +11,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/push/webhook"
 	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/embedded"
+	"github.com/onepush/onepush/pushauth/store/memory"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
@@ -180,7 +182,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	pushers := map[string]pushauth.Pusher{}
 	if len(a.WebhookAllow) > 0 {
-		wp, err := pushauth.NewWebhookPusher(a.WebhookAllow, nil)
+		wp, err := webhook.New(a.WebhookAllow, nil)
 		if err != nil {
 			return fmt.Errorf("onepush: webhook_allow: %w", err)
 		}
@@ -267,7 +269,7 @@ func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
 func (a *App) newStore(sealer *seal.Sealer, logger *slog.Logger) (pushauth.Store, error) {
 	switch a.Store.Type {
 	case "memory":
-		return pushauth.NewMemoryStore(nil), nil
+		return memory.New(nil), nil
 	case "redis":
 		s, err := a.Store.Redis.open(caddy.NewReplacer(), sealer)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/httpapi"
 )
 
 func init() {
@@ -418,7 +419,7 @@ func newAdminClient(c *cobra.Command) (*adminClient, error) {
 		return nil, fmt.Errorf("--admin %q: must be an http(s) URL", base)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = pushauth.DefaultAdminBase
+		u.Path = httpapi.DefaultAdminBase
 	}
 	token, _ := f.GetString("token")
 	if token == "" {
@@ -455,7 +456,7 @@ func (cl *adminClient) do(method, path string, q url.Values, body any) ([]byte, 
 	}
 	req.Header.Set("Authorization", "Bearer "+cl.token)
 	if cl.actor != "" {
-		req.Header.Set(pushauth.ActorHeader, cl.actor)
+		req.Header.Set(httpapi.ActorHeader, cl.actor)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -6,7 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/httpapi"
 )
 
 func init() {
@@ -20,7 +20,7 @@ type DeviceHandler struct {
 	// "/onepush/device/v1".
 	Base string `json:"base,omitempty"`
 
-	api *pushauth.DeviceAPI
+	api *httpapi.Device
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,7 +37,7 @@ func (d *DeviceHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	d.api = pushauth.NewDeviceAPI(app.Engine(), d.Base, app.uninstallGrace())
+	d.api = httpapi.NewDevice(app.Engine(), d.Base, app.uninstallGrace())
 	d.api.ClientIP = clientIP // registrations are limited by Caddy's view of the client
 	return nil
 }

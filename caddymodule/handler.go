@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/onepush/onepush/policy"
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/gate"
 )
 
 func init() {
@@ -44,7 +44,7 @@ type Handler struct {
 	// Default "/".
 	BankHome string `json:"bank_home,omitempty"`
 
-	gate          *pushauth.Gate
+	gate          *gate.Gate
 	dropEnrolment func()
 }
 
@@ -78,7 +78,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// What binding a phone takes is this site's policy's (the gate passes
 	// it on); the engine only learns the longest activation code validity.
 	h.dropEnrolment = app.Engine().AddEnrolment(pol.Enrolment)
-	pages, err := pushauth.NewPages(h.Templates, h.BankHome)
+	pages, err := gate.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
 	}
@@ -94,7 +94,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case "off":
 		enroll = ""
 	}
-	h.gate = &pushauth.Gate{
+	h.gate = &gate.Gate{
 		Engine:          app.Engine(),
 		Policy:          pol,
 		Pages:           pages,

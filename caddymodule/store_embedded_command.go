@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/httpapi"
 	"github.com/onepush/onepush/pushauth/store/embedded"
 )
 
@@ -145,7 +146,7 @@ func backupStore(c *cobra.Command, file string) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+cl.token)
 	if cl.actor != "" {
-		req.Header.Set(pushauth.ActorHeader, cl.actor)
+		req.Header.Set(httpapi.ActorHeader, cl.actor)
 	}
 	// No overall timeout: a large store takes as long as it takes.
 	hc := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 2 * time.Minute}}

@@ -66,7 +66,7 @@ const (
 	ActivationRecovery = "recovery"
 )
 
-func (c *ActivationCode) clone() *ActivationCode {
+func (c *ActivationCode) Clone() *ActivationCode {
 	cp := *c
 	cp.Salt, cp.Hash = bytes.Clone(c.Salt), bytes.Clone(c.Hash)
 	return &cp
@@ -164,14 +164,14 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 	case err == nil && u.State == UserLocked:
 		return "", nil, fmt.Errorf("%w: user %q is locked; unlock first", ErrUserState, userKey)
 	case err != nil && !errors.Is(err, ErrNotFound):
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return "", nil, err
 	}
 	code, err := newActivationCode()
 	if err != nil {
 		return "", nil, err
 	}
-	id, err := randomID()
+	id, err := RandomID()
 	if err != nil {
 		return "", nil, err
 	}
@@ -183,10 +183,10 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 	c := &ActivationCode{ID: id, User: userKey, Kind: kind, Salt: salt,
 		Hash: activationHash(userKey, normalActivationCode(code), salt), IssuedAt: now, ExpiresAt: now.Add(valid), IssuedBy: actor}
 	if err := e.store.PutActivationCode(ctx, c); err != nil {
-		e.storeError("put_activation_code", err)
+		e.StoreFailed("put_activation_code", err)
 		return "", nil, err
 	}
-	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: userKey, Outcome: "activation_code", Actor: actor,
+	e.Record(ctx, AuditEvent{Type: AuditAdmin, User: userKey, Outcome: "activation_code", Actor: actor,
 		Detail: fmt.Sprintf("%s code %s issued, valid until %s", kind, id, c.ExpiresAt.UTC().Format(time.RFC3339))})
 	return code, c, nil
 }
@@ -204,7 +204,7 @@ func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string,
 		return nil, ErrBadActivationCode
 	}
 	if err != nil {
-		e.storeError("get_activation_code", err)
+		e.StoreFailed("get_activation_code", err)
 		return nil, err
 	}
 	norm := normalActivationCode(typed)
@@ -222,7 +222,7 @@ func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string,
 	}
 	ok, err := e.store.TakeActivationCode(ctx, userKey, c.ID)
 	if err != nil {
-		e.storeError("take_activation_code", err)
+		e.StoreFailed("take_activation_code", err)
 		return nil, err
 	}
 	if !ok {

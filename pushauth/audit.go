@@ -161,7 +161,8 @@ func (l *MemoryAuditLog) Len() int {
 // audit stamps ev, writes it as a structured log line and appends it to
 // the audit log. A failing audit log is logged and counted, never fatal
 // to the request.
-func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
+// Record writes ev to the audit trail and the log.
+func (e *Engine) Record(ctx context.Context, ev AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = e.now()
 	}
@@ -182,12 +183,12 @@ func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 	}
 }
 
-// refusalAudit writes a refused or suspicious request's event through an
+// RecordAggregated writes a refused or suspicious request's event through an
 // aggregator, so that a flood of them cannot flush the audit trail (a
 // shared, bounded log): the first event in each 10 s window for the given
 // keys (a user or challenge, and the client's address: see addAny) is
 // written as it comes, the rest of the window as one summary.
-func (e *Engine) refusalAudit(ctx context.Context, ev AuditEvent, keys ...string) {
+func (e *Engine) RecordAggregated(ctx context.Context, ev AuditEvent, keys ...string) {
 	e.refusals.addAny(ctx, ev, keys...)
 }
 
@@ -219,6 +220,6 @@ func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string
 	if c.Fraud {
 		detail = "fraud reported"
 	}
-	e.audit(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
+	e.Record(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
 		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail, Service: c.Service, Host: c.Host})
 }

@@ -79,7 +79,7 @@ func (a *auditAggregator) addAny(ctx context.Context, ev AuditEvent, keys ...str
 			}
 		}
 		a.mu.Unlock()
-		a.e.audit(ctx, ev)
+		a.e.Record(ctx, ev)
 		return
 	}
 	g.more++
@@ -121,7 +121,7 @@ func (a *auditAggregator) flush(key string) {
 	if key != overflowKey {
 		ev.User, ev.Credential, ev.Rule = g.first.User, g.first.Credential, g.first.Rule
 	}
-	a.e.audit(context.Background(), ev)
+	a.e.Record(context.Background(), ev)
 }
 
 // close writes every pending summary now.

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -99,7 +100,7 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 	}
 	users, err := e.store.UsersOfCredential(ctx, cred.ID)
 	if err != nil {
-		e.storeError("users_of_credential", err)
+		e.StoreFailed("users_of_credential", err)
 		return err
 	}
 	for _, key := range users {
@@ -118,24 +119,24 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 			return err
 		}
 		detail := "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)
-		e.audit(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone", Detail: detail})
+		e.Record(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone", Detail: detail})
 		_ = e.announce(ctx, Announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
 	}
 	// Nobody can answer this phone's pending challenges any more: close
 	// them now rather than keep their requests waiting to their timeout.
 	pending, err := e.store.PendingForCredential(ctx, cred.ID)
 	if err != nil {
-		e.storeError("pending_for_credential", err)
+		e.StoreFailed("pending_for_credential", err)
 		return err
 	}
 	for _, c := range pending {
-		if _, err := e.finish(ctx, c.ID, StatusCancelled); err != nil {
+		if _, err := e.Finish(ctx, c.ID, StatusCancelled); err != nil {
 			return err
 		}
 	}
 	e.log.Info("credential uninstalled", "credential", cred.ID, "users", len(users), "cancelled", len(pending))
 	if err := e.store.DeleteCredential(ctx, cred.ID); err != nil {
-		e.storeError("delete_credential", err)
+		e.StoreFailed("delete_credential", err)
 		return err
 	}
 	return nil
@@ -254,20 +255,30 @@ func (l *ipLimiter) bucket(key string, n int) *rate.Limiter {
 }
 
 // limiterKeys are the buckets clientIP counts against: its address key
-// (see addressKey) and, for IPv6, its /56 and /48.
+// (see AddressKey) and, for IPv6, its /56 and /48.
 func limiterKeys(ip string) []string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil || a.Unmap().Is4() {
-		return []string{addressKey(ip)}
+		return []string{AddressKey(ip)}
 	}
 	a = a.WithZone("")
 	keys := make([]string, 0, 3)
 	for _, bits := range []int{64, 56, 48} {
 		p, err := a.Prefix(bits)
 		if err != nil {
-			return []string{addressKey(ip)}
+			return []string{AddressKey(ip)}
 		}
 		keys = append(keys, p.String())
 	}
 	return keys
+}
+
+// ClientAddr is the host of a connection's remote address ("ip:port"), the
+// client address wherever no trusted proxy speaks for the client.
+func ClientAddr(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return host
 }

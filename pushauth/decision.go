@@ -69,7 +69,7 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		return c, fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
 	}
 	if !e.now().Before(c.ExpiresAt) {
-		cur, _ := e.finish(ctx, id, StatusExpired)
+		cur, _ := e.Finish(ctx, id, StatusExpired)
 		if cur != nil && cur.Status != StatusExpired {
 			return cur, fmt.Errorf("%w: it is %s", ErrConflict, cur.Status)
 		}
@@ -136,8 +136,8 @@ func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) 
 	return c, err
 }
 
-// countFailure adds a wrong security code to the user's failures and
+// CountFailure adds a wrong security code to the user's failures and
 // reports whether the user is now locked.
-func (e *Engine) countFailure(ctx context.Context, userKey string) bool {
+func (e *Engine) CountFailure(ctx context.Context, userKey string) bool {
 	return e.recordFailure(ctx, userKey, "wrong security code", nil)
 }

@@ -95,7 +95,7 @@ type Engine struct {
 	enrolments   enrolmentSet // the loaded policies' sections, for activation codes
 	enrolLimit   *ipLimiter
 	enrolAudit   *auditAggregator
-	refusals     *auditAggregator // refused and suspicious requests, see refusalAudit
+	refusals     *auditAggregator // refused and suspicious requests, see RecordAggregated
 	notifier     *notifier
 	repudiation  string
 	stopFailover func() // see failover.go
@@ -217,8 +217,19 @@ func (e *Engine) pusher(platform string) Pusher { return (*e.pushers.Load())[pla
 // Store returns the engine's store.
 func (e *Engine) Store() Store { return e.store }
 
-// Held reports how many requests are waiting now.
-func (e *Engine) Held() int { return e.waiters.count() }
+// Now is the engine's clock.
+func (e *Engine) Now() time.Time { return e.now() }
+
+// Logger is where the engine logs; the gate and the APIs log beside it.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Retention is how long a decided challenge stays readable after its
+// expiry (Config.Retain): single-use marks about a challenge live as long.
+func (e *Engine) Retention() time.Duration { return e.cfg.Retain }
+
+// AllowRegistration reports whether a client address may register another
+// device now; registrations are rate limited per address.
+func (e *Engine) AllowRegistration(clientIP string) bool { return e.regLimit.allow(clientIP) }
 
 // Close stops the workers and the watch; held requests see their context end.
 func (e *Engine) Close() error {
@@ -285,7 +296,7 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 		return nil, err
 	}
 	defer release()
-	id, err := randomID()
+	id, err := RandomID()
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +328,7 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 // Start creates and pushes a challenge without waiting: the interstitial
 // mode answers the browser with a waiting page and asks Await later.
 func (e *Engine) Start(ctx context.Context, user *User, spec ChallengeSpec) (*Challenge, error) {
-	id, err := randomID()
+	id, err := RandomID()
 	if err != nil {
 		return nil, err
 	}
@@ -400,18 +411,18 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 
 	superseded, err := e.store.CreateChallenge(ctx, c, c.ExpiresAt.Add(e.cfg.Retain))
 	if err != nil {
-		e.storeError("create_challenge", err)
+		e.StoreFailed("create_challenge", err)
 		return nil, fmt.Errorf("pushauth: storing challenge: %w", err)
 	}
 	if superseded != "" {
 		e.log.Debug("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
-		e.audit(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
+		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
 	}
 	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
 	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
-	e.audit(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
+	e.Record(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
 		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind,
 		Service: spec.Service, Host: spec.Host})
 	if err := e.dispatch.enqueue(cred, c); err != nil {
@@ -446,17 +457,17 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone
 			}
 		case <-backstopC:
 		case <-timer.C:
-			return e.finish(ctx, c.ID, StatusExpired)
+			return e.Finish(ctx, c.ID, StatusExpired)
 		case <-ctx.Done():
 			if !cancelOnDone {
 				return e.store.GetChallenge(context.WithoutCancel(ctx), c.ID)
 			}
-			return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
+			return e.Finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
 		}
 		cur, err := e.store.GetChallenge(ctx, c.ID)
 		if err != nil {
 			if ctx.Err() != nil && cancelOnDone {
-				return e.finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
+				return e.Finish(context.WithoutCancel(ctx), c.ID, StatusCancelled)
 			}
 			return nil, fmt.Errorf("pushauth: re-reading challenge %s: %w", c.ID, err)
 		}
@@ -466,15 +477,15 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone
 	}
 }
 
-// finish closes a challenge the waiting side gave up on. A decision that
+// Finish closes a challenge the waiting side gave up on. A decision that
 // won the race stands.
-func (e *Engine) finish(ctx context.Context, id string, to Status) (*Challenge, error) {
+func (e *Engine) Finish(ctx context.Context, id string, to Status) (*Challenge, error) {
 	cur, err := e.store.Resolve(ctx, id, to, false, e.now())
 	if errors.Is(err, ErrConflict) {
 		return cur, nil
 	}
 	if err != nil {
-		e.storeError("resolve", err)
+		e.StoreFailed("resolve", err)
 		return nil, fmt.Errorf("pushauth: closing challenge %s as %s: %w", id, to, err)
 	}
 	e.log.Debug("challenge "+string(to), "challenge", id, "user", cur.UserKey, "rule", cur.Rule)
@@ -482,7 +493,7 @@ func (e *Engine) finish(ctx context.Context, id string, to Status) (*Challenge, 
 	return cur, nil
 }
 
-func randomID() (string, error) {
+func RandomID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("pushauth: reading randomness: %w", err)

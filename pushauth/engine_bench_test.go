@@ -1,4 +1,4 @@
-package pushauth
+package pushauth_test
 
 import (
 	"context"
@@ -14,21 +14,24 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // benchEngine is an engine on the memory store with one phone credential
 // bound to users u0..u<users-1>, so cycles can rotate through users without
 // tripping the per-user push budget.
 type benchEngine struct {
-	e    *Engine
+	e    *pushauth.Engine
 	key  *ecdsa.PrivateKey
-	cred *Credential
+	cred *pushauth.Credential
 	n    int
 }
 
 func newBenchEngine(b *testing.B, users int) *benchEngine {
 	b.Helper()
-	e, err := NewEngine(Config{Store: NewMemoryStore(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 20})
+	e, err := pushauth.NewEngine(pushauth.Config{Store: memory.New(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 20})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,21 +44,21 @@ func newBenchEngine(b *testing.B, users int) *benchEngine {
 		b.Fatal(err)
 	}
 	for i := range users {
-		if err := e.store.PutUser(ctx, &User{Key: "u" + strconv.Itoa(i), CredentialID: cred.ID, State: UserActive}); err != nil {
+		if err := e.Store().PutUser(ctx, &pushauth.User{Key: "u" + strconv.Itoa(i), CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	return &benchEngine{e: e, key: key, cred: cred, n: users}
 }
 
-func (be *benchEngine) token(b *testing.B, c *Challenge) string {
+func (be *benchEngine) token(b *testing.B, c *pushauth.Challenge) string {
 	now := time.Now()
 	var jti [12]byte
 	_, _ = rand.Read(jti[:])
-	claims := jwt.MapClaims{"iss": be.cred.ID, "aud": Audience, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+	claims := jwt.MapClaims{"iss": be.cred.ID, "aud": pushauth.Audience, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
 		"jti": base64.RawURLEncoding.EncodeToString(jti[:])}
 	if c != nil {
-		claims["sub"], claims["decision"], claims["ctx"] = c.ID, DecisionApprove, CtxHash(c.Context)
+		claims["sub"], claims["decision"], claims["ctx"] = c.ID, pushauth.DecisionApprove, pushauth.CtxHash(c.Context)
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(be.key)
 	if err != nil {
@@ -92,7 +95,7 @@ func BenchmarkVerifyDeviceToken(b *testing.B) {
 // tell it apart from the engine's in BenchmarkHoldDecideCycle.
 func BenchmarkSignDecision(b *testing.B) {
 	be := newBenchEngine(b, 1)
-	c := &Challenge{ID: "abc", Context: `{"challenge_id":"abc"}`}
+	c := &pushauth.Challenge{ID: "abc", Context: `{"challenge_id":"abc"}`}
 	b.ReportAllocs()
 	for b.Loop() {
 		be.token(b, c)
@@ -105,17 +108,17 @@ func BenchmarkSignDecision(b *testing.B) {
 func BenchmarkHoldDecideCycle(b *testing.B) {
 	be := newBenchEngine(b, 20000)
 	ctx := context.Background()
-	spec := ChallengeSpec{Rule: "login", Kind: "login", Timeout: time.Minute, ClientIP: "192.0.2.1", UserAgent: "bench",
-		Display: []Field{{Label: "User", Value: "u"}}}
+	spec := pushauth.ChallengeSpec{Rule: "login", Kind: "login", Timeout: time.Minute, ClientIP: "192.0.2.1", UserAgent: "bench",
+		Display: []pushauth.Field{{Label: "User", Value: "u"}}}
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		u := &User{Key: "u" + strconv.Itoa(i%be.n), CredentialID: be.cred.ID, State: UserActive}
+		u := &pushauth.User{Key: "u" + strconv.Itoa(i%be.n), CredentialID: be.cred.ID, State: pushauth.UserActive}
 		i++
-		started := make(chan *Challenge, 1)
-		done := make(chan *Challenge, 1)
+		started := make(chan *pushauth.Challenge, 1)
+		done := make(chan *pushauth.Challenge, 1)
 		go func() {
-			c, err := be.e.Hold(ctx, u, spec, func(c *Challenge) { started <- c })
+			c, err := be.e.Hold(ctx, u, spec, func(c *pushauth.Challenge) { started <- c })
 			if err != nil {
 				b.Error(err)
 				close(started)
@@ -129,7 +132,7 @@ func BenchmarkHoldDecideCycle(b *testing.B) {
 		if _, err := be.e.Decide(ctx, c.ID, be.token(b, c)); err != nil {
 			b.Fatal(err)
 		}
-		if final := <-done; final == nil || final.Status != StatusApproved {
+		if final := <-done; final == nil || final.Status != pushauth.StatusApproved {
 			b.Fatalf("hold ended with %+v", final)
 		}
 	}

@@ -135,9 +135,9 @@ func codeValidity(p policy.Enrolment, kind string) time.Duration {
 	return p.BindingCodeValidity
 }
 
-// proofFor is what binding a phone to u takes besides the phone's code,
+// ProofFor is what binding a phone to u takes besides the phone's code,
 // under the enrolment section p of the policy of the site it is bound on.
-func proofFor(u *User, p policy.Enrolment) policy.Proof {
+func ProofFor(u *User, p policy.Enrolment) policy.Proof {
 	if u.HadPhone() {
 		return p.Replace
 	}
@@ -194,7 +194,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	case err == nil:
 		u = stored
 	case !errors.Is(err, ErrNotFound):
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return nil, err
 	}
 	if ok, err := e.useSlot(ctx, "enrol/"+a.User, enrolPerUser, enrolUserWindow); err != nil {
@@ -210,7 +210,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		return refuse(ErrUnknownCredential, "unknown_credential", true)
 	}
 	if err != nil {
-		e.storeError("get_credential", err)
+		e.StoreFailed("get_credential", err)
 		return nil, err
 	}
 	en := a.Enrolment
@@ -227,7 +227,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	if en.RecoveryCodeValidity == 0 {
 		en.RecoveryCodeValidity = def.RecoveryCodeValidity
 	}
-	proof := proofFor(u, en)
+	proof := ProofFor(u, en)
 	bound := u.CredentialID != "" && u.State != UserDeregistered
 	switch {
 	case proof == policy.ProofSupport:
@@ -258,7 +258,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	// (another phone bound, the phone deregistered): what binding takes is
 	// decided again under the user's lock, on the record being changed.
 	allowed := func(cur *User) error {
-		switch p := proofFor(cur, en); {
+		switch p := ProofFor(cur, en); {
 		case p == policy.ProofSupport:
 			return ErrSupportOnly
 		case a.ActivationCode != "":
@@ -286,7 +286,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string, allowed func(*User) error) (*Credential, error) {
 	cur, err := e.store.GetUser(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return nil, err
 	}
 	ev := Announcement{Type: EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
@@ -308,7 +308,7 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 		// Bound now: the credential no longer expires.
 		cred.ExpiresAt = time.Time{}
 		if err := e.store.PutCredential(ctx, cred); err != nil {
-			e.storeError("put_credential", err)
+			e.StoreFailed("put_credential", err)
 			return nil, err
 		}
 	}
@@ -329,12 +329,12 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 	})
 	if err != nil {
 		if errors.Is(err, ErrLocked) || errors.Is(err, ErrAlreadyBound) {
-			e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "already_bound", Actor: actor})
+			e.Record(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "already_bound", Actor: actor})
 		}
 		return nil, err
 	}
 	e.log.Info("user enrolled", "user", key, "credential", cred.ID, "via", via)
-	e.audit(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "bound", Actor: actor,
+	e.Record(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "bound", Actor: actor,
 		Detail: "via " + via + map[bool]string{true: ", replacing " + ev.PreviousCredential, false: ""}[ev.PreviousCredential != ""]})
 	if ev.PreviousCredential != "" {
 		if old, err := e.store.GetCredential(ctx, ev.PreviousCredential); err == nil {
@@ -378,7 +378,7 @@ func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Dur
 	for i := range n {
 		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), start.Add(window+time.Minute))
 		if err != nil {
-			e.storeError("use_jti", err)
+			e.StoreFailed("use_jti", err)
 			return false, fmt.Errorf("pushauth: rate limit %s: %w", key, err)
 		}
 		if fresh {
@@ -388,9 +388,9 @@ func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Dur
 	return false, nil
 }
 
-// addressKey is what rate limits count a client address as: an IPv4
+// AddressKey is what rate limits count a client address as: an IPv4
 // address, or the /64 of an IPv6 one (one host is given a whole /64).
-func addressKey(ip string) string {
+func AddressKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return ip

@@ -67,7 +67,7 @@ func (e *Engine) failedOver() {
 			if err != nil || c.Status != StatusCancelled {
 				continue // created since, or unreadable: its waiter's own re-read decides
 			}
-			if _, err := e.finish(ctx, id, StatusCancelled); err != nil {
+			if _, err := e.Finish(ctx, id, StatusCancelled); err != nil {
 				// The backstop re-read answers the request, and the store
 				// refuses the challenge whatever it says.
 				e.log.Warn("cancelling a challenge after a failover", "challenge", id, "error", err)

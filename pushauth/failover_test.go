@@ -1,4 +1,4 @@
-package pushauth
+package pushauth_test
 
 import (
 	"context"
@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // failingOverStore is a memory store whose primary can "change", as a
 // Redis store reports a Sentinel failover.
 type failingOverStore struct {
-	*MemoryStore
+	*memory.Store
 	mu  sync.Mutex
 	at  time.Time
 	fns map[int]func()
@@ -37,11 +40,11 @@ func (s *failingOverStore) LastFailover() time.Time {
 
 // GetChallenge reads a live challenge created before the failover as
 // cancelled, as the Redis store does.
-func (s *failingOverStore) GetChallenge(ctx context.Context, id string) (*Challenge, error) {
-	c, err := s.MemoryStore.GetChallenge(ctx, id)
+func (s *failingOverStore) GetChallenge(ctx context.Context, id string) (*pushauth.Challenge, error) {
+	c, err := s.Store.GetChallenge(ctx, id)
 	at := s.LastFailover()
-	if err == nil && !at.IsZero() && c.CreatedAt.Before(at) && (c.Status == StatusPending || c.Status == StatusApproved) {
-		c.Status = StatusCancelled
+	if err == nil && !at.IsZero() && c.CreatedAt.Before(at) && (c.Status == pushauth.StatusPending || c.Status == pushauth.StatusApproved) {
+		c.Status = pushauth.StatusCancelled
 	}
 	return c, err
 }
@@ -63,19 +66,19 @@ func (s *failingOverStore) failover(at time.Time) {
 // the requests held here are answered at once (cancelled), not at their
 // timeout, and a late approval of one is refused.
 func TestFailoverCancelsHeldChallenges(t *testing.T) {
-	store := &failingOverStore{MemoryStore: NewMemoryStore(nil)}
-	e, _, users := testEngine(t, Config{Store: store}, 2)
+	store := &failingOverStore{Store: memory.New(nil)}
+	e, _, users := testEngine(t, pushauth.Config{Store: store}, 2)
 	ctx := context.Background()
 	type answer struct {
-		c   *Challenge
+		c   *pushauth.Challenge
 		err error
 	}
 	answers := make(chan answer, 2)
-	started := make(chan *Challenge, 2)
+	started := make(chan *pushauth.Challenge, 2)
 	for _, u := range users {
 		go func() {
-			c, err := e.Hold(ctx, u, ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
-				func(c *Challenge) { started <- c })
+			c, err := e.Hold(ctx, u, pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
+				func(c *pushauth.Challenge) { started <- c })
 			answers <- answer{c, err}
 		}()
 	}
@@ -85,35 +88,35 @@ func TestFailoverCancelsHeldChallenges(t *testing.T) {
 	for range users {
 		select {
 		case a := <-answers:
-			if a.err != nil || a.c.Status != StatusCancelled {
+			if a.err != nil || a.c.Status != pushauth.StatusCancelled {
 				t.Fatalf("held request after the failover: %+v, %v; want cancelled", a.c, a.err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("a held request was not answered 5s after the failover (timeout 1m)")
 		}
 	}
-	if c, err := store.Resolve(ctx, first.ID, StatusApproved, false, time.Now()); err == nil {
+	if c, err := store.Resolve(ctx, first.ID, pushauth.StatusApproved, false, time.Now()); err == nil {
 		t.Fatalf("approving a challenge cancelled by the failover succeeded: %+v", c)
 	}
 
 	// A request held since is left alone by a later notice of the same
 	// failover (another instance's script reply, say).
-	later := make(chan *Challenge, 1)
+	later := make(chan *pushauth.Challenge, 1)
 	hctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
-		c, _ := e.Hold(hctx, users[0], ChallengeSpec{UserKey: users[0].Key, Rule: "login", Kind: "login", Timeout: time.Minute},
-			func(c *Challenge) { later <- c })
+		c, _ := e.Hold(hctx, users[0], pushauth.ChallengeSpec{UserKey: users[0].Key, Rule: "login", Kind: "login", Timeout: time.Minute},
+			func(c *pushauth.Challenge) { later <- c })
 		answers <- answer{c, nil}
 	}()
 	fresh := <-later
 	store.failover(store.LastFailover())
 	time.Sleep(100 * time.Millisecond)
-	if c, err := store.MemoryStore.GetChallenge(ctx, fresh.ID); err != nil || c.Status != StatusPending {
+	if c, err := store.Store.GetChallenge(ctx, fresh.ID); err != nil || c.Status != pushauth.StatusPending {
 		t.Fatalf("a challenge created after the failover is %+v, %v; want it pending", c, err)
 	}
 
-	if evs, _ := e.Audit().Query(ctx, AuditQuery{Type: AuditCancelled}); len(evs) != 2 {
+	if evs, _ := e.Audit().Query(ctx, pushauth.AuditQuery{Type: pushauth.AuditCancelled}); len(evs) != 2 {
 		t.Fatalf("%d cancellations audited, want 2", len(evs))
 	}
 }
@@ -126,8 +129,8 @@ func TestCodesValidAtAFailoverAreRefused(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
-	store := &failingOverStore{MemoryStore: NewMemoryStore(clock)}
-	e, cred, _ := testEngine(t, Config{Store: store, Now: clock}, 0)
+	store := &failingOverStore{Store: memory.New(clock)}
+	e, cred, _ := testEngine(t, pushauth.Config{Store: store, Now: clock}, 0)
 	ctx := context.Background()
 	code := func(at time.Time) string {
 		c, err := totp.GenerateCode(cred.OTPSecret, at)

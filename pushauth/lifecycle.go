@@ -2,13 +2,9 @@ package pushauth
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"html/template"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +43,7 @@ func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, ex
 	case errors.Is(err, ErrNotFound):
 		u = &User{Key: key, State: UserActive}
 	case err != nil:
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return nil, err
 	}
 	if err := fn(u, exists); err != nil {
@@ -55,7 +51,7 @@ func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, ex
 	}
 	u.UpdatedAt = e.now()
 	if err := e.store.PutUser(ctx, u); err != nil {
-		e.storeError("put_user", err)
+		e.StoreFailed("put_user", err)
 		return nil, err
 	}
 	return u, nil
@@ -70,7 +66,7 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 	fraud := c != nil && c.Fraud
 	u, lockedNow, err := e.store.AddFailure(ctx, key, e.cfg.MaxFailures, fraud, e.now())
 	if err != nil {
-		e.storeError("add_failure", err)
+		e.StoreFailed("add_failure", err)
 		e.log.Warn("counting a failure", "user", key, "error", err)
 		return false
 	}
@@ -80,7 +76,7 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 		if c != nil {
 			ev.Challenge, ev.Rule, ev.ClientIP = c.ID, c.Rule, c.ClientIP
 		}
-		e.audit(ctx, ev)
+		e.Record(ctx, ev)
 		e.log.Warn("user locked", "user", key, "failures", u.Failures, "last", why)
 		_ = e.announce(ctx, Announcement{Type: EventLocked, User: key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
 			Actor: "gateway", Detail: ev.Detail})
@@ -91,7 +87,7 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 // recordSuccess resets the consecutive-failure count after an approval.
 func (e *Engine) recordSuccess(ctx context.Context, key string) {
 	if err := e.store.ResetFailures(ctx, key, e.now()); err != nil {
-		e.storeError("reset_failures", err)
+		e.StoreFailed("reset_failures", err)
 		e.log.Warn("resetting the failure count", "user", key, "error", err)
 	}
 }
@@ -132,7 +128,7 @@ func (e *Engine) ShowUser(ctx context.Context, key string) (*UserView, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, key)
 	}
 	if err != nil {
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return nil, err
 	}
 	v := &UserView{Key: u.Key, State: u.State, Enrolled: u.Enrolled(), CredentialID: u.CredentialID, Failures: u.Failures}
@@ -187,7 +183,7 @@ func (e *Engine) adminChange(ctx context.Context, key, action, actor string, fn 
 	if cred == "" {
 		cred = beforeCred
 	}
-	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred, Outcome: action, Actor: actor, Detail: detail})
+	e.Record(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred, Outcome: action, Actor: actor, Detail: detail})
 	return u, nil
 }
 
@@ -310,7 +306,7 @@ func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, er
 		return nil, fmt.Errorf("%w: %q", ErrUnknownCredential, credID)
 	}
 	if err != nil {
-		e.storeError("get_credential", err)
+		e.StoreFailed("get_credential", err)
 		return nil, err
 	}
 	cur, err := e.store.GetUser(ctx, key)
@@ -320,13 +316,13 @@ func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, er
 			return nil, err
 		}
 	case !errors.Is(err, ErrNotFound):
-		e.storeError("get_user", err)
+		e.StoreFailed("get_user", err)
 		return nil, err
 	}
 	if _, err := e.bind(ctx, key, cred, false, "support", "", actor, nil); err != nil {
 		return nil, err
 	}
-	e.audit(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
+	e.Record(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
 	e.TestPush(ctx, cred, key)
 	return e.store.GetUser(ctx, key)
 }
@@ -358,7 +354,7 @@ func (e *Engine) TestPush(ctx context.Context, cred *Credential, userKey string)
 func (e *Engine) noticePush(ctx context.Context, cred *Credential, userKey, kind, detail string) string {
 	result := "poll"
 	if p := e.pusher(cred.Platform); p != nil && cred.Platform != "none" && !cred.TokenDead {
-		id, err := randomID()
+		id, err := RandomID()
 		if err != nil {
 			return "failed"
 		}
@@ -379,7 +375,7 @@ func (e *Engine) noticePush(ctx context.Context, cred *Credential, userKey, kind
 			result = "failed"
 		}
 	}
-	e.audit(ctx, AuditEvent{Type: AuditPushed, User: userKey, Credential: cred.ID, Outcome: result, Detail: detail})
+	e.Record(ctx, AuditEvent{Type: AuditPushed, User: userKey, Credential: cred.ID, Outcome: result, Detail: detail})
 	return result
 }
 
@@ -437,115 +433,6 @@ func (e *Engine) Access(u *User, rule *policy.Rule, stepUp bool) Access {
 		return AccessPassword
 	}
 	return refused
-}
-
-// refusePage maps a refusing Access to its page.
-func refusePage(a Access) string {
-	switch a {
-	case AccessLocked:
-		return PageLocked
-	case AccessSuspended:
-		return PageSuspended
-	case AccessReenrol:
-		return PageReenrol
-	}
-	return PageNotEnrolled
-}
-
-// EnrolTicketCookie lets a user whom a login rule refused for want of a
-// phone reach the enrolment page: the bank accepted the password, the
-// gateway kept the bank's session from the browser and gave this instead.
-const EnrolTicketCookie = "onepush_enrol"
-
-// enrolTicketTTL bounds how long such a ticket may be used.
-const enrolTicketTTL = 15 * time.Minute
-
-func enrolTicketHash(tok string) string { return SessionHash("enrol-ticket\x00" + tok) }
-
-// refuseLogin answers a login of a user a not_enrolled: enrol rule
-// refuses for want of a phone: the bank checks the password first, on a
-// session of its own (the request's session cookie is not forwarded, see
-// withoutSession, so a bank that keeps its ID does not hand the refused
-// user the session the request carries). When its answer meets the rule's
-// success condition, its session is logged out and never reaches the
-// browser, which gets an enrolment ticket and the form instead. Any other
-// answer — a wrong password, or a success the policy does not recognise (a
-// next= redirect) — is the bank's own page, with its session logged out
-// and every cookie it sets stripped.
-func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, body []byte) error {
-	if g.EnrollPath == "" || rule.Success == nil {
-		g.refuse(w, r, rule, u, a, "")
-		return nil
-	}
-	fr := g.withoutSession(r)
-	rec := &responseBuffer{header: http.Header{}}
-	if err := g.forward(rec, fr, next, body, nil, "", nil); err != nil {
-		return err
-	}
-	if rec.overflow {
-		g.Log.Error("login response too large to check; refused", "rule", rule.Name, "user", u.Key)
-		g.bankLogout(fr, next, rule, rec.header)
-		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
-		return nil
-	}
-	if !rule.Success.Matches(rec.status, rec.header) {
-		g.dropBankSession(fr, next, rule, rec.header)
-		rec.writeTo(w)
-		return nil
-	}
-	return g.refuseAccepted(w, fr, next, rule, u, a, rec.header)
-}
-
-// refuseAccepted refuses a login the bank has accepted (its response
-// header is loginResp): the bank's session is logged out when the rule says
-// how, and never reaches the browser; a user who can fix the refusal by
-// registering a phone gets an enrolment ticket and the form.
-func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, a Access, loginResp http.Header) error {
-	g.bankLogout(r, next, rule, loginResp)
-	if (a != AccessReenrol && a != AccessNotEnrolled) || g.EnrollPath == "" {
-		g.refuse(w, r, rule, u, a, "")
-		return nil
-	}
-	tok := make([]byte, 32)
-	if _, err := rand.Read(tok); err != nil {
-		return err
-	}
-	t := base64.RawURLEncoding.EncodeToString(tok)
-	if err := g.Engine.store.PutSession(r.Context(), enrolTicketHash(t), u.Key, enrolTicketTTL); err != nil {
-		g.Engine.storeError("put_session", err)
-		g.refuse(w, r, rule, u, a, "")
-		return nil
-	}
-	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
-	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), proofFor(u, g.Policy.Enrolment)))
-	return nil
-}
-
-// refuse renders the page for a refusing Access and audits it.
-func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rule *policy.Rule, u *User, a Access, form template.HTML) {
-	ip := g.clientIP(r)
-	g.Log.Info("request refused: "+a.String(), "rule", rule.Name, "user", u.Key, "state", string(u.State))
-	// Anyone may post logins naming any user: aggregated by user and by
-	// address, so neither random names nor many addresses flood the trail.
-	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
-		ClientIP: ip, Outcome: a.String(), Actor: "gateway"},
-		"refused\x00"+a.String()+"\x00"+u.Key, "refused\x00"+a.String()+"\x00"+addressKey(ip))
-	g.Pages.Render(w, r, http.StatusForbidden, refusePage(a), "", form)
-}
-
-// enrolTicketUser returns the user of the request's enrolment ticket.
-func (g *Gate) enrolTicketUser(r *http.Request) (user, hash string, err error) {
-	ck, cerr := r.Cookie(EnrolTicketCookie)
-	if cerr != nil || ck.Value == "" {
-		return "", "", nil
-	}
-	h := enrolTicketHash(ck.Value)
-	k, err := g.Engine.store.GetSession(r.Context(), h)
-	if errors.Is(err, ErrNotFound) {
-		return "", "", nil
-	}
-	return k, h, err
 }
 
 // normalCredID is how a typed credential ID is looked up.

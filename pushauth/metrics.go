@@ -34,8 +34,10 @@ func (NopMetrics) Held(int)                        {}
 func (NopMetrics) ApprovalLatency(time.Duration)   {}
 func (NopMetrics) PushResult(string, string)       {}
 func (NopMetrics) StoreError(string)               {}
-func (e *Engine) metrics() Metrics                 { return e.cfg.Metrics }
-func (e *Engine) storeError(op string, err error) {
+
+// StoreFailed counts a failed store operation op (not a miss or a lost
+// race); the gate and the APIs report the ones they meet.
+func (e *Engine) StoreFailed(op string, err error) {
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
 		e.cfg.Metrics.StoreError(op)
 	}
@@ -48,9 +50,6 @@ type measuredPusher struct {
 	platform string
 	next     Pusher
 }
-
-// Unwrap returns the wrapped sender.
-func (p *measuredPusher) Unwrap() Pusher { return p.next }
 
 // Allowed forwards the webhook allow-list check of the wrapped sender.
 func (p *measuredPusher) Allowed(target string) bool {
@@ -69,7 +68,7 @@ func (p *measuredPusher) Push(ctx context.Context, cred *Credential, m PushMessa
 	}
 	p.e.cfg.Metrics.PushResult(p.platform, result)
 	if m.Kind != TestPushKind {
-		p.e.audit(context.WithoutCancel(ctx), AuditEvent{
+		p.e.Record(context.WithoutCancel(ctx), AuditEvent{
 			Type: AuditPushed, User: m.UserKey, Credential: cred.ID, Challenge: m.ChallengeID,
 			Outcome: result, Detail: p.platform,
 		})

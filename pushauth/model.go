@@ -117,7 +117,7 @@ type Credential struct {
 }
 
 // expired reports whether an unbound credential's time is up at now.
-func (c *Credential) expired(now time.Time) bool {
+func (c *Credential) Expired(now time.Time) bool {
 	return !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt)
 }
 

@@ -209,7 +209,7 @@ func (n *notifier) deliverDue() {
 	for ctx.Err() == nil {
 		msgs, err := n.e.store.ClaimNotifications(ctx, n.e.now(), notifyBatch, n.lease)
 		if err != nil {
-			n.e.storeError("claim_notifications", err)
+			n.e.StoreFailed("claim_notifications", err)
 			return
 		}
 		var wg sync.WaitGroup
@@ -235,20 +235,20 @@ func (n *notifier) deliver(ctx context.Context, m *Notification) {
 	ev := AuditEvent{Type: AuditNotification, User: m.User, Actor: "gateway"}
 	if err == nil {
 		if aerr := n.e.store.AckNotification(ctx, m.ID); aerr != nil {
-			n.e.storeError("ack_notification", aerr)
+			n.e.StoreFailed("ack_notification", aerr)
 		}
 		ev.Outcome, ev.Detail = "delivered", fmt.Sprintf("%s %s, attempt %d, status %d", m.Type, m.ID, m.Attempts, status)
-		n.e.audit(ctx, ev)
+		n.e.Record(ctx, ev)
 		return
 	}
 	next := n.e.now().Add(retryDelay(m.Attempts))
 	if rerr := n.e.store.RetryNotification(ctx, m.ID, m.Lease, next, err.Error()); rerr != nil && !errors.Is(rerr, ErrConflict) {
-		n.e.storeError("retry_notification", rerr)
+		n.e.StoreFailed("retry_notification", rerr)
 	}
 	ev.Outcome = "failed"
 	ev.Detail = fmt.Sprintf("%s %s, attempt %d: %v; next try %s", m.Type, m.ID, m.Attempts, err, next.UTC().Format(time.RFC3339))
 	n.e.log.Warn("notification not delivered", "id", m.ID, "type", m.Type, "attempt", m.Attempts, "error", err)
-	n.e.audit(ctx, ev)
+	n.e.Record(ctx, ev)
 }
 
 // post sends one message; any answer but 2xx is a failure.
@@ -343,7 +343,7 @@ func (e *Engine) announce(ctx context.Context, a Announcement) error {
 		return err
 	}
 	if err := e.store.EnqueueNotification(context.WithoutCancel(ctx), n); err != nil {
-		e.storeError("enqueue_notification", err)
+		e.StoreFailed("enqueue_notification", err)
 		e.log.Error("customer notification not queued", "type", a.Type, "user", a.User, "error", err)
 		return fmt.Errorf("pushauth: queueing the %s notification of %q: %w", a.Type, a.User, err)
 	}

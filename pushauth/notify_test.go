@@ -19,6 +19,7 @@ import (
 
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 const testNotifySecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -94,7 +95,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	sink := notifysink.New(secret)
 	srv := httptest.NewServer(sink)
 	defer srv.Close()
-	store := pushauth.NewMemoryStore(nil)
+	store := memory.New(nil)
 	defer store.Close()
 	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
 	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Audit: audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

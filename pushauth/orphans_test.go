@@ -1,4 +1,4 @@
-package pushauth
+package pushauth_test
 
 import (
 	"context"
@@ -12,25 +12,28 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // flakyStore fails challenge reads and resolutions while down, as a
 // Redis store does while Redis is unreachable.
 type flakyStore struct {
-	Store
+	pushauth.Store
 	down atomic.Bool
 }
 
 var errStoreDown = errors.New("store down")
 
-func (s *flakyStore) GetChallenge(ctx context.Context, id string) (*Challenge, error) {
+func (s *flakyStore) GetChallenge(ctx context.Context, id string) (*pushauth.Challenge, error) {
 	if s.down.Load() {
 		return nil, errStoreDown
 	}
 	return s.Store.GetChallenge(ctx, id)
 }
 
-func (s *flakyStore) Resolve(ctx context.Context, id string, to Status, fraud bool, at time.Time) (*Challenge, error) {
+func (s *flakyStore) Resolve(ctx context.Context, id string, to pushauth.Status, fraud bool, at time.Time) (*pushauth.Challenge, error) {
 	if s.down.Load() {
 		return nil, errStoreDown
 	}
@@ -42,8 +45,8 @@ func (s *flakyStore) Resolve(ctx context.Context, id string, to Status, fraud bo
 // the store answers again: the phone stops offering a prompt for a request
 // that is gone.
 func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
-	store := &flakyStore{Store: NewMemoryStore(nil)}
-	e, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Backstop: 20 * time.Millisecond})
+	store := &flakyStore{Store: memory.New(nil)}
+	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Backstop: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,16 +58,16 @@ func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user := &User{Key: "u1", CredentialID: cred.ID, State: UserActive}
+	user := &pushauth.User{Key: "u1", CredentialID: cred.ID, State: pushauth.UserActive}
 	if err := store.PutUser(ctx, user); err != nil {
 		t.Fatal(err)
 	}
 
-	started := make(chan *Challenge, 1)
+	started := make(chan *pushauth.Challenge, 1)
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.Hold(ctx, user, ChallengeSpec{UserKey: user.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
-			func(c *Challenge) { started <- c })
+		_, err := e.Hold(ctx, user, pushauth.ChallengeSpec{UserKey: user.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
+			func(c *pushauth.Challenge) { started <- c })
 		done <- err
 	}()
 	c := <-started
@@ -97,7 +100,7 @@ func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	got, err := store.GetChallenge(ctx, c.ID)
-	if err != nil || got.Status != StatusCancelled {
+	if err != nil || got.Status != pushauth.StatusCancelled {
 		t.Fatalf("challenge after the store came back: %v %v, want cancelled", got, err)
 	}
 }

@@ -1,4 +1,4 @@
-package pushauth
+package pushauth_test
 
 import (
 	"context"
@@ -11,17 +11,20 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // testEngine is an engine on a memory store with n enrolled users
 // ("u0"...), all on one poll-mode credential.
-func testEngine(t *testing.T, cfg Config, n int) (*Engine, *Credential, []*User) {
+func testEngine(t *testing.T, cfg pushauth.Config, n int) (*pushauth.Engine, *pushauth.Credential, []*pushauth.User) {
 	t.Helper()
 	if cfg.Store == nil {
-		cfg.Store = NewMemoryStore(nil)
+		cfg.Store = memory.New(nil)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := NewEngine(cfg)
+	e, err := pushauth.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +36,9 @@ func testEngine(t *testing.T, cfg Config, n int) (*Engine, *Credential, []*User)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var users []*User
+	var users []*pushauth.User
 	for i := range n {
-		u := &User{Key: "u" + string(rune('0'+i)), CredentialID: cred.ID, State: UserActive}
+		u := &pushauth.User{Key: "u" + string(rune('0'+i)), CredentialID: cred.ID, State: pushauth.UserActive}
 		if err := cfg.Store.PutUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +49,7 @@ func testEngine(t *testing.T, cfg Config, n int) (*Engine, *Credential, []*User)
 
 // await starts a poll and reports its error once it ends (nil for a poll
 // that waited until ctx ended).
-func await(e *Engine, ctx context.Context, id, ip string) <-chan error {
+func await(e *pushauth.Engine, ctx context.Context, id, ip string) <-chan error {
 	ch := make(chan error, 1)
 	go func() {
 		_, err := e.Await(ctx, id, ip)
@@ -59,7 +62,7 @@ func refusedNow(t *testing.T, ch <-chan error, what string) {
 	t.Helper()
 	select {
 	case err := <-ch:
-		if !errors.Is(err, ErrTooManyPolls) {
+		if !errors.Is(err, pushauth.ErrTooManyPolls) {
 			t.Fatalf("%s: %v, want ErrTooManyPolls", what, err)
 		}
 	case <-time.After(2 * time.Second):
@@ -80,11 +83,11 @@ func stillWaiting(t *testing.T, ch <-chan error, what string) {
 // challenge, per address and in all, and never take the slots of held
 // requests (MaxHeld), so a flood of polls leaves other logins held.
 func TestLongPollsAreBoundedApartFromHeldRequests(t *testing.T) {
-	e, _, users := testEngine(t, Config{MaxHeld: 2, MaxPolls: 5, MaxPollsPerIP: 3}, 5)
+	e, _, users := testEngine(t, pushauth.Config{MaxHeld: 2, MaxPolls: 5, MaxPollsPerIP: 3}, 5)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := func(u *User) *Challenge {
-		c, err := e.Start(ctx, u, ChallengeSpec{UserKey: u.Key, Rule: "transfer", Kind: "transaction", Timeout: time.Minute})
+	start := func(u *pushauth.User) *pushauth.Challenge {
+		c, err := e.Start(ctx, u, pushauth.ChallengeSpec{UserKey: u.Key, Rule: "transfer", Kind: "transaction", Timeout: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,15 +114,16 @@ func TestLongPollsAreBoundedApartFromHeldRequests(t *testing.T) {
 	held := make(chan error, 2)
 	for _, u := range users[3:5] {
 		go func() {
-			_, err := e.Hold(ctx, u, ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute}, nil)
+			_, err := e.Hold(ctx, u, pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute}, nil)
 			held <- err
 		}()
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	polls := func() int { e.waiters.mu.Lock(); defer e.waiters.mu.Unlock(); return e.waiters.polls }
-	for e.Held() != 2 || polls() != 5 {
+	polls := func() int { _, p := pushauth.Waiting(e); return p }
+	heldNow := func() int { h, _ := pushauth.Waiting(e); return h }
+	for heldNow() != 2 || polls() != 5 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d held and %d polls waiting, want 2 and 5", e.Held(), polls())
+			t.Fatalf("%d held and %d polls waiting, want 2 and 5", heldNow(), polls())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

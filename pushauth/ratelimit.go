@@ -58,7 +58,7 @@ func (e *Engine) CancelFromBrowser(ctx context.Context, id string) (*Challenge, 
 		return cur, nil
 	}
 	if err != nil {
-		e.storeError("resolve", err)
+		e.StoreFailed("resolve", err)
 		return nil, err
 	}
 	e.log.Info("challenge cancelled from the waiting page", "challenge", id, "user", cur.UserKey)

@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"context"
+	"os"
 	"time"
 )
 
@@ -65,4 +66,14 @@ type Store interface {
 	ActivationCodes
 	// Failure counting and locking, atomic across instances (failures.go).
 	FailureCounter
+}
+
+// Snapshotter is a Store that can copy itself consistently while it serves
+// (the embedded store: its file is locked by the running gateway, so a
+// backup must come from the gateway).
+type Snapshotter interface {
+	// Snapshot returns a file holding a consistent copy of the store,
+	// positioned at its start and already unlinked (closing it frees it),
+	// and a short description for the audit trail.
+	Snapshot(ctx context.Context) (f *os.File, description string, err error)
 }

@@ -1,4 +1,4 @@
-package pushauth
+package pushauth_test
 
 import (
 	"bytes"
@@ -21,20 +21,24 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/httpapi"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // tokFixture is an engine with one enrolled user whose phone key is key, and one
 // pending challenge for that user.
 type tokFixture struct {
-	e    *Engine
+	e    *pushauth.Engine
 	key  *ecdsa.PrivateKey
-	cred *Credential
-	ch   *Challenge
+	cred *pushauth.Credential
+	ch   *pushauth.Challenge
 }
 
 func newTokFixture(t testing.TB) *tokFixture {
 	t.Helper()
-	e, err := NewEngine(Config{Store: NewMemoryStore(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e, err := pushauth.NewEngine(pushauth.Config{Store: memory.New(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,11 +50,11 @@ func newTokFixture(t testing.TB) *tokFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &User{Key: "1001/alice", CredentialID: cred.ID, State: UserActive}
-	if err := e.store.PutUser(ctx, u); err != nil {
+	u := &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}
+	if err := e.Store().PutUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := e.Start(ctx, u, ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute})
+	ch, err := e.Start(ctx, u, pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +66,8 @@ func (f *tokFixture) claims(mod func(jwt.MapClaims)) jwt.MapClaims {
 	var jti [12]byte
 	_, _ = rand.Read(jti[:])
 	c := jwt.MapClaims{
-		"iss": f.cred.ID, "aud": Audience, "sub": f.ch.ID, "iat": now.Unix(), "exp": now.Add(60 * time.Second).Unix(),
-		"jti": base64.RawURLEncoding.EncodeToString(jti[:]), "decision": DecisionApprove, "ctx": CtxHash(f.ch.Context),
+		"iss": f.cred.ID, "aud": pushauth.Audience, "sub": f.ch.ID, "iat": now.Unix(), "exp": now.Add(60 * time.Second).Unix(),
+		"jti": base64.RawURLEncoding.EncodeToString(jti[:]), "decision": pushauth.DecisionApprove, "ctx": pushauth.CtxHash(f.ch.Context),
 	}
 	if mod != nil {
 		mod(c)
@@ -89,7 +93,7 @@ func signWith(t testing.TB, m jwt.SigningMethod, c jwt.MapClaims, key any, hdr m
 // request is never released), and that a genuine token still decides it afterwards.
 func TestTokenAttacksAreRejected(t *testing.T) {
 	f := newTokFixture(t)
-	api := NewDeviceAPI(f.e, "", 0)
+	api := httpapi.NewDevice(f.e, "", 0)
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 
@@ -160,7 +164,7 @@ func TestTokenAttacksAreRejected(t *testing.T) {
 			b, _ := json.Marshal(map[string]string{"token": tc.token})
 			body = string(b)
 		}
-		resp, err := http.Post(srv.URL+DefaultDeviceBase+"/challenges/"+f.ch.ID+"/decision", "application/json", strings.NewReader(body))
+		resp, err := http.Post(srv.URL+httpapi.DefaultDeviceBase+"/challenges/"+f.ch.ID+"/decision", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,8 +176,8 @@ func TestTokenAttacksAreRejected(t *testing.T) {
 	if n := fetched.Load(); n != 0 {
 		t.Errorf("the verifier fetched attacker URLs %d times", n)
 	}
-	c, err := f.e.store.GetChallenge(context.Background(), f.ch.ID)
-	if err != nil || c.Status != StatusPending {
+	c, err := f.e.Store().GetChallenge(context.Background(), f.ch.ID)
+	if err != nil || c.Status != pushauth.StatusPending {
 		t.Fatalf("after the attacks the challenge is %v %v, want still pending", c, err)
 	}
 	// The boundary: iat 20s ahead is inside the 30s leeway and is accepted, so the
@@ -181,7 +185,7 @@ func TestTokenAttacksAreRejected(t *testing.T) {
 	ok := valid(func(c jwt.MapClaims) {
 		c["iat"], c["exp"] = now.Add(20*time.Second).Unix(), now.Add(80*time.Second).Unix()
 	})
-	resp, err := http.Post(srv.URL+DefaultDeviceBase+"/challenges/"+f.ch.ID+"/decision", "application/json",
+	resp, err := http.Post(srv.URL+httpapi.DefaultDeviceBase+"/challenges/"+f.ch.ID+"/decision", "application/json",
 		strings.NewReader(`{"token":"`+ok+`"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +210,7 @@ func FuzzVerifyDeviceToken(f *testing.F) {
 		if err == nil {
 			return // only a seed signed with the real key can get here, once
 		}
-		if !errors.Is(err, ErrBadToken) && !errors.Is(err, ErrChallengeNotFound) && !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, pushauth.ErrBadToken) && !errors.Is(err, pushauth.ErrChallengeNotFound) && !errors.Is(err, pushauth.ErrConflict) {
 			t.Fatalf("unexpected error class: %v", err)
 		}
 	})
@@ -230,7 +234,7 @@ func FuzzDecideClaims(f *testing.F) {
 		raw := signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 		claims, cred, err := fx.e.VerifyDeviceToken(context.Background(), raw)
 		if err != nil {
-			if !errors.Is(err, ErrBadToken) {
+			if !errors.Is(err, pushauth.ErrBadToken) {
 				t.Fatalf("unexpected error class: %v", err)
 			}
 			return
@@ -241,13 +245,13 @@ func FuzzDecideClaims(f *testing.F) {
 		if claims.IssuedAt == nil || claims.ExpiresAt == nil || claims.ID == "" {
 			t.Fatalf("accepted without iat, exp or jti: %+v", claims)
 		}
-		if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life <= 0 || life > maxTokenLifetime {
+		if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life <= 0 || life > pushauth.MaxTokenLifetime {
 			t.Fatalf("accepted with lifetime %s", life)
 		}
-		if !bytes.Contains([]byte(payload), []byte(Audience)) {
+		if !bytes.Contains([]byte(payload), []byte(pushauth.Audience)) {
 			t.Fatalf("accepted without the audience: %s", payload)
 		}
-		if claims.IssuedAt.After(time.Now().Add(fx.e.cfg.TokenLeeway + time.Second)) {
+		if claims.IssuedAt.After(time.Now().Add(pushauth.TokenLeeway(fx.e) + time.Second)) {
 			t.Fatalf("accepted with iat %s in the future", claims.IssuedAt)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // The store's share of the bench's figures, the memory store (the default
@@ -24,7 +25,7 @@ type benchStore struct {
 
 var benchStores = []benchStore{
 	{"memory", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
-		return pushauth.NewMemoryStore(nil), pushauth.NewMemoryAuditLog(0, 0, nil)
+		return memory.New(nil), pushauth.NewMemoryAuditLog(0, 0, nil)
 	}},
 	{"embedded", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
 		s := initAndOpen(b, layout(b))

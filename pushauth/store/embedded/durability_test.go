@@ -20,6 +20,7 @@ import (
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/embedded"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -793,7 +794,7 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 	o.Sealer, _ = seal.ParseKeys(newKey)
 	s = mustOpen(t, o)
 
-	dst := pushauth.NewMemoryStore(nil)
+	dst := memory.New(nil)
 	defer dst.Close()
 	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
 	n, err := s.Export(ctxT(t), dst, audit)

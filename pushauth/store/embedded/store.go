@@ -50,6 +50,7 @@ import (
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // Options configure a Store.
@@ -132,7 +133,7 @@ type Store struct {
 	now  func() time.Time
 	log  *slog.Logger
 	// challenges keeps challenges and notifies waiters, in memory.
-	challenges *pushauth.MemoryStore
+	challenges *memory.Store
 	// markers and sessions are the records with a lifetime, looked up
 	// here; the file keeps them for the next start.
 	markers  *timedSet
@@ -193,7 +194,7 @@ func New(opts Options) (*Store, error) {
 		opts:        opts,
 		now:         opts.Now,
 		log:         opts.Logger,
-		challenges:  pushauth.NewMemoryStore(opts.Now),
+		challenges:  memory.New(opts.Now),
 		markers:     newTimedSet(),
 		sessions:    newTimedSet(),
 		users:       newRecordCache[pushauth.User](),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // Provider is what the burst needs of a fake provider.
@@ -36,7 +37,7 @@ type Burst struct {
 
 // Result is what a run leaves for the caller's checks.
 type Result struct {
-	Store   *pushauth.MemoryStore
+	Store   *memory.Store
 	IDs     []string // every challenge created
 	Elapsed time.Duration
 }
@@ -46,7 +47,7 @@ type Result struct {
 // engine's workers and releases the held requests.
 func Run(t *testing.T, fake Provider, b Burst) Result {
 	t.Helper()
-	store := pushauth.NewMemoryStore(nil)
+	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
 	e, err := pushauth.NewEngine(pushauth.Config{
 		Store:       store,

@@ -1,4 +1,4 @@
-package pushauth
+package httpapi
 
 import (
 	"encoding/base64"
@@ -8,13 +8,15 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
-// DeviceAPI serves the device protocol under Base (default
+// Device serves the device protocol under Base (default
 // "/onepush/device/v1"). It is an http.Handler; requests outside Base get
 // 404.
-type DeviceAPI struct {
-	Engine *Engine
+type Device struct {
+	Engine *pushauth.Engine
 	Base   string
 	// Grace is how long the users of an uninstalled credential may still
 	// log in with their password only.
@@ -32,13 +34,13 @@ const DefaultDeviceBase = "/onepush/device/v1"
 
 const maxDeviceBody = 16 << 10
 
-// NewDeviceAPI builds the handler.
-func NewDeviceAPI(e *Engine, base string, grace time.Duration) *DeviceAPI {
+// NewDevice builds the handler.
+func NewDevice(e *pushauth.Engine, base string, grace time.Duration) *Device {
 	if base == "" {
 		base = DefaultDeviceBase
 	}
 	base = strings.TrimSuffix(base, "/")
-	d := &DeviceAPI{Engine: e, Base: base, Grace: grace, mux: http.NewServeMux()}
+	d := &Device{Engine: e, Base: base, Grace: grace, mux: http.NewServeMux()}
 	d.mux.HandleFunc("POST "+base+"/credentials", d.register)
 	d.mux.HandleFunc("PUT "+base+"/credentials/{id}/push-token", d.authed(d.pushToken))
 	d.mux.HandleFunc("DELETE "+base+"/credentials/{id}", d.authed(d.uninstall))
@@ -49,11 +51,11 @@ func NewDeviceAPI(e *Engine, base string, grace time.Duration) *DeviceAPI {
 }
 
 // Handles reports whether path is under the API's base.
-func (d *DeviceAPI) Handles(path string) bool {
+func (d *Device) Handles(path string) bool {
 	return path == d.Base || strings.HasPrefix(path, d.Base+"/")
 }
 
-func (d *DeviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *Device) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxDeviceBody)
 	w.Header().Set("Cache-Control", "no-store")
 	d.mux.ServeHTTP(w, r)
@@ -81,8 +83,8 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-func (d *DeviceAPI) register(w http.ResponseWriter, r *http.Request) {
-	if !d.Engine.regLimit.allow(d.clientIP(r)) {
+func (d *Device) register(w http.ResponseWriter, r *http.Request) {
+	if !d.Engine.AllowRegistration(d.clientIP(r)) {
 		writeErr(w, http.StatusTooManyRequests, "too many registrations; try again later")
 		return
 	}
@@ -114,7 +116,7 @@ func (d *DeviceAPI) register(w http.ResponseWriter, r *http.Request) {
 
 // authed verifies the bearer device token and, where the path names a
 // credential, that it is the token's own.
-func (d *DeviceAPI) authed(next func(http.ResponseWriter, *http.Request, *Credential)) http.HandlerFunc {
+func (d *Device) authed(next func(http.ResponseWriter, *http.Request, *pushauth.Credential)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
@@ -123,16 +125,16 @@ func (d *DeviceAPI) authed(next func(http.ResponseWriter, *http.Request, *Creden
 			return
 		}
 		_, cred, err := d.Engine.VerifyDeviceToken(r.Context(), strings.TrimSpace(raw))
-		if err != nil && !errors.Is(err, ErrBadToken) {
+		if err != nil && !errors.Is(err, pushauth.ErrBadToken) {
 			// The store failed, not the token: 503, so the app retries
 			// instead of taking its credential for revoked.
-			d.Engine.log.Error("device token not checked: store unavailable", "path", r.URL.Path, "error", err)
-			d.Engine.storeError("verify_token", err)
+			d.Engine.Logger().Error("device token not checked: store unavailable", "path", r.URL.Path, "error", err)
+			d.Engine.StoreFailed("verify_token", err)
 			writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 			return
 		}
 		if err != nil {
-			d.Engine.log.Info("device token refused", "path", r.URL.Path, "reason", err.Error())
+			d.Engine.Logger().Info("device token refused", "path", r.URL.Path, "reason", err.Error())
 			writeErr(w, http.StatusUnauthorized, "invalid device token")
 			return
 		}
@@ -144,7 +146,7 @@ func (d *DeviceAPI) authed(next func(http.ResponseWriter, *http.Request, *Creden
 	}
 }
 
-func (d *DeviceAPI) pushToken(w http.ResponseWriter, r *http.Request, cred *Credential) {
+func (d *Device) pushToken(w http.ResponseWriter, r *http.Request, cred *pushauth.Credential) {
 	var req struct {
 		Platform  string `json:"platform"`
 		PushToken string `json:"push_token"`
@@ -160,8 +162,8 @@ func (d *DeviceAPI) pushToken(w http.ResponseWriter, r *http.Request, cred *Cred
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (d *DeviceAPI) uninstall(w http.ResponseWriter, r *http.Request, cred *Credential) {
-	if err := d.Engine.Uninstall(r.Context(), cred, d.Engine.now().Add(d.Grace)); err != nil {
+func (d *Device) uninstall(w http.ResponseWriter, r *http.Request, cred *pushauth.Credential) {
+	if err := d.Engine.Uninstall(r.Context(), cred, d.Engine.Now().Add(d.Grace)); err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
@@ -169,18 +171,18 @@ func (d *DeviceAPI) uninstall(w http.ResponseWriter, r *http.Request, cred *Cred
 }
 
 type challengeView struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Context   string    `json:"context"`
-	Status    Status    `json:"status"`
+	ID        string          `json:"id"`
+	Kind      string          `json:"kind"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Context   string          `json:"context"`
+	Status    pushauth.Status `json:"status"`
 }
 
-func viewOf(c *Challenge) challengeView {
+func viewOf(c *pushauth.Challenge) challengeView {
 	return challengeView{ID: c.ID, Kind: c.Kind, ExpiresAt: c.ExpiresAt, Context: c.Context, Status: c.Status}
 }
 
-func (d *DeviceAPI) pending(w http.ResponseWriter, r *http.Request, cred *Credential) {
+func (d *Device) pending(w http.ResponseWriter, r *http.Request, cred *pushauth.Credential) {
 	cs, err := d.Engine.PendingFor(r.Context(), cred)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
@@ -193,9 +195,9 @@ func (d *DeviceAPI) pending(w http.ResponseWriter, r *http.Request, cred *Creden
 	writeJSON(w, http.StatusOK, map[string]any{"challenges": out})
 }
 
-func (d *DeviceAPI) challenge(w http.ResponseWriter, r *http.Request, cred *Credential) {
+func (d *Device) challenge(w http.ResponseWriter, r *http.Request, cred *pushauth.Credential) {
 	c, err := d.Engine.ChallengeFor(r.Context(), cred, r.PathValue("id"))
-	if errors.Is(err, ErrChallengeNotFound) {
+	if errors.Is(err, pushauth.ErrChallengeNotFound) {
 		writeErr(w, http.StatusNotFound, "unknown challenge")
 		return
 	}
@@ -206,7 +208,7 @@ func (d *DeviceAPI) challenge(w http.ResponseWriter, r *http.Request, cred *Cred
 	writeJSON(w, http.StatusOK, viewOf(c))
 }
 
-func (d *DeviceAPI) decision(w http.ResponseWriter, r *http.Request) {
+func (d *Device) decision(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Token string `json:"token"`
 	}
@@ -218,22 +220,22 @@ func (d *DeviceAPI) decision(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]any{"id": c.ID, "status": c.Status})
-	case errors.Is(err, ErrBadToken):
-		d.Engine.log.Info("decision refused", "challenge", r.PathValue("id"), "reason", err.Error())
+	case errors.Is(err, pushauth.ErrBadToken):
+		d.Engine.Logger().Info("decision refused", "challenge", r.PathValue("id"), "reason", err.Error())
 		writeErr(w, http.StatusUnauthorized, "invalid decision token")
-	case errors.Is(err, ErrChallengeNotFound):
+	case errors.Is(err, pushauth.ErrChallengeNotFound):
 		writeErr(w, http.StatusNotFound, "unknown challenge")
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, pushauth.ErrConflict):
 		writeErr(w, http.StatusConflict, err.Error())
 	default:
-		d.Engine.log.Error("decision failed", "challenge", r.PathValue("id"), "error", err)
+		d.Engine.Logger().Error("decision failed", "challenge", r.PathValue("id"), "error", err)
 		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 	}
 }
 
-func (d *DeviceAPI) clientIP(r *http.Request) string {
+func (d *Device) clientIP(r *http.Request) string {
 	if d.ClientIP != nil {
 		return d.ClientIP(r)
 	}
-	return remoteHost(r)
+	return pushauth.ClientAddr(r.RemoteAddr)
 }

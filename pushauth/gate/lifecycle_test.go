@@ -1,4 +1,4 @@
-package pushauth_test
+package gate_test
 
 import (
 	"context"
@@ -20,6 +20,10 @@ import (
 	"github.com/onepush/onepush/examples/phone/device"
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/httpapi"
+	"github.com/onepush/onepush/pushauth/push/webhook"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // The lifecycle points of the bank's FAQ, through the real Gate, device
@@ -171,12 +175,12 @@ func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 func newRigWith(t *testing.T, edit func(string) string) *rig {
 	t.Helper()
 	clk := &fakeClock{t: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)}
-	store := pushauth.NewMemoryStore(clk.Now)
+	store := memory.New(clk.Now)
 	t.Cleanup(func() { _ = store.Close() })
 	pushes := &pushSink{}
 	sink := httptest.NewServer(pushes)
 	t.Cleanup(sink.Close)
-	wp, err := pushauth.NewWebhookPusher([]string{sink.URL + "/"}, nil)
+	wp, err := webhook.New([]string{sink.URL + "/"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +203,14 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 	}
 	eng.SetDeregistrationGrace(pol.DeregistrationGrace)
 	t.Cleanup(eng.AddEnrolment(pol.Enrolment))
-	pages, err := pushauth.NewPages("", "/")
+	pages, err := gate.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	bank := &fakeBank{}
-	gate := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), EnrollPath: "/onepush/enroll"}
-	dev := pushauth.NewDeviceAPI(eng, "", 0) // the policy's grace must win over this 0
-	admin, err := pushauth.NewAdminAPI(eng, "", adminToken, 0)
+	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), EnrollPath: "/onepush/enroll"}
+	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
+	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +371,7 @@ func (g *rig) admin(method, path string, body any) (int, map[string]any) {
 	}
 	req, _ := http.NewRequest(method, g.srv.URL+"/onepush/admin/v1"+path, rd)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set(pushauth.ActorHeader, "ops-tanaka")
+	req.Header.Set(httpapi.ActorHeader, "ops-tanaka")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		g.t.Fatal(err)

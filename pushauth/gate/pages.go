@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"embed"

@@ -1,4 +1,4 @@
-package pushauth_test
+package gate_test
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 const interstitialPolicy = `version: 1
@@ -33,7 +35,7 @@ rules:
 // HttpOnly and SameSite=Strict, the bank's own template replaces the
 // built-in page, and a request without the cookie gets nothing.
 func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
-	store := pushauth.NewMemoryStore(nil)
+	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
 	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -53,7 +55,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pages, err := pushauth.NewPages("", "/")
+	pages, err := gate.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +67,9 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bankHits := 0
-	gate := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitPath: "/onepush/wait/"}
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitPath: "/onepush/wait/"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = gate.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
+		_ = g.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
 	}))
 	t.Cleanup(srv.Close)
 
@@ -82,7 +84,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	}
 	var ck *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == pushauth.WaitCookie {
+		if c.Name == gate.WaitCookie {
 			ck = c
 		}
 	}
@@ -93,7 +95,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	if !strings.Contains(string(body), id) {
 		t.Fatalf("page does not show its reference %s", id)
 	}
-	for name, cookie := range map[string]string{"none": "", "forged token": pushauth.WaitCookie + "=" + id + ".AAAA", "right": pushauth.WaitCookie + "=" + ck.Value} {
+	for name, cookie := range map[string]string{"none": "", "forged token": gate.WaitCookie + "=" + id + ".AAAA", "right": gate.WaitCookie + "=" + ck.Value} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/onepush/wait/"+id, nil)
 		if cookie != "" {
 			req.Header.Set("Cookie", cookie)
@@ -113,7 +115,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	}
 	// Cancel from the page: audited as the browser's doing, nothing forwarded.
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/onepush/wait/"+id+"/cancel", nil)
-	req.Header.Set("Cookie", pushauth.WaitCookie+"="+ck.Value)
+	req.Header.Set("Cookie", gate.WaitCookie+"="+ck.Value)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

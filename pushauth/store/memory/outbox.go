@@ -1,4 +1,4 @@
-package pushauth
+package memory
 
 import (
 	"cmp"
@@ -7,21 +7,23 @@ import (
 	"encoding/hex"
 	"slices"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
 // memNotification is an outbox message and when it is next due: its
 // creation time, a retry time, or the end of the lease of the claim that
 // holds it.
 type memNotification struct {
-	n   Notification
+	n   pushauth.Notification
 	due time.Time
 }
 
-func (s *MemoryStore) EnqueueNotification(_ context.Context, n *Notification) error {
+func (s *Store) EnqueueNotification(_ context.Context, n *pushauth.Notification) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.outbox[n.ID]; dup {
-		return ErrExists
+		return pushauth.ErrExists
 	}
 	cp := *n
 	cp.Body = append([]byte(nil), n.Body...)
@@ -29,7 +31,7 @@ func (s *MemoryStore) EnqueueNotification(_ context.Context, n *Notification) er
 	return nil
 }
 
-func (s *MemoryStore) ClaimNotifications(_ context.Context, now time.Time, max int, lease time.Duration) ([]*Notification, error) {
+func (s *Store) ClaimNotifications(_ context.Context, now time.Time, max int, lease time.Duration) ([]*pushauth.Notification, error) {
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
 	s.mu.Lock()
@@ -46,7 +48,7 @@ func (s *MemoryStore) ClaimNotifications(_ context.Context, now time.Time, max i
 	if len(due) > max {
 		due = due[:max]
 	}
-	out := make([]*Notification, 0, len(due))
+	out := make([]*pushauth.Notification, 0, len(due))
 	for _, m := range due {
 		m.n.Attempts++
 		m.n.Lease = hex.EncodeToString(tok[:]) + ":" + m.n.ID
@@ -58,25 +60,25 @@ func (s *MemoryStore) ClaimNotifications(_ context.Context, now time.Time, max i
 	return out, nil
 }
 
-func (s *MemoryStore) AckNotification(_ context.Context, id string) error {
+func (s *Store) AckNotification(_ context.Context, id string) error {
 	s.mu.Lock()
 	delete(s.outbox, id)
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *MemoryStore) RetryNotification(_ context.Context, id, lease string, next time.Time, lastErr string) error {
+func (s *Store) RetryNotification(_ context.Context, id, lease string, next time.Time, lastErr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.outbox[id]
 	if !ok || m.n.Lease != lease || lease == "" {
-		return ErrConflict
+		return pushauth.ErrConflict
 	}
 	m.n.Lease, m.n.LastError, m.due = "", lastErr, next
 	return nil
 }
 
-func (s *MemoryStore) NotificationBacklog(context.Context) (int, error) {
+func (s *Store) NotificationBacklog(context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.outbox), nil

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"bytes"
@@ -6,12 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 )
 
 // Next is the rest of the handler chain (Caddy's next handler, adapted).
@@ -25,7 +25,7 @@ const VerifiedHeaderPrefix = "X-Onepush-"
 // Gate holds requests that match a policy rule until the user's phone
 // decides. It is the whole request flow of the design, as plain net/http.
 type Gate struct {
-	Engine *Engine
+	Engine *pushauth.Engine
 	Policy *policy.Policy
 	Pages  *Pages
 	Log    *slog.Logger
@@ -83,7 +83,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return nil
 	}
 	ctx := r.Context()
-	store := g.Engine.store
+	store := g.Engine.Store()
 
 	userKey := ex.UserKey
 	if rule.UsesSession() {
@@ -113,8 +113,8 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	}
 
 	user, err := store.GetUser(ctx, userKey)
-	if errors.Is(err, ErrNotFound) {
-		user, err = &User{Key: userKey}, nil
+	if errors.Is(err, pushauth.ErrNotFound) {
+		user, err = &pushauth.User{Key: userKey}, nil
 	}
 	if err != nil {
 		return g.unavailable(w, r, rule, err)
@@ -126,7 +126,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		// meant. (A login without a session cookie has nothing to forget:
 		// it learns the session the bank sets.)
 		m := &loginMark{session: ex.SessionID, user: user.Key}
-		if m.nonce, err = randomID(); err != nil {
+		if m.nonce, err = pushauth.RandomID(); err != nil {
 			return err
 		}
 		r = r.WithContext(withLoginMark(ctx, m))
@@ -160,7 +160,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.abandonLogin(ctx, loginMarkOf(ctx))
 		return g.startFailed(w, r, rule, user, err)
 	}
-	if c.Status == StatusApproved && ctx.Err() == nil {
+	if c.Status == pushauth.StatusApproved && ctx.Err() == nil {
 		return g.forward(w, r, next, body, rule, user.Key, c)
 	}
 	g.abandonLogin(ctx, loginMarkOf(ctx))
@@ -169,8 +169,8 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 }
 
 // spec is the challenge a matched request asks for.
-func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction) ChallengeSpec {
-	spec := ChallengeSpec{
+func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction) pushauth.ChallengeSpec {
+	spec := pushauth.ChallengeSpec{
 		UserKey:   user.Key,
 		Rule:      rule.Name,
 		Kind:      string(rule.Kind),
@@ -184,24 +184,24 @@ func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *User, ex *policy.E
 	return spec
 }
 
-func transactionOf(t *policy.Transaction) *Transaction {
+func transactionOf(t *policy.Transaction) *pushauth.Transaction {
 	if t == nil {
 		return nil
 	}
-	return &Transaction{Amount: t.Amount, Currency: t.Currency, Payee: t.Payee, PayeeName: t.PayeeName}
+	return &pushauth.Transaction{Amount: t.Amount, Currency: t.Currency, Payee: t.Payee, PayeeName: t.PayeeName}
 }
 
 // renderClosed answers a held request whose challenge ended without an
 // approval it can act on.
-func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *Challenge) {
+func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge) {
 	switch c.Status {
-	case StatusDenied:
+	case pushauth.StatusDenied:
 		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
-	case StatusExpired:
+	case pushauth.StatusExpired:
 		g.Pages.Render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
-	case StatusSuperseded:
+	case pushauth.StatusSuperseded:
 		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
-	case StatusCancelled:
+	case pushauth.StatusCancelled:
 		// Usually the client is gone and there is nobody to answer; when it
 		// is still here, the challenge was closed under it (the phone's app
 		// was uninstalled).
@@ -211,18 +211,18 @@ func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *Challenge
 	}
 }
 
-func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
+func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *pushauth.User, body []byte) error {
 	a := g.Engine.Access(u, rule, g.Policy.RequiresStepUp(u.Key))
 	switch {
-	case a == AccessPassword:
-		if u.State == UserSuspended || u.State == UserDeregistered {
+	case a == pushauth.AccessPassword:
+		if u.State == pushauth.UserSuspended || u.State == pushauth.UserDeregistered {
 			// Within the bank's grace period the password alone still works.
 			g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
-			g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
+			g.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
 				Outcome: "password_only", Actor: "gateway", Detail: string(u.State) + " within grace"})
 		}
 		return g.forwardPasswordOnly(w, r, next, rule, u, body)
-	case rule.NotEnrolled == policy.ActionEnrol && (a == AccessNotEnrolled || a == AccessReenrol):
+	case rule.NotEnrolled == policy.ActionEnrol && (a == pushauth.AccessNotEnrolled || a == pushauth.AccessReenrol):
 		// Only enrol lets the bank check the password of a refused login;
 		// deny forwards nothing.
 		return g.refuseLogin(w, r, next, rule, u, a, body)
@@ -233,7 +233,7 @@ func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, ru
 
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, rule *policy.Rule, err error) error {
 	g.Log.Error("request refused: store unavailable", "rule", rule.Name, "error", err)
-	g.Engine.storeError("gate", err)
+	g.Engine.StoreFailed("gate", err)
 	g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 	return nil
 }
@@ -265,7 +265,7 @@ func (g *Gate) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]
 // learns the bank's session from the response (see session.go); requests
 // attributed through the session are checked once more, just before they
 // reach the bank, against what the session means now.
-func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body []byte, rule *policy.Rule, userKey string, c *Challenge) error {
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body []byte, rule *policy.Rule, userKey string, c *pushauth.Challenge) error {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
@@ -308,7 +308,7 @@ func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, r
 	}
 	if !current {
 		g.Log.Info("request refused: a later login on the same session", "rule", rule.Name, "user", m.user)
-		g.Engine.audit(r.Context(), AuditEvent{Type: AuditRefused, User: m.user, Rule: rule.Name, ClientIP: g.clientIP(r),
+		g.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: m.user, Rule: rule.Name, ClientIP: g.clientIP(r),
 			Outcome: "superseded_on_session", Actor: "gateway", Detail: "a later login started on the same bank session", Service: rule.Service})
 		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
 		return nil
@@ -351,9 +351,9 @@ func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *pol
 	}
 	ip := g.clientIP(r)
 	g.Log.Info("request refused: "+detail, "rule", rule.Name, "user", userKey, "client_ip", ip)
-	g.Engine.refusalAudit(r.Context(), AuditEvent{Type: AuditRefused, User: userKey, Rule: rule.Name, ClientIP: ip,
+	g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: userKey, Rule: rule.Name, ClientIP: ip,
 		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host},
-		"session\x00"+outcome+"\x00"+userKey, "session\x00"+outcome+"\x00"+addressKey(ip))
+		"session\x00"+outcome+"\x00"+userKey, "session\x00"+outcome+"\x00"+pushauth.AddressKey(ip))
 	g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
 }
 
@@ -426,16 +426,14 @@ func (g *Gate) clientIP(r *http.Request) string {
 	if g.ClientIP != nil {
 		return g.ClientIP(r)
 	}
-	return remoteHost(r)
+	return pushauth.ClientAddr(r.RemoteAddr)
 }
 
-// remoteHost is the connection's remote address without the port.
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
 	}
-	return host
+	return s
 }
 
 func stripVerifiedHeaders(h http.Header) {
@@ -446,10 +444,10 @@ func stripVerifiedHeaders(h http.Header) {
 	}
 }
 
-func fieldsOf(in []policy.Field) []Field {
-	out := make([]Field, len(in))
+func fieldsOf(in []policy.Field) []pushauth.Field {
+	out := make([]pushauth.Field, len(in))
 	for i, f := range in {
-		out[i] = Field{Label: f.Label, Value: f.Value}
+		out[i] = pushauth.Field{Label: f.Label, Value: f.Value}
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 )
 
 // WaitCookie binds an interstitial challenge to the browser that started
@@ -62,7 +63,7 @@ var waitTexts = map[string]map[string]string{
 
 // startInterstitial creates the challenge with the request stored in it,
 // binds it to this browser by cookie, and answers with the waiting page.
-func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
+func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, body []byte) error {
 	token := make([]byte, 32)
 	if _, err := rand.Read(token); err != nil {
 		return err
@@ -70,7 +71,7 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	tok := base64.RawURLEncoding.EncodeToString(token)
 	hdr := r.Header.Clone()
 	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
-	held := &HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
+	held := &pushauth.HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
 	spec := g.spec(r, rule, user, ex)
 	spec.NumberMatch, spec.Held, spec.BrowserHash = rule.NumberMatching, held, tokenHash(tok)
 	c, err := g.Engine.Start(r.Context(), user, spec)
@@ -81,7 +82,7 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 		// The login will reach the bank when it is replayed, in a later
 		// request: name its mark by the challenge, which that request knows.
 		if err := g.markLogin(r.Context(), rule, waitLoginMark(m.session, c)); err != nil {
-			_, _ = g.Engine.finish(context.WithoutCancel(r.Context()), c.ID, StatusCancelled)
+			_, _ = g.Engine.Finish(context.WithoutCancel(r.Context()), c.ID, pushauth.StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}
 	}
@@ -96,22 +97,22 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 // waitLoginMark is the mark of the login stored in challenge c, started on
 // session: named by the challenge, which every later request of the
 // waiting page knows. abandonLogin clears it only where it is still c's.
-func waitLoginMark(session string, c *Challenge) *loginMark {
+func waitLoginMark(session string, c *pushauth.Challenge) *loginMark {
 	return &loginMark{session: session, nonce: c.ID, user: c.UserKey}
 }
 
 // startFailed answers a challenge that could not be created.
-func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *User, err error) error {
+func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, err error) error {
 	switch {
-	case errors.Is(err, ErrTooManyHeldForUser) || errors.Is(err, ErrTooManyHeldFromIP):
+	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
 		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
-	case errors.Is(err, ErrPushRateLimited):
+	case errors.Is(err, pushauth.ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
 		w.Header().Set("Retry-After", "60")
 		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
-	case errors.Is(err, ErrTooManyHeld) || errors.Is(err, ErrPushQueueFull):
+	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
 	default:
@@ -144,13 +145,13 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		ctx, cancel := context.WithTimeout(r.Context(), longPoll)
 		defer cancel()
 		cur, err := g.Engine.Await(ctx, c.ID, g.clientIP(r))
-		if errors.Is(err, ErrTooManyPolls) {
+		if errors.Is(err, pushauth.ErrTooManyPolls) {
 			w.Header().Set("Retry-After", "2")
-			writeErr(w, http.StatusTooManyRequests, "too many status requests; the page asks again shortly")
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many status requests; the page asks again shortly"})
 			return nil
 		}
 		if err != nil {
-			writeErr(w, http.StatusServiceUnavailable, "store unavailable")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
 			return nil
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": cur.Status})
@@ -160,7 +161,7 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		return g.waitOTP(w, r, next, c)
 	case action == "resend" && post:
 		msg := waitTexts[Lang(r)]["resent"]
-		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, ErrPushRateLimited) {
+		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, pushauth.ErrPushRateLimited) {
 			msg = waitTexts[Lang(r)]["ratelimited"]
 		} else if err != nil {
 			g.Log.Warn("resend failed", "challenge", c.ID, "error", err)
@@ -171,17 +172,17 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		if err != nil {
 			return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 		}
-		if cur != nil && cur.Status == StatusApproved {
+		if cur != nil && cur.Status == pushauth.StatusApproved {
 			// Approved just before the cancel: the user asked to stop, so
 			// nothing is replayed; burn the replay so it never will be.
-			_, _ = g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.cfg.Retain))
+			_, _ = g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
 		}
 		// A login cancelled before its replay never reaches the bank.
 		if session, ok := g.requestSession(r); ok {
 			g.abandonLogin(r.Context(), waitLoginMark(session, c))
 		}
 		clearWaitCookie(w, g.WaitPath)
-		c.Status = StatusCancelled
+		c.Status = pushauth.StatusCancelled
 		g.renderWait(w, r, http.StatusOK, c, "", "")
 	default:
 		w.Header().Set("Allow", "GET, POST")
@@ -191,7 +192,7 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 }
 
 // boundChallenge returns challenge id if this browser's cookie binds it.
-func (g *Gate) boundChallenge(r *http.Request, id string) (*Challenge, bool) {
+func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, bool) {
 	ck, err := r.Cookie(WaitCookie)
 	if err != nil {
 		return nil, false
@@ -200,7 +201,7 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*Challenge, bool) {
 	if !ok || cid != id || id == "" {
 		return nil, false
 	}
-	c, err := g.Engine.store.GetChallenge(r.Context(), id)
+	c, err := g.Engine.Store().GetChallenge(r.Context(), id)
 	if err != nil || c.Held == nil || c.BrowserHash == "" {
 		return nil, false
 	}
@@ -216,8 +217,8 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*Challenge, bool) {
 // request was started in: the replay carries the cookies of the request
 // asking for it, so a stolen session cookie posted here would otherwise
 // make the bank execute the request for the session's owner.
-func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Challenge) error {
-	cur, err := g.Engine.store.GetChallenge(r.Context(), c.ID)
+func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
+	cur, err := g.Engine.Store().GetChallenge(r.Context(), c.ID)
 	if err != nil {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
@@ -227,10 +228,10 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 		g.renderWait(w, r, http.StatusForbidden, cur, "", waitTexts[Lang(r)]["othersession"])
 		return nil
 	}
-	if cur.Status == StatusPending && !g.Engine.now().Before(cur.ExpiresAt) {
-		cur, _ = g.Engine.finish(r.Context(), cur.ID, StatusExpired)
+	if cur.Status == pushauth.StatusPending && !g.Engine.Now().Before(cur.ExpiresAt) {
+		cur, _ = g.Engine.Finish(r.Context(), cur.ID, pushauth.StatusExpired)
 	}
-	if cur == nil || cur.Status != StatusApproved {
+	if cur == nil || cur.Status != pushauth.StatusApproved {
 		if cur != nil && cur.Status.Final() {
 			// Denied, expired, cancelled or superseded: a login it was
 			// will never reach the bank.
@@ -240,7 +241,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *Chal
 		g.renderWait(w, r, http.StatusConflict, cur, "", "")
 		return nil
 	}
-	fresh, err := g.Engine.store.UseJTI(r.Context(), "replay/"+c.ID, cur.ExpiresAt.Add(g.Engine.cfg.Retain))
+	fresh, err := g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, cur.ExpiresAt.Add(g.Engine.Retention()))
 	if err != nil {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
@@ -298,36 +299,36 @@ const maxReleaseMismatches = 5
 // is burnt and a pending challenge cancelled, so nothing of it can reach
 // the bank any more. (A login's pending mark on the session it was started
 // in then lapses with its TTL: the gateway keeps only that session's hash.)
-func (g *Gate) releaseMismatch(r *http.Request, c *Challenge) {
+func (g *Gate) releaseMismatch(r *http.Request, c *pushauth.Challenge) {
 	ctx := context.WithoutCancel(r.Context())
 	ip := g.clientIP(r)
 	g.Log.Warn("release refused: another bank session", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "client_ip", ip)
-	g.Engine.refusalAudit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+	g.Engine.RecordAggregated(ctx, pushauth.AuditEvent{Type: pushauth.AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
 		Rule: c.Rule, ClientIP: ip, Outcome: "session_mismatch", Actor: "browser",
 		Detail:  "release asked with another bank session than the request was started in; nothing forwarded",
 		Service: c.Service, Host: c.Host}, "mismatch\x00"+c.ID)
-	until := c.ExpiresAt.Add(g.Engine.cfg.Retain)
+	until := c.ExpiresAt.Add(g.Engine.Retention())
 	for i := range maxReleaseMismatches {
-		fresh, err := g.Engine.store.UseJTI(ctx, "release-mismatch/"+c.ID+"/"+strconv.Itoa(i), until)
+		fresh, err := g.Engine.Store().UseJTI(ctx, "release-mismatch/"+c.ID+"/"+strconv.Itoa(i), until)
 		if err != nil {
-			g.Engine.storeError("use_jti", err)
+			g.Engine.StoreFailed("use_jti", err)
 			return
 		}
 		if fresh {
 			return
 		}
 	}
-	burnt, err := g.Engine.store.UseJTI(ctx, "replay/"+c.ID, until)
+	burnt, err := g.Engine.Store().UseJTI(ctx, "replay/"+c.ID, until)
 	if err != nil {
-		g.Engine.storeError("use_jti", err)
+		g.Engine.StoreFailed("use_jti", err)
 		return
 	}
-	if c.Status == StatusPending {
-		_, _ = g.Engine.finish(ctx, c.ID, StatusCancelled)
+	if c.Status == pushauth.StatusPending {
+		_, _ = g.Engine.Finish(ctx, c.ID, pushauth.StatusCancelled)
 	}
 	if burnt {
 		g.Log.Warn("stored request burnt after repeated releases with another bank session", "challenge", c.ID, "user", c.UserKey)
-		g.Engine.audit(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
+		g.Engine.Record(ctx, pushauth.AuditEvent{Type: pushauth.AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID,
 			Rule: c.Rule, ClientIP: ip, Outcome: "replay_burnt", Actor: "gateway", Service: c.Service, Host: c.Host,
 			Detail: fmt.Sprintf("%d releases asked with another bank session; the stored request will never be forwarded", maxReleaseMismatches)})
 	}
@@ -335,24 +336,24 @@ func (g *Gate) releaseMismatch(r *http.Request, c *Challenge) {
 
 // waitOTP approves with the security code instead of the push; a wrong
 // code counts toward the lock.
-func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *Challenge) error {
+func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
 	r.Body = http.MaxBytesReader(w, r.Body, 1024)
 	if err := r.ParseForm(); err != nil {
 		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
-	if c.Status != StatusPending || !g.Engine.now().Before(c.ExpiresAt) {
+	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
 		return g.replay(w, r, next, c)
 	}
-	cred, err := g.Engine.store.GetCredential(r.Context(), c.CredentialID)
+	cred, err := g.Engine.Store().GetCredential(r.Context(), c.CredentialID)
 	if err != nil {
 		g.renderWait(w, r, http.StatusConflict, c, "", waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
 	if !g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code")) {
 		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
-		if g.Engine.countFailure(r.Context(), c.UserKey) {
-			_, _ = g.Engine.store.Resolve(r.Context(), c.ID, StatusDenied, false, g.Engine.now())
+		if g.Engine.CountFailure(r.Context(), c.UserKey) {
+			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
 			clearWaitCookie(w, g.WaitPath)
 			g.Pages.Render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
 			return nil
@@ -360,7 +361,7 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *Cha
 		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
-	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, ErrConflict) {
+	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, pushauth.ErrConflict) {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
 	return g.replay(w, r, next, c)
@@ -371,14 +372,14 @@ func clearWaitCookie(w http.ResponseWriter, path string) {
 }
 
 // renderWait writes the waiting page for c in its current state.
-func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c *Challenge, info, errMsg string) {
+func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c *pushauth.Challenge, info, errMsg string) {
 	lang := Lang(r)
 	t := waitTexts[lang]
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce)
 	n := base64.RawStdEncoding.EncodeToString(nonce)
 	msg := t["pending"]
-	pending := c != nil && c.Status == StatusPending
+	pending := c != nil && c.Status == pushauth.StatusPending
 	if c != nil && !pending {
 		msg = t[string(c.Status)]
 	}
@@ -419,3 +420,9 @@ func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
 var _ io.Writer = (*discardWriter)(nil)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"net/http"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 )
 
 // EnrolFormTokenField is the enrolment form's anti-forgery token: random,
@@ -25,12 +26,14 @@ var crossOrigin = http.NewCrossOriginProtection()
 // formTokenKey is where the form token of a session (or ticket) hash is
 // kept: one per session, so opening the page again and again costs the
 // store nothing more.
-func formTokenKey(binding string) string { return SessionHash("enrol-form\x00" + binding) }
+func formTokenKey(binding string) string { return pushauth.SessionHash("enrol-form\x00" + binding) }
 
 // passwordProofKey marks a bank session whose login the bank accepted by
 // the rule's success condition, for a user who may bind a first phone with
 // the password alone.
-func passwordProofKey(session string) string { return SessionHash("enrol-password\x00" + session) }
+func passwordProofKey(session string) string {
+	return pushauth.SessionHash("enrol-password\x00" + session)
+}
 
 // enrolVisitor is who the enrolment page is for.
 type enrolVisitor struct {
@@ -49,10 +52,10 @@ type enrolVisitor struct {
 // of its enrolment ticket; user "" when neither.
 func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
 	ctx := r.Context()
-	store := g.Engine.store
+	store := g.Engine.Store()
 	if name := g.Policy.Session.Cookie; name != "" {
 		if ck, err := r.Cookie(name); err == nil && ck.Value != "" {
-			h := SessionHash(ck.Value)
+			h := pushauth.SessionHash(ck.Value)
 			// A session whose login is pending means nobody yet (the
 			// mapping beside the mark is what it meant before).
 			user, pending, err := g.sessionUser(ctx, ck.Value)
@@ -61,7 +64,7 @@ func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
 			}
 			if user != "" && !pending {
 				proof, err := store.GetSession(ctx, passwordProofKey(ck.Value))
-				if err != nil && !errors.Is(err, ErrNotFound) {
+				if err != nil && !errors.Is(err, pushauth.ErrNotFound) {
 					return enrolVisitor{}, err
 				}
 				return enrolVisitor{user: user, binding: h, proven: proof == user}, nil
@@ -83,7 +86,7 @@ func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
 func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	v, err := g.enrolVisitor(r)
 	if err != nil {
-		g.Engine.storeError("get_session", err)
+		g.Engine.StoreFailed("get_session", err)
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
@@ -92,16 +95,16 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	ctx := r.Context()
-	u, err := g.Engine.store.GetUser(ctx, v.user)
-	if errors.Is(err, ErrNotFound) {
-		u, err = &User{Key: v.user}, nil
+	u, err := g.Engine.Store().GetUser(ctx, v.user)
+	if errors.Is(err, pushauth.ErrNotFound) {
+		u, err = &pushauth.User{Key: v.user}, nil
 	}
 	if err != nil {
-		g.Engine.storeError("get_user", err)
+		g.Engine.StoreFailed("get_user", err)
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
-	proof := proofFor(u, g.Policy.Enrolment)
+	proof := pushauth.ProofFor(u, g.Policy.Enrolment)
 	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -124,7 +127,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	ok, err := g.takeFormToken(ctx, r.PostForm.Get(EnrolFormTokenField), v.binding)
 	if err != nil {
-		g.Engine.storeError("get_session", err)
+		g.Engine.StoreFailed("get_session", err)
 		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
@@ -132,7 +135,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.forgedEnrolment(w, r, v, "missing, used or foreign form token")
 		return nil
 	}
-	cred, err := g.Engine.Enroll(ctx, EnrolAttempt{
+	cred, err := g.Engine.Enroll(ctx, pushauth.EnrolAttempt{
 		User: v.user, CredentialID: r.PostForm.Get("credential_id"), Code: r.PostForm.Get("code"),
 		ActivationCode: r.PostForm.Get("activation_code"), PasswordProven: v.proven, ClientIP: g.clientIP(r),
 		Enrolment: g.Policy.Enrolment,
@@ -140,7 +143,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		if v.ticket != "" {
-			_ = g.Engine.store.DeleteSession(ctx, v.ticket)
+			_ = g.Engine.Store().DeleteSession(ctx, v.ticket)
 			http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: "", Path: g.EnrollPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		}
 		page := PageEnrolled
@@ -148,23 +151,23 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 			page = PageEnrolledPushed
 		}
 		g.Pages.Render(w, r, http.StatusOK, page, "", "")
-	case errors.Is(err, ErrUnknownCredential):
+	case errors.Is(err, pushauth.ErrUnknownCredential):
 		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form())
-	case errors.Is(err, ErrBadCode):
+	case errors.Is(err, pushauth.ErrBadCode):
 		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form())
-	case errors.Is(err, ErrBadActivationCode):
+	case errors.Is(err, pushauth.ErrBadActivationCode):
 		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadActivation, "", form())
-	case errors.Is(err, ErrActivationRequired):
+	case errors.Is(err, pushauth.ErrActivationRequired):
 		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollActivation, "", form())
-	case errors.Is(err, ErrLoginNotConfirmed):
+	case errors.Is(err, pushauth.ErrLoginNotConfirmed):
 		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollNotConfirmed, "", form())
-	case errors.Is(err, ErrAlreadyBound):
+	case errors.Is(err, pushauth.ErrAlreadyBound):
 		g.Pages.Render(w, r, http.StatusConflict, PageEnrollBound, "", form())
-	case errors.Is(err, ErrSupportOnly):
+	case errors.Is(err, pushauth.ErrSupportOnly):
 		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollSupport, "", "")
-	case errors.Is(err, ErrLocked):
+	case errors.Is(err, pushauth.ErrLocked):
 		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
-	case errors.Is(err, ErrEnrolRateLimited):
+	case errors.Is(err, pushauth.ErrEnrolRateLimited):
 		w.Header().Set("Retry-After", "60")
 		g.Pages.Render(w, r, http.StatusTooManyRequests, PageEnrollBusy, "", "")
 	default:
@@ -179,8 +182,8 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 // browser may have been made to send it), but is audited.
 func (g *Gate) forgedEnrolment(w http.ResponseWriter, r *http.Request, v enrolVisitor, why string) {
 	g.Log.Warn("enrolment post refused: not from this session's form", "user", v.user, "reason", why, "client_ip", g.clientIP(r))
-	g.Engine.enrolAudit.add(r.Context(), "enrol-forged\x00"+v.user, AuditEvent{Type: AuditEnrolment, User: v.user,
-		ClientIP: g.clientIP(r), Outcome: "forged", Actor: "browser", Detail: why})
+	g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditEnrolment, User: v.user,
+		ClientIP: g.clientIP(r), Outcome: "forged", Actor: "browser", Detail: why}, "enrol-forged\x00"+v.user)
 	g.Pages.Render(w, r, http.StatusForbidden, PageEnrollForged, "", "")
 }
 
@@ -189,17 +192,17 @@ func (g *Gate) forgedEnrolment(w http.ResponseWriter, r *http.Request, v enrolVi
 // required when proof asks for one. Without a token (the store failed)
 // there is no form: a post could not succeed.
 func (g *Gate) enrolForm(r *http.Request, binding string, proof policy.Proof) template.HTML {
-	tok, err := g.Engine.store.GetSession(r.Context(), formTokenKey(binding))
-	if errors.Is(err, ErrNotFound) {
+	tok, err := g.Engine.Store().GetSession(r.Context(), formTokenKey(binding))
+	if errors.Is(err, pushauth.ErrNotFound) {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {
 			return ""
 		}
 		tok = base64.RawURLEncoding.EncodeToString(b)
-		err = g.Engine.store.PutSession(r.Context(), formTokenKey(binding), tok, enrolTicketTTL)
+		err = g.Engine.Store().PutSession(r.Context(), formTokenKey(binding), tok, enrolTicketTTL)
 	}
 	if err != nil {
-		g.Engine.storeError("put_session", err)
+		g.Engine.StoreFailed("put_session", err)
 		return ""
 	}
 	lang := Lang(r)
@@ -223,8 +226,8 @@ func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, er
 		return false, nil
 	}
 	key := formTokenKey(binding)
-	want, err := g.Engine.store.GetSession(ctx, key)
-	if errors.Is(err, ErrNotFound) {
+	want, err := g.Engine.Store().GetSession(ctx, key)
+	if errors.Is(err, pushauth.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -233,7 +236,7 @@ func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, er
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
 		return false, nil
 	}
-	return true, g.Engine.store.DeleteSession(ctx, key)
+	return true, g.Engine.Store().DeleteSession(ctx, key)
 }
 
 // forwardPasswordOnly forwards a login the user's state lets in on the
@@ -242,7 +245,7 @@ func (g *Gate) takeFormToken(ctx context.Context, tok, binding string) (bool, er
 // the session of a user who may bind a first phone with the password is
 // marked so the enrolment page can tell: a bank that sets its cookie on a
 // failed login too must not make a wrong password look right.
-func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *User, body []byte) error {
+func (g *Gate) forwardPasswordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *pushauth.User, body []byte) error {
 	if !g.beginLogin(w, r, rule) {
 		return nil
 	}
@@ -270,8 +273,8 @@ func (g *Gate) markPasswordProven(ctx context.Context, h http.Header, user strin
 	if session == "" {
 		return
 	}
-	if err := g.Engine.store.PutSession(ctx, passwordProofKey(session), user, enrolTicketTTL); err != nil {
-		g.Engine.storeError("put_session", err)
+	if err := g.Engine.Store().PutSession(ctx, passwordProofKey(session), user, enrolTicketTTL); err != nil {
+		g.Engine.StoreFailed("put_session", err)
 	}
 }
 

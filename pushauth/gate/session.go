@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 )
 
 // Session learning, for banks that rotate their session ID at login and for
@@ -57,7 +58,9 @@ func loginMarkOf(ctx context.Context) *loginMark {
 	return m
 }
 
-func loginPendingHash(session string) string { return SessionHash("login-pending\x00" + session) }
+func loginPendingHash(session string) string {
+	return pushauth.SessionHash("login-pending\x00" + session)
+}
 
 func (m *loginMark) value() string { return m.nonce + "\x00" + m.user }
 
@@ -65,7 +68,7 @@ func (m *loginMark) value() string { return m.nonce + "\x00" + m.user }
 // released (an approved interstitial request is replayable until its record
 // ages out).
 func (g *Gate) pendingTTL(rule *policy.Rule) time.Duration {
-	return rule.Timeout + g.Engine.cfg.Retain + time.Minute
+	return rule.Timeout + g.Engine.Retention() + time.Minute
 }
 
 // markLogin records m as the login pending on its session, replacing an
@@ -82,17 +85,17 @@ func (g *Gate) markLogin(ctx context.Context, rule *policy.Rule, m *loginMark) e
 	if m == nil || m.session == "" {
 		return nil
 	}
-	for _, h := range []string{SessionHash(m.session), loginPendingHash(m.session)} {
-		_, err := g.Engine.store.GetSession(ctx, h)
+	for _, h := range []string{pushauth.SessionHash(m.session), loginPendingHash(m.session)} {
+		_, err := g.Engine.Store().GetSession(ctx, h)
 		if err == nil {
-			if err := g.Engine.store.PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
-				g.Engine.storeError("put_session", err)
+			if err := g.Engine.Store().PutSession(ctx, loginPendingHash(m.session), m.value(), g.pendingTTL(rule)); err != nil {
+				g.Engine.StoreFailed("put_session", err)
 				return err
 			}
 			return nil
 		}
-		if !errors.Is(err, ErrNotFound) {
-			g.Engine.storeError("get_session", err)
+		if !errors.Is(err, pushauth.ErrNotFound) {
+			g.Engine.StoreFailed("get_session", err)
 			return err
 		}
 	}
@@ -121,12 +124,12 @@ func (g *Gate) abandonLogin(ctx context.Context, m *loginMark) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	v, err := g.Engine.store.GetSession(ctx, loginPendingHash(m.session))
+	v, err := g.Engine.Store().GetSession(ctx, loginPendingHash(m.session))
 	if err != nil || subtle.ConstantTimeCompare([]byte(v), []byte(m.value())) != 1 {
 		return
 	}
-	if err := g.Engine.store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
-		g.Engine.storeError("delete_session", err)
+	if err := g.Engine.Store().DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
+		g.Engine.StoreFailed("delete_session", err)
 	}
 }
 
@@ -138,21 +141,21 @@ func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
 	if m == nil || m.session == "" {
 		return true, nil
 	}
-	store := g.Engine.store
+	store := g.Engine.Store()
 	v, err := store.GetSession(ctx, loginPendingHash(m.session))
 	switch {
 	case err == nil:
 		return v == m.value(), nil
-	case !errors.Is(err, ErrNotFound):
-		g.Engine.storeError("get_session", err)
+	case !errors.Is(err, pushauth.ErrNotFound):
+		g.Engine.StoreFailed("get_session", err)
 		return false, err
 	}
-	_, err = store.GetSession(ctx, SessionHash(m.session))
+	_, err = store.GetSession(ctx, pushauth.SessionHash(m.session))
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, pushauth.ErrNotFound):
 		return true, nil
 	case err != nil:
-		g.Engine.storeError("get_session", err)
+		g.Engine.StoreFailed("get_session", err)
 		return false, err
 	}
 	return false, nil
@@ -164,10 +167,10 @@ func (g *Gate) loginCurrent(ctx context.Context, m *loginMark) (bool, error) {
 // it is the learned one, and its pending mark is cleared. The caller holds
 // the session's lock and has checked loginCurrent.
 func (g *Gate) completeLogin(ctx context.Context, m *loginMark, learned string) {
-	store := g.Engine.store
+	store := g.Engine.Store()
 	if learned != "" && m.user != "" {
-		if err := store.PutSession(ctx, SessionHash(learned), m.user, g.Policy.Session.TTL); err != nil {
-			g.Engine.storeError("put_session", err)
+		if err := store.PutSession(ctx, pushauth.SessionHash(learned), m.user, g.Policy.Session.TTL); err != nil {
+			g.Engine.StoreFailed("put_session", err)
 			g.Log.Error("learning session", "user", m.user, "error", err)
 		} else {
 			g.Log.Info("session learned", "user", m.user, "kept", learned == m.session)
@@ -177,12 +180,12 @@ func (g *Gate) completeLogin(ctx context.Context, m *loginMark, learned string) 
 		return
 	}
 	if m.session != learned {
-		if err := store.DeleteSession(ctx, SessionHash(m.session)); err != nil {
-			g.Engine.storeError("delete_session", err)
+		if err := store.DeleteSession(ctx, pushauth.SessionHash(m.session)); err != nil {
+			g.Engine.StoreFailed("delete_session", err)
 		}
 	}
 	if err := store.DeleteSession(ctx, loginPendingHash(m.session)); err != nil {
-		g.Engine.storeError("delete_session", err)
+		g.Engine.StoreFailed("delete_session", err)
 	}
 }
 
@@ -192,16 +195,16 @@ func (g *Gate) sessionUser(ctx context.Context, session string) (user string, pe
 	if session == "" {
 		return "", false, nil
 	}
-	store := g.Engine.store
-	user, err = store.GetSession(ctx, SessionHash(session))
-	if errors.Is(err, ErrNotFound) {
+	store := g.Engine.Store()
+	user, err = store.GetSession(ctx, pushauth.SessionHash(session))
+	if errors.Is(err, pushauth.ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
 	}
 	_, err = store.GetSession(ctx, loginPendingHash(session))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, pushauth.ErrNotFound) {
 		return user, false, nil
 	}
 	if err != nil {
@@ -212,8 +215,8 @@ func (g *Gate) sessionUser(ctx context.Context, session string) (user string, pe
 
 // forgetSession drops what the gateway knows about a session (logout).
 func (g *Gate) forgetSession(ctx context.Context, session string) {
-	for _, h := range []string{SessionHash(session), loginPendingHash(session)} {
-		if err := g.Engine.store.DeleteSession(ctx, h); err != nil {
+	for _, h := range []string{pushauth.SessionHash(session), loginPendingHash(session)} {
+		if err := g.Engine.Store().DeleteSession(ctx, h); err != nil {
 			g.Log.Warn("forgetting session", "error", err)
 		}
 	}
@@ -276,7 +279,7 @@ func sessionHashOf(session string) string {
 	if session == "" {
 		return ""
 	}
-	return SessionHash(session)
+	return pushauth.SessionHash(session)
 }
 
 // sessionLocks serialise, within this process, everything that reaches the
@@ -301,7 +304,7 @@ func (k *keyedLocks) lock(ctx context.Context, session string) (unlock func(), o
 	if session == "" {
 		return func() {}, true
 	}
-	key := SessionHash(session)
+	key := pushauth.SessionHash(session)
 	k.mu.Lock()
 	l := k.m[key]
 	if l == nil {

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 // Pages of the enrolment page's refusals, merged into pageTexts and
 // uiLabels.

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"bytes"
@@ -20,25 +20,9 @@ import (
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	examplepolicy "github.com/onepush/onepush/examples/policy"
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
-
-func TestEscapeUntrusted(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (X11; Linux x86_64)"},
-		{"UA \u202eevil\u202c", `UA \u202Eevil\u202C`},
-		{"line\nbreak\ttab", `line\u000Abreak\u0009tab`},
-		{"caf\u00e9 \u5c71\u7530", `caf\u00E9 \u5C71\u7530`},
-		{"bad \xff byte", `bad \xFF byte`},
-	} {
-		if got := escapeUntrusted(tt.in, 256); got != tt.want {
-			t.Errorf("escapeUntrusted(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-	long := escapeUntrusted(string(make([]rune, 1000)), 256)
-	if len(long) > 256 {
-		t.Errorf("escaped length %d over the bound", len(long))
-	}
-}
 
 // TestWithoutSessionAndSetCookieValue: a login the bank checks before the
 // gateway decides reaches it without the session cookie, in any spelling
@@ -138,18 +122,18 @@ func TestSessionLocksSerialiseAndStayBounded(t *testing.T) {
 // password alone).
 type keptSessionSetup struct {
 	t     *testing.T
-	eng   *Engine
-	store *MemoryStore
+	eng   *pushauth.Engine
+	store *memory.Store
 	bank  *bank.Bank
-	cred  *Credential
+	cred  *pushauth.Credential
 	url   string
 }
 
 func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	t.Helper()
-	store := NewMemoryStore(nil)
+	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
-	eng, err := NewEngine(Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 100})
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +144,7 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.PutUser(context.Background(), &User{Key: "1001/alice", CredentialID: cred.ID, State: UserActive}); err != nil {
+	if err := store.PutUser(context.Background(), &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
 		t.Fatal(err)
 	}
 	// The bank keeps its session ID, so its successful login sets no cookie
@@ -212,7 +196,7 @@ func (s *keptSessionSetup) login(u bank.User, session string) (int, string) {
 }
 
 // pending waits for alice's next pending challenge.
-func (s *keptSessionSetup) pending() *Challenge {
+func (s *keptSessionSetup) pending() *pushauth.Challenge {
 	s.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -229,7 +213,7 @@ func (s *keptSessionSetup) pending() *Challenge {
 	return nil
 }
 
-func (s *keptSessionSetup) approve(c *Challenge) {
+func (s *keptSessionSetup) approve(c *pushauth.Challenge) {
 	s.t.Helper()
 	if _, err := s.eng.ApproveWithCode(context.Background(), c.ID); err != nil {
 		s.t.Fatal(err)
@@ -237,7 +221,7 @@ func (s *keptSessionSetup) approve(c *Challenge) {
 }
 
 func (s *keptSessionSetup) mapped(session string) string {
-	u, err := s.store.GetSession(context.Background(), SessionHash(session))
+	u, err := s.store.GetSession(context.Background(), pushauth.SessionHash(session))
 	if err != nil {
 		return ""
 	}
@@ -264,7 +248,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 		if st, set := s.login(bob, "made-up-cookie"); st != http.StatusSeeOther || set == "" {
 			t.Fatalf("login: %d %q", st, set)
 		}
-		for _, h := range []string{SessionHash("made-up-cookie"), loginPendingHash("made-up-cookie")} {
+		for _, h := range []string{pushauth.SessionHash("made-up-cookie"), loginPendingHash("made-up-cookie")} {
 			if _, err := s.store.GetSession(context.Background(), h); err == nil {
 				t.Fatal("the gateway stored something for a session cookie it never learned")
 			}

@@ -1,4 +1,6 @@
-package pushauth
+// Package webhook sends pushes as HTTP posts to the URL a credential
+// registered, only under allowed prefixes (no request forwarding).
+package webhook
 
 import (
 	"bytes"
@@ -10,19 +12,21 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
-// WebhookPusher delivers a push as an HTTP POST to the URL the credential
+// Pusher delivers a push as an HTTP POST to the URL the credential
 // registered as its push token. Only URLs under an allowed prefix are
 // used, so the gateway cannot be turned into a request forwarder.
-type WebhookPusher struct {
+type Pusher struct {
 	allow  []string
 	client *http.Client
 }
 
-// NewWebhookPusher allows URLs starting with one of prefixes; each prefix
+// New allows URLs starting with one of prefixes; each prefix
 // must be an absolute http(s) URL ending in "/".
-func NewWebhookPusher(prefixes []string, client *http.Client) (*WebhookPusher, error) {
+func New(prefixes []string, client *http.Client) (*Pusher, error) {
 	for _, p := range prefixes {
 		u, err := url.Parse(p)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(p, "/") {
@@ -42,11 +46,11 @@ func NewWebhookPusher(prefixes []string, client *http.Client) (*WebhookPusher, e
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	return &WebhookPusher{allow: prefixes, client: client}, nil
+	return &Pusher{allow: prefixes, client: client}, nil
 }
 
 // Allowed reports whether target is under an allowed prefix.
-func (w *WebhookPusher) Allowed(target string) bool {
+func (w *Pusher) Allowed(target string) bool {
 	u, err := url.Parse(target)
 	if err != nil || u.User != nil || u.Fragment != "" {
 		return false
@@ -60,9 +64,9 @@ func (w *WebhookPusher) Allowed(target string) bool {
 }
 
 // Push posts {"challenge_id","kind"} to the credential's URL.
-func (w *WebhookPusher) Push(ctx context.Context, cred *Credential, m PushMessage) error {
+func (w *Pusher) Push(ctx context.Context, cred *pushauth.Credential, m pushauth.PushMessage) error {
 	if !w.Allowed(cred.PushToken) {
-		return fmt.Errorf("%w: webhook URL is not on the allow-list", ErrDeadToken)
+		return fmt.Errorf("%w: webhook URL is not on the allow-list", pushauth.ErrDeadToken)
 	}
 	body, _ := json.Marshal(map[string]string{"challenge_id": m.ChallengeID, "kind": m.Kind})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cred.PushToken, bytes.NewReader(body))
@@ -78,7 +82,7 @@ func (w *WebhookPusher) Push(ctx context.Context, cred *Credential, m PushMessag
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	switch {
 	case resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%w: webhook answered %d", ErrDeadToken, resp.StatusCode)
+		return fmt.Errorf("%w: webhook answered %d", pushauth.ErrDeadToken, resp.StatusCode)
 	case resp.StatusCode >= 300:
 		return fmt.Errorf("webhook push: status %d", resp.StatusCode)
 	}

@@ -1,37 +1,38 @@
-package pushauth
+package memory
 
+import "github.com/onepush/onepush/pushauth"
 import "context"
 
-func (s *MemoryStore) PutActivationCode(_ context.Context, c *ActivationCode) error {
-	cp := c.clone()
+func (s *Store) PutActivationCode(_ context.Context, c *pushauth.ActivationCode) error {
+	cp := c.Clone()
 	s.mu.Lock()
 	s.activation[c.User] = cp
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *MemoryStore) GetActivationCode(_ context.Context, userKey string) (*ActivationCode, error) {
+func (s *Store) GetActivationCode(_ context.Context, userKey string) (*pushauth.ActivationCode, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.activation[userKey]
 	if !ok || !s.now().Before(c.ExpiresAt) {
-		return nil, ErrNotFound
+		return nil, pushauth.ErrNotFound
 	}
-	return c.clone(), nil
+	return c.Clone(), nil
 }
 
-func (s *MemoryStore) CountActivationFailure(_ context.Context, userKey, id string) (int, error) {
+func (s *Store) CountActivationFailure(_ context.Context, userKey, id string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.activation[userKey]
 	if !ok || c.ID != id || !s.now().Before(c.ExpiresAt) {
-		return 0, ErrNotFound
+		return 0, pushauth.ErrNotFound
 	}
 	c.Failures++
 	return c.Failures, nil
 }
 
-func (s *MemoryStore) TakeActivationCode(_ context.Context, userKey, id string) (bool, error) {
+func (s *Store) TakeActivationCode(_ context.Context, userKey, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.activation[userKey]

@@ -1,4 +1,4 @@
-package pushauth_test
+package gate_test
 
 import (
 	"io"
@@ -10,13 +10,15 @@ import (
 	examplepolicy "github.com/onepush/onepush/examples/policy"
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 // BenchmarkGatePassThrough is what the gate adds to a request no rule
 // matches (a page or an asset): header strip, the gateway's own paths,
 // the policy match.
 func BenchmarkGatePassThrough(b *testing.B) {
-	store := pushauth.NewMemoryStore(nil)
+	store := memory.New(nil)
 	b.Cleanup(func() { _ = store.Close() })
 	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -27,8 +29,8 @@ func BenchmarkGatePassThrough(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pages, _ := pushauth.NewPages("", "/")
-	g := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	pages, _ := gate.NewPages("", "/")
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
 	r := httptest.NewRequest(http.MethodGet, "/static/style.css", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0")

@@ -1,4 +1,4 @@
-package pushauth
+package gate
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 )
 
 // maxHeldResponse bounds the bank's login response kept while the phone
@@ -29,7 +30,7 @@ const maxHeldResponse = 1 << 20
 // it. A bank that keeps its ID still opens a new session for a login
 // without one; one that needs its pre-login session at login (an
 // anti-forgery token bound to it) cannot use after_success: use hold.
-func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *User, ex *policy.Extraction, body []byte) error {
+func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, body []byte) error {
 	ctx := r.Context()
 	m := loginMarkOf(ctx)
 	if m == nil {
@@ -92,7 +93,7 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		return nil
 	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
-	if err == nil && c.Status == StatusApproved && ctx.Err() == nil {
+	if err == nil && c.Status == pushauth.StatusApproved && ctx.Err() == nil {
 		return pass()
 	}
 	g.bankLogout(fr, next, rule, rec.header)

@@ -1,28 +1,18 @@
-package pushauth
+package httpapi
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
-)
 
-// Snapshotter is a Store that can copy itself consistently while it serves
-// (the embedded store: its file is locked by the running gateway, so a
-// backup must come from the gateway).
-type Snapshotter interface {
-	// Snapshot returns a file holding a consistent copy of the store,
-	// positioned at its start and already unlinked (closing it frees it),
-	// and a short description for the audit trail.
-	Snapshot(ctx context.Context) (f *os.File, description string, err error)
-}
+	"github.com/onepush/onepush/pushauth"
+)
 
 // storeBackup serves GET {base}/store/backup: a consistent copy of the
 // store's file. The copy holds bindings and the sealed security-code
 // secrets, never a secret in clear; the call is audited.
-func (a *AdminAPI) storeBackup(w http.ResponseWriter, r *http.Request) {
-	sn, ok := a.Engine.store.(Snapshotter)
+func (a *Admin) storeBackup(w http.ResponseWriter, r *http.Request) {
+	sn, ok := a.Engine.Store().(pushauth.Snapshotter)
 	if !ok {
 		writeErr(w, http.StatusNotImplemented, "this store has no backup through the gateway: the memory store keeps nothing across a restart; back up Redis with its own persistence (RDB/AOF)")
 		return
@@ -38,12 +28,12 @@ func (a *AdminAPI) storeBackup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.Engine.audit(r.Context(), AuditEvent{Type: AuditAdmin, Outcome: "store.backup", Actor: actor(r), Detail: desc})
+	a.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditAdmin, Outcome: "store.backup", Actor: actor(r), Detail: desc})
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
 	w.Header().Set("Content-Disposition", `attachment; filename="onepush-store.db"`)
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, f); err != nil {
-		a.Engine.log.Warn("admin API: sending a store backup", "error", err)
+		a.Engine.Logger().Warn("admin API: sending a store backup", "error", err)
 	}
 }

@@ -1,16 +1,17 @@
-package pushauth
+package httpapi
 
 import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
 // DefaultAdminBase is where the admin API lives unless configured.
@@ -20,7 +21,7 @@ const DefaultAdminBase = "/onepush/admin/v1"
 // audit trail with the caller's address.
 const ActorHeader = "X-Onepush-Actor"
 
-// AdminAPI is the bank's operations API: user state, suspend/resume,
+// Admin is the bank's operations API: user state, suspend/resume,
 // unlock, deregister, bind/unbind, audit query. Every call needs
 // "Authorization: Bearer <token>"; it is meant for an internal listener.
 //
@@ -34,8 +35,8 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/activation-code {"key", "kind": "binding"|"recovery"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
-type AdminAPI struct {
-	Engine *Engine
+type Admin struct {
+	Engine *pushauth.Engine
 	Base   string
 	// DefaultGrace is the password-only period of suspend and deregister
 	// calls that name no deadline, unless the policy's
@@ -46,8 +47,8 @@ type AdminAPI struct {
 	mux       *http.ServeMux
 }
 
-// NewAdminAPI builds the handler; token must not be empty.
-func NewAdminAPI(e *Engine, base, token string, defaultGrace time.Duration) (*AdminAPI, error) {
+// NewAdmin builds the handler; token must not be empty.
+func NewAdmin(e *pushauth.Engine, base, token string, defaultGrace time.Duration) (*Admin, error) {
 	if token == "" {
 		return nil, errors.New("admin API: a bearer token is required")
 	}
@@ -55,7 +56,7 @@ func NewAdminAPI(e *Engine, base, token string, defaultGrace time.Duration) (*Ad
 		base = DefaultAdminBase
 	}
 	base = strings.TrimSuffix(base, "/")
-	a := &AdminAPI{Engine: e, Base: base, DefaultGrace: defaultGrace, tokenHash: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
+	a := &Admin{Engine: e, Base: base, DefaultGrace: defaultGrace, tokenHash: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET "+base+"/user", a.showUser)
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
@@ -64,16 +65,16 @@ func NewAdminAPI(e *Engine, base, token string, defaultGrace time.Duration) (*Ad
 }
 
 // Handles reports whether path is under the API's base.
-func (a *AdminAPI) Handles(path string) bool {
+func (a *Admin) Handles(path string) bool {
 	return path == a.Base || strings.HasPrefix(path, a.Base+"/")
 }
 
-func (a *AdminAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	got := sha256.Sum256([]byte(strings.TrimSpace(raw)))
 	if subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) != 1 || !ok {
-		a.Engine.log.Warn("admin API: refused a call without a valid token", "path", truncate(r.URL.Path, 200), "remote", r.RemoteAddr)
+		a.Engine.Logger().Warn("admin API: refused a call without a valid token", "path", truncate(r.URL.Path, 200), "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="onepush-admin"`)
 		writeErr(w, http.StatusUnauthorized, "admin token required")
 		return
@@ -94,14 +95,10 @@ func actor(r *http.Request) string {
 	if name == "" {
 		name = "admin-api"
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return name + "@" + host
+	return name + "@" + pushauth.ClientAddr(r.RemoteAddr)
 }
 
-func (a *AdminAPI) showUser(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) showUser(w http.ResponseWriter, r *http.Request) {
 	key := r.URL.Query().Get("key")
 	if key == "" {
 		writeErr(w, http.StatusBadRequest, "key: required")
@@ -126,8 +123,8 @@ type adminRequest struct {
 
 // deadline reads until (RFC 3339) or grace (a duration from now); neither
 // gives the default grace.
-func (a *AdminAPI) deadline(req adminRequest) (time.Time, error) {
-	now := a.Engine.now()
+func (a *Admin) deadline(req adminRequest) (time.Time, error) {
+	now := a.Engine.Now()
 	switch {
 	case req.Until != "" && req.Grace != "":
 		return time.Time{}, errors.New("give until or grace, not both")
@@ -147,7 +144,7 @@ func (a *AdminAPI) deadline(req adminRequest) (time.Time, error) {
 	return now.Add(a.Engine.DeregistrationGrace(a.DefaultGrace)), nil
 }
 
-func (a *AdminAPI) userAction(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 	var req adminRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeErr(w, http.StatusBadRequest, "body: "+err.Error())
@@ -202,9 +199,9 @@ func (a *AdminAPI) userAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (a *AdminAPI) auditQuery(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) auditQuery(w http.ResponseWriter, r *http.Request) {
 	qv := r.URL.Query()
-	q := AuditQuery{User: qv.Get("user"), Type: qv.Get("type")}
+	q := pushauth.AuditQuery{User: qv.Get("user"), Type: qv.Get("type")}
 	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
 		if s := qv.Get(name); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
@@ -217,29 +214,29 @@ func (a *AdminAPI) auditQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	if s := qv.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 || n > MaxAuditQuery {
-			writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit %q: must be 1..%d", s, MaxAuditQuery))
+		if err != nil || n <= 0 || n > pushauth.MaxAuditQuery {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit %q: must be 1..%d", s, pushauth.MaxAuditQuery))
 			return
 		}
 		q.Limit = n
 	}
-	evs, err := a.Engine.cfg.Audit.Query(r.Context(), q)
+	evs, err := a.Engine.Audit().Query(r.Context(), q)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
 	if evs == nil {
-		evs = []AuditEvent{}
+		evs = []pushauth.AuditEvent{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 }
 
 // activationCode issues a user's activation code and answers it, once:
 // only its hash is kept.
-func (a *AdminAPI) activationCode(w http.ResponseWriter, r *http.Request, req adminRequest, who string) {
+func (a *Admin) activationCode(w http.ResponseWriter, r *http.Request, req adminRequest, who string) {
 	kind := req.Kind
 	if kind == "" {
-		kind = ActivationBinding
+		kind = pushauth.ActivationBinding
 	}
 	code, c, err := a.Engine.IssueActivationCode(r.Context(), req.Key, kind, who)
 	if err != nil {
@@ -249,17 +246,24 @@ func (a *AdminAPI) activationCode(w http.ResponseWriter, r *http.Request, req ad
 	writeJSON(w, http.StatusOK, map[string]any{"key": c.User, "kind": c.Kind, "code": code, "code_id": c.ID, "expires_at": c.ExpiresAt})
 }
 
-func (a *AdminAPI) fail(w http.ResponseWriter, err error) {
+func (a *Admin) fail(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, ErrBadInput):
+	case errors.Is(err, pushauth.ErrBadInput):
 		writeErr(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrUnknownCredential):
+	case errors.Is(err, pushauth.ErrUnknownUser) || errors.Is(err, pushauth.ErrUnknownCredential):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrUserState) || errors.Is(err, ErrAlreadyBound) || errors.Is(err, ErrLocked):
+	case errors.Is(err, pushauth.ErrUserState) || errors.Is(err, pushauth.ErrAlreadyBound) || errors.Is(err, pushauth.ErrLocked):
 		writeErr(w, http.StatusConflict, err.Error())
 	default:
-		a.Engine.log.Error("admin API: store failure", "error", err)
-		a.Engine.storeError("admin", err)
+		a.Engine.Logger().Error("admin API: store failure", "error", err)
+		a.Engine.StoreFailed("admin", err)
 		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
 	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -1,37 +1,41 @@
-package pushauth
+// Package memory is a pushauth.Store in maps: nothing survives the process,
+// so it serves tests, the demo, and the embedded store's live challenges.
+package memory
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
-// MemoryStore keeps everything in maps behind one mutex, expired entries
+// Store keeps everything in maps behind one mutex, expired entries
 // swept once a minute so the maps stay bounded by what is live. Nothing
 // survives the process: it is the store of tests and the demo (the
 // embedded store keeps a single gateway's records across restarts, and
 // keeps its challenges in one of these).
-type MemoryStore struct {
+type Store struct {
 	now func() time.Time
 
 	mu          sync.Mutex
-	credentials map[string]*Credential
-	users       map[string]*User
+	credentials map[string]*pushauth.Credential
+	users       map[string]*pushauth.User
 	challenges  map[string]*memChallenge
 	pendingOf   map[string]string // user key -> pending challenge id
 	jtis        map[string]time.Time
 	sessions    map[string]memSession
-	watchers    map[int]func(string, *Challenge)
+	watchers    map[int]func(string, *pushauth.Challenge)
 	nextWatcher int
-	outbox      map[string]*memNotification // memstore_outbox.go
-	activation  map[string]*ActivationCode  // user key → code, memstore_activation.go
+	outbox      map[string]*memNotification         // memstore_outbox.go
+	activation  map[string]*pushauth.ActivationCode // user key → code, memstore_activation.go
 
 	stop chan struct{}
 	once sync.Once
 }
 
 type memChallenge struct {
-	c           Challenge
+	c           pushauth.Challenge
 	retainUntil time.Time
 }
 
@@ -40,29 +44,29 @@ type memSession struct {
 	until time.Time
 }
 
-// NewMemoryStore returns an empty store; now may be nil for time.Now.
-func NewMemoryStore(now func() time.Time) *MemoryStore {
+// New returns an empty store; now may be nil for time.Now.
+func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	s := &MemoryStore{
+	s := &Store{
 		now:         now,
-		credentials: make(map[string]*Credential),
-		users:       make(map[string]*User),
+		credentials: make(map[string]*pushauth.Credential),
+		users:       make(map[string]*pushauth.User),
 		challenges:  make(map[string]*memChallenge),
 		pendingOf:   make(map[string]string),
 		jtis:        make(map[string]time.Time),
 		sessions:    make(map[string]memSession),
-		watchers:    make(map[int]func(string, *Challenge)),
+		watchers:    make(map[int]func(string, *pushauth.Challenge)),
 		outbox:      make(map[string]*memNotification),
-		activation:  make(map[string]*ActivationCode),
+		activation:  make(map[string]*pushauth.ActivationCode),
 		stop:        make(chan struct{}),
 	}
 	go s.sweepLoop()
 	return s
 }
 
-func (s *MemoryStore) sweepLoop() {
+func (s *Store) sweepLoop() {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -76,7 +80,7 @@ func (s *MemoryStore) sweepLoop() {
 }
 
 // Sweep drops every entry whose lifetime has ended.
-func (s *MemoryStore) Sweep() {
+func (s *Store) Sweep() {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -99,7 +103,7 @@ func (s *MemoryStore) Sweep() {
 		}
 	}
 	for id, c := range s.credentials {
-		if c.expired(now) {
+		if c.Expired(now) {
 			delete(s.credentials, id)
 		}
 	}
@@ -110,7 +114,7 @@ func (s *MemoryStore) Sweep() {
 	}
 }
 
-func (s *MemoryStore) PutCredential(_ context.Context, c *Credential) error {
+func (s *Store) PutCredential(_ context.Context, c *pushauth.Credential) error {
 	cp := *c
 	s.mu.Lock()
 	s.credentials[c.ID] = &cp
@@ -118,25 +122,25 @@ func (s *MemoryStore) PutCredential(_ context.Context, c *Credential) error {
 	return nil
 }
 
-func (s *MemoryStore) GetCredential(_ context.Context, id string) (*Credential, error) {
+func (s *Store) GetCredential(_ context.Context, id string) (*pushauth.Credential, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.credentials[id]
-	if !ok || c.expired(s.now()) {
-		return nil, ErrNotFound
+	if !ok || c.Expired(s.now()) {
+		return nil, pushauth.ErrNotFound
 	}
 	cp := *c
 	return &cp, nil
 }
 
-func (s *MemoryStore) DeleteCredential(_ context.Context, id string) error {
+func (s *Store) DeleteCredential(_ context.Context, id string) error {
 	s.mu.Lock()
 	delete(s.credentials, id)
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *MemoryStore) PutUser(_ context.Context, u *User) error {
+func (s *Store) PutUser(_ context.Context, u *pushauth.User) error {
 	cp := *u
 	s.mu.Lock()
 	s.users[u.Key] = &cp
@@ -144,18 +148,18 @@ func (s *MemoryStore) PutUser(_ context.Context, u *User) error {
 	return nil
 }
 
-func (s *MemoryStore) GetUser(_ context.Context, key string) (*User, error) {
+func (s *Store) GetUser(_ context.Context, key string) (*pushauth.User, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.users[key]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, pushauth.ErrNotFound
 	}
 	cp := *u
 	return &cp, nil
 }
 
-func (s *MemoryStore) UsersOfCredential(_ context.Context, credentialID string) ([]string, error) {
+func (s *Store) UsersOfCredential(_ context.Context, credentialID string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var keys []string
@@ -167,17 +171,17 @@ func (s *MemoryStore) UsersOfCredential(_ context.Context, credentialID string) 
 	return keys, nil
 }
 
-func (s *MemoryStore) CreateChallenge(_ context.Context, c *Challenge, retainUntil time.Time) (string, error) {
+func (s *Store) CreateChallenge(_ context.Context, c *pushauth.Challenge, retainUntil time.Time) (string, error) {
 	s.mu.Lock()
 	if _, dup := s.challenges[c.ID]; dup {
 		s.mu.Unlock()
-		return "", ErrExists
+		return "", pushauth.ErrExists
 	}
 	var superseded string
-	var supersededRec Challenge
+	var supersededRec pushauth.Challenge
 	if old, ok := s.pendingOf[c.UserKey]; ok {
-		if mc, ok := s.challenges[old]; ok && mc.c.Status == StatusPending {
-			mc.c.Status = StatusSuperseded
+		if mc, ok := s.challenges[old]; ok && mc.c.Status == pushauth.StatusPending {
+			mc.c.Status = pushauth.StatusSuperseded
 			mc.c.DecidedAt = s.now()
 			superseded, supersededRec = old, mc.c
 		}
@@ -192,28 +196,28 @@ func (s *MemoryStore) CreateChallenge(_ context.Context, c *Challenge, retainUnt
 	return superseded, nil
 }
 
-func (s *MemoryStore) GetChallenge(_ context.Context, id string) (*Challenge, error) {
+func (s *Store) GetChallenge(_ context.Context, id string) (*pushauth.Challenge, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mc, ok := s.challenges[id]
 	if !ok || s.now().After(mc.retainUntil) {
-		return nil, ErrNotFound
+		return nil, pushauth.ErrNotFound
 	}
 	cp := mc.c
 	return &cp, nil
 }
 
-func (s *MemoryStore) Resolve(_ context.Context, id string, to Status, fraud bool, at time.Time) (*Challenge, error) {
+func (s *Store) Resolve(_ context.Context, id string, to pushauth.Status, fraud bool, at time.Time) (*pushauth.Challenge, error) {
 	s.mu.Lock()
 	mc, ok := s.challenges[id]
 	if !ok {
 		s.mu.Unlock()
-		return nil, ErrNotFound
+		return nil, pushauth.ErrNotFound
 	}
-	if mc.c.Status != StatusPending {
+	if mc.c.Status != pushauth.StatusPending {
 		cp := mc.c
 		s.mu.Unlock()
-		return &cp, ErrConflict
+		return &cp, pushauth.ErrConflict
 	}
 	mc.c.Status = to
 	mc.c.Fraud = fraud
@@ -228,14 +232,14 @@ func (s *MemoryStore) Resolve(_ context.Context, id string, to Status, fraud boo
 	return &cp, nil
 }
 
-func (s *MemoryStore) PendingForCredential(_ context.Context, credentialID string) ([]*Challenge, error) {
+func (s *Store) PendingForCredential(_ context.Context, credentialID string) ([]*pushauth.Challenge, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*Challenge
+	var out []*pushauth.Challenge
 	for _, id := range s.pendingOf {
 		mc, ok := s.challenges[id]
-		if ok && mc.c.CredentialID == credentialID && mc.c.Status == StatusPending && now.Before(mc.c.ExpiresAt) {
+		if ok && mc.c.CredentialID == credentialID && mc.c.Status == pushauth.StatusPending && now.Before(mc.c.ExpiresAt) {
 			cp := mc.c
 			out = append(out, &cp)
 		}
@@ -243,18 +247,18 @@ func (s *MemoryStore) PendingForCredential(_ context.Context, credentialID strin
 	return out, nil
 }
 
-func (s *MemoryStore) SetPushResult(_ context.Context, id, result string) error {
+func (s *Store) SetPushResult(_ context.Context, id, result string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mc, ok := s.challenges[id]
 	if !ok {
-		return ErrNotFound
+		return pushauth.ErrNotFound
 	}
 	mc.c.PushResult = result
 	return nil
 }
 
-func (s *MemoryStore) UseJTI(_ context.Context, jti string, until time.Time) (bool, error) {
+func (s *Store) UseJTI(_ context.Context, jti string, until time.Time) (bool, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -265,31 +269,31 @@ func (s *MemoryStore) UseJTI(_ context.Context, jti string, until time.Time) (bo
 	return true, nil
 }
 
-func (s *MemoryStore) PutSession(_ context.Context, hash, userKey string, ttl time.Duration) error {
+func (s *Store) PutSession(_ context.Context, hash, userKey string, ttl time.Duration) error {
 	s.mu.Lock()
 	s.sessions[hash] = memSession{user: userKey, until: s.now().Add(ttl)}
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *MemoryStore) GetSession(_ context.Context, hash string) (string, error) {
+func (s *Store) GetSession(_ context.Context, hash string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ms, ok := s.sessions[hash]
 	if !ok || s.now().After(ms.until) {
-		return "", ErrNotFound
+		return "", pushauth.ErrNotFound
 	}
 	return ms.user, nil
 }
 
-func (s *MemoryStore) DeleteSession(_ context.Context, hash string) error {
+func (s *Store) DeleteSession(_ context.Context, hash string) error {
 	s.mu.Lock()
 	delete(s.sessions, hash)
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *MemoryStore) Watch(fn func(string, *Challenge)) (func(), error) {
+func (s *Store) Watch(fn func(string, *pushauth.Challenge)) (func(), error) {
 	s.mu.Lock()
 	id := s.nextWatcher
 	s.nextWatcher++
@@ -305,15 +309,15 @@ func (s *MemoryStore) Watch(fn func(string, *Challenge)) (func(), error) {
 // ReliableWatch reports that Watch never loses a notification: every
 // Resolve and supersede calls the watchers in-process, so the engine needs
 // no periodic re-read of held challenges (Config.Backstop).
-func (s *MemoryStore) ReliableWatch() bool { return true }
+func (s *Store) ReliableWatch() bool { return true }
 
 // watcherList must be called with s.mu held; callbacks run after unlocking
 // so a watcher may call back into the store.
-func (s *MemoryStore) watcherList() []func(string, *Challenge) {
+func (s *Store) watcherList() []func(string, *pushauth.Challenge) {
 	if len(s.watchers) == 0 {
 		return nil
 	}
-	out := make([]func(string, *Challenge), 0, len(s.watchers))
+	out := make([]func(string, *pushauth.Challenge), 0, len(s.watchers))
 	for _, fn := range s.watchers {
 		out = append(out, fn)
 	}
@@ -321,7 +325,7 @@ func (s *MemoryStore) watcherList() []func(string, *Challenge) {
 }
 
 // notify hands each watcher its own copy of the final record.
-func notify(watchers []func(string, *Challenge), final Challenge) {
+func notify(watchers []func(string, *pushauth.Challenge), final pushauth.Challenge) {
 	for _, fn := range watchers {
 		cp := final
 		fn(final.ID, &cp)
@@ -329,9 +333,9 @@ func notify(watchers []func(string, *Challenge), final Challenge) {
 }
 
 // Close stops the sweeper.
-func (s *MemoryStore) Close() error {
+func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	return nil
 }
 
-var _ Store = (*MemoryStore)(nil)
+var _ pushauth.Store = (*Store)(nil)
