@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/notify"
 	"github.com/onepush/onepush/pushauth/push/webhook"
 	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/embedded"
@@ -151,9 +152,17 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // engines keeps engines alive across config reloads.
 var engines = caddy.NewUsagePool()
 
-type pooledEngine struct{ *pushauth.Engine }
+// pooledEngine is an engine and the deliverer of its outbox (nil without
+// notify).
+type pooledEngine struct {
+	*pushauth.Engine
+	notify *notify.Deliverer
+}
 
 func (p pooledEngine) Destruct() error {
+	if p.notify != nil {
+		p.notify.Close()
+	}
 	err := p.Engine.Close()
 	if cerr := p.Engine.Store().Close(); err == nil {
 		err = cerr
@@ -203,9 +212,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		pushers["fcm"] = p
 	}
-	var notify *pushauth.NotifyConfig
+	var notifyTo *notifySettings
 	if a.Notify != nil {
-		if notify, err = a.Notify.config(repl); err != nil {
+		if notifyTo, err = a.Notify.config(repl); err != nil {
 			return err
 		}
 	}
@@ -235,7 +244,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Metrics:        metrics,
 			PushRate:       a.PushRate,
 
-			Notify:               notify,
+			Repudiation:          notifyTo.repudiation(),
 			UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
 			MaxPolls:             a.MaxPolls,
 			MaxPollsPerIP:        a.MaxPollsPerIP,
@@ -244,7 +253,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 			_ = store.Close()
 			return nil, err
 		}
-		return pooledEngine{e}, nil
+		if notifyTo == nil {
+			logger.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
+			return pooledEngine{Engine: e}, nil
+		}
+		d, err := notify.Start(e, notifyTo.Config)
+		if err != nil {
+			_ = e.Close()
+			_ = store.Close()
+			return nil, fmt.Errorf("onepush: %w", err)
+		}
+		return pooledEngine{Engine: e, notify: d}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("onepush: starting the engine: %w", err)

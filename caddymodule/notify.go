@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/notify"
 )
 
 // NotifyConfig sends the outbox (a phone bound, replaced or deregistered,
@@ -33,8 +33,15 @@ type NotifyConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
-// config expands placeholders into the engine's notify config.
-func (c *NotifyConfig) config(repl *caddy.Replacer) (*pushauth.NotifyConfig, error) {
+// notifySettings is a NotifyConfig with its placeholders expanded: where
+// the deliverer sends, and what the engine writes in every message.
+type notifySettings struct {
+	notify.Config
+	Repudiation string
+}
+
+// config expands placeholders into the deliverer's config.
+func (c *NotifyConfig) config(repl *caddy.Replacer) (*notifySettings, error) {
 	o := *c
 	if err := expand(repl, "notify", map[string]*string{"url": &o.URL, "secret": &o.Secret, "repudiation": &o.Repudiation}); err != nil {
 		return nil, err
@@ -42,10 +49,10 @@ func (c *NotifyConfig) config(repl *caddy.Replacer) (*pushauth.NotifyConfig, err
 	if o.URL == "" || o.Secret == "" {
 		return nil, fmt.Errorf("onepush: notify: url and secret are required")
 	}
-	if _, err := pushauth.ParseNotifySecret(o.Secret); err != nil {
+	if _, err := notify.ParseSecret(o.Secret); err != nil {
 		return nil, fmt.Errorf("onepush: %w", err)
 	}
-	return &pushauth.NotifyConfig{URL: o.URL, Secret: o.Secret, Repudiation: o.Repudiation, Timeout: time.Duration(o.Timeout)}, nil
+	return &notifySettings{Config: notify.Config{URL: o.URL, Secret: o.Secret, Timeout: time.Duration(o.Timeout)}, Repudiation: o.Repudiation}, nil
 }
 
 // parseNotifyBlock parses the notify block of the global onepush options;
@@ -91,4 +98,11 @@ func parseNotifyBlock(d *caddyfile.Dispenser) (*NotifyConfig, error) {
 		return nil, d.Err("notify: url and secret are required")
 	}
 	return c, nil
+}
+
+func (s *notifySettings) repudiation() string {
+	if s == nil {
+		return ""
+	}
+	return s.Repudiation
 }

@@ -114,21 +114,6 @@ func TestActivationCodeFormat(t *testing.T) {
 	}
 }
 
-func TestRetryDelayDoublesToTenMinutes(t *testing.T) {
-	prev := time.Duration(0)
-	for attempt := 1; attempt <= 30; attempt++ {
-		d := retryDelay(attempt)
-		base := min(time.Second<<min(attempt-1, 20), 10*time.Minute)
-		if d < base || d > base+base/5 {
-			t.Fatalf("retryDelay(%d) = %s, want %s plus at most a fifth", attempt, d, base)
-		}
-		if attempt <= 10 && d <= prev/2 {
-			t.Fatalf("retryDelay(%d) = %s does not grow from %s", attempt, d, prev)
-		}
-		prev = d
-	}
-}
-
 func TestNotificationIDsSortByTime(t *testing.T) {
 	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 	a, _ := notificationID(t0)

@@ -63,10 +63,10 @@ type Config struct {
 	// Metrics receives measurements. Default: NopMetrics.
 	Metrics Metrics
 
-	// Notify delivers the outbox (bindings, locks, fraud reports) to the
-	// bank's notification system. Nil: messages wait in the outbox until a
-	// gateway with Notify delivers them, and NewEngine warns.
-	Notify *NotifyConfig
+	// Repudiation tells the customer what to do if they did not do what a
+	// notification announces; every message carries it. Default:
+	// DefaultRepudiation. The notify package delivers the outbox.
+	Repudiation string
 	// UnboundCredentialTTL is how long a registered credential lives while
 	// no user has bound it. Default 15m.
 	UnboundCredentialTTL time.Duration
@@ -96,9 +96,8 @@ type Engine struct {
 	enrolLimit   *ipLimiter
 	enrolAudit   *auditAggregator
 	refusals     *auditAggregator // refused and suspicious requests, see RecordAggregated
-	notifier     *notifier
-	repudiation  string
-	stopFailover func() // see failover.go
+	announced    chan struct{}    // see Announced
+	stopFailover func()           // see failover.go
 }
 
 // Errors the gate turns into pages.

@@ -39,35 +39,21 @@ const (
 	enrolPerIPBurst    = 20
 	enrolPerIPInterval = 6 * time.Second
 	enrolPerSecond     = 500
+	// notifyRefusedEvery bounds binding.refused messages per user.
+	notifyRefusedEvery = time.Hour
 )
 
 // startBinding sets up what binding a phone needs: the policy's defaults,
-// the limits, the audit aggregation and the notifier.
+// the limits and the audit aggregation.
 func (e *Engine) startBinding(cfg Config) error {
 	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
 	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.refusals = newAuditAggregator(e, auditWindow, maxAggregates)
-	e.repudiation = DefaultRepudiation
-	if cfg.Notify == nil {
-		e.log.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
-		return nil
-	}
-	if cfg.Notify.Repudiation != "" {
-		e.repudiation = cfg.Notify.Repudiation
-	}
-	n, err := newNotifier(e, cfg.Notify)
-	if err != nil {
-		return fmt.Errorf("pushauth: %w", err)
-	}
-	e.notifier = n
-	go n.run()
+	e.announced = make(chan struct{}, 1)
 	return nil
 }
 
 func (e *Engine) stopBinding() {
-	if e.notifier != nil {
-		e.notifier.close()
-	}
 	if e.enrolAudit != nil {
 		e.enrolAudit.close()
 	}

@@ -1,6 +1,6 @@
 // Package notifysink is a bank's notification system in miniature: the
 // receiving end of onepush's notify webhook. It verifies every message's
-// signature (pushauth.VerifyNotification), keeps each message once however
+// signature (notify.Verify), keeps each message once however
 // often it is delivered (by its id), and shows on a page what each customer
 // was sent. The demo runs it as its "outbox" page; the end-to-end tests use
 // it as the real HTTP sink, and can make it fail the next deliveries.
@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/notify"
 )
 
 // maxMessages bounds what the sink keeps; older messages are dropped.
@@ -127,7 +127,7 @@ func (s *Sink) receive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading the body", http.StatusBadRequest)
 		return
 	}
-	id, verr := pushauth.VerifyNotification(s.secret, r.Header, body, s.now())
+	id, verr := notify.Verify(s.secret, r.Header, body, s.now())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.attempts++

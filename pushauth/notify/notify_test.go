@@ -1,4 +1,4 @@
-package pushauth_test
+package notify_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/notify"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -28,9 +29,9 @@ const testNotifySecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // test vector (id msg_p5jXN8AQM9LWM0D4loKWxJek, timestamp 1614265330).
 func signed() (http.Header, []byte) {
 	h := http.Header{}
-	h.Set(pushauth.HeaderNotifyID, "msg_p5jXN8AQM9LWM0D4loKWxJek")
-	h.Set(pushauth.HeaderNotifyTimestamp, "1614265330")
-	h.Set(pushauth.HeaderNotifySignature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+	h.Set(notify.HeaderID, "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	h.Set(notify.HeaderTimestamp, "1614265330")
+	h.Set(notify.HeaderSignature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
 	return h, []byte(`{"test": 2432232314}`)
 }
 
@@ -48,18 +49,18 @@ func TestVerifyNotification(t *testing.T) {
 		{"the vector", testNotifySecret, nil, at, false},
 		{"within the tolerance", testNotifySecret, nil, at.Add(4 * time.Minute), false},
 		{"one of several signatures (key rotation)", testNotifySecret, func(h http.Header, _ *[]byte) {
-			h.Set(pushauth.HeaderNotifySignature, "v1,AAAA "+h.Get(pushauth.HeaderNotifySignature))
+			h.Set(notify.HeaderSignature, "v1,AAAA "+h.Get(notify.HeaderSignature))
 		}, at, false},
 		{"body changed", testNotifySecret, func(_ http.Header, b *[]byte) { *b = []byte(`{"test": 2432232315}`) }, at, true},
-		{"id changed", testNotifySecret, func(h http.Header, _ *[]byte) { h.Set(pushauth.HeaderNotifyID, "msg_other") }, at, true},
-		{"timestamp changed", testNotifySecret, func(h http.Header, _ *[]byte) { h.Set(pushauth.HeaderNotifyTimestamp, "1614265331") }, at, true},
+		{"id changed", testNotifySecret, func(h http.Header, _ *[]byte) { h.Set(notify.HeaderID, "msg_other") }, at, true},
+		{"timestamp changed", testNotifySecret, func(h http.Header, _ *[]byte) { h.Set(notify.HeaderTimestamp, "1614265331") }, at, true},
 		{"replayed late", testNotifySecret, nil, at.Add(6 * time.Minute), true},
 		{"from the future", testNotifySecret, nil, at.Add(-6 * time.Minute), true},
 		{"another secret", "whsec_" + base64.StdEncoding.EncodeToString([]byte("another secret of 32 bytes......")), nil, at, true},
-		{"no signature", testNotifySecret, func(h http.Header, _ *[]byte) { h.Del(pushauth.HeaderNotifySignature) }, at, true},
-		{"no id", testNotifySecret, func(h http.Header, _ *[]byte) { h.Del(pushauth.HeaderNotifyID) }, at, true},
+		{"no signature", testNotifySecret, func(h http.Header, _ *[]byte) { h.Del(notify.HeaderSignature) }, at, true},
+		{"no id", testNotifySecret, func(h http.Header, _ *[]byte) { h.Del(notify.HeaderID) }, at, true},
 		{"a v0 signature", testNotifySecret, func(h http.Header, _ *[]byte) {
-			h.Set(pushauth.HeaderNotifySignature, strings.Replace(h.Get(pushauth.HeaderNotifySignature), "v1,", "v0,", 1))
+			h.Set(notify.HeaderSignature, strings.Replace(h.Get(notify.HeaderSignature), "v1,", "v0,", 1))
 		}, at, true},
 	}
 	for _, tc := range tests {
@@ -68,9 +69,9 @@ func TestVerifyNotification(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(h, &body)
 			}
-			id, err := pushauth.VerifyNotification(tc.secret, h, body, tc.now)
+			id, err := notify.Verify(tc.secret, h, body, tc.now)
 			if tc.wantErr {
-				if !errors.Is(err, pushauth.ErrBadNotification) {
+				if !errors.Is(err, notify.ErrBadNotification) {
 					t.Fatalf("VerifyNotification = %q, %v; want ErrBadNotification", id, err)
 				}
 				return
@@ -81,13 +82,13 @@ func TestVerifyNotification(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!", "whsec_" + base64.StdEncoding.EncodeToString([]byte("short"))} {
-		if _, err := pushauth.ParseNotifySecret(bad); err == nil {
+		if _, err := notify.ParseSecret(bad); err == nil {
 			t.Errorf("ParseNotifySecret(%q) accepted it", bad)
 		}
 	}
 }
 
-// TestOutboxDeliveryThroughFailures: the engine delivers each announcement
+// TestOutboxDeliveryThroughFailures: the deliverer delivers each announcement
 // to the sink at least once, retrying a failing sink with backoff, and
 // never sends what the receiver could not verify.
 func TestOutboxDeliveryThroughFailures(t *testing.T) {
@@ -99,11 +100,16 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	defer store.Close()
 	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
 	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Audit: audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Notify: &pushauth.NotifyConfig{URL: srv.URL + "/", Secret: secret, Repudiation: "Call 0120-000-000."}})
+		Repudiation: "Call 0120-000-000."})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
+	d, err := notify.Start(eng, notify.Config{URL: srv.URL + "/", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
