@@ -12,65 +12,6 @@ import (
 	"time"
 )
 
-func TestAddressKeyCountsIPv6By64(t *testing.T) {
-	tests := []struct{ ip, want string }{
-		{"198.51.100.7", "198.51.100.7"},
-		{"::ffff:198.51.100.7", "198.51.100.7"},
-		{"2001:db8:5:6::1", "2001:db8:5:6::/64"},
-		{"2001:db8:5:6:ffff:ffff:ffff:ffff", "2001:db8:5:6::/64"},
-		{"2001:db8:5:7::1", "2001:db8:5:7::/64"},
-		{"fe80::1%eth0", "fe80::/64"},
-		{"not an address", "not an address"},
-	}
-	for _, tc := range tests {
-		if got := AddressKey(tc.ip); got != tc.want {
-			t.Errorf("AddressKey(%q) = %q, want %q", tc.ip, got, tc.want)
-		}
-	}
-}
-
-// TestRateLimiterSharesAnIPv6SiteAndEvictsIdleBuckets: an IPv6 site's
-// /64s share its /56's and /48's allowance, which is less than the global
-// one, so other clients still get theirs; when the buckets are full, the
-// least recently used goes, and a client that keeps trying keeps its
-// exhausted bucket however many new addresses come meanwhile.
-func TestRateLimiterSharesAnIPv6SiteAndEvictsIdleBuckets(t *testing.T) {
-	l := newRateLimiter(100, time.Hour, 2, 5)
-	allowed := 0
-	for p := range 8 {
-		for i := range 3 {
-			if l.allow(fmt.Sprintf("2001:db8:77:%x::%x", p, i+1)) {
-				allowed++
-			}
-		}
-	}
-	if allowed != 4 {
-		t.Fatalf("one /56 got %d of 24 from its 8 /64s, want its own burst of 4", allowed)
-	}
-	for _, ip := range []string{"198.51.100.7", "2001:db8:78::1"} {
-		if !l.allow(ip) {
-			t.Fatalf("%s refused after one IPv6 site spent its share", ip)
-		}
-	}
-
-	l = newRateLimiter(50, time.Hour, 1, 1000)
-	if !l.allow("203.0.113.1") || l.allow("203.0.113.1") {
-		t.Fatal("burst of one")
-	}
-	for i := range 500 {
-		l.allow(fmt.Sprintf("198.51.%d.%d", i/200, i%200+1))
-		if l.allow("203.0.113.1") {
-			t.Fatalf("after %d other addresses the exhausted address was allowed again: its bucket was dropped", i+1)
-		}
-	}
-	l.mu.Lock()
-	n := len(l.m)
-	l.mu.Unlock()
-	if n > 50 {
-		t.Fatalf("%d buckets kept, want at most 50", n)
-	}
-}
-
 func TestActivationCodeFormat(t *testing.T) {
 	seen := map[string]bool{}
 	for range 200 {

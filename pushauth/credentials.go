@@ -1,7 +1,6 @@
 package pushauth
 
 import (
-	"container/list"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,14 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
-	"golang.org/x/time/rate"
 )
 
 // Platforms a credential may register with.
@@ -171,106 +167,6 @@ func newCredentialID() (string, error) {
 func SessionHash(value string) string {
 	h := sha256.Sum256([]byte("onepush-session\x00" + value))
 	return hex.EncodeToString(h[:])
-}
-
-// ipLimiter bounds what one client may do (credential registrations,
-// enrolment attempts) per instance, and everything together:
-//
-//   - each address — an IPv4 address, or the /64 of an IPv6 one (one host
-//     is given a whole /64) — burst at once and one more every `every`;
-//   - each IPv6 site, whose /64s share one allowance: its /56 (what a
-//     household is given) twice that, its /48 (an office, a tunnel
-//     broker's customer) three times that, refilled as much faster;
-//   - all clients together perSecond, burst twice that, which is more than
-//     the largest site's share: one site cannot spend it for everyone.
-//
-// A request is allowed only when every bucket it counts against has a
-// token, and then takes one from each. At most max buckets are kept; the
-// least recently used goes first, so a flood of new addresses evicts idle
-// ones, never the buckets of the addresses and sites it comes from (a
-// reset of all of them would undo the limit).
-type ipLimiter struct {
-	mu     sync.Mutex
-	max    int
-	every  time.Duration
-	burst  int
-	m      map[string]*list.Element // of *limiterEntry
-	lru    *list.List               // most recently used first
-	global *rate.Limiter
-}
-
-type limiterEntry struct {
-	key string
-	lim *rate.Limiter
-}
-
-// newRateLimiter allows each address burst at once and one more every
-// every, an IPv6 site proportionally more (see ipLimiter), and all clients
-// together perSecond (burst twice that).
-func newRateLimiter(max int, every time.Duration, burst int, perSecond rate.Limit) *ipLimiter {
-	return &ipLimiter{max: max, every: every, burst: burst, m: make(map[string]*list.Element), lru: list.New(),
-		global: rate.NewLimiter(perSecond, 2*int(perSecond))}
-}
-
-// allow takes a token for clientIP (as Caddy's trusted proxies see it)
-// from each of its buckets and the global one, or from none.
-func (l *ipLimiter) allow(clientIP string) bool {
-	keys := limiterKeys(clientIP)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	var lims [3]*rate.Limiter
-	for i, k := range keys {
-		lims[i] = l.bucket(k, i+1)
-	}
-	if l.global.TokensAt(now) < 1 {
-		return false
-	}
-	for _, lim := range lims[:len(keys)] {
-		if lim.TokensAt(now) < 1 {
-			return false
-		}
-	}
-	for _, lim := range lims[:len(keys)] {
-		lim.AllowN(now, 1)
-	}
-	return l.global.AllowN(now, 1)
-}
-
-// bucket returns key's limiter, made for tier n (1 an address, 2 a /56,
-// 3 a /48) when new, and marks it used.
-func (l *ipLimiter) bucket(key string, n int) *rate.Limiter {
-	if el, ok := l.m[key]; ok {
-		l.lru.MoveToFront(el)
-		return el.Value.(*limiterEntry).lim
-	}
-	lim := rate.NewLimiter(rate.Every(l.every/time.Duration(n)), l.burst*n)
-	l.m[key] = l.lru.PushFront(&limiterEntry{key: key, lim: lim})
-	for l.lru.Len() > l.max {
-		old := l.lru.Back()
-		l.lru.Remove(old)
-		delete(l.m, old.Value.(*limiterEntry).key)
-	}
-	return lim
-}
-
-// limiterKeys are the buckets clientIP counts against: its address key
-// (see AddressKey) and, for IPv6, its /56 and /48.
-func limiterKeys(ip string) []string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil || a.Unmap().Is4() {
-		return []string{AddressKey(ip)}
-	}
-	a = a.WithZone("")
-	keys := make([]string, 0, 3)
-	for _, bits := range []int{64, 56, 48} {
-		p, err := a.Prefix(bits)
-		if err != nil {
-			return []string{AddressKey(ip)}
-		}
-		keys = append(keys, p.String())
-	}
-	return keys
 }
 
 // ClientAddr is the host of a connection's remote address ("ip:port"), the

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
 // Config is what an Engine is built from. Zero values take the documented
@@ -84,16 +86,16 @@ type Engine struct {
 	waiters   *waiters
 	dispatch  *dispatcher
 	stopWatch func()
-	regLimit  *ipLimiter
-	limits    *heldLimits
-	polls     *heldLimits  // long polls per challenge and per client IP
-	grace     atomic.Int64 // policy deregistration_grace, see SetDeregistrationGrace
-	orphans   *orphans     // challenges left pending by a store failure, see orphans.go
+	regLimit  *limit.Rate
+	limits    *limit.Counter
+	polls     *limit.Counter // long polls per challenge and per client IP
+	grace     atomic.Int64   // policy deregistration_grace, see SetDeregistrationGrace
+	orphans   *orphans       // challenges left pending by a store failure, see orphans.go
 
 	// Binding a phone: its proofs, limits and announcements (enrol.go,
 	// notify.go).
 	enrolments   enrolmentSet // the loaded policies' sections, for activation codes
-	enrolLimit   *ipLimiter
+	enrolLimit   *limit.Rate
 	enrolAudit   *auditAggregator
 	refusals     *auditAggregator // refused and suspicious requests, see RecordAggregated
 	announced    chan struct{}    // see Announced
@@ -175,8 +177,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		cfg:      cfg,
 		waiters:  newWaiters(cfg.MaxHeld, cfg.MaxPolls),
-		regLimit: newRateLimiter(10000, 6*time.Second, 20, 50),
-		limits:   newHeldLimits(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP),
+		regLimit: limit.NewRate(10000, 6*time.Second, 20, 50),
+		limits:   limit.NewCounter(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP, "user", ErrTooManyHeldForUser, ErrTooManyHeldFromIP),
 		polls:    newPollLimits(cfg.MaxPollsPerIP),
 	}
 	e.orphans = newOrphans(e, time.Second)
@@ -228,7 +230,7 @@ func (e *Engine) Retention() time.Duration { return e.cfg.Retain }
 
 // AllowRegistration reports whether a client address may register another
 // device now; registrations are rate limited per address.
-func (e *Engine) AllowRegistration(clientIP string) bool { return e.regLimit.allow(clientIP) }
+func (e *Engine) AllowRegistration(clientIP string) bool { return e.regLimit.Allow(clientIP) }
 
 // Close stops the workers and the watch; held requests see their context end.
 func (e *Engine) Close() error {
@@ -290,7 +292,7 @@ type challengeContext struct {
 func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, started func(*Challenge)) (*Challenge, error) {
 	// Every held request counts against its user's and its address's
 	// share, whichever mode of the gate holds it.
-	release, err := e.limits.acquire(user.Key, spec.ClientIP)
+	release, err := e.limits.Acquire(user.Key, spec.ClientIP)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +341,7 @@ func (e *Engine) Start(ctx context.Context, user *User, spec ChallengeSpec) (*Ch
 // leaves the challenge pending. Polls are bounded per challenge, per
 // clientIP and in all (ErrTooManyPolls), apart from held requests.
 func (e *Engine) Await(ctx context.Context, id, clientIP string) (*Challenge, error) {
-	release, err := e.polls.acquire(id, clientIP)
+	release, err := e.polls.Acquire(id, clientIP)
 	if err != nil {
 		return nil, err
 	}

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
 // Enrolment refusals; the enrolment page answers each with its own page.
@@ -46,7 +46,7 @@ const (
 // startBinding sets up what binding a phone needs: the policy's defaults,
 // the limits and the audit aggregation.
 func (e *Engine) startBinding(cfg Config) error {
-	e.enrolLimit = newRateLimiter(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
+	e.enrolLimit = limit.NewRate(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
 	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.refusals = newAuditAggregator(e, auditWindow, maxAggregates)
 	e.announced = make(chan struct{}, 1)
@@ -172,7 +172,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		return nil, err
 	}
 	// The address's budget first: a flood costs no store round trip.
-	if !e.enrolLimit.allow(a.ClientIP) {
+	if !e.enrolLimit.Allow(a.ClientIP) {
 		return refuse(ErrEnrolRateLimited, "rate_limited_address", false)
 	}
 	stored, err := e.store.GetUser(ctx, a.User)
@@ -376,21 +376,7 @@ func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Dur
 
 // AddressKey is what rate limits count a client address as: an IPv4
 // address, or the /64 of an IPv6 one (one host is given a whole /64).
-func AddressKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap()
-	if a.Is4() {
-		return a.String()
-	}
-	p, err := a.WithZone("").Prefix(64)
-	if err != nil {
-		return ip
-	}
-	return p.String()
-}
+func AddressKey(ip string) string { return limit.AddressKey(ip) }
 
 // plausibleCredID reports whether id could be a credential ID: "OP" and
 // base32 (newCredentialID), within 64 characters.

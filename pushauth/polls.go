@@ -1,6 +1,10 @@
 package pushauth
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/onepush/onepush/pushauth/internal/limit"
+)
 
 // The waiting page of an interstitial challenge long-polls its status
 // (Engine.Await). A poll holds a connection and a goroutine like a held
@@ -22,7 +26,6 @@ const (
 // 429 and the page polls again a little later.
 var ErrTooManyPolls = errors.New("too many status requests are waiting")
 
-func newPollLimits(perIP int) *heldLimits {
-	return &heldLimits{perKey: MaxPollsPerChallenge, perIP: perIP, keys: map[string]int{}, ips: map[string]int{},
-		keyName: "challenge", errKey: ErrTooManyPolls, errIP: ErrTooManyPolls}
+func newPollLimits(perIP int) *limit.Counter {
+	return limit.NewCounter(MaxPollsPerChallenge, perIP, "challenge", ErrTooManyPolls, ErrTooManyPolls)
 }
