@@ -12,11 +12,8 @@ import (
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/notify"
-	"github.com/onepush/onepush/pushauth/push/webhook"
 	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/embedded"
-	"github.com/onepush/onepush/pushauth/store/memory"
-	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
 func init() {
@@ -28,23 +25,17 @@ func init() {
 // pool keyed by the store config, so a config reload that keeps the store
 // keeps every held request.
 type App struct {
-	// Store selects where credentials, users, sessions and the audit trail
-	// live. Default: the embedded store (one instance; a file under Caddy's
-	// data directory, created by `caddy onepush store init`).
-	Store *StoreConfig `json:"store,omitempty"`
+	// StoreRaw is where credentials, users, sessions and the audit trail
+	// live: a module of the onepush.stores namespace named by "type"
+	// (embedded, memory, redis). Default: {"type": "embedded"}, one
+	// instance, a file under Caddy's data directory created by `caddy
+	// onepush store init`.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=onepush.stores inline_key=type"`
 
-	// WebhookAllow enables the "webhook" push platform for push tokens that
-	// start with one of these URL prefixes (each an absolute http(s) URL
-	// ending in "/"). Empty: webhook push is off.
-	WebhookAllow []string `json:"webhook_allow,omitempty"`
-
-	// APNs enables the "apns" push platform (iOS apps) through Apple's
-	// push service. Secrets may be Caddy placeholders ({env.NAME}).
-	APNs *APNsConfig `json:"apns,omitempty"`
-
-	// FCM enables the "fcm" push platform (Android apps) through Firebase
-	// Cloud Messaging.
-	FCM *FCMConfig `json:"fcm,omitempty"`
+	// PushersRaw are the push senders by platform: modules of the
+	// onepush.pushers namespace (apns, fcm, webhook). Phones of a platform
+	// without a sender poll for their challenges.
+	PushersRaw caddy.ModuleMap `json:"pushers,omitempty" caddy:"namespace=onepush.pushers"`
 
 	// MaxHeld bounds the requests this instance holds at once. Default 50000.
 	MaxHeld int `json:"max_held,omitempty"`
@@ -122,23 +113,11 @@ type App struct {
 	// 256. One challenge has at most 2 at once.
 	MaxPollsPerIP int `json:"max_polls_per_ip,omitempty"`
 
-	engine *pushauth.Engine
-	key    string
-}
-
-// StoreConfig chooses the store.
-type StoreConfig struct {
-	// Type is "embedded" (default: one instance, a durable file),
-	// "memory" (tests and demos: nothing survives a restart) or "redis"
-	// (several instances sharing one Redis: single, Sentinel or Cluster).
-	Type string `json:"type,omitempty"`
-
-	// Redis configures the Redis store (Type "redis"). Default: a single
-	// Redis at 127.0.0.1:6379.
-	Redis *RedisConfig `json:"redis,omitempty"`
-
-	// Embedded configures the embedded store (Type "embedded").
-	Embedded *EmbeddedConfig `json:"embedded,omitempty"`
+	engine    *pushauth.Engine
+	key       string
+	store     StoreOpener
+	storeType string
+	pushers   map[string]pushauth.Pusher
 }
 
 // CaddyModule returns the Caddy module information.
@@ -170,69 +149,47 @@ func (p pooledEngine) Destruct() error {
 	return err
 }
 
-// Provision builds or reuses the engine.
+// Provision loads the store and the pushers and builds or reuses the
+// engine.
 func (a *App) Provision(ctx caddy.Context) error {
-	if a.Store == nil {
-		a.Store = &StoreConfig{Type: "embedded"}
-	}
-	if a.Store.Type == "" {
-		a.Store.Type = "embedded"
-	}
-	keyJSON, err := json.Marshal(a.Store)
-	if err != nil {
-		return err
-	}
 	sealer, keysID, err := a.sealerAndID()
 	if err != nil {
 		return err
 	}
-	// New keys need a new store, hence a new engine.
-	a.key = "onepush-engine:" + string(keyJSON) + ":keys:" + keysID
+	storeJSON, err := a.loadStore(ctx)
+	if err != nil {
+		return err
+	}
+	// The same store config and keys share one engine (and its held
+	// requests) across reloads; new keys need a new store.
+	a.key = "onepush-engine:" + storeJSON + ":keys:" + keysID
 
-	pushers := map[string]pushauth.Pusher{}
-	if len(a.WebhookAllow) > 0 {
-		wp, err := webhook.New(a.WebhookAllow, nil)
-		if err != nil {
-			return fmt.Errorf("onepush: webhook_allow: %w", err)
-		}
-		pushers["webhook"] = wp
+	mods, err := ctx.LoadModule(a, "PushersRaw")
+	if err != nil {
+		return fmt.Errorf("onepush: loading pushers: %w", err)
 	}
-	repl := caddy.NewReplacer()
-	if a.APNs != nil {
-		p, err := a.APNs.pusher(repl)
-		if err != nil {
-			return err
-		}
-		pushers["apns"] = p
-	}
-	if a.FCM != nil {
-		p, err := a.FCM.pusher(ctx, repl)
-		if err != nil {
-			return err
-		}
-		pushers["fcm"] = p
+	a.pushers = map[string]pushauth.Pusher{}
+	for platform, m := range mods.(map[string]any) {
+		a.pushers[platform] = m.(pushauth.Pusher)
 	}
 	var notifyTo *notifySettings
 	if a.Notify != nil {
-		if notifyTo, err = a.Notify.config(repl); err != nil {
+		if notifyTo, err = a.Notify.config(caddy.NewReplacer()); err != nil {
 			return err
 		}
 	}
 	logger := ctx.Slogger()
-	if a.Store.Type == "memory" {
-		logger.Warn("store memory: nothing survives a restart of Caddy (bindings, locks, suspensions, learned sessions, used security codes, the audit trail); use it for tests and demos only, the default embedded store keeps them")
-	}
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
 	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
-		store, err := a.newStore(sealer, logger)
+		store, audit, err := a.store.OpenStore(a.storeEnv(sealer, logger))
 		if err != nil {
 			return nil, err
 		}
 		e, err := pushauth.NewEngine(pushauth.Config{
 			Store:          store,
-			Pushers:        pushers,
+			Pushers:        a.pushers,
 			Logger:         logger,
 			MaxHeld:        a.MaxHeld,
 			PushWorkers:    a.PushWorkers,
@@ -240,7 +197,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			MaxFailures:    a.MaxFailures,
 			MaxHeldPerUser: a.MaxHeldPerUser,
 			MaxHeldPerIP:   a.MaxHeldPerIP,
-			Audit:          a.newAuditLog(store),
+			Audit:          audit,
 			Metrics:        metrics,
 			PushRate:       a.PushRate,
 
@@ -269,41 +226,41 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("onepush: starting the engine: %w", err)
 	}
 	a.engine = val.(pooledEngine).Engine
-	a.engine.SetPushers(pushers)
+	a.engine.SetPushers(a.pushers)
 	return nil
 }
 
-// newAuditLog keeps the audit trail where the store is: a Redis stream
-// shared by every instance, the embedded store's file, or memory.
-func (a *App) newAuditLog(store pushauth.Store) pushauth.AuditLog {
-	if rs, ok := store.(*redisstore.Store); ok {
-		return redisstore.NewAuditLog(rs, time.Duration(a.AuditRetention), a.AuditMaxEvents)
+// storeEnv is what the app tells its store when it opens it.
+func (a *App) storeEnv(sealer *seal.Sealer, logger *slog.Logger) StoreEnv {
+	var repudiation string
+	if a.Notify != nil {
+		// A restore's announcements carry the notify block's text (a CLI
+		// run needs no notify secret for it).
+		repudiation = caddy.NewReplacer().ReplaceAll(a.Notify.Repudiation, "")
 	}
-	if es, ok := store.(*embedded.Store); ok {
-		return es.AuditLog()
-	}
-	return pushauth.NewMemoryAuditLog(time.Duration(a.AuditRetention), a.AuditMaxEvents, nil)
+	return StoreEnv{Sealer: sealer, Logger: logger, AuditRetention: time.Duration(a.AuditRetention),
+		AuditMaxEvents: a.AuditMaxEvents, Repudiation: repudiation}
 }
 
-func (a *App) newStore(sealer *seal.Sealer, logger *slog.Logger) (pushauth.Store, error) {
-	switch a.Store.Type {
-	case "memory":
-		return memory.New(nil), nil
-	case "redis":
-		s, err := a.Store.Redis.open(caddy.NewReplacer(), sealer)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	case "embedded":
-		opts, err := a.embeddedOptions(logger)
-		if err != nil {
-			return nil, err
-		}
-		return embedded.New(opts)
-	default:
-		return nil, fmt.Errorf("store type %q: must be embedded, memory or redis", a.Store.Type)
+// loadStore loads the store module (the embedded store when none is
+// configured) and returns its config as loaded.
+func (a *App) loadStore(ctx caddy.Context) (string, error) {
+	if len(a.StoreRaw) == 0 {
+		a.StoreRaw = json.RawMessage(`{"type":"embedded"}`)
 	}
+	raw := string(a.StoreRaw)
+	var named struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(a.StoreRaw, &named); err != nil {
+		return "", fmt.Errorf("onepush: store: %w", err)
+	}
+	mod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		return "", fmt.Errorf("onepush: loading the store: %w", err)
+	}
+	a.store, a.storeType = mod.(StoreOpener), named.Type
+	return raw, nil
 }
 
 // Validate checks the config.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,42 +90,49 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			a.Store = &StoreConfig{Type: d.Val()}
+			typ := d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if a.Store.Type == "redis" {
-				rc, err := parseRedisBlock(d)
-				if err != nil {
-					return err
-				}
-				a.Store.Redis = rc
+			var mod caddy.Module
+			var err error
+			switch typ {
+			case "redis":
+				mod, err = parseRedisBlock(d)
+			case "embedded":
+				mod, err = parseEmbeddedBlock(d)
 			}
-			if a.Store.Type == "embedded" {
-				ec, err := parseEmbeddedBlock(d)
-				if err != nil {
-					return err
-				}
-				a.Store.Embedded = ec
+			if err != nil {
+				return err
+			}
+			if mod == nil { // a store module without options (memory)
+				a.StoreRaw = json.RawMessage(`{"type":` + strconv.Quote(typ) + `}`)
+			} else {
+				a.StoreRaw = caddyconfig.JSONModuleObject(mod, "type", typ, nil)
 			}
 		case "apns":
 			c, err := parseAPNsBlock(d)
 			if err != nil {
 				return err
 			}
-			a.APNs = c
+			a.setPusher("apns", c)
 		case "fcm":
 			c, err := parseFCMBlock(d)
 			if err != nil {
 				return err
 			}
-			a.FCM = c
+			a.setPusher("fcm", c)
 		case "webhook_allow":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			a.WebhookAllow = append(a.WebhookAllow, args...)
+			w := new(WebhookPusher)
+			if raw, ok := a.PushersRaw["webhook"]; ok {
+				_ = json.Unmarshal(raw, w)
+			}
+			w.Allow = append(w.Allow, args...)
+			a.setPusher("webhook", w)
 		case "max_held", "push_workers", "push_queue", "max_failures", "max_held_per_user", "max_held_per_ip":
 			name := d.Val()
 			if !d.NextArg() {
@@ -368,3 +376,11 @@ var (
 	_ caddyfile.Unmarshaler = (*DeviceHandler)(nil)
 	_ caddyfile.Unmarshaler = (*AdminHandler)(nil)
 )
+
+// setPusher puts the push sender of platform into the app's JSON.
+func (a *App) setPusher(platform string, mod caddy.Module) {
+	if a.PushersRaw == nil {
+		a.PushersRaw = caddy.ModuleMap{}
+	}
+	a.PushersRaw[platform] = caddyconfig.JSON(mod, nil)
+}

@@ -4,17 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/store/embedded"
 )
 
-// EmbeddedConfig configures the embedded store (the default): one file
+// EmbeddedStore is the default store: one file
 // that keeps credentials, bindings, user states and deadlines, failure
 // counts and locks, learned sessions, used security codes and the audit
 // trail across restarts, for a gateway that runs alone. Challenges stay in
@@ -27,7 +26,7 @@ import (
 // directory (onepush/embedded-<hash of the path>.json and .key), not next
 // to the data file, so a copy of the data directory holds no usable
 // secret and losing it is seen as a loss.
-type EmbeddedConfig struct {
+type EmbeddedStore struct {
 	// Path is the data file. Placeholders are expanded. Default:
 	// onepush/store.db under Caddy's data directory.
 	Path string `json:"path,omitempty"`
@@ -37,50 +36,71 @@ type EmbeddedConfig struct {
 	// lost later still stops Caddy, unless Caddy's config directory was
 	// lost with it.
 	AutoInit bool `json:"auto_init,omitempty"`
+
+	path string // Path resolved
 }
 
-// embeddedOptions resolves the files and the key of the embedded store
-// from the app's config.
-func (a *App) embeddedOptions(logger *slog.Logger) (embedded.Options, error) {
-	c := a.Store.Embedded
-	if c == nil {
-		c = new(EmbeddedConfig)
+// CaddyModule returns the Caddy module information.
+func (EmbeddedStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "onepush.stores.embedded",
+		New: func() caddy.Module { return new(EmbeddedStore) },
 	}
+}
+
+// Provision resolves the data file: placeholders expanded, made absolute.
+func (c *EmbeddedStore) Provision(caddy.Context) error {
 	path := filepath.Join(caddy.AppDataDir(), "onepush", "store.db")
 	if c.Path != "" {
 		p, err := caddy.NewReplacer().ReplaceOrErr(c.Path, true, true)
 		if err != nil {
-			return embedded.Options{}, fmt.Errorf("store embedded: path: %w", err)
+			return fmt.Errorf("store embedded: path: %w", err)
 		}
 		path = p
 	}
-	path, err := filepath.Abs(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return embedded.Options{}, fmt.Errorf("store embedded: path %q: %w", path, err)
+		return fmt.Errorf("store embedded: path %q: %w", path, err)
 	}
-	sealer, err := a.sealer()
+	c.path = abs
+	return nil
+}
+
+// Validate refuses a data file in a directory that cannot be one.
+func (c *EmbeddedStore) Validate() error {
+	if filepath.Base(c.path) == "." || filepath.Base(c.path) == string(filepath.Separator) {
+		return fmt.Errorf("store embedded: path %q names no file", c.path)
+	}
+	return nil
+}
+
+// OpenStore opens the file (Caddy's Start takes its lock, see App.Start);
+// the audit trail is kept in it.
+func (c *EmbeddedStore) OpenStore(env StoreEnv) (pushauth.Store, pushauth.AuditLog, error) {
+	s, err := embedded.New(c.options(env))
 	if err != nil {
-		return embedded.Options{}, err
+		return nil, nil, err
 	}
-	// A restore's announcements carry the notify block's text (a CLI run
-	// needs no notify secret for it).
-	var repudiation string
-	if a.Notify != nil {
-		repudiation = caddy.NewReplacer().ReplaceAll(a.Notify.Repudiation, "")
-	}
-	h := sha256.Sum256([]byte(path))
+	return s, s.AuditLog(), nil
+}
+
+// options are the files and the key of the store: what shows that a store
+// existed and its generated key live in Caddy's config directory, named
+// by the hash of the data file's path.
+func (c *EmbeddedStore) options(env StoreEnv) embedded.Options {
+	h := sha256.Sum256([]byte(c.path))
 	name := filepath.Join(caddy.AppConfigDir(), "onepush", "embedded-"+hex.EncodeToString(h[:8]))
 	return embedded.Options{
-		Path:           path,
+		Path:           c.path,
 		IdentityFile:   name + ".json",
 		KeyFile:        name + ".key",
-		Sealer:         sealer,
+		Sealer:         env.Sealer,
 		AutoInit:       c.AutoInit,
-		AuditRetention: time.Duration(a.AuditRetention),
-		AuditMaxEvents: a.AuditMaxEvents,
-		Repudiation:    repudiation,
-		Logger:         logger,
-	}, nil
+		AuditRetention: env.AuditRetention,
+		AuditMaxEvents: env.AuditMaxEvents,
+		Repudiation:    env.Repudiation,
+		Logger:         env.Logger,
+	}
 }
 
 // parseEmbeddedBlock parses the optional block after "store embedded";
@@ -90,8 +110,8 @@ func (a *App) embeddedOptions(logger *slog.Logger) (embedded.Options, error) {
 //	    path <file>
 //	    auto_init
 //	}
-func parseEmbeddedBlock(d *caddyfile.Dispenser) (*EmbeddedConfig, error) {
-	c := new(EmbeddedConfig)
+func parseEmbeddedBlock(d *caddyfile.Dispenser) (*EmbeddedStore, error) {
+	c := new(EmbeddedStore)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "path":

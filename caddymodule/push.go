@@ -12,14 +12,21 @@ import (
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/push/apns"
 	"github.com/onepush/onepush/pushauth/push/fcm"
+	"github.com/onepush/onepush/pushauth/push/webhook"
 )
 
-// APNsConfig enables the "apns" push platform (iOS apps) through Apple's
+func init() {
+	caddy.RegisterModule(APNsPusher{})
+	caddy.RegisterModule(FCMPusher{})
+	caddy.RegisterModule(WebhookPusher{})
+}
+
+// APNsPusher sends the "apns" push platform's pushes (iOS apps) through Apple's
 // HTTP/2 provider API. Use token auth (key_file, key_id, team_id) or
 // certificate auth (cert_file, cert_password). String fields may hold
 // Caddy placeholders such as {env.APNS_KEY_ID}, expanded at provisioning;
 // a placeholder that is unknown or empty is an error.
-type APNsConfig struct {
+type APNsPusher struct {
 	// KeyFile is the path of the .p8 signing key from the Apple developer
 	// account (token auth).
 	KeyFile string `json:"key_file,omitempty"`
@@ -61,12 +68,14 @@ type APNsConfig struct {
 	// CAFile is a PEM bundle of roots to trust for Host instead of the
 	// system's (an APNs proxy inside the bank with its own CA).
 	CAFile string `json:"ca_file,omitempty"`
+
+	sender *apns.Pusher
 }
 
-// FCMConfig enables the "fcm" push platform (Android apps) through
+// FCMPusher sends the "fcm" push platform's pushes (Android apps) through
 // Firebase Cloud Messaging HTTP v1. String fields may hold Caddy
 // placeholders such as {env.FCM_CREDENTIALS}, expanded at provisioning.
-type FCMConfig struct {
+type FCMPusher struct {
 	// CredentialsFile is the path of a service-account JSON key allowed to
 	// send FCM messages. Empty: Application Default Credentials
 	// (GOOGLE_APPLICATION_CREDENTIALS or the platform's workload identity).
@@ -79,6 +88,8 @@ type FCMConfig struct {
 	// Endpoint overrides the FCM v1 base URL
 	// (https://fcm.googleapis.com/v1), e.g. for a test server or a proxy.
 	Endpoint string `json:"endpoint,omitempty"`
+
+	sender pushauth.Pusher
 }
 
 // expand replaces placeholders in each field, failing on unknown or empty
@@ -100,8 +111,44 @@ func expand(repl *caddy.Replacer, block string, fields map[string]*string) error
 	return nil
 }
 
+// CaddyModule returns the Caddy module information.
+func (APNsPusher) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "onepush.pushers.apns",
+		New: func() caddy.Module { return new(APNsPusher) },
+	}
+}
+
+// Provision builds the sender, expanding placeholders.
+func (c *APNsPusher) Provision(caddy.Context) error {
+	p, err := c.pusher(caddy.NewReplacer())
+	c.sender = p
+	return err
+}
+
+// Validate requires the topic and one way to authenticate.
+func (c *APNsPusher) Validate() error {
+	if c.Topic == "" {
+		return fmt.Errorf("onepush: apns: topic is required")
+	}
+	return nil
+}
+
+// Push sends m to cred's app.
+func (c *APNsPusher) Push(ctx context.Context, cred *pushauth.Credential, m pushauth.PushMessage) error {
+	return c.sender.Push(ctx, cred, m)
+}
+
+// Cleanup closes the idle connections to APNs of a config that is gone.
+func (c *APNsPusher) Cleanup() error {
+	if c.sender != nil {
+		c.sender.Close()
+	}
+	return nil
+}
+
 // pusher builds the APNs sender, expanding placeholders with repl.
-func (c *APNsConfig) pusher(repl *caddy.Replacer) (pushauth.Pusher, error) {
+func (c *APNsPusher) pusher(repl *caddy.Replacer) (*apns.Pusher, error) {
 	o := *c
 	if err := expand(repl, "apns", map[string]*string{
 		"key_file": &o.KeyFile, "key_id": &o.KeyID, "team_id": &o.TeamID,
@@ -134,8 +181,28 @@ func (c *APNsConfig) pusher(repl *caddy.Replacer) (pushauth.Pusher, error) {
 	return p, nil
 }
 
+// CaddyModule returns the Caddy module information.
+func (FCMPusher) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "onepush.pushers.fcm",
+		New: func() caddy.Module { return new(FCMPusher) },
+	}
+}
+
+// Provision builds the sender, expanding placeholders.
+func (c *FCMPusher) Provision(ctx caddy.Context) error {
+	p, err := c.pusher(ctx, caddy.NewReplacer())
+	c.sender = p
+	return err
+}
+
+// Push sends m to cred's app.
+func (c *FCMPusher) Push(ctx context.Context, cred *pushauth.Credential, m pushauth.PushMessage) error {
+	return c.sender.Push(ctx, cred, m)
+}
+
 // pusher builds the FCM sender, expanding placeholders with repl.
-func (c *FCMConfig) pusher(ctx context.Context, repl *caddy.Replacer) (pushauth.Pusher, error) {
+func (c *FCMPusher) pusher(ctx context.Context, repl *caddy.Replacer) (pushauth.Pusher, error) {
 	o := *c
 	if err := expand(repl, "fcm", map[string]*string{
 		"credentials_file": &o.CredentialsFile, "project_id": &o.ProjectID, "endpoint": &o.Endpoint,
@@ -177,8 +244,8 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 //	    category      <aps category>
 //	    title         <alert title>
 //	}
-func parseAPNsBlock(d *caddyfile.Dispenser) (*APNsConfig, error) {
-	c := new(APNsConfig)
+func parseAPNsBlock(d *caddyfile.Dispenser) (*APNsPusher, error) {
+	c := new(APNsPusher)
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -228,8 +295,8 @@ func parseAPNsBlock(d *caddyfile.Dispenser) (*APNsConfig, error) {
 //	    project_id       <firebase project id>
 //	    endpoint         <url>
 //	}
-func parseFCMBlock(d *caddyfile.Dispenser) (*FCMConfig, error) {
-	c := new(FCMConfig)
+func parseFCMBlock(d *caddyfile.Dispenser) (*FCMPusher, error) {
+	c := new(FCMPusher)
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -251,3 +318,61 @@ func parseFCMBlock(d *caddyfile.Dispenser) (*FCMConfig, error) {
 	}
 	return c, nil
 }
+
+// WebhookPusher sends the "webhook" push platform's pushes: a POST to the
+// URL a phone registered as its push token, only under an allowed prefix.
+type WebhookPusher struct {
+	// Allow lists the URL prefixes push tokens may start with, each an
+	// absolute http(s) URL ending in "/". Required.
+	Allow []string `json:"allow,omitempty"`
+
+	sender *webhook.Pusher
+}
+
+// CaddyModule returns the Caddy module information.
+func (WebhookPusher) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "onepush.pushers.webhook",
+		New: func() caddy.Module { return new(WebhookPusher) },
+	}
+}
+
+// Provision builds the sender.
+func (w *WebhookPusher) Provision(caddy.Context) error {
+	p, err := webhook.New(w.Allow, nil)
+	if err != nil {
+		return fmt.Errorf("onepush: webhook_allow: %w", err)
+	}
+	w.sender = p
+	return nil
+}
+
+// Validate requires an allowed prefix: without one every push would fail.
+func (w *WebhookPusher) Validate() error {
+	if len(w.Allow) == 0 {
+		return fmt.Errorf("onepush: webhook: allow needs at least one URL prefix")
+	}
+	return nil
+}
+
+// Push posts m to cred's push token URL.
+func (w *WebhookPusher) Push(ctx context.Context, cred *pushauth.Credential, m pushauth.PushMessage) error {
+	return w.sender.Push(ctx, cred, m)
+}
+
+// Allowed reports whether a push token URL is under an allowed prefix (the
+// device API refuses others at registration).
+func (w *WebhookPusher) Allowed(target string) bool { return w.sender.Allowed(target) }
+
+// Interface guards
+var (
+	_ pushauth.Pusher    = (*APNsPusher)(nil)
+	_ caddy.Provisioner  = (*APNsPusher)(nil)
+	_ caddy.Validator    = (*APNsPusher)(nil)
+	_ caddy.CleanerUpper = (*APNsPusher)(nil)
+	_ pushauth.Pusher    = (*FCMPusher)(nil)
+	_ caddy.Provisioner  = (*FCMPusher)(nil)
+	_ pushauth.Pusher    = (*WebhookPusher)(nil)
+	_ caddy.Provisioner  = (*WebhookPusher)(nil)
+	_ caddy.Validator    = (*WebhookPusher)(nil)
+)

@@ -15,14 +15,15 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
-// RedisConfig configures the Redis store, shared by several Caddy
-// instances. Every string field may hold Caddy placeholders such as
+// RedisStore is the store of several Caddy instances sharing one Redis
+// (single, Sentinel or Cluster). Every string field may hold Caddy placeholders such as
 // {env.REDIS_PASSWORD}; they are expanded when the store is opened.
-type RedisConfig struct {
+type RedisStore struct {
 	// Addresses are host:port pairs: one for a single server, several
 	// for a Cluster (seed nodes), or the Sentinels when master_name is
 	// set. Default: 127.0.0.1:6379.
@@ -76,8 +77,45 @@ type RedisConfig struct {
 	ReplicaTimeout caddy.Duration `json:"replica_timeout,omitempty"`
 }
 
+// CaddyModule returns the Caddy module information.
+func (RedisStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "onepush.stores.redis",
+		New: func() caddy.Module { return new(RedisStore) },
+	}
+}
+
+// Provision sets the defaults that do not depend on placeholders.
+func (c *RedisStore) Provision(caddy.Context) error {
+	if len(c.Addresses) == 0 {
+		c.Addresses = []string{"127.0.0.1:6379"}
+	}
+	return nil
+}
+
+// Validate refuses settings Redis would refuse later, or silently ignore.
+func (c *RedisStore) Validate() error {
+	if c.DB < 0 || c.ReplicaTimeout < 0 || (c.MinReplicas != nil && *c.MinReplicas < 0) {
+		return fmt.Errorf("store redis: db %d, min_replicas and replica_timeout %s must not be negative", c.DB, time.Duration(c.ReplicaTimeout))
+	}
+	if c.Cluster && c.DB != 0 {
+		return fmt.Errorf("store redis: db %d: a Redis Cluster has database 0 only", c.DB)
+	}
+	return nil
+}
+
+// OpenStore connects (see open); the audit trail is a Redis stream every
+// instance shares.
+func (c *RedisStore) OpenStore(env StoreEnv) (pushauth.Store, pushauth.AuditLog, error) {
+	s, err := c.open(caddy.NewReplacer(), env.Sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, redisstore.NewAuditLog(s, env.AuditRetention, env.AuditMaxEvents), nil
+}
+
 // minReplicas is MinReplicas or its default.
-func (c *RedisConfig) minReplicas() int {
+func (c *RedisStore) minReplicas() int {
 	switch {
 	case c.MinReplicas != nil:
 		return *c.MinReplicas
@@ -92,9 +130,9 @@ func (c *RedisConfig) minReplicas() int {
 // before (the epoch file under Caddy's data directory names an epoch Redis
 // no longer holds); once open, the store rides out outages. The store
 // seals its secrets with sealer and refuses to start without it.
-func (c *RedisConfig) open(repl *caddy.Replacer, sealer *seal.Sealer) (*redisstore.Store, error) {
+func (c *RedisStore) open(repl *caddy.Replacer, sealer *seal.Sealer) (*redisstore.Store, error) {
 	if c == nil {
-		c = new(RedisConfig)
+		c = new(RedisStore)
 	}
 	expand := func(s string) string {
 		if repl == nil {
@@ -174,8 +212,8 @@ func epochFile(o redisstore.Options) string {
 //	    min_replicas <n>
 //	    replica_timeout <duration>
 //	}
-func parseRedisBlock(d *caddyfile.Dispenser) (*RedisConfig, error) {
-	c := new(RedisConfig)
+func parseRedisBlock(d *caddyfile.Dispenser) (*RedisStore, error) {
+	c := new(RedisStore)
 	oneArg := func() (string, error) {
 		name := d.Val()
 		if !d.NextArg() {

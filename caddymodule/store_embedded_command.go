@@ -16,6 +16,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/httpapi"
 	"github.com/onepush/onepush/pushauth/store/embedded"
@@ -54,10 +55,22 @@ func configuredApp(file, adapter string) (*App, error) {
 			return nil, fmt.Errorf("config: apps.onepush: %w", err)
 		}
 	}
-	if app.Store == nil {
-		app.Store = &StoreConfig{Type: "embedded"}
-	}
 	return app, nil
+}
+
+// openStore loads the app's store module as Caddy would and opens it
+// with the app's keys; the caller closes the store.
+func (a *App) openStore(c context.Context, logger *slog.Logger) (pushauth.Store, pushauth.AuditLog, error) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: c})
+	defer cancel()
+	if _, err := a.loadStore(ctx); err != nil {
+		return nil, nil, err
+	}
+	sealer, err := a.sealer()
+	if err != nil {
+		return nil, nil, err
+	}
+	return a.store.OpenStore(a.storeEnv(sealer, logger))
 }
 
 // embeddedOptionsOf is the embedded store the gateway's config names.
@@ -68,10 +81,20 @@ func embeddedOptionsOf(c *cobra.Command) (embedded.Options, error) {
 	if err != nil {
 		return embedded.Options{}, err
 	}
-	if t := app.Store.Type; t != "" && t != "embedded" {
-		return embedded.Options{}, fmt.Errorf("the config's store is %q, not the embedded store", t)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: c.Context()})
+	defer cancel()
+	if _, err := app.loadStore(ctx); err != nil {
+		return embedded.Options{}, err
 	}
-	return app.embeddedOptions(cliLogger(c))
+	es, ok := app.store.(*EmbeddedStore)
+	if !ok {
+		return embedded.Options{}, fmt.Errorf("the config's store is %q, not the embedded store", app.storeType)
+	}
+	sealer, err := app.sealer()
+	if err != nil {
+		return embedded.Options{}, err
+	}
+	return es.options(app.storeEnv(sealer, cliLogger(c))), nil
 }
 
 func cliLogger(c *cobra.Command) *slog.Logger {
@@ -269,25 +292,21 @@ data directory.`,
 			if err != nil {
 				return err
 			}
-			if toApp.Store.Type != "redis" {
-				return fmt.Errorf("%s: its store is %q; migrate copies into store redis", to, toApp.Store.Type)
+			if t := storeTypeOf(toApp); t != "redis" {
+				return fmt.Errorf("%s: its store is %q; migrate copies into store redis", to, t)
 			}
 			src, err := embedded.Open(opts)
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			sealer, err := toApp.sealer()
-			if err != nil {
-				return err
-			}
-			dst, err := toApp.newStore(sealer, cliLogger(c))
+			ctx := context.Background()
+			dst, dstAudit, err := toApp.openStore(ctx, cliLogger(c))
 			if err != nil {
 				return err
 			}
 			defer dst.Close()
-			ctx := context.Background()
-			n, err := src.Export(ctx, dst, toApp.newAuditLog(dst))
+			n, err := src.Export(ctx, dst, dstAudit)
 			if err != nil {
 				return err
 			}
@@ -295,7 +314,7 @@ data directory.`,
 			detail := fmt.Sprintf("embedded store %s copied to the Redis store of %s: %d credentials, %d users, %d activation codes, %d undelivered notifications, %d sessions, %d used codes and tokens, %d audit events",
 				opts.Path, to, n.Credentials, n.Users, n.ActivationCodes, n.Notifications, n.Sessions, n.Markers, n.AuditEvents)
 			ev := pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditAdmin, Outcome: "store.migrated", Actor: who, Detail: detail}
-			if err := toApp.newAuditLog(dst).Append(ctx, ev); err != nil {
+			if err := dstAudit.Append(ctx, ev); err != nil {
 				return err
 			}
 			if err := src.AuditLog().Append(ctx, ev); err != nil {
@@ -360,4 +379,15 @@ func cliActor(c *cobra.Command, command string) string {
 		who = "uid " + strconv.Itoa(os.Getuid())
 	}
 	return who + " (caddy onepush store " + command + ")"
+}
+
+// storeTypeOf is the type of the store a config names, before loading it.
+func storeTypeOf(a *App) string {
+	var named struct {
+		Type string `json:"type"`
+	}
+	if len(a.StoreRaw) == 0 || json.Unmarshal(a.StoreRaw, &named) != nil || named.Type == "" {
+		return "embedded"
+	}
+	return named.Type
 }

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	redisstore "github.com/onepush/onepush/pushauth/store/redis"
 )
 
 func init() {
@@ -44,22 +45,15 @@ reaches the ones nobody reads (credentials of idle users).
 			if err != nil {
 				return err
 			}
-			typ := "memory"
-			if app.Store != nil && app.Store.Type != "" {
-				typ = app.Store.Type
-			}
-			if typ != "redis" {
+			if typ := storeTypeOf(app); typ != "redis" {
 				return fmt.Errorf("store %s: nothing to reseal (only the redis store keeps sealed records outside the process)", typ)
 			}
-			sealer, _, err := app.sealerAndID()
+			opened, _, err := app.openStore(c.Context(), cliLogger(c))
 			if err != nil {
 				return err
 			}
-			store, err := app.Store.Redis.open(caddy.NewReplacer(), sealer)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
+			defer opened.Close()
+			store := opened.(*redisstore.Store)
 			scanned, resealed, err := store.Reseal(c.Context())
 			fmt.Fprintf(c.OutOrStdout(), "store reseal: %d records read, %d resealed under the current encryption_key\n", scanned, resealed)
 			return err
