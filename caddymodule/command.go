@@ -19,6 +19,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/gate"
 	"github.com/onepush/onepush/pushauth/httpapi"
 )
 
@@ -393,10 +394,44 @@ func testPolicy(c *cobra.Command, file, reqFile string) error {
 			fmt.Fprintf(w, "  %s: %s\n", f.Label, f.Value)
 		}
 	}
-	if rule.DryRun {
-		fmt.Fprintln(w, "dry run: the gateway would only log this")
-	}
+	printDecisions(w, pol, rule, ex.UserKey)
 	return nil
+}
+
+// printDecisions prints what the gate decides (gate.Decide, the gate's
+// own function) for the request's user in each state the store could
+// hold for it.
+func printDecisions(w io.Writer, pol *policy.Policy, rule *policy.Rule, key string) {
+	now := time.Now()
+	states := []struct {
+		name string
+		user pushauth.User
+	}{
+		{"a phone bound", pushauth.User{Key: key, CredentialID: "OPSAMPLE", State: pushauth.UserActive}},
+		{"no phone yet", pushauth.User{Key: key}},
+		{"suspended, within grace", pushauth.User{Key: key, State: pushauth.UserSuspended, Until: now.Add(time.Hour)}},
+		{"suspended, grace over", pushauth.User{Key: key, State: pushauth.UserSuspended, PreviousCredentialID: "OPSAMPLE"}},
+		{"deregistered, grace over", pushauth.User{Key: key, State: pushauth.UserDeregistered, PreviousCredentialID: "OPSAMPLE"}},
+		{"locked", pushauth.User{Key: key, CredentialID: "OPSAMPLE", State: pushauth.UserLocked}},
+	}
+	fmt.Fprintln(w, "what the gateway does, by the user's state:")
+	for _, s := range states {
+		d := gate.Decide(pol, rule, &s.user, now)
+		switch d.Step {
+		case gate.StepChallenge:
+			how := string(rule.Mode)
+			if rule.Challenge == policy.ChallengeAfterSuccess {
+				how = "after_success"
+			}
+			fmt.Fprintf(w, "  %s: challenge (%s)\n", s.name, how)
+		case gate.StepDryRun:
+			fmt.Fprintf(w, "  %s: dry run: the gateway would only log this\n", s.name)
+		case gate.StepRefuse:
+			fmt.Fprintf(w, "  %s: refused (%s, 403)\n", s.name, d.Access)
+		default:
+			fmt.Fprintf(w, "  %s: %s\n", s.name, d.Step)
+		}
+	}
 }
 
 // adminClient calls the onepush admin API.

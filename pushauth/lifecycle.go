@@ -382,7 +382,7 @@ func (e *Engine) noticePush(ctx context.Context, cred *Credential, userKey, kind
 // Access is what the user's state allows for a request a rule matched.
 type Access int
 
-// The answers of Engine.Access.
+// The answers of AccessFor.
 const (
 	// AccessChallenge: an active, bound user; ask the phone.
 	AccessChallenge Access = iota
@@ -404,11 +404,11 @@ func (a Access) String() string {
 	return [...]string{"challenge", "password", "locked", "suspended", "reenrol", "not_enrolled"}[a]
 }
 
-// Access decides what u gets for a request matched by rule. stepUp says
-// whether the policy marks the user as needing step-up: such users are
-// refused once a grace period has ended; others follow the rule's
-// not_enrolled.
-func (e *Engine) Access(u *User, rule *policy.Rule, stepUp bool) Access {
+// AccessFor decides what u gets at now for a request matched by rule.
+// stepUp says whether the policy marks the user as needing step-up: such
+// users are refused once a grace period has ended; others follow the
+// rule's not_enrolled.
+func AccessFor(u *User, rule *policy.Rule, stepUp bool, now time.Time) Access {
 	if u.State == UserLocked {
 		return AccessLocked
 	}
@@ -418,7 +418,7 @@ func (e *Engine) Access(u *User, rule *policy.Rule, stepUp bool) Access {
 	refused := AccessNotEnrolled
 	switch u.State {
 	case UserSuspended, UserDeregistered:
-		if e.now().Before(u.Until) {
+		if now.Before(u.Until) {
 			return AccessPassword
 		}
 		refused = AccessReenrol

@@ -132,18 +132,23 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		r = r.WithContext(withLoginMark(ctx, m))
 		ctx = r.Context()
 	}
-	if rule.DryRun {
+	// The user's state decides before anything is forwarded, whatever the
+	// rule's mode: a refused login never reaches the bank.
+	switch d := Decide(g.Policy, rule, user, g.Engine.Now()); d.Step {
+	case StepDryRun:
 		// A rule being rolled out: record what it would have done, change nothing.
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
 		if !g.beginLogin(w, r, rule) {
 			return nil
 		}
 		return g.forward(w, r, next, body, rule, user.Key, nil)
-	}
-	// The user's state decides before anything is forwarded, whatever the
-	// rule's mode: a refused login never reaches the bank.
-	if !user.Enrolled() {
-		return g.notEnrolled(w, r, next, rule, user, body)
+	case StepPasswordOnly:
+		return g.passwordOnly(w, r, next, rule, user, body)
+	case StepCheckThenEnrol:
+		return g.refuseLogin(w, r, next, rule, user, d.Access, body)
+	case StepRefuse:
+		g.refuse(w, r, rule, user, d.Access, "")
+		return nil
 	}
 	if rule.Challenge == policy.ChallengeAfterSuccess {
 		return g.afterSuccess(w, r, next, rule, user, ex, body)
@@ -211,24 +216,15 @@ func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *pushauth.
 	}
 }
 
-func (g *Gate) notEnrolled(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *pushauth.User, body []byte) error {
-	a := g.Engine.Access(u, rule, g.Policy.RequiresStepUp(u.Key))
-	switch {
-	case a == pushauth.AccessPassword:
-		if u.State == pushauth.UserSuspended || u.State == pushauth.UserDeregistered {
-			// Within the bank's grace period the password alone still works.
-			g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
-			g.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
-				Outcome: "password_only", Actor: "gateway", Detail: string(u.State) + " within grace"})
-		}
-		return g.forwardPasswordOnly(w, r, next, rule, u, body)
-	case rule.NotEnrolled == policy.ActionEnrol && (a == pushauth.AccessNotEnrolled || a == pushauth.AccessReenrol):
-		// Only enrol lets the bank check the password of a refused login;
-		// deny forwards nothing.
-		return g.refuseLogin(w, r, next, rule, u, a, body)
+// passwordOnly forwards without a push what Decide lets through so.
+func (g *Gate) passwordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *pushauth.User, body []byte) error {
+	if u.State == pushauth.UserSuspended || u.State == pushauth.UserDeregistered {
+		// Within the bank's grace period the password alone still works.
+		g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
+		g.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: u.Key, Rule: rule.Name, ClientIP: g.clientIP(r),
+			Outcome: "password_only", Actor: "gateway", Detail: string(u.State) + " within grace"})
 	}
-	g.refuse(w, r, rule, u, a, "")
-	return nil
+	return g.forwardPasswordOnly(w, r, next, rule, u, body)
 }
 
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, rule *policy.Rule, err error) error {
