@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -46,6 +47,7 @@ type Handler struct {
 
 	gate          *gate.Gate
 	dropEnrolment func()
+	errorRoutes   *atomic.Int32 // see hasErrorRoutes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -94,6 +96,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case "off":
 		enroll = ""
 	}
+	h.errorRoutes = new(atomic.Int32)
 	h.gate = &gate.Gate{
 		Engine:          app.Engine(),
 		Policy:          pol,
@@ -103,6 +106,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		EnrollPath:      enroll,
 		BodyReadTimeout: app.bodyReadTimeout(),
 		WaitPath:        h.WaitPath,
+		Note:            note,
+		TakeRefusal:     h.takeRefusal,
 	}
 	if h.gate.WaitPath == "" {
 		h.gate.WaitPath = "/onepush/wait/"
@@ -135,9 +140,14 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// ServeHTTP runs the gate.
+// ServeHTTP runs the gate. A refusal is a caddyhttp.Error with its status
+// when the server has handle_errors routes; otherwise the gate's own page
+// answers it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.gate.Serve(w, r, next.ServeHTTP)
+	if err := h.gate.Serve(w, r, next.ServeHTTP); err != nil || !h.hasErrorRoutes(r) {
+		return err
+	}
+	return refusal(r)
 }
 
 // Interface guards

@@ -56,7 +56,7 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		g.Log.Error("login response too large to hold; refused", "rule", rule.Name, "user", user.Key)
 		g.bankLogout(fr, next, rule, rec.header)
 		g.abandonLogin(ctx, m)
-		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
+		g.render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
@@ -83,7 +83,7 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 				return g.unavailable(w, r, rule, err)
 			}
 			g.Log.Info("login refused: a later login on the same session", "rule", rule.Name, "user", user.Key)
-			g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
+			g.render(w, r, http.StatusConflict, PageSuperseded, "", "")
 			return nil
 		}
 		// The request's own session never reached the bank: only the
@@ -93,6 +93,9 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		return nil
 	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
+	if c != nil {
+		g.note(r, "challenge_id", c.ID)
+	}
 	if err == nil && c.Status == pushauth.StatusApproved && ctx.Err() == nil {
 		return pass()
 	}

@@ -87,11 +87,11 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	v, err := g.enrolVisitor(r)
 	if err != nil {
 		g.Engine.StoreFailed("get_session", err)
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
 	if v.user == "" {
-		g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+		g.render(w, r, http.StatusForbidden, PageNoSession, "", "")
 		return nil
 	}
 	ctx := r.Context()
@@ -101,14 +101,14 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		g.Engine.StoreFailed("get_user", err)
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
 	proof := pushauth.ProofFor(u, g.Policy.Enrolment)
 	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		g.Pages.Render(w, r, http.StatusOK, PageEnroll, "", form())
+		g.render(w, r, http.StatusOK, PageEnroll, "", form())
 		return nil
 	case http.MethodPost:
 	default:
@@ -122,13 +122,13 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err != nil {
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
 	ok, err := g.takeFormToken(ctx, r.PostForm.Get(EnrolFormTokenField), v.binding)
 	if err != nil {
 		g.Engine.StoreFailed("get_session", err)
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
 	if !ok {
@@ -150,29 +150,29 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		if g.Engine.TestPush(ctx, cred, v.user) == "sent" {
 			page = PageEnrolledPushed
 		}
-		g.Pages.Render(w, r, http.StatusOK, page, "", "")
+		g.render(w, r, http.StatusOK, page, "", "")
 	case errors.Is(err, pushauth.ErrUnknownCredential):
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form())
+		g.render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form())
 	case errors.Is(err, pushauth.ErrBadCode):
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form())
+		g.render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form())
 	case errors.Is(err, pushauth.ErrBadActivationCode):
-		g.Pages.Render(w, r, http.StatusBadRequest, PageEnrollBadActivation, "", form())
+		g.render(w, r, http.StatusBadRequest, PageEnrollBadActivation, "", form())
 	case errors.Is(err, pushauth.ErrActivationRequired):
-		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollActivation, "", form())
+		g.render(w, r, http.StatusForbidden, PageEnrollActivation, "", form())
 	case errors.Is(err, pushauth.ErrLoginNotConfirmed):
-		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollNotConfirmed, "", form())
+		g.render(w, r, http.StatusForbidden, PageEnrollNotConfirmed, "", form())
 	case errors.Is(err, pushauth.ErrAlreadyBound):
-		g.Pages.Render(w, r, http.StatusConflict, PageEnrollBound, "", form())
+		g.render(w, r, http.StatusConflict, PageEnrollBound, "", form())
 	case errors.Is(err, pushauth.ErrSupportOnly):
-		g.Pages.Render(w, r, http.StatusForbidden, PageEnrollSupport, "", "")
+		g.render(w, r, http.StatusForbidden, PageEnrollSupport, "", "")
 	case errors.Is(err, pushauth.ErrLocked):
-		g.Pages.Render(w, r, http.StatusForbidden, PageLocked, "", "")
+		g.render(w, r, http.StatusForbidden, PageLocked, "", "")
 	case errors.Is(err, pushauth.ErrEnrolRateLimited):
 		w.Header().Set("Retry-After", "60")
-		g.Pages.Render(w, r, http.StatusTooManyRequests, PageEnrollBusy, "", "")
+		g.render(w, r, http.StatusTooManyRequests, PageEnrollBusy, "", "")
 	default:
 		g.Log.Error("enrolment failed", "user", v.user, "error", err)
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+		g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (g *Gate) forgedEnrolment(w http.ResponseWriter, r *http.Request, v enrolVi
 	g.Log.Warn("enrolment post refused: not from this session's form", "user", v.user, "reason", why, "client_ip", g.clientIP(r))
 	g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditEnrolment, User: v.user,
 		ClientIP: g.clientIP(r), Outcome: "forged", Actor: "browser", Detail: why}, "enrol-forged\x00"+v.user)
-	g.Pages.Render(w, r, http.StatusForbidden, PageEnrollForged, "", "")
+	g.render(w, r, http.StatusForbidden, PageEnrollForged, "", "")
 }
 
 // enrolForm is the enrolment form with the anti-forgery token of binding

@@ -40,6 +40,16 @@ type Gate struct {
 	// BodyReadTimeout bounds how long a matched request may take to send its
 	// body (slow senders). Default 10s.
 	BodyReadTimeout time.Duration
+
+	// Note, when set, is told what the gate learns about a request a rule
+	// matched: "user" (the user key), "rule", "challenge_id" and "outcome"
+	// (Caddy sets them as placeholders for access logs).
+	Note func(r *http.Request, key, value string)
+	// TakeRefusal, when set, may take a refusal the gate would answer with
+	// its own page (a status of 400 or more, no form to fill in): true
+	// means the caller answers it (Caddy's handle_errors) and the gate
+	// writes nothing.
+	TakeRefusal func(r *http.Request, status int) bool
 }
 
 // Serve runs the flow for one request.
@@ -55,6 +65,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if rule == nil {
 		return next(w, r)
 	}
+	g.note(r, "rule", rule.Name)
 	if rule.Kind == policy.KindRefuse {
 		// Unnormalizable path, disagreeing method overrides (400), or a body under the
 		// protected prefix that no rule covers (403): never forwarded.
@@ -63,7 +74,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 			status = http.StatusForbidden
 		}
 		g.Log.Info("request refused: "+rule.Name, "method", truncate(r.Method, 20), "path", truncate(r.URL.EscapedPath(), 200), "client_ip", g.clientIP(r))
-		g.Pages.Render(w, r, status, PageBadRequest, "", "")
+		g.render(w, r, status, PageBadRequest, "", "")
 		return nil
 	}
 	body, status := g.readBody(w, r, rule.BodyLimit)
@@ -73,13 +84,13 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 			page = PageTooLarge
 		}
 		g.Log.Info("request refused: body", "rule", rule.Name, "status", status)
-		g.Pages.Render(w, r, status, page, "", "")
+		g.render(w, r, status, page, "", "")
 		return nil
 	}
 	ex, err := rule.Extract(r, body)
 	if err != nil {
 		g.Log.Info("request refused: extraction", "rule", rule.Name, "reason", err.Error())
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
 	ctx := r.Context()
@@ -107,7 +118,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		}
 		if userKey == "" {
 			g.Log.Info("request refused: no learned session", "rule", rule.Name, "client_ip", g.clientIP(r))
-			g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+			g.render(w, r, http.StatusForbidden, PageNoSession, "", "")
 			return nil
 		}
 	}
@@ -119,6 +130,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	if err != nil {
 		return g.unavailable(w, r, rule, err)
 	}
+	g.note(r, "user", user.Key)
 	if rule.Kind == policy.KindLogin && ex.SessionID != "" {
 		// The login in flight on the session it was started in. Its mark is
 		// written only once the login will reach the bank (beginLogin): a
@@ -138,6 +150,7 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	case StepDryRun:
 		// A rule being rolled out: record what it would have done, change nothing.
 		g.Log.Info("dry run: request would be challenged", "rule", rule.Name, "user", user.Key, "enrolled", user.Enrolled(), "state", string(user.State))
+		g.note(r, "outcome", "dry_run")
 		if !g.beginLogin(w, r, rule) {
 			return nil
 		}
@@ -161,6 +174,9 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		return nil
 	}
 	c, err := g.Engine.Hold(ctx, user, g.spec(r, rule, user, ex), nil)
+	if c != nil {
+		g.note(r, "challenge_id", c.ID)
+	}
 	if err != nil {
 		g.abandonLogin(ctx, loginMarkOf(ctx))
 		return g.startFailed(w, r, rule, user, err)
@@ -201,23 +217,24 @@ func transactionOf(t *policy.Transaction) *pushauth.Transaction {
 func (g *Gate) renderClosed(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge) {
 	switch c.Status {
 	case pushauth.StatusDenied:
-		g.Pages.Render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
+		g.render(w, r, http.StatusForbidden, PageDenied, c.ID, "")
 	case pushauth.StatusExpired:
-		g.Pages.Render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
+		g.render(w, r, http.StatusRequestTimeout, PageExpired, c.ID, "")
 	case pushauth.StatusSuperseded:
-		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+		g.render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
 	case pushauth.StatusCancelled:
 		// Usually the client is gone and there is nobody to answer; when it
 		// is still here, the challenge was closed under it (the phone's app
 		// was uninstalled).
 		if r.Context().Err() == nil {
-			g.Pages.Render(w, r, http.StatusConflict, PageCancelled, c.ID, "")
+			g.render(w, r, http.StatusConflict, PageCancelled, c.ID, "")
 		}
 	}
 }
 
 // passwordOnly forwards without a push what Decide lets through so.
 func (g *Gate) passwordOnly(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, u *pushauth.User, body []byte) error {
+	g.note(r, "outcome", "password_only")
 	if u.State == pushauth.UserSuspended || u.State == pushauth.UserDeregistered {
 		// Within the bank's grace period the password alone still works.
 		g.Log.Info("forwarded without push: within grace", "rule", rule.Name, "user", u.Key, "state", string(u.State))
@@ -230,7 +247,7 @@ func (g *Gate) passwordOnly(w http.ResponseWriter, r *http.Request, next Next, r
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, rule *policy.Rule, err error) error {
 	g.Log.Error("request refused: store unavailable", "rule", rule.Name, "error", err)
 	g.Engine.StoreFailed("gate", err)
-	g.Pages.Render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
+	g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 	return nil
 }
 
@@ -270,6 +287,9 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 	if c != nil {
 		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
 		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)
+		g.note(r, "user", userKey)
+		g.note(r, "challenge_id", c.ID)
+		g.note(r, "outcome", string(c.Status))
 	}
 	if rule == nil || g.Policy.Session.Cookie == "" {
 		return next(w, r)
@@ -306,7 +326,7 @@ func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, r
 		g.Log.Info("request refused: a later login on the same session", "rule", rule.Name, "user", m.user)
 		g.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: m.user, Rule: rule.Name, ClientIP: g.clientIP(r),
 			Outcome: "superseded_on_session", Actor: "gateway", Detail: "a later login started on the same bank session", Service: rule.Service})
-		g.Pages.Render(w, r, http.StatusConflict, PageSuperseded, "", "")
+		g.render(w, r, http.StatusConflict, PageSuperseded, "", "")
 		return nil
 	}
 	lw := &learningWriter{ResponseWriter: w, g: g, ctx: context.WithoutCancel(r.Context()), mark: m, rule: rule, approved: approved}
@@ -320,7 +340,7 @@ func (g *Gate) forwardLogin(w http.ResponseWriter, r *http.Request, next Next, r
 func (g *Gate) forwardOnSession(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, userKey string) error {
 	session, ok := g.requestSession(r)
 	if !ok || session == "" {
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
 	unlock, ok := sessionLocks.lock(r.Context(), session)
@@ -350,7 +370,7 @@ func (g *Gate) refuseOnSession(w http.ResponseWriter, r *http.Request, rule *pol
 	g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: userKey, Rule: rule.Name, ClientIP: ip,
 		Outcome: outcome, Actor: "gateway", Detail: detail, Service: rule.Service, Host: host},
 		"session\x00"+outcome+"\x00"+userKey, "session\x00"+outcome+"\x00"+pushauth.AddressKey(ip))
-	g.Pages.Render(w, r, http.StatusForbidden, PageNoSession, "", "")
+	g.render(w, r, http.StatusForbidden, PageNoSession, "", "")
 }
 
 // learningWriter completes a login when the bank's response starts, before

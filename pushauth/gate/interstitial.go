@@ -75,6 +75,9 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	spec := g.spec(r, rule, user, ex)
 	spec.NumberMatch, spec.Held, spec.BrowserHash = rule.NumberMatching, held, tokenHash(tok)
 	c, err := g.Engine.Start(r.Context(), user, spec)
+	if c != nil {
+		g.note(r, "challenge_id", c.ID)
+	}
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
@@ -107,14 +110,14 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
-		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, pushauth.ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
 		w.Header().Set("Retry-After", "60")
-		g.Pages.Render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
-		g.Pages.Render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
+		g.render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
 	default:
 		return g.unavailable(w, r, rule, err)
 	}
@@ -339,7 +342,7 @@ func (g *Gate) releaseMismatch(r *http.Request, c *pushauth.Challenge) {
 func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
 	r.Body = http.MaxBytesReader(w, r.Body, 1024)
 	if err := r.ParseForm(); err != nil {
-		g.Pages.Render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
 		return nil
 	}
 	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
@@ -355,7 +358,7 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 		if g.Engine.CountFailure(r.Context(), c.UserKey) {
 			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
 			clearWaitCookie(w, g.WaitPath)
-			g.Pages.Render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
 			return nil
 		}
 		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])

@@ -179,3 +179,22 @@ func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name,
 		"Back": p.Back, "BackLabel": uiLabels[lang]["back"], "Ref": ref, "RefLabel": uiLabels[lang]["ref"],
 	})
 }
+
+// render answers with a page. A refusal (no form to fill in) is left to the
+// caller when it takes it (TakeRefusal); its page names the outcome.
+func (g *Gate) render(w http.ResponseWriter, r *http.Request, status int, page, ref string, form template.HTML) {
+	if status >= 400 && form == "" {
+		g.note(r, "outcome", page)
+		if g.TakeRefusal != nil && g.TakeRefusal(r, status) {
+			return
+		}
+	}
+	g.Pages.Render(w, r, status, page, ref, form)
+}
+
+// note tells Note what the gate learnt about r.
+func (g *Gate) note(r *http.Request, key, value string) {
+	if g.Note != nil {
+		g.Note(r, key, value)
+	}
+}

@@ -58,7 +58,7 @@ func (g *Gate) refuseLogin(w http.ResponseWriter, r *http.Request, next Next, ru
 	if rec.overflow {
 		g.Log.Error("login response too large to check; refused", "rule", rule.Name, "user", u.Key)
 		g.bankLogout(fr, next, rule, rec.header)
-		g.Pages.Render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
+		g.render(w, r, http.StatusBadGateway, PageUnavailable, "", "")
 		return nil
 	}
 	if !rule.Success.Matches(rec.status, rec.header) {
@@ -104,7 +104,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rule *policy.Rule,
 	g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditRefused, User: u.Key, Credential: u.CredentialID, Rule: rule.Name,
 		ClientIP: ip, Outcome: a.String(), Actor: "gateway"},
 		"refused\x00"+a.String()+"\x00"+u.Key, "refused\x00"+a.String()+"\x00"+pushauth.AddressKey(ip))
-	g.Pages.Render(w, r, http.StatusForbidden, refusePage(a), "", form)
+	g.render(w, r, http.StatusForbidden, refusePage(a), "", form)
 }
 
 // enrolTicketUser returns the user of the request's enrolment ticket.
