@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -135,7 +138,8 @@ var engines = caddy.NewUsagePool()
 // notify).
 type pooledEngine struct {
 	*pushauth.Engine
-	notify *notify.Deliverer
+	notify  *notify.Deliverer
+	startup map[string]string // the settings read only at start, see restartOnly
 }
 
 func (p pooledEngine) Destruct() error {
@@ -182,37 +186,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
-	val, _, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
+	startup := a.restartOnly()
+	val, loaded, err := engines.LoadOrNew(a.key, func() (caddy.Destructor, error) {
 		store, audit, err := a.store.OpenStore(a.storeEnv(sealer, logger))
 		if err != nil {
 			return nil, err
 		}
-		e, err := pushauth.NewEngine(pushauth.Config{
-			Store:          store,
-			Pushers:        a.pushers,
-			Logger:         logger,
-			MaxHeld:        a.MaxHeld,
-			PushWorkers:    a.PushWorkers,
-			PushQueue:      a.PushQueue,
-			MaxFailures:    a.MaxFailures,
-			MaxHeldPerUser: a.MaxHeldPerUser,
-			MaxHeldPerIP:   a.MaxHeldPerIP,
-			Audit:          audit,
-			Metrics:        metrics,
-			PushRate:       a.PushRate,
-
-			Repudiation:          notifyTo.repudiation(),
-			UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
-			MaxPolls:             a.MaxPolls,
-			MaxPollsPerIP:        a.MaxPollsPerIP,
-		})
+		cfg := a.limits()
+		cfg.Store, cfg.Pushers, cfg.Logger, cfg.Audit, cfg.Metrics = store, a.pushers, logger, audit, metrics
+		cfg.PushWorkers, cfg.PushQueue, cfg.Repudiation = a.PushWorkers, a.PushQueue, notifyTo.repudiation()
+		e, err := pushauth.NewEngine(cfg)
 		if err != nil {
 			_ = store.Close()
 			return nil, err
 		}
 		if notifyTo == nil {
 			logger.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
-			return pooledEngine{Engine: e}, nil
+			return pooledEngine{Engine: e, startup: startup}, nil
 		}
 		d, err := notify.Start(e, notifyTo.Config)
 		if err != nil {
@@ -220,14 +210,61 @@ func (a *App) Provision(ctx caddy.Context) error {
 			_ = store.Close()
 			return nil, fmt.Errorf("onepush: %w", err)
 		}
-		return pooledEngine{Engine: e, notify: d}, nil
+		return pooledEngine{Engine: e, notify: d, startup: startup}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("onepush: starting the engine: %w", err)
 	}
-	a.engine = val.(pooledEngine).Engine
+	pooled := val.(pooledEngine)
+	a.engine = pooled.Engine
 	a.engine.SetPushers(a.pushers)
+	if loaded {
+		// A reload that kept the engine: the limits apply now; what the
+		// engine read at start says so when it changed.
+		a.engine.Reconfigure(a.limits())
+		for _, name := range slices.Sorted(maps.Keys(startup)) {
+			if was := pooled.startup[name]; was != startup[name] {
+				logger.Warn("onepush: "+name+" changed but takes effect only when the engine restarts (a restart of Caddy, or a change of the store or the encryption keys)",
+					"running", was, "configured", startup[name])
+			}
+		}
+	}
 	return nil
+}
+
+// limits are the engine settings a reload changes on the running engine.
+func (a *App) limits() pushauth.Config {
+	return pushauth.Config{
+		MaxHeld: a.MaxHeld, MaxHeldPerUser: a.MaxHeldPerUser, MaxHeldPerIP: a.MaxHeldPerIP,
+		MaxPolls: a.MaxPolls, MaxPollsPerIP: a.MaxPollsPerIP,
+		PushRate: a.PushRate, MaxFailures: a.MaxFailures, UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
+	}
+}
+
+// restartOnly are the settings the engine reads only when it starts, by
+// option name: a reload that changes one logs that it waits for a restart.
+func (a *App) restartOnly() map[string]string {
+	n := a.Notify
+	if n == nil {
+		n = new(NotifyConfig)
+	}
+	return map[string]string{
+		"push_workers":     strconv.Itoa(a.PushWorkers),
+		"push_queue":       strconv.Itoa(a.PushQueue),
+		"audit_retention":  time.Duration(a.AuditRetention).String(),
+		"audit_max_events": strconv.Itoa(a.AuditMaxEvents),
+		// The secret is compared by its hash, never logged.
+		"notify": n.URL + " " + n.Repudiation + " " + time.Duration(n.Timeout).String() + " " + fingerprint(n.Secret),
+	}
+}
+
+// fingerprint names a secret without revealing it.
+func fingerprint(s string) string {
+	if s == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(s))
+	return "secret:" + hex.EncodeToString(h[:4])
 }
 
 // storeEnv is what the app tells its store when it opens it.

@@ -45,9 +45,9 @@ type Handler struct {
 	// Default "/".
 	BankHome string `json:"bank_home,omitempty"`
 
-	gate          *gate.Gate
-	dropEnrolment func()
-	errorRoutes   *atomic.Int32 // see hasErrorRoutes
+	gate        *gate.Gate
+	dropPolicy  func()
+	errorRoutes *atomic.Int32 // see hasErrorRoutes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -75,11 +75,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	// The policy's deregistration_grace, when set, wins over uninstall_grace.
-	app.Engine().SetDeregistrationGrace(pol.DeregistrationGrace)
-	// What binding a phone takes is this site's policy's (the gate passes
-	// it on); the engine only learns the longest activation code validity.
-	h.dropEnrolment = app.Engine().AddEnrolment(pol.Enrolment)
+	// Each gate decides with its own policy; the engine derives only what
+	// no single site owns (activation code validity, the grace after an
+	// uninstall) from the policies loaded now, and forgets this one at
+	// Cleanup.
+	h.dropPolicy = app.Engine().AddPolicy(pol)
 	pages, err := gate.NewPages(h.Templates, h.BankHome)
 	if err != nil {
 		return fmt.Errorf("onepush: templates %q: %w", h.Templates, err)
@@ -121,8 +121,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Cleanup forgets this handler's policy at the shared engine (a reload
 // or the site's removal).
 func (h *Handler) Cleanup() error {
-	if h.dropEnrolment != nil {
-		h.dropEnrolment()
+	if h.dropPolicy != nil {
+		h.dropPolicy()
 	}
 	return nil
 }

@@ -146,7 +146,7 @@ func activationHash(user, code string, salt []byte) []byte {
 
 // IssueActivationCode creates the user's activation code of kind
 // (ActivationBinding or ActivationRecovery), valid for the longest
-// validity of that kind the loaded policies allow (see AddEnrolment; each
+// validity of that kind the loaded policies allow (see AddPolicy; each
 // site still refuses it past its own), replacing any code the user had. The code is
 // returned once, for the bank to hand over; the store keeps its hash.
 func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor string) (string, *ActivationCode, error) {

@@ -73,8 +73,8 @@ func TestActivationCodeValidityAcrossSites(t *testing.T) {
 	short, long := policy.DefaultEnrolment(), policy.DefaultEnrolment()
 	short.RecoveryCodeValidity, long.RecoveryCodeValidity = 72*time.Hour, 336*time.Hour
 	short.BindingCodeValidity = 5 * time.Minute
-	dropShort := e.AddEnrolment(short)
-	dropLong := e.AddEnrolment(long)
+	dropShort := e.AddPolicy(&policy.Policy{Enrolment: short})
+	dropLong := e.AddPolicy(&policy.Policy{Enrolment: long})
 	ctx := context.Background()
 
 	code, c, err := e.IssueActivationCode(ctx, "1001/alice", pushauth.ActivationRecovery, "op")
@@ -154,5 +154,69 @@ func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
 	}
 	if u, _ := mem.GetUser(ctx, "1001/alice"); u == nil || u.CredentialID != "" {
 		t.Fatalf("alice after the refused enrolment: %+v", u)
+	}
+}
+
+// TestDeregistrationGraceAcrossSites: with two sites' policies loaded,
+// the grace an uninstall gives is the shorter one whichever site loaded
+// last, and a site's policy unloaded no longer counts.
+func TestDeregistrationGraceAcrossSites(t *testing.T) {
+	store := memory.New(nil)
+	defer store.Close()
+	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if d := e.DeregistrationGrace(time.Minute); d != time.Minute {
+		t.Fatalf("no policy sets one: %s, want the fallback", d)
+	}
+	dropShort := e.AddPolicy(&policy.Policy{DeregistrationGrace: 24 * time.Hour})
+	dropLong := e.AddPolicy(&policy.Policy{DeregistrationGrace: 72 * time.Hour})
+	if d := e.DeregistrationGrace(0); d != 24*time.Hour {
+		t.Fatalf("two sites: %s, want the shorter 24h (the last loaded must not win)", d)
+	}
+	dropShort()
+	if d := e.DeregistrationGrace(0); d != 72*time.Hour {
+		t.Fatalf("the short site gone: %s, want 72h", d)
+	}
+	dropLong()
+}
+
+// TestReconfigureChangesARunningEngine: a reload's push_rate and
+// max_failures apply to the engine that keeps its held requests.
+func TestReconfigureChangesARunningEngine(t *testing.T) {
+	store := memory.New(nil)
+	defer store.Close()
+	// One minute of push budget for the whole test, whenever it runs.
+	at := time.Now().Truncate(time.Minute).Add(10 * time.Second)
+	cfg := pushauth.Config{Store: store, PushRate: 1, Now: func() time.Time { return at }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e, err := pushauth.NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	cred, err := e.RegisterCredential(ctx, der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}
+	if err := store.PutUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	spec := pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute}
+	if _, err := e.Start(ctx, u, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(ctx, u, spec); !errors.Is(err, pushauth.ErrPushRateLimited) {
+		t.Fatalf("second push under push_rate 1: %v", err)
+	}
+	cfg.PushRate = 3
+	e.Reconfigure(cfg)
+	if _, err := e.Start(ctx, u, spec); err != nil {
+		t.Fatalf("push after push_rate was raised to 3: %v", err)
 	}
 }

@@ -47,7 +47,7 @@ func (e *Engine) RegisterCredential(ctx context.Context, publicKeyDER []byte, pl
 		PushToken: pushToken,
 		OTPSecret: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]),
 		CreatedAt: e.now(),
-		ExpiresAt: e.now().Add(e.cfg.UnboundCredentialTTL),
+		ExpiresAt: e.now().Add(time.Duration(e.unboundTTL.Load())),
 	}
 	if err := e.store.PutCredential(ctx, c); err != nil {
 		return nil, fmt.Errorf("storing credential: %w", err)

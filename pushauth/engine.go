@@ -89,17 +89,21 @@ type Engine struct {
 	regLimit  *limit.Rate
 	limits    *limit.Counter
 	polls     *limit.Counter // long polls per challenge and per client IP
-	grace     atomic.Int64   // policy deregistration_grace, see SetDeregistrationGrace
 	orphans   *orphans       // challenges left pending by a store failure, see orphans.go
 
 	// Binding a phone: its proofs, limits and announcements (enrol.go,
 	// notify.go).
-	enrolments   enrolmentSet // the loaded policies' sections, for activation codes
+	policies     policySet // the loaded policies' sections, for activation codes
 	enrolLimit   *limit.Rate
 	enrolAudit   *auditAggregator
 	refusals     *auditAggregator // refused and suspicious requests, see RecordAggregated
 	announced    chan struct{}    // see Announced
 	stopFailover func()           // see failover.go
+
+	// What Reconfigure changes while the engine runs.
+	pushRate    atomic.Int64
+	maxFailures atomic.Int64
+	unboundTTL  atomic.Int64 // a time.Duration
 }
 
 // Errors the gate turns into pages.
@@ -129,6 +133,46 @@ func NewEngine(cfg Config) (*Engine, error) {
 			cfg.Backstop = 0 // every resolution reaches the waiters
 		}
 	}
+	cfg.limitDefaults()
+	if cfg.Audit == nil {
+		cfg.Audit = NewMemoryAuditLog(0, 0, cfg.Now)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	e := &Engine{
+		store:    cfg.Store,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		cfg:      cfg,
+		waiters:  newWaiters(cfg.MaxHeld, cfg.MaxPolls),
+		regLimit: limit.NewRate(10000, 6*time.Second, 20, 50),
+		limits:   limit.NewCounter(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP, "user", ErrTooManyHeldForUser, ErrTooManyHeldFromIP),
+		polls:    newPollLimits(cfg.MaxPollsPerIP),
+	}
+	e.Reconfigure(cfg)
+	e.orphans = newOrphans(e, time.Second)
+	if err := e.startBinding(cfg); err != nil {
+		return nil, err
+	}
+	e.SetPushers(cfg.Pushers)
+	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
+	stop, err := cfg.Store.Watch(e.waiters.wake)
+	if err != nil {
+		e.dispatch.close()
+		e.stopBinding()
+		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
+	}
+	e.stopWatch = stop
+	e.stopFailover = func() {}
+	if fs, ok := cfg.Store.(failoverSource); ok {
+		e.stopFailover = fs.WatchFailover(e.failedOver)
+	}
+	return e, nil
+}
+
+// limitDefaults gives the zero numeric settings their documented defaults.
+func (cfg *Config) limitDefaults() {
 	if cfg.MaxHeld <= 0 {
 		cfg.MaxHeld = 50000
 	}
@@ -162,43 +206,23 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10 * time.Minute
 	}
-	if cfg.Audit == nil {
-		cfg.Audit = NewMemoryAuditLog(0, 0, cfg.Now)
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = NopMetrics{}
-	}
 	if cfg.UnboundCredentialTTL <= 0 {
 		cfg.UnboundCredentialTTL = DefaultUnboundCredentialTTL
 	}
-	e := &Engine{
-		store:    cfg.Store,
-		now:      cfg.Now,
-		log:      cfg.Logger,
-		cfg:      cfg,
-		waiters:  newWaiters(cfg.MaxHeld, cfg.MaxPolls),
-		regLimit: limit.NewRate(10000, 6*time.Second, 20, 50),
-		limits:   limit.NewCounter(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP, "user", ErrTooManyHeldForUser, ErrTooManyHeldFromIP),
-		polls:    newPollLimits(cfg.MaxPollsPerIP),
-	}
-	e.orphans = newOrphans(e, time.Second)
-	if err := e.startBinding(cfg); err != nil {
-		return nil, err
-	}
-	e.SetPushers(cfg.Pushers)
-	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
-	stop, err := cfg.Store.Watch(e.waiters.wake)
-	if err != nil {
-		e.dispatch.close()
-		e.stopBinding()
-		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
-	}
-	e.stopWatch = stop
-	e.stopFailover = func() {}
-	if fs, ok := cfg.Store.(failoverSource); ok {
-		e.stopFailover = fs.WatchFailover(e.failedOver)
-	}
-	return e, nil
+}
+
+// Reconfigure applies what a config reload may change on a running engine,
+// whose held requests stay: the bounds on held requests and long polls,
+// PushRate, MaxFailures and UnboundCredentialTTL (zero values take the
+// defaults). The rest of cfg is read once, when the engine starts.
+func (e *Engine) Reconfigure(cfg Config) {
+	cfg.limitDefaults()
+	e.pushRate.Store(int64(cfg.PushRate))
+	e.maxFailures.Store(int64(cfg.MaxFailures))
+	e.unboundTTL.Store(int64(cfg.UnboundCredentialTTL))
+	e.waiters.setBounds(cfg.MaxHeld, cfg.MaxPolls)
+	e.limits.SetBounds(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP)
+	e.polls.SetBounds(MaxPollsPerChallenge, cfg.MaxPollsPerIP)
 }
 
 // SetPushers replaces the push senders, e.g. after a config reload that

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -62,28 +60,29 @@ func (e *Engine) stopBinding() {
 	}
 }
 
-// enrolmentSet holds the enrolment sections of the policies loaded now:
-// one engine serves every site of a Caddy, each with its own policy.
-type enrolmentSet struct {
+// policySet holds the policies loaded now: one engine serves every site
+// of a Caddy, each with its own policy, and a reload replaces a site's.
+type policySet struct {
 	mu   sync.Mutex
 	next int
-	m    map[int]policy.Enrolment
+	m    map[int]*policy.Policy
 }
 
-// AddEnrolment records the enrolment section of a policy being loaded (a
-// site's handler); the returned func forgets it when the handler goes. It
-// decides no binding — each gate passes its own policy's section to Enroll
-// — only how long an activation code the admin API issues stays valid:
-// the longest validity of its kind any loaded policy allows, since the
-// bank's operator issues a code for a user, not for a site. A site whose
-// policy allows less refuses the code once it is older than that there
-// (checkActivationCode).
-func (e *Engine) AddEnrolment(p policy.Enrolment) (remove func()) {
-	s := &e.enrolments
+// AddPolicy records the policy of a site's gate being loaded; the returned
+// func forgets it when the gate goes (a reload, the site's removal). Each
+// gate decides with its own policy; the engine only derives what serves
+// no single site: how long an activation code the admin API issues stays
+// valid (the longest validity of its kind any loaded policy allows, since
+// the bank's operator issues a code for a user, not for a site; a site
+// whose policy allows less refuses it once it is older than that there,
+// see checkActivationCode), and the grace of users whose phone the device
+// API uninstalls (see DeregistrationGrace).
+func (e *Engine) AddPolicy(p *policy.Policy) (remove func()) {
+	s := &e.policies
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[int]policy.Enrolment{}
+		s.m = map[int]*policy.Policy{}
 	}
 	id := s.next
 	s.next++
@@ -95,14 +94,37 @@ func (e *Engine) AddEnrolment(p policy.Enrolment) (remove func()) {
 	}
 }
 
+// DeregistrationGrace is the grace period the loaded policies ask for
+// (deregistration_grace), the shortest when sites disagree — a grace is
+// password-only access, so the strictest policy wins whoever posts — and
+// fallback when none sets one.
+func (e *Engine) DeregistrationGrace(fallback time.Duration) time.Duration {
+	s := &e.policies
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var d time.Duration
+	for _, p := range s.m {
+		if g := p.DeregistrationGrace; g > 0 && (d == 0 || g < d) {
+			d = g
+		}
+	}
+	if d > 0 {
+		return d
+	}
+	return fallback
+}
+
 // activationValidity is how long an activation code of kind issued now is
 // valid: the longest any loaded policy allows (the default when none is
 // loaded).
 func (e *Engine) activationValidity(kind string) time.Duration {
-	s := &e.enrolments
+	s := &e.policies
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	loaded := slices.Collect(maps.Values(s.m))
+	loaded := []policy.Enrolment{}
+	for _, p := range s.m {
+		loaded = append(loaded, p.Enrolment)
+	}
 	if len(loaded) == 0 {
 		loaded = []policy.Enrolment{policy.DefaultEnrolment()}
 	}

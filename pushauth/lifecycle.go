@@ -64,7 +64,7 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 	// A fraud report is the user telling us someone else has the password:
 	// lock at once rather than wait for MaxFailures.
 	fraud := c != nil && c.Fraud
-	u, lockedNow, err := e.store.AddFailure(ctx, key, e.cfg.MaxFailures, fraud, e.now())
+	u, lockedNow, err := e.store.AddFailure(ctx, key, int(e.maxFailures.Load()), fraud, e.now())
 	if err != nil {
 		e.StoreFailed("add_failure", err)
 		e.log.Warn("counting a failure", "user", key, "error", err)
@@ -90,19 +90,6 @@ func (e *Engine) recordSuccess(ctx context.Context, key string) {
 		e.StoreFailed("reset_failures", err)
 		e.log.Warn("resetting the failure count", "user", key, "error", err)
 	}
-}
-
-// SetDeregistrationGrace sets the grace period the policy asks for
-// (deregistration_grace); 0 clears it. When set it wins over the grace the
-// device API was configured with (uninstall_grace).
-func (e *Engine) SetDeregistrationGrace(d time.Duration) { e.grace.Store(int64(d)) }
-
-// DeregistrationGrace is the policy's grace when set, else fallback.
-func (e *Engine) DeregistrationGrace(fallback time.Duration) time.Duration {
-	if d := time.Duration(e.grace.Load()); d > 0 {
-		return d
-	}
-	return fallback
 }
 
 // UserView is what the admin API shows about a user.

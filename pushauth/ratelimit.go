@@ -20,7 +20,8 @@ func (e *Engine) allowPush(ctx context.Context, userKey string) error {
 	now := e.now()
 	window := now.Truncate(time.Minute)
 	prefix := "push/" + userKey + "/" + strconv.FormatInt(window.Unix(), 10) + "/"
-	for i := range e.cfg.PushRate {
+	rate := int(e.pushRate.Load())
+	for i := range rate {
 		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), window.Add(2*time.Minute))
 		if err != nil {
 			return fmt.Errorf("pushauth: push rate limit: %w", err)
@@ -29,7 +30,7 @@ func (e *Engine) allowPush(ctx context.Context, userKey string) error {
 			return nil
 		}
 	}
-	e.log.Warn("push rate limit reached", "user", userKey, "per_minute", e.cfg.PushRate)
+	e.log.Warn("push rate limit reached", "user", userKey, "per_minute", rate)
 	return ErrPushRateLimited
 }
 

@@ -27,6 +27,14 @@ func newWaiters(max, maxPolls int) *waiters {
 	return &waiters{m: make(map[string][]*waiter), max: max, maxPolls: maxPolls}
 }
 
+// setBounds changes the bounds; requests over a lowered bound stay until
+// they end.
+func (ws *waiters) setBounds(max, maxPolls int) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.max, ws.maxPolls = max, maxPolls
+}
+
 // add registers a held request.
 func (ws *waiters) add(id string) (*waiter, error) {
 	ws.mu.Lock()

@@ -201,8 +201,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng.SetDeregistrationGrace(pol.DeregistrationGrace)
-	t.Cleanup(eng.AddEnrolment(pol.Enrolment))
+	t.Cleanup(eng.AddPolicy(pol))
 	pages, err := gate.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)

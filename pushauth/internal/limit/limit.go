@@ -35,6 +35,14 @@ func NewCounter(perKey, perIP int, keyName string, errKey, errIP error) *Counter
 		keyName: keyName, errKey: errKey, errIP: errIP}
 }
 
+// SetBounds changes the bounds; what is counted over a lowered bound stays
+// until released.
+func (l *Counter) SetBounds(perKey, perIP int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.perKey, l.perIP = perKey, perIP
+}
+
 // Acquire counts one more for key and ip, or refuses; release undoes it
 // (once, however often it is called).
 func (l *Counter) Acquire(key, ip string) (func(), error) {
