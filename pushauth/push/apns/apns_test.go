@@ -1,7 +1,6 @@
 package apns_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/onepush/onepush/pushauth/push"
 	"github.com/onepush/onepush/pushauth/push/apns"
 	"github.com/onepush/onepush/pushauth/push/apns/apnsfake"
+	"github.com/onepush/onepush/pushauth/push/pushtest"
 )
 
 const (
@@ -44,19 +44,32 @@ func tokenSetup(t *testing.T, retry push.RetryPolicy) (*apnsfake.Server, *apns.P
 
 func devToken(i int) string { return fmt.Sprintf("%064x", i+1) }
 
-func message(validity time.Duration) pushauth.PushMessage {
-	return pushauth.PushMessage{
-		ChallengeID: "ch-0123456789abcdef", Kind: "transfer",
-		UserKey: "contract-0001234:user-42", ExpiresAt: time.Now().Add(validity),
+// TestContract runs the push contract (pushtest) against the APNs fake.
+func TestContract(t *testing.T) {
+	n := 10000
+	if raceEnabled {
+		// 10,000 sends through in-process TLS under the race detector
+		// take minutes on a small machine; the full burst runs without
+		// -race.
+		n = 2000
 	}
+	pushtest.Run(t, pushtest.Suite[apnsfake.Request]{
+		Platform: "apns",
+		Setup: func(t *testing.T, retry push.RetryPolicy) (pushtest.Fake[apnsfake.Request], pushauth.Pusher) {
+			return tokenSetup(t, retry)
+		},
+		Token:       devToken,
+		DeadReasons: []string{"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"},
+		DeadStatus:  map[string]int{"Unregistered": 410},
+		Backoff:     true,
+		BurstN:      n,
+	})
 }
 
-// send pushes m to token with ctx bounded by m.ExpiresAt, as the
-// dispatcher does.
+func message(validity time.Duration) pushauth.PushMessage { return pushtest.Message(validity) }
+
 func send(p *apns.Pusher, token string, m pushauth.PushMessage) error {
-	ctx, cancel := context.WithDeadline(context.Background(), m.ExpiresAt)
-	defer cancel()
-	return p.Push(ctx, &pushauth.Credential{ID: "cred1", Platform: "apns", PushToken: token}, m)
+	return pushtest.Send(p, "apns", token, m)
 }
 
 func TestPushSendsOneWellFormedRequest(t *testing.T) {
@@ -115,49 +128,6 @@ func TestPushSendsOneWellFormedRequest(t *testing.T) {
 	}
 }
 
-func TestDeadTokens(t *testing.T) {
-	fake, p := tokenSetup(t, push.RetryPolicy{Base: 10 * time.Millisecond})
-	for i, reason := range []string{"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"} {
-		tok := devToken(100 + i)
-		fake.MarkDead(tok, reason)
-		err := send(p, tok, message(time.Minute))
-		if !errors.Is(err, pushauth.ErrDeadToken) {
-			t.Errorf("%s: err = %v, want ErrDeadToken", reason, err)
-		}
-		reqs := fake.RequestsFor(tok)
-		if len(reqs) != 1 {
-			t.Errorf("%s: %d attempts, want 1 (a dead token is not retried)", reason, len(reqs))
-		}
-		if reason == "Unregistered" && (len(reqs) == 0 || reqs[0].Status != 410) {
-			t.Errorf("Unregistered: fake did not answer 410")
-		}
-	}
-}
-
-func TestRetries503ThenSucceeds(t *testing.T) {
-	fake, p := tokenSetup(t, push.RetryPolicy{})
-	tok := devToken(7)
-	fake.Script(tok, 503, 503, 200)
-	m := message(10 * time.Second)
-	start := time.Now()
-	if err := send(p, tok, m); err != nil {
-		t.Fatalf("Push: %v", err)
-	}
-	reqs := fake.RequestsFor(tok)
-	if len(reqs) != 3 {
-		t.Fatalf("attempts = %d, want 3", len(reqs))
-	}
-	for i, r := range reqs {
-		if !r.At.Before(m.ExpiresAt) {
-			t.Errorf("attempt %d at %v is not before the expiry %v", i+1, r.At, m.ExpiresAt)
-		}
-		t.Logf("attempt %d: +%v status %d", i+1, r.At.Sub(start).Round(time.Millisecond), r.Status)
-	}
-	if gap := reqs[1].At.Sub(reqs[0].At); gap < push.DefaultBase/2 {
-		t.Errorf("no backoff between attempts 1 and 2: %v", gap)
-	}
-}
-
 func TestOther4xxIsNotRetried(t *testing.T) {
 	fake, p := tokenSetup(t, push.RetryPolicy{Base: 10 * time.Millisecond})
 	tok := devToken(8)
@@ -197,26 +167,6 @@ func TestRetriesStopAtTheDeadline(t *testing.T) {
 	if n := len(fake.RequestsFor(tok)); n < 2 || n > 7 {
 		t.Errorf("attempts = %d, want a few inside 500ms", n)
 	}
-}
-
-func TestSlowProviderIsCutAtTheDeadline(t *testing.T) {
-	fake, p := tokenSetup(t, push.RetryPolicy{})
-	fake.SetDelay(3 * time.Second)
-	m := message(300 * time.Millisecond)
-	err := send(p, devToken(10), m)
-	late := time.Since(m.ExpiresAt)
-	if err == nil {
-		t.Fatal("Push succeeded against a provider slower than the deadline")
-	}
-	if errors.Is(err, pushauth.ErrDeadToken) {
-		t.Errorf("a timeout must not mark the token dead: %v", err)
-	}
-	// A request not cut by the deadline would return seconds late; the
-	// slack is for a loaded CI machine.
-	if late > 500*time.Millisecond {
-		t.Errorf("returned %v after the deadline, want ≤ 500ms", late)
-	}
-	t.Logf("slow provider: returned %v after the deadline: %v", late.Round(time.Millisecond), err)
 }
 
 func TestWrongSigningKeyIsRejected(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/onepush/onepush/pushauth/push/internal/fakeprovider"
+	"github.com/onepush/onepush/pushauth/push/pushtest"
 )
 
 // Options configures a Server.
@@ -57,6 +58,11 @@ type Request struct {
 	// Status and Reason are what the server answered.
 	Status int
 	Reason string
+}
+
+// Attempt is the request as the push contract (pushtest) reads it.
+func (r Request) Attempt() pushtest.Attempt {
+	return pushtest.Attempt{At: r.At, Token: r.Token, Status: r.Status}
 }
 
 // Server is a running fake. Its methods are safe for concurrent use; the

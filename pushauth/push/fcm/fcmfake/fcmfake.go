@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/onepush/onepush/pushauth/push/internal/fakeprovider"
+	"github.com/onepush/onepush/pushauth/push/pushtest"
 )
 
 // Options configures a Server.
@@ -52,6 +53,11 @@ type Request struct {
 	Message map[string]any // the "message" object of the body
 	// Status is what the server answered.
 	Status int
+}
+
+// Attempt is the request as the push contract (pushtest) reads it.
+func (r Request) Attempt() pushtest.Attempt {
+	return pushtest.Attempt{At: r.At, Token: r.Token, Status: r.Status}
 }
 
 // Server is a running fake. Its methods are safe for concurrent use; the

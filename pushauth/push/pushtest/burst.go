@@ -1,6 +1,4 @@
-// Package bursttest drives a burst of challenges through a real Engine
-// against a fake provider, for the senders' bounded-concurrency tests.
-package bursttest
+package pushtest
 
 import (
 	"context"
@@ -19,15 +17,8 @@ import (
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
-// Provider is what the burst needs of a fake provider.
-type Provider interface {
-	Count() int
-	MaxInFlight() int
-	SetDelay(time.Duration)
-}
-
-// Burst describes one run.
-type Burst struct {
+// burst describes one run of burstThroughEngine.
+type burst struct {
 	Platform string          // credential platform ("apns", "fcm")
 	Pusher   pushauth.Pusher // the sender under test
 	Token    func(i int) string
@@ -35,17 +26,22 @@ type Burst struct {
 	Workers  int // Config.PushWorkers
 }
 
-// Result is what a run leaves for the caller's checks.
-type Result struct {
+// burstResult is what a run leaves for the caller's checks.
+type burstResult struct {
 	Store   *memory.Store
 	IDs     []string // every challenge created
 	Elapsed time.Duration
 }
 
-// Run binds N users to N credentials, holds a login for each at once, waits
-// until the provider has seen N sends (at most 3 minutes), then stops the
-// engine's workers and releases the held requests.
-func Run(t *testing.T, fake Provider, b Burst) Result {
+// burstThroughEngine binds N users to N credentials, holds a login for
+// each at once, waits until the provider has seen N sends (at most 3
+// minutes), then stops the engine's workers and releases the held
+// requests.
+func burstThroughEngine(t *testing.T, fake interface {
+	Count() int
+	MaxInFlight() int
+	SetDelay(time.Duration)
+}, b burst) burstResult {
 	t.Helper()
 	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
@@ -138,5 +134,5 @@ func Run(t *testing.T, fake Provider, b Burst) Result {
 	if maxIn < 2 {
 		t.Errorf("max concurrent sends = %d: the workers did not run in parallel", maxIn)
 	}
-	return Result{Store: store, IDs: ids, Elapsed: elapsed}
+	return burstResult{Store: store, IDs: ids, Elapsed: elapsed}
 }
