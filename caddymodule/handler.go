@@ -30,7 +30,7 @@ type Handler struct {
 	EnrollPath string `json:"enroll_path,omitempty"`
 
 	// Templates is an html/template file replacing the built-in page
-	// template (see pushauth/templates/page.html for the fields it gets).
+	// template (see pushauth/gate/templates/page.html for the fields it gets).
 	Templates string `json:"templates,omitempty"`
 
 	// WaitPath is the prefix of the interstitial waiting pages (rules with
@@ -38,7 +38,7 @@ type Handler struct {
 	WaitPath string `json:"wait_path,omitempty"`
 
 	// WaitTemplate is an html/template file replacing the built-in
-	// interstitial waiting page (see pushauth/templates/wait.html).
+	// interstitial waiting page (see pushauth/gate/templates/wait.html).
 	WaitTemplate string `json:"wait_template,omitempty"`
 
 	// BankHome is the link the gateway's pages offer back to the bank.

@@ -150,14 +150,6 @@ func (l *MemoryAuditLog) Query(_ context.Context, q AuditQuery) ([]AuditEvent, e
 	return out, nil
 }
 
-// Len reports how many events are kept.
-func (l *MemoryAuditLog) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.expire()
-	return len(l.events)
-}
-
 // audit stamps ev, writes it as a structured log line and appends it to
 // the audit log. A failing audit log is logged and counted, never fatal
 // to the request.

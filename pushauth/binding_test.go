@@ -80,11 +80,11 @@ func TestAuditAggregatorKeepsTheTrail(t *testing.T) {
 	for i := range 50 {
 		a.add(ctx, "alice", ev("alice", map[bool]string{true: "bad_code", false: "unknown_credential"}[i%2 == 0], "198.51.100.2"))
 	}
-	if n := log.Len(); n != 1 {
+	if n := kept(log); n != 1 {
 		t.Fatalf("%d events after 51 of one key within a window, want 1", n)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for log.Len() < 2 {
+	for kept(log) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("no summary after the window")
 		}
@@ -97,7 +97,7 @@ func TestAuditAggregatorKeepsTheTrail(t *testing.T) {
 	}
 	// A new window lets the next event in at once.
 	a.add(ctx, "alice", ev("alice", "locked", ""))
-	if n := log.Len(); n != 3 {
+	if n := kept(log); n != 3 {
 		t.Fatalf("%d events, want the first of the new window written", n)
 	}
 	// Three keys at most: a fourth and fifth share the overflow entry.
@@ -190,4 +190,10 @@ func TestActivationHashesAreBoundedByCores(t *testing.T) {
 	if peak > cap(argonSlots) || cap(argonSlots) != max(1, runtime.GOMAXPROCS(0)) {
 		t.Fatalf("%d hashes at once, want at most %d (GOMAXPROCS)", peak, runtime.GOMAXPROCS(0))
 	}
+}
+
+// kept is how many events l keeps now.
+func kept(l AuditLog) int {
+	evs, _ := l.Query(context.Background(), AuditQuery{})
+	return len(evs)
 }

@@ -27,8 +27,8 @@ type Store struct {
 	sessions    map[string]memSession
 	watchers    map[int]func(string, *pushauth.Challenge)
 	nextWatcher int
-	outbox      map[string]*memNotification         // memstore_outbox.go
-	activation  map[string]*pushauth.ActivationCode // user key → code, memstore_activation.go
+	outbox      map[string]*memNotification         // outbox.go
+	activation  map[string]*pushauth.ActivationCode // user key → code, activation.go
 
 	stop chan struct{}
 	once sync.Once
