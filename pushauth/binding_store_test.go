@@ -2,19 +2,14 @@ package pushauth_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 	"github.com/pquerna/otp/totp"
 )
@@ -26,11 +21,7 @@ func TestFullOutboxRefusesBindings(t *testing.T) {
 	defer pushauth.SetMaxOutbox(2)()
 	store := memory.New(nil)
 	defer store.Close()
-	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
 	ctx := context.Background()
 	cred := &pushauth.Credential{ID: "OPTESTCREDENTIAL", Platform: "none"}
 	if err := store.PutCredential(ctx, cred); err != nil {
@@ -65,11 +56,7 @@ func TestActivationCodeValidityAcrossSites(t *testing.T) {
 	clock := func() time.Time { return now }
 	store := memory.New(clock)
 	defer store.Close()
-	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Now: clock, Logger: pushauthtest.Quiet()})
 	short, long := policy.DefaultEnrolment(), policy.DefaultEnrolment()
 	short.RecoveryCodeValidity, long.RecoveryCodeValidity = 72*time.Hour, 336*time.Hour
 	short.BindingCodeValidity = 5 * time.Minute
@@ -131,13 +118,8 @@ func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
 	mem := memory.New(nil)
 	defer mem.Close()
 	store := &deregisterOnAnnounce{Store: mem, user: "1001/alice", cred: "OPOLDPHONE"}
-	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
+	_, der := pushauthtest.Key(t)
 	ctx := context.Background()
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {
@@ -163,11 +145,7 @@ func TestEnrolDecidesTheProofOnTheRecordItChanges(t *testing.T) {
 func TestDeregistrationGraceAcrossSites(t *testing.T) {
 	store := memory.New(nil)
 	defer store.Close()
-	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
 	if d := e.DeregistrationGrace(time.Minute); d != time.Minute {
 		t.Fatalf("no policy sets one: %s, want the fallback", d)
 	}
@@ -190,15 +168,14 @@ func TestReconfigureChangesARunningEngine(t *testing.T) {
 	defer store.Close()
 	// One minute of push budget for the whole test, whenever it runs.
 	at := time.Now().Truncate(time.Minute).Add(10 * time.Second)
-	cfg := pushauth.Config{Store: store, PushRate: 1, Now: func() time.Time { return at }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := pushauth.Config{Store: store, PushRate: 1, Now: func() time.Time { return at }, Logger: pushauthtest.Quiet()}
 	e, err := pushauth.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
 	ctx := context.Background()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,8 @@ package pushauth_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -31,13 +28,8 @@ type benchEngine struct {
 
 func newBenchEngine(b *testing.B, users int) *benchEngine {
 	b.Helper()
-	e, err := pushauth.NewEngine(pushauth.Config{Store: memory.New(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	e, _ := pushauthtest.Engine(b, pushauth.Config{Store: memory.New(nil), Logger: pushauthtest.Quiet(), PushRate: 20})
+	key, der := pushauthtest.Key(b)
 	ctx := context.Background()
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {

@@ -2,18 +2,13 @@ package pushauth_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -46,14 +41,9 @@ func (s *flakyStore) Resolve(ctx context.Context, id string, to pushauth.Status,
 // that is gone.
 func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
 	store := &flakyStore{Store: memory.New(nil)}
-	e, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Backstop: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Logger: pushauthtest.Quiet(), Backstop: 20 * time.Millisecond})
 	ctx := context.Background()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {
 		t.Fatal(err)

@@ -2,17 +2,12 @@ package pushauth_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -23,14 +18,13 @@ func testEngine(t *testing.T, cfg pushauth.Config, n int) (*pushauth.Engine, *pu
 	if cfg.Store == nil {
 		cfg.Store = memory.New(nil)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = pushauthtest.Quiet()
 	e, err := pushauth.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	ctx := context.Background()
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {

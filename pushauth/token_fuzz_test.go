@@ -7,12 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/httpapi"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -38,13 +36,8 @@ type tokFixture struct {
 
 func newTokFixture(t testing.TB) *tokFixture {
 	t.Helper()
-	e, err := pushauth.NewEngine(pushauth.Config{Store: memory.New(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: memory.New(nil), Logger: pushauthtest.Quiet()})
+	key, der := pushauthtest.Key(t)
 	ctx := context.Background()
 	cred, err := e.RegisterCredential(ctx, der, "none", "")
 	if err != nil {

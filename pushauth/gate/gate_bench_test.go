@@ -1,8 +1,6 @@
 package gate_test
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -11,6 +9,7 @@ import (
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -20,7 +19,7 @@ import (
 func BenchmarkGatePassThrough(b *testing.B) {
 	store := memory.New(nil)
 	b.Cleanup(func() { _ = store.Close() })
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -30,7 +29,7 @@ func BenchmarkGatePassThrough(b *testing.B) {
 		b.Fatal(err)
 	}
 	pages, _ := gate.NewPages("", "/")
-	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(),
 		EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
 	r := httptest.NewRequest(http.MethodGet, "/static/style.css", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0")

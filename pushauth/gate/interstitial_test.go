@@ -2,12 +2,7 @@ package gate_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +13,7 @@ import (
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -37,13 +33,12 @@ rules:
 func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	cred, err := eng.RegisterCredential(context.Background(), der, "none", "")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +62,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bankHits := 0
-	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitPath: "/onepush/wait/"}
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = g.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
 	}))

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 	"github.com/onepush/onepush/pushauth/gate"
 	"github.com/onepush/onepush/pushauth/httpapi"
 	"github.com/onepush/onepush/pushauth/push/webhook"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -58,23 +58,6 @@ rules:
 `
 
 const adminToken = "test-admin-token-0123456789"
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeBank accepts any password except "wrong" and records what reached it.
 type fakeBank struct {
@@ -160,7 +143,7 @@ func (s *pushSink) kinds() []string {
 
 type rig struct {
 	t       *testing.T
-	clk     *fakeClock
+	clk     *pushauthtest.Clock
 	eng     *pushauth.Engine
 	bank    *fakeBank
 	srv     *httptest.Server
@@ -174,7 +157,7 @@ func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 // newRigWith runs the gateway on the lifecycle policy as edit rewrites it.
 func newRigWith(t *testing.T, edit func(string) string) *rig {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)}
+	clk := pushauthtest.NewClock(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC))
 	store := memory.New(clk.Now)
 	t.Cleanup(func() { _ = store.Close() })
 	pushes := &pushSink{}
@@ -186,7 +169,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 	}
 	m := &countingMetrics{outcomes: map[string]int{}}
 	eng, err := pushauth.NewEngine(pushauth.Config{
-		Store: store, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: store, Now: clk.Now, Logger: pushauthtest.Quiet(),
 		Pushers: map[string]pushauth.Pusher{"webhook": wp}, Metrics: m, Backstop: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -207,7 +190,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		t.Fatal(err)
 	}
 	bank := &fakeBank{}
-	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), EnrollPath: "/onepush/enroll"}
+	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll"}
 	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
 	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
 	if err != nil {
@@ -896,7 +879,7 @@ func TestAdminAPIAuthAndAuditQuery(t *testing.T) {
 }
 
 func TestMemoryAuditLogRetention(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := pushauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	l := pushauth.NewMemoryAuditLog(time.Hour, 3, clk.Now)
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {

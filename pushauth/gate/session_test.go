@@ -3,12 +3,7 @@ package gate
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +16,7 @@ import (
 	examplepolicy "github.com/onepush/onepush/examples/policy"
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -133,13 +129,12 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	t.Helper()
 	store := memory.New(nil)
 	t.Cleanup(func() { _ = store.Close() })
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PushRate: 100})
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: pushauthtest.Quiet(), PushRate: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	cred, err := eng.RegisterCredential(context.Background(), der, "none", "")
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +153,7 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 		t.Fatal(err)
 	}
 	b := bank.New(bank.Config{Users: bank.DefaultUsers(), KeepSessionIDAtLogin: true})
-	gate := &Gate{Engine: eng, Policy: pol, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	gate := &Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet()}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = gate.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { b.ServeHTTP(w, r); return nil })
 	}))

@@ -2,14 +2,8 @@ package notify_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -20,6 +14,7 @@ import (
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/notify"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -99,7 +94,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	store := memory.New(nil)
 	defer store.Close()
 	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Audit: audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Audit: audit, Logger: pushauthtest.Quiet(),
 		Repudiation: "Call 0120-000-000."})
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +107,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	_, der := pushauthtest.Key(t)
 	cred, err := eng.RegisterCredential(ctx, der, "none", "")
 	if err != nil {
 		t.Fatal(err)

@@ -14,30 +14,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 )
 
 const formCT = "application/x-www-form-urlencoded"
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTestBank(t *testing.T) (*Bank, *fakeClock) {
+func newTestBank(t *testing.T) (*Bank, *pushauthtest.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)}
+	clk := pushauthtest.NewClock(time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC))
 	return New(Config{Users: DefaultUsers(), Now: clk.Now}), clk
 }
 
@@ -542,7 +527,7 @@ func TestSessionIdleExpiry(t *testing.T) {
 }
 
 func TestSessionCapEvictsLeastRecentlyUsed(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(0, 0)}
+	clk := pushauthtest.NewClock(time.Unix(0, 0))
 	b := New(Config{Users: DefaultUsers(), Now: clk.Now, MaxSessions: 2})
 	s1 := login(t, b)
 	clk.Advance(time.Second)
@@ -710,7 +695,7 @@ func TestCookieOnFailedLogin(t *testing.T) {
 // gives the session the browser has to whoever logs in on it, without a new
 // cookie; a login without a session still gets one.
 func TestKeepSessionIDAtLogin(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)}
+	clk := pushauthtest.NewClock(time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC))
 	b := New(Config{Users: DefaultUsers(), Now: clk.Now, KeepSessionIDAtLogin: true})
 	rec := do(b, "POST", "/login", formCT, "contract_no=1001&user_id=bob&password=bob-pass-1")
 	s := sessionCookie(rec)

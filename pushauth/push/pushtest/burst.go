@@ -7,13 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
@@ -53,7 +52,7 @@ func burstThroughEngine(t *testing.T, fake interface {
 		// Nothing decides these challenges; a slow backstop keeps the idle
 		// waiters from competing with the senders for CPU.
 		Backstop: time.Minute,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   pushauthtest.Quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)
