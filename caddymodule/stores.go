@@ -61,7 +61,7 @@ func (*MemoryStore) Provision(ctx caddy.Context) error {
 
 // OpenStore returns an empty store and an audit log in memory.
 func (*MemoryStore) OpenStore(env StoreEnv) (pushauth.Store, pushauth.AuditLog, error) {
-	return memory.New(nil), pushauth.NewMemoryAuditLog(env.AuditRetention, env.AuditMaxEvents, nil), nil
+	return memory.New(nil), memory.NewAuditLog(env.AuditRetention, env.AuditMaxEvents, nil), nil
 }
 
 // Interface guards

@@ -3,7 +3,6 @@ package pushauth
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -65,89 +64,11 @@ const MaxAuditQuery = 1000
 
 // AuditLog keeps audit events. Implementations must be safe for
 // concurrent use. A Redis-stream implementation shares the trail between
-// instances, the embedded store keeps it in its file; MemoryAuditLog is
-// the engine's default (tests, store memory).
+// instances, the embedded store keeps it in its file, the memory store in
+// memory.
 type AuditLog interface {
 	Append(ctx context.Context, ev AuditEvent) error
 	Query(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
-}
-
-// MemoryAuditLog is a bounded in-memory audit log: events older than
-// MaxAge or beyond MaxEvents are dropped, oldest first.
-type MemoryAuditLog struct {
-	now    func() time.Time
-	maxAge time.Duration
-	max    int
-
-	mu     sync.Mutex
-	events []AuditEvent // oldest first
-}
-
-// NewMemoryAuditLog keeps at most maxEvents (default 100000) events no
-// older than maxAge (default 30 days); now may be nil for time.Now.
-func NewMemoryAuditLog(maxAge time.Duration, maxEvents int, now func() time.Time) *MemoryAuditLog {
-	if maxAge <= 0 {
-		maxAge = 30 * 24 * time.Hour
-	}
-	if maxEvents <= 0 {
-		maxEvents = 100000
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &MemoryAuditLog{now: now, maxAge: maxAge, max: maxEvents}
-}
-
-// Append adds ev, dropping the oldest events beyond the bounds. Dropping
-// reslices; append reallocates to the live events only, so memory stays
-// within about twice the bound.
-func (l *MemoryAuditLog) Append(_ context.Context, ev AuditEvent) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
-	if over := len(l.events) - l.max; over > 0 {
-		clear(l.events[:over])
-		l.events = l.events[over:]
-	}
-	l.expire()
-	return nil
-}
-
-// expire drops events older than maxAge; l.mu must be held.
-func (l *MemoryAuditLog) expire() {
-	cutoff := l.now().Add(-l.maxAge)
-	i := 0
-	for i < len(l.events) && l.events[i].Time.Before(cutoff) {
-		i++
-	}
-	if i > 0 {
-		clear(l.events[:i])
-		l.events = l.events[i:]
-	}
-}
-
-// Query returns the matching events, oldest first.
-func (l *MemoryAuditLog) Query(_ context.Context, q AuditQuery) ([]AuditEvent, error) {
-	limit := q.Limit
-	if limit <= 0 || limit > MaxAuditQuery {
-		limit = MaxAuditQuery
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.expire()
-	var out []AuditEvent
-	for i := len(l.events) - 1; i >= 0 && len(out) < limit; i-- {
-		ev := &l.events[i]
-		if (q.User != "" && ev.User != q.User) || (q.Type != "" && ev.Type != q.Type) ||
-			(!q.Since.IsZero() && ev.Time.Before(q.Since)) || (!q.Until.IsZero() && ev.Time.After(q.Until)) {
-			continue
-		}
-		out = append(out, *ev)
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
 }
 
 // audit stamps ev, writes it as a structured log line and appends it to
@@ -186,8 +107,6 @@ func (e *Engine) RecordAggregated(ctx context.Context, ev AuditEvent, keys ...st
 
 // Audit returns the engine's audit log.
 func (e *Engine) Audit() AuditLog { return e.cfg.Audit }
-
-var _ AuditLog = (*MemoryAuditLog)(nil)
 
 // challengeClosed records a challenge that reached a final state.
 func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string) {

@@ -69,7 +69,7 @@ func TestNotificationIDsSortByTime(t *testing.T) {
 // once, the rest of its window becomes one summary; keys beyond the bound
 // share one entry; closing writes what is pending.
 func TestAuditAggregatorKeepsTheTrail(t *testing.T) {
-	log := NewMemoryAuditLog(0, 0, nil)
+	log := &trail{}
 	e := &Engine{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Audit: log, Metrics: NopMetrics{}}}
 	a := newAuditAggregator(e, 200*time.Millisecond, 3)
 	ctx := context.Background()
@@ -144,7 +144,7 @@ func TestPlausibleCredID(t *testing.T) {
 // time (a forged enrolment post) is stamped when it comes, so the summary
 // of its window says when the flood began, not year 1.
 func TestAuditSummaryNamesTheFirstEventsTime(t *testing.T) {
-	log := NewMemoryAuditLog(0, 0, nil)
+	log := &trail{}
 	e := &Engine{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Audit: log, Metrics: NopMetrics{}}}
 	a := newAuditAggregator(e, time.Hour, 10)
 	ctx := context.Background()
@@ -190,6 +190,33 @@ func TestActivationHashesAreBoundedByCores(t *testing.T) {
 	if peak > cap(argonSlots) || cap(argonSlots) != max(1, runtime.GOMAXPROCS(0)) {
 		t.Fatalf("%d hashes at once, want at most %d (GOMAXPROCS)", peak, runtime.GOMAXPROCS(0))
 	}
+}
+
+// trail is an audit log that keeps every event (the memory store's,
+// which bounds them, imports this package).
+type trail struct {
+	mu     sync.Mutex
+	events []AuditEvent
+}
+
+func (l *trail) Append(_ context.Context, ev AuditEvent) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	return nil
+}
+
+// Query filters by user and type, oldest first, as the stores do.
+func (l *trail) Query(_ context.Context, q AuditQuery) ([]AuditEvent, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []AuditEvent
+	for _, ev := range l.events {
+		if (q.User == "" || ev.User == q.User) && (q.Type == "" || ev.Type == q.Type) {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 // kept is how many events l keeps now.

@@ -59,8 +59,8 @@ type Config struct {
 	// Retain keeps decided challenges readable (status, audit) this long
 	// after expiry. Default 10m.
 	Retain time.Duration
-	// Audit keeps the audit trail. Default: NewMemoryAuditLog(30 days,
-	// 100000 events).
+	// Audit keeps the audit trail. Default: the store's own when it has
+	// one (the memory store: 30 days, 100000 events); required otherwise.
 	Audit AuditLog
 	// Metrics receives measurements. Default: NopMetrics.
 	Metrics Metrics
@@ -135,7 +135,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	cfg.limitDefaults()
 	if cfg.Audit == nil {
-		cfg.Audit = NewMemoryAuditLog(0, 0, cfg.Now)
+		s, ok := cfg.Store.(interface{ AuditLog() AuditLog })
+		if !ok {
+			return nil, errors.New("pushauth: Config.Audit is required with this store")
+		}
+		cfg.Audit = s.AuditLog()
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NopMetrics{}

@@ -41,7 +41,7 @@ func (s *flakyStore) Resolve(ctx context.Context, id string, to pushauth.Status,
 // that is gone.
 func TestHeldChallengeIsClosedWhenTheStoreComesBack(t *testing.T) {
 	store := &flakyStore{Store: memory.New(nil)}
-	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Logger: pushauthtest.Quiet(), Backstop: 20 * time.Millisecond})
+	e, _ := pushauthtest.Engine(t, pushauth.Config{Store: store, Audit: memory.NewAuditLog(0, 0, nil), Logger: pushauthtest.Quiet(), Backstop: 20 * time.Millisecond})
 	ctx := context.Background()
 	_, der := pushauthtest.Key(t)
 	cred, err := e.RegisterCredential(ctx, der, "none", "")

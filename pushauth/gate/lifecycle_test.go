@@ -877,24 +877,3 @@ func TestAdminAPIAuthAndAuditQuery(t *testing.T) {
 		t.Fatal("audit trail holds a secret")
 	}
 }
-
-func TestMemoryAuditLogRetention(t *testing.T) {
-	clk := pushauthtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	l := pushauth.NewMemoryAuditLog(time.Hour, 3, clk.Now)
-	ctx := context.Background()
-	for i := 0; i < 5; i++ {
-		_ = l.Append(ctx, pushauth.AuditEvent{Time: clk.Now(), Type: "t", User: string(rune('a' + i))})
-		clk.Advance(time.Minute)
-	}
-	evs, _ := l.Query(ctx, pushauth.AuditQuery{})
-	if len(evs) != 3 || evs[0].User != "c" || evs[2].User != "e" {
-		t.Fatalf("count bound: %+v", evs)
-	}
-	clk.Advance(58 * time.Minute) // c is now older than an hour
-	if evs, _ := l.Query(ctx, pushauth.AuditQuery{}); len(evs) != 2 || evs[0].User != "d" {
-		t.Fatalf("age bound: %+v", evs)
-	}
-	if evs, _ := l.Query(ctx, pushauth.AuditQuery{User: "e", Limit: 5}); len(evs) != 1 {
-		t.Fatalf("by user: %+v", evs)
-	}
-}

@@ -93,7 +93,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	defer srv.Close()
 	store := memory.New(nil)
 	defer store.Close()
-	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
+	audit := memory.NewAuditLog(0, 0, nil)
 	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Audit: audit, Logger: pushauthtest.Quiet(),
 		Repudiation: "Call 0120-000-000."})
 	if err != nil {

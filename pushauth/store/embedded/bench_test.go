@@ -25,7 +25,7 @@ type benchStore struct {
 
 var benchStores = []benchStore{
 	{"memory", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
-		return memory.New(nil), pushauth.NewMemoryAuditLog(0, 0, nil)
+		return memory.New(nil), memory.NewAuditLog(0, 0, nil)
 	}},
 	{"embedded", func(b *testing.B) (pushauth.Store, pushauth.AuditLog) {
 		s := initAndOpen(b, layout(b))

@@ -796,7 +796,7 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 
 	dst := memory.New(nil)
 	defer dst.Close()
-	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
+	audit := memory.NewAuditLog(0, 0, nil)
 	n, err := s.Export(ctxT(t), dst, audit)
 	if err != nil {
 		t.Fatal(err)
