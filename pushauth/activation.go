@@ -7,14 +7,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"time"
-	"unicode"
-
-	"golang.org/x/crypto/argon2"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth/internal/actcode"
 )
 
 // ActivationCodes keeps each user's one outstanding activation code, the
@@ -72,77 +68,9 @@ func (c *ActivationCode) Clone() *ActivationCode {
 	return &cp
 }
 
-// An activation code is 10 characters of Crockford's base32 (50 random
-// bits), shown as XXXXX-XXXXX. Typed together with the user's own
-// identifiers (the login that leads to the enrolment page), that is above
-// the 40 bits NIST SP 800-63B rev 4 §4.1.2.2 asks of a binding code.
-const (
-	activationAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	activationLen      = 10
-	// MaxActivationFailures voids a code after this many wrong tries
-	// (each also counts toward the user's lock).
-	MaxActivationFailures = 5
-)
-
-// Argon2id costs of the stored hash: a code sent by post lives for days,
-// so a copy of the store must not give it away to a brute-force search.
-const (
-	activationArgonTime   = 2
-	activationArgonMemory = 19 * 1024 // KiB
-)
-
-func newActivationCode() (string, error) {
-	b := make([]byte, activationLen)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("pushauth: reading randomness: %w", err)
-	}
-	for i := range b {
-		b[i] = activationAlphabet[b[i]&31]
-	}
-	return string(b[:5]) + "-" + string(b[5:]), nil
-}
-
-// normalActivationCode is how a typed code is compared: case, spaces and
-// hyphens do not matter, and O, I, L read as 0, 1, 1. It returns "" for
-// anything that cannot be a code.
-func normalActivationCode(typed string) string {
-	var out strings.Builder
-	for _, r := range strings.ToUpper(typed) {
-		switch r {
-		case ' ', '-', '\t':
-			continue
-		case 'O':
-			r = '0'
-		case 'I', 'L':
-			r = '1'
-		}
-		if r > unicode.MaxASCII || !strings.ContainsRune(activationAlphabet, r) {
-			return ""
-		}
-		out.WriteRune(r)
-	}
-	if out.Len() != activationLen {
-		return ""
-	}
-	return out.String()
-}
-
-// argonSlots bounds the Argon2id hashes computed at once to the cores Go
-// runs on: each holds 19 MiB and a core for tens of milliseconds, and
-// enrolment posts with an activation code (right, wrong, or for a user who
-// has none: the same work) arrive as fast as the rate limits let them
-// (500 a second per instance), so unbounded they could hold gigabytes at
-// once. A post waits for a slot instead.
-var argonSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
-
-// argonKey is the hash (a variable so a test can watch its concurrency).
-var argonKey = argon2.IDKey
-
-func activationHash(user, code string, salt []byte) []byte {
-	argonSlots <- struct{}{}
-	defer func() { <-argonSlots }()
-	return argonKey([]byte(user+"\x00"+code), salt, activationArgonTime, activationArgonMemory, 1, 32)
-}
+// MaxActivationFailures voids a code after this many wrong tries (each
+// also counts toward the user's lock).
+const MaxActivationFailures = 5
 
 // IssueActivationCode creates the user's activation code of kind
 // (ActivationBinding or ActivationRecovery), valid for the longest
@@ -167,7 +95,7 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 		e.StoreFailed("get_user", err)
 		return "", nil, err
 	}
-	code, err := newActivationCode()
+	code, err := actcode.New()
 	if err != nil {
 		return "", nil, err
 	}
@@ -181,7 +109,7 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 	}
 	now := e.now()
 	c := &ActivationCode{ID: id, User: userKey, Kind: kind, Salt: salt,
-		Hash: activationHash(userKey, normalActivationCode(code), salt), IssuedAt: now, ExpiresAt: now.Add(valid), IssuedBy: actor}
+		Hash: actcode.Hash(userKey, actcode.Normal(code), salt), IssuedAt: now, ExpiresAt: now.Add(valid), IssuedBy: actor}
 	if err := e.store.PutActivationCode(ctx, c); err != nil {
 		e.StoreFailed("put_activation_code", err)
 		return "", nil, err
@@ -200,15 +128,15 @@ func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string,
 	if errors.Is(err, ErrNotFound) {
 		// As slow as a wrong code: the answer's time does not tell whether
 		// the user has a code.
-		activationHash(userKey, normalActivationCode(typed), make([]byte, 16))
+		actcode.Hash(userKey, actcode.Normal(typed), make([]byte, 16))
 		return nil, ErrBadActivationCode
 	}
 	if err != nil {
 		e.StoreFailed("get_activation_code", err)
 		return nil, err
 	}
-	norm := normalActivationCode(typed)
-	if norm == "" || subtle.ConstantTimeCompare(activationHash(userKey, norm, c.Salt), c.Hash) != 1 {
+	norm := actcode.Normal(typed)
+	if norm == "" || subtle.ConstantTimeCompare(actcode.Hash(userKey, norm, c.Salt), c.Hash) != 1 {
 		n, err := e.store.CountActivationFailure(ctx, userKey, c.ID)
 		if err == nil && n >= MaxActivationFailures {
 			_, _ = e.store.TakeActivationCode(ctx, userKey, c.ID)
