@@ -144,7 +144,7 @@ func clientIP(r *http.Request) string {
 // when the server has handle_errors routes; otherwise the gate's own page
 // answers it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if err := h.gate.Serve(w, r, next.ServeHTTP); err != nil || !h.hasErrorRoutes(r) {
+	if err := h.gate.Route(w, r, next.ServeHTTP); err != nil || !h.hasErrorRoutes(r) {
 		return err
 	}
 	return refusal(r)

@@ -78,6 +78,17 @@ func (g *Gate) enrolVisitor(r *http.Request) (enrolVisitor, error) {
 	return enrolVisitor{user: user, binding: h, ticket: h, proven: true}, nil
 }
 
+// EnrolPage is the enrolment form a user binds a phone with, at the
+// gate's EnrollPath, in the session the bank gave at login (or with an
+// enrolment ticket a refused login got).
+type EnrolPage struct{ *Gate }
+
+// Serve answers one request of the enrolment page.
+func (p EnrolPage) Serve(w http.ResponseWriter, r *http.Request) error {
+	stripVerifiedHeaders(r.Header)
+	return p.serveEnroll(w, r)
+}
+
 // serveEnroll is the PC side of enrolment: the user of the current learned
 // session (or of the enrolment ticket a refused login got) types the new
 // phone's credential ID and security code, and an activation code where the

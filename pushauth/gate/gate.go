@@ -52,15 +52,23 @@ type Gate struct {
 	TakeRefusal func(r *http.Request, status int) bool
 }
 
-// Serve runs the flow for one request.
+// Route sends a request of the site to its handler: the enrolment page,
+// a waiting page, or the gate.
+func (g *Gate) Route(w http.ResponseWriter, r *http.Request, next Next) error {
+	switch {
+	case g.EnrollPath != "" && r.URL.Path == g.EnrollPath:
+		return EnrolPage{g}.Serve(w, r)
+	case g.WaitPath != "" && strings.HasPrefix(r.URL.Path, g.WaitPath):
+		return WaitPage{g}.Serve(w, r, next)
+	}
+	return g.Serve(w, r, next)
+}
+
+// Serve runs the gate's flow for one request: a request no rule matches
+// goes on untouched; a matched one is read, attributed, decided (Decide)
+// and held, challenged or refused.
 func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripVerifiedHeaders(r.Header)
-	if g.EnrollPath != "" && r.URL.Path == g.EnrollPath {
-		return g.serveEnroll(w, r)
-	}
-	if g.WaitPath != "" && strings.HasPrefix(r.URL.Path, g.WaitPath) {
-		return g.serveWait(w, r, next)
-	}
 	rule := g.Policy.Match(r)
 	if rule == nil {
 		return next(w, r)

@@ -40,7 +40,7 @@ func BenchmarkGatePassThrough(b *testing.B) {
 	next := func(http.ResponseWriter, *http.Request) error { return nil }
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := g.Serve(w, r, next); err != nil {
+		if err := g.Route(w, r, next); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -129,6 +129,18 @@ func tokenHash(tok string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// WaitPage is an interstitial challenge's waiting page under the gate's
+// WaitPath: the page, its long poll, resend, cancel, the security-code
+// fallback and the release of the stored request once approved.
+type WaitPage struct{ *Gate }
+
+// Serve answers one request of a waiting page; next receives the stored
+// request when it is released.
+func (p WaitPage) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
+	stripVerifiedHeaders(r.Header)
+	return p.serveWait(w, r, next)
+}
+
 // serveWait answers the waiting page's own requests: the page itself,
 // status long-polls, continue (replay), OTP, resend and cancel. Only the
 // browser holding the challenge's cookie gets anything.

@@ -64,7 +64,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	bankHits := 0
 	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = g.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
+		_ = g.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
 	}))
 	t.Cleanup(srv.Close)
 

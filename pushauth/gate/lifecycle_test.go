@@ -203,7 +203,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		case admin.Handles(r.URL.Path):
 			admin.ServeHTTP(w, r)
 		default:
-			if err := gate.Serve(w, r, bank.serve); err != nil {
+			if err := gate.Route(w, r, bank.serve); err != nil {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 			}
 		}

@@ -155,7 +155,7 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	b := bank.New(bank.Config{Users: bank.DefaultUsers(), KeepSessionIDAtLogin: true})
 	gate := &Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet()}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = gate.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { b.ServeHTTP(w, r); return nil })
+		_ = gate.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { b.ServeHTTP(w, r); return nil })
 	}))
 	t.Cleanup(srv.Close)
 	return &keptSessionSetup{t: t, eng: eng, store: store, bank: b, cred: cred, url: srv.URL}
