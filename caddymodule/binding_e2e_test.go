@@ -20,6 +20,7 @@ import (
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
+	"github.com/onepush/onepush/internal/caddyrig"
 )
 
 // Binding a phone, attacked through a real Caddy in front of the legacy
@@ -768,35 +769,8 @@ func TestEachSiteBindsByItsOwnEnrolmentPolicy(t *testing.T) {
 	}
 	portS, portL, adminPort := freePort(t), freePort(t), freePort(t)
 	bankHost := strings.TrimPrefix(e.bankURL, "http://")
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	onepush {
-		store embedded {
-			auto_init
-		}
-	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-	reverse_proxy %s
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-	reverse_proxy %s
-}
-`, adminPort, portS, strictPath, bankHost, portL, e.policy, bankHost)
+	cfg := caddyrig.Options(adminPort, "", "\t\tstore embedded {\n\t\t\tauto_init\n\t\t}") +
+		caddyrig.GatedSite(portS, strictPath, "", bankHost) + caddyrig.GatedSite(portL, e.policy, "", bankHost)
 	gS, err := e.runCaddy(cfg, portS, adminPort)
 	if err != nil {
 		t.Fatal(err)

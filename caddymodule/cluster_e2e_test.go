@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -73,13 +72,7 @@ func (e *env) reload(t *testing.T, n *clusterNode, extra string) {
 	if err := os.WriteFile(n.file, []byte(e.clusterCaddyfile(n, extra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(caddyBin, "reload", "--config", n.file, "--adapter", "caddyfile",
-		"--address", fmt.Sprintf("127.0.0.1:%d", n.admin))
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("caddy reload: %v\n%s", err, out)
-	}
+	e.caddyReload(t, n.file, fmt.Sprintf("127.0.0.1:%d", n.admin))
 }
 
 // bind binds user key to a credential through the admin API.

@@ -23,6 +23,7 @@ import (
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
+	"github.com/onepush/onepush/internal/caddyrig"
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
@@ -598,7 +599,7 @@ func TestEmbeddedStoreChangesNeedARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(caddyBin, "reload", "--config", file, "--adapter", "caddyfile", "--address", fmt.Sprintf("127.0.0.1:%d", sg.adminPort))
-		cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+		cmd.Env = caddyrig.Env(e.dir)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/phone/device"
+	"github.com/onepush/onepush/internal/caddyrig"
 )
 
 var (
@@ -436,7 +437,7 @@ func TestBrokenPolicyStopsCaddyWithLineAndField(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+	cmd.Env = caddyrig.Env(e.dir)
 	done := make(chan struct{})
 	var out []byte
 	var err error

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -24,6 +23,7 @@ import (
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/phone/device"
 	examplepolicy "github.com/onepush/onepush/examples/policy"
+	"github.com/onepush/onepush/internal/caddyrig"
 )
 
 // caddyBin is Caddy built from this repository (examples/caddy) once per
@@ -36,11 +36,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	caddyBin = filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", caddyBin, "github.com/onepush/onepush/examples/caddy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building examples/caddy:", err)
+	if caddyBin, err = caddyrig.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -116,12 +113,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := caddyrig.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // gateway is one running Caddy process.
@@ -159,38 +155,10 @@ func (e *env) caddyfile(port, adminPort int, c caddyConfig) string {
 	if !c.BareStore && !storeLine.MatchString(c.Global) {
 		c.Global = "\t\tstore embedded {\n\t\t\tauto_init\n\t\t}\n" + c.Global
 	}
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	servers {
-%s
-	}
-	onepush {
-%s
-	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-%s
-	reverse_proxy %s
-}
-`, adminPort, c.Servers, c.Global, port, e.policy, c.SiteExtra, strings.TrimPrefix(e.bankURL, "http://"))
+	cfg := caddyrig.Options(adminPort, c.Servers, c.Global) +
+		caddyrig.GatedSite(port, e.policy, c.SiteExtra, strings.TrimPrefix(e.bankURL, "http://"))
 	if c.AdminAPIPort != 0 {
-		cfg += fmt.Sprintf(`
-:%d {
-	bind 127.0.0.1
-	onepush_admin {
-		token %s
-	}
-	respond 404
-}
-`, c.AdminAPIPort, c.AdminToken)
+		cfg += caddyrig.Site(c.AdminAPIPort, fmt.Sprintf("\tonepush_admin {\n\t\ttoken %s\n\t}\n\trespond 404", c.AdminToken))
 	}
 	return cfg
 }
@@ -213,7 +181,7 @@ func (e *env) runCaddy(cfg string, port, adminPort int) (*gateway, error) {
 	}
 	logs := &syncBuffer{}
 	cmd := exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+	cmd.Env = caddyrig.Env(e.dir)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -391,4 +359,15 @@ func opsOf(ops []bank.Op, op string) []bank.Op {
 func (e *env) resetOps(t *testing.T) {
 	t.Helper()
 	e.bank.ResetOps()
+}
+
+// caddyReload runs `caddy reload` of file against the admin endpoint admin
+// (host:port) with this env's directories.
+func (e *env) caddyReload(t *testing.T, file, admin string) {
+	t.Helper()
+	cmd := exec.Command(caddyBin, "reload", "--config", file, "--adapter", "caddyfile", "--address", admin)
+	cmd.Env = caddyrig.Env(e.dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("caddy reload: %v\n%s", err, out)
+	}
 }

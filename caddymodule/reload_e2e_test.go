@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -58,11 +57,7 @@ func TestReloadAppliesLimitsAndNamesWhatWaitsForARestart(t *testing.T) {
 	if err := os.WriteFile(g.file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(caddyBin, "reload", "--config", g.file, "--adapter", "caddyfile", "--address", strings.TrimPrefix(g.Admin, "http://"))
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("caddy reload: %v\n%s", err, out)
-	}
+	e.caddyReload(t, g.file, strings.TrimPrefix(g.Admin, "http://"))
 	if st, rang := login(); !rang || st != http.StatusSeeOther {
 		t.Fatalf("login after the reload raised push_rate: %d, rang %v", st, rang)
 	}

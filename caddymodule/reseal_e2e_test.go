@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/onepush/onepush/internal/caddyrig"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
@@ -74,7 +75,7 @@ func TestStoreResealCommand(t *testing.T) {
 	}
 	run := func(file string) (string, error) {
 		cmd := exec.Command(caddyBin, "onepush", "store", "reseal", "--config", file)
-		cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir, "ONEPUSH_OLD_KEY="+oldKey)
+		cmd.Env = append(caddyrig.Env(e.dir), "ONEPUSH_OLD_KEY="+oldKey)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

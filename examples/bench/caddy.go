@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/onepush/onepush/internal/caddyrig"
 )
 
 // benchPolicy is the policy every gateway in the bench runs: the shape of
@@ -53,53 +55,20 @@ type gateway struct {
 	file                string
 }
 
-// buildCaddy builds examples/caddy into dir.
-func buildCaddy(dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy-bin")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/onepush/onepush/examples/caddy")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building examples/caddy: %w", err)
-	}
-	return bin, nil
-}
-
 // caddyfile renders a gateway config; store is the body of the store
 // option ("" for Caddy's default).
 func caddyfile(adminPort, gated, plain int, receiver, backend, policyFile, store string) string {
+	opts := "\t\twebhook_allow http://" + receiver + "/\n\t\tmax_held 50000\n\t\tpush_queue 50000"
 	if store != "" {
-		store = "\t\tstore " + store + "\n"
+		opts += "\n\t\tstore " + store
 	}
-	return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	auto_https off
-	persist_config off
-	onepush {
-		webhook_allow http://%s/
-		max_held 50000
-		push_queue 50000
-%s	}
-}
-
-:%d {
-	bind 127.0.0.1
-	onepush_device
-	onepush {
-		policy %s
-	}
-	reverse_proxy %s
-}
-
-:%d {
-	bind 127.0.0.1
-	reverse_proxy %s
-}
-`, adminPort, receiver, store, gated, policyFile, backend, plain, backend)
+	return caddyrig.Options(adminPort, "", opts) + caddyrig.GatedSite(gated, policyFile, "", backend) +
+		caddyrig.Site(plain, "\treverse_proxy "+backend)
 }
 
 func writeConfig(dir, name, receiver, backend, store string) (file string, ports [3]int, err error) {
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = caddyrig.FreePort(); err != nil {
 			return "", ports, err
 		}
 	}
@@ -117,8 +86,7 @@ func startGateway(dir, bin, name, receiver, backend, store string) (*gateway, er
 	if err != nil {
 		return nil, err
 	}
-	env := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
-	p, err := startProc(dir, name, bin, []string{"run", "--config", file, "--adapter", "caddyfile"}, env)
+	p, err := startProc(dir, name, bin, []string{"run", "--config", file, "--adapter", "caddyfile"}, caddyrig.Env(dir))
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +115,7 @@ func adaptOK(dir, bin, receiver, backend, store string) (bool, string) {
 		return false, err.Error()
 	}
 	cmd := exec.Command(bin, "adapt", "--config", file, "--adapter", "caddyfile", "--validate")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	cmd.Env = caddyrig.Env(dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

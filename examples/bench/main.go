@@ -42,6 +42,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/onepush/onepush/internal/caddyrig"
 	"github.com/onepush/onepush/pushauth/seal"
 )
 
@@ -148,7 +149,7 @@ func run(rep *report, sizes []int, passConc, passN int, passRound time.Duration,
 	}
 	if bin == "" {
 		logf("building examples/caddy")
-		if bin, err = buildCaddy(dir); err != nil {
+		if bin, err = caddyrig.Build(dir); err != nil {
 			return err
 		}
 	}
@@ -289,7 +290,7 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 		rel.CrossStatus = "skipped: redis-server not on PATH (apt-get install redis-server)"
 		return nil
 	}
-	port, err := freePort()
+	port, err := caddyrig.FreePort()
 	if err != nil {
 		return err
 	}

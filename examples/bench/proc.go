@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,9 +50,11 @@ func startRole(dir, name, role string, args ...string) (*proc, error) {
 	return startProc(dir, name, self, append([]string{"__role", role}, args...), nil)
 }
 
+// startProc runs bin with args and env (nil: this process's); its stderr
+// goes to dir/<name>.log.
 func startProc(dir, name, bin string, args []string, env []string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -121,16 +122,6 @@ func startServerRole(dir, name, role string, args ...string) (*proc, string, err
 		return nil, "", fmt.Errorf("%s: unexpected first line %q", name, l)
 	}
 	return p, addr, nil
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitHTTP polls url until it answers (any status) or timeout.
