@@ -68,9 +68,9 @@ func (c *ActivationCode) Clone() *ActivationCode {
 	return &cp
 }
 
-// MaxActivationFailures voids a code after this many wrong tries (each
+// maxActivationFailures voids a code after this many wrong tries (each
 // also counts toward the user's lock).
-const MaxActivationFailures = 5
+const maxActivationFailures = 5
 
 // IssueActivationCode creates the user's activation code of kind
 // (ActivationBinding or ActivationRecovery), valid for the longest
@@ -122,7 +122,7 @@ func (e *Engine) IssueActivationCode(ctx context.Context, userKey, kind, actor s
 // checkActivationCode compares a typed code with the user's outstanding
 // one and takes it when it matches and is within the validity en (the
 // site's policy) gives its kind; a wrong one counts against the code and
-// voids it at MaxActivationFailures.
+// voids it at maxActivationFailures.
 func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string, en policy.Enrolment) (*ActivationCode, error) {
 	c, err := e.store.GetActivationCode(ctx, userKey)
 	if errors.Is(err, ErrNotFound) {
@@ -138,7 +138,7 @@ func (e *Engine) checkActivationCode(ctx context.Context, userKey, typed string,
 	norm := actcode.Normal(typed)
 	if norm == "" || subtle.ConstantTimeCompare(actcode.Hash(userKey, norm, c.Salt), c.Hash) != 1 {
 		n, err := e.store.CountActivationFailure(ctx, userKey, c.ID)
-		if err == nil && n >= MaxActivationFailures {
+		if err == nil && n >= maxActivationFailures {
 			_, _ = e.store.TakeActivationCode(ctx, userKey, c.ID)
 			e.log.Warn("activation code voided after repeated wrong tries", "user", userKey, "code_id", c.ID)
 		}

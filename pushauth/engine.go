@@ -41,7 +41,7 @@ type Config struct {
 	MaxHeldPerIP   int
 	// MaxPolls and MaxPollsPerIP bound the waiting pages' long polls
 	// (Await), counted apart from held requests. Defaults 10000 and 256;
-	// MaxPollsPerChallenge is fixed.
+	// maxPollsPerChallenge is fixed.
 	MaxPolls      int
 	MaxPollsPerIP int
 	// PushWorkers and PushQueue bound outbound push sends. Defaults 16, 4096.
@@ -193,16 +193,16 @@ func (cfg *Config) limitDefaults() {
 		cfg.MaxFailures = 5
 	}
 	if cfg.MaxHeldPerUser <= 0 {
-		cfg.MaxHeldPerUser = DefaultMaxHeldPerUser
+		cfg.MaxHeldPerUser = defaultMaxHeldPerUser
 	}
 	if cfg.MaxHeldPerIP <= 0 {
-		cfg.MaxHeldPerIP = DefaultMaxHeldPerIP
+		cfg.MaxHeldPerIP = defaultMaxHeldPerIP
 	}
 	if cfg.MaxPolls <= 0 {
-		cfg.MaxPolls = DefaultMaxPolls
+		cfg.MaxPolls = defaultMaxPolls
 	}
 	if cfg.MaxPollsPerIP <= 0 {
-		cfg.MaxPollsPerIP = DefaultMaxPollsPerIP
+		cfg.MaxPollsPerIP = defaultMaxPollsPerIP
 	}
 	if cfg.PushRate <= 0 {
 		cfg.PushRate = 5
@@ -211,7 +211,7 @@ func (cfg *Config) limitDefaults() {
 		cfg.Retain = 10 * time.Minute
 	}
 	if cfg.UnboundCredentialTTL <= 0 {
-		cfg.UnboundCredentialTTL = DefaultUnboundCredentialTTL
+		cfg.UnboundCredentialTTL = defaultUnboundCredentialTTL
 	}
 }
 
@@ -226,7 +226,7 @@ func (e *Engine) Reconfigure(cfg Config) {
 	e.unboundTTL.Store(int64(cfg.UnboundCredentialTTL))
 	e.waiters.setBounds(cfg.MaxHeld, cfg.MaxPolls)
 	e.limits.SetBounds(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP)
-	e.polls.SetBounds(MaxPollsPerChallenge, cfg.MaxPollsPerIP)
+	e.polls.SetBounds(maxPollsPerChallenge, cfg.MaxPollsPerIP)
 }
 
 // SetPushers replaces the push senders, e.g. after a config reload that

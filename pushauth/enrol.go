@@ -23,9 +23,9 @@ var (
 	ErrBadInput = errors.New("bad input")
 )
 
-// DefaultUnboundCredentialTTL is how long a registered credential waits
+// defaultUnboundCredentialTTL is how long a registered credential waits
 // for a user to bind it.
-const DefaultUnboundCredentialTTL = 15 * time.Minute
+const defaultUnboundCredentialTTL = 15 * time.Minute
 
 // Enrolment attempts allowed per user (across instances) in each window,
 // and per client address (IPv6 by /64) on each instance: as many as

@@ -6,8 +6,8 @@ import (
 
 // Defaults for the per-user and per-client-IP bounds on held requests.
 const (
-	DefaultMaxHeldPerUser = 4
-	DefaultMaxHeldPerIP   = 256
+	defaultMaxHeldPerUser = 4
+	defaultMaxHeldPerIP   = 256
 )
 
 // Errors returned by Engine.Hold; the gate answers both with 429. The engine-wide bound

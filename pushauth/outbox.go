@@ -79,6 +79,4 @@ const (
 	// has or had one, without what the policy asks for (at most one such
 	// message per user an hour).
 	EventBindingRefused = "binding.refused"
-	// EventPasskeyAdded is reserved for passkey registration.
-	EventPasskeyAdded = "passkey.added"
 )

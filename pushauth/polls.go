@@ -12,14 +12,14 @@ import (
 // on one challenge or from one address must not take the slots that other
 // customers' logins are held in.
 const (
-	// DefaultMaxPolls bounds the polls waiting at once in one engine.
-	DefaultMaxPolls = 10000
-	// DefaultMaxPollsPerIP bounds the polls waiting at once from one
+	// defaultMaxPolls bounds the polls waiting at once in one engine.
+	defaultMaxPolls = 10000
+	// defaultMaxPollsPerIP bounds the polls waiting at once from one
 	// client IP (a bank's customers behind one NAT each have one).
-	DefaultMaxPollsPerIP = 256
-	// MaxPollsPerChallenge bounds the polls waiting at once on one
+	defaultMaxPollsPerIP = 256
+	// maxPollsPerChallenge bounds the polls waiting at once on one
 	// challenge: its page polls once at a time; two allow a reload.
-	MaxPollsPerChallenge = 2
+	maxPollsPerChallenge = 2
 )
 
 // ErrTooManyPolls refuses a poll over one of the bounds; the gate answers
@@ -27,5 +27,5 @@ const (
 var ErrTooManyPolls = errors.New("too many status requests are waiting")
 
 func newPollLimits(perIP int) *limit.Counter {
-	return limit.NewCounter(MaxPollsPerChallenge, perIP, "challenge", ErrTooManyPolls, ErrTooManyPolls)
+	return limit.NewCounter(maxPollsPerChallenge, perIP, "challenge", ErrTooManyPolls, ErrTooManyPolls)
 }
