@@ -54,6 +54,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("onepush_admin: %w", err)
 	}
+	h.api.ClientIP = clientIP // the audit trail names the caller as Caddy's trusted proxies see it
 	return nil
 }
 

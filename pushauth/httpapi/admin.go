@@ -42,6 +42,9 @@ type Admin struct {
 	// calls that name no deadline, unless the policy's
 	// deregistration_grace is set.
 	DefaultGrace time.Duration
+	// ClientIP returns the caller's address as the trusted-proxy logic
+	// sees it, for the audit trail; nil uses the connection's.
+	ClientIP func(*http.Request) string
 
 	tokenHash [32]byte
 	mux       *http.ServeMux
@@ -85,7 +88,7 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // actor is who the audit trail names: the declared operator and the
 // caller's address.
-func actor(r *http.Request) string {
+func (a *Admin) actor(r *http.Request) string {
 	name := strings.Map(func(c rune) rune {
 		if unicode.IsPrint(c) && c != '"' {
 			return c
@@ -95,7 +98,7 @@ func actor(r *http.Request) string {
 	if name == "" {
 		name = "admin-api"
 	}
-	return name + "@" + pushauth.ClientAddr(r.RemoteAddr)
+	return name + "@" + clientAddr(a.ClientIP, r)
 }
 
 func (a *Admin) showUser(w http.ResponseWriter, r *http.Request) {
@@ -154,7 +157,7 @@ func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "key: required")
 		return
 	}
-	ctx, who := r.Context(), actor(r)
+	ctx, who := r.Context(), a.actor(r)
 	var err error
 	switch action := r.PathValue("action"); action {
 	case "suspend", "deregister":

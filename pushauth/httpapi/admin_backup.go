@@ -28,7 +28,7 @@ func (a *Admin) storeBackup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditAdmin, Outcome: "store.backup", Actor: actor(r), Detail: desc})
+	a.Engine.Record(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditAdmin, Outcome: "store.backup", Actor: a.actor(r), Detail: desc})
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
 	w.Header().Set("Content-Disposition", `attachment; filename="onepush-store.db"`)

@@ -233,9 +233,13 @@ func (d *Device) decision(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (d *Device) clientIP(r *http.Request) string {
-	if d.ClientIP != nil {
-		return d.ClientIP(r)
+func (d *Device) clientIP(r *http.Request) string { return clientAddr(d.ClientIP, r) }
+
+// clientAddr is r's client address: clientIP's when set (Caddy's view,
+// which honours trusted_proxies), else the connection's.
+func clientAddr(clientIP func(*http.Request) string, r *http.Request) string {
+	if clientIP != nil {
+		return clientIP(r)
 	}
 	return pushauth.ClientAddr(r.RemoteAddr)
 }
