@@ -175,15 +175,7 @@ func TestReconfigureChangesARunningEngine(t *testing.T) {
 	}
 	defer e.Close()
 	ctx := context.Background()
-	_, der := pushauthtest.Key(t)
-	cred, err := e.RegisterCredential(ctx, der, "none", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}
-	if err := store.PutUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
+	u, _, _ := pushauthtest.Phone(t, e, "1001/alice")
 	spec := pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute}
 	if _, err := e.Start(ctx, u, spec); err != nil {
 		t.Fatal(err)

@@ -118,9 +118,3 @@ func (ws *waiters) ids() []string {
 	}
 	return out
 }
-
-func (ws *waiters) count() int {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return ws.n
-}
