@@ -160,18 +160,14 @@ func activationCodeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON, _ := c.Flags().GetBool("json"); asJSON {
-				_, err := c.OutOrStdout().Write(out)
-				return err
-			}
 			var res struct {
 				Key       string    `json:"key"`
 				Kind      string    `json:"kind"`
 				Code      string    `json:"code"`
 				ExpiresAt time.Time `json:"expires_at"`
 			}
-			if err := json.Unmarshal(out, &res); err != nil {
-				return fmt.Errorf("admin API answer: %w", err)
+			if printed, err := printOrDecode(c, out, &res); printed || err != nil {
+				return err
 			}
 			what := "binding code: hand it over in this session only"
 			if res.Kind == pushauth.ActivationRecovery {
@@ -214,15 +210,11 @@ func auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON, _ := c.Flags().GetBool("json"); asJSON {
-				_, err := c.OutOrStdout().Write(out)
-				return err
-			}
 			var res struct {
 				Events []pushauth.AuditEvent `json:"events"`
 			}
-			if err := json.Unmarshal(out, &res); err != nil {
-				return fmt.Errorf("admin API answer: %w", err)
+			if printed, err := printOrDecode(c, out, &res); printed || err != nil {
+				return err
 			}
 			w := c.OutOrStdout()
 			for _, ev := range res.Events {
@@ -538,13 +530,9 @@ func adminCall(c *cobra.Command, action string, body map[string]string) error {
 // printUser shows a user view: JSON with --json, else a short summary.
 func printUser(c *cobra.Command, out []byte) error {
 	w := c.OutOrStdout()
-	if asJSON, _ := c.Flags().GetBool("json"); asJSON {
-		_, err := w.Write(out)
-		return err
-	}
 	var v pushauth.UserView
-	if err := json.Unmarshal(out, &v); err != nil {
-		return fmt.Errorf("admin API answer: %w", err)
+	if printed, err := printOrDecode(c, out, &v); printed || err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "user:       %s\nstate:      %s\nenrolled:   %v\n", v.Key, v.State, v.Enrolled)
 	if v.CredentialID != "" {
@@ -565,4 +553,17 @@ func printUser(c *cobra.Command, out []byte) error {
 		}
 	}
 	return nil
+}
+
+// printOrDecode writes the admin API's answer out as it came with --json
+// (printed); otherwise it decodes it into v for a summary.
+func printOrDecode(c *cobra.Command, out []byte, v any) (printed bool, err error) {
+	if asJSON, _ := c.Flags().GetBool("json"); asJSON {
+		_, err := c.OutOrStdout().Write(out)
+		return true, err
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return false, fmt.Errorf("admin API answer: %w", err)
+	}
+	return false, nil
 }

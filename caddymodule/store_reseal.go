@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	redisstore "github.com/onepush/onepush/pushauth/store/redis"
@@ -41,7 +39,7 @@ reaches the ones nobody reads (credentials of idle users).
 			if file == "" {
 				return errors.New("--config is required: the config names the store and its keys")
 			}
-			app, err := onepushAppOf(file, adapter)
+			app, err := configuredApp(file, adapter)
 			if err != nil {
 				return err
 			}
@@ -62,27 +60,4 @@ reaches the ones nobody reads (credentials of idle users).
 	c.Flags().StringP("config", "c", "", "the gateway's config file (Caddyfile or JSON)")
 	c.Flags().StringP("adapter", "a", "", "config adapter (default: by file name, as caddy run)")
 	return c
-}
-
-// onepushAppOf loads a Caddy config file and returns its onepush app.
-func onepushAppOf(file, adapter string) (*App, error) {
-	raw, _, _, err := caddycmd.LoadConfig(file, adapter)
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", file, err)
-	}
-	var cfg struct {
-		Apps map[string]json.RawMessage `json:"apps"`
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	appRaw, ok := cfg.Apps["onepush"]
-	if !ok {
-		return nil, fmt.Errorf("%s has no onepush app (the global onepush options)", file)
-	}
-	app := new(App)
-	if err := json.Unmarshal(appRaw, app); err != nil {
-		return nil, fmt.Errorf("reading the onepush app of %s: %w", file, err)
-	}
-	return app, nil
 }
