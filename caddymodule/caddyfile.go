@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -98,9 +99,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var err error
 			switch typ {
 			case "redis":
-				mod, err = parseRedisBlock(d)
+				rs := new(RedisStore)
+				mod, err = rs, rs.UnmarshalCaddyfile(d)
 			case "embedded":
-				mod, err = parseEmbeddedBlock(d)
+				es := new(EmbeddedStore)
+				mod, err = es, es.UnmarshalCaddyfile(d)
 			}
 			if err != nil {
 				return err
@@ -111,14 +114,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.StoreRaw = caddyconfig.JSONModuleObject(mod, "type", typ, nil)
 			}
 		case "apns":
-			c, err := parseAPNsBlock(d)
-			if err != nil {
+			c := new(APNsPusher)
+			if err := c.UnmarshalCaddyfile(d); err != nil {
 				return err
 			}
 			a.setPusher("apns", c)
 		case "fcm":
-			c, err := parseFCMBlock(d)
-			if err != nil {
+			c := new(FCMPusher)
+			if err := c.UnmarshalCaddyfile(d); err != nil {
 				return err
 			}
 			a.setPusher("fcm", c)
@@ -232,8 +235,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 		// Binding a phone: announcements and unbound credentials.
 		case "notify":
-			c, err := parseNotifyBlock(d)
-			if err != nil {
+			c := new(NotifyConfig)
+			if err := c.UnmarshalCaddyfile(d); err != nil {
 				return err
 			}
 			a.Notify = c
@@ -384,3 +387,289 @@ func (a *App) setPusher(platform string, mod caddy.Module) {
 	}
 	a.PushersRaw[platform] = caddyconfig.JSON(mod, nil)
 }
+
+// UnmarshalCaddyfile parses the block after "store redis" in the global
+// onepush options; the dispenser is on the "redis" token:
+//
+//	store redis {
+//	    addresses <host:port...>
+//	    master_name <name>
+//	    cluster
+//	    username <user>
+//	    password <password>
+//	    db <n>
+//	    tls
+//	    tls_server_name <name>
+//	    tls_insecure_skip_verify
+//	    prefix <prefix>
+//	    min_replicas <n>
+//	    replica_timeout <duration>
+//	}
+func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	oneArg := func() (string, error) {
+		name := d.Val()
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.Errf("%s takes one argument", name)
+		}
+		return v, nil
+	}
+	noArg := func() error {
+		name := d.Val()
+		if d.NextArg() {
+			return d.Errf("%s takes no argument", name)
+		}
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "addresses":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.Addresses = append(c.Addresses, args...)
+		case "master_name":
+			c.MasterName, err = oneArg()
+		case "cluster":
+			c.Cluster, err = true, noArg()
+		case "username":
+			c.Username, err = oneArg()
+		case "password":
+			c.Password, err = oneArg()
+		case "db":
+			var v string
+			if v, err = oneArg(); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 0 {
+					return d.Errf("db: %q is not a non-negative integer", v)
+				}
+				c.DB = n
+			}
+		case "tls":
+			c.TLS, err = true, noArg()
+		case "tls_server_name":
+			c.TLSServerName, err = oneArg()
+			c.TLS = true
+		case "tls_insecure_skip_verify":
+			c.TLSInsecureSkipVerify, err = true, noArg()
+			c.TLS = true
+		case "prefix":
+			c.Prefix, err = oneArg()
+
+		case "min_replicas":
+			var v string
+			if v, err = oneArg(); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil || n < 0 {
+					return d.Errf("min_replicas: %q is not a non-negative integer", v)
+				}
+				c.MinReplicas = &n
+			}
+		case "replica_timeout":
+			var v string
+			if v, err = oneArg(); err == nil {
+				dur, convErr := caddy.ParseDuration(v)
+				if convErr != nil || dur <= 0 {
+					return d.Errf("replica_timeout: %q is not a positive duration", v)
+				}
+				c.ReplicaTimeout = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("unknown store redis option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the optional block after "store embedded";
+// the dispenser is on the "embedded" token:
+//
+//	store embedded {
+//	    path <file>
+//	    auto_init
+//	}
+func (c *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "path":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Path = d.Val()
+			if d.NextArg() {
+				return d.Errf("path takes one argument")
+			}
+		case "auto_init":
+			if d.NextArg() {
+				return d.Errf("auto_init takes no argument")
+			}
+			c.AutoInit = true
+		default:
+			return d.Errf("unknown store embedded option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the apns block of the global onepush options; d is
+// on the "apns" token:
+//
+//	apns {
+//	    key_file      <path.p8>
+//	    key_id        <key id>
+//	    team_id       <team id>
+//	    cert_file     <path.p12|path.pem>   # instead of the three above
+//	    cert_password <password>
+//	    topic         <bundle id>
+//	    production | sandbox
+//	    host          <url>
+//	    category      <aps category>
+//	    title         <alert title>
+//	}
+func (c *APNsPusher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key_file":
+			err = oneArg(d, &c.KeyFile)
+		case "key_id":
+			err = oneArg(d, &c.KeyID)
+		case "team_id":
+			err = oneArg(d, &c.TeamID)
+		case "cert_file":
+			err = oneArg(d, &c.CertFile)
+		case "cert_password":
+			err = oneArg(d, &c.CertPassword)
+		case "topic":
+			err = oneArg(d, &c.Topic)
+		case "host":
+			err = oneArg(d, &c.Host)
+		case "ca_file":
+			err = oneArg(d, &c.CAFile)
+		case "category":
+			err = oneArg(d, &c.Category)
+		case "title":
+			err = oneArg(d, &c.Title)
+		case "production", "sandbox":
+			c.Production = d.Val() == "production"
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("apns: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the fcm block of the global onepush options; d is on
+// the "fcm" token:
+//
+//	fcm {
+//	    credentials_file <service-account.json>
+//	    project_id       <firebase project id>
+//	    endpoint         <url>
+//	}
+func (c *FCMPusher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "credentials_file":
+			err = oneArg(d, &c.CredentialsFile)
+		case "project_id":
+			err = oneArg(d, &c.ProjectID)
+		case "endpoint":
+			err = oneArg(d, &c.Endpoint)
+		default:
+			return d.Errf("fcm: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses the notify block of the global onepush options;
+// d is on the "notify" token:
+//
+//	notify {
+//	    url         <https://notify.bank.internal/onepush>
+//	    secret      {env.ONEPUSH_NOTIFY_SECRET}
+//	    repudiation "<what a customer who did not do this should do>"
+//	    timeout     <duration>
+//	}
+func (c *NotifyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "url":
+			err = oneArg(d, &c.URL)
+		case "secret":
+			err = oneArg(d, &c.Secret)
+		case "repudiation":
+			err = oneArg(d, &c.Repudiation)
+		case "timeout":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				var dur time.Duration
+				if dur, err = caddy.ParseDuration(s); err != nil || dur <= 0 {
+					return d.Errf("notify: timeout: %q is not a positive duration", s)
+				}
+				c.Timeout = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("notify: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if c.URL == "" || c.Secret == "" {
+		return d.Err("notify: url and secret are required")
+	}
+	return nil
+}
+
+// oneArg reads the single argument of the current option line.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: missing value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: takes one value", name)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
+	_ caddyfile.Unmarshaler = (*EmbeddedStore)(nil)
+	_ caddyfile.Unmarshaler = (*APNsPusher)(nil)
+	_ caddyfile.Unmarshaler = (*FCMPusher)(nil)
+	_ caddyfile.Unmarshaler = (*NotifyConfig)(nil)
+)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/store/embedded"
@@ -101,35 +100,4 @@ func (c *EmbeddedStore) options(env StoreEnv) embedded.Options {
 		Repudiation:    env.Repudiation,
 		Logger:         env.Logger,
 	}
-}
-
-// parseEmbeddedBlock parses the optional block after "store embedded";
-// the dispenser is on the "embedded" token:
-//
-//	store embedded {
-//	    path <file>
-//	    auto_init
-//	}
-func parseEmbeddedBlock(d *caddyfile.Dispenser) (*EmbeddedStore, error) {
-	c := new(EmbeddedStore)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "path":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			c.Path = d.Val()
-			if d.NextArg() {
-				return nil, d.Errf("path takes one argument")
-			}
-		case "auto_init":
-			if d.NextArg() {
-				return nil, d.Errf("auto_init takes no argument")
-			}
-			c.AutoInit = true
-		default:
-			return nil, d.Errf("unknown store embedded option %q", d.Val())
-		}
-	}
-	return c, nil
 }

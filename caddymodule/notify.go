@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/onepush/onepush/pushauth/notify"
 )
@@ -53,51 +52,6 @@ func (c *NotifyConfig) config(repl *caddy.Replacer) (*notifySettings, error) {
 		return nil, fmt.Errorf("onepush: %w", err)
 	}
 	return &notifySettings{Config: notify.Config{URL: o.URL, Secret: o.Secret, Timeout: time.Duration(o.Timeout)}, Repudiation: o.Repudiation}, nil
-}
-
-// parseNotifyBlock parses the notify block of the global onepush options;
-// d is on the "notify" token:
-//
-//	notify {
-//	    url         <https://notify.bank.internal/onepush>
-//	    secret      {env.ONEPUSH_NOTIFY_SECRET}
-//	    repudiation "<what a customer who did not do this should do>"
-//	    timeout     <duration>
-//	}
-func parseNotifyBlock(d *caddyfile.Dispenser) (*NotifyConfig, error) {
-	c := new(NotifyConfig)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "url":
-			err = oneArg(d, &c.URL)
-		case "secret":
-			err = oneArg(d, &c.Secret)
-		case "repudiation":
-			err = oneArg(d, &c.Repudiation)
-		case "timeout":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				var dur time.Duration
-				if dur, err = caddy.ParseDuration(s); err != nil || dur <= 0 {
-					return nil, d.Errf("notify: timeout: %q is not a positive duration", s)
-				}
-				c.Timeout = caddy.Duration(dur)
-			}
-		default:
-			return nil, d.Errf("notify: unknown option %q", d.Val())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if c.URL == "" || c.Secret == "" {
-		return nil, d.Err("notify: url and secret are required")
-	}
-	return c, nil
 }
 
 func (s *notifySettings) repudiation() string {

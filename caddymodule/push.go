@@ -7,7 +7,6 @@ import (
 	"os"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/push/apns"
@@ -214,109 +213,6 @@ func (c *FCMPusher) pusher(ctx context.Context, repl *caddy.Replacer) (pushauth.
 		return nil, fmt.Errorf("onepush: %w", err)
 	}
 	return p, nil
-}
-
-// oneArg reads the single argument of the current option line.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	name := d.Val()
-	if !d.NextArg() {
-		return d.Errf("%s: missing value", name)
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.Errf("%s: takes one value", name)
-	}
-	return nil
-}
-
-// parseAPNsBlock parses the apns block of the global onepush options; d is
-// on the "apns" token:
-//
-//	apns {
-//	    key_file      <path.p8>
-//	    key_id        <key id>
-//	    team_id       <team id>
-//	    cert_file     <path.p12|path.pem>   # instead of the three above
-//	    cert_password <password>
-//	    topic         <bundle id>
-//	    production | sandbox
-//	    host          <url>
-//	    category      <aps category>
-//	    title         <alert title>
-//	}
-func parseAPNsBlock(d *caddyfile.Dispenser) (*APNsPusher, error) {
-	c := new(APNsPusher)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "key_file":
-			err = oneArg(d, &c.KeyFile)
-		case "key_id":
-			err = oneArg(d, &c.KeyID)
-		case "team_id":
-			err = oneArg(d, &c.TeamID)
-		case "cert_file":
-			err = oneArg(d, &c.CertFile)
-		case "cert_password":
-			err = oneArg(d, &c.CertPassword)
-		case "topic":
-			err = oneArg(d, &c.Topic)
-		case "host":
-			err = oneArg(d, &c.Host)
-		case "ca_file":
-			err = oneArg(d, &c.CAFile)
-		case "category":
-			err = oneArg(d, &c.Category)
-		case "title":
-			err = oneArg(d, &c.Title)
-		case "production", "sandbox":
-			c.Production = d.Val() == "production"
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-		default:
-			return nil, d.Errf("apns: unknown option %q", d.Val())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
-}
-
-// parseFCMBlock parses the fcm block of the global onepush options; d is on
-// the "fcm" token:
-//
-//	fcm {
-//	    credentials_file <service-account.json>
-//	    project_id       <firebase project id>
-//	    endpoint         <url>
-//	}
-func parseFCMBlock(d *caddyfile.Dispenser) (*FCMPusher, error) {
-	c := new(FCMPusher)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "credentials_file":
-			err = oneArg(d, &c.CredentialsFile)
-		case "project_id":
-			err = oneArg(d, &c.ProjectID)
-		case "endpoint":
-			err = oneArg(d, &c.Endpoint)
-		default:
-			return nil, d.Errf("fcm: unknown option %q", d.Val())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
 }
 
 // WebhookPusher sends the "webhook" push platform's pushes: a POST to the

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/seal"
@@ -193,106 +192,4 @@ func epochFile(o redisstore.Options) string {
 	addrs := slices.Sorted(slices.Values(o.Addrs))
 	h := sha256.Sum256([]byte(strings.Join(addrs, ",") + "\x00" + o.MasterName + "\x00" + prefix + "\x00" + strconv.Itoa(o.DB)))
 	return filepath.Join(caddy.AppDataDir(), "onepush", "redis-epoch-"+hex.EncodeToString(h[:8]))
-}
-
-// parseRedisBlock parses the block after "store redis" in the global
-// onepush options; the dispenser is on the "redis" token:
-//
-//	store redis {
-//	    addresses <host:port...>
-//	    master_name <name>
-//	    cluster
-//	    username <user>
-//	    password <password>
-//	    db <n>
-//	    tls
-//	    tls_server_name <name>
-//	    tls_insecure_skip_verify
-//	    prefix <prefix>
-//	    min_replicas <n>
-//	    replica_timeout <duration>
-//	}
-func parseRedisBlock(d *caddyfile.Dispenser) (*RedisStore, error) {
-	c := new(RedisStore)
-	oneArg := func() (string, error) {
-		name := d.Val()
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.Errf("%s takes one argument", name)
-		}
-		return v, nil
-	}
-	noArg := func() error {
-		name := d.Val()
-		if d.NextArg() {
-			return d.Errf("%s takes no argument", name)
-		}
-		return nil
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "addresses":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
-			}
-			c.Addresses = append(c.Addresses, args...)
-		case "master_name":
-			c.MasterName, err = oneArg()
-		case "cluster":
-			c.Cluster, err = true, noArg()
-		case "username":
-			c.Username, err = oneArg()
-		case "password":
-			c.Password, err = oneArg()
-		case "db":
-			var v string
-			if v, err = oneArg(); err == nil {
-				n, convErr := strconv.Atoi(v)
-				if convErr != nil || n < 0 {
-					return nil, d.Errf("db: %q is not a non-negative integer", v)
-				}
-				c.DB = n
-			}
-		case "tls":
-			c.TLS, err = true, noArg()
-		case "tls_server_name":
-			c.TLSServerName, err = oneArg()
-			c.TLS = true
-		case "tls_insecure_skip_verify":
-			c.TLSInsecureSkipVerify, err = true, noArg()
-			c.TLS = true
-		case "prefix":
-			c.Prefix, err = oneArg()
-
-		case "min_replicas":
-			var v string
-			if v, err = oneArg(); err == nil {
-				n, convErr := strconv.Atoi(v)
-				if convErr != nil || n < 0 {
-					return nil, d.Errf("min_replicas: %q is not a non-negative integer", v)
-				}
-				c.MinReplicas = &n
-			}
-		case "replica_timeout":
-			var v string
-			if v, err = oneArg(); err == nil {
-				dur, convErr := caddy.ParseDuration(v)
-				if convErr != nil || dur <= 0 {
-					return nil, d.Errf("replica_timeout: %q is not a positive duration", v)
-				}
-				c.ReplicaTimeout = caddy.Duration(dur)
-			}
-		default:
-			return nil, d.Errf("unknown store redis option %q", d.Val())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
 }
