@@ -3,12 +3,9 @@ package pushauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -161,20 +158,4 @@ func newCredentialID() (string, error) {
 		return "", err
 	}
 	return "OP" + base32.StdEncoding.EncodeToString(b[:]), nil
-}
-
-// SessionHash is how a bank session cookie is stored: never the value.
-func SessionHash(value string) string {
-	h := sha256.Sum256([]byte("onepush-session\x00" + value))
-	return hex.EncodeToString(h[:])
-}
-
-// ClientAddr is the host of a connection's remote address ("ip:port"), the
-// client address wherever no trusted proxy speaks for the client.
-func ClientAddr(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return remoteAddr
-	}
-	return host
 }

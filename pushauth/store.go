@@ -2,6 +2,8 @@ package pushauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"time"
 )
@@ -76,4 +78,10 @@ type Snapshotter interface {
 	// positioned at its start and already unlinked (closing it frees it),
 	// and a short description for the audit trail.
 	Snapshot(ctx context.Context) (f *os.File, description string, err error)
+}
+
+// SessionHash is how a bank session cookie is stored: never the value.
+func SessionHash(value string) string {
+	h := sha256.Sum256([]byte("onepush-session\x00" + value))
+	return hex.EncodeToString(h[:])
 }

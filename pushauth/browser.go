@@ -4,35 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 )
-
-// ErrPushRateLimited refuses a push beyond the user's per-minute budget:
-// a stolen password must not be able to bomb the phone until the user
-// taps Approve to make it stop.
-var ErrPushRateLimited = errors.New("too many approval requests for this user; try again in a minute")
-
-// allowPush takes one of the user's PushRate slots for the current minute.
-// The slots are single-use markers in the store, so the budget holds
-// across every instance sharing it.
-func (e *Engine) allowPush(ctx context.Context, userKey string) error {
-	now := e.now()
-	window := now.Truncate(time.Minute)
-	prefix := "push/" + userKey + "/" + strconv.FormatInt(window.Unix(), 10) + "/"
-	rate := int(e.pushRate.Load())
-	for i := range rate {
-		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), window.Add(2*time.Minute))
-		if err != nil {
-			return fmt.Errorf("pushauth: push rate limit: %w", err)
-		}
-		if fresh {
-			return nil
-		}
-	}
-	e.log.Warn("push rate limit reached", "user", userKey, "per_minute", rate)
-	return ErrPushRateLimited
-}
 
 // Resend pushes a pending challenge again (the waiting page's button),
 // within the user's push budget.
