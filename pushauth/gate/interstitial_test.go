@@ -14,7 +14,6 @@ import (
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/gate"
 	"github.com/onepush/onepush/pushauth/pushauthtest"
-	"github.com/onepush/onepush/pushauth/store/memory"
 )
 
 const interstitialPolicy = `version: 1
@@ -31,21 +30,8 @@ rules:
 // HttpOnly and SameSite=Strict, the bank's own template replaces the
 // built-in page, and a request without the cookie gets nothing.
 func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
-	store := memory.New(nil)
-	t.Cleanup(func() { _ = store.Close() })
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: pushauthtest.Quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	_, der := pushauthtest.Key(t)
-	cred, err := eng.RegisterCredential(context.Background(), der, "none", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.PutUser(context.Background(), &pushauth.User{Key: "alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
-		t.Fatal(err)
-	}
+	eng, _ := pushauthtest.Engine(t, pushauth.Config{})
+	pushauthtest.Phone(t, eng, "alice")
 	pol, err := policy.Parse("p.yaml", []byte(interstitialPolicy))
 	if err != nil {
 		t.Fatal(err)

@@ -127,21 +127,8 @@ type keptSessionSetup struct {
 
 func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	t.Helper()
-	store := memory.New(nil)
-	t.Cleanup(func() { _ = store.Close() })
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: store, Logger: pushauthtest.Quiet(), PushRate: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	_, der := pushauthtest.Key(t)
-	cred, err := eng.RegisterCredential(context.Background(), der, "none", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.PutUser(context.Background(), &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
-		t.Fatal(err)
-	}
+	eng, store := pushauthtest.Engine(t, pushauth.Config{PushRate: 100})
+	_, cred, _ := pushauthtest.Phone(t, eng, "1001/alice")
 	// The bank keeps its session ID, so its successful login sets no cookie
 	// and the policy's success condition cannot ask for one.
 	pol, err := policy.Parse("bank.yaml", bytes.Replace(examplepolicy.Bank, []byte("set_cookie: BANKSESSION, "), nil, 1))

@@ -2,10 +2,6 @@ package pushtest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"fmt"
 	"sync"
 	"testing"
@@ -64,14 +60,7 @@ func burstThroughEngine(t *testing.T, fake interface {
 		}
 	}()
 	ctx := context.Background()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, der := pushauthtest.Key(t)
 	users := make([]*pushauth.User, b.N)
 	for i := range users {
 		cred, err := e.RegisterCredential(ctx, der, b.Platform, b.Token(i))
