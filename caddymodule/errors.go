@@ -9,10 +9,12 @@ import (
 )
 
 // The placeholders the gate sets on a request a rule matched, for access
-// logs and handle_errors: {http.auth.user.id} (the user key, which Caddy's
-// access log writes as user_id), {onepush.rule}, {onepush.challenge_id}
-// and {onepush.outcome} (approved, password_only, dry_run, or the page of
-// a refusal: denied, expired, locked, no_session, …).
+// logs and handle_errors: {onepush.rule}, {onepush.user} (the user the
+// request names), {onepush.challenge_id}, {onepush.outcome} (approved,
+// password_only, dry_run, or the page of a refusal: denied, expired,
+// locked, no_session, …) and, once the request goes on to the bank for
+// that user, {http.auth.user.id} (Caddy's access log writes it as
+// user_id), as an authentication handler sets it.
 const (
 	userPlaceholder    = "http.auth.user.id"
 	refusedPlaceholder = "onepush.refused_status" // a refusal left to handle_errors
@@ -24,7 +26,7 @@ func note(r *http.Request, key, value string) {
 	if !ok {
 		return
 	}
-	if key == "user" {
+	if key == "auth_user" {
 		repl.Set(userPlaceholder, value)
 		return
 	}

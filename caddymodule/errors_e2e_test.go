@@ -61,18 +61,28 @@ func TestRefusalsReachHandleErrors(t *testing.T) {
 
 // TestAccessLogNamesTheApprovedUser: the access log line of an approved
 // login carries the user key (user_id, from {http.auth.user.id}) and the
-// gateway's placeholders; a request no rule matches carries none.
+// gateway's placeholders; a denied one names whom it was for, never as
+// the authenticated user.
 func TestAccessLogNamesTheApprovedUser(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	logFile := filepath.Join(e.dir, "access.log")
-	g := e.startGatewayWith(caddyConfig{SiteExtra: "\tlog {\n\t\toutput file " + logFile + "\n\t\tformat json\n\t}\n\tlog_append rule {onepush.rule}\n\tlog_append challenge_id {onepush.challenge_id}\n\tlog_append outcome {onepush.outcome}"})
+	g := e.startGatewayWith(caddyConfig{SiteExtra: "\tlog {\n\t\toutput file " + logFile + "\n\t\tformat json\n\t}\n\tlog_append rule {onepush.rule}\n\tlog_append user {onepush.user}\n\tlog_append challenge_id {onepush.challenge_id}\n\tlog_append outcome {onepush.outcome}"})
 	phone := newPhone(t, g)
 	enroll(t, g, alice, phone)
 	_ = approvedLogin(t, g, alice, phone)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
+	if st, err := phone.Decide(ctx, waitChallenge(t, phone), device.Deny, 0); err != nil || st != http.StatusOK {
+		t.Fatalf("deny: %d %v", st, err)
+	}
+	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied login: %v %v", r.err, r.resp)
+	}
 
-	var login map[string]any
+	var login, denied map[string]any
 	deadline := time.Now().Add(10 * time.Second)
-	for login == nil && time.Now().Before(deadline) {
+	for (login == nil || denied == nil) && time.Now().Before(deadline) {
 		data, _ := os.ReadFile(logFile)
 		for _, line := range strings.Split(string(data), "\n") {
 			var entry map[string]any
@@ -80,16 +90,22 @@ func TestAccessLogNamesTheApprovedUser(t *testing.T) {
 				continue
 			}
 			req, _ := entry["request"].(map[string]any)
-			if req["uri"] == "/login" && entry["status"] == float64(http.StatusSeeOther) {
+			switch {
+			case req["uri"] == "/login" && entry["status"] == float64(http.StatusSeeOther):
 				login = entry
+			case req["uri"] == "/login" && entry["status"] == float64(http.StatusForbidden):
+				denied = entry
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if login == nil {
-		t.Fatal("no access log line for the approved login")
+	if login == nil || denied == nil {
+		t.Fatalf("access log lines: approved %v, denied %v", login, denied)
 	}
 	if login["user_id"] != "1001/alice" || login["rule"] != "login" || login["outcome"] != "approved" || login["challenge_id"] == "" {
 		t.Fatalf("access log of the approved login: user_id %v, rule %v, outcome %v, challenge_id %v", login["user_id"], login["rule"], login["outcome"], login["challenge_id"])
+	}
+	if denied["user_id"] != "" || denied["user"] != "1001/alice" || denied["outcome"] != "denied" {
+		t.Fatalf("access log of the denied login: user_id %v (want none), user %v, outcome %v", denied["user_id"], denied["user"], denied["outcome"])
 	}
 }

@@ -42,8 +42,9 @@ type Gate struct {
 	BodyReadTimeout time.Duration
 
 	// Note, when set, is told what the gate learns about a request a rule
-	// matched: "user" (the user key), "rule", "challenge_id" and "outcome"
-	// (Caddy sets them as placeholders for access logs).
+	// matched: "rule", "user" (the user the request names), "challenge_id",
+	// "outcome", and "auth_user" once the request goes on to the bank for
+	// that user (Caddy sets them as placeholders for access logs).
 	Note func(r *http.Request, key, value string)
 	// TakeRefusal, when set, may take a refusal the gate would answer with
 	// its own page (a status of 400 or more, no form to fill in): true
@@ -295,9 +296,11 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 	if c != nil {
 		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
 		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)
-		g.note(r, "user", userKey)
 		g.note(r, "challenge_id", c.ID)
 		g.note(r, "outcome", string(c.Status))
+	}
+	if rule != nil && userKey != "" {
+		g.note(r, "auth_user", userKey)
 	}
 	if rule == nil || g.Policy.Session.Cookie == "" {
 		return next(w, r)
