@@ -256,6 +256,15 @@ func (w *WebhookPusher) Push(ctx context.Context, cred *pushauth.Credential, m p
 	return w.sender.Push(ctx, cred, m)
 }
 
+// Cleanup closes the idle connections to the relays of a config that is
+// gone (a reload built a new sender).
+func (w *WebhookPusher) Cleanup() error {
+	if w.sender != nil {
+		w.sender.Close()
+	}
+	return nil
+}
+
 // Allowed reports whether a push token URL is under an allowed prefix (the
 // device API refuses others at registration).
 func (w *WebhookPusher) Allowed(target string) bool { return w.sender.Allowed(target) }
@@ -271,4 +280,5 @@ var (
 	_ pushauth.Pusher    = (*WebhookPusher)(nil)
 	_ caddy.Provisioner  = (*WebhookPusher)(nil)
 	_ caddy.Validator    = (*WebhookPusher)(nil)
+	_ caddy.CleanerUpper = (*WebhookPusher)(nil)
 )

@@ -49,6 +49,9 @@ func New(prefixes []string, client *http.Client) (*Pusher, error) {
 	return &Pusher{allow: prefixes, client: client}, nil
 }
 
+// Close lets go of the idle connections to the relays.
+func (w *Pusher) Close() { w.client.CloseIdleConnections() }
+
 // Allowed reports whether target is under an allowed prefix.
 func (w *Pusher) Allowed(target string) bool {
 	u, err := url.Parse(target)
