@@ -349,22 +349,26 @@ func (p *Phone) Register(ctx context.Context, platform, pushToken string) error 
 // DeviceToken returns a fresh device JWT (ES256; iss = credential id,
 // aud = "onepush", iat = now, exp = now+60s, random 128-bit jti).
 func (p *Phone) DeviceToken() (string, error) {
-	iss := p.CredentialID()
-	if iss == "" {
-		return "", errors.New("onepush device: not registered (no credential id)")
-	}
-	jti, err := newJTI()
+	claims, err := p.baseClaims()
 	if err != nil {
 		return "", err
 	}
+	return p.sign(claims)
+}
+
+// baseClaims are what every token of this phone carries: iss, aud, iat,
+// exp and a fresh jti.
+func (p *Phone) baseClaims() (jwt.MapClaims, error) {
+	iss := p.CredentialID()
+	if iss == "" {
+		return nil, errors.New("onepush device: not registered (no credential id)")
+	}
+	jti, err := newJTI()
+	if err != nil {
+		return nil, err
+	}
 	now := p.now()
-	return p.sign(jwt.MapClaims{
-		"iss": iss,
-		"aud": Audience,
-		"iat": now.Unix(),
-		"exp": now.Add(TokenLifetime).Unix(),
-		"jti": jti,
-	})
+	return jwt.MapClaims{"iss": iss, "aud": Audience, "iat": now.Unix(), "exp": now.Add(TokenLifetime).Unix(), "jti": jti}, nil
 }
 
 // ContextHash returns the ctx claim for a context string:
@@ -381,25 +385,11 @@ func (p *Phone) DecisionToken(ch *Challenge, decision string, number int) (strin
 	if ch == nil || ch.ID == "" {
 		return "", errors.New("onepush device: decision for empty challenge")
 	}
-	iss := p.CredentialID()
-	if iss == "" {
-		return "", errors.New("onepush device: not registered (no credential id)")
-	}
-	jti, err := newJTI()
+	claims, err := p.baseClaims()
 	if err != nil {
 		return "", err
 	}
-	now := p.now()
-	claims := jwt.MapClaims{
-		"iss":      iss,
-		"aud":      Audience,
-		"sub":      ch.ID,
-		"jti":      jti,
-		"iat":      now.Unix(),
-		"exp":      now.Add(TokenLifetime).Unix(),
-		"decision": decision,
-		"ctx":      ContextHash(ch.Context),
-	}
+	claims["sub"], claims["decision"], claims["ctx"] = ch.ID, decision, ContextHash(ch.Context)
 	if ch.Parsed.NumberMatch || number != 0 {
 		claims["number"] = number
 	}
