@@ -248,11 +248,18 @@ func (a *App) restartOnly() map[string]string {
 	if n == nil {
 		n = new(NotifyConfig)
 	}
+	// 0 is the option left out: the default.
+	value := func(n int64, s string) string {
+		if n == 0 {
+			return "default"
+		}
+		return s
+	}
 	return map[string]string{
-		"push_workers":     strconv.Itoa(a.PushWorkers),
-		"push_queue":       strconv.Itoa(a.PushQueue),
-		"audit_retention":  time.Duration(a.AuditRetention).String(),
-		"audit_max_events": strconv.Itoa(a.AuditMaxEvents),
+		"push_workers":     value(int64(a.PushWorkers), strconv.Itoa(a.PushWorkers)),
+		"push_queue":       value(int64(a.PushQueue), strconv.Itoa(a.PushQueue)),
+		"audit_retention":  value(int64(a.AuditRetention), time.Duration(a.AuditRetention).String()),
+		"audit_max_events": value(int64(a.AuditMaxEvents), strconv.Itoa(a.AuditMaxEvents)),
 		// The secret is compared by its hash, never logged.
 		"notify": n.URL + " " + n.Repudiation + " " + time.Duration(n.Timeout).String() + " " + fingerprint(n.Secret),
 	}
