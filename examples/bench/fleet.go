@@ -279,9 +279,11 @@ func (f *fleet) enrol(ctx context.Context, gated string, from, to int, progress 
 func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan codeSlot) error {
 	user := "u" + strconv.Itoa(u)
 	// The gateway limits enrolment posts per address like registrations
-	// (20 at once, one more every 6 s): the users' browsers leave from 750
-	// addresses, 127.0.2.1 to 127.0.4.250.
-	src := u % 750
+	// (20 at once, one more every 6 s), and a code that lapsed or was just
+	// used costs a post too: the users' browsers leave from 2,000
+	// addresses, 127.0.2.1 to 127.0.9.250, so 15,000 users with their
+	// retries stay under 20 posts per address.
+	src := u % 2000
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Transport: f.sourceClient(fmt.Sprintf("127.0.%d.%d", 2+src/250, 1+src%250)).Transport, Jar: jar, Timeout: 30 * time.Second}
 	resp, err := browser.PostForm(gated+"/login", url.Values{"user": {user}, "password": {"secret"}})
