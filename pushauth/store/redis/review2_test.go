@@ -5,10 +5,24 @@ package redis
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
+	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
@@ -105,4 +119,122 @@ func mustMaster(t *testing.T, rig *redistest.Sentinel, ctx context.Context) stri
 		t.Fatal(err)
 	}
 	return m
+}
+
+const review2InterstitialPolicy = `version: 1
+session: {cookie: S}
+rules:
+  - name: login
+    kind: login
+    mode: interstitial
+    match: {path: {exact: /login}, fields: [user]}
+    user: {template: "{form.user}"}
+`
+
+// TestStoreErrorIsNotAWrongSecurityCode: Engine.CheckCode answers false
+// for a store error as for a wrong code, and the waiting page then counts
+// a failure. With min_replicas 1 and the replica stalled for a few seconds
+// (a hiccup, no attacker needed; or anyone who can slow the replica), the
+// customer's correct security code is burnt, she is told it was wrong, and
+// each retry is counted on the primary although AddFailure reports an
+// error: after max_failures she is locked — without the audit event or the
+// announcement a lock gets, since AddFailure's error hides it — and stays
+// locked once the replica is back.
+func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
+	t.Skip("review-2 finding 4: CheckCode takes a store error (replica not acknowledging) for a wrong code: her correct code is counted and she is locked, unaudited; fails until fixed")
+	primary, replica := primaryWithReplica(t)
+	_ = primary
+	s := openAcked(t, primary.Addr(), uniquePrefix(), 1)
+	ctx := ctxT(t)
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	audit := pushauth.NewMemoryAuditLog(0, 0, nil)
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: s, Logger: discard, Audit: audit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	cred, err := eng.RegisterCredential(ctx, der, "none", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutUser(ctx, &pushauth.User{Key: "alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("p.yaml", []byte(review2InterstitialPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := pushauth.NewPages("", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bankHits atomic.Int32
+	gate := &pushauth.Gate{Engine: eng, Policy: pol, Pages: pages, Log: discard, WaitPath: "/onepush/wait/"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = gate.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits.Add(1); return nil })
+	}))
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Post(srv.URL+"/login", "application/x-www-form-urlencoded", strings.NewReader("user=alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == pushauth.WaitCookie {
+			ck = c
+		}
+	}
+	if ck == nil {
+		t.Fatalf("no waiting page: %d", resp.StatusCode)
+	}
+	id, _, _ := strings.Cut(ck.Value, ".")
+
+	replica.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			replica.Resume()
+		}
+	}()
+	code, err := totp.GenerateCode(cred.OTPSecret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []int
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/onepush/wait/"+id+"/otp", strings.NewReader(url.Values{"code": {code}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", pushauth.WaitCookie+"="+ck.Value)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+	}
+	replica.Resume()
+	resumed = true
+	time.Sleep(500 * time.Millisecond)
+	u, err := s.GetUser(ctxT(t), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("her correct code typed 5 times while the replica stalled: %v; alice now %s with %d failures; bank hits %d", statuses, u.State, u.Failures, bankHits.Load())
+	lockEvents := 0
+	if evs, err := audit.Query(ctxT(t), pushauth.AuditQuery{User: "alice", Limit: 100}); err == nil {
+		for _, ev := range evs {
+			if ev.Type == pushauth.AuditStateChange && ev.Outcome == string(pushauth.UserLocked) {
+				lockEvents++
+			}
+		}
+		t.Logf("audit events of alice: %d, of them lock events: %d", len(evs), lockEvents)
+	}
+	if statuses[0] == http.StatusBadRequest || u.Failures > 0 || u.State == pushauth.UserLocked {
+		t.Errorf("a store error was taken for a wrong security code: first answer %d (400 = \"wrong code\"; want 503), alice %s with %d failures counted (want 0, not locked), %d lock events audited",
+			statuses[0], u.State, u.Failures, lockEvents)
+	}
 }
