@@ -5,7 +5,9 @@ package embedded_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,9 +37,23 @@ func TestReview2Child(t *testing.T) {
 		fmt.Println("open:", err)
 		os.Exit(1)
 	}
-	backup := snapshotTo(t, s)
-	copyFile(t, backup, filepath.Join(dir, "backup-0900.db"))
-	ctx := ctxT(t)
+	// The backup, as `caddy onepush store backup` writes it (into dir, not
+	// a TempDir: this process is killed and cleans nothing up).
+	f, _, err := s.Snapshot(context.Background())
+	if err != nil {
+		fmt.Println("snapshot:", err)
+		os.Exit(1)
+	}
+	b, err := io.ReadAll(f)
+	_ = f.Close()
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "backup-0900.db"), b, 0o600)
+	}
+	if err != nil {
+		fmt.Println("backup:", err)
+		os.Exit(1)
+	}
+	ctx := context.Background()
 	if err := s.PutUser(ctx, &pushauth.User{Key: "1001/alice", State: pushauth.UserDeregistered,
 		PreviousCredentialID: "OPALICEPHONE", UpdatedAt: time.Now().UTC()}); err != nil {
 		fmt.Println("deregister:", err)
