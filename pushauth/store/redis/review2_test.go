@@ -15,12 +15,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
@@ -236,5 +239,56 @@ func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
 	if statuses[0] == http.StatusBadRequest || u.Failures > 0 || u.State == pushauth.UserLocked {
 		t.Errorf("a store error was taken for a wrong security code: first answer %d (400 = \"wrong code\"; want 503), alice %s with %d failures counted (want 0, not locked), %d lock events audited",
 			statuses[0], u.State, u.Failures, lockEvents)
+	}
+}
+
+// TestResealLeavesNothingInClearOnDisk: `store reseal` (or the first
+// touch) seals the records a previous version wrote in clear, in the
+// dataset. The append-only file the README recommends still holds the
+// commands that wrote them, so after the rolling upgrade "that leaves
+// nothing in clear" the AOF (and every copy or backup of it, and each
+// replica's) still holds the security-code secrets of every phone and the
+// passwords of the stored requests until Redis happens to rewrite it
+// (auto-aof-rewrite-min-size 64mb: a small deployment may never). The same
+// holds for records sealed under a key that was rotated out because it
+// leaked.
+func TestResealLeavesNothingInClearOnDisk(t *testing.T) {
+	t.Skip("review-2 finding 5: after store reseal the AOF still holds the previous version's OTP secrets and stored passwords in clear; fails until fixed")
+	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", "no")
+	addr := srv.Addr()
+	prefix := uniquePrefix()
+	s := open(t, []string{addr}, prefix)
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := ctxT(t)
+	clearRecords(t, rc, s, "alice", "old1") // what the previous version wrote
+	scanned, resealed, err := s.Reseal(ctx)
+	if err != nil || resealed < 2 {
+		t.Fatalf("Reseal: scanned %d, resealed %d, %v", scanned, resealed, err)
+	}
+	if leaks := leaksIn(t, rc, prefix); len(leaks) > 0 {
+		t.Fatalf("control: the dataset after Reseal: %v", leaks)
+	}
+	var found []string
+	files := 0
+	err = filepath.WalkDir(srv.Dir(), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(path, "appendonly") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, l := range redistest.FindSecrets(b, otpSecret, txnSecret, heldCookie) {
+			found = append(found, filepath.Base(path)+": "+l)
+		}
+		return nil
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("reading the AOF under %s: %d files, %v", srv.Dir(), files, err)
+	}
+	if len(found) > 0 {
+		t.Errorf("after Reseal the dataset is sealed, but the append-only file still holds the previous version's secrets in clear: %v", found)
 	}
 }
