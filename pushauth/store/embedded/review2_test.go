@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -153,4 +155,85 @@ func runReview2Child(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+}
+
+// pausingStore stops the engine right after its read of one user's record
+// (the read of a read-modify-write), so the test can run what another
+// request or instance does in that window.
+type pausingStore struct {
+	*embedded.Store
+	user       string
+	armed      atomic.Bool
+	read, goOn chan struct{}
+}
+
+func (p *pausingStore) GetUser(ctx context.Context, key string) (*pushauth.User, error) {
+	u, err := p.Store.GetUser(ctx, key)
+	if key == p.user && p.armed.CompareAndSwap(true, false) {
+		p.read <- struct{}{}
+		<-p.goOn
+	}
+	return u, err
+}
+
+// TestAdminChangeDoesNotUndoALock: the engine's admin changes, enrolment
+// and uninstall write the whole user record they read (updateUser →
+// PutUser), under a lock of this process only, while failures are counted
+// by the store's own atomic step (AddFailure), which takes no part in that
+// lock. A lock taken between the read and the write is overwritten: here
+// the bank suspends alice ("password only until …", which a locked user
+// may not be given) while someone types wrong security codes for her; the
+// five failures lock her, and the suspension written a moment later turns
+// the lock into password-only access with her failure count cleared.
+func TestAdminChangeDoesNotUndoALock(t *testing.T) {
+	t.Skip("review-2 finding 6: updateUser's PutUser overwrites a lock AddFailure took after its read (suspend turns a lock into password-only); fails until fixed")
+	o := layout(t)
+	s := initAndOpen(t, o)
+	ctx := ctxT(t)
+	cred := &pushauth.Credential{ID: "OPALICEPHONE", OTPSecret: "KVKFKRCPNZQUYMLXOVYDSQKJKZDTSRLD", CreatedAt: time.Now()}
+	if err := s.PutCredential(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutUser(ctx, &pushauth.User{Key: "1001/alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
+		t.Fatal(err)
+	}
+	ps := &pausingStore{Store: s, user: "1001/alice", read: make(chan struct{}), goOn: make(chan struct{})}
+	eng, err := pushauth.NewEngine(pushauth.Config{Store: ps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+
+	ps.armed.Store(true)
+	type result struct {
+		u   *pushauth.User
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		u, err := eng.Suspend(ctx, "1001/alice", time.Now().Add(24*time.Hour), "clerk")
+		done <- result{u, err}
+	}()
+	<-ps.read
+	var locked bool
+	for range 5 {
+		_, l, err := s.AddFailure(ctx, "1001/alice", 5, false, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		locked = locked || l
+	}
+	if !locked {
+		t.Fatal("control: five failures did not lock alice")
+	}
+	close(ps.goOn)
+	r := <-done
+	u, err := s.GetUser(ctx, "1001/alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("suspend: %v; alice now %s with %d failures", r.err, u.State, u.Failures)
+	if u.State != pushauth.UserLocked {
+		t.Errorf("the lock taken by five failures was overwritten by an admin change that read the record before it: alice is %s with %d failures (suspend answered %v)", u.State, u.Failures, r.err)
+	}
 }
