@@ -174,3 +174,77 @@ func TestOlderCopyPutBackAfterACrashIsRefused(t *testing.T) {
 		t.Errorf("Caddy started on an older copy put back by hand after a crash: alice's removed (stolen) phone is bound again: %+v", v)
 	}
 }
+
+// TestHeldRequestsPerIPCountAnIPv6HostOnce: max_held_per_ip (and
+// max_polls_per_ip) count Caddy's client IP as a string, so one IPv6 host
+// — which is given a whole /64 and picks a new address per request — is
+// a new client each time: the per-address bound does not bound it, and
+// one attacker who knows enough enrolled user IDs fills max_held (503 for
+// everybody else's logins). The registration limiter already counts IPv6
+// by /64, /56 and /48. Here max_held_per_ip is 1: from one IPv4 address
+// the second held login is refused, from three addresses of one /64 all
+// three are held (each pushing a customer's phone).
+func TestHeldRequestsPerIPCountAnIPv6HostOnce(t *testing.T) {
+	t.Skip("review-2 finding 8: max_held_per_ip counts each IPv6 address apart: one /64 holds as many as it likes; fails until fixed")
+	e := newEnv(t, envOptions{})
+	g := e.startCustomGateway("\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For", "\t\tmax_held_per_ip 1")
+	users := []bank.User{alice, bob, carol}
+	for _, u := range users {
+		enroll(t, g, u, newPhone(t, g))
+	}
+	hold := func(ctx context.Context, u bank.User, ip string) <-chan int {
+		out := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/login", strings.NewReader(loginBody(u)))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", ip)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				out <- 0
+				return
+			}
+			resp.Body.Close()
+			out <- resp.StatusCode
+		}()
+		return out
+	}
+	// answeredWithin reports the status if the request was answered within
+	// d (refused), or 0 when it is still held.
+	answeredWithin := func(ch <-chan int, d time.Duration) int {
+		select {
+		case st := <-ch:
+			return st
+		case <-time.After(d):
+			return 0
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		ips  []string
+		want int // held
+	}{
+		{"control: one IPv4 address", []string{"198.51.100.7", "198.51.100.7", "198.51.100.7"}, 1},
+		{"one IPv6 host's /64", []string{"2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:2::c"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel() // the held logins go away
+			held := 0
+			var refused []int
+			for i, u := range users {
+				st := answeredWithin(hold(ctx, u, tc.ips[i]), 700*time.Millisecond)
+				if st == 0 {
+					held++
+				} else {
+					refused = append(refused, st)
+				}
+			}
+			t.Logf("%s: %d held, refused %v", tc.name, held, refused)
+			if held > tc.want {
+				t.Errorf("%s: %d logins held at once with max_held_per_ip 1", tc.name, held)
+			}
+			cancel()
+			time.Sleep(300 * time.Millisecond)
+		})
+	}
+}
