@@ -39,7 +39,7 @@ import (
 // after the failover the stolen phone is bound again (its approvals count)
 // and the activation code that was used binds a second time.
 func TestRevocationsAndActivationTakesWaitForReplicas(t *testing.T) {
-	t.Skip("review-2 finding 2: a deregistration (PutUser) and an activation-code take are not WAITed: a failover undoes them; fails until fixed")
+	t.Skip("review-2 finding 1: a deregistration (PutUser) and an activation-code take are not WAITed: a failover undoes them; fails until fixed")
 	if testing.Short() {
 		t.Skip("Sentinel rig")
 	}
@@ -253,7 +253,7 @@ func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
 // holds for records sealed under a key that was rotated out because it
 // leaked.
 func TestResealLeavesNothingInClearOnDisk(t *testing.T) {
-	t.Skip("review-2 finding 5: after store reseal the AOF still holds the previous version's OTP secrets and stored passwords in clear; fails until fixed")
+	t.Skip("review-2 finding 2: after store reseal the AOF still holds the previous version's OTP secrets and stored passwords in clear; fails until fixed")
 	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", "no")
 	addr := srv.Addr()
 	prefix := uniquePrefix()
