@@ -185,7 +185,6 @@ func TestOlderCopyPutBackAfterACrashIsRefused(t *testing.T) {
 // the second held login is refused, from three addresses of one /64 all
 // three are held (each pushing a customer's phone).
 func TestHeldRequestsPerIPCountAnIPv6HostOnce(t *testing.T) {
-	t.Skip("review-2 finding 6: max_held_per_ip counts each IPv6 address apart: one /64 holds as many as it likes; fails until fixed")
 	e := newEnv(t, envOptions{})
 	g := e.startCustomGateway("\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For", "\t\tmax_held_per_ip 1")
 	users := []bank.User{alice, bob, carol}

@@ -41,6 +41,11 @@ func newHeldLimits(perUser, perIP int) *heldLimits {
 }
 
 func (l *heldLimits) acquire(key, ip string) (func(), error) {
+	if ip != "" {
+		// One IPv6 host is given a whole /64 and may use a new address
+		// for every request: count it once, as the registration limits do.
+		ip = addressKey(ip)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.keys[key] >= l.perKey {
