@@ -141,19 +141,27 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 	return nil
 }
 
-// CheckCode validates a 6-digit security code of cred and uses it up.
-func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) bool {
+// CheckCode validates a 6-digit security code of cred and uses it up:
+// true for a right code used for the first time, false for a wrong or
+// used one. An error means the store could not record the use (down, or
+// replicas not acknowledging): that is no answer about the code, so the
+// caller must not count it as a wrong one.
+func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) (bool, error) {
 	code = strings.TrimSpace(code)
 	now := e.now()
 	ok, err := totp.ValidateCustom(code, cred.OTPSecret, now, totp.ValidateOpts{
 		Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
 	})
 	if err != nil || !ok || !e.usableAfterFailover(cred, code, now) {
-		return false
+		return false, nil
 	}
 	// A code is accepted once: remember it for the whole ±1-step window.
 	fresh, err := e.store.UseJTI(ctx, "otp/"+cred.ID+"/"+code, now.Add(2*time.Minute))
-	return err == nil && fresh
+	if err != nil {
+		e.storeError("use_jti", err)
+		return false, fmt.Errorf("pushauth: recording the use of a security code of %s: %w", cred.ID, err)
+	}
+	return fresh, nil
 }
 
 // newCredentialID returns "OP" and 16 base32 characters (80 random bits):

@@ -240,7 +240,9 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	case !a.PasswordProven:
 		return refuse(ErrLoginNotConfirmed, "login_not_confirmed", true)
 	}
-	if !e.CheckCode(ctx, cred, a.Code) {
+	if ok, err := e.CheckCode(ctx, cred, a.Code); err != nil {
+		return nil, err // a store error is not a wrong code: nothing counted or announced
+	} else if !ok {
 		return refuse(ErrBadCode, "bad_code", true)
 	}
 	via := "password"

@@ -349,7 +349,13 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *Cha
 		g.renderWait(w, r, http.StatusConflict, c, "", waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
-	if !g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code")) {
+	ok, err := g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code"))
+	if err != nil {
+		// The store could not record the use: no answer about the code,
+		// so no failure is counted (her right code must not lock her).
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if !ok {
 		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
 		if g.Engine.countFailure(r.Context(), c.UserKey) {
 			_, _ = g.Engine.store.Resolve(r.Context(), c.ID, StatusDenied, false, g.Engine.now())

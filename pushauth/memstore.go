@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -141,6 +142,19 @@ func (s *MemoryStore) PutUser(_ context.Context, u *User) error {
 	s.mu.Lock()
 	s.users[u.Key] = &cp
 	s.mu.Unlock()
+	return nil
+}
+
+// CompareAndPutUser compares and stores under the store's lock, the lock
+// AddFailure counts under.
+func (s *MemoryStore) CompareAndPutUser(_ context.Context, old, u *User) error {
+	cp := *u
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !SameUser(s.users[u.Key], old) {
+		return fmt.Errorf("memory store: user %q: %w: it changed since it was read", u.Key, ErrConflict)
+	}
+	s.users[u.Key] = &cp
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package pushauth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -23,6 +25,15 @@ type Store interface {
 	GetUser(ctx context.Context, key string) (*User, error)
 	// UsersOfCredential lists the keys of users bound to a credential.
 	UsersOfCredential(ctx context.Context, credentialID string) ([]string, error)
+
+	// CompareAndPutUser stores u only if the user's record still has the
+	// content of old (nil: there is no record), else it answers an error
+	// wrapping ErrConflict: a change decided on a record read before a
+	// failure was counted or a lock taken (AddFailure, another instance)
+	// must not overwrite them. The engine re-reads and decides again.
+	// Compare with SameUser. A store that waits for replicas does so as
+	// for PutUser.
+	CompareAndPutUser(ctx context.Context, old, u *User) error
 
 	// CreateChallenge stores c as the user's one pending challenge. A
 	// previous pending challenge of the same user becomes superseded in the
@@ -65,4 +76,17 @@ type Store interface {
 	ActivationCodes
 	// Failure counting and locking, atomic across instances (failures.go).
 	FailureCounter
+}
+
+// SameUser reports whether two user records have the same content (nil
+// for no record), as CompareAndPutUser compares them: by their JSON form,
+// so a record written by a store's script and one written by Go compare
+// equal when their fields do.
+func SameUser(a, b *User) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }

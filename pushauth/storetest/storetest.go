@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		// Failure counting (failures.go).
 		{"FailureCounting", testFailureCounting},
 		{"FailureCountingIsAtomic", testFailureCountingIsAtomic},
+		{"CompareAndPutUser", testCompareAndPutUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

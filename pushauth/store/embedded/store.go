@@ -648,6 +648,33 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 	})
 }
 
+// CompareAndPutUser compares and writes inside one writer transaction,
+// the way AddFailure counts: a failure counted or a lock taken since old
+// was read is seen, and the change is refused (ErrConflict) instead of
+// overwriting it. It is on disk before it answers.
+func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) error {
+	st, err := s.state()
+	if err != nil {
+		return err
+	}
+	rec, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	key, cred, v := u.Key, u.CredentialID, *u
+	_, err = writeComputed(ctx, st, s.users, key, func(tx *bolt.Tx) (*pushauth.User, error) {
+		cur, err := userIn(tx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !pushauth.SameUser(cur, old) {
+			return nil, fmt.Errorf("embedded store: user %q: %w: it changed since it was read", key, pushauth.ErrConflict)
+		}
+		return &v, putUser(tx, key, cred, rec)
+	})
+	return err
+}
+
 // putUser writes a user's record, keeping the credential → users index.
 func putUser(tx *bolt.Tx, key, cred string, rec []byte) error {
 	users, idx := tx.Bucket(bucketUsers), tx.Bucket(bucketCredUsers)

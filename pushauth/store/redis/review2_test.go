@@ -39,7 +39,6 @@ import (
 // after the failover the stolen phone is bound again (its approvals count)
 // and the activation code that was used binds a second time.
 func TestRevocationsAndActivationTakesWaitForReplicas(t *testing.T) {
-	t.Skip("review-2 finding 1: a deregistration (PutUser) and an activation-code take are not WAITed: a failover undoes them; fails until fixed")
 	if testing.Short() {
 		t.Skip("Sentinel rig")
 	}
@@ -103,10 +102,14 @@ func TestRevocationsAndActivationTakesWaitForReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetUser after the failover: %v", err)
 	}
+	// The promoted replica has no replica of its own in this rig, so with
+	// min_replicas 1 an acknowledged take fails closed (ErrNotReplicated,
+	// binding nothing); only a take reported done counts as "again".
 	again, err := s.TakeActivationCode(ctx, code.User, code.ID)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("TakeActivationCode after the failover: %v", err)
 	}
+	t.Logf("after the failover: alice %+v; the activation code taken again: %v, %v", u, again, err)
 	if revokeErr == nil && u.Enrolled() && u.CredentialID == stolen.ID {
 		t.Errorf("the deregistration of alice's stolen phone was acknowledged (no error, no WAIT) and lost by the failover: alice is %+v, her stolen phone approves again", u)
 	}
@@ -144,7 +147,6 @@ rules:
 // announcement a lock gets, since AddFailure's error hides it — and stays
 // locked once the replica is back.
 func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
-	t.Skip("review-2 finding 4: CheckCode takes a store error (replica not acknowledging) for a wrong code: her correct code is counted and she is locked, unaudited; fails until fixed")
 	primary, replica := primaryWithReplica(t)
 	_ = primary
 	s := openAcked(t, primary.Addr(), uniquePrefix(), 1)
