@@ -139,7 +139,6 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 // approves her logins again; the README says such a copy is refused and
 // only `store restore` rolls back, listing what it undoes.
 func TestOlderCopyPutBackAfterACrashIsRefused(t *testing.T) {
-	t.Skip("review-2 finding 3: after SIGKILL an older copy of store.db put back by hand starts and rebinds a removed phone; fails until fixed")
 	e := newEnv(t, envOptions{})
 	sg := newStoreGateway(t, e, "")
 	stolen := newPhone(t, sg.gateway)

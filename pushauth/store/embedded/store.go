@@ -350,7 +350,17 @@ func (s *Store) open() (*state, error) {
 	if err := recordIdentity(opts, m.storeID, m.createdAt, m.generation); err != nil {
 		return fail(err)
 	}
-	st.w = newWriter(db, opts.Linger, s.log, func() error { return s.stillOurs(st) })
+	// After every commit a caller waits for, the identity record learns
+	// the generation, before the caller is answered: a copy of the file
+	// taken before that change is older than the record even after a
+	// crash (the clean stop is not there to record it). Batched writes
+	// (the held-request path) do not touch it.
+	durable := func(gen uint64) {
+		if err := recordIdentity(opts, m.storeID, m.createdAt, gen); err != nil {
+			s.log.Error("embedded store: recording the generation after a durable change; a copy of the file put back after a crash may not be recognised as older", "generation", gen, "error", err)
+		}
+	}
+	st.w = newWriter(db, opts.Linger, s.log, func() error { return s.stillOurs(st) }, durable)
 	return st, nil
 }
 
