@@ -211,6 +211,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Store.Type == "memory" {
 		logger.Warn("store memory: nothing survives a restart of Caddy (bindings, locks, suspensions, learned sessions, used security codes, the audit trail); use it for tests and demos only, the default embedded store keeps them")
 	}
+	if a.Store.Type == "embedded" && a.Store.Embedded != nil && a.Store.Embedded.AutoInit {
+		logger.Warn("store embedded: auto_init is set: a start that finds neither the data file nor its identity record (data and config directories lost together) creates an empty store with every user not enrolled instead of refusing; it is for demos and tests, a bank removes it once `caddy onepush store init` has created the store")
+	}
 	if err := metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("onepush: registering metrics: %w", err)
 	}
