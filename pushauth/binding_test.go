@@ -413,3 +413,57 @@ func TestActivationHashesAreBoundedByCores(t *testing.T) {
 		t.Fatalf("%d hashes at once, want at most %d (GOMAXPROCS)", peak, runtime.GOMAXPROCS(0))
 	}
 }
+
+// unackedFailures counts a failure but answers with an error, as a Redis
+// primary does when its replicas do not acknowledge the count in time.
+type unackedFailures struct{ *MemoryStore }
+
+func (s unackedFailures) AddFailure(ctx context.Context, key string, limit int, lockNow bool, at time.Time) (*User, bool, error) {
+	_, _, _ = s.MemoryStore.AddFailure(ctx, key, limit, lockNow, at)
+	return nil, false, errors.New("the write was not acknowledged by enough replicas")
+}
+
+// TestUnacknowledgedLockIsAuditedAndAnnounced: a lock that AddFailure took
+// although it answered an error exists all the same; it is audited and
+// announced like any lock, once, and reported as a lock.
+func TestUnacknowledgedLockIsAuditedAndAnnounced(t *testing.T) {
+	ctx := context.Background()
+	audit := NewMemoryAuditLog(0, 0, nil)
+	st := unackedFailures{NewMemoryStore(nil)}
+	e, err := NewEngine(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Audit: audit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	if err := st.PutUser(ctx, &User{Key: "alice", CredentialID: "OPALICE", State: UserActive}); err != nil {
+		t.Fatal(err)
+	}
+	var locked []bool
+	for range 6 {
+		locked = append(locked, e.recordFailure(ctx, "alice", "wrong security code", nil))
+	}
+	if want := []bool{false, false, false, false, true, true}; fmt.Sprint(locked) != fmt.Sprint(want) {
+		t.Errorf("recordFailure reported %v, want %v (locked by the fifth; the sixth counted on the lock)", locked, want)
+	}
+	evs, err := audit.Query(ctx, AuditQuery{User: "alice", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockEvents := 0
+	for _, ev := range evs {
+		if ev.Type == AuditStateChange && ev.Outcome == string(UserLocked) {
+			lockEvents++
+		}
+	}
+	msgs, err := st.ClaimNotifications(ctx, time.Now().Add(time.Hour), 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, n := range msgs {
+		types = append(types, n.Type)
+	}
+	if lockEvents != 1 || fmt.Sprint(types) != fmt.Sprint([]string{EventLocked}) {
+		t.Errorf("the lock taken without acknowledgement: %d lock events audited, announcements %v; want 1 and [%s]", lockEvents, types, EventLocked)
+	}
+}

@@ -97,12 +97,14 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 		// exists then, and must be audited and announced like any other.
 		// The record carries this call's time only if this call wrote it,
 		// and the count is at the limit only if the lock is new.
-		if u, rerr := e.store.GetUser(ctx, key); rerr == nil && u.State == UserLocked && u.UpdatedAt.Equal(at) &&
-			(u.Failures == e.cfg.MaxFailures || fraud) {
-			e.announceLock(ctx, u, why, c)
-			return true
+		u, rerr := e.store.GetUser(ctx, key)
+		if rerr != nil || u.State != UserLocked {
+			return false
 		}
-		return false
+		if u.UpdatedAt.Equal(at) && (u.Failures == e.cfg.MaxFailures || fraud) {
+			e.announceLock(ctx, u, why, c)
+		}
+		return true
 	}
 	if lockedNow {
 		e.announceLock(ctx, u, why, c)
