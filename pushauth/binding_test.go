@@ -425,7 +425,7 @@ func (s unackedFailures) AddFailure(ctx context.Context, key string, limit int, 
 
 // TestUnacknowledgedLockIsAuditedAndAnnounced: a lock that AddFailure took
 // although it answered an error exists all the same; it is audited and
-// announced like any lock, once, and reported as a lock.
+// announced like any lock, once.
 func TestUnacknowledgedLockIsAuditedAndAnnounced(t *testing.T) {
 	ctx := context.Background()
 	audit := NewMemoryAuditLog(0, 0, nil)
@@ -442,8 +442,10 @@ func TestUnacknowledgedLockIsAuditedAndAnnounced(t *testing.T) {
 	for range 6 {
 		locked = append(locked, e.recordFailure(ctx, "alice", "wrong security code", nil))
 	}
-	if want := []bool{false, false, false, false, true, true}; fmt.Sprint(locked) != fmt.Sprint(want) {
-		t.Errorf("recordFailure reported %v, want %v (locked by the fifth; the sixth counted on the lock)", locked, want)
+	// Reported as not locked: unacknowledged, a failover may lose the lock,
+	// so no browser is told "locked" (caddymodule TestSentinelFailover).
+	if want := []bool{false, false, false, false, false, false}; fmt.Sprint(locked) != fmt.Sprint(want) {
+		t.Errorf("recordFailure reported %v, want %v", locked, want)
 	}
 	evs, err := audit.Query(ctx, AuditQuery{User: "alice", Limit: 100})
 	if err != nil {

@@ -96,15 +96,14 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 		// replicas did not acknowledge keeps it): a lock this call took
 		// exists then, and must be audited and announced like any other.
 		// The record carries this call's time only if this call wrote it,
-		// and the count is at the limit only if the lock is new.
-		u, rerr := e.store.GetUser(ctx, key)
-		if rerr != nil || u.State != UserLocked {
-			return false
-		}
-		if u.UpdatedAt.Equal(at) && (u.Failures == e.cfg.MaxFailures || fraud) {
+		// and the count is at the limit only if the lock is new. The
+		// caller is still told "not locked": a failover may lose the lock,
+		// and a browser told "locked" must find it so afterwards.
+		if u, rerr := e.store.GetUser(ctx, key); rerr == nil && u.State == UserLocked && u.UpdatedAt.Equal(at) &&
+			(u.Failures == e.cfg.MaxFailures || fraud) {
 			e.announceLock(ctx, u, why, c)
 		}
-		return true
+		return false
 	}
 	if lockedNow {
 		e.announceLock(ctx, u, why, c)
