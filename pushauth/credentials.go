@@ -141,11 +141,18 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 	return nil
 }
 
+// ErrCodeUsed is CheckCode's answer for a right security code that was
+// used before. It is refused, but it is no guess: only the customer (a
+// retry, also of a code burnt by a call the store failed) or someone who
+// saw the code can send it, so it does not count toward the lock.
+var ErrCodeUsed = errors.New("security code was already used")
+
 // CheckCode validates a 6-digit security code of cred and uses it up:
-// true for a right code used for the first time, false for a wrong or
-// used one. An error means the store could not record the use (down, or
-// replicas not acknowledging): that is no answer about the code, so the
-// caller must not count it as a wrong one.
+// true for a right code used for the first time, false for a wrong one
+// (a guess: the caller counts it), ErrCodeUsed for a right one used
+// before. Any other error means the store could not record the use
+// (down, or replicas not acknowledging): no answer about the code, so
+// the caller must not count it either.
 func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) (bool, error) {
 	code = strings.TrimSpace(code)
 	now := e.now()
@@ -161,7 +168,10 @@ func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) (
 		e.storeError("use_jti", err)
 		return false, fmt.Errorf("pushauth: recording the use of a security code of %s: %w", cred.ID, err)
 	}
-	return fresh, nil
+	if !fresh {
+		return false, fmt.Errorf("%w (credential %s)", ErrCodeUsed, cred.ID)
+	}
+	return true, nil
 }
 
 // newCredentialID returns "OP" and 16 base32 characters (80 random bits):

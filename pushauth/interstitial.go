@@ -350,9 +350,15 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *Cha
 		return nil
 	}
 	ok, err := g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code"))
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrCodeUsed):
+		// Refused, not counted: a used code is no guess (her retry of a
+		// code a store error burnt must not lock her).
+		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
+		return nil
+	case err != nil:
 		// The store could not record the use: no answer about the code,
-		// so no failure is counted (her right code must not lock her).
+		// so no failure is counted.
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
 	if !ok {

@@ -1092,15 +1092,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
--- Used before: write the marker again as it is, so that the WAIT after
--- this call tells whether the use is on the replicas. A marker left by a
--- call that failed unacknowledged (the customer's own correct code during
--- a replica's hiccup) then fails her retry too, instead of reading as
--- "used" and counting as a wrong code.
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  redis.call('SET', KEYS[1], cur, 'KEEPTTL')
-end
 return 0
 `)
 
@@ -1108,9 +1099,7 @@ return 0
 // replay, a push-budget slot). With MinReplicas set, a marker the
 // replicas do not acknowledge fails the call (ErrNotReplicated): it
 // stays used on the primary, so the token or code is spent, and nothing
-// acts on it. A marker found used answers "used" only once the replicas
-// have it too; until then the call fails the same way, so a store
-// hiccup is never taken for a replay.
+// acts on it.
 func (s *Store) UseJTI(ctx context.Context, jti string, until time.Time) (bool, error) {
 	d := until.Sub(s.now())
 	if d < time.Millisecond {
@@ -1125,7 +1114,7 @@ func (s *Store) UseJTI(ctx context.Context, jti string, until time.Time) (bool, 
 		if err != nil {
 			return false, wrap("EVALSHA use", s.jtiKeyRedacted(), err)
 		}
-		if ackErr != nil {
+		if fresh == 1 && ackErr != nil {
 			return false, ackErr
 		}
 		return fresh == 1, nil
