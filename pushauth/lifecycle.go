@@ -69,7 +69,7 @@ func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, ex
 		}
 		u.UpdatedAt = e.now()
 		err = e.store.CompareAndPutUser(ctx, old, u)
-		if errors.Is(err, ErrConflict) && try < userUpdateTries {
+		if errors.Is(err, ErrUserChanged) && try < userUpdateTries {
 			continue
 		}
 		if err != nil {

@@ -152,7 +152,7 @@ func (s *MemoryStore) CompareAndPutUser(_ context.Context, old, u *User) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !SameUser(s.users[u.Key], old) {
-		return fmt.Errorf("memory store: user %q: %w: it changed since it was read", u.Key, ErrConflict)
+		return fmt.Errorf("memory store: user %q: %w", u.Key, ErrUserChanged)
 	}
 	s.users[u.Key] = &cp
 	return nil

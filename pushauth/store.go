@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -28,7 +29,7 @@ type Store interface {
 
 	// CompareAndPutUser stores u only if the user's record still has the
 	// content of old (nil: there is no record), else it answers an error
-	// wrapping ErrConflict: a change decided on a record read before a
+	// wrapping ErrUserChanged: a change decided on a record read before a
 	// failure was counted or a lock taken (AddFailure, another instance)
 	// must not overwrite them. The engine re-reads and decides again.
 	// Compare with SameUser. A store that waits for replicas does so as
@@ -77,6 +78,10 @@ type Store interface {
 	// Failure counting and locking, atomic across instances (failures.go).
 	FailureCounter
 }
+
+// ErrUserChanged is CompareAndPutUser's answer when the user's record is
+// no longer the one the change was decided on.
+var ErrUserChanged = errors.New("the user's record changed since it was read")
 
 // SameUser reports whether two user records have the same content (nil
 // for no record), as CompareAndPutUser compares them: by their JSON form,

@@ -167,8 +167,8 @@ func testCompareAndPutUser(t *testing.T, s pushauth.Store) {
 	if err := s.CompareAndPutUser(ctx, nil, first); err != nil {
 		t.Fatalf("CompareAndPutUser of a new user: %v", err)
 	}
-	if err := s.CompareAndPutUser(ctx, nil, first); !errors.Is(err, pushauth.ErrConflict) {
-		t.Fatalf("CompareAndPutUser expecting no record over an existing one: %v, want ErrConflict", err)
+	if err := s.CompareAndPutUser(ctx, nil, first); !errors.Is(err, pushauth.ErrUserChanged) {
+		t.Fatalf("CompareAndPutUser expecting no record over an existing one: %v, want ErrUserChanged", err)
 	}
 	read, err := s.GetUser(ctx, key)
 	if err != nil {
@@ -181,8 +181,8 @@ func testCompareAndPutUser(t *testing.T, s pushauth.Store) {
 	}
 	suspended := *read
 	suspended.State, suspended.Until = pushauth.UserSuspended, time.Now().Add(time.Hour)
-	if err := s.CompareAndPutUser(ctx, read, &suspended); !errors.Is(err, pushauth.ErrConflict) {
-		t.Fatalf("a change read before the lock: %v, want ErrConflict", err)
+	if err := s.CompareAndPutUser(ctx, read, &suspended); !errors.Is(err, pushauth.ErrUserChanged) {
+		t.Fatalf("a change read before the lock: %v, want ErrUserChanged", err)
 	}
 	locked, err := s.GetUser(ctx, key)
 	if err != nil || locked.State != pushauth.UserLocked || locked.Failures != 3 {

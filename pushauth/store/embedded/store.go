@@ -660,7 +660,7 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 
 // CompareAndPutUser compares and writes inside one writer transaction,
 // the way AddFailure counts: a failure counted or a lock taken since old
-// was read is seen, and the change is refused (ErrConflict) instead of
+// was read is seen, and the change is refused (ErrUserChanged) instead of
 // overwriting it. It is on disk before it answers.
 func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) error {
 	st, err := s.state()
@@ -678,7 +678,7 @@ func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) er
 			return nil, err
 		}
 		if !pushauth.SameUser(cur, old) {
-			return nil, fmt.Errorf("embedded store: user %q: %w: it changed since it was read", key, pushauth.ErrConflict)
+			return nil, fmt.Errorf("embedded store: user %q: %w", key, pushauth.ErrUserChanged)
 		}
 		return &v, putUser(tx, key, cred, rec)
 	})

@@ -347,19 +347,11 @@ func (s *Store) DeleteCredential(ctx context.Context, id string) error {
 // ---- users ----
 
 func (s *Store) getUserRaw(ctx context.Context, key string) (*pushauth.User, error) {
-	rk := s.userKey(key)
-	b, err := s.client.Get(ctx, rk).Bytes()
-	if errors.Is(err, goredis.Nil) {
+	_, u, err := s.readUser(ctx, key)
+	if err == nil && u == nil {
 		return nil, pushauth.ErrNotFound
 	}
-	if err != nil {
-		return nil, wrap("GET", rk, err)
-	}
-	var u pushauth.User
-	if err := json.Unmarshal(b, &u); err != nil {
-		return nil, fmt.Errorf("redis: decoding %s: %w", rk, err)
-	}
-	return &u, nil
+	return u, err
 }
 
 // userWriteTries bounds how often PutUser writes over a record that
@@ -376,11 +368,11 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 		if err != nil {
 			return err
 		}
-		if err := s.putUserOver(ctx, raw, cur, u); !errors.Is(err, pushauth.ErrConflict) {
+		if err := s.putUserOver(ctx, raw, cur, u); !errors.Is(err, pushauth.ErrUserChanged) {
 			return err
 		}
 	}
-	return fmt.Errorf("redis: writing %s: %w: it changed %d times while being written", s.userKey(u.Key), pushauth.ErrConflict, userWriteTries)
+	return fmt.Errorf("redis: writing %s: %w %d times while being written", s.userKey(u.Key), pushauth.ErrUserChanged, userWriteTries)
 }
 
 // CompareAndPutUser stores u only if the user's record still reads as old
@@ -392,7 +384,7 @@ func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) er
 		return err
 	}
 	if !pushauth.SameUser(cur, old) {
-		return fmt.Errorf("redis: %s: %w: the user changed since it was read", s.userKey(u.Key), pushauth.ErrConflict)
+		return fmt.Errorf("redis: %s: %w", s.userKey(u.Key), pushauth.ErrUserChanged)
 	}
 	return s.putUserOver(ctx, raw, cur, u)
 }
@@ -416,7 +408,7 @@ func (s *Store) readUser(ctx context.Context, key string) (string, *pushauth.Use
 }
 
 // putUserOver replaces the record raw (cur decoded; "" and nil for none)
-// with u in one compare-and-set, or answers ErrConflict when it changed
+// with u in one compare-and-set, or answers ErrUserChanged when it changed
 // since. The user joins the new credential's set before its record
 // changes and leaves the old one's after, so a reader never misses a
 // binding. The write is acknowledged by MinReplicas (WAIT on its
@@ -443,7 +435,7 @@ func (s *Store) putUserOver(ctx context.Context, raw string, cur, u *pushauth.Us
 		return wrap("EVALSHA cas", rk, err)
 	}
 	if n != 1 {
-		return fmt.Errorf("redis: %s: %w: it changed since it was read", rk, pushauth.ErrConflict)
+		return fmt.Errorf("redis: %s: %w", rk, pushauth.ErrUserChanged)
 	}
 	if cur != nil && cur.CredentialID != "" && cur.CredentialID != u.CredentialID {
 		k := s.credUsersKey(cur.CredentialID)
