@@ -405,42 +405,28 @@ func (f *fakeServer) decision(w http.ResponseWriter, r *http.Request) {
 // credentials when push is true, POSTs the push like the real server.
 func (f *fakeServer) addChallenge(cred, kind, context string, numberMatch bool, number int, push bool) string {
 	f.t.Helper()
-	f.mu.Lock()
-	f.seq++
-	id := fmt.Sprintf("ch-%d", f.seq)
-	f.chals[id] = &fakeChal{id: id, kind: kind, cred: cred, context: context,
-		expires: time.Now().Add(2 * time.Minute), numberMatch: numberMatch, number: number, state: "pending"}
-	cr := f.creds[cred]
-	platform, target := cr.platform, cr.pushToken
-	f.mu.Unlock()
-	if push && platform == "webhook" {
-		body, _ := json.Marshal(map[string]string{"challenge_id": id, "kind": kind})
-		resp, err := http.Post(target, "application/json", bytes.NewReader(body))
-		if err != nil {
-			f.t.Fatalf("push to %s: %v", target, err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			f.t.Fatalf("push to %s: HTTP %d", target, resp.StatusCode)
-		}
-	}
-	return id
+	return f.add(&fakeChal{kind: kind, cred: cred, context: context, numberMatch: numberMatch, number: number}, push)
 }
 
-// addCodeChallenge is addChallenge for a code-transfer challenge whose
+// addCodeChallenge is addChallenge for a code-transfer login whose
 // browser shows code.
 func (f *fakeServer) addCodeChallenge(cred, context, code string, push bool) string {
 	f.t.Helper()
+	return f.add(&fakeChal{kind: "login", cred: cred, context: context, code: code}, push)
+}
+
+func (f *fakeServer) add(c *fakeChal, push bool) string {
+	f.t.Helper()
 	f.mu.Lock()
 	f.seq++
-	id := fmt.Sprintf("ch-%d", f.seq)
-	f.chals[id] = &fakeChal{id: id, kind: "login", cred: cred, context: context,
-		expires: time.Now().Add(2 * time.Minute), code: code, state: "pending"}
+	c.id = fmt.Sprintf("ch-%d", f.seq)
+	c.expires, c.state = time.Now().Add(2*time.Minute), "pending"
+	f.chals[c.id] = c
 	f.mu.Unlock()
 	if push {
-		f.push(cred, id, "login")
+		f.push(c.cred, c.id, c.kind)
 	}
-	return id
+	return c.id
 }
 
 func (f *fakeServer) push(cred, id, kind string) {

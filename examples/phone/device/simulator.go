@@ -265,7 +265,7 @@ func (s *Simulator) decide(ctx context.Context, ch *Challenge, decision string, 
 	return ev
 }
 
-// ServeHTTP serves /, /push and /decide.
+// ServeHTTP serves /, /push, /decide and /respond.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/":
@@ -275,27 +275,20 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.servePage(w, nil)
-	case "/push":
+	case "/push", "/decide", "/respond":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s.servePush(w, r)
-	case "/decide":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+		switch r.URL.Path {
+		case "/push":
+			s.servePush(w, r)
+		case "/decide":
+			s.serveDecide(w, r)
+		default:
+			s.serveRespond(w, r)
 		}
-		s.serveDecide(w, r)
-	case "/respond":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		s.serveRespond(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -337,14 +330,23 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
+// form reads the page's form post and checks its CSRF token; false when
+// it has answered the request with an error.
+func (s *Simulator) form(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)
-		return
+		return false
 	}
 	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.csrf)) != 1 {
 		http.Error(w, "stale or forged form; reload the page", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
+	if !s.form(w, r) {
 		return
 	}
 	id := r.PostForm.Get("id")
@@ -387,13 +389,7 @@ func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
 // user typed from the waiting page and shows the page with it. Nothing
 // reaches the server: a phone without network answers the same.
 func (s *Simulator) serveRespond(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.csrf)) != 1 {
-		http.Error(w, "stale or forged form; reload the page", http.StatusForbidden)
+	if !s.form(w, r) {
 		return
 	}
 	res := &respondView{Challenge: r.PostForm.Get("challenge"), Payee: r.PostForm.Get("payee"), Amount: r.PostForm.Get("amount")}
