@@ -532,6 +532,7 @@ button{flex:1;font-size:1.05rem;padding:.8rem;border:0;border-radius:.6rem;curso
 .fraud{background:none;color:#b91c1c;text-decoration:underline;font-size:.85rem;padding:.4rem;flex:none;width:100%}
 input[type=text]{width:100%;box-sizing:border-box;font-size:1.4rem;padding:.5rem;text-align:center;border:1px solid #9ca3af;border-radius:.5rem}
 .err{color:#b91c1c}
+#respond label{display:block;margin-top:.6rem}
 pre{white-space:pre-wrap;word-break:break-all;font-size:.8rem}
 table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem;border-top:1px solid #e5e7eb}
 </style></head><body>
