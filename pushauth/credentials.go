@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onepush/onepush/pushauth/ocra"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/time/rate"
@@ -43,12 +44,17 @@ func (e *Engine) RegisterCredential(ctx context.Context, publicKeyDER []byte, pl
 	if _, err := rand.Read(secret[:]); err != nil {
 		return nil, err
 	}
+	ocraKey, err := ocra.NewKey()
+	if err != nil {
+		return nil, err
+	}
 	c := &Credential{
 		ID:        id,
 		PublicKey: publicKeyDER,
 		Platform:  platform,
 		PushToken: pushToken,
 		OTPSecret: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]),
+		OCRAKey:   ocraKey,
 		CreatedAt: e.now(),
 		ExpiresAt: e.now().Add(e.cfg.UnboundCredentialTTL),
 	}

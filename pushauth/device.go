@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // DeviceAPI serves the device protocol under Base (default
@@ -109,6 +111,8 @@ func (d *DeviceAPI) register(w http.ResponseWriter, r *http.Request) {
 		"credential_id": c.ID,
 		"otp_secret":    c.OTPSecret,
 		"otp":           map[string]any{"digits": 6, "period": 30, "algorithm": "SHA1"},
+		"ocra_key":      c.OCRAKey,
+		"ocra":          map[string]any{"suite": ocra.TransactionSuite, "question": ocra.QuestionLayout, "challenge_digits": ocra.ChallengeDigits},
 	})
 }
 

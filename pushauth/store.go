@@ -12,8 +12,8 @@ import (
 // method must be safe for concurrent use; the atomic ones (CreateChallenge,
 // Resolve, UseJTI, AddFailure) must stay atomic across instances sharing
 // the store. A store that keeps records outside the process seals their
-// secrets (ChallengeSecrets, Credential.OTPSecret); only GetChallenge
-// must return a challenge's secrets, the records of Resolve,
+// secrets (ChallengeSecrets, Credential.OTPSecret and OCRAKey); only
+// GetChallenge must return a challenge's secrets, the records of Resolve,
 // PendingForCredential and Watch may go without them.
 type Store interface {
 	PutCredential(ctx context.Context, c *Credential) error
