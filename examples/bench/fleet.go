@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -311,10 +312,26 @@ func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan
 			return err
 		}
 		status, _, err := s.p.Enrol(ctx, browser, gated+"/onepush/enroll", url.Values{"code": {code}})
+		// The gateway also limits enrolments per instance (500 a second);
+		// 32 workers can outrun that in a burst. A client told 429 waits
+		// and posts again, with the same code while it is valid.
+		for busy := 0; err == nil && status == http.StatusTooManyRequests && busy < 20; busy++ {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(500+rand.IntN(1000)) * time.Millisecond):
+			}
+			if otpStep(time.Now()) > s.step+1 {
+				break // the code lapsed meanwhile; take the next one
+			}
+			status, _, err = s.p.Enrol(ctx, browser, gated+"/onepush/enroll", url.Values{"code": {code}})
+		}
 		if err != nil {
 			return fmt.Errorf("enrolment of %s: %w", user, err)
 		}
 		switch {
+		case status == http.StatusTooManyRequests && otpStep(time.Now()) > s.step+1 && tries < 4:
+			continue
 		case status == http.StatusOK:
 			return nil
 		case status == http.StatusBadRequest && tries < 4:
