@@ -278,6 +278,9 @@ func lintPolicy(c *cobra.Command, file string) error {
 		if r.Service != "" {
 			fmt.Fprintf(w, ", service %s", r.Service)
 		}
+		if a := r.Assurance(); a != "" {
+			fmt.Fprintf(w, ", assurance: %s", a)
+		}
 		fmt.Fprintln(w)
 	}
 	if s := pol.StepUp; s != nil {
@@ -291,8 +294,19 @@ func lintPolicy(c *cobra.Command, file string) error {
 		fmt.Fprintf(w, "  deregistration grace: %s\n", pol.DeregistrationGrace)
 	}
 	lintEnrolment(w, pol)
+	refused := false
 	for _, wn := range pol.Warnings() {
+		if wn.Error {
+			// Caddy still starts with it; lint, run before a deploy, says no.
+			fmt.Fprintf(c.ErrOrStderr(), "%s:%d: %s: %s\n", file, wn.Line, wn.Field, wn.Message)
+			refused = true
+			continue
+		}
 		fmt.Fprintf(w, "  warning: %s:%d: %s: %s\n", file, wn.Line, wn.Field, wn.Message)
+	}
+	if refused {
+		c.SilenceErrors = true
+		return errPrinted
 	}
 	return nil
 }

@@ -48,7 +48,10 @@ func (EmbeddedStore) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the data file: placeholders expanded, made absolute.
-func (c *EmbeddedStore) Provision(caddy.Context) error {
+func (c *EmbeddedStore) Provision(ctx caddy.Context) error {
+	if c.AutoInit {
+		ctx.Slogger().Warn("store embedded: auto_init is set: a start that finds neither the data file nor its identity record (data and config directories lost together) creates an empty store with every user not enrolled instead of refusing; it is for demos and tests, a bank removes it once `caddy onepush store init` has created the store")
+	}
 	path := filepath.Join(caddy.AppDataDir(), "onepush", "store.db")
 	if c.Path != "" {
 		p, err := caddy.NewReplacer().ReplaceOrErr(c.Path, true, true)

@@ -382,6 +382,10 @@ func TestEmbeddedStoreLossStopsCaddy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
 			sg := newStoreGateway(t, e, tc.global)
+			autoInit := strings.Contains(tc.global, "auto_init")
+			if warned := strings.Contains(sg.logs.String(), "auto_init is set"); warned != autoInit {
+				t.Errorf("Caddy's log warns of auto_init: %v; auto_init configured: %v", warned, autoInit)
+			}
 			phone := newPhone(t, sg.gateway)
 			enroll(t, sg.gateway, alice, phone)
 			if err := os.RemoveAll(tc.lose(e)); err != nil {

@@ -411,8 +411,23 @@ func TestPolicyLintAndTestCommands(t *testing.T) {
 		t.Fatalf("lint of a broken policy: exit %d, want non-zero naming %q and %q:\n%s", code, wantPath, wantRe, out)
 	}
 	if out, code := cli(t, "policy", "lint", good); code != 0 || !strings.Contains(out, "OK, 3 rules") ||
-		!strings.Contains(out, "enrolment: first phone by password, another phone by activation_code") || strings.Contains(out, "warning") {
-		t.Fatalf("lint of the example policy: exit %d\n%s", code, out)
+		!strings.Contains(out, "enrolment: first phone by password, another phone by activation_code") || strings.Contains(out, "warning") ||
+		strings.Count(out, ", assurance: approve-only (not AAL2 under SP 800-63B rev 4)\n") != 2 {
+		t.Fatalf("lint of the example policy: exit %d (want the login and transfer rules approve-only)\n%s", code, out)
+	}
+	// Code transfer on a waiting page, and number matching, which it
+	// replaces: lint refuses the keyword, naming its line.
+	codes := filepath.Join(dir, "codes.yaml")
+	_ = os.WriteFile(codes, []byte(strings.Replace(strings.Replace(string(data), "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n    code_digits: 4\n", 1),
+		"    user: {session: true}\n", "    user: {session: true}\n    mode: interstitial\n", 1)), 0o600)
+	if out, code := cli(t, "policy", "lint", codes); code != 0 || !strings.Contains(out, ", assurance: code transfer (under 6 digits: below SP 800-63B rev 4)\n") ||
+		!strings.Contains(out, ", assurance: code transfer\n") || !strings.Contains(out, "warning: "+codes+":"+lineOf(t, codes, "code_digits: 4")+": rules[0].code_digits:") {
+		t.Fatalf("lint of code transfer rules: exit %d\n%s", code, out)
+	}
+	numbers := filepath.Join(dir, "numbers.yaml")
+	_ = os.WriteFile(numbers, []byte(strings.Replace(string(data), "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n    number_matching: true\n", 1)), 0o600)
+	if out, code := cli(t, "policy", "lint", numbers); code == 0 || !strings.Contains(out, numbers+":"+lineOf(t, numbers, "number_matching: true")+": rules[0].number_matching: replaced by code transfer") {
+		t.Fatalf("lint of number_matching: exit %d, want non-zero naming its line\n%s", code, out)
 	}
 	// A login rule that lets unenrolled users in without saying how the
 	// bank shows an accepted password: they cannot bind with it.

@@ -82,7 +82,7 @@ func TestStoreResealCommand(t *testing.T) {
 
 	rotated := config(redisGlobal(srv) + "\n\t\tprevious_encryption_keys {env.ONEPUSH_OLD_KEY}")
 	out, err := run(rotated)
-	if err != nil || !strings.Contains(out, "3 resealed") {
+	if err != nil || !strings.Contains(out, "3 resealed") || !strings.Contains(out, "rewrote its persistence file") {
 		t.Fatalf("store reseal: %v\n%s", err, out)
 	}
 	keys, err := rc.Keys(ctx, "onepush:*").Result()

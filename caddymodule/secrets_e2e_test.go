@@ -80,8 +80,14 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 		t.Fatalf("bank ops %+v, want alice's two logins and her transfer", ops)
 	}
 
-	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret()}
-	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret"}
+	if phone.OCRAKey() == "" {
+		t.Fatal("the registration gave the phone no OCRA key")
+	}
+	if _, err := phone.Respond("12345678", "5550001", "98765"); err != nil {
+		t.Fatalf("the registration's OCRA key and suite do not answer a transaction: %v", err)
+	}
+	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey()}
+	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key"}
 	report := func(where string, blob []byte) {
 		for _, f := range redistest.FindSecrets(blob, secrets...) {
 			for i, n := range names {

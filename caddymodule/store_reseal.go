@@ -31,6 +31,12 @@ previous keys can be dropped from the config.
 
 Records are also resealed when a gateway first reads them; this command
 reaches the ones nobody reads (credentials of idle users).
+
+Then the primary rewrites its append-only file (BGREWRITEAOF; BGSAVE when
+appendonly is off) and the command waits until that has finished, since
+the file still held the commands that wrote the records in clear or under
+the old key. Replicas and backups are not rewritten: run BGREWRITEAOF on
+each replica, and destroy or rewrite the backups taken before.
 `,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -54,6 +60,9 @@ reaches the ones nobody reads (credentials of idle users).
 			store := opened.(*redisstore.Store)
 			scanned, resealed, err := store.Reseal(c.Context())
 			fmt.Fprintf(c.OutOrStdout(), "store reseal: %d records read, %d resealed under the current encryption_key\n", scanned, resealed)
+			if err == nil {
+				fmt.Fprintln(c.OutOrStdout(), "store reseal: the primary (each primary on Cluster) rewrote its persistence file (BGREWRITEAOF; BGSAVE where appendonly is off) and it finished: it no longer holds the records as they were before. Replicas keep theirs: run BGREWRITEAOF (or BGSAVE) on each replica; destroy or rewrite RDB/AOF backups taken before the reseal.")
+			}
 			return err
 		},
 	})

@@ -525,7 +525,7 @@ var defaultContentTypes = []string{"application/x-www-form-urlencoded", "multipa
 func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rule {
 	m, line, ok := d.mapping(n, field, "name", "kind", "match", "user", "display", "not_enrolled",
 		"timeout", "body_limit", "mode", "dry_run", "number_matching", "challenge", "success", "logout",
-		"transaction", "service")
+		"transaction", "service", "code_digits")
 	if !ok {
 		return nil
 	}
@@ -559,6 +559,7 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 		r.DryRun, _ = d.boolean(e, field+".dry_run")
 	}
 	d.stepUp(m, field, line, r)
+	d.codeTransfer(m, field, r)
 
 	if e, ok := m["not_enrolled"]; ok {
 		if s, ok := d.str(e, field+".not_enrolled"); ok {

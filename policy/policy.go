@@ -149,8 +149,13 @@ type Rule struct {
 	// without holding it, so a new rule can be tried on live traffic first.
 	DryRun bool
 	// NumberMatching shows a 2-digit number on the waiting page that the user must
-	// pick on the phone (interstitial mode only).
+	// pick on the phone (interstitial mode only). Replaced by code transfer
+	// (CodeDigits): still parsed so that gateways keep starting, refused by lint.
 	NumberMatching bool
+	// CodeDigits is the length of the code the waiting page shows and the user
+	// types into the app (code transfer): DefaultCodeDigits for interstitial
+	// rules unless code_digits says otherwise, 0 for approve-only rules.
+	CodeDigits int
 	// Challenge is when a login rule challenges: before_forward (default) or
 	// after_success, when the bank has accepted the password.
 	Challenge ChallengeTime
@@ -164,6 +169,9 @@ type Rule struct {
 	Service string
 	// Line is the rule's line in the policy file, for messages.
 	Line int
+
+	numberMatchingLine int // line of number_matching, 0 when absent
+	codeDigitsLine     int // line of code_digits, 0 when absent
 
 	methods      []string // upper case
 	hosts        []string // lower case, no port, no brackets, no trailing dot

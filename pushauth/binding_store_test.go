@@ -3,6 +3,7 @@ package pushauth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +188,61 @@ func TestReconfigureChangesARunningEngine(t *testing.T) {
 	e.Reconfigure(cfg)
 	if _, err := e.Start(ctx, u, spec); err != nil {
 		t.Fatalf("push after push_rate was raised to 3: %v", err)
+	}
+}
+
+// unackedFailures counts a failure but answers with an error, as a Redis
+// primary does when its replicas do not acknowledge the count in time.
+type unackedFailures struct{ *memory.Store }
+
+func (s unackedFailures) AddFailure(ctx context.Context, key string, limit int, lockNow bool, at time.Time) (*pushauth.User, bool, error) {
+	_, _, _ = s.Store.AddFailure(ctx, key, limit, lockNow, at)
+	return nil, false, errors.New("the write was not acknowledged by enough replicas")
+}
+
+// TestUnacknowledgedLockIsAuditedAndAnnounced: a lock that AddFailure took
+// although it answered an error exists all the same; it is audited and
+// announced like any lock, once.
+func TestUnacknowledgedLockIsAuditedAndAnnounced(t *testing.T) {
+	ctx := context.Background()
+	audit := memory.NewAuditLog(0, 0, nil)
+	st := unackedFailures{memory.New(nil)}
+	e, err := pushauth.NewEngine(pushauth.Config{Store: st, Logger: pushauthtest.Quiet(), Audit: audit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	if err := st.PutUser(ctx, &pushauth.User{Key: "alice", CredentialID: "OPALICE", State: pushauth.UserActive}); err != nil {
+		t.Fatal(err)
+	}
+	var locked []bool
+	for range 6 {
+		locked = append(locked, pushauth.RecordFailure(e, ctx, "alice", "wrong security code", nil))
+	}
+	// Reported as not locked: unacknowledged, a failover may lose the lock,
+	// so no browser is told "locked" (caddymodule TestSentinelFailover).
+	if want := []bool{false, false, false, false, false, false}; fmt.Sprint(locked) != fmt.Sprint(want) {
+		t.Errorf("recordFailure reported %v, want %v", locked, want)
+	}
+	evs, err := audit.Query(ctx, pushauth.AuditQuery{User: "alice", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockEvents := 0
+	for _, ev := range evs {
+		if ev.Type == pushauth.AuditStateChange && ev.Outcome == string(pushauth.UserLocked) {
+			lockEvents++
+		}
+	}
+	msgs, err := st.ClaimNotifications(ctx, time.Now().Add(time.Hour), 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, n := range msgs {
+		types = append(types, n.Type)
+	}
+	if lockEvents != 1 || fmt.Sprint(types) != fmt.Sprint([]string{pushauth.EventLocked}) {
+		t.Errorf("the lock taken without acknowledgement: %d lock events audited, announcements %v; want 1 and [%s]", lockEvents, types, pushauth.EventLocked)
 	}
 }

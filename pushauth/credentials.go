@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onepush/onepush/pushauth/ocra"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
@@ -37,12 +38,17 @@ func (e *Engine) RegisterCredential(ctx context.Context, publicKeyDER []byte, pl
 	if _, err := rand.Read(secret[:]); err != nil {
 		return nil, err
 	}
+	ocraKey, err := ocra.NewKey()
+	if err != nil {
+		return nil, err
+	}
 	c := &Credential{
 		ID:        id,
 		PublicKey: publicKeyDER,
 		Platform:  platform,
 		PushToken: pushToken,
 		OTPSecret: base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]),
+		OCRAKey:   ocraKey,
 		CreatedAt: e.now(),
 		ExpiresAt: e.now().Add(time.Duration(e.unboundTTL.Load())),
 	}
@@ -135,19 +141,37 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 	return nil
 }
 
-// CheckCode validates a 6-digit security code of cred and uses it up.
-func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) bool {
+// ErrCodeUsed is CheckCode's answer for a right security code that was
+// used before. It is refused, but it is no guess: only the customer (a
+// retry, also of a code burnt by a call the store failed) or someone who
+// saw the code can send it, so it does not count toward the lock.
+var ErrCodeUsed = errors.New("security code was already used")
+
+// CheckCode validates a 6-digit security code of cred and uses it up:
+// true for a right code used for the first time, false for a wrong one
+// (a guess: the caller counts it), ErrCodeUsed for a right one used
+// before. Any other error means the store could not record the use
+// (down, or replicas not acknowledging): no answer about the code, so
+// the caller must not count it either.
+func (e *Engine) CheckCode(ctx context.Context, cred *Credential, code string) (bool, error) {
 	code = strings.TrimSpace(code)
 	now := e.now()
 	ok, err := totp.ValidateCustom(code, cred.OTPSecret, now, totp.ValidateOpts{
 		Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
 	})
 	if err != nil || !ok || !e.usableAfterFailover(cred, code, now) {
-		return false
+		return false, nil
 	}
 	// A code is accepted once: remember it for the whole ±1-step window.
 	fresh, err := e.store.UseJTI(ctx, "otp/"+cred.ID+"/"+code, now.Add(2*time.Minute))
-	return err == nil && fresh
+	if err != nil {
+		e.StoreFailed("use_jti", err)
+		return false, fmt.Errorf("pushauth: recording the use of a security code of %s: %w", cred.ID, err)
+	}
+	if !fresh {
+		return false, fmt.Errorf("%w (credential %s)", ErrCodeUsed, cred.ID)
+	}
+	return true, nil
 }
 
 // newCredentialID returns "OP" and 16 base32 characters (80 random bits):

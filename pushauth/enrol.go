@@ -172,7 +172,12 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	case !a.PasswordProven:
 		return refuse(ErrLoginNotConfirmed, "login_not_confirmed", true)
 	}
-	if !e.CheckCode(ctx, cred, a.Code) {
+	switch ok, err := e.CheckCode(ctx, cred, a.Code); {
+	case errors.Is(err, ErrCodeUsed):
+		return refuse(ErrBadCode, "code_used", false) // no guess: not counted
+	case err != nil:
+		return nil, err // a store error is not a wrong code: nothing counted or announced
+	case !ok:
 		return refuse(ErrBadCode, "bad_code", true)
 	}
 	via := "password"

@@ -7,6 +7,8 @@ import "time"
 
 var CheckActivationCode = (*Engine).checkActivationCode
 
+var RecordFailure = (*Engine).recordFailure
+
 const MaxTokenLifetime = maxTokenLifetime
 
 // SetMaxOutbox bounds the outbox at n until the returned func restores it.

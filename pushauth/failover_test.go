@@ -155,7 +155,7 @@ func TestCodesValidAtAFailoverAreRefused(t *testing.T) {
 		{"long after", failover.Add(10 * time.Minute), failover.Add(10 * time.Minute), true},
 	} {
 		set(tc.now)
-		if got := e.CheckCode(ctx, cred, code(tc.codeAt)); got != tc.want {
+		if got, _ := e.CheckCode(ctx, cred, code(tc.codeAt)); got != tc.want {
 			t.Errorf("%s: CheckCode = %v, want %v", tc.name, got, tc.want)
 		}
 	}

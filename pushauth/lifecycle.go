@@ -20,9 +20,10 @@ var (
 )
 
 // userStripes serialise read-modify-write of one user's record within this
-// process (admin operations and enrolment). Failure counting does not use
-// them: it is one atomic step in the store (FailureCounter), across
-// instances too.
+// process (admin operations and enrolment), so that they rarely conflict.
+// Failure counting does not use them: it is one atomic step in the store
+// (FailureCounter), across instances too, and updateUser's
+// compare-and-set sees it.
 var userStripes [64]sync.Mutex
 
 func userLock(key string) *sync.Mutex {
@@ -31,30 +32,48 @@ func userLock(key string) *sync.Mutex {
 	return &userStripes[h.Sum32()%uint32(len(userStripes))]
 }
 
+// userUpdateTries bounds how often updateUser decides again on a record
+// that changed under it (failures counted by parallel guesses).
+const userUpdateTries = 8
+
 // updateUser applies fn to the user's record (a fresh one when unknown,
-// with exists false) and stores it unless fn returns an error.
+// with exists false) and stores it unless fn returns an error. The write
+// is a compare-and-set against the record fn saw: when the record changed
+// in between (a failure counted, a lock taken, another instance's
+// change), fn decides again on the new one, so a lock is never
+// overwritten by a change read before it.
 func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, exists bool) error) (*User, error) {
 	mu := userLock(key)
 	mu.Lock()
 	defer mu.Unlock()
-	u, err := e.store.GetUser(ctx, key)
-	exists := err == nil
-	switch {
-	case errors.Is(err, ErrNotFound):
-		u = &User{Key: key, State: UserActive}
-	case err != nil:
-		e.StoreFailed("get_user", err)
-		return nil, err
+	for try := 1; ; try++ {
+		u, err := e.store.GetUser(ctx, key)
+		exists := err == nil
+		var old *User
+		switch {
+		case errors.Is(err, ErrNotFound):
+			u = &User{Key: key, State: UserActive}
+		case err != nil:
+			e.StoreFailed("get_user", err)
+			return nil, err
+		default:
+			cp := *u
+			old = &cp
+		}
+		if err := fn(u, exists); err != nil {
+			return u, err
+		}
+		u.UpdatedAt = e.now()
+		err = e.store.CompareAndPutUser(ctx, old, u)
+		if errors.Is(err, ErrUserChanged) && try < userUpdateTries {
+			continue
+		}
+		if err != nil {
+			e.StoreFailed("put_user", err)
+			return nil, fmt.Errorf("pushauth: updating user %q: %w", key, err)
+		}
+		return u, nil
 	}
-	if err := fn(u, exists); err != nil {
-		return u, err
-	}
-	u.UpdatedAt = e.now()
-	if err := e.store.PutUser(ctx, u); err != nil {
-		e.StoreFailed("put_user", err)
-		return nil, err
-	}
-	return u, nil
 }
 
 // recordFailure counts one failure (a denial, a fraud report, a wrong
@@ -64,24 +83,41 @@ func (e *Engine) recordFailure(ctx context.Context, key, why string, c *Challeng
 	// A fraud report is the user telling us someone else has the password:
 	// lock at once rather than wait for MaxFailures.
 	fraud := c != nil && c.Fraud
-	u, lockedNow, err := e.store.AddFailure(ctx, key, int(e.maxFailures.Load()), fraud, e.now())
+	at := e.now()
+	u, lockedNow, err := e.store.AddFailure(ctx, key, int(e.maxFailures.Load()), fraud, at)
 	if err != nil {
 		e.StoreFailed("add_failure", err)
 		e.log.Warn("counting a failure", "user", key, "error", err)
+		// The count may have been taken all the same (a primary whose
+		// replicas did not acknowledge keeps it): a lock this call took
+		// exists then, and must be audited and announced like any other.
+		// The record carries this call's time only if this call wrote it,
+		// and the count is at the limit only if the lock is new. The
+		// caller is still told "not locked": a failover may lose the lock,
+		// and a browser told "locked" must find it so afterwards.
+		if u, rerr := e.store.GetUser(ctx, key); rerr == nil && u.State == UserLocked && u.UpdatedAt.Equal(at) &&
+			(u.Failures == int(e.maxFailures.Load()) || fraud) {
+			e.announceLock(ctx, u, why, c)
+		}
 		return false
 	}
 	if lockedNow {
-		ev := AuditEvent{Type: AuditStateChange, User: key, Credential: u.CredentialID, Outcome: string(UserLocked), Actor: "gateway",
-			Detail: fmt.Sprintf("%d consecutive failures, last: %s", u.Failures, why)}
-		if c != nil {
-			ev.Challenge, ev.Rule, ev.ClientIP = c.ID, c.Rule, c.ClientIP
-		}
-		e.Record(ctx, ev)
-		e.log.Warn("user locked", "user", key, "failures", u.Failures, "last", why)
-		_ = e.announce(ctx, Announcement{Type: EventLocked, User: key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
-			Actor: "gateway", Detail: ev.Detail})
+		e.announceLock(ctx, u, why, c)
 	}
 	return u.State == UserLocked
+}
+
+// announceLock audits and announces the lock that u's failures took.
+func (e *Engine) announceLock(ctx context.Context, u *User, why string, c *Challenge) {
+	ev := AuditEvent{Type: AuditStateChange, User: u.Key, Credential: u.CredentialID, Outcome: string(UserLocked), Actor: "gateway",
+		Detail: fmt.Sprintf("%d consecutive failures, last: %s", u.Failures, why)}
+	if c != nil {
+		ev.Challenge, ev.Rule, ev.ClientIP = c.ID, c.Rule, c.ClientIP
+	}
+	e.Record(ctx, ev)
+	e.log.Warn("user locked", "user", u.Key, "failures", u.Failures, "last", why)
+	_ = e.announce(ctx, Announcement{Type: EventLocked, User: u.Key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
+		Actor: "gateway", Detail: ev.Detail})
 }
 
 // recordSuccess resets the consecutive-failure count after an approval.

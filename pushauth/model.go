@@ -114,6 +114,11 @@ type Credential struct {
 	// ExpiresAt is when a credential that no user has bound is deleted, so
 	// registrations nobody completes do not pile up; zero once bound.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// OCRAKey (hex, pushauth/ocra) answers transaction challenges offline,
+	// bound to challenge, payee and amount: a key of its own, so that the
+	// plain security code never approves a transfer. Sealed with the
+	// record like OTPSecret; "" for credentials registered before it.
+	OCRAKey string `json:"ocra_key,omitempty"`
 }
 
 // expired reports whether an unbound credential's time is up at now.

@@ -1,9 +1,12 @@
 package pushauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"os"
 	"time"
 )
@@ -12,8 +15,8 @@ import (
 // method must be safe for concurrent use; the atomic ones (CreateChallenge,
 // Resolve, UseJTI, AddFailure) must stay atomic across instances sharing
 // the store. A store that keeps records outside the process seals their
-// secrets (ChallengeSecrets, Credential.OTPSecret); only GetChallenge
-// must return a challenge's secrets, the records of Resolve,
+// secrets (ChallengeSecrets, Credential.OTPSecret and OCRAKey); only
+// GetChallenge must return a challenge's secrets, the records of Resolve,
 // PendingForCredential and Watch may go without them.
 type Store interface {
 	PutCredential(ctx context.Context, c *Credential) error
@@ -26,6 +29,15 @@ type Store interface {
 	GetUser(ctx context.Context, key string) (*User, error)
 	// UsersOfCredential lists the keys of users bound to a credential.
 	UsersOfCredential(ctx context.Context, credentialID string) ([]string, error)
+
+	// CompareAndPutUser stores u only if the user's record still has the
+	// content of old (nil: there is no record), else it answers an error
+	// wrapping ErrUserChanged: a change decided on a record read before a
+	// failure was counted or a lock taken (AddFailure, another instance)
+	// must not overwrite them. The engine re-reads and decides again.
+	// Compare with SameUser. A store that waits for replicas does so as
+	// for PutUser.
+	CompareAndPutUser(ctx context.Context, old, u *User) error
 
 	// CreateChallenge stores c as the user's one pending challenge. A
 	// previous pending challenge of the same user becomes superseded in the
@@ -84,4 +96,21 @@ type Snapshotter interface {
 func SessionHash(value string) string {
 	h := sha256.Sum256([]byte("onepush-session\x00" + value))
 	return hex.EncodeToString(h[:])
+}
+
+// ErrUserChanged is CompareAndPutUser's answer when the user's record is
+// no longer the one the change was decided on.
+var ErrUserChanged = errors.New("the user's record changed since it was read")
+
+// SameUser reports whether two user records have the same content (nil
+// for no record), as CompareAndPutUser compares them: by their JSON form,
+// so a record written by a store's script and one written by Go compare
+// equal when their fields do.
+func SameUser(a, b *User) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -279,9 +280,11 @@ func (f *fleet) enrol(ctx context.Context, gated string, from, to int, progress 
 func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan codeSlot) error {
 	user := "u" + strconv.Itoa(u)
 	// The gateway limits enrolment posts per address like registrations
-	// (20 at once, one more every 6 s): the users' browsers leave from 750
-	// addresses, 127.0.2.1 to 127.0.4.250.
-	src := u % 750
+	// (20 at once, one more every 6 s), and a code that lapsed or was just
+	// used costs a post too: the users' browsers leave from 2,000
+	// addresses, 127.0.2.1 to 127.0.9.250, so 15,000 users with their
+	// retries stay under 20 posts per address.
+	src := u % 2000
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Transport: f.sourceClient(fmt.Sprintf("127.0.%d.%d", 2+src/250, 1+src%250)).Transport, Jar: jar, Timeout: 30 * time.Second}
 	resp, err := browser.PostForm(gated+"/login", url.Values{"user": {user}, "password": {"secret"}})
@@ -309,10 +312,26 @@ func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan
 			return err
 		}
 		status, _, err := s.p.Enrol(ctx, browser, gated+"/onepush/enroll", url.Values{"code": {code}})
+		// The gateway also limits enrolments per instance (500 a second);
+		// 32 workers can outrun that in a burst. A client told 429 waits
+		// and posts again, with the same code while it is valid.
+		for busy := 0; err == nil && status == http.StatusTooManyRequests && busy < 20; busy++ {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(500+rand.IntN(1000)) * time.Millisecond):
+			}
+			if otpStep(time.Now()) > s.step+1 {
+				break // the code lapsed meanwhile; take the next one
+			}
+			status, _, err = s.p.Enrol(ctx, browser, gated+"/onepush/enroll", url.Values{"code": {code}})
+		}
 		if err != nil {
 			return fmt.Errorf("enrolment of %s: %w", user, err)
 		}
 		switch {
+		case status == http.StatusTooManyRequests && otpStep(time.Now()) > s.step+1 && tries < 4:
+			continue
 		case status == http.StatusOK:
 			return nil
 		case status == http.StatusBadRequest && tries < 4:

@@ -365,7 +365,19 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 		g.renderWait(w, r, http.StatusConflict, c, "", waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
-	if !g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code")) {
+	ok, err := g.Engine.CheckCode(r.Context(), cred, r.PostForm.Get("code"))
+	switch {
+	case errors.Is(err, pushauth.ErrCodeUsed):
+		// Refused, not counted: a used code is no guess (her retry of a
+		// code a store error burnt must not lock her).
+		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
+		return nil
+	case err != nil:
+		// The store could not record the use: no answer about the code,
+		// so no failure is counted.
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if !ok {
 		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
 		if g.Engine.CountFailure(r.Context(), c.UserKey) {
 			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // Device serves the device protocol under Base (default
@@ -111,6 +112,8 @@ func (d *Device) register(w http.ResponseWriter, r *http.Request) {
 		"credential_id": c.ID,
 		"otp_secret":    c.OTPSecret,
 		"otp":           map[string]any{"digits": 6, "period": 30, "algorithm": "SHA1"},
+		"ocra_key":      c.OCRAKey,
+		"ocra":          map[string]any{"suite": ocra.TransactionSuite, "question": ocra.QuestionLayout, "challenge_digits": ocra.ChallengeDigits},
 	})
 }
 

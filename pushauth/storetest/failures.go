@@ -155,3 +155,51 @@ func testFailureCountingIsAtomic(t *testing.T, s pushauth.Store) {
 			parallel, limit, u.Failures, u.State, locks, parallel)
 	}
 }
+
+// testCompareAndPutUser: a change decided on a record read before a
+// failure was counted (or a lock taken) is refused, not written over it;
+// one decided on the record as it is (also one a script wrote) is
+// written, with the credential index following it.
+func testCompareAndPutUser(t *testing.T, s pushauth.Store) {
+	ctx := ctxT(t)
+	key, credA, credB := uid("cas-user"), uid("cred"), uid("cred")
+	first := &pushauth.User{Key: key, CredentialID: credA, State: pushauth.UserActive}
+	if err := s.CompareAndPutUser(ctx, nil, first); err != nil {
+		t.Fatalf("CompareAndPutUser of a new user: %v", err)
+	}
+	if err := s.CompareAndPutUser(ctx, nil, first); !errors.Is(err, pushauth.ErrUserChanged) {
+		t.Fatalf("CompareAndPutUser expecting no record over an existing one: %v, want ErrUserChanged", err)
+	}
+	read, err := s.GetUser(ctx, key)
+	if err != nil {
+		t.Fatalf("GetUser: %v", err)
+	}
+	for range 3 {
+		if _, _, err := s.AddFailure(ctx, key, 3, false, time.Now()); err != nil {
+			t.Fatalf("AddFailure: %v", err)
+		}
+	}
+	suspended := *read
+	suspended.State, suspended.Until = pushauth.UserSuspended, time.Now().Add(time.Hour)
+	if err := s.CompareAndPutUser(ctx, read, &suspended); !errors.Is(err, pushauth.ErrUserChanged) {
+		t.Fatalf("a change read before the lock: %v, want ErrUserChanged", err)
+	}
+	locked, err := s.GetUser(ctx, key)
+	if err != nil || locked.State != pushauth.UserLocked || locked.Failures != 3 {
+		t.Fatalf("after the refused change: %+v, %v; want locked with 3 failures", locked, err)
+	}
+	rebound := *locked
+	rebound.CredentialID, rebound.State, rebound.Failures = credB, pushauth.UserActive, 0
+	if err := s.CompareAndPutUser(ctx, locked, &rebound); err != nil {
+		t.Fatalf("a change decided on the record as it is: %v", err)
+	}
+	if got, err := s.GetUser(ctx, key); err != nil || got.CredentialID != credB || got.State != pushauth.UserActive {
+		t.Fatalf("after the change: %+v, %v", got, err)
+	}
+	if keys, err := s.UsersOfCredential(ctx, credB); err != nil || len(keys) != 1 || keys[0] != key {
+		t.Fatalf("UsersOfCredential(new) = %v, %v; want [%s]", keys, err, key)
+	}
+	if keys, err := s.UsersOfCredential(ctx, credA); err != nil || len(keys) != 0 {
+		t.Fatalf("UsersOfCredential(old) = %v, %v; want none", keys, err)
+	}
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		// Failure counting (failures.go).
 		{"FailureCounting", testFailureCounting},
 		{"FailureCountingIsAtomic", testFailureCountingIsAtomic},
+		{"CompareAndPutUser", testCompareAndPutUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,6 +181,7 @@ func testCredentials(t *testing.T, s pushauth.Store) {
 		Platform:  "webhook",
 		PushToken: "https://push.example/t/ä?x=1&y=<2>",
 		OTPSecret: "JBSWY3DPEHPK3PXP",
+		OCRAKey:   "3132333435363738393031323334353637383930313233343536373839303132",
 		CreatedAt: time.Now(),
 	}
 	if err := s.PutCredential(ctx, c); err != nil {

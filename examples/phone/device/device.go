@@ -5,7 +5,9 @@
 //
 // It speaks only the wire protocol (JSON over HTTP(S) under a base URL such
 // as http://127.0.0.1:8080/onepush/device/v1) and imports no onepush
-// package, so tests of the whole product can use it as the phone.
+// package but pushauth/ocra, the response algorithm the protocol defines
+// (a phone and the gateway must compute it alike), so tests of the whole
+// product can use it as the phone.
 package device
 
 import (
@@ -29,6 +31,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/onepush/onepush/pushauth/ocra"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
@@ -57,6 +60,15 @@ type OTPParams struct {
 	Algorithm string `json:"algorithm"`
 }
 
+// OCRAParams describes how the phone answers a transaction's challenge
+// number offline (from the registration answer): the suite, the layout of
+// its question and the length of the challenge number.
+type OCRAParams struct {
+	Suite           string `json:"suite"`
+	Question        string `json:"question"`
+	ChallengeDigits int    `json:"challenge_digits"`
+}
+
 // DisplayField is one label/value line the server wants the phone to show.
 type DisplayField struct {
 	Label string `json:"label"`
@@ -83,7 +95,11 @@ type ContextInfo struct {
 	ClientIP    string         `json:"client_ip"`
 	UserAgent   string         `json:"user_agent"`
 	NumberMatch bool           `json:"number_match"`
-	CreatedAt   string         `json:"created_at"`
+	// CodeDigits is the length of the code the browser's waiting page
+	// shows, which an approval must carry (code transfer); 0 when the
+	// rule is approve-only.
+	CodeDigits int    `json:"code_digits"`
+	CreatedAt  string `json:"created_at"`
 	// Service names the bank service (国内振込, 外為) and Host the site the
 	// request was sent to.
 	Service string `json:"service"`
@@ -168,6 +184,16 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithHomeCurrency sets the ISO 4217 code of an amount typed without one
+// into Respond (default JPY, the demo bank's).
+func WithHomeCurrency(code string) Option {
+	return func(p *Phone) {
+		if code != "" {
+			p.currency = code
+		}
+	}
+}
+
 // WithKey uses the given P-256 key instead of generating a fresh one.
 func WithKey(k *ecdsa.PrivateKey) Option {
 	return func(p *Phone) {
@@ -184,11 +210,15 @@ type Phone struct {
 	client *http.Client
 	now    func() time.Time
 	key    *ecdsa.PrivateKey
+	// currency is what Respond takes an amount typed without a code in.
+	currency string
 
 	mu        sync.RWMutex
 	credID    string
 	otpSecret string
 	otp       OTPParams
+	ocraKey   string // hex, as registered; "" from a server without it
+	ocra      OCRAParams
 	platform  string
 	pushToken string
 }
@@ -202,9 +232,10 @@ func New(base string, opts ...Option) (*Phone, error) {
 		return nil, fmt.Errorf("onepush device: bad base URL %q", base)
 	}
 	p := &Phone{
-		base:   strings.TrimRight(base, "/"),
-		client: &http.Client{Timeout: 30 * time.Second},
-		now:    time.Now,
+		base:     strings.TrimRight(base, "/"),
+		client:   &http.Client{Timeout: 30 * time.Second},
+		now:      time.Now,
+		currency: "JPY",
 	}
 	for _, o := range opts {
 		o(p)
@@ -250,6 +281,53 @@ func (p *Phone) OTPSecret() string {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.otpSecret
+}
+
+// OCRAKey returns the hex OCRA key from Register ("" when the server sent
+// none).
+func (p *Phone) OCRAKey() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.ocraKey
+}
+
+// OCRA returns the transaction-response parameters from Register.
+func (p *Phone) OCRA() OCRAParams {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.ocra
+}
+
+// Respond is the offline answer to a transaction's waiting page: the user
+// types the challenge number, the payee account and the amount as the page
+// shows them (1,500,000 or 1,500,000 USD; without a code the amount is in
+// the home currency), and types the 8 digits it returns into the browser.
+// It needs no network. The response is bound to all three (RFC 6287 OCRA,
+// see pushauth/ocra): for another amount or payee it is another number.
+func (p *Phone) Respond(challengeNumber, payee, amount string) (string, error) {
+	p.mu.RLock()
+	hexKey, params := p.ocraKey, p.ocra
+	p.mu.RUnlock()
+	if hexKey == "" {
+		return "", errors.New("onepush device: no OCRA key (registered with a server without transaction responses): register again")
+	}
+	if params.Suite != ocra.TransactionSuite || params.Question != ocra.QuestionLayout {
+		return "", fmt.Errorf("onepush device: unsupported transaction response %q with question %q (this app knows %q with %q)",
+			params.Suite, params.Question, ocra.TransactionSuite, ocra.QuestionLayout)
+	}
+	key, err := ocra.ParseKey(hexKey)
+	if err != nil {
+		return "", fmt.Errorf("onepush device: %w", err)
+	}
+	tx, err := ocra.Typed(challengeNumber, payee, amount, p.currency)
+	if err != nil {
+		return "", fmt.Errorf("onepush device: %w", err)
+	}
+	r, err := ocra.TransactionResponse(key, tx)
+	if err != nil {
+		return "", fmt.Errorf("onepush device: %w", err)
+	}
+	return r, nil
 }
 
 // OTP returns the security-code parameters from Register.
@@ -329,9 +407,11 @@ func (p *Phone) Register(ctx context.Context, platform, pushToken string) error 
 		return statusErr(op, status, body)
 	}
 	var resp struct {
-		CredentialID string    `json:"credential_id"`
-		OTPSecret    string    `json:"otp_secret"`
-		OTP          OTPParams `json:"otp"`
+		CredentialID string     `json:"credential_id"`
+		OTPSecret    string     `json:"otp_secret"`
+		OTP          OTPParams  `json:"otp"`
+		OCRAKey      string     `json:"ocra_key"`
+		OCRA         OCRAParams `json:"ocra"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return fmt.Errorf("onepush device: %s: bad response %s: %w", op, excerpt(body), err)
@@ -341,6 +421,7 @@ func (p *Phone) Register(ctx context.Context, platform, pushToken string) error 
 	}
 	p.mu.Lock()
 	p.credID, p.otpSecret, p.otp = resp.CredentialID, resp.OTPSecret, resp.OTP
+	p.ocraKey, p.ocra = resp.OCRAKey, resp.OCRA
 	p.platform, p.pushToken = platform, pushToken
 	p.mu.Unlock()
 	return nil
@@ -382,18 +463,66 @@ func ContextHash(context string) string {
 // included when the challenge asks for number matching
 // (ch.Parsed.NumberMatch) or when number is non-zero.
 func (p *Phone) DecisionToken(ch *Challenge, decision string, number int) (string, error) {
-	if ch == nil || ch.ID == "" {
-		return "", errors.New("onepush device: decision for empty challenge")
-	}
-	claims, err := p.baseClaims()
+	claims, err := p.decisionClaims(ch, decision)
 	if err != nil {
 		return "", err
 	}
-	claims["sub"], claims["decision"], claims["ctx"] = ch.ID, decision, ContextHash(ch.Context)
 	if ch.Parsed.NumberMatch || number != 0 {
 		claims["number"] = number
 	}
 	return p.sign(claims)
+}
+
+// DecisionTokenWithCode builds the signed decision JWT for ch carrying
+// code, the digits the user typed from the browser's waiting page, in the
+// code claim (a JSON string: leading zeros count). The claim goes with
+// approvals only; an approval of a challenge that transfers a code
+// (ch.Parsed.CodeDigits > 0) needs one of that length, so that a user who
+// skipped the code gets told here rather than by a refusal.
+func (p *Phone) DecisionTokenWithCode(ch *Challenge, decision, code string) (string, error) {
+	claims, err := p.decisionClaims(ch, decision)
+	if err != nil {
+		return "", err
+	}
+	code = strings.TrimSpace(code)
+	if decision == Approve {
+		if n := ch.Parsed.CodeDigits; n > 0 && len(code) != n {
+			return "", fmt.Errorf("onepush device: challenge %s: type the %d-digit code the browser shows (got %d characters)", ch.ID, n, len(code))
+		}
+		for i := 0; i < len(code); i++ {
+			if code[i] < '0' || code[i] > '9' {
+				return "", fmt.Errorf("onepush device: challenge %s: the code is digits only", ch.ID)
+			}
+		}
+		if code != "" {
+			claims["code"] = code
+		}
+	}
+	return p.sign(claims)
+}
+
+// DecideWithCode signs and posts a decision carrying the code typed from
+// the browser (see DecisionTokenWithCode); statuses as Decide.
+func (p *Phone) DecideWithCode(ctx context.Context, ch *Challenge, decision, code string) (int, error) {
+	tok, err := p.DecisionTokenWithCode(ch, decision, code)
+	if err != nil {
+		return 0, err
+	}
+	status, _, err := p.PostDecisionToken(ctx, ch.ID, tok)
+	return status, err
+}
+
+// decisionClaims are the claims every decision token carries.
+func (p *Phone) decisionClaims(ch *Challenge, decision string) (jwt.MapClaims, error) {
+	if ch == nil || ch.ID == "" {
+		return nil, errors.New("onepush device: decision for empty challenge")
+	}
+	claims, err := p.baseClaims()
+	if err != nil {
+		return nil, err
+	}
+	claims["sub"], claims["decision"], claims["ctx"] = ch.ID, decision, ContextHash(ch.Context)
+	return claims, nil
 }
 
 // Decide signs and posts a decision for ch and returns the HTTP status
@@ -619,13 +748,15 @@ func newJTI() (string, error) {
 
 // State is what a phone persists between runs.
 type State struct {
-	Base         string    `json:"base,omitempty"`
-	CredentialID string    `json:"credential_id"`
-	OTPSecret    string    `json:"otp_secret"`
-	OTP          OTPParams `json:"otp"`
-	Platform     string    `json:"platform,omitempty"`
-	PushToken    string    `json:"push_token,omitempty"`
-	PrivateKey   string    `json:"private_key"` // PEM, PKCS#8 "PRIVATE KEY"
+	Base         string     `json:"base,omitempty"`
+	CredentialID string     `json:"credential_id"`
+	OTPSecret    string     `json:"otp_secret"`
+	OTP          OTPParams  `json:"otp"`
+	OCRAKey      string     `json:"ocra_key,omitempty"`
+	OCRA         OCRAParams `json:"ocra,omitzero"`
+	Platform     string     `json:"platform,omitempty"`
+	PushToken    string     `json:"push_token,omitempty"`
+	PrivateKey   string     `json:"private_key"` // PEM, PKCS#8 "PRIVATE KEY"
 }
 
 // MarshalState returns the phone's key and credential as JSON (the key is
@@ -638,6 +769,7 @@ func (p *Phone) MarshalState() ([]byte, error) {
 	p.mu.RLock()
 	st := State{
 		Base: p.base, CredentialID: p.credID, OTPSecret: p.otpSecret, OTP: p.otp,
+		OCRAKey: p.ocraKey, OCRA: p.ocra,
 		Platform: p.platform, PushToken: p.pushToken,
 		PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 	}
@@ -685,6 +817,7 @@ func Restore(base string, data []byte, opts ...Option) (*Phone, error) {
 		return nil, err
 	}
 	p.credID, p.otpSecret, p.otp = st.CredentialID, st.OTPSecret, st.OTP
+	p.ocraKey, p.ocra = st.OCRAKey, st.OCRA
 	p.platform, p.pushToken = st.Platform, st.PushToken
 	return p, nil
 }

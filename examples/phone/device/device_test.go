@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type fakeCred struct {
 	platform  string
 	pushToken string
 	secret    string
+	ocraKey   string // hex
 	deleted   bool
 }
 
@@ -45,6 +47,7 @@ type fakeChal struct {
 	expires        time.Time
 	numberMatch    bool
 	number         int
+	code           string // the browser's code an approval must carry; "" approve-only
 	state          string // "pending", "approve", "deny", "fraud"
 }
 
@@ -52,6 +55,7 @@ type decisionRecord struct {
 	ChallengeID string
 	Decision    string
 	Number      *int
+	Code        *string
 }
 
 type fakeServer struct {
@@ -142,12 +146,17 @@ func (f *fakeServer) register(w http.ResponseWriter, r *http.Request) {
 	f.seq++
 	id := fmt.Sprintf("cred-%d", f.seq)
 	secret := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sb[:])
-	f.creds[id] = &fakeCred{pub: pub, platform: req.Platform, pushToken: req.PushToken, secret: secret}
+	var kb [32]byte
+	_, _ = rand.Read(kb[:])
+	ocraKey := hex.EncodeToString(kb[:])
+	f.creds[id] = &fakeCred{pub: pub, platform: req.Platform, pushToken: req.PushToken, secret: secret, ocraKey: ocraKey}
 	f.mu.Unlock()
 	writeJSON(w, 201, map[string]any{
 		"credential_id": id,
 		"otp_secret":    secret,
 		"otp":           map[string]any{"digits": 6, "period": 30, "algorithm": "SHA1"},
+		"ocra_key":      ocraKey,
+		"ocra":          map[string]any{"suite": "OCRA-1:HOTP-SHA256-8:QH64", "question": "onepush-tx-1", "challenge_digits": 8},
 	})
 }
 
@@ -360,6 +369,26 @@ func (f *fakeServer) decision(w http.ResponseWriter, r *http.Request) {
 		v := int(n)
 		rec.Number = &v
 	}
+	// The code claim: a string, with approvals of code-transfer challenges
+	// only, equal to the browser's code.
+	codeRaw, hasCode := claims["code"]
+	if hasCode != (c.code != "" && dec == "approve") {
+		jsonErr(w, 401, "code claim presence does not match code transfer")
+		return
+	}
+	if hasCode {
+		code, ok := codeRaw.(string)
+		if !ok {
+			jsonErr(w, 401, "code claim is not a string")
+			return
+		}
+		rec.Code = &code
+		if code != c.code {
+			f.decisions <- rec
+			jsonErr(w, 401, "wrong code")
+			return
+		}
+	}
 	f.mu.Lock()
 	if c.state != "pending" || !time.Now().Before(c.expires) {
 		f.mu.Unlock()
@@ -376,26 +405,48 @@ func (f *fakeServer) decision(w http.ResponseWriter, r *http.Request) {
 // credentials when push is true, POSTs the push like the real server.
 func (f *fakeServer) addChallenge(cred, kind, context string, numberMatch bool, number int, push bool) string {
 	f.t.Helper()
+	return f.add(&fakeChal{kind: kind, cred: cred, context: context, numberMatch: numberMatch, number: number}, push)
+}
+
+// addCodeChallenge is addChallenge for a code-transfer login whose
+// browser shows code.
+func (f *fakeServer) addCodeChallenge(cred, context, code string, push bool) string {
+	f.t.Helper()
+	return f.add(&fakeChal{kind: "login", cred: cred, context: context, code: code}, push)
+}
+
+func (f *fakeServer) add(c *fakeChal, push bool) string {
+	f.t.Helper()
 	f.mu.Lock()
 	f.seq++
-	id := fmt.Sprintf("ch-%d", f.seq)
-	f.chals[id] = &fakeChal{id: id, kind: kind, cred: cred, context: context,
-		expires: time.Now().Add(2 * time.Minute), numberMatch: numberMatch, number: number, state: "pending"}
+	c.id = fmt.Sprintf("ch-%d", f.seq)
+	c.expires, c.state = time.Now().Add(2*time.Minute), "pending"
+	f.chals[c.id] = c
+	f.mu.Unlock()
+	if push {
+		f.push(c.cred, c.id, c.kind)
+	}
+	return c.id
+}
+
+func (f *fakeServer) push(cred, id, kind string) {
+	f.t.Helper()
+	f.mu.Lock()
 	cr := f.creds[cred]
 	platform, target := cr.platform, cr.pushToken
 	f.mu.Unlock()
-	if push && platform == "webhook" {
-		body, _ := json.Marshal(map[string]string{"challenge_id": id, "kind": kind})
-		resp, err := http.Post(target, "application/json", bytes.NewReader(body))
-		if err != nil {
-			f.t.Fatalf("push to %s: %v", target, err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			f.t.Fatalf("push to %s: HTTP %d", target, resp.StatusCode)
-		}
+	if platform != "webhook" {
+		return
 	}
-	return id
+	body, _ := json.Marshal(map[string]string{"challenge_id": id, "kind": kind})
+	resp, err := http.Post(target, "application/json", bytes.NewReader(body))
+	if err != nil {
+		f.t.Fatalf("push to %s: %v", target, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		f.t.Fatalf("push to %s: HTTP %d", target, resp.StatusCode)
+	}
 }
 
 func (f *fakeServer) state(id string) string {
@@ -431,6 +482,9 @@ const typedCtx = `{"user":"1001/alice","kind":"transaction","rule":"transfer","s
 	`"display":[],"client_ip":"203.0.113.7","user_agent":"Mozilla/5.0 \u202eevil","number_match":false}`
 
 const numberCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip":"127.0.0.1","number_match":true}`
+
+// codeCtx is a login under code transfer: the browser shows 6 digits.
+const codeCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip":"127.0.0.1","number_match":false,"code_digits":6}`
 
 func registered(t *testing.T, f *fakeServer, platform, push string, opts ...Option) *Phone {
 	t.Helper()
@@ -755,7 +809,8 @@ func TestStateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.CredentialID() != p.CredentialID() || q.OTPSecret() != p.OTPSecret() || !q.Key().Equal(p.Key()) || q.Base() != p.Base() {
+	if q.CredentialID() != p.CredentialID() || q.OTPSecret() != p.OTPSecret() || !q.Key().Equal(p.Key()) || q.Base() != p.Base() ||
+		q.OCRAKey() == "" || q.OCRAKey() != p.OCRAKey() || q.OCRA() != p.OCRA() {
 		t.Fatal("restored phone differs")
 	}
 	// The restored phone is accepted by the server.

@@ -35,12 +35,15 @@ type Event struct {
 //
 //	GET  /        the page listing pending prompts with Approve/Deny buttons
 //	POST /push    the webhook the server pushes {"challenge_id","kind"} to
-//	POST /decide  the page's form post (id, decision, number, csrf)
+//	POST /decide  the page's form post (id, decision, number, code, csrf)
+//	POST /respond the offline transaction response (challenge, payee,
+//	              amount, csrf): the page again, showing the 8 digits
 //
 // and Run polls GET /challenges as a fallback for lost pushes. With auto
 // "approve", "deny" or "fraud" it decides every new challenge by itself
-// (except number-matching ones, which need the number from the browser and
-// are left on the page); "off" or "" leaves all decisions to the page.
+// (except number-matching ones, and approvals of code-transfer ones, which
+// need the number or code from the browser and are left on the page);
+// "off" or "" leaves all decisions to the page.
 type Simulator struct {
 	// PollInterval is how often Run polls (default 2s). Set before Run.
 	PollInterval time.Duration
@@ -206,7 +209,10 @@ func (s *Simulator) consider(ctx context.Context, ch *Challenge, via string) {
 	}
 	_, known := s.pending[ch.ID]
 	s.pending[ch.ID] = ch
-	autoDecide := s.auto != "" && !ch.Parsed.NumberMatch && ch.ParseErr == nil
+	// A code-transfer approval needs the code from the browser: only a
+	// person can carry it over. Denying needs none.
+	needsCode := ch.Parsed.CodeDigits > 0 && s.auto == Approve
+	autoDecide := s.auto != "" && !ch.Parsed.NumberMatch && !needsCode && ch.ParseErr == nil
 	if autoDecide {
 		s.handled[ch.ID] = true
 	}
@@ -216,19 +222,26 @@ func (s *Simulator) consider(ctx context.Context, ch *Challenge, via string) {
 	if !known {
 		s.log.Printf("phone: prompt %s (%s) for %q via %s", ch.ID, ch.Kind, ch.Parsed.User, via)
 		if s.auto != "" && !autoDecide {
-			s.log.Printf("phone: prompt %s needs a human (number matching or unreadable context): open the page", ch.ID)
+			s.log.Printf("phone: prompt %s needs a human (number matching, a code from the browser or unreadable context): open the page", ch.ID)
 		}
 	}
 	if autoDecide {
-		s.decide(ctx, ch, auto, 0, "auto")
+		s.decide(ctx, ch, auto, 0, "", "auto")
 	}
 }
 
-// decide posts the decision and records the outcome.
-func (s *Simulator) decide(ctx context.Context, ch *Challenge, decision string, number int, source string) Event {
+// decide posts the decision, with the code typed from the browser for a
+// code-transfer challenge, and records the outcome.
+func (s *Simulator) decide(ctx context.Context, ch *Challenge, decision string, number int, code, source string) Event {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	status, err := s.p.Decide(dctx, ch, decision, number)
+	var status int
+	var err error
+	if ch.Parsed.CodeDigits > 0 || code != "" {
+		status, err = s.p.DecideWithCode(dctx, ch, decision, code)
+	} else {
+		status, err = s.p.Decide(dctx, ch, decision, number)
+	}
 	ev := Event{At: time.Now(), ID: ch.ID, User: ch.Parsed.User, Kind: ch.Kind,
 		Decision: decision, Source: source, Status: status}
 	s.mu.Lock()
@@ -252,7 +265,7 @@ func (s *Simulator) decide(ctx context.Context, ch *Challenge, decision string, 
 	return ev
 }
 
-// ServeHTTP serves /, /push and /decide.
+// ServeHTTP serves /, /push, /decide and /respond.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/":
@@ -261,21 +274,21 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s.servePage(w)
-	case "/push":
+		s.servePage(w, nil)
+	case "/push", "/decide", "/respond":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s.servePush(w, r)
-	case "/decide":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+		switch r.URL.Path {
+		case "/push":
+			s.servePush(w, r)
+		case "/decide":
+			s.serveDecide(w, r)
+		default:
+			s.serveRespond(w, r)
 		}
-		s.serveDecide(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -317,14 +330,23 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
+// form reads the page's form post and checks its CSRF token; false when
+// it has answered the request with an error.
+func (s *Simulator) form(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)
-		return
+		return false
 	}
 	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.csrf)) != 1 {
 		http.Error(w, "stale or forged form; reload the page", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
+	if !s.form(w, r) {
 		return
 	}
 	id := r.PostForm.Get("id")
@@ -359,8 +381,24 @@ func (s *Simulator) serveDecide(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.decide(r.Context(), ch, decision, number, "web")
+	s.decide(r.Context(), ch, decision, number, r.PostForm.Get("code"), "web")
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// serveRespond computes the offline transaction response from what the
+// user typed from the waiting page and shows the page with it. Nothing
+// reaches the server: a phone without network answers the same.
+func (s *Simulator) serveRespond(w http.ResponseWriter, r *http.Request) {
+	if !s.form(w, r) {
+		return
+	}
+	res := &respondView{Challenge: r.PostForm.Get("challenge"), Payee: r.PostForm.Get("payee"), Amount: r.PostForm.Get("amount")}
+	if resp, err := s.p.Respond(res.Challenge, res.Payee, res.Amount); err != nil {
+		res.Err = err.Error()
+	} else {
+		res.Response = resp
+	}
+	s.servePage(w, res)
 }
 
 type promptView struct {
@@ -370,6 +408,13 @@ type promptView struct {
 	Raw         string // shown when the context could not be parsed
 	ExpiresIn   string
 	NumberMatch bool
+	CodeDigits  int
+}
+
+// respondView is the offline response form as typed, and its answer.
+type respondView struct {
+	Challenge, Payee, Amount string
+	Response, Err            string
 }
 
 type pageData struct {
@@ -383,11 +428,12 @@ type pageData struct {
 	PollErr      string
 	CSRF         string
 	Refresh      bool
+	Respond      *respondView
 }
 
-func (s *Simulator) servePage(w http.ResponseWriter) {
+func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
 	now := time.Now()
-	d := pageData{CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: true}
+	d := pageData{CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: res == nil, Respond: res}
 	if d.Auto == "" {
 		d.Auto = "off"
 	}
@@ -405,7 +451,7 @@ func (s *Simulator) servePage(w http.ResponseWriter) {
 	}
 	s.mu.Unlock()
 	for _, ch := range list {
-		v := promptView{ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch}
+		v := promptView{ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch, CodeDigits: ch.Parsed.CodeDigits}
 		if ch.ParseErr != nil {
 			v.Raw = ch.Context
 		}
@@ -416,8 +462,8 @@ func (s *Simulator) servePage(w http.ResponseWriter) {
 			}
 			v.ExpiresIn = left.String()
 		}
-		if v.NumberMatch {
-			// Do not reload under someone typing the number.
+		if v.NumberMatch || v.CodeDigits > 0 {
+			// Do not reload under someone typing the number or code.
 			d.Refresh = false
 		}
 		d.Prompts = append(d.Prompts, v)
@@ -486,6 +532,7 @@ button{flex:1;font-size:1.05rem;padding:.8rem;border:0;border-radius:.6rem;curso
 .fraud{background:none;color:#b91c1c;text-decoration:underline;font-size:.85rem;padding:.4rem;flex:none;width:100%}
 input[type=text]{width:100%;box-sizing:border-box;font-size:1.4rem;padding:.5rem;text-align:center;border:1px solid #9ca3af;border-radius:.5rem}
 .err{color:#b91c1c}
+#respond label{display:block;margin-top:.6rem}
 pre{white-space:pre-wrap;word-break:break-all;font-size:.8rem}
 table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem;border-top:1px solid #e5e7eb}
 </style></head><body>
@@ -518,6 +565,8 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
   <input type="hidden" name="id" value="{{.ID}}">
   {{if .NumberMatch}}<label class="muted" for="n-{{.ID}}">Number shown in the browser</label>
   <input type="text" id="n-{{.ID}}" name="number" inputmode="numeric" pattern="[0-9]*" autocomplete="off" required>{{end}}
+  {{if .CodeDigits}}<label class="muted" for="c-{{.ID}}">Type the {{.CodeDigits}}-digit code shown in the browser</label>
+  <input type="text" id="c-{{.ID}}" name="code" class="code-input" inputmode="numeric" pattern="[0-9]{ {{- .CodeDigits -}} }" maxlength="{{.CodeDigits}}" autocomplete="off" required>{{end}}
   <div class="btns">
    <button class="approve" name="decision" value="approve">Approve</button>
    <button class="deny" name="decision" value="deny" formnovalidate>Deny</button>
@@ -528,6 +577,21 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
 {{else}}
 <div class="card muted">No pending prompts.</div>
 {{end}}
+<div class="card" id="respond">
+ <div class="muted">No push? Answer a transfer's challenge offline: type what the browser's page shows.</div>
+ <form method="post" action="/respond">
+  <input type="hidden" name="csrf" value="{{$.CSRF}}">
+  <label class="muted" for="r-challenge">Challenge number</label>
+  <input type="text" id="r-challenge" name="challenge" inputmode="numeric" autocomplete="off" required{{with .Respond}} value="{{.Challenge}}"{{end}}>
+  <label class="muted" for="r-payee">Payee account</label>
+  <input type="text" id="r-payee" name="payee" autocomplete="off" required{{with .Respond}} value="{{.Payee}}"{{end}}>
+  <label class="muted" for="r-amount">Amount (1,500,000 or 1,500,000 USD)</label>
+  <input type="text" id="r-amount" name="amount" autocomplete="off" required{{with .Respond}} value="{{.Amount}}"{{end}}>
+  <div class="btns"><button class="approve">Show the response</button></div>
+ </form>
+ {{with .Respond}}{{if .Err}}<div class="err" id="respond-err">{{.Err}}</div>{{else}}<div class="muted">Type this into the browser:</div>
+ <div class="code" id="response">{{.Response}}</div>{{end}}{{end}}
+</div>
 {{if .History}}
 <div class="card"><div class="muted">Recent decisions</div>
 <table>{{range .History}}<tr><td>{{.At.Format "15:04:05"}}</td><td>{{.Decision}}</td><td>{{.User}}</td><td>{{.Source}}</td><td>{{if .Err}}<span class="err">{{.Err}}</span>{{else}}HTTP {{.Status}}{{end}}</td></tr>{{end}}</table>

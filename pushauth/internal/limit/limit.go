@@ -46,6 +46,11 @@ func (l *Counter) SetBounds(perKey, perIP int) {
 // Acquire counts one more for key and ip, or refuses; release undoes it
 // (once, however often it is called).
 func (l *Counter) Acquire(key, ip string) (func(), error) {
+	if ip != "" {
+		// One IPv6 host is given a whole /64 and may use a new address
+		// for every request: count it once, as the registration limits do.
+		ip = AddressKey(ip)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.keys[key] >= l.perKey {

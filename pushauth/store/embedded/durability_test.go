@@ -81,7 +81,10 @@ const markValue = "n0nce\x00" + "1001/alice"
 const lease = 30 * time.Second
 
 func newWorld() world {
-	until := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second)
+	// A child process writes the world and the parent checks it, each
+	// computing its own: a deadline to the second differed whenever the
+	// two straddled a second; to the day they agree.
+	until := time.Now().Add(72 * time.Hour).UTC().Truncate(24 * time.Hour)
 	cred := pushauth.Credential{ID: "OPALICEPHONE", PublicKey: []byte{0x30, 0x59, 1, 2, 3}, Platform: "apns",
 		PushToken: "tok-ä", OTPSecret: "KVKFKRCPNZQUYMLXOVYDSQKJKZDTSRLD", CreatedAt: time.Now().UTC()}
 	return world{

@@ -351,7 +351,17 @@ func (s *Store) open() (*state, error) {
 	if err := recordIdentity(opts, m.storeID, m.createdAt, m.generation); err != nil {
 		return fail(err)
 	}
-	st.w = newWriter(db, opts.Linger, s.log, func() error { return s.stillOurs(st) })
+	// After every commit a caller waits for, the identity record learns
+	// the generation, before the caller is answered: a copy of the file
+	// taken before that change is older than the record even after a
+	// crash (the clean stop is not there to record it). Batched writes
+	// (the held-request path) do not touch it.
+	durable := func(gen uint64) {
+		if err := recordIdentity(opts, m.storeID, m.createdAt, gen); err != nil {
+			s.log.Error("embedded store: recording the generation after a durable change; a copy of the file put back after a crash may not be recognised as older", "generation", gen, "error", err)
+		}
+	}
+	st.w = newWriter(db, opts.Linger, s.log, func() error { return s.stillOurs(st) }, durable)
 	return st, nil
 }
 
@@ -647,6 +657,33 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 	return writeThrough(ctx, st, s.users, key, cached[pushauth.User]{v: *u}, func(tx *bolt.Tx) error {
 		return putUser(tx, key, cred, rec)
 	})
+}
+
+// CompareAndPutUser compares and writes inside one writer transaction,
+// the way AddFailure counts: a failure counted or a lock taken since old
+// was read is seen, and the change is refused (ErrUserChanged) instead of
+// overwriting it. It is on disk before it answers.
+func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) error {
+	st, err := s.state()
+	if err != nil {
+		return err
+	}
+	rec, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	key, cred, v := u.Key, u.CredentialID, *u
+	_, err = writeComputed(ctx, st, s.users, key, func(tx *bolt.Tx) (*pushauth.User, error) {
+		cur, err := userIn(tx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !pushauth.SameUser(cur, old) {
+			return nil, fmt.Errorf("embedded store: user %q: %w", key, pushauth.ErrUserChanged)
+		}
+		return &v, putUser(tx, key, cred, rec)
+	})
+	return err
 }
 
 // putUser writes a user's record, keeping the credential → users index.

@@ -56,6 +56,10 @@ type writer struct {
 	log    *slog.Logger
 	// check runs before each commit; an error fails the whole batch.
 	check func() error
+	// durable runs after each commit that carried a write someone waits
+	// for (a binding, a revocation, a lock, an activation code's use),
+	// with the generation the file reached, before they are answered.
+	durable func(generation uint64)
 
 	mu      sync.Mutex
 	pending []writeOp
@@ -67,8 +71,8 @@ type writer struct {
 	commits atomic.Int64
 }
 
-func newWriter(db *bolt.DB, linger time.Duration, log *slog.Logger, check func() error) *writer {
-	w := &writer{db: db, linger: linger, log: log, check: check, taken: make(chan struct{}), wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newWriter(db *bolt.DB, linger time.Duration, log *slog.Logger, check func() error, durable func(generation uint64)) *writer {
+	w := &writer{db: db, linger: linger, log: log, check: check, durable: durable, taken: make(chan struct{}), wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -207,6 +211,7 @@ func (w *writer) commit(batch []writeOp) {
 	}
 	for len(batch) > 0 {
 		failed := -1
+		var gen uint64
 		err := w.db.Update(func(tx *bolt.Tx) error {
 			for i, op := range batch {
 				if op.apply == nil {
@@ -217,11 +222,14 @@ func (w *writer) commit(batch []writeOp) {
 					return err
 				}
 			}
-			return bumpGeneration(tx)
+			err := bumpGeneration(tx)
+			gen = generationIn(tx)
+			return err
 		})
 		if failed < 0 {
 			if err == nil {
 				w.commits.Add(1)
+				w.committed(batch, gen)
 			}
 			w.finish(batch, err)
 			return
@@ -231,13 +239,25 @@ func (w *writer) commit(batch []writeOp) {
 			if err := op.apply(tx); err != nil {
 				return err
 			}
-			return bumpGeneration(tx)
+			err := bumpGeneration(tx)
+			gen = generationIn(tx)
+			return err
 		})
 		if err == nil {
 			w.commits.Add(1)
+			w.committed([]writeOp{op}, gen)
 		}
 		w.finish([]writeOp{op}, err)
 		batch = slices.Delete(slices.Clone(batch), failed, failed+1)
+	}
+}
+
+// committed runs the durable hook when ops held a write someone waits
+// for: batched writes alone (the held-request path) cost no more than
+// their commit.
+func (w *writer) committed(ops []writeOp, generation uint64) {
+	if w.durable != nil && slices.ContainsFunc(ops, func(op writeOp) bool { return op.apply != nil && op.done != nil }) {
+		w.durable(generation)
 	}
 }
 
@@ -261,10 +281,13 @@ var metaGeneration = []byte("generation")
 // bumpGeneration counts commits in the file itself, so a copy put back in
 // its place is seen to be older than what the gateway last used.
 func bumpGeneration(tx *bolt.Tx) error {
-	b := tx.Bucket(bucketMeta)
-	var g uint64
-	if v := b.Get(metaGeneration); len(v) == 8 {
-		g = binary.BigEndian.Uint64(v)
+	return tx.Bucket(bucketMeta).Put(metaGeneration, binary.BigEndian.AppendUint64(nil, generationIn(tx)+1))
+}
+
+// generationIn is the file's generation as tx sees it.
+func generationIn(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(metaGeneration); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
 	}
-	return b.Put(metaGeneration, binary.BigEndian.AppendUint64(nil, g+1))
+	return 0
 }

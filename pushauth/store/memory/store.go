@@ -4,6 +4,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -145,6 +146,19 @@ func (s *Store) PutUser(_ context.Context, u *pushauth.User) error {
 	s.mu.Lock()
 	s.users[u.Key] = &cp
 	s.mu.Unlock()
+	return nil
+}
+
+// CompareAndPutUser compares and stores under the store's lock, the lock
+// AddFailure counts under.
+func (s *Store) CompareAndPutUser(_ context.Context, old, u *pushauth.User) error {
+	cp := *u
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !pushauth.SameUser(s.users[u.Key], old) {
+		return fmt.Errorf("memory store: user %q: %w", u.Key, pushauth.ErrUserChanged)
+	}
+	s.users[u.Key] = &cp
 	return nil
 }
 

@@ -75,23 +75,40 @@ func (s *Store) GetActivationCode(ctx context.Context, user string) (*pushauth.A
 	return &c, nil
 }
 
+// CountActivationFailure counts a wrong code in one script. With
+// MinReplicas set, a count the replicas do not acknowledge fails the call
+// (ErrNotReplicated; the primary keeps it): a failover must not hand back
+// wrong tries.
 func (s *Store) CountActivationFailure(ctx context.Context, user, id string) (int, error) {
 	k := s.activationKey(user)
-	n, err := countActivationScript.Run(ctx, s.client, []string{k}, id).Int()
+	cmd, ackErr := s.run(ctx, s.minReplicas > 0, countActivationScript, []string{k}, id)
+	n, err := cmd.Int()
 	if err != nil {
 		return 0, wrap("EVALSHA count", k, err)
 	}
 	if n < 0 {
 		return 0, pushauth.ErrNotFound
 	}
+	if ackErr != nil {
+		return 0, fmt.Errorf("redis: counting a wrong activation code in %s: %w", k, ackErr)
+	}
 	return n, nil
 }
 
+// TakeActivationCode takes the code in one script. With MinReplicas set,
+// a take the replicas do not acknowledge fails the call (ErrNotReplicated)
+// and binds nothing: the code stays taken on the primary (never given
+// back as unused), since a failover that lost the take would let it bind
+// twice.
 func (s *Store) TakeActivationCode(ctx context.Context, user, id string) (bool, error) {
 	k := s.activationKey(user)
-	n, err := takeActivationScript.Run(ctx, s.client, []string{k, k + ":taken"}, id, newOp()).Int()
+	cmd, ackErr := s.run(ctx, s.minReplicas > 0, takeActivationScript, []string{k, k + ":taken"}, id, newOp())
+	n, err := cmd.Int()
 	if err != nil {
 		return false, wrap("EVALSHA take", k, err)
+	}
+	if n == 1 && ackErr != nil {
+		return false, fmt.Errorf("redis: taking the activation code in %s: %w", k, ackErr)
 	}
 	return n == 1, nil
 }

@@ -113,9 +113,12 @@ func (s *Store) readPrimary(ctx context.Context) (string, error) {
 }
 
 // parseReplID finds master_replid in the text of INFO replication.
-func parseReplID(info string) string {
+func parseReplID(info string) string { return infoField(info, "master_replid") }
+
+// infoField is the value of one field of an INFO reply ("" when absent).
+func infoField(info, name string) string {
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
 			return v
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -18,7 +20,12 @@ const resealBatch = 1000
 // and challenges of this prefix, on every primary of a Cluster. It runs
 // beside live instances: a record that changes while it is being resealed
 // is left as the change wrote it (sealed under a key of that instance).
-// It returns how many records it read and how many it rewrote.
+//
+// Then each primary rewrites its persistence file (rewritePersistence):
+// its append-only file still holds the commands that wrote the records in
+// clear, or under the key that was rotated out, until it is rewritten.
+// Replicas keep theirs (and backups are copies): the operator rewrites
+// those. It returns how many records it read and how many it rewrote.
 func (s *Store) Reseal(ctx context.Context) (scanned, resealed int, err error) {
 	var mu sync.Mutex // ForEachMaster visits the shards of a Cluster at once
 	each := func(ctx context.Context, node *goredis.Client) error {
@@ -26,7 +33,10 @@ func (s *Store) Reseal(ctx context.Context) (scanned, resealed int, err error) {
 		mu.Lock()
 		scanned, resealed = scanned+n, resealed+r
 		mu.Unlock()
-		return err
+		if err != nil {
+			return err
+		}
+		return rewritePersistence(ctx, node)
 	}
 	switch c := s.client.(type) {
 	case *goredis.ClusterClient:
@@ -153,4 +163,84 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+const (
+	// rewriteTimeout bounds the wait for one server's rewrite of its
+	// persistence file (a large dataset takes minutes).
+	rewriteTimeout = 10 * time.Minute
+	// rewritePoll is how often INFO persistence is read meanwhile.
+	rewritePoll = 100 * time.Millisecond
+)
+
+// rewritePersistence has one server rewrite its persistence file from the
+// dataset as it is now and waits until that is done: BGREWRITEAOF when
+// it keeps an append-only file, else BGSAVE (its RDB file). A rewrite
+// already running started from an older dataset, so it waits for that
+// one and starts its own. It fails when the rewrite fails or takes longer
+// than rewriteTimeout.
+func rewritePersistence(ctx context.Context, c *goredis.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, rewriteTimeout)
+	defer cancel()
+	info := func() (string, error) {
+		v, err := c.Info(ctx, "persistence").Result()
+		if err != nil {
+			return "", fmt.Errorf("redis: INFO persistence on %s: %w", c.Options().Addr, err)
+		}
+		return v, nil
+	}
+	v, err := info()
+	if err != nil {
+		return err
+	}
+	// What to run, what shows one running (set before the command
+	// answers: it forks, or schedules, at once), and how the last one ended.
+	cmd, busy, status := "BGSAVE", []string{"rdb_bgsave_in_progress", "aof_rewrite_in_progress"}, "rdb_last_bgsave_status"
+	if infoField(v, "aof_enabled") == "1" {
+		cmd, busy, status = "BGREWRITEAOF", []string{"aof_rewrite_in_progress", "aof_rewrite_scheduled"}, "aof_last_bgrewrite_status"
+	}
+	running := func(v string) bool {
+		return slices.ContainsFunc(busy, func(f string) bool { return infoField(v, f) == "1" })
+	}
+	pause := func() error {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis: %s on %s: waiting for the rewrite: %w", cmd, c.Options().Addr, ctx.Err())
+		case <-time.After(rewritePoll):
+			return nil
+		}
+	}
+	for {
+		if !running(v) {
+			err := c.Do(ctx, cmd).Err()
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "in progress") {
+				return fmt.Errorf("redis: %s on %s: %w", cmd, c.Options().Addr, err)
+			}
+			// Another rewrite started in between: wait for it, then ours.
+		}
+		if err := pause(); err != nil {
+			return err
+		}
+		if v, err = info(); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := pause(); err != nil {
+			return err
+		}
+		if v, err = info(); err != nil {
+			return err
+		}
+		if running(v) {
+			continue
+		}
+		if st := infoField(v, status); st != "ok" {
+			return fmt.Errorf("redis: %s on %s failed (%s:%s): the file still holds the records as they were before the reseal", cmd, c.Options().Addr, status, st)
+		}
+		return nil
+	}
 }

@@ -205,10 +205,10 @@ func (s *Store) openCredentialOnly(key string, b []byte) (*pushauth.Credential, 
 }
 
 // casScript replaces a value unless it changed since it was read.
-// KEYS[1]; ARGV[1] the value as read, ARGV[2] the new value. Returns 1 when
-// replaced.
+// KEYS[1]; ARGV[1] the value as read ("": there was none), ARGV[2] the new
+// value. Returns 1 when replaced.
 var casScript = goredis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')

@@ -325,10 +325,21 @@ func (s *Store) GetCredential(ctx context.Context, id string) (*pushauth.Credent
 	return s.openCredential(ctx, key, b)
 }
 
+// delScript deletes KEYS[1]: a script, so that the store's acknowledged
+// path (run) can follow it with WAIT.
+var delScript = goredis.NewScript(`return redis.call('DEL', KEYS[1])`)
+
+// DeleteCredential removes a credential (its app was uninstalled). With
+// MinReplicas set, a deletion the replicas do not acknowledge fails the
+// call (ErrNotReplicated): a failover must not bring the phone back.
 func (s *Store) DeleteCredential(ctx context.Context, id string) error {
 	key := s.credKey(id)
-	if err := s.client.Del(ctx, key).Err(); err != nil {
-		return wrap("DEL", key, err)
+	cmd, ackErr := s.run(ctx, s.minReplicas > 0, delScript, []string{key})
+	if err := cmd.Err(); err != nil {
+		return wrap("EVALSHA del", key, err)
+	}
+	if ackErr != nil {
+		return fmt.Errorf("redis: deleting %s: %w", key, ackErr)
 	}
 	return nil
 }
@@ -336,29 +347,77 @@ func (s *Store) DeleteCredential(ctx context.Context, id string) error {
 // ---- users ----
 
 func (s *Store) getUserRaw(ctx context.Context, key string) (*pushauth.User, error) {
-	rk := s.userKey(key)
-	b, err := s.client.Get(ctx, rk).Bytes()
-	if errors.Is(err, goredis.Nil) {
+	_, u, err := s.readUser(ctx, key)
+	if err == nil && u == nil {
 		return nil, pushauth.ErrNotFound
 	}
-	if err != nil {
-		return nil, wrap("GET", rk, err)
-	}
-	var u pushauth.User
-	if err := json.Unmarshal(b, &u); err != nil {
-		return nil, fmt.Errorf("redis: decoding %s: %w", rk, err)
-	}
-	return &u, nil
+	return u, err
 }
 
-// PutUser stores u and keeps the credential → users index in step: the
-// user joins the new credential's set before its record changes and
-// leaves the old one's after, so a reader never misses a binding.
+// userWriteTries bounds how often PutUser writes over a record that
+// changed between its read and its write (a failure counted meanwhile).
+const userWriteTries = 8
+
+// PutUser stores u whatever the record holds. It is a compare-and-set of
+// the record it reads (putUserOver), retried when another write came in
+// between, so the credential → users index follows the record it
+// replaced; see putUserOver for the index and the acknowledgement.
 func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
-	old, err := s.getUserRaw(ctx, u.Key)
-	if err != nil && !errors.Is(err, pushauth.ErrNotFound) {
+	for range userWriteTries {
+		raw, cur, err := s.readUser(ctx, u.Key)
+		if err != nil {
+			return err
+		}
+		if err := s.putUserOver(ctx, raw, cur, u); !errors.Is(err, pushauth.ErrUserChanged) {
+			return err
+		}
+	}
+	return fmt.Errorf("redis: writing %s: %w %d times while being written", s.userKey(u.Key), pushauth.ErrUserChanged, userWriteTries)
+}
+
+// CompareAndPutUser stores u only if the user's record still reads as old
+// (nil: there is none), so a change read before a lock was taken cannot
+// overwrite the lock.
+func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) error {
+	raw, cur, err := s.readUser(ctx, u.Key)
+	if err != nil {
 		return err
 	}
+	if !pushauth.SameUser(cur, old) {
+		return fmt.Errorf("redis: %s: %w", s.userKey(u.Key), pushauth.ErrUserChanged)
+	}
+	return s.putUserOver(ctx, raw, cur, u)
+}
+
+// readUser reads a user's record as stored ("" and nil when there is
+// none) and decoded.
+func (s *Store) readUser(ctx context.Context, key string) (string, *pushauth.User, error) {
+	rk := s.userKey(key)
+	raw, err := s.client.Get(ctx, rk).Result()
+	if errors.Is(err, goredis.Nil) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, wrap("GET", rk, err)
+	}
+	var u pushauth.User
+	if err := json.Unmarshal([]byte(raw), &u); err != nil {
+		return "", nil, fmt.Errorf("redis: decoding %s: %w", rk, err)
+	}
+	return raw, &u, nil
+}
+
+// putUserOver replaces the record raw (cur decoded; "" and nil for none)
+// with u in one compare-and-set, or answers ErrUserChanged when it changed
+// since. The user joins the new credential's set before its record
+// changes and leaves the old one's after, so a reader never misses a
+// binding. The write is acknowledged by MinReplicas (WAIT on its
+// connection; replication is in order, so it covers the set before it
+// too, except on Cluster where the set lives on another shard): a
+// binding, unbinding, deregistration or lock change that a failover
+// could lose fails with ErrNotReplicated instead of being reported done
+// (the primary keeps it).
+func (s *Store) putUserOver(ctx context.Context, raw string, cur, u *pushauth.User) error {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return fmt.Errorf("redis: encoding user: %w", err)
@@ -370,14 +429,22 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 		}
 	}
 	rk := s.userKey(u.Key)
-	if err := s.client.Set(ctx, rk, b, 0).Err(); err != nil {
-		return wrap("SET", rk, err)
+	cmd, ackErr := s.run(ctx, s.minReplicas > 0, casScript, []string{rk}, raw, b)
+	n, err := cmd.Int()
+	if err != nil {
+		return wrap("EVALSHA cas", rk, err)
 	}
-	if old != nil && old.CredentialID != "" && old.CredentialID != u.CredentialID {
-		k := s.credUsersKey(old.CredentialID)
+	if n != 1 {
+		return fmt.Errorf("redis: %s: %w", rk, pushauth.ErrUserChanged)
+	}
+	if cur != nil && cur.CredentialID != "" && cur.CredentialID != u.CredentialID {
+		k := s.credUsersKey(cur.CredentialID)
 		if err := s.client.SRem(ctx, k, u.Key).Err(); err != nil {
 			return wrap("SREM", k, err)
 		}
+	}
+	if ackErr != nil {
+		return fmt.Errorf("redis: writing %s: %w", rk, ackErr)
 	}
 	return nil
 }
