@@ -47,6 +47,28 @@ func mustOpen(t testing.TB, o embedded.Options) *embedded.Store {
 	return s
 }
 
+// reopen closes s and opens the store of o again: a clean restart.
+func reopen(t testing.TB, s *embedded.Store, o embedded.Options) *embedded.Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return mustOpen(t, o)
+}
+
+// checkBatched checks that the writes a store batches (w's used token
+// marker and learned session) are in s; lost says what went wrong.
+func (w world) checkBatched(t testing.TB, s *embedded.Store, lost string) {
+	t.Helper()
+	ctx := context.Background()
+	if ok, _ := s.UseJTI(ctx, w.jti, time.Now().Add(time.Hour)); ok {
+		t.Fatalf("the decision token's jti %s", lost)
+	}
+	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
+		t.Fatalf("the learned session %s: %q, %v", lost, u, err)
+	}
+}
+
 // world is what a gateway keeps: alice bound and active, bob locked after
 // failures, carol suspended until a deadline, a learned session and a
 // pending-login mark, used codes and tokens, audit events of both kinds;
@@ -357,19 +379,13 @@ func (childT) Cleanup(func())            {}
 func (childT) Fatal(args ...any)         { fmt.Println(args...); os.Exit(2) }
 func (childT) Fatalf(f string, a ...any) { fmt.Printf(f+"\n", a...); os.Exit(2) }
 
-// A gateway killed with SIGKILL right after its writes returned: every
-// write that returned is on disk — including the batched audit events and
-// token markers queued before the last durable write, which carried them.
-func TestKilledProcessKeepsDurableWrites(t *testing.T) {
-	dir := t.TempDir()
-	o := childLayout(dir)
-	if _, err := embedded.Init(o); err != nil {
-		t.Fatal(err)
-	}
-	// The world's last write is an audit event of a lock (durable): it
-	// carries the batched ones queued before it.
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "EMBEDDED_KILL_CHILD="+dir)
+// killChildOnceWritten runs this test binary again with -test.run=run and
+// env added, waits for the child to print "written" (its writes returned),
+// and SIGKILLs it there.
+func killChildOnceWritten(t *testing.T, run, env string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+run)
+	cmd.Env = append(os.Environ(), env)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +394,7 @@ func TestKilledProcessKeepsDurableWrites(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line := make(chan string, 1)
+	line := make(chan string, 8)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -400,6 +416,20 @@ func TestKilledProcessKeepsDurableWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+}
+
+// A gateway killed with SIGKILL right after its writes returned: every
+// write that returned is on disk — including the batched audit events and
+// token markers queued before the last durable write, which carried them.
+func TestKilledProcessKeepsDurableWrites(t *testing.T) {
+	dir := t.TempDir()
+	o := childLayout(dir)
+	if _, err := embedded.Init(o); err != nil {
+		t.Fatal(err)
+	}
+	// The world's last write is an audit event of a lock (durable): it
+	// carries the batched ones queued before it.
+	killChildOnceWritten(t, "^$", "EMBEDDED_KILL_CHILD="+dir)
 
 	s := mustOpen(t, o)
 	newWorld().check(t, s)
@@ -656,16 +686,8 @@ func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
 	if n := s.Commits() - before; n != 1 {
 		t.Fatalf("locking bob committed %d transactions, want 1", n)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = mustOpen(t, o)
-	if ok, _ := s.UseJTI(ctx, w.jti, time.Now().Add(time.Minute)); ok {
-		t.Fatal("the decision token's jti was not carried to disk by the next commit")
-	}
-	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
-		t.Fatalf("the learned session was not carried to disk by the next commit: %q, %v", u, err)
-	}
+	s = reopen(t, s, o)
+	w.checkBatched(t, s, "was not carried to disk by the next commit")
 	evs, err := s.AuditLog().Query(ctx, pushauth.AuditQuery{User: "1001/alice"})
 	if err != nil || len(evs) != 2 || evs[0].Type != pushauth.AuditCreated || evs[1].Type != pushauth.AuditDecided {
 		t.Fatalf("audit after restart = %+v, %v; want created then decided", evs, err)
@@ -883,16 +905,8 @@ func TestOneFailingWriteDoesNotFailItsBatch(t *testing.T) {
 	if err := s.PutUser(ctx, &w.users[0]); err != nil {
 		t.Fatalf("a good write after the refused one: %v", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = mustOpen(t, o)
-	if ok, _ := s.UseJTI(ctx, w.jti, time.Now().Add(time.Hour)); ok {
-		t.Fatal("the token marker batched with the refused write was lost")
-	}
-	if u, err := s.GetSession(ctx, w.session); err != nil || u != "1001/alice" {
-		t.Fatalf("the session batched with the refused write: %q, %v", u, err)
-	}
+	s = reopen(t, s, o)
+	w.checkBatched(t, s, "batched with the refused write was lost")
 	if _, err := s.GetUser(ctx, "1001/alice"); err != nil {
 		t.Fatal(err)
 	}

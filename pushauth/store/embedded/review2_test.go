@@ -4,17 +4,14 @@ package embedded_test
 // review-2.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,38 +119,7 @@ func TestOlderCopyIsRefusedAfterAnUncleanStop(t *testing.T) {
 // written.
 func runReview2Child(t *testing.T, dir string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReview2Child$")
-	cmd.Env = append(os.Environ(), "REVIEW2_EMBEDDED_CHILD="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line := make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-	}()
-	select {
-	case l := <-line:
-		if l != "written" {
-			_ = cmd.Process.Kill()
-			t.Fatalf("child: %s", l)
-		}
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("child did not write within 60s")
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	killChildOnceWritten(t, "^TestReview2Child$", "REVIEW2_EMBEDDED_CHILD="+dir)
 }
 
 // pausingStore stops the engine right after its read of one user's record
