@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
@@ -47,12 +46,7 @@ func TestRevocationsAndActivationTakesWaitForReplicas(t *testing.T) {
 	rig := redistest.StartSentinel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	s, err := New(ctx, Options{Addrs: rig.Addrs(), MasterName: redistest.MasterName, Prefix: uniquePrefix(),
-		Sealer: testSealer(t), MinReplicas: 1, ReplicaTimeout: replicaTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOnSentinel(t, ctx, rig)
 
 	// Before: alice's phone is bound; carol has a recovery code by post.
 	now := time.Now()
@@ -94,6 +88,7 @@ func TestRevocationsAndActivationTakesWaitForReplicas(t *testing.T) {
 	t.Logf("failover %s → %s in %s", old, promoted, time.Since(killed).Round(time.Millisecond))
 
 	var u *pushauth.User
+	var err error
 	for {
 		u, err = s.GetUser(ctx, "1001/alice")
 		if err == nil || time.Since(killed) > 60*time.Second {
@@ -259,10 +254,7 @@ func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
 func TestResealLeavesNothingInClearOnDisk(t *testing.T) {
 	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", "no")
 	addr := srv.Addr()
-	prefix := uniquePrefix()
-	s := open(t, []string{addr}, prefix)
-	rc := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer rc.Close()
+	s, rc, prefix := openWithClient(t, addr)
 	ctx := ctxT(t)
 	clearRecords(t, rc, s, "alice", "old1") // what the previous version wrote
 	scanned, resealed, err := s.Reseal(ctx)

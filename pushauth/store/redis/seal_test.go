@@ -31,6 +31,17 @@ func heldChallenge(id, user string) *pushauth.Challenge {
 	return c
 }
 
+// openWithClient opens a store on addr under a fresh prefix, and a plain
+// client that reads what the store wrote there.
+func openWithClient(t *testing.T, addr string) (*Store, *goredis.Client, string) {
+	t.Helper()
+	prefix := uniquePrefix()
+	s := open(t, []string{addr}, prefix)
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rc.Close() })
+	return s, rc, prefix
+}
+
 // dump reads every key of the prefix as stored, and every message captured.
 func dump(t *testing.T, rc *goredis.Client, prefix string) map[string][]byte {
 	t.Helper()
@@ -57,10 +68,7 @@ func dump(t *testing.T, rc *goredis.Client, prefix string) map[string][]byte {
 // channel, in clear or in base64.
 func TestNothingSecretInRedis(t *testing.T) {
 	addr := redistest.Start(t)
-	prefix := uniquePrefix()
-	s := open(t, []string{addr}, prefix)
-	rc := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer rc.Close()
+	s, rc, prefix := openWithClient(t, addr)
 	ctx := ctxT(t)
 	sub := rc.PSubscribe(ctx, "*")
 	defer sub.Close()
@@ -127,10 +135,7 @@ func TestNothingSecretInRedis(t *testing.T) {
 // a record without its request or a credential "not found".
 func TestSealedPartIsBoundToItsRecord(t *testing.T) {
 	addr := redistest.Start(t)
-	prefix := uniquePrefix()
-	s := open(t, []string{addr}, prefix)
-	rc := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer rc.Close()
+	s, rc, prefix := openWithClient(t, addr)
 	ctx := ctxT(t)
 	for _, id := range []string{"m1", "m2"} {
 		if _, err := s.CreateChallenge(ctx, heldChallenge(id, "u-"+id), time.Now().Add(time.Minute)); err != nil {
@@ -202,10 +207,7 @@ func leaksIn(t *testing.T, rc *goredis.Client, prefix string) []string {
 // record of the previous version in clear once it has been read.
 func TestClearRecordsAreSealedOnFirstTouch(t *testing.T) {
 	addr := redistest.Start(t)
-	prefix := uniquePrefix()
-	s := open(t, []string{addr}, prefix)
-	rc := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer rc.Close()
+	s, rc, prefix := openWithClient(t, addr)
 	ctx := ctxT(t)
 	clearRecords(t, rc, s, "alice", "old1")
 	if leaks := leaksIn(t, rc, prefix); len(leaks) == 0 {

@@ -10,6 +10,19 @@ import (
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
+// openOnSentinel opens a store through rig's Sentinels that waits for one
+// replica on the writes that need one.
+func openOnSentinel(t *testing.T, ctx context.Context, rig *redistest.Sentinel) *Store {
+	t.Helper()
+	s, err := New(ctx, Options{Addrs: rig.Addrs(), MasterName: redistest.MasterName, Prefix: uniquePrefix(),
+		Sealer: testSealer(t), MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // TestSentinelFailoverKeepsAcknowledgedWrites runs the store through
 // go-redis's Sentinel client against three real Sentinels: what it wrote
 // with min_replicas 1 (a used marker, a lock) survives the primary's
@@ -19,12 +32,7 @@ func TestSentinelFailoverKeepsAcknowledgedWrites(t *testing.T) {
 	rig := redistest.StartSentinel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := New(ctx, Options{Addrs: rig.Addrs(), MasterName: redistest.MasterName, Prefix: uniquePrefix(),
-		Sealer: testSealer(t), MinReplicas: 1, ReplicaTimeout: replicaTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOnSentinel(t, ctx, rig)
 	told := make(chan struct{}, 4)
 	defer s.WatchFailover(func() { told <- struct{}{} })()
 
