@@ -47,6 +47,19 @@ func mustOpen(t testing.TB, o embedded.Options) *embedded.Store {
 	return s
 }
 
+// writeWorld creates the store of o, writes a world in it and closes it:
+// a file as a gateway left it.
+func writeWorld(t testing.TB, o embedded.Options) world {
+	t.Helper()
+	s := initAndOpen(t, o)
+	w := newWorld()
+	w.write(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // reopen closes s and opens the store of o again: a clean restart.
 func reopen(t testing.TB, s *embedded.Store, o embedded.Options) *embedded.Store {
 	t.Helper()
@@ -567,16 +580,11 @@ func TestReplacedFileIsRefused(t *testing.T) {
 
 	t.Run("identity record lost, file and key intact", func(t *testing.T) {
 		o := layout(t)
-		s := initAndOpen(t, o)
-		w := newWorld()
-		w.write(t, s)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+		w := writeWorld(t, o)
 		if err := os.Remove(o.IdentityFile); err != nil {
 			t.Fatal(err)
 		}
-		s = mustOpen(t, o)
+		s := mustOpen(t, o)
 		w.check(t, s)
 		if _, err := os.Stat(o.IdentityFile); err != nil {
 			t.Fatalf("identity file not recorded again: %v", err)
@@ -706,12 +714,7 @@ func TestKeyRotationReseals(t *testing.T) {
 	}
 	o := layout(t)
 	o.Sealer = sealer(oldKey)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	w := writeWorld(t, o)
 	if _, err := os.Stat(o.KeyFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a key file was written although encryption_key seals: %v", err)
 	}
@@ -720,7 +723,7 @@ func TestKeyRotationReseals(t *testing.T) {
 		t.Fatalf("Open with a new key alone = %v, want ErrKey", err)
 	}
 	o.Sealer = sealer(newKey, oldKey)
-	s = mustOpen(t, o)
+	s := mustOpen(t, o)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -805,14 +808,9 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 	newKey, _ := seal.NewKey()
 	o := layout(t)
 	o.Sealer, _ = seal.ParseKeys(oldKey)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	w := writeWorld(t, o)
 	o.Sealer, _ = seal.ParseKeys(newKey, oldKey)
-	s = mustOpen(t, o)
+	s := mustOpen(t, o)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -916,14 +914,9 @@ func TestOneFailingWriteDoesNotFailItsBatch(t *testing.T) {
 // more kind of record: the bucket is added, nothing is refused or lost.
 func TestAStoreGainsTheBucketsOfLaterFeatures(t *testing.T) {
 	o := layout(t)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	w := writeWorld(t, o)
 	defer embedded.AddBucket("outbox")()
-	s = mustOpen(t, o)
+	s := mustOpen(t, o)
 	if !s.HasBucket("outbox") {
 		t.Fatal("the later feature's bucket was not added")
 	}

@@ -493,12 +493,19 @@ func (s *Store) sweepNow(st *state) {
 
 func credentialAD(id string) []byte { return []byte("credential/" + id) }
 
-func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error {
+// stateAndJSON is the open store's state and v as JSON: the first two
+// steps of every write of a record.
+func (s *Store) stateAndJSON(v any) (*state, []byte, error) {
 	st, err := s.state()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	plain, err := json.Marshal(c)
+	b, err := json.Marshal(v)
+	return st, b, err
+}
+
+func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error {
+	st, plain, err := s.stateAndJSON(c)
 	if err != nil {
 		return err
 	}
@@ -645,11 +652,7 @@ func credUserKey(credentialID, userKey string) []byte {
 }
 
 func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
-	st, err := s.state()
-	if err != nil {
-		return err
-	}
-	rec, err := json.Marshal(u)
+	st, rec, err := s.stateAndJSON(u)
 	if err != nil {
 		return err
 	}
@@ -664,11 +667,7 @@ func (s *Store) PutUser(ctx context.Context, u *pushauth.User) error {
 // was read is seen, and the change is refused (ErrUserChanged) instead of
 // overwriting it. It is on disk before it answers.
 func (s *Store) CompareAndPutUser(ctx context.Context, old, u *pushauth.User) error {
-	st, err := s.state()
-	if err != nil {
-		return err
-	}
-	rec, err := json.Marshal(u)
+	st, rec, err := s.stateAndJSON(u)
 	if err != nil {
 		return err
 	}
