@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -83,23 +82,7 @@ func startBindingGateway(t *testing.T, e *env, o bindingOptions) *bindingGateway
 // admin calls the admin API and decodes its JSON answer.
 func (g *bindingGateway) admin(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd *bytes.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
-	}
-	req, err := http.NewRequest(method, g.adminAPI+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+bindingAdminToken)
-	req.Header.Set("X-Onepush-Actor", "clerk-sato")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := adminCall(t, g.adminAPI, bindingAdminToken, "clerk-sato", method, path, body)
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)

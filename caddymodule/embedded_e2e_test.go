@@ -102,21 +102,7 @@ func (sg *storeGateway) stop(t *testing.T, sig syscall.Signal) {
 // adminDo calls the admin API; out, when set, receives the JSON answer.
 func (sg *storeGateway) adminDo(t *testing.T, method, path string, body, out any) int {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, sg.adminAPI+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
-	req.Header.Set("X-Onepush-Actor", "e2e-operator")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := adminCall(t, sg.adminAPI, e2eAdminToken, "e2e-operator", method, path, body)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if out != nil && resp.StatusCode == http.StatusOK {
@@ -172,17 +158,7 @@ func enrolWithCode(t *testing.T, g *gateway, u bank.User, phone *device.Phone) s
 	if resp, _, err := b.post(ctx, g.URL+"/login", loginBody(u)); err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login of %s before enrolment: %v %v", u.UserID, err, resp)
 	}
-	var code string
-	for _, off := range []time.Duration{0, 30 * time.Second, -30 * time.Second} {
-		c, _, err := phone.SecurityCodeAt(time.Now().Add(off))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !usedCodes[phone.CredentialID()+c] {
-			code = c
-			break
-		}
-	}
+	code := unusedCode(t, phone)
 	// Through the gateway's own form (its anti-forgery token), with that
 	// code.
 	status, body, err := phone.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", url.Values{"code": {code}})
@@ -191,6 +167,20 @@ func enrolWithCode(t *testing.T, g *gateway, u bank.User, phone *device.Phone) s
 	}
 	usedCodes[phone.CredentialID()+code] = true
 	return code
+}
+
+// usedDeviceToken is a device token of phone that the gateway has
+// accepted once: a replay of it must be refused.
+func usedDeviceToken(t *testing.T, g *gateway, phone *device.Phone) string {
+	t.Helper()
+	token, err := phone.DeviceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := deviceGet(t, g, token); st != http.StatusOK {
+		t.Fatalf("first use of a device token: %d", st)
+	}
+	return token
 }
 
 // deviceGet calls the device API with a given device token.
@@ -234,13 +224,7 @@ func restartScenario(t *testing.T, sig syscall.Signal) {
 	if v, _ := sg.user(t, "1001/bob"); v.State != "locked" {
 		t.Fatalf("bob after the fraud report: %+v, want locked", v)
 	}
-	token, err := pa.DeviceToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := deviceGet(t, sg.gateway, token); st != http.StatusOK {
-		t.Fatalf("first use of a device token: %d", st)
-	}
+	token := usedDeviceToken(t, sg.gateway, pa)
 	if st := deviceGet(t, sg.gateway, token); st != http.StatusUnauthorized {
 		t.Fatalf("second use of a device token before the restart: %d, want 401", st)
 	}
@@ -658,13 +642,7 @@ func TestEmbeddedStoreMigratesToRedis(t *testing.T) {
 	if st := pushed(t, sg.gateway, bob, pb, device.Fraud); st != http.StatusForbidden {
 		t.Fatalf("bob's login reported as fraud: %d", st)
 	}
-	token, err := pa.DeviceToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := deviceGet(t, sg.gateway, token); st != http.StatusOK {
-		t.Fatalf("device token: %d", st)
-	}
+	token := usedDeviceToken(t, sg.gateway, pa)
 	// The bank hands alice an activation code for a new phone; a wrong one
 	// is tried in her session.
 	var issued struct {

@@ -371,3 +371,34 @@ func (e *env) caddyReload(t *testing.T, file, admin string) {
 		t.Fatalf("caddy reload: %v\n%s", err, out)
 	}
 }
+
+// adminCall sends method path to the admin API at api with the bearer
+// token, as actor when one is named, and body as JSON when set. The caller
+// closes the answer's body.
+func adminCall(t *testing.T, api, token, actor, method, path string, body any) *http.Response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, api+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if actor != "" {
+		req.Header.Set("X-Onepush-Actor", actor)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp
+}

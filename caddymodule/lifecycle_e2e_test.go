@@ -82,17 +82,11 @@ func (g *lifecycleGateway) admin(t *testing.T, args ...string) string {
 // run: each is accepted once, so an enrolment picks one not used yet.
 var usedCodes = map[string]bool{}
 
-// enrolAt binds phone to the browser's user through the enrolment page
-// with a code the server accepts now (±1 step) and has not seen: the
-// current one, else the next, else the previous; extra adds fields (an
-// activation_code).
-func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone, extra ...url.Values) (int, string) {
+// unusedCode is a security code of phone the server accepts now (±1 step)
+// and has not seen: the current one, else the next, else the previous.
+func unusedCode(t *testing.T, phone *device.Phone) string {
 	t.Helper()
 	var code string
-	var more url.Values
-	if len(extra) > 0 {
-		more = extra[0]
-	}
 	for _, off := range []time.Duration{0, 30 * time.Second, -30 * time.Second} {
 		c, _, err := phone.SecurityCodeAt(time.Now().Add(off))
 		if err != nil {
@@ -102,6 +96,20 @@ func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone, extra ..
 			code = c
 			break
 		}
+	}
+	return code
+}
+
+// enrolAt binds phone to the browser's user through the enrolment page
+// with a code the server accepts now (±1 step) and has not seen: the
+// current one, else the next, else the previous; extra adds fields (an
+// activation_code).
+func enrolAt(t *testing.T, b *browser, g *gateway, phone *device.Phone, extra ...url.Values) (int, string) {
+	t.Helper()
+	code := unusedCode(t, phone)
+	var more url.Values
+	if len(extra) > 0 {
+		more = extra[0]
 	}
 	form := url.Values{"code": {code}}
 	for k, v := range more {

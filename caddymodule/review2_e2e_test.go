@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
-	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
 // TestEmbeddedStoreKeepsNoSecretInClearOrReadable: after an enrolment, an
@@ -35,26 +34,7 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	b := newBrowser()
-	w := startWait(t, ctx, b, sg.URL+"/login", loginBody(alice))
-	approve(t, ctx, phone)
-	if resp, page, err := w.post(ctx, sg.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
-	}
-	var cookie string
-	for _, c := range b.Jar.Cookies(mustURL(t, sg.URL)) {
-		if c.Name == bank.SessionCookieName {
-			cookie = c.Value
-		}
-	}
-	if cookie == "" {
-		t.Fatal("the approved login set no bank session cookie")
-	}
-	w = startWait(t, ctx, b, sg.URL+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
-	approve(t, ctx, phone)
-	if resp, page, err := w.post(ctx, sg.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
-	}
+	cookie := loginAndTransfer(t, ctx, sg.URL, phone)
 	if transfersOf(e.ops(t))[alice.UserID] != 1 {
 		t.Fatal("the transfer did not reach the bank")
 	}
@@ -69,14 +49,7 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 	var keyText string
 	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret()}
 	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret"}
-	report := func(where string, blob []byte) {
-		for _, f := range redistest.FindSecrets(blob, secrets...) {
-			for i, n := range names {
-				f = strings.Replace(f, "secret "+string(rune('0'+i)), n, 1)
-			}
-			t.Errorf("%s: %s", where, f)
-		}
-	}
+	report := secretReporter(t, secrets, names)
 	var files []string
 	err := filepath.WalkDir(e.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.Contains(path, string(filepath.Separator)+"onepush"+string(filepath.Separator)) {

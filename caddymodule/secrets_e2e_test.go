@@ -18,6 +18,49 @@ import (
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
 
+// loginAndTransfer runs alice's interstitial login (stored with her
+// password, approved on phone, replayed) and then her interstitial
+// transfer (stored with the transaction password) through the gateway at
+// gw, and returns the bank session cookie the login set.
+func loginAndTransfer(t *testing.T, ctx context.Context, gw string, phone *device.Phone) string {
+	t.Helper()
+	b := newBrowser()
+	w := startWait(t, ctx, b, gw+"/login", loginBody(alice))
+	approve(t, ctx, phone)
+	if resp, page, err := w.post(ctx, gw, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
+	}
+	var cookie string
+	for _, c := range b.Jar.Cookies(mustURL(t, gw)) {
+		if c.Name == bank.SessionCookieName {
+			cookie = c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("the approved login set no bank session cookie")
+	}
+	w = startWait(t, ctx, b, gw+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
+	approve(t, ctx, phone)
+	if resp, page, err := w.post(ctx, gw, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
+	}
+	return cookie
+}
+
+// secretReporter returns a function that fails the test for each of
+// secrets found in a blob, naming it by names and saying where.
+func secretReporter(t *testing.T, secrets, names []string) func(where string, blob []byte) {
+	return func(where string, blob []byte) {
+		t.Helper()
+		for _, f := range redistest.FindSecrets(blob, secrets...) {
+			for i, n := range names {
+				f = strings.Replace(f, "secret "+string(rune('0'+i)), n, 1)
+			}
+			t.Errorf("%s: %s", where, f)
+		}
+	}
+}
+
 // TestRedisKeepsNoSecretInClear: after an enrolment, an interstitial login
 // and an interstitial transfer through a real Caddy on Redis, neither the
 // data set (an RDB written by SAVE, and every key read back), nor the
@@ -53,28 +96,7 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	e := newEnv(t, envOptions{edit: func(s string) string { return interstitialLogins(interstitialTransfers(s)) }})
 	g, phone := e.gatewayWithAlice(redisGlobal(srv.Addr())) // the enrolment, with a security code
 
-	// The login: stored with the password, approved, replayed.
-	b := newBrowser()
-	w := startWait(t, ctx, b, g.URL+"/login", loginBody(alice))
-	approve(t, ctx, phone)
-	if resp, page, err := w.post(ctx, g.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
-	}
-	var cookie string
-	for _, c := range b.Jar.Cookies(mustURL(t, g.URL)) {
-		if c.Name == bank.SessionCookieName {
-			cookie = c.Value
-		}
-	}
-	if cookie == "" {
-		t.Fatal("the approved login set no bank session cookie")
-	}
-	// The transfer: stored with the transaction password.
-	w = startWait(t, ctx, b, g.URL+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
-	approve(t, ctx, phone)
-	if resp, page, err := w.post(ctx, g.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
-	}
+	cookie := loginAndTransfer(t, ctx, g.URL, phone)
 	ops := e.ops(t)
 	if loginsByUser(ops)[alice.UserID] != 2 || transfersOf(ops)[alice.UserID] != 1 { // password-only before enrolment, then the approved one
 		t.Fatalf("bank ops %+v, want alice's two logins and her transfer", ops)
@@ -88,14 +110,7 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	}
 	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey()}
 	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key"}
-	report := func(where string, blob []byte) {
-		for _, f := range redistest.FindSecrets(blob, secrets...) {
-			for i, n := range names {
-				f = strings.Replace(f, "secret "+string(rune('0'+i)), n, 1)
-			}
-			t.Errorf("%s: %s", where, f)
-		}
-	}
+	report := secretReporter(t, secrets, names)
 
 	// The data set, as read back key by key.
 	var challenges, sealed int
