@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/onepush/onepush/internal/caddyrig"
 )
 
 // MasterName is the name the Sentinels of StartSentinel monitor.
@@ -73,7 +75,7 @@ sentinel parallel-syncs %s 1
 	}
 	var err error
 	for range 5 {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = caddyrig.FreePort(); err != nil {
 			t.Fatalf("redistest: finding a free port: %v", err)
 		}
 		if err = s.start(); err == nil {
