@@ -181,9 +181,7 @@ func approveAll(t *testing.T, pending map[string]pendingChallenge) {
 	var mu sync.Mutex
 	var failures []string
 	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for pc := range work {
 				st, err := pc.phone.Decide(context.Background(), &pc.ch, device.Approve, 0)
 				if err != nil || st != http.StatusOK {
@@ -192,7 +190,7 @@ func approveAll(t *testing.T, pending map[string]pendingChallenge) {
 					mu.Unlock()
 				}
 			}
-		}()
+		})
 	}
 	for _, pc := range pending {
 		work <- pc
@@ -579,9 +577,7 @@ func TestParallelWrongCodesThroughTwoInstancesLockExactly(t *testing.T) {
 		if i%2 == 1 {
 			base = b.URL
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			resp, page, err := w.post(ctx, base, "otp", url.Values{"code": {code}})
 			if err != nil {
@@ -589,7 +585,7 @@ func TestParallelWrongCodesThroughTwoInstancesLockExactly(t *testing.T) {
 				return
 			}
 			answers <- answer{status: resp.StatusCode, page: page}
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()

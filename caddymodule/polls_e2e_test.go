@@ -92,13 +92,11 @@ func TestLongPollFloodDoesNotStarveHeldLogins(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for _, ch := range pending {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
 				t.Errorf("approving %s: %d %v", ch.Parsed.User, st, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for key, ch := range held {

@@ -201,11 +201,9 @@ func (n *Deliverer) deliverDue() {
 		}
 		var wg sync.WaitGroup
 		for _, m := range msgs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				n.deliver(ctx, m)
-			}()
+			})
 		}
 		wg.Wait()
 		if len(msgs) < notifyBatch {

@@ -119,9 +119,7 @@ func testActivationRace(t *testing.T, s pushauth.Store) {
 		wg     sync.WaitGroup
 	)
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			k, err := s.CountActivationFailure(ctx, user, c.ID)
 			if err != nil {
 				t.Errorf("CountActivationFailure: %v", err)
@@ -130,7 +128,7 @@ func testActivationRace(t *testing.T, s pushauth.Store) {
 			mu.Lock()
 			counts = append(counts, k)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	slices.Sort(counts)
@@ -140,9 +138,7 @@ func testActivationRace(t *testing.T, s pushauth.Store) {
 		}
 	}
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			ok, err := s.TakeActivationCode(ctx, user, c.ID)
 			if err != nil {
 				t.Errorf("TakeActivationCode: %v", err)
@@ -153,7 +149,7 @@ func testActivationRace(t *testing.T, s pushauth.Store) {
 				taken++
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if taken != 1 {

@@ -126,9 +126,7 @@ func testFailureCountingIsAtomic(t *testing.T, s pushauth.Store) {
 	var errs []error
 	start := make(chan struct{})
 	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			_, lockedNow, err := s.AddFailure(ctx, key, limit, false, time.Now())
 			mu.Lock()
@@ -139,7 +137,7 @@ func testFailureCountingIsAtomic(t *testing.T, s pushauth.Store) {
 			if lockedNow {
 				locks++
 			}
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()

@@ -229,9 +229,7 @@ func testOutboxClaimRace(t *testing.T, s pushauth.Store) {
 		wg   sync.WaitGroup
 	)
 	for range claimers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range msgs {
 				got, err := s.ClaimNotifications(ctxT(t), now.Add(time.Second), 3, time.Minute)
 				if err != nil {
@@ -244,7 +242,7 @@ func testOutboxClaimRace(t *testing.T, s pushauth.Store) {
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(seen) != msgs {

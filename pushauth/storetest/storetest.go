@@ -765,9 +765,7 @@ func testJTI(t *testing.T, s pushauth.Store) {
 	start := make(chan struct{})
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			ok, err := s.UseJTI(ctx, shared, until)
 			if err != nil {
@@ -777,7 +775,7 @@ func testJTI(t *testing.T, s pushauth.Store) {
 			if ok {
 				wins.Add(1)
 			}
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()

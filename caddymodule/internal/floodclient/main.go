@@ -69,9 +69,7 @@ func main() {
 	)
 	start := time.Now()
 	for range *conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			buf := make([]byte, 32<<10)
 			for {
 				i := next.Add(1)
@@ -108,7 +106,7 @@ func main() {
 					resp.Body.Close()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()

@@ -628,9 +628,7 @@ func TestConcurrentUse(t *testing.T) {
 	b, _ := newTestBank(t)
 	var wg sync.WaitGroup
 	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			rec := do(b, "POST", "/login", formCT, "contract_no=1001&user_id=alice&password=alice-pass-1")
 			c := sessionCookie(rec)
 			if c == nil {
@@ -640,7 +638,7 @@ func TestConcurrentUse(t *testing.T) {
 			do(b, "POST", "/transfer", formCT, fmt.Sprintf("payee_account=%d&amount=%d&txn_password=alice-txn-1", i, i+1), c)
 			do(b, "GET", "/ops/log", "", "")
 			do(b, "POST", "/logout", "", "", c)
-		}()
+		})
 	}
 	wg.Wait()
 	ops := b.OpsLog()

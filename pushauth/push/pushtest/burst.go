@@ -83,9 +83,7 @@ func burstThroughEngine(t *testing.T, fake interface {
 	)
 	start := make(chan struct{})
 	for _, u := range users {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			_, err := e.Hold(holdCtx, u, pushauth.ChallengeSpec{UserKey: u.Key, Rule: "login", Kind: "login", Timeout: time.Minute},
 				func(c *pushauth.Challenge) {
@@ -96,7 +94,7 @@ func burstThroughEngine(t *testing.T, fake interface {
 			if err != nil && holdCtx.Err() == nil {
 				t.Errorf("Hold %s: %v", u.Key, err)
 			}
-		}()
+		})
 	}
 	began := time.Now()
 	close(start)

@@ -69,9 +69,7 @@ func BenchmarkGatewayCycle(b *testing.B) {
 			b.ResetTimer()
 			for n := range b.N {
 				<-tick.C
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					user, id, now := fmt.Sprintf("u%d", n%users), fmt.Sprintf("c%d", n), time.Now()
 					must(b, func() error { _, err := s.GetUser(ctx, user); return err })
 					must(b, func() error { _, err := s.GetCredential(ctx, w.cred.ID); return err })
@@ -107,7 +105,7 @@ func BenchmarkGatewayCycle(b *testing.B) {
 					// The approval resets the user's failure count (none to reset).
 					must(b, func() error { return s.ResetFailures(ctx, user, now) })
 					must(b, func() error { return s.PutSession(ctx, fmt.Sprintf("session-%d", n), user, 30*time.Minute) })
-				}()
+				})
 			}
 			wg.Wait()
 			b.StopTimer()
