@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -50,20 +49,14 @@ func (s *Store) PutActivationCode(ctx context.Context, c *pushauth.ActivationCod
 	if err != nil {
 		return fmt.Errorf("redis: encoding activation code: %w", err)
 	}
-	if err := s.client.Set(ctx, k, b, s.ttlUntil(c.ExpiresAt)).Err(); err != nil {
-		return wrap("SET", k, err)
-	}
-	return nil
+	return s.set(ctx, k, b, s.ttlUntil(c.ExpiresAt))
 }
 
 func (s *Store) GetActivationCode(ctx context.Context, user string) (*pushauth.ActivationCode, error) {
 	k := s.activationKey(user)
-	b, err := s.client.Get(ctx, k).Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return nil, s.notFound(ctx, pushauth.ErrNotFound)
-	}
+	b, err := s.get(ctx, k)
 	if err != nil {
-		return nil, wrap("GET", k, err)
+		return nil, err
 	}
 	var c pushauth.ActivationCode
 	if err := json.Unmarshal(b, &c); err != nil {

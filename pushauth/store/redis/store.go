@@ -272,6 +272,27 @@ func wrap(op, key string, err error) error {
 	return fmt.Errorf("redis: %s %s: %w", op, key, err)
 }
 
+// get reads the record at key: ErrNotFound (as notFound says it) when there
+// is none.
+func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.client.Get(ctx, key).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, s.notFound(ctx, pushauth.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("GET", key, err)
+	}
+	return b, nil
+}
+
+// set writes the record at key with ttl (0: none).
+func (s *Store) set(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	if err := s.client.Set(ctx, key, b, ttl).Err(); err != nil {
+		return wrap("SET", key, err)
+	}
+	return nil
+}
+
 func newOp() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -304,20 +325,14 @@ func (s *Store) PutCredential(ctx context.Context, c *pushauth.Credential) error
 	if !c.ExpiresAt.IsZero() {
 		ttl = s.ttlUntil(c.ExpiresAt)
 	}
-	if err := s.client.Set(ctx, key, b, ttl).Err(); err != nil {
-		return wrap("SET", key, err)
-	}
-	return nil
+	return s.set(ctx, key, b, ttl)
 }
 
 func (s *Store) GetCredential(ctx context.Context, id string) (*pushauth.Credential, error) {
 	key := s.credKey(id)
-	b, err := s.client.Get(ctx, key).Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return nil, s.notFound(ctx, pushauth.ErrNotFound)
-	}
+	b, err := s.get(ctx, key)
 	if err != nil {
-		return nil, wrap("GET", key, err)
+		return nil, err
 	}
 	if err := s.wipedErr(); err != nil {
 		return nil, err
