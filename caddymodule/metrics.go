@@ -24,30 +24,29 @@ type promMetrics struct {
 var metrics = newPromMetrics()
 
 func newPromMetrics() *promMetrics {
-	const ns, sub = "caddy", "onepush"
 	return &promMetrics{
-		challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "challenges_total",
-			Help: "Challenges by policy rule and outcome (created, approved, denied, expired, cancelled, superseded).",
-		}, []string{"rule", "outcome"}),
-		held: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "held_requests",
-			Help: "Requests held right now, waiting for a phone.",
-		}),
+		challenges: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("challenges_total",
+			"Challenges by policy rule and outcome (created, approved, denied, expired, cancelled, superseded).")),
+			[]string{"rule", "outcome"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts(metricOpts("held_requests",
+			"Requests held right now, waiting for a phone."))),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "approval_latency_seconds",
+			Namespace: "caddy", Subsystem: "onepush", Name: "approval_latency_seconds",
 			Help:    "Time from challenge creation to approval.",
 			Buckets: []float64{0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 300, 600},
 		}),
-		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "push_sends_total",
-			Help: "Push sends by provider (apns, fcm, webhook) and result (sent, dead_token, failed, queue_full).",
-		}, []string{"provider", "result"}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "store_errors_total",
-			Help: "Store operations that failed, by operation.",
-		}, []string{"op"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("push_sends_total",
+			"Push sends by provider (apns, fcm, webhook) and result (sent, dead_token, failed, queue_full).")),
+			[]string{"provider", "result"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("store_errors_total",
+			"Store operations that failed, by operation.")),
+			[]string{"op"}),
 	}
+}
+
+// metricOpts names a collector caddy_onepush_<name>, beside Caddy's own.
+func metricOpts(name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: "caddy", Subsystem: "onepush", Name: name, Help: help}
 }
 
 // register adds the collectors to reg; a collector already there is fine.
