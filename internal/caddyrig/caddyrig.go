@@ -10,9 +10,14 @@ import (
 	"path/filepath"
 )
 
-// Build builds examples/caddy (Caddy with onepush) into dir.
+// Build builds examples/caddy (Caddy with onepush) into dir/bin: not into
+// dir itself, where a dir/caddy binary would stand in the way of the data
+// directory Caddy makes under Env(dir).
 func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy")
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "bin", "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/onepush/onepush/examples/caddy")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
