@@ -272,8 +272,7 @@ func (b *Bank) pruneExpiredLocked(now time.Time) {
 			break // the rest are more recently used
 		}
 		prev := e.Prev()
-		b.lru.Remove(e)
-		delete(b.sessions, s.id)
+		b.dropLocked(s)
 		e = prev
 	}
 }
@@ -285,9 +284,7 @@ func (b *Bank) newSession(u *User) *session {
 	b.pruneExpiredLocked(now)
 	for len(b.sessions) >= b.maxSessions {
 		e := b.lru.Back()
-		s := e.Value.(*session)
-		b.lru.Remove(e)
-		delete(b.sessions, s.id)
+		b.dropLocked(e.Value.(*session))
 	}
 	s := &session{id: rand.Text(), user: u, created: now, lastSeen: now}
 	s.elem = b.lru.PushFront(s)
@@ -298,20 +295,15 @@ func (b *Bank) newSession(u *User) *session {
 // sessionFor returns the live session named by the request cookie (touching
 // it), or nil.
 func (b *Bank) sessionFor(r *http.Request) *session {
-	c, err := r.Cookie(SessionCookieName)
-	if err != nil || c.Value == "" {
-		return nil
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	s, ok := b.sessions[c.Value]
-	if !ok {
+	s := b.cookieSessionLocked(r)
+	if s == nil {
 		return nil
 	}
 	if now.Sub(s.lastSeen) > SessionIdleTimeout {
-		b.lru.Remove(s.elem)
-		delete(b.sessions, s.id)
+		b.dropLocked(s)
 		return nil
 	}
 	s.lastSeen = now
@@ -322,22 +314,33 @@ func (b *Bank) sessionFor(r *http.Request) *session {
 // deleteSession removes the session named by the request cookie and reports
 // the removed session (nil if there was none).
 func (b *Bank) deleteSession(r *http.Request) *session {
-	c, err := r.Cookie(SessionCookieName)
-	if err != nil || c.Value == "" {
-		return nil
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s, ok := b.sessions[c.Value]
-	if !ok {
+	s := b.cookieSessionLocked(r)
+	if s == nil {
 		return nil
 	}
-	b.lru.Remove(s.elem)
-	delete(b.sessions, s.id)
+	b.dropLocked(s)
 	if b.now().Sub(s.lastSeen) > SessionIdleTimeout {
 		return nil // already expired
 	}
 	return s
+}
+
+// cookieSessionLocked is the session the request cookie names, expired or
+// not, or nil.
+func (b *Bank) cookieSessionLocked(r *http.Request) *session {
+	c, err := r.Cookie(SessionCookieName)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	return b.sessions[c.Value]
+}
+
+// dropLocked forgets s.
+func (b *Bank) dropLocked(s *session) {
+	b.lru.Remove(s.elem)
+	delete(b.sessions, s.id)
 }
 
 func setSessionCookie(w http.ResponseWriter, id string) {
