@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,46 +111,19 @@ func testActivationRace(t *testing.T, s pushauth.Store) {
 		t.Fatal(err)
 	}
 	const n = 24
-	var (
-		mu     sync.Mutex
-		counts []int
-		taken  int
-		wg     sync.WaitGroup
-	)
-	for range n {
-		wg.Go(func() {
-			k, err := s.CountActivationFailure(ctx, user, c.ID)
-			if err != nil {
-				t.Errorf("CountActivationFailure: %v", err)
-				return
-			}
-			mu.Lock()
-			counts = append(counts, k)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	counts := atOnce(t, n, "CountActivationFailure", func() (int, error) { return s.CountActivationFailure(ctx, user, c.ID) })
 	slices.Sort(counts)
 	for i, k := range counts {
 		if k != i+1 {
 			t.Fatalf("concurrent failure counts = %v, want 1..%d each once", counts, n)
 		}
 	}
-	for range n {
-		wg.Go(func() {
-			ok, err := s.TakeActivationCode(ctx, user, c.ID)
-			if err != nil {
-				t.Errorf("TakeActivationCode: %v", err)
-				return
-			}
-			if ok {
-				mu.Lock()
-				taken++
-				mu.Unlock()
-			}
-		})
+	taken := 0
+	for _, ok := range atOnce(t, n, "TakeActivationCode", func() (bool, error) { return s.TakeActivationCode(ctx, user, c.ID) }) {
+		if ok {
+			taken++
+		}
 	}
-	wg.Wait()
 	if taken != 1 {
 		t.Fatalf("%d concurrent takes succeeded, want exactly 1", taken)
 	}

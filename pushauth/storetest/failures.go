@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -120,29 +119,14 @@ func testFailureCountingIsAtomic(t *testing.T, s pushauth.Store) {
 		t.Fatalf("PutUser: %v", err)
 	}
 	const parallel, limit = 40, 25
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var locks int
-	var errs []error
-	start := make(chan struct{})
-	for range parallel {
-		wg.Go(func() {
-			<-start
-			_, lockedNow, err := s.AddFailure(ctx, key, limit, false, time.Now())
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if lockedNow {
-				locks++
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d of %d AddFailure calls failed: %v", len(errs), parallel, errs[0])
+	locks := 0
+	for _, lockedNow := range atOnce(t, parallel, "AddFailure", func() (bool, error) {
+		_, lockedNow, err := s.AddFailure(ctx, key, limit, false, time.Now())
+		return lockedNow, err
+	}) {
+		if lockedNow {
+			locks++
+		}
 	}
 	u, err := s.GetUser(ctx, key)
 	if err != nil {

@@ -761,27 +761,10 @@ func testJTI(t *testing.T, s pushauth.Store) {
 	shared := uid("jti")
 	const n = 50
 	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Go(func() {
-			<-start
-			ok, err := s.UseJTI(ctx, shared, until)
-			if err != nil {
-				errs <- err
-				return
-			}
-			if ok {
-				wins.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("UseJTI: %v", err)
+	for _, ok := range atOnce(t, n, "UseJTI", func() (bool, error) { return s.UseJTI(ctx, shared, until) }) {
+		if ok {
+			wins.Add(1)
+		}
 	}
 	if w := wins.Load(); w != 1 {
 		t.Fatalf("%d concurrent UseJTI calls accepted one jti, want 1", w)
@@ -882,4 +865,36 @@ func testExpiry(t *testing.T, s pushauth.Store) {
 	if got, err := s.PendingForCredential(ctx, cred); err != nil || len(got) != 0 {
 		t.Fatalf("PendingForCredential after expiry = %v, %v; want none", got, err)
 	}
+}
+
+// atOnce makes n calls of f at the same moment and returns their answers;
+// a call that fails (op names it) fails the test once all have returned.
+func atOnce[T any](t *testing.T, n int, op string, f func() (T, error)) []T {
+	t.Helper()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		out  []T
+		errs []error
+	)
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			v, err := f()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			out = append(out, v)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d %s calls failed: %v", len(errs), n, op, errs[0])
+	}
+	return out
 }
