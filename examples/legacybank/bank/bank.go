@@ -187,8 +187,8 @@ func New(cfg Config) *Bank {
 	m.HandleFunc("GET /{$}", b.handleLoginPage)
 	m.HandleFunc("GET /login", b.handleLoginPage)
 	m.HandleFunc("POST /login", b.handleLogin)
-	m.HandleFunc("GET /dashboard", b.handleDashboard)
-	m.HandleFunc("GET /transfer", b.handleTransferPage)
+	m.HandleFunc("GET /dashboard", b.sessionPage("dashboard", "Dashboard"))
+	m.HandleFunc("GET /transfer", b.sessionPage("transfer", "Transfer"))
 	m.HandleFunc("POST /transfer", b.handleTransfer)
 	m.HandleFunc("GET /logout", b.handleLogout)
 	m.HandleFunc("POST /logout", b.handleLogout)
@@ -495,22 +495,17 @@ func (b *Bank) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-func (b *Bank) handleDashboard(w http.ResponseWriter, r *http.Request) {
-	s := b.sessionFor(r)
-	if s == nil {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
+// sessionPage serves the page name to a signed-in customer, and sends
+// anyone else to the login page.
+func (b *Bank) sessionPage(name, title string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := b.sessionFor(r)
+		if s == nil {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		b.render(w, http.StatusOK, name, pageData{Title: title, User: s.user})
 	}
-	b.render(w, http.StatusOK, "dashboard", pageData{Title: "Dashboard", User: s.user})
-}
-
-func (b *Bank) handleTransferPage(w http.ResponseWriter, r *http.Request) {
-	s := b.sessionFor(r)
-	if s == nil {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
-	}
-	b.render(w, http.StatusOK, "transfer", pageData{Title: "Transfer", User: s.user})
 }
 
 func (b *Bank) handleTransfer(w http.ResponseWriter, r *http.Request) {

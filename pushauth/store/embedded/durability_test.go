@@ -47,13 +47,20 @@ func mustOpen(t testing.TB, o embedded.Options) *embedded.Store {
 	return s
 }
 
-// writeWorld creates the store of o, writes a world in it and closes it:
-// a file as a gateway left it.
-func writeWorld(t testing.TB, o embedded.Options) world {
+// openWithWorld creates the store of o and writes a world in it.
+func openWithWorld(t testing.TB, o embedded.Options) (*embedded.Store, world) {
 	t.Helper()
 	s := initAndOpen(t, o)
 	w := newWorld()
 	w.write(t, s)
+	return s, w
+}
+
+// writeWorld creates the store of o, writes a world in it and closes it:
+// a file as a gateway left it.
+func writeWorld(t testing.TB, o embedded.Options) world {
+	t.Helper()
+	s, w := openWithWorld(t, o)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -332,9 +339,7 @@ func (w world) checkBinding(t testing.TB, s *embedded.Store) {
 
 func TestCloseAndReopenKeepsWhatMustLast(t *testing.T) {
 	o := layout(t)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
+	s, w := openWithWorld(t, o)
 	ch := &pushauth.Challenge{ID: "held-before-restart", UserKey: "1001/alice", CredentialID: w.cred.ID, Status: pushauth.StatusPending,
 		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)}
 	if _, err := s.CreateChallenge(ctxT(t), ch, ch.ExpiresAt.Add(time.Minute)); err != nil {
@@ -561,9 +566,7 @@ func TestReplacedFileIsRefused(t *testing.T) {
 
 	t.Run("deleted under the running store", func(t *testing.T) {
 		o := layout(t)
-		s := initAndOpen(t, o)
-		w := newWorld()
-		w.write(t, s)
+		s, w := openWithWorld(t, o)
 		if err := os.Remove(o.Path); err != nil {
 			t.Fatal(err)
 		}
@@ -596,9 +599,7 @@ func TestReplacedFileIsRefused(t *testing.T) {
 // code in clear.
 func TestSecretsAreSealedInTheFile(t *testing.T) {
 	o := layout(t)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
+	s, w := openWithWorld(t, o)
 	backup := snapshotTo(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -927,9 +928,7 @@ func TestAStoreGainsTheBucketsOfLaterFeatures(t *testing.T) {
 // installation, and leaves the rollback in the audit trail.
 func TestRestorePlansRefusesAndRecords(t *testing.T) {
 	o := layout(t)
-	s := initAndOpen(t, o)
-	w := newWorld()
-	w.write(t, s)
+	s, w := openWithWorld(t, o)
 	backup := snapshotTo(t, s)
 	ctx := ctxT(t)
 	// After the backup: dave bound, alice's phone removed, carol locked,
