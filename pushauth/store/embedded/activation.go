@@ -95,15 +95,9 @@ func (s *Store) GetActivationCode(_ context.Context, user string) (*pushauth.Act
 	if err != nil {
 		return nil, err
 	}
-	var v []byte
-	if err := st.db.View(func(tx *bolt.Tx) error {
-		v = clone(tx.Bucket(bucketActivation).Get([]byte(user)))
-		return nil
-	}); err != nil {
+	v, err := st.read(bucketActivation, user)
+	if err != nil {
 		return nil, err
-	}
-	if v == nil {
-		return nil, pushauth.ErrNotFound
 	}
 	c, expired, err := openActivation(st.sealer, user, v, s.now())
 	switch {

@@ -158,6 +158,21 @@ type state struct {
 	swept  chan struct{}
 }
 
+// read is a copy of the value at key in bucket, or ErrNotFound.
+func (st *state) read(bucket []byte, key string) ([]byte, error) {
+	var v []byte
+	if err := st.db.View(func(tx *bolt.Tx) error {
+		v = clone(tx.Bucket(bucket).Get([]byte(key)))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, pushauth.ErrNotFound
+	}
+	return v, nil
+}
+
 // New checks opts and the files without opening the data file: a missing
 // file is refused here already (unless AutoInit may create it).
 func New(opts Options) (*Store, error) {
@@ -605,15 +620,9 @@ func cachedGet[T any](st *state, cache *recordCache[T], bucket []byte, key strin
 	case ok:
 		return &e.v, nil
 	}
-	var raw []byte
-	if err := st.db.View(func(tx *bolt.Tx) error {
-		raw = clone(tx.Bucket(bucket).Get([]byte(key)))
-		return nil
-	}); err != nil {
+	raw, err := st.read(bucket, key)
+	if err != nil {
 		return nil, err
-	}
-	if raw == nil {
-		return nil, pushauth.ErrNotFound
 	}
 	rec, err := decode(raw)
 	if err != nil {
