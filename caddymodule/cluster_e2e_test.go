@@ -85,6 +85,22 @@ func (n *clusterNode) bind(t *testing.T, key, credID string) {
 	}
 }
 
+// approveReleasesLogin approves ch on phone and expects the held login
+// behind res to reach the dashboard; when says which approval this is.
+func approveReleasesLogin(t *testing.T, ctx context.Context, phone *device.Phone, ch *device.Challenge, res <-chan result, when string) {
+	t.Helper()
+	st, err := phone.Decide(ctx, ch, device.Approve, 0)
+	decided := time.Now()
+	if err != nil || st != http.StatusOK {
+		t.Fatalf("approval %s: %d %v", when, st, err)
+	}
+	r := <-res
+	t.Logf("release latency (decision answered → held response arrived) %s: %s", when, time.Since(decided))
+	if r.err != nil || r.resp.StatusCode != http.StatusSeeOther || r.resp.Header.Get("Location") != "/dashboard" {
+		t.Fatalf("login approved %s: %v %v %.200q", when, r.err, r.resp, r.body)
+	}
+}
+
 // clusterUsers are n bank users of one contract, each with its own password.
 func clusterUsers(n int) []bank.User {
 	out := make([]bank.User, n)
@@ -278,16 +294,7 @@ func TestClusterDecisionOnOneInstanceReleasesTheOther(t *testing.T) {
 		if ops := c.e.ops(t); len(ops) != 0 {
 			t.Fatalf("bank saw %+v while the login was held", ops)
 		}
-		st, err := phoneB.Decide(ctx, ch, device.Approve, 0)
-		decided := time.Now()
-		if err != nil || st != http.StatusOK {
-			t.Fatalf("approval through B: %d %v", st, err)
-		}
-		r := <-res
-		t.Logf("release latency (B's decision answered → A's response arrived): %s", time.Since(decided))
-		if r.err != nil || r.resp.StatusCode != http.StatusSeeOther || r.resp.Header.Get("Location") != "/dashboard" {
-			t.Fatalf("login approved through B: %v %v %.200q", r.err, r.resp, r.body)
-		}
+		approveReleasesLogin(t, ctx, phoneB, ch, res, "through B")
 		if got := loginsByUser(c.e.ops(t)); len(got) != 1 || got[u.UserID] != 1 {
 			t.Fatalf("bank logins %v, want one of %s", got, u.UserID)
 		}
@@ -452,16 +459,7 @@ func TestClusterRedisOutageAnswersHeldRequestsAndRecovers(t *testing.T) {
 	u := c.users[0]
 	lres := newBrowser().postAsync(ctx, c.a.URL+"/login", loginBody(u))
 	ch := waitFor(t, phone, userKey(u), before)
-	st, err := phone.Decide(ctx, ch, device.Approve, 0)
-	decided := time.Now()
-	if err != nil || st != http.StatusOK {
-		t.Fatalf("approval after Redis came back: %d %v", st, err)
-	}
-	lr := <-lres
-	t.Logf("after the restart, release took %s", time.Since(decided))
-	if lr.err != nil || lr.resp.StatusCode != http.StatusSeeOther || lr.resp.Header.Get("Location") != "/dashboard" {
-		t.Fatalf("login after Redis came back: %v %v %.200q", lr.err, lr.resp, lr.body)
-	}
+	approveReleasesLogin(t, ctx, phone, ch, lres, "after Redis came back")
 
 	// The prompts of the requests answered during the outage leave the
 	// phones once Redis is back (the gateway closes them), and approving

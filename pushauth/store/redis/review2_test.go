@@ -5,13 +5,7 @@ package redis
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,6 +21,7 @@ import (
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
 	"github.com/onepush/onepush/pushauth/store/redis/redistest"
 )
@@ -147,23 +142,9 @@ func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
 	primary, replica := primaryWithReplica(t)
 	_ = primary
 	s := openAcked(t, primary.Addr(), uniquePrefix(), 1)
-	ctx := ctxT(t)
-	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	audit := memory.NewAuditLog(0, 0, nil)
-	eng, err := pushauth.NewEngine(pushauth.Config{Store: s, Logger: discard, Audit: audit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	cred, err := eng.RegisterCredential(ctx, der, "none", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutUser(ctx, &pushauth.User{Key: "alice", CredentialID: cred.ID, State: pushauth.UserActive}); err != nil {
-		t.Fatal(err)
-	}
+	eng, _ := pushauthtest.Engine(t, pushauth.Config{Store: s, Audit: audit})
+	_, cred, _ := pushauthtest.Phone(t, eng, "alice")
 	pol, err := policy.Parse("p.yaml", []byte(review2InterstitialPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +154,7 @@ func TestStoreErrorIsNotAWrongSecurityCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bankHits atomic.Int32
-	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: discard, WaitPath: "/onepush/wait/"}
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = g.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits.Add(1); return nil })
 	}))
