@@ -240,6 +240,28 @@ func TestCrossInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	// woken waits up to 1s for A's watch: the id it heard and the record
+	// that came with it.
+	woken := func(by string) (string, *pushauth.Challenge) {
+		t.Helper()
+		select {
+		case id := <-got:
+			return id, <-finals
+		case <-time.After(time.Second):
+			t.Fatalf("A's watch was not woken %s", by)
+			return "", nil
+		}
+	}
+	// deniedOnB creates c on A and denies it through B.
+	deniedOnB := func(c *pushauth.Challenge) {
+		t.Helper()
+		if _, err := a.CreateChallenge(ctx, c, time.Now().Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Resolve(ctx, c.ID, pushauth.StatusDenied, false, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	now := time.Now()
 	c := &pushauth.Challenge{ID: "x1", UserKey: "alice", CredentialID: "cred1", Status: pushauth.StatusPending,
 		CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
@@ -255,17 +277,13 @@ func TestCrossInstance(t *testing.T) {
 	if _, err := b.Resolve(ctx, "x1", pushauth.StatusApproved, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case id := <-got:
-		if id != "x1" {
-			t.Fatalf("A's watch got %q, want x1", id)
-		}
-		t.Logf("release latency across instances: %v", time.Since(start))
-		if f := <-finals; f == nil || f.Status != pushauth.StatusApproved || f.UserKey != "alice" {
-			t.Fatalf("A's watch got final record %+v, want alice's challenge approved", f)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("A's watch was not woken within 1s by B's Resolve")
+	id, f := woken("within 1s by B's Resolve")
+	if id != "x1" {
+		t.Fatalf("A's watch got %q, want x1", id)
+	}
+	t.Logf("release latency across instances: %v", time.Since(start))
+	if f == nil || f.Status != pushauth.StatusApproved || f.UserKey != "alice" {
+		t.Fatalf("A's watch got final record %+v, want alice's challenge approved", f)
 	}
 	// A deciding too conflicts and sees B's decision.
 	cur, err := a.Resolve(ctx, "x1", pushauth.StatusDenied, false, time.Now())
@@ -283,54 +301,30 @@ func TestCrossInstance(t *testing.T) {
 	if sup, err := a.CreateChallenge(ctx, &c3, now.Add(2*time.Minute)); err != nil || sup != "x2" {
 		t.Fatalf("CreateChallenge on A = %q, %v; want x2 superseded", sup, err)
 	}
-	select {
-	case id := <-got:
-		if id != "x2" {
-			t.Fatalf("A's watch got %q, want x2", id)
-		}
-		if f := <-finals; f == nil || f.Status != pushauth.StatusSuperseded {
-			t.Fatalf("A's watch got final record %+v for x2, want superseded", f)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("A's watch was not woken by the supersede")
+	id, f = woken("by the supersede")
+	if id != "x2" {
+		t.Fatalf("A's watch got %q, want x2", id)
+	}
+	if f == nil || f.Status != pushauth.StatusSuperseded {
+		t.Fatalf("A's watch got final record %+v for x2, want superseded", f)
 	}
 	// A stored request is never published, however large: the record goes
 	// without it (the replay reads it from Redis).
 	c4 := *c
 	c4.ID, c4.UserKey = "x4", "bob"
 	c4.Held = &pushauth.HeldRequest{Method: "POST", URI: "/upload", Host: "bank", Body: make([]byte, 20<<10)}
-	if _, err := a.CreateChallenge(ctx, &c4, now.Add(2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Resolve(ctx, "x4", pushauth.StatusDenied, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case id := <-got:
-		if f := <-finals; id != "x4" || f == nil || f.Status != pushauth.StatusDenied || f.Held != nil {
-			t.Fatalf("A's watch got %q with record %+v, want x4 denied without its stored request", id, f)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("A's watch was not woken for the stored request")
+	deniedOnB(&c4)
+	if id, f := woken("for the stored request"); id != "x4" || f == nil || f.Status != pushauth.StatusDenied || f.Held != nil {
+		t.Fatalf("A's watch got %q with record %+v, want x4 denied without its stored request", id, f)
 	}
 	// A record over the publish limit (display fields of a bulk transfer)
 	// goes as its id alone, and the waiter reads it from Redis.
 	c5 := *c
 	c5.ID, c5.UserKey = "x5", "carol"
 	c5.Display = []pushauth.Field{{Label: "Payees", Value: strings.Repeat("payee ", 4<<10)}}
-	if _, err := a.CreateChallenge(ctx, &c5, now.Add(2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Resolve(ctx, "x5", pushauth.StatusDenied, false, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case id := <-got:
-		if f := <-finals; id != "x5" || f != nil {
-			t.Fatalf("A's watch got %q with record %v, want x5 without its record", id, f != nil)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("A's watch was not woken for the large record")
+	deniedOnB(&c5)
+	if id, f := woken("for the large record"); id != "x5" || f != nil {
+		t.Fatalf("A's watch got %q with record %v, want x5 without its record", id, f != nil)
 	}
 }
 
