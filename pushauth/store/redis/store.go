@@ -285,6 +285,18 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 	return b, nil
 }
 
+// getAll reads keys in one round trip; each command holds its answer
+// (goredis.Nil for a key that is missing).
+func (s *Store) getAll(ctx context.Context, keys []string) []*goredis.StringCmd {
+	pipe := s.client.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, k)
+	}
+	_, _ = pipe.Exec(ctx)
+	return cmds
+}
+
 // set writes the record at key with ttl (0: none).
 func (s *Store) set(ctx context.Context, key string, b []byte, ttl time.Duration) error {
 	if err := s.client.Set(ctx, key, b, ttl).Err(); err != nil {
@@ -489,24 +501,22 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 	if len(members) == 0 {
 		return nil, nil
 	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*goredis.StringCmd, len(members))
+	keys := make([]string, len(members))
 	for i, m := range members {
-		cmds[i] = pipe.Get(ctx, s.userKey(m))
+		keys[i] = s.userKey(m)
 	}
-	_, _ = pipe.Exec(ctx)
 	var out []string
-	for i, cmd := range cmds {
+	for i, cmd := range s.getAll(ctx, keys) {
 		b, err := cmd.Bytes()
 		if errors.Is(err, goredis.Nil) {
 			continue
 		}
 		if err != nil {
-			return nil, wrap("GET", s.userKey(members[i]), err)
+			return nil, wrap("GET", keys[i], err)
 		}
 		var u pushauth.User
 		if err := json.Unmarshal(b, &u); err != nil {
-			return nil, fmt.Errorf("redis: decoding %s: %w", s.userKey(members[i]), err)
+			return nil, fmt.Errorf("redis: decoding %s: %w", keys[i], err)
 		}
 		if u.CredentialID == credentialID {
 			out = append(out, members[i])
@@ -1007,22 +1017,20 @@ func (s *Store) PendingForCredential(ctx context.Context, credentialID string) (
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	pipe := s.client.Pipeline()
-	idx := make([]*goredis.StringCmd, len(ids))
+	idxKeys := make([]string, len(ids))
 	for i, id := range ids {
-		idx[i] = pipe.Get(ctx, s.challengeIndexKey(id))
+		idxKeys[i] = s.challengeIndexKey(id)
 	}
-	_, _ = pipe.Exec(ctx)
-	pipe = s.client.Pipeline()
+	pipe := s.client.Pipeline()
 	recs := make([]*goredis.StringCmd, len(ids))
 	keys := make([]string, len(ids))
-	for i, cmd := range idx {
+	for i, cmd := range s.getAll(ctx, idxKeys) {
 		v, err := cmd.Result()
 		if errors.Is(err, goredis.Nil) {
 			continue
 		}
 		if err != nil {
-			return nil, wrap("GET", s.challengeIndexKey(ids[i]), err)
+			return nil, wrap("GET", idxKeys[i], err)
 		}
 		user, ok := indexUser(v)
 		if !ok {
