@@ -47,6 +47,15 @@ func mustOpen(t testing.TB, o embedded.Options) *embedded.Store {
 	return s
 }
 
+// lingeringStore is a new store that holds batched writes back for an
+// hour: only a durable write carries them to disk.
+func lingeringStore(t testing.TB) (*embedded.Store, embedded.Options) {
+	t.Helper()
+	o := layout(t)
+	o.Linger = time.Hour
+	return initAndOpen(t, o), o
+}
+
 // openWithWorld creates the store of o and writes a world in it.
 func openWithWorld(t testing.TB, o embedded.Options) (*embedded.Store, world) {
 	t.Helper()
@@ -632,9 +641,7 @@ func TestSecretsAreSealedInTheFile(t *testing.T) {
 // on the way back — never waits for a commit; the next durable write
 // carries what it queued.
 func TestHeldRequestPathWaitsForNoCommit(t *testing.T) {
-	o := layout(t)
-	o.Linger = time.Hour
-	s := initAndOpen(t, o)
+	s, o := lingeringStore(t)
 	w := newWorld()
 	ctx := ctxT(t)
 	if err := s.PutCredential(ctx, &w.cred); err != nil {
@@ -881,9 +888,7 @@ func TestExportCopiesWhatMustLast(t *testing.T) {
 // A write the file refuses fails alone: the writes committed with it in
 // one transaction are still committed.
 func TestOneFailingWriteDoesNotFailItsBatch(t *testing.T) {
-	o := layout(t)
-	o.Linger = time.Hour
-	s := initAndOpen(t, o)
+	s, o := lingeringStore(t)
 	ctx := ctxT(t)
 	w := newWorld()
 	// Batched: they wait for the next commit.
@@ -1013,9 +1018,7 @@ func TestRestorePlansRefusesAndRecords(t *testing.T) {
 // of a message another delivery acknowledged, and the approval of a user
 // without failures, which is on the release path of every held request.
 func TestBindingRecordsAreOnDiskBeforeTheyAnswer(t *testing.T) {
-	o := layout(t)
-	o.Linger = time.Hour
-	s := initAndOpen(t, o)
+	s, _ := lingeringStore(t)
 	w := newWorld()
 	ctx := ctxT(t)
 	if err := s.PutUser(ctx, &w.users[0]); err != nil {

@@ -1,7 +1,10 @@
 package memory
 
-import "github.com/onepush/onepush/pushauth"
-import "context"
+import (
+	"context"
+
+	"github.com/onepush/onepush/pushauth"
+)
 
 func (s *Store) PutActivationCode(_ context.Context, c *pushauth.ActivationCode) error {
 	cp := c.Clone()
