@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"strconv"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -86,6 +85,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "store":
 			if !d.NextArg() {
@@ -96,7 +96,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			var mod caddy.Module
-			var err error
 			switch typ {
 			case "redis":
 				rs := new(RedisStore)
@@ -138,12 +137,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.setPusher("webhook", w)
 		case "max_held", "push_workers", "push_queue", "max_failures", "max_held_per_user", "max_held_per_ip":
 			name := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 0 {
-				return d.Errf("%s: %q is not a non-negative integer", name, d.Val())
+			n, err := intArg(d, 0)
+			if err != nil {
+				return err
 			}
 			switch name {
 			case "max_held":
@@ -169,39 +165,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.UninstallGrace = caddy.Duration(dur)
 		case "audit_retention":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if a.AuditRetention, err = durationArg(d); err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("audit_retention: %q is not a positive duration", d.Val())
-			}
-			a.AuditRetention = caddy.Duration(dur)
 		case "push_rate":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if a.PushRate, err = intArg(d, 1); err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 {
-				return d.Errf("push_rate: %q is not a positive integer", d.Val())
-			}
-			a.PushRate = n
 		case "audit_max_events":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if a.AuditMaxEvents, err = intArg(d, 1); err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 {
-				return d.Errf("audit_max_events: %q is not a positive integer", d.Val())
-			}
-			a.AuditMaxEvents = n
 		case "encryption_key":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.EncryptionKey = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &a.EncryptionKey); err != nil {
+				return err
 			}
 		case "previous_encryption_keys":
 			args := d.RemainingArgs()
@@ -211,12 +188,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.PreviousEncryptionKeys = append(a.PreviousEncryptionKeys, args...)
 		case "max_polls", "max_polls_per_ip":
 			name := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 {
-				return d.Errf("%s: %q is not a positive integer", name, d.Val())
+			n, err := intArg(d, 1)
+			if err != nil {
+				return err
 			}
 			if name == "max_polls" {
 				a.MaxPolls = n
@@ -224,14 +198,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.MaxPollsPerIP = n
 			}
 		case "body_read_timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if a.BodyReadTimeout, err = durationArg(d); err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("body_read_timeout: %q is not a positive duration", d.Val())
-			}
-			a.BodyReadTimeout = caddy.Duration(dur)
 
 		// Binding a phone: announcements and unbound credentials.
 		case "notify":
@@ -241,14 +210,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Notify = c
 		case "unbound_credential_ttl":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if a.UnboundCredentialTTL, err = durationArg(d); err != nil {
+				return err
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("unbound_credential_ttl: %q is not a positive duration", d.Val())
-			}
-			a.UnboundCredentialTTL = caddy.Duration(dur)
 
 		default:
 			return d.Errf("unknown onepush option %q", d.Val())
@@ -355,12 +319,8 @@ func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "token":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			ah.Token = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &ah.Token); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unknown onepush_admin subdirective %q", d.Val())
@@ -406,24 +366,6 @@ func (a *App) setPusher(platform string, mod caddy.Module) {
 //	    replica_timeout <duration>
 //	}
 func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	oneArg := func() (string, error) {
-		name := d.Val()
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.Errf("%s takes one argument", name)
-		}
-		return v, nil
-	}
-	noArg := func() error {
-		name := d.Val()
-		if d.NextArg() {
-			return d.Errf("%s takes no argument", name)
-		}
-		return nil
-	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
@@ -434,51 +376,33 @@ func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			c.Addresses = append(c.Addresses, args...)
 		case "master_name":
-			c.MasterName, err = oneArg()
+			err = oneArg(d, &c.MasterName)
 		case "cluster":
-			c.Cluster, err = true, noArg()
+			c.Cluster, err = true, noArg(d)
 		case "username":
-			c.Username, err = oneArg()
+			err = oneArg(d, &c.Username)
 		case "password":
-			c.Password, err = oneArg()
+			err = oneArg(d, &c.Password)
 		case "db":
-			var v string
-			if v, err = oneArg(); err == nil {
-				n, convErr := strconv.Atoi(v)
-				if convErr != nil || n < 0 {
-					return d.Errf("db: %q is not a non-negative integer", v)
-				}
-				c.DB = n
-			}
+			c.DB, err = intArg(d, 0)
 		case "tls":
-			c.TLS, err = true, noArg()
+			c.TLS, err = true, noArg(d)
 		case "tls_server_name":
-			c.TLSServerName, err = oneArg()
+			err = oneArg(d, &c.TLSServerName)
 			c.TLS = true
 		case "tls_insecure_skip_verify":
-			c.TLSInsecureSkipVerify, err = true, noArg()
+			c.TLSInsecureSkipVerify, err = true, noArg(d)
 			c.TLS = true
 		case "prefix":
-			c.Prefix, err = oneArg()
+			err = oneArg(d, &c.Prefix)
 
 		case "min_replicas":
-			var v string
-			if v, err = oneArg(); err == nil {
-				n, convErr := strconv.Atoi(v)
-				if convErr != nil || n < 0 {
-					return d.Errf("min_replicas: %q is not a non-negative integer", v)
-				}
+			var n int
+			if n, err = intArg(d, 0); err == nil {
 				c.MinReplicas = &n
 			}
 		case "replica_timeout":
-			var v string
-			if v, err = oneArg(); err == nil {
-				dur, convErr := caddy.ParseDuration(v)
-				if convErr != nil || dur <= 0 {
-					return d.Errf("replica_timeout: %q is not a positive duration", v)
-				}
-				c.ReplicaTimeout = caddy.Duration(dur)
-			}
+			c.ReplicaTimeout, err = durationArg(d)
 		default:
 			return d.Errf("unknown store redis option %q", d.Val())
 		}
@@ -498,22 +422,17 @@ func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	}
 func (c *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
 		case "path":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			c.Path = d.Val()
-			if d.NextArg() {
-				return d.Errf("path takes one argument")
-			}
+			err = oneArg(d, &c.Path)
 		case "auto_init":
-			if d.NextArg() {
-				return d.Errf("auto_init takes no argument")
-			}
-			c.AutoInit = true
+			c.AutoInit, err = true, noArg(d)
 		default:
 			return d.Errf("unknown store embedded option %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -630,14 +549,7 @@ func (c *NotifyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "repudiation":
 			err = oneArg(d, &c.Repudiation)
 		case "timeout":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				var dur time.Duration
-				if dur, err = caddy.ParseDuration(s); err != nil || dur <= 0 {
-					return d.Errf("notify: timeout: %q is not a positive duration", s)
-				}
-				c.Timeout = caddy.Duration(dur)
-			}
+			c.Timeout, err = durationArg(d)
 		default:
 			return d.Errf("notify: unknown option %q", d.Val())
 		}
@@ -662,6 +574,48 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.Errf("%s: takes one value", name)
 	}
 	return nil
+}
+
+// noArg checks that the current option line is the option alone.
+func noArg(d *caddyfile.Dispenser) error {
+	if name := d.Val(); d.NextArg() {
+		return d.Errf("%s: takes no value", name)
+	}
+	return nil
+}
+
+// intArg reads the single argument of the current option line as an
+// integer of at least min (0 or 1).
+func intArg(d *caddyfile.Dispenser, min int) (int, error) {
+	name := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		kind := "non-negative"
+		if min > 0 {
+			kind = "positive"
+		}
+		return 0, d.Errf("%s: %q is not a %s integer", name, v, kind)
+	}
+	return n, nil
+}
+
+// durationArg reads the single argument of the current option line as a
+// duration above zero.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: %q is not a positive duration", name, v)
+	}
+	return caddy.Duration(dur), nil
 }
 
 // Interface guards
