@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -366,23 +367,17 @@ func (a *App) setPusher(platform string, mod caddy.Module) {
 //	    replica_timeout <duration>
 //	}
 func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
+	strs := map[string]*string{"master_name": &c.MasterName, "username": &c.Username, "password": &c.Password, "prefix": &c.Prefix}
+	return block(d, "store redis", strs, func(opt string) (err error) {
+		switch opt {
 		case "addresses":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
 			c.Addresses = append(c.Addresses, args...)
-		case "master_name":
-			err = oneArg(d, &c.MasterName)
 		case "cluster":
 			c.Cluster, err = true, noArg(d)
-		case "username":
-			err = oneArg(d, &c.Username)
-		case "password":
-			err = oneArg(d, &c.Password)
 		case "db":
 			c.DB, err = intArg(d, 0)
 		case "tls":
@@ -393,9 +388,6 @@ func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tls_insecure_skip_verify":
 			c.TLSInsecureSkipVerify, err = true, noArg(d)
 			c.TLS = true
-		case "prefix":
-			err = oneArg(d, &c.Prefix)
-
 		case "min_replicas":
 			var n int
 			if n, err = intArg(d, 0); err == nil {
@@ -404,13 +396,10 @@ func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "replica_timeout":
 			c.ReplicaTimeout, err = durationArg(d)
 		default:
-			return d.Errf("unknown store redis option %q", d.Val())
+			return errUnknown
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // UnmarshalCaddyfile parses the optional block after "store embedded";
@@ -421,21 +410,13 @@ func (c *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    auto_init
 //	}
 func (c *EmbeddedStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "path":
-			err = oneArg(d, &c.Path)
-		case "auto_init":
-			c.AutoInit, err = true, noArg(d)
-		default:
-			return d.Errf("unknown store embedded option %q", d.Val())
+	return block(d, "store embedded", map[string]*string{"path": &c.Path}, func(opt string) (err error) {
+		if opt != "auto_init" {
+			return errUnknown
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		c.AutoInit, err = true, noArg(d)
+		return err
+	})
 }
 
 // UnmarshalCaddyfile parses the apns block of the global onepush options; d is
@@ -457,42 +438,19 @@ func (c *APNsPusher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "key_file":
-			err = oneArg(d, &c.KeyFile)
-		case "key_id":
-			err = oneArg(d, &c.KeyID)
-		case "team_id":
-			err = oneArg(d, &c.TeamID)
-		case "cert_file":
-			err = oneArg(d, &c.CertFile)
-		case "cert_password":
-			err = oneArg(d, &c.CertPassword)
-		case "topic":
-			err = oneArg(d, &c.Topic)
-		case "host":
-			err = oneArg(d, &c.Host)
-		case "ca_file":
-			err = oneArg(d, &c.CAFile)
-		case "category":
-			err = oneArg(d, &c.Category)
-		case "title":
-			err = oneArg(d, &c.Title)
-		case "production", "sandbox":
-			c.Production = d.Val() == "production"
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("apns: unknown option %q", d.Val())
+	strs := map[string]*string{"key_file": &c.KeyFile, "key_id": &c.KeyID, "team_id": &c.TeamID,
+		"cert_file": &c.CertFile, "cert_password": &c.CertPassword, "topic": &c.Topic, "host": &c.Host,
+		"ca_file": &c.CAFile, "category": &c.Category, "title": &c.Title}
+	return block(d, "apns", strs, func(opt string) error {
+		if opt != "production" && opt != "sandbox" {
+			return errUnknown
 		}
-		if err != nil {
-			return err
+		c.Production = opt == "production"
+		if d.NextArg() {
+			return d.ArgErr()
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // UnmarshalCaddyfile parses the fcm block of the global onepush options; d is on
@@ -507,23 +465,7 @@ func (c *FCMPusher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "credentials_file":
-			err = oneArg(d, &c.CredentialsFile)
-		case "project_id":
-			err = oneArg(d, &c.ProjectID)
-		case "endpoint":
-			err = oneArg(d, &c.Endpoint)
-		default:
-			return d.Errf("fcm: unknown option %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return block(d, "fcm", map[string]*string{"credentials_file": &c.CredentialsFile, "project_id": &c.ProjectID, "endpoint": &c.Endpoint}, nil)
 }
 
 // UnmarshalCaddyfile parses the notify block of the global onepush options;
@@ -539,26 +481,45 @@ func (c *NotifyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	strs := map[string]*string{"url": &c.URL, "secret": &c.Secret, "repudiation": &c.Repudiation}
+	if err := block(d, "notify", strs, func(opt string) (err error) {
+		if opt != "timeout" {
+			return errUnknown
+		}
+		c.Timeout, err = durationArg(d)
+		return err
+	}); err != nil {
+		return err
+	}
+	if c.URL == "" || c.Secret == "" {
+		return d.Err("notify: url and secret are required")
+	}
+	return nil
+}
+
+// errUnknown is what the other function of block answers for an option it
+// does not know.
+var errUnknown = errors.New("unknown option")
+
+// block reads the options of the block d is on: each option named in strs
+// takes one value into its string, and other (nil: none) reads the rest,
+// answering errUnknown for an option it does not know. what names the
+// block in errors.
+func block(d *caddyfile.Dispenser, what string, strs map[string]*string, other func(opt string) error) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "url":
-			err = oneArg(d, &c.URL)
-		case "secret":
-			err = oneArg(d, &c.Secret)
-		case "repudiation":
-			err = oneArg(d, &c.Repudiation)
-		case "timeout":
-			c.Timeout, err = durationArg(d)
-		default:
-			return d.Errf("notify: unknown option %q", d.Val())
+		opt := d.Val()
+		err := errUnknown
+		if dst, ok := strs[opt]; ok {
+			err = oneArg(d, dst)
+		} else if other != nil {
+			err = other(opt)
+		}
+		if errors.Is(err, errUnknown) {
+			return d.Errf("%s: unknown option %q", what, opt)
 		}
 		if err != nil {
 			return err
 		}
-	}
-	if c.URL == "" || c.Secret == "" {
-		return d.Err("notify: url and secret are required")
 	}
 	return nil
 }
