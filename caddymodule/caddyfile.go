@@ -14,8 +14,8 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("onepush", parseGlobal)
-	httpcaddyfile.RegisterHandlerDirective("onepush", parseHandler)
-	httpcaddyfile.RegisterHandlerDirective("onepush_device", parseDevice)
+	httpcaddyfile.RegisterHandlerDirective("onepush", parseDirective[Handler])
+	httpcaddyfile.RegisterHandlerDirective("onepush_device", parseDirective[DeviceHandler])
 	// The gate must see a request before any handler that ends the chain
 	// (handle blocks, reverse_proxy); rewrites run first so the policy sees
 	// the path the bank will see. Both go right before handle, the device
@@ -23,10 +23,22 @@ func init() {
 	// The admin API goes first, right before the device API (registered
 	// first, so the later insertions land after it), and no rule of the
 	// gate ever sees an admin call.
-	httpcaddyfile.RegisterHandlerDirective("onepush_admin", parseAdmin)
+	httpcaddyfile.RegisterHandlerDirective("onepush_admin", parseDirective[AdminHandler])
 	httpcaddyfile.RegisterDirectiveOrder("onepush_admin", httpcaddyfile.Before, "handle")
 	httpcaddyfile.RegisterDirectiveOrder("onepush_device", httpcaddyfile.Before, "handle")
 	httpcaddyfile.RegisterDirectiveOrder("onepush", httpcaddyfile.Before, "handle")
+}
+
+// parseDirective reads a handler directive into a new T with T's own
+// UnmarshalCaddyfile.
+func parseDirective[T any, PT interface {
+	*T
+	caddyfile.Unmarshaler
+	caddyhttp.MiddlewareHandler
+}](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := PT(new(T))
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
 }
 
 // parseGlobal sets up the onepush app from the global options block:
@@ -222,12 +234,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
-}
-
 // UnmarshalCaddyfile parses:
 //
 //	onepush [<policy file>] {
@@ -246,42 +252,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		val := d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-		switch key {
-		case "policy":
-			h.Policy = val
-		case "enroll_path":
-			h.EnrollPath = val
-		case "templates":
-			h.Templates = val
-		case "bank_home":
-			h.BankHome = val
-		case "wait_path":
-			h.WaitPath = val
-		case "wait_template":
-			h.WaitTemplate = val
-		default:
-			return d.Errf("unknown onepush subdirective %q", key)
-		}
+	strs := map[string]*string{"policy": &h.Policy, "enroll_path": &h.EnrollPath, "templates": &h.Templates,
+		"bank_home": &h.BankHome, "wait_path": &h.WaitPath, "wait_template": &h.WaitTemplate}
+	if err := block(d, "onepush", strs, nil); err != nil {
+		return err
 	}
 	if h.Policy == "" {
 		return d.Err("onepush: a policy file is required")
 	}
 	return nil
-}
-
-func parseDevice(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(DeviceHandler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
 }
 
 // UnmarshalCaddyfile parses:
@@ -298,12 +277,6 @@ func (dh *DeviceHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseAdmin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(AdminHandler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
-}
-
 // UnmarshalCaddyfile parses:
 //
 //	onepush_admin [<base path>] {
@@ -317,15 +290,8 @@ func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "token":
-			if err := oneArg(d, &ah.Token); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unknown onepush_admin subdirective %q", d.Val())
-		}
+	if err := block(d, "onepush_admin", map[string]*string{"token": &ah.Token}, nil); err != nil {
+		return err
 	}
 	if ah.Token == "" {
 		return d.Err("onepush_admin: token is required")
