@@ -434,37 +434,84 @@ func cycles(f *fleet, gated string, pool []int, perUser, conc int, d time.Durati
 	f.acting.Store(true)
 	defer f.acting.Store(false)
 	client := &http.Client{Transport: newTransport(conc), Timeout: 30 * time.Second}
-	var next, done atomic.Int64
-	var firstErr atomic.Value
+	var next atomic.Int64
 	var mu sync.Mutex
 	h := newHist()
 	budget := int64(len(pool) * perUser)
+	n, el, err := drive(conc, d, func() (bool, error) {
+		i := next.Add(1) - 1
+		if i >= budget {
+			return false, nil
+		}
+		u := pool[i%int64(len(pool))]
+		t0 := time.Now()
+		resp, err := client.PostForm(gated+"/login", url.Values{"user": {"u" + strconv.Itoa(u)}, "password": {"secret"}})
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Challenge") == "" {
+			return false, fmt.Errorf("cycle of u%d: HTTP %d, forwarded with challenge %t", u, resp.StatusCode, resp.Header.Get("X-Challenge") != "")
+		}
+		mu.Lock()
+		h.add(time.Since(t0))
+		mu.Unlock()
+		return true, nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w (phone failures %d: %v)", err, f.failures.Load(), f.lastErr.Load())
+	}
+	return float64(n) / el.Seconds(), h.quantile(0.5), nil
+}
+
+// floorCycles: two loopback HTTP exchanges with the bare server (a form
+// post, then a post of an ES256 JWT it verifies) per cycle.
+func floorCycles(floor, token string, conc int, d time.Duration) (float64, error) {
+	client := &http.Client{Transport: newTransport(conc), Timeout: 30 * time.Second}
+	n, el, err := drive(conc, d, func() (bool, error) {
+		resp, err := client.PostForm("http://"+floor+"/login", url.Values{"user": {"u1"}, "password": {"secret"}})
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			resp, err = client.Post("http://"+floor+"/verify", "application/jwt", strings.NewReader(token))
+		}
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("floor verify: HTTP %d", resp.StatusCode)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / el.Seconds(), nil
+}
+
+// drive runs conc workers for d, each calling cycle again until the time
+// is up, cycle says there is no more to do, or it fails; it returns the
+// cycles done, the time it took and the first failure.
+func drive(conc int, d time.Duration, cycle func() (more bool, err error)) (int64, time.Duration, error) {
+	var done atomic.Int64
+	var firstErr atomic.Value // string: the first failure
 	start := time.Now()
 	stop := start.Add(d)
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Go(func() {
 			for time.Now().Before(stop) {
-				i := next.Add(1) - 1
-				if i >= budget {
-					return
-				}
-				u := pool[i%int64(len(pool))]
-				t0 := time.Now()
-				resp, err := client.PostForm(gated+"/login", url.Values{"user": {"u" + strconv.Itoa(u)}, "password": {"secret"}})
+				more, err := cycle()
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Challenge") == "" {
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("cycle of u%d: HTTP %d, forwarded with challenge %t", u, resp.StatusCode, resp.Header.Get("X-Challenge") != ""))
+				if !more {
 					return
 				}
-				mu.Lock()
-				h.add(time.Since(t0))
-				mu.Unlock()
 				done.Add(1)
 			}
 		})
@@ -472,46 +519,7 @@ func cycles(f *fleet, gated string, pool []int, perUser, conc int, d time.Durati
 	wg.Wait()
 	el := time.Since(start)
 	if e, ok := firstErr.Load().(string); ok {
-		return 0, 0, fmt.Errorf("%s (phone failures %d: %v)", e, f.failures.Load(), f.lastErr.Load())
+		return 0, el, fmt.Errorf("%s", e)
 	}
-	return float64(done.Load()) / el.Seconds(), h.quantile(0.5), nil
-}
-
-// floorCycles: two loopback HTTP exchanges with the bare server (a form
-// post, then a post of an ES256 JWT it verifies) per cycle.
-func floorCycles(floor, token string, conc int, d time.Duration) (float64, error) {
-	client := &http.Client{Transport: newTransport(conc), Timeout: 30 * time.Second}
-	var done atomic.Int64
-	var firstErr atomic.Value
-	start := time.Now()
-	stop := start.Add(d)
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			for time.Now().Before(stop) {
-				resp, err := client.PostForm("http://"+floor+"/login", url.Values{"user": {"u1"}, "password": {"secret"}})
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					resp, err = client.Post("http://"+floor+"/verify", "application/jwt", strings.NewReader(token))
-				}
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err.Error())
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("floor verify: HTTP %d", resp.StatusCode))
-					return
-				}
-				done.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if e, ok := firstErr.Load().(string); ok {
-		return 0, fmt.Errorf("%s", e)
-	}
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	return done.Load(), el, nil
 }
