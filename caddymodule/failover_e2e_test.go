@@ -77,8 +77,10 @@ type usedReplay struct {
 func (f *failoverRig) phoneOf(i int) *device.Phone { return f.phones[i%len(f.phones)] }
 
 // decide signs and posts a decision for ch through p and remembers the token.
-func (f *failoverRig) decide(ctx context.Context, p *device.Phone, ch *device.Challenge, decision string) int {
-	tok, err := p.DecisionToken(ch, decision, 0)
+// decide posts a decision; code is the code a transfer's waiting page
+// showed (code transfer), none for a held login.
+func (f *failoverRig) decide(ctx context.Context, p *device.Phone, ch *device.Challenge, decision string, code ...string) int {
+	tok, err := p.DecisionTokenWithCode(ch, decision, strings.Join(code, ""))
 	if err != nil {
 		f.t.Error(err)
 		return 0
@@ -165,7 +167,7 @@ func runFailover(t *testing.T, minReplicas int) {
 		w := startWait(t, ctx, br, f.b.URL+"/transfer", transferForm("5550001", "1000", users[i].TxnPassword))
 		ch := f.challengeOf(i, nil)
 		if i < txn0+2 {
-			if st := f.decide(ctx, f.onB[i%5], ch, device.Approve); st != http.StatusOK {
+			if st := f.decide(ctx, f.onB[i%5], ch, device.Approve, w.code); st != http.StatusOK {
 				t.Fatalf("approving the transfer of %s: %d", users[i].UserID, st)
 			}
 			if resp, page, err := w.post(ctx, f.a.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
@@ -231,7 +233,7 @@ func runFailover(t *testing.T, minReplicas int) {
 	}
 	replica := rig.StallReplica(ctx)
 	laggerToldLocked := f.lockByCodesOn(ctx, laggerPage, f.a)
-	pauserDecision := f.decide(ctx, f.phoneOf(pauser), pauserCh, device.Approve)
+	pauserDecision := f.decide(ctx, f.phoneOf(pauser), pauserCh, device.Approve, pauserPage.code)
 	resp, _, err := pauserPage.post(ctx, f.b.URL, "continue", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 
 	b := newBrowser()
 	w := startWait(t, ctx, b, sg.URL+"/login", loginBody(alice))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
 	if resp, page, err := w.post(ctx, sg.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
 	}
@@ -51,7 +51,7 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 		t.Fatal("the approved login set no bank session cookie")
 	}
 	w = startWait(t, ctx, b, sg.URL+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
 	if resp, page, err := w.post(ctx, sg.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
 	}

@@ -56,7 +56,8 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	// The login: stored with the password, approved, replayed.
 	b := newBrowser()
 	w := startWait(t, ctx, b, g.URL+"/login", loginBody(alice))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
+	loginCode := w.code
 	if resp, page, err := w.post(ctx, g.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
 	}
@@ -71,7 +72,7 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	}
 	// The transfer: stored with the transaction password.
 	w = startWait(t, ctx, b, g.URL+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
 	if resp, page, err := w.post(ctx, g.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
 	}
@@ -86,8 +87,12 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	if _, err := phone.Respond("12345678", "5550001", "98765"); err != nil {
 		t.Fatalf("the registration's OCRA key and suite do not answer a transaction: %v", err)
 	}
-	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey()}
-	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key"}
+	// The codes the waiting pages showed, as a challenge record would hold
+	// them in clear (six digits alone would match timestamps).
+	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey(),
+		`"code":"` + loginCode + `"`, `"code":"` + w.code + `"`}
+	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key",
+		"login's transferred code", "transfer's transferred code"}
 	report := func(where string, blob []byte) {
 		for _, f := range redistest.FindSecrets(blob, secrets...) {
 			for i, n := range names {
@@ -190,11 +195,12 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	}
 }
 
-// approve approves the phone's next pending challenge.
-func approve(t *testing.T, ctx context.Context, phone *device.Phone) {
+// approve approves the phone's next pending challenge with the code its
+// waiting page shows.
+func approve(t *testing.T, ctx context.Context, phone *device.Phone, code string) {
 	t.Helper()
 	ch := waitChallenge(t, phone)
-	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+	if st, err := phone.DecideWithCode(ctx, ch, device.Approve, code); err != nil || st != http.StatusOK {
 		t.Fatalf("approving %s: %d %v", ch.ID, st, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,19 @@ func (n *clusterNode) userState(t *testing.T, key string) (state string, failure
 type waitPage struct {
 	b  *browser
 	id string
+	// code is the code the page shows for the user to type into the app
+	// (code transfer), "" when it shows none.
+	code string
+}
+
+var shownCodeRE = regexp.MustCompile(`id="code"[^>]*>([0-9]+)<`)
+
+// codeOnPage is the code a waiting page shows, "" when none.
+func codeOnPage(page string) string {
+	if m := shownCodeRE.FindStringSubmatch(page); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // startWait posts body to target and expects the waiting page.
@@ -83,7 +97,7 @@ func startWait(t *testing.T, ctx context.Context, b *browser, target, body strin
 	for _, c := range b.Jar.Cookies(u) {
 		if c.Name == "onepush_wait" {
 			id, _, _ := strings.Cut(c.Value, ".")
-			return waitPage{b: b, id: id}
+			return waitPage{b: b, id: id, code: codeOnPage(page)}
 		}
 	}
 	t.Fatalf("POST %s: no onepush_wait cookie: %.300q", target, page)

@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -85,10 +86,13 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 	case DecisionFraud:
 		to, fraud = StatusDenied, true
 	}
-	if to == StatusApproved && c.NumberMatch != 0 && (claims.Number == nil || *claims.Number != c.NumberMatch) {
-		// A wrong number means the person at the phone is not looking at
-		// the browser that asked: treat it as a denial.
+	if to == StatusApproved && c.CodeDigits > 0 && !codeMatches(c, claims.Code) {
+		// A wrong or missing code: the person at the phone is not looking
+		// at the browser that asked (or guesses). The challenge is closed
+		// and the failure counts toward the lock; the next challenge gets
+		// a fresh code and the count goes on.
 		to = StatusDenied
+		e.log.Info("wrong code in a decision", "challenge", id, "user", c.UserKey, "credential", cred.ID, "rule", c.Rule)
 	}
 	res, err := e.store.Resolve(ctx, id, to, fraud, e.now())
 	if err != nil {
@@ -100,6 +104,16 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 	e.log.Debug("challenge decided", "challenge", id, "user", res.UserKey, "credential", cred.ID, "rule", res.Rule, "outcome", string(to), "fraud", fraud)
 	e.afterDecision(ctx, res, "phone")
 	return res, nil
+}
+
+// codeMatches reports, in constant time, whether the code claim is the
+// challenge's code. A challenge whose code is missing (it cannot be, but a
+// store that lost it must not approve anything) matches nothing.
+func codeMatches(c *Challenge, claim *string) bool {
+	if claim == nil || len(c.Code) != c.CodeDigits || c.CodeDigits == 0 {
+		return false
+	}
+	return hmac.Equal([]byte(*claim), []byte(c.Code))
 }
 
 // afterDecision records a decided challenge (audit, metrics) and keeps the

@@ -272,16 +272,21 @@ func (e *Engine) Close() error {
 
 // ChallengeSpec is what the gate knows when it decides to challenge.
 type ChallengeSpec struct {
-	UserKey     string
-	Rule        string
-	Kind        string
-	Display     []Field
-	ClientIP    string
-	UserAgent   string
-	Timeout     time.Duration
-	NumberMatch bool
-	// Held and BrowserHash are set by the interstitial mode.
+	UserKey   string
+	Rule      string
+	Kind      string
+	Display   []Field
+	ClientIP  string
+	UserAgent string
+	Timeout   time.Duration
+	// CodeDigits > 0 makes it a code-transfer challenge: a fresh random
+	// code of that many digits the phone's approval must carry.
+	CodeDigits int
+	// Held (or Response) and BrowserHash are set by the interstitial
+	// mode: the request to replay on approval, or the bank's answer to a
+	// password-first login to hand over on approval.
 	Held        *HeldRequest
+	Response    *HeldResponse
 	BrowserHash string
 
 	// Service, Host and Transaction are shown on the phone (see Challenge);
@@ -304,7 +309,7 @@ type challengeContext struct {
 	Display     []Field   `json:"display"`
 	ClientIP    string    `json:"client_ip,omitempty"`
 	UserAgent   string    `json:"user_agent,omitempty"`
-	NumberMatch bool      `json:"number_match"`
+	CodeDigits  int       `json:"code_digits,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 
@@ -401,6 +406,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		return nil, err
 	}
 	now := e.now()
+	if spec.Timeout > MaxAuthentication {
+		spec.Timeout = MaxAuthentication
+	}
 	c := &Challenge{
 		ID:           id,
 		UserKey:      user.Key,
@@ -419,19 +427,19 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		Transaction:  spec.Transaction,
 		SessionHash:  spec.SessionHash,
 	}
-	c.Held = spec.Held
-	if spec.NumberMatch {
-		n, err := rand.Int(rand.Reader, big.NewInt(90))
+	c.Held, c.Response = spec.Held, spec.Response
+	if spec.CodeDigits > 0 {
+		code, err := randomDigits(spec.CodeDigits)
 		if err != nil {
 			return nil, err
 		}
-		c.NumberMatch = int(n.Int64()) + 10
+		c.CodeDigits, c.Code = spec.CodeDigits, code
 	}
 	ctxJSON, err := json.Marshal(challengeContext{
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
 		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
-		NumberMatch: spec.NumberMatch, CreatedAt: now, ExpiresAt: c.ExpiresAt,
+		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt,
 	})
 	if err != nil {
 		return nil, err
@@ -563,4 +571,21 @@ func nonNil(f []Field) []Field {
 		return []Field{}
 	}
 	return f
+}
+
+// randomDigits is a uniformly random string of n decimal digits (leading
+// zeros included) from crypto/rand.
+func randomDigits(n int) (string, error) {
+	if n <= 0 || n > 18 {
+		return "", fmt.Errorf("pushauth: %d code digits", n)
+	}
+	max := big.NewInt(1)
+	for range n {
+		max.Mul(max, big.NewInt(10))
+	}
+	v, err := rand.Int(rand.Reader, max)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%0*d", n, v), nil
 }

@@ -33,7 +33,7 @@ const longPoll = 25 * time.Second
 var waitTexts = map[string]map[string]string{
 	"en": {
 		"title": "Approve on your phone", "pending": "A request was sent to your phone. Approve it there; this page continues by itself.",
-		"number": "Choose this number on your phone:", "shown": "Your phone shows", "continue": "Continue",
+		"number": "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
 		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
 		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
 		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
@@ -47,7 +47,7 @@ var waitTexts = map[string]map[string]string{
 	},
 	"ja": {
 		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
-		"number": "スマートフォンで次の番号を選択してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"number": "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
 		"useotp": "セキュリティコードで認証する", "code": "6桁のセキュリティコード", "submitotp": "コードで確認する",
 		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
 		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
@@ -73,7 +73,7 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
 	held := &pushauth.HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
 	spec := g.spec(r, rule, user, ex)
-	spec.NumberMatch, spec.Held, spec.BrowserHash = rule.NumberMatching, held, tokenHash(tok)
+	spec.CodeDigits, spec.Held, spec.BrowserHash = rule.CodeDigits, held, tokenHash(tok)
 	c, err := g.Engine.Start(r.Context(), user, spec)
 	if c != nil {
 		g.note(r, "challenge_id", c.ID)
@@ -190,7 +190,14 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		if cur != nil && cur.Status == pushauth.StatusApproved {
 			// Approved just before the cancel: the user asked to stop, so
 			// nothing is replayed; burn the replay so it never will be.
-			_, _ = g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+			fresh, _ := g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+			if fresh && c.Response != nil {
+				// A password-first login approved, then cancelled: the
+				// bank's session is never handed over, so it must not stand.
+				if rule := g.ruleNamed(c.Rule); rule != nil {
+					g.bankLogout(r, next, rule, c.Response.Header)
+				}
+			}
 		}
 		// A login cancelled before its replay never reaches the bank.
 		if session, ok := g.requestSession(r); ok {
@@ -217,7 +224,7 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, 
 		return nil, false
 	}
 	c, err := g.Engine.Store().GetChallenge(r.Context(), id)
-	if err != nil || c.Held == nil || c.BrowserHash == "" {
+	if err != nil || (c.Held == nil && c.Response == nil) || c.BrowserHash == "" {
 		return nil, false
 	}
 	if subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(c.BrowserHash)) != 1 {
@@ -246,6 +253,11 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	if cur.Status == pushauth.StatusPending && !g.Engine.Now().Before(cur.ExpiresAt) {
 		cur, _ = g.Engine.Finish(r.Context(), cur.ID, pushauth.StatusExpired)
 	}
+	if cur != nil && cur.Status == pushauth.StatusApproved && cur.Void(g.Engine.Now()) {
+		// Approved, but not released within the 10 minutes an
+		// authentication may take: void, and never released.
+		cur.Status = pushauth.StatusExpired
+	}
 	if cur == nil || cur.Status != pushauth.StatusApproved {
 		if cur != nil && cur.Status.Final() {
 			// Denied, expired, cancelled or superseded: a login it was
@@ -266,7 +278,13 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 		http.Redirect(w, r, g.Pages.Back, http.StatusSeeOther)
 		return nil
 	}
+	if cur.Response != nil {
+		return g.releaseResponse(w, r, next, g.ruleNamed(cur.Rule), cur, session)
+	}
 	held := cur.Held
+	if held == nil {
+		return fmt.Errorf("onepush: challenge %s keeps nothing to release", cur.ID)
+	}
 	u, err := url.ParseRequestURI(held.URI)
 	if err != nil {
 		return fmt.Errorf("onepush: stored request URI %q: %w", held.URI, err)
@@ -286,12 +304,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	if len(keep) > 0 {
 		req.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
-	var rule *policy.Rule
-	for _, rl := range g.Policy.Rules {
-		if rl.Name == cur.Rule {
-			rule = rl
-		}
-	}
+	rule := g.ruleNamed(cur.Rule)
 	if rule != nil && rule.Kind == policy.KindLogin {
 		// The login completes in this request, on the session it was
 		// started in (checked above).
@@ -299,6 +312,18 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
+}
+
+// ruleNamed is the policy's rule called name, nil when there is none
+// (the policy was changed since).
+func (g *Gate) ruleNamed(name string) *policy.Rule {
+	var rule *policy.Rule
+	for _, rl := range g.Policy.Rules {
+		if rl.Name == name {
+			rule = rl
+		}
+	}
+	return rule
 }
 
 // maxReleaseMismatches is how many releases of one stored request may be
@@ -424,8 +449,10 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 		data["Display"] = c.Display
 		data["Service"] = c.Service
 		data["Transaction"] = c.Transaction
-		if c.NumberMatch != 0 && pending {
-			data["Number"] = c.NumberMatch
+		if c.CodeDigits > 0 && pending {
+			// The code goes only to the browser holding the challenge's
+			// cookie (boundChallenge), in a page nobody caches.
+			data["Code"] = c.Code
 		}
 	}
 	setPageHeaders(w.Header(), n)

@@ -190,7 +190,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		t.Fatal(err)
 	}
 	bank := &fakeBank{}
-	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll"}
+	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
 	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
 	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
 	if err != nil {
