@@ -262,15 +262,24 @@ func TestLifecycleThroughLiveCaddyAndCLI(t *testing.T) {
 		approved++
 	})
 
-	t.Run("five denials lock, unlock", func(t *testing.T) {
+	t.Run("denials do not lock, a fraud report does, unlock", func(t *testing.T) {
+		// A denial is no failed authentication: whoever rings her phone
+		// cannot lock her out by it.
 		for i := 0; i < 5; i++ {
 			if st := pushed(t, g.gateway, alice, phone, device.Deny); st != http.StatusForbidden {
 				t.Fatalf("denial %d: %d", i+1, st)
 			}
 			denied++
 		}
-		if out := g.admin(t, "user", "show", aliceKey); !strings.Contains(out, "state:      locked") || !strings.Contains(out, "failures:   5") {
+		if out := g.admin(t, "user", "show", aliceKey); !strings.Contains(out, "state:      active") || !strings.Contains(out, "failures:   0") {
 			t.Fatalf("after 5 denials:\n%s", out)
+		}
+		if st := pushed(t, g.gateway, alice, phone, device.Fraud); st != http.StatusForbidden {
+			t.Fatalf("fraud report: %d", st)
+		}
+		denied++
+		if out := g.admin(t, "user", "show", aliceKey); !strings.Contains(out, "state:      locked") || !strings.Contains(out, "failures:   1") {
+			t.Fatalf("after a fraud report:\n%s", out)
 		}
 		refused(t, g.gateway, alice, phone, "locked")
 		g.admin(t, "user", "unlock", aliceKey)

@@ -349,6 +349,9 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 	if started != nil {
 		started(c)
 	}
+	if c.Status.Final() {
+		return c, nil // stopped at once (concurrent approve-only challenges)
+	}
 	final, err := e.wait(ctx, w, c, true)
 	if err != nil {
 		// The store failed: the request gets an error page, and the
@@ -402,7 +405,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
-	if err := e.allowPush(ctx, user.Key); err != nil {
+	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
 		return nil, err
 	}
 	now := e.now()
@@ -456,6 +459,25 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
 		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
+	}
+	if superseded != "" && c.CodeDigits == 0 {
+		// Two approve-only challenges for one user at once: the phone
+		// shows the same contract and user for both and cannot tell the
+		// customer's from an attacker's, so an approval meant for one
+		// could release the other (the supersede race). Both stop: the
+		// earlier is superseded by the store, this one is closed before
+		// it is pushed, and both browsers are told to try again. The
+		// caller sees this one as superseded whatever the store says (a
+		// phone that listed it in the instant it was pending and approved
+		// it releases nothing).
+		e.log.Warn("concurrent approve-only challenges: both stopped", "challenge", id, "other", superseded, "user", user.Key, "client_ip", spec.ClientIP)
+		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusSuperseded, false, e.now())
+		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
+		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
+			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway",
+			Detail: "started while " + superseded + " was pending: both stopped", Service: spec.Service, Host: spec.Host})
+		c.Status = StatusSuperseded
+		return c, nil
 	}
 	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
 	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
