@@ -80,7 +80,7 @@ func lastLines(b []byte) string {
 
 // newChrome starts a headless Chromium with a fresh profile and no
 // background networking (this machine's network is closed).
-func newChrome(t *testing.T) context.Context {
+func newChrome(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
 	// A browser that dies while starting (seen rarely when the whole suite
@@ -103,6 +103,7 @@ func newChrome(t *testing.T) context.Context {
 			chromedp.WindowSize(412, 915), // a phone-sized screen
 			chromedp.CombinedOutput(&out),
 		}
+		opts = append(opts, extra...)
 		actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 		ctx, cancelC := chromedp.NewContext(actx)
 		t.Cleanup(func() { cancelC(); cancelA() })

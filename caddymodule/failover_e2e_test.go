@@ -176,11 +176,13 @@ func runFailover(t *testing.T, minReplicas int) {
 			f.replays = append(f.replays, usedReplay{w: w})
 			continue
 		}
-		code, err := f.phoneOf(i).SecurityCode()
+		// The offline, transaction-bound response (a plain security code
+		// approves logins only).
+		code, err := f.phoneOf(i).Respond(w.ocra, "5550001", "1000")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp, page, err := w.post(ctx, f.b.URL, "otp", url.Values{"code": {code}}); err != nil || resp.StatusCode != http.StatusOK {
+		if resp, page, err := w.post(ctx, f.b.URL, "ocra", url.Values{"response": {code}}); err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("security code of %s: %v %v %.200q", users[i].UserID, err, resp, page)
 		}
 		f.replays = append(f.replays, usedReplay{w: w, code: code}, usedReplay{w: w})
@@ -339,7 +341,7 @@ func runFailover(t *testing.T, minReplicas int) {
 		for _, g := range []*clusterNode{f.a, f.b} {
 			action, form := "continue", url.Values(nil)
 			if r.code != "" {
-				action, form = "otp", url.Values{"code": {r.code}}
+				action, form = "ocra", url.Values{"response": {r.code}}
 			}
 			resp, page, err := r.w.post(ctx, g.URL, action, form)
 			if err != nil {
@@ -398,7 +400,7 @@ func runFailover(t *testing.T, minReplicas int) {
 	}
 }
 
-// lockByCodes logs user i in and sends three wrong codes on a transfer's
+// lockByCodes logs user i in and sends three wrong responses on a transfer's
 // waiting page; it reports whether the gateway said "locked".
 func (f *failoverRig) lockByCodes(ctx context.Context, i int) bool {
 	f.t.Helper()
@@ -410,8 +412,12 @@ func (f *failoverRig) lockByCodesOn(ctx context.Context, w waitPage, g *clusterN
 	f.t.Helper()
 	locked := false
 	for range 3 {
-		code := wrongCode(f.t, func(at time.Time) (string, error) { c, _, err := f.phones[0].SecurityCodeAt(at); return c, err })
-		resp, page, err := w.post(ctx, g.URL, "otp", url.Values{"code": {code}})
+		// A response over another amount: wrong for this transaction.
+		code, err := f.phones[0].Respond(w.ocra, "5550001", "999999")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		resp, page, err := w.post(ctx, g.URL, "ocra", url.Values{"response": {code}})
 		if err != nil {
 			f.t.Fatal(err)
 		}

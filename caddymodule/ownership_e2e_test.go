@@ -129,7 +129,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 
 	// start posts the attacker's transfer in the attacker's own session and
 	// returns the waiting page's cookie.
-	var shown string // the code the last waiting page showed
+	var shown, shownOCRA string // the code and challenge number the last waiting page showed
 	start := func(t *testing.T, txnPassword string) (challengeID, waitCookie string) {
 		t.Helper()
 		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", txnPassword))
@@ -143,7 +143,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 				t.Fatalf("waiting page lacks %q", want)
 			}
 		}
-		shown = codeOnPage(page)
+		shown, shownOCRA = codeOnPage(page), ocraOnPage(page)
 		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
 		id, _, ok := strings.Cut(wait, ".")
 		if !ok {
@@ -160,11 +160,13 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 			return resp, page
 		},
 		"the attacker's own security code": func(t *testing.T, id, wait, session string) (*http.Response, string) {
-			code, _, err := attackerPhone.SecurityCodeAt(time.Now().Add(30 * time.Second))
+			// For a transaction: the offline response over the shown
+			// challenge, payee and amount.
+			code, err := attackerPhone.Respond(shownOCRA, "6660001", "90000")
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", url.Values{"code": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/ocra", url.Values{"response": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
 			if err != nil {
 				t.Fatal(err)
 			}

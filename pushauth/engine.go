@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onepush/onepush/pushauth/internal/limit"
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // Config is what an Engine is built from. Zero values take the documented
@@ -431,6 +432,15 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		SessionHash:  spec.SessionHash,
 	}
 	c.Held, c.Response = spec.Held, spec.Response
+	if spec.Transaction != nil && spec.Held != nil {
+		// A transaction on a waiting page: the offline fallback answers
+		// this number over its payee and amount (PSD2 RTS art. 5).
+		n, err := ocra.NewChallengeNumber()
+		if err != nil {
+			return nil, err
+		}
+		c.OCRAChallenge = n
+	}
 	if spec.CodeDigits > 0 {
 		code, err := randomDigits(spec.CodeDigits)
 		if err != nil {

@@ -38,6 +38,10 @@ type Challenge struct {
 	Display      []Field `json:"display,omitempty"`
 	ClientIP     string  `json:"client_ip,omitempty"`
 	UserAgent    string  `json:"user_agent,omitempty"`
+	// OCRAChallenge is the challenge number a transaction's waiting page
+	// shows for the offline fallback (pushauth/ocra): the phone answers it
+	// over payee and amount without a network. Not a secret.
+	OCRAChallenge string `json:"ocra_challenge,omitempty"`
 	// CodeDigits is the length of the code the waiting page shows and the
 	// user types into the app (code transfer); 0 for approve-only rules.
 	// The code itself is a secret (ChallengeSecrets.Code).

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/onepush/onepush/pushauth/internal/limit"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
 // Pusher sends one push to one credential. The message carries only the

@@ -20,6 +20,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // WaitCookie binds an interstitial challenge to the browser that started
@@ -33,7 +34,8 @@ const longPoll = 25 * time.Second
 var waitTexts = map[string]map[string]string{
 	"en": {
 		"title": "Approve on your phone", "pending": "A request was sent to your phone. Approve it there; this page continues by itself.",
-		"number": "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
+		"pendingcode": "A request was sent to your phone. Type the code below into the app there and approve; this page continues by itself.",
+		"number":      "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
 		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
 		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
 		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
@@ -43,11 +45,18 @@ var waitTexts = map[string]map[string]string{
 		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
 
 		"othersession": "This request can only be continued in the bank session it was started in. Nothing was sent to the bank.",
-		"service":      "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
+		"offline":      "No network on your phone? Use a transaction code",
+		"offlinehelp":  "In the app, open “Transaction code” and type these three values exactly as shown; then type the 8-digit response it shows below.",
+		"challenge":    "Challenge number", "response": "8-digit response", "submitresp": "Confirm with the response",
+		"badresp": "The response is wrong or was already used. It is computed over the challenge number, payee and amount shown here.",
+		"nokey":   "Your app cannot compute transaction codes: approve on the phone, or register the app again.",
+		"otptx":   "A security code cannot approve a transaction: use the transaction code, which is computed over its payee and amount.",
+		"service": "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
 	},
 	"ja": {
 		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
-		"number": "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"pendingcode": "スマートフォンに承認依頼を送信しました。アプリに下の確認コードを入力して承認すると、この画面は自動的に進みます。",
+		"number":      "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
 		"useotp": "セキュリティコードで認証する", "code": "6桁のセキュリティコード", "submitotp": "コードで確認する",
 		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
 		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
@@ -57,7 +66,13 @@ var waitTexts = map[string]map[string]string{
 		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
 
 		"othersession": "この操作は、開始したときと同じログイン状態でのみ続行できます。銀行への送信は行われていません。",
-		"service":      "サービス", "amount": "金額", "payee": "振込先", "payeename": "受取人名",
+		"offline":      "スマートフォンが圏外の場合：取引コードで認証する",
+		"offlinehelp":  "アプリの「取引コード」を開き、次の3項目を表示どおりに入力してください。アプリに表示された8桁の応答を下に入力してください。",
+		"challenge":    "チャレンジ番号", "response": "8桁の応答", "submitresp": "応答で確認する",
+		"badresp": "応答が正しくないか、すでに使用されています。応答はここに表示されたチャレンジ番号・振込先・金額から計算されます。",
+		"nokey":   "お使いのアプリは取引コードに対応していません。スマートフォンで承認するか、アプリを再登録してください。",
+		"otptx":   "取引はセキュリティコードでは承認できません。振込先と金額から計算する取引コードをご利用ください。",
+		"service": "サービス", "amount": "金額", "payee": "振込先", "payeename": "受取人名",
 	},
 }
 
@@ -174,6 +189,8 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		return g.replay(w, r, next, c)
 	case action == "otp" && post:
 		return g.waitOTP(w, r, next, c)
+	case action == "ocra" && post:
+		return g.waitOCRA(w, r, next, c)
 	case action == "resend" && post:
 		msg := waitTexts[Lang(r)]["resent"]
 		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, pushauth.ErrPushRateLimited) {
@@ -385,6 +402,12 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
 		return g.replay(w, r, next, c)
 	}
+	if c.Transaction != nil || c.Kind == string(policy.KindTransaction) {
+		// A plain security code is not tied to amount or payee (PSD2 RTS
+		// art. 5): it approves logins only. Refused, not counted.
+		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["otptx"])
+		return nil
+	}
 	cred, err := g.Engine.Store().GetCredential(r.Context(), c.CredentialID)
 	if err != nil {
 		g.renderWait(w, r, http.StatusConflict, c, "", waitTexts[Lang(r)]["badcode"])
@@ -419,6 +442,92 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 	return g.replay(w, r, next, c)
 }
 
+// waitOCRA approves a transaction with the offline, transaction-bound
+// response (RFC 6287 OCRA, pushauth/ocra): the phone computes it from the
+// challenge number, payee and amount the page shows, with the key it was
+// given at registration, so it works without a network and is specific to
+// that amount and payee (PSD2 RTS art. 5). Checked over the challenge's
+// raw typed fields; a wrong response counts toward the lock; a response is
+// accepted once.
+func (g *Gate) waitOCRA(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 1024)
+	if err := r.ParseForm(); err != nil {
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return nil
+	}
+	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
+		return g.replay(w, r, next, c)
+	}
+	t := waitTexts[Lang(r)]
+	if c.OCRAChallenge == "" || c.Transaction == nil {
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		return nil
+	}
+	cred, err := g.Engine.Store().GetCredential(r.Context(), c.CredentialID)
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	key, err := ocra.ParseKey(cred.OCRAKey)
+	if cred.OCRAKey == "" || err != nil {
+		// Registered before transaction codes: nothing to check against.
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["nokey"])
+		return nil
+	}
+	tx := ocra.Transaction{Challenge: c.OCRAChallenge, Payee: c.Transaction.Payee, Amount: c.Transaction.Amount, Currency: c.Transaction.Currency}
+	if !ocra.VerifyTransaction(key, tx, r.PostForm.Get("response")) {
+		g.Log.Info("wrong transaction response on the waiting page", "challenge", c.ID, "user", c.UserKey)
+		if g.Engine.CountFailure(r.Context(), c.UserKey) {
+			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
+			clearWaitCookie(w, g.WaitPath)
+			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+			return nil
+		}
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		return nil
+	}
+	fresh, err := g.Engine.Store().UseJTI(r.Context(), "ocra/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if !fresh {
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		return nil
+	}
+	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, pushauth.ErrConflict) {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	return g.replay(w, r, next, c)
+}
+
+// offlineView is what the offline fallback shows: the challenge number in
+// two groups of four, the payee exactly as the bank reads it, and the
+// amount grouped by thousands with its ISO 4217 code.
+type offlineView struct{ Challenge, Payee, Amount string }
+
+func offlineOf(c *pushauth.Challenge) *offlineView {
+	if c.OCRAChallenge == "" || c.Transaction == nil || len(c.OCRAChallenge) != 8 {
+		return nil
+	}
+	return &offlineView{
+		Challenge: c.OCRAChallenge[:4] + " " + c.OCRAChallenge[4:],
+		Payee:     c.Transaction.Payee,
+		Amount:    groupThousands(c.Transaction.Amount) + " " + c.Transaction.Currency,
+	}
+}
+
+// groupThousands writes ASCII digits grouped by thousands (1500000 →
+// 1,500,000), as ocra.Typed reads them back.
+func groupThousands(a string) string {
+	var b strings.Builder
+	for i, d := range a {
+		if i > 0 && (len(a)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
+}
+
 func clearWaitCookie(w http.ResponseWriter, path string) {
 	http.SetCookie(w, &http.Cookie{Name: WaitCookie, Value: "", Path: path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
@@ -432,6 +541,9 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 	n := base64.RawStdEncoding.EncodeToString(nonce)
 	msg := t["pending"]
 	pending := c != nil && c.Status == pushauth.StatusPending
+	if pending && c.CodeDigits > 0 {
+		msg = t["pendingcode"]
+	}
 	if c != nil && !pending {
 		msg = t[string(c.Status)]
 	}
@@ -449,6 +561,11 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 		data["Display"] = c.Display
 		data["Service"] = c.Service
 		data["Transaction"] = c.Transaction
+		if pending {
+			if v := offlineOf(c); v != nil {
+				data["Offline"] = v
+			}
+		}
 		if c.CodeDigits > 0 && pending {
 			// The code goes only to the browser holding the challenge's
 			// cookie (boundChallenge), in a page nobody caches.
