@@ -3,8 +3,6 @@ package gate
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"time"
@@ -125,13 +123,12 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 // which ends when it is decided and logs out what was not approved.
 func (g *Gate) afterSuccessWait(w http.ResponseWriter, r *http.Request, next Next, fr *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, m *loginMark, rec *responseBuffer) error {
 	ctx := r.Context()
-	token := make([]byte, 32)
-	if _, err := rand.Read(token); err != nil {
+	tok, err := waitToken()
+	if err != nil {
 		g.bankLogout(fr, next, rule, rec.header)
 		g.abandonLogin(ctx, m)
 		return err
 	}
-	tok := base64.RawURLEncoding.EncodeToString(token)
 	spec := g.spec(r, rule, user, ex)
 	spec.CodeDigits, spec.BrowserHash = rule.CodeDigits, tokenHash(tok)
 	if rec.status == 0 {
@@ -174,18 +171,8 @@ func (g *Gate) afterSuccessWait(w http.ResponseWriter, r *http.Request, next Nex
 		}
 		return g.startFailed(w, r, rule, user, st.err)
 	}
-	c := st.c
-	g.note(r, "challenge_id", c.ID)
-	if err := g.markLogin(ctx, rule, waitLoginMark(m.session, c)); err != nil {
-		_, _ = g.Engine.Finish(context.WithoutCancel(ctx), c.ID, pushauth.StatusCancelled)
-		return g.unavailable(w, r, rule, err)
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: WaitCookie, Value: c.ID + "." + tok, Path: g.WaitPath, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Add(time.Minute),
-	})
-	g.renderWait(w, r, http.StatusOK, c, "", "")
-	return nil
+	g.note(r, "challenge_id", st.c.ID)
+	return g.sendWaitPage(w, r, rule, st.c, tok, &m.session)
 }
 
 // releaseResponse hands the stored bank answer of an approved

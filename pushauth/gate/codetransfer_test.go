@@ -49,6 +49,20 @@ func (g *rig) startCodeLogin(b *codeBrowser, key string, p *device.Phone) (strin
 	return m[1], ch
 }
 
+// wrongCodeLogin starts alice's login and approves it with a code other
+// than the page's (the i-th); it returns the browser, the right code and
+// the challenge.
+func (g *rig) wrongCodeLogin(p *device.Phone, i int) (*codeBrowser, string, *device.Challenge) {
+	g.t.Helper()
+	b := &codeBrowser{br: newBr()}
+	code, ch := g.startCodeLogin(b, "1001/alice", p)
+	wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
+	if st, _ := p.DecideWithCode(context.Background(), ch, device.Approve, wrong); st != http.StatusOK {
+		g.t.Fatalf("wrong code %d: %d", i, st)
+	}
+	return b, code, ch
+}
+
 func (g *rig) continueWait(b *codeBrowser, ch *device.Challenge) answer {
 	g.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/onepush/wait/"+ch.ID+"/continue", strings.NewReader(url.Values{}.Encode()))
@@ -131,12 +145,7 @@ func TestWrongCodesCountAcrossFreshChallenges(t *testing.T) {
 	g.bank.take()
 	ctx := context.Background()
 	for i := 1; i <= 5; i++ {
-		b := &codeBrowser{br: newBr()}
-		code, ch := g.startCodeLogin(b, "1001/alice", p)
-		wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
-		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, wrong); st != http.StatusOK {
-			t.Fatalf("wrong code %d: %d", i, st)
-		}
+		b, code, ch := g.wrongCodeLogin(p, i)
 		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusConflict {
 			t.Fatalf("right code after wrong code %d: %d, want 409", i, st)
 		}

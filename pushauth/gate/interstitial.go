@@ -79,11 +79,10 @@ var waitTexts = map[string]map[string]string{
 // startInterstitial creates the challenge with the request stored in it,
 // binds it to this browser by cookie, and answers with the waiting page.
 func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, body []byte) error {
-	token := make([]byte, 32)
-	if _, err := rand.Read(token); err != nil {
+	tok, err := waitToken()
+	if err != nil {
 		return err
 	}
-	tok := base64.RawURLEncoding.EncodeToString(token)
 	hdr := r.Header.Clone()
 	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
 	held := &pushauth.HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
@@ -96,10 +95,20 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
+	var session *string
 	if m := loginMarkOf(r.Context()); m != nil {
-		// The login will reach the bank when it is replayed, in a later
-		// request: name its mark by the challenge, which that request knows.
-		if err := g.markLogin(r.Context(), rule, waitLoginMark(m.session, c)); err != nil {
+		session = &m.session
+	}
+	return g.sendWaitPage(w, r, rule, c, tok, session)
+}
+
+// sendWaitPage answers with c's waiting page, bound to this browser by a
+// cookie carrying tok. When a login is pending on session (non-nil), its
+// mark is named by the challenge first: the login completes in a later
+// request of the waiting page, which knows the challenge.
+func (g *Gate) sendWaitPage(w http.ResponseWriter, r *http.Request, rule *policy.Rule, c *pushauth.Challenge, tok string, session *string) error {
+	if session != nil {
+		if err := g.markLogin(r.Context(), rule, waitLoginMark(*session, c)); err != nil {
 			_, _ = g.Engine.Finish(context.WithoutCancel(r.Context()), c.ID, pushauth.StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}
@@ -110,6 +119,15 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	})
 	g.renderWait(w, r, http.StatusOK, c, "", "")
 	return nil
+}
+
+// waitToken is a fresh random token binding a waiting page to its browser.
+func waitToken() (string, error) {
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(token), nil
 }
 
 // waitLoginMark is the mark of the login stored in challenge c, started on
@@ -394,13 +412,8 @@ func (g *Gate) releaseMismatch(r *http.Request, c *pushauth.Challenge) {
 // waitOTP approves with the security code instead of the push; a wrong
 // code counts toward the lock.
 func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 1024)
-	if err := r.ParseForm(); err != nil {
-		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
-		return nil
-	}
-	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
-		return g.replay(w, r, next, c)
+	if done, err := g.fallbackForm(w, r, next, c); done {
+		return err
 	}
 	if c.Transaction != nil || c.Kind == string(policy.KindTransaction) {
 		// A plain security code is not tied to amount or payee (PSD2 RTS
@@ -427,15 +440,43 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 	}
 	if !ok {
 		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
-		if g.Engine.CountFailure(r.Context(), c.UserKey) {
-			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
-			clearWaitCookie(w, g.WaitPath)
-			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
-			return nil
-		}
-		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
+		g.wrongFallback(w, r, c, waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
+	return g.approveFallback(w, r, next, c)
+}
+
+// fallbackForm reads the form of a fallback post (security code or
+// transaction response); done when the request is answered: a bad form,
+// or a challenge no longer pending (then the release decides).
+func (g *Gate) fallbackForm(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) (bool, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1024)
+	if err := r.ParseForm(); err != nil {
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return true, nil
+	}
+	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
+		return true, g.replay(w, r, next, c)
+	}
+	return false, nil
+}
+
+// wrongFallback counts a wrong code or response toward the lock: the
+// locked page once it locks (the challenge is closed), else the waiting
+// page with msg.
+func (g *Gate) wrongFallback(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge, msg string) {
+	if g.Engine.CountFailure(r.Context(), c.UserKey) {
+		_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
+		clearWaitCookie(w, g.WaitPath)
+		g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+		return
+	}
+	g.renderWait(w, r, http.StatusBadRequest, c, "", msg)
+}
+
+// approveFallback approves c from the browser (a right code or response)
+// and releases it.
+func (g *Gate) approveFallback(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
 	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, pushauth.ErrConflict) {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
@@ -450,13 +491,8 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 // raw typed fields; a wrong response counts toward the lock; a response is
 // accepted once.
 func (g *Gate) waitOCRA(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 1024)
-	if err := r.ParseForm(); err != nil {
-		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
-		return nil
-	}
-	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
-		return g.replay(w, r, next, c)
+	if done, err := g.fallbackForm(w, r, next, c); done {
+		return err
 	}
 	t := waitTexts[Lang(r)]
 	if c.OCRAChallenge == "" || c.Transaction == nil {
@@ -476,13 +512,7 @@ func (g *Gate) waitOCRA(w http.ResponseWriter, r *http.Request, next Next, c *pu
 	tx := ocra.Transaction{Challenge: c.OCRAChallenge, Payee: c.Transaction.Payee, Amount: c.Transaction.Amount, Currency: c.Transaction.Currency}
 	if !ocra.VerifyTransaction(key, tx, r.PostForm.Get("response")) {
 		g.Log.Info("wrong transaction response on the waiting page", "challenge", c.ID, "user", c.UserKey)
-		if g.Engine.CountFailure(r.Context(), c.UserKey) {
-			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
-			clearWaitCookie(w, g.WaitPath)
-			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
-			return nil
-		}
-		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		g.wrongFallback(w, r, c, t["badresp"])
 		return nil
 	}
 	fresh, err := g.Engine.Store().UseJTI(r.Context(), "ocra/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
@@ -493,10 +523,7 @@ func (g *Gate) waitOCRA(w http.ResponseWriter, r *http.Request, next Next, c *pu
 		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
 		return nil
 	}
-	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, pushauth.ErrConflict) {
-		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
-	}
-	return g.replay(w, r, next, c)
+	return g.approveFallback(w, r, next, c)
 }
 
 // offlineView is what the offline fallback shows: the challenge number in

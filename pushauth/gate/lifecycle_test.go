@@ -562,12 +562,7 @@ func TestDenialsDoNotLockWrongCodesDo(t *testing.T) {
 	g.bank.take()
 	ctx := context.Background()
 	for i := 1; i <= 5; i++ {
-		b := &codeBrowser{br: newBr()}
-		code, ch := g.startCodeLogin(b, "1001/alice", p)
-		wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
-		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, wrong); st != http.StatusOK {
-			t.Fatalf("wrong code %d: %d", i, st)
-		}
+		g.wrongCodeLogin(p, i)
 		if i == 4 {
 			if s := g.state("1001/alice"); s["state"] != "active" || s["failures"] != float64(4) {
 				t.Fatalf("after 4 wrong codes: %v", s)
