@@ -470,8 +470,12 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
 	}
-	if superseded != "" && c.CodeDigits == 0 {
-		// Two approve-only challenges for one user at once: the phone
+	// An orphan of this instance (its request was answered with an error
+	// when the store failed, and it could not be closed then) waits for
+	// nobody: a newer challenge simply replaces it.
+	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) {
+		// Two approve-only challenges for one user at once (the earlier
+		// held here or, for all this instance knows, by another): the phone
 		// shows the same contract and user for both and cannot tell the
 		// customer's from an attacker's, so an approval meant for one
 		// could release the other (the supersede race). Both stop: the

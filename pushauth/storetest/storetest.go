@@ -124,12 +124,10 @@ func challenge(user, cred string, expires time.Time) *pushauth.Challenge {
 		ClientIP:   "2001:db8::1",
 		UserAgent:  "Mozilla/5.0 (X11; Linux) ☃",
 		CodeDigits: 6,
-		// A code that starts with 0 survives every encoding as text.
-		ChallengeSecrets: pushauth.ChallengeSecrets{Code: "012345"},
-		CreatedAt:        now,
-		ExpiresAt:        expires,
-		Status:           pushauth.StatusPending,
-		Context:          `{"amount":"1234.56","payee":"O'Brien \"&\" Sons","nested":{"a":[1,2,{}],"e":[]},"u":"\u00fc/<>"}`,
+		CreatedAt:  now,
+		ExpiresAt:  expires,
+		Status:     pushauth.StatusPending,
+		Context:    `{"amount":"1234.56","payee":"O'Brien \"&\" Sons","nested":{"a":[1,2,{}],"e":[]},"u":"\u00fc/<>"}`,
 	}
 }
 
