@@ -409,6 +409,21 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
 		return nil, err
 	}
+	// Approve-only: is another challenge of this user live right now (see
+	// below)? Read before this one is stored, as the store presents it: a
+	// challenge the store shows closed (created on a primary that a
+	// failover replaced) or that this instance orphaned is no live login.
+	live, checkedAt := false, e.now()
+	if spec.CodeDigits == 0 {
+		pending, err := e.store.PendingForCredential(ctx, cred.ID)
+		if err != nil {
+			e.StoreFailed("pending_for_credential", err)
+			return nil, fmt.Errorf("pushauth: pending challenges of %q: %w", user.Key, err)
+		}
+		for _, p := range pending {
+			live = live || (p.UserKey == user.Key && p.Status == StatusPending && checkedAt.Before(p.ExpiresAt) && !e.orphans.has(p.ID))
+		}
+	}
 	now := e.now()
 	if spec.Timeout > MaxAuthentication {
 		spec.Timeout = MaxAuthentication
@@ -473,7 +488,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	// An orphan of this instance (its request was answered with an error
 	// when the store failed, and it could not be closed then) waits for
 	// nobody: a newer challenge simply replaces it.
-	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) {
+	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) && (live || e.startedSince(ctx, superseded, checkedAt)) {
 		// Two approve-only challenges for one user at once (the earlier
 		// held here or, for all this instance knows, by another): the phone
 		// shows the same contract and user for both and cannot tell the
@@ -607,6 +622,13 @@ func nonNil(f []Field) []Field {
 		return []Field{}
 	}
 	return f
+}
+
+// startedSince reports whether challenge id was created at or after t (a
+// login started concurrently with the caller's), or cannot be read.
+func (e *Engine) startedSince(ctx context.Context, id string, t time.Time) bool {
+	c, err := e.store.GetChallenge(ctx, id)
+	return err != nil || !c.CreatedAt.Before(t)
 }
 
 // randomDigits is a uniformly random string of n decimal digits (leading
