@@ -80,7 +80,7 @@ func lastLines(b []byte) string {
 
 // newChrome starts a headless Chromium with a fresh profile and no
 // background networking (this machine's network is closed).
-func newChrome(t *testing.T) context.Context {
+func newChrome(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
 	// A browser that dies while starting (seen rarely when the whole suite
@@ -103,6 +103,7 @@ func newChrome(t *testing.T) context.Context {
 			chromedp.WindowSize(412, 915), // a phone-sized screen
 			chromedp.CombinedOutput(&out),
 		}
+		opts = append(opts, extra...)
 		actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 		ctx, cancelC := chromedp.NewContext(actx)
 		t.Cleanup(func() { cancelC(); cancelA() })
@@ -165,7 +166,27 @@ func waitText(ctx context.Context, text string) error {
 }
 
 func interstitialPolicy(s string) string {
-	return strings.Replace(s, "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n    number_matching: true\n", 1)
+	return strings.Replace(s, "    timeout: 90s\n", "    timeout: 90s\n    mode: interstitial\n", 1)
+}
+
+// shownCode reads the code the waiting page shows: code_digits (6 by
+// default) decimal digits.
+func shownCode(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#code`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := strings.TrimSpace(shown)
+	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+		t.Fatalf("waiting page shows %q, want a 6-digit code", shown)
+	}
+	return code
+}
+
+// otherCode is code with its last digit changed.
+func otherCode(code string) string {
+	return code[:len(code)-1] + strconv.Itoa((int(code[len(code)-1]-'0')+1)%10)
 }
 
 // submitLogin opens the bank's login form through the gateway and posts it.
@@ -183,32 +204,27 @@ func submitLogin(ctx context.Context, gw string, u bank.User) error {
 
 func TestBrowserInterstitialLogin(t *testing.T) {
 	e := newEnv(t, envOptions{edit: interstitialPolicy})
-	g, phone := e.gatewayWithAlice("")
+	// Eleven challenges in a minute or two: the per-user push budget is
+	// not what is tested here.
+	g, phone := e.gatewayWithAlice("\t\tpush_rate 60")
 	e.resetOps(t)
 
-	t.Run("number matching approved on the phone", func(t *testing.T) {
+	t.Run("code transfer approved on the phone", func(t *testing.T) {
 		ctx := newChrome(t)
 		if err := submitLogin(ctx, g.URL, alice); err != nil {
 			t.Fatal(err)
 		}
-		shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		screenshot(t, ctx, "interstitial-number-matching")
-		number, err := strconv.Atoi(strings.TrimSpace(shown))
-		if err != nil || number < 10 || number > 99 {
-			t.Fatalf("waiting page shows %q, want a 2-digit number", shown)
-		}
+		code := shownCode(t, ctx)
+		screenshot(t, ctx, "interstitial-code-transfer")
 		if n := len(e.ops(t)); n != 0 {
 			t.Fatalf("bank executed %d operations while the page waits", n)
 		}
 		ch := waitChallenge(t, phone)
-		if !ch.Parsed.NumberMatch {
-			t.Fatal("phone's context does not ask for number matching")
+		if ch.Parsed.CodeDigits != 6 || strings.Contains(ch.Context, code) {
+			t.Fatalf("phone's context asks for %d digits (want 6), or carries the code: %s", ch.Parsed.CodeDigits, ch.Context)
 		}
-		if st, err := phone.Decide(context.Background(), ch, device.Approve, number); err != nil || st != http.StatusOK {
-			t.Fatalf("approve with the number: %d %v", st, err)
+		if st, err := phone.DecideWithCode(context.Background(), ch, device.Approve, code); err != nil || st != http.StatusOK {
+			t.Fatalf("approve with the code: %d %v", st, err)
 		}
 		if err := waitText(ctx, "Welcome"); err != nil {
 			t.Fatalf("browser did not land on the dashboard: %v", err)
@@ -219,28 +235,35 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 		}
 	})
 
-	t.Run("wrong number is a denial", func(t *testing.T) {
-		e.resetOps(t)
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
-		shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		number, _ := strconv.Atoi(strings.TrimSpace(shown))
-		wrong := 10 + (number-10+1)%90
-		ch := waitChallenge(t, phone)
-		if st, _ := phone.Decide(context.Background(), ch, device.Approve, wrong); st != http.StatusOK {
-			t.Fatalf("decision with the wrong number: %d", st)
-		}
-		if err := waitText(ctx, "Denied on your phone"); err != nil {
-			screenshot(t, ctx, "failure-wrong-number")
-			t.Fatalf("page did not show the denial: %v", err)
-		}
-		if n := len(e.ops(t)); n != 0 {
-			t.Fatalf("bank executed %d operations after a wrong number", n)
+	t.Run("a wrong or missing code is refused", func(t *testing.T) {
+		for _, missing := range []bool{false, true} {
+			e.resetOps(t)
+			ctx := newChrome(t)
+			if err := submitLogin(ctx, g.URL, alice); err != nil {
+				t.Fatal(err)
+			}
+			code := shownCode(t, ctx)
+			ch := waitChallenge(t, phone)
+			var st int
+			if missing {
+				st, _ = phone.Decide(context.Background(), ch, device.Approve, 0) // no code claim
+			} else {
+				st, _ = phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code))
+			}
+			if st != http.StatusOK {
+				t.Fatalf("decision with a wrong code (missing %v): %d", missing, st)
+			}
+			if err := waitText(ctx, "Denied on your phone"); err != nil {
+				screenshot(t, ctx, "failure-wrong-code")
+				t.Fatalf("page did not show the refusal: %v", err)
+			}
+			if n := len(e.ops(t)); n != 0 {
+				t.Fatalf("bank executed %d operations after a wrong code", n)
+			}
+			// Too late for the right code: the challenge is closed.
+			if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, code); st != http.StatusConflict {
+				t.Fatalf("right code after a wrong one: %d, want 409", st)
+			}
 		}
 	})
 
@@ -306,9 +329,8 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		ch := waitChallenge(t, phone)
-		shown, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#number`)))
-		number, _ := strconv.Atoi(strings.TrimSpace(shown))
-		if st, _ := phone.Decide(context.Background(), ch, device.Approve, number); st != http.StatusOK {
+		code := shownCode(t, ctx)
+		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, code); st != http.StatusOK {
 			t.Fatalf("approve: %d", st)
 		}
 		// A second browser (no cookie, or a forged one) tries to take the replay.
@@ -332,6 +354,42 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 		}
 		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
 			t.Fatalf("bank logins = %d, want exactly one", len(logins))
+		}
+	})
+
+	t.Run("five wrong codes across fresh challenges lock", func(t *testing.T) {
+		e.resetOps(t)
+		ctx := newChrome(t)
+		// The earlier subtests ended with approvals: the count starts at 0.
+		for i := 1; i <= 5; i++ {
+			if err := submitLogin(ctx, g.URL, alice); err != nil {
+				t.Fatal(err)
+			}
+			code := shownCode(t, ctx)
+			ch := waitChallenge(t, phone)
+			if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
+				t.Fatalf("wrong code %d: %d", i, st)
+			}
+			if err := waitText(ctx, "Denied on your phone"); err != nil {
+				t.Fatalf("wrong code %d: %v", i, err)
+			}
+		}
+		// Locked: her next login gets no challenge and no dashboard.
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(g.URL+"/login"),
+			chromedp.WaitVisible(chromedp.CSS(`input[name=contract_no]`)),
+			chromedp.SendKeys(chromedp.CSS(`input[name=contract_no]`), alice.ContractNo),
+			chromedp.SendKeys(chromedp.CSS(`input[name=user_id]`), alice.UserID),
+			chromedp.SendKeys(chromedp.CSS(`input[name=password]`), alice.Password),
+			chromedp.Submit(chromedp.CSS(`input[name=password]`)),
+		); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitText(ctx, "Push authentication locked"); err != nil {
+			t.Fatalf("after 5 wrong codes: %v", err)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("bank executed %d operations during wrong codes", n)
 		}
 	})
 }

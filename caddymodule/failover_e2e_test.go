@@ -77,8 +77,10 @@ type usedReplay struct {
 func (f *failoverRig) phoneOf(i int) *device.Phone { return f.phones[i%len(f.phones)] }
 
 // decide signs and posts a decision for ch through p and remembers the token.
-func (f *failoverRig) decide(ctx context.Context, p *device.Phone, ch *device.Challenge, decision string) int {
-	tok, err := p.DecisionToken(ch, decision, 0)
+// decide posts a decision; code is the code a transfer's waiting page
+// showed (code transfer), none for a held login.
+func (f *failoverRig) decide(ctx context.Context, p *device.Phone, ch *device.Challenge, decision string, code ...string) int {
+	tok, err := p.DecisionTokenWithCode(ch, decision, strings.Join(code, ""))
 	if err != nil {
 		f.t.Error(err)
 		return 0
@@ -165,7 +167,7 @@ func runFailover(t *testing.T, minReplicas int) {
 		w := startWait(t, ctx, br, f.b.URL+"/transfer", transferForm("5550001", "1000", users[i].TxnPassword))
 		ch := f.challengeOf(i, nil)
 		if i < txn0+2 {
-			if st := f.decide(ctx, f.onB[i%5], ch, device.Approve); st != http.StatusOK {
+			if st := f.decide(ctx, f.onB[i%5], ch, device.Approve, w.code); st != http.StatusOK {
 				t.Fatalf("approving the transfer of %s: %d", users[i].UserID, st)
 			}
 			if resp, page, err := w.post(ctx, f.a.URL, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
@@ -174,11 +176,13 @@ func runFailover(t *testing.T, minReplicas int) {
 			f.replays = append(f.replays, usedReplay{w: w})
 			continue
 		}
-		code, err := f.phoneOf(i).SecurityCode()
+		// The offline, transaction-bound response (a plain security code
+		// approves logins only).
+		code, err := f.phoneOf(i).Respond(w.ocra, "5550001", "1000")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp, page, err := w.post(ctx, f.b.URL, "otp", url.Values{"code": {code}}); err != nil || resp.StatusCode != http.StatusOK {
+		if resp, page, err := w.post(ctx, f.b.URL, "ocra", url.Values{"response": {code}}); err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("security code of %s: %v %v %.200q", users[i].UserID, err, resp, page)
 		}
 		f.replays = append(f.replays, usedReplay{w: w, code: code}, usedReplay{w: w})
@@ -231,7 +235,7 @@ func runFailover(t *testing.T, minReplicas int) {
 	}
 	replica := rig.StallReplica(ctx)
 	laggerToldLocked := f.lockByCodesOn(ctx, laggerPage, f.a)
-	pauserDecision := f.decide(ctx, f.phoneOf(pauser), pauserCh, device.Approve)
+	pauserDecision := f.decide(ctx, f.phoneOf(pauser), pauserCh, device.Approve, pauserPage.code)
 	resp, _, err := pauserPage.post(ctx, f.b.URL, "continue", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +341,7 @@ func runFailover(t *testing.T, minReplicas int) {
 		for _, g := range []*clusterNode{f.a, f.b} {
 			action, form := "continue", url.Values(nil)
 			if r.code != "" {
-				action, form = "otp", url.Values{"code": {r.code}}
+				action, form = "ocra", url.Values{"response": {r.code}}
 			}
 			resp, page, err := r.w.post(ctx, g.URL, action, form)
 			if err != nil {
@@ -396,7 +400,7 @@ func runFailover(t *testing.T, minReplicas int) {
 	}
 }
 
-// lockByCodes logs user i in and sends three wrong codes on a transfer's
+// lockByCodes logs user i in and sends three wrong responses on a transfer's
 // waiting page; it reports whether the gateway said "locked".
 func (f *failoverRig) lockByCodes(ctx context.Context, i int) bool {
 	f.t.Helper()
@@ -408,8 +412,12 @@ func (f *failoverRig) lockByCodesOn(ctx context.Context, w waitPage, g *clusterN
 	f.t.Helper()
 	locked := false
 	for range 3 {
-		code := wrongCode(f.t, func(at time.Time) (string, error) { c, _, err := f.phones[0].SecurityCodeAt(at); return c, err })
-		resp, page, err := w.post(ctx, g.URL, "otp", url.Values{"code": {code}})
+		// A response over another amount: wrong for this transaction.
+		code, err := f.phones[0].Respond(w.ocra, "5550001", "999999")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		resp, page, err := w.post(ctx, g.URL, "ocra", url.Values{"response": {code}})
 		if err != nil {
 			f.t.Fatal(err)
 		}

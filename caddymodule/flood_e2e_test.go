@@ -86,7 +86,7 @@ func TestFloodOfLoginsKeepsPassThroughAnsweredAndMemoryBounded(t *testing.T) {
 		t.Fatalf("building the flood client: %v\n%s", err, out)
 	}
 
-	pol := strings.Replace(string(examplepolicy.Bank), "timeout: 90s", "timeout: 2s", 1)
+	pol := strings.Replace(heldLogin(t, string(examplepolicy.Bank)), "timeout: 90s", "timeout: 2s", 1)
 	e, _ := newBankEnv(t, bank.DefaultUsers(), pol)
 	// Count alice's logins reaching the bank: re-point the env at a counting wrapper.
 	hc := &hotCounter{h: e.bank, user: alice.UserID}

@@ -80,6 +80,28 @@ type envOptions struct {
 	users []bank.User
 	// bank adjusts the bank's config (a bank that keeps its session ID…).
 	bank func(*bank.Config)
+	// passwordFirst keeps the example policy's login rule as it is
+	// (after_success on a waiting page with code transfer). Without it,
+	// the tests run the login as a held request (approve-only), the mode
+	// most of them are about; edit then sees the policy as it was before
+	// the example switched.
+	passwordFirst bool
+}
+
+// passwordFirstLines are the example login rule's lines that make it
+// password-first with code transfer.
+const passwordFirstLines = "    challenge: after_success   # the bank checks the password first\n" +
+	"    mode: interstitial         # a waiting page with a 6-digit code (code_digits)\n" +
+	"    logout: {method: POST, path: /logout}   # ends a bank session the phone did not approve\n"
+
+// heldLogin is the example policy with its login held until the phone
+// approves (approve-only).
+func heldLogin(t *testing.T, s string) string {
+	t.Helper()
+	if !strings.Contains(s, passwordFirstLines) {
+		t.Fatal("the example policy's login rule no longer has the password-first lines this harness removes")
+	}
+	return strings.Replace(s, passwordFirstLines, "", 1)
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -101,6 +123,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		pol = examplepolicy.Bank
 	}
 	text := string(pol)
+	if opts.policy == nil && !opts.passwordFirst {
+		text = heldLogin(t, text)
+	}
 	if opts.edit != nil {
 		text = opts.edit(text)
 	}

@@ -27,7 +27,7 @@ import (
 // message verifies, says how to repudiate, and carries no secret; every
 // delivery attempt is in the audit trail.
 func TestNotificationsReachTheBankSigned(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{passwordFirst: true}) // logins with code transfer
 	g := startBindingGateway(t, e, bindingOptions{})
 	aliceKey, bobKey := keyOf(alice), keyOf(bob)
 	g.sink.FailNext(2)
@@ -53,10 +53,14 @@ func TestNotificationsReachTheBankSigned(t *testing.T) {
 		t.Fatalf("delivery audit: %v, want two failures then the delivery", deliveries)
 	}
 
-	// Five denials lock alice.
-	for range 5 {
-		if st := pushed(t, g.gateway, alice, phone, device.Deny); st != http.StatusForbidden {
-			t.Fatalf("denied login: %d", st)
+	// Five wrong codes lock alice (a denial is no failure).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 5 {
+		w := startWait(t, ctx, newBrowser(), g.URL+"/login", loginBody(alice))
+		ch := waitChallenge(t, phone)
+		if st, _ := phone.DecideWithCode(ctx, ch, device.Approve, otherCode(w.code)); st != http.StatusOK {
+			t.Fatalf("wrong code %d: %d", i+1, st)
 		}
 	}
 	locked := g.waitMessage(t, aliceKey, "user.locked")
@@ -67,7 +71,8 @@ func TestNotificationsReachTheBankSigned(t *testing.T) {
 	// bob reports a login as fraud.
 	bobPhone := newPhone(t, g.gateway)
 	enroll(t, g.gateway, bob, bobPhone)
-	if st := pushed(t, g.gateway, bob, bobPhone, device.Fraud); st != http.StatusForbidden {
+	startWait(t, ctx, newBrowser(), g.URL+"/login", loginBody(bob))
+	if st, _ := bobPhone.Decide(ctx, waitChallenge(t, bobPhone), device.Fraud, 0); st != http.StatusOK {
 		t.Fatalf("login reported as fraud: %d", st)
 	}
 	fraud := g.waitMessage(t, bobKey, "fraud.reported")

@@ -129,6 +129,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 
 	// start posts the attacker's transfer in the attacker's own session and
 	// returns the waiting page's cookie.
+	var shown, shownOCRA string // the code and challenge number the last waiting page showed
 	start := func(t *testing.T, txnPassword string) (challengeID, waitCookie string) {
 		t.Helper()
 		resp, page, err := attacker.post(ctx, g.URL+"/transfer", transferForm("6660001", "90000", txnPassword))
@@ -142,6 +143,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 				t.Fatalf("waiting page lacks %q", want)
 			}
 		}
+		shown, shownOCRA = codeOnPage(page), ocraOnPage(page)
 		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
 		id, _, ok := strings.Cut(wait, ".")
 		if !ok {
@@ -158,11 +160,13 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 			return resp, page
 		},
 		"the attacker's own security code": func(t *testing.T, id, wait, session string) (*http.Response, string) {
-			code, _, err := attackerPhone.SecurityCodeAt(time.Now().Add(30 * time.Second))
+			// For a transaction: the offline response over the shown
+			// challenge, payee and amount.
+			code, err := attackerPhone.Respond(shownOCRA, "6660001", "90000")
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/otp", url.Values{"code": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
+			resp, page, err := postWith(ctx, g.URL+"/onepush/wait/"+id+"/ocra", url.Values{"response": {code}}.Encode(), waitCookie(wait), sessionCookie(session))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +183,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 				if ch.ID != id || ch.Parsed.User != userKey(bob) {
 					t.Fatalf("attacker's phone got %s for %q", ch.ID, ch.Parsed.User)
 				}
-				if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+				if st, _ := attackerPhone.DecideWithCode(ctx, ch, device.Approve, shown); st != http.StatusOK {
 					t.Fatalf("attacker approves: %d", st)
 				}
 			}
@@ -216,7 +220,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		e.resetOps(t)
 		id, wait := start(t, bob.TxnPassword)
 		ch := waitChallenge(t, attackerPhone)
-		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK || ch.ID != id {
+		if st, _ := attackerPhone.DecideWithCode(ctx, ch, device.Approve, shown); st != http.StatusOK || ch.ID != id {
 			t.Fatalf("approve %s: %d", ch.ID, st)
 		}
 		resp, page := release["continue after the attacker's phone approved"](t, id, wait, own)
@@ -929,7 +933,7 @@ func TestContinueWithTwoSessionCookiesIsRefused(t *testing.T) {
 		wait := attacker.cookieOf(g.gateway, "/onepush/wait/", "onepush_wait")
 		id, _, _ := strings.Cut(wait, ".")
 		ch := waitChallenge(t, attackerPhone)
-		if st, _ := attackerPhone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+		if st, _ := attackerPhone.DecideWithCode(ctx, ch, device.Approve, codeOnPage(page)); st != http.StatusOK {
 			t.Fatalf("approve: %d", st)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/onepush/wait/"+id+"/continue", nil)

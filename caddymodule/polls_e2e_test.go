@@ -113,7 +113,7 @@ func TestLongPollFloodDoesNotStarveHeldLogins(t *testing.T) {
 
 	// The two waiting polls hear the approval of the transfer, and the
 	// page's continue executes it once.
-	if st, err := phone.Decide(ctx, transfer, device.Approve, 0); err != nil || st != http.StatusOK {
+	if st, err := phone.DecideWithCode(ctx, transfer, device.Approve, w.code); err != nil || st != http.StatusOK {
 		t.Fatalf("approving the transfer: %d %v", st, err)
 	}
 	for range 2 {

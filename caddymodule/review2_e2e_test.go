@@ -34,7 +34,7 @@ func TestEmbeddedStoreKeepsNoSecretInClearOrReadable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	cookie := loginAndTransfer(t, ctx, sg.URL, phone)
+	cookie, _ := loginAndTransfer(t, ctx, sg.URL, phone)
 	if transfersOf(e.ops(t))[alice.UserID] != 1 {
 		t.Fatal("the transfer did not reach the bank")
 	}

@@ -21,16 +21,17 @@ import (
 // loginAndTransfer runs alice's interstitial login (stored with her
 // password, approved on phone, replayed) and then her interstitial
 // transfer (stored with the transaction password) through the gateway at
-// gw, and returns the bank session cookie the login set.
-func loginAndTransfer(t *testing.T, ctx context.Context, gw string, phone *device.Phone) string {
+// gw, and returns the bank session cookie the login set and the codes
+// the two waiting pages showed.
+func loginAndTransfer(t *testing.T, ctx context.Context, gw string, phone *device.Phone) (cookie string, codes [2]string) {
 	t.Helper()
 	b := newBrowser()
 	w := startWait(t, ctx, b, gw+"/login", loginBody(alice))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
+	codes[0] = w.code
 	if resp, page, err := w.post(ctx, gw, "continue", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("continue of the login: %v %v %.200q", err, resp, page)
 	}
-	var cookie string
 	for _, c := range b.Jar.Cookies(mustURL(t, gw)) {
 		if c.Name == bank.SessionCookieName {
 			cookie = c.Value
@@ -40,11 +41,12 @@ func loginAndTransfer(t *testing.T, ctx context.Context, gw string, phone *devic
 		t.Fatal("the approved login set no bank session cookie")
 	}
 	w = startWait(t, ctx, b, gw+"/transfer", transferForm("5550001", "98765", alice.TxnPassword))
-	approve(t, ctx, phone)
+	approve(t, ctx, phone, w.code)
+	codes[1] = w.code
 	if resp, page, err := w.post(ctx, gw, "continue", nil); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("continue of the transfer: %v %v %.200q", err, resp, page)
 	}
-	return cookie
+	return cookie, codes
 }
 
 // secretReporter returns a function that fails the test for each of
@@ -96,7 +98,7 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	e := newEnv(t, envOptions{edit: func(s string) string { return interstitialLogins(interstitialTransfers(s)) }})
 	g, phone := e.gatewayWithAlice(redisGlobal(srv.Addr())) // the enrolment, with a security code
 
-	cookie := loginAndTransfer(t, ctx, g.URL, phone)
+	cookie, codes := loginAndTransfer(t, ctx, g.URL, phone)
 	ops := e.ops(t)
 	if loginsByUser(ops)[alice.UserID] != 2 || transfersOf(ops)[alice.UserID] != 1 { // password-only before enrolment, then the approved one
 		t.Fatalf("bank ops %+v, want alice's two logins and her transfer", ops)
@@ -108,8 +110,12 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	if _, err := phone.Respond("12345678", "5550001", "98765"); err != nil {
 		t.Fatalf("the registration's OCRA key and suite do not answer a transaction: %v", err)
 	}
-	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey()}
-	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key"}
+	// The codes the waiting pages showed, as a challenge record would hold
+	// them in clear (six digits alone would match timestamps).
+	secrets := []string{alice.Password, alice.TxnPassword, cookie, phone.OTPSecret(), phone.OCRAKey(),
+		`"code":"` + codes[0] + `"`, `"code":"` + codes[1] + `"`}
+	names := []string{"login password", "transaction password", "bank session cookie", "security-code secret", "OCRA key",
+		"login's transferred code", "transfer's transferred code"}
 	report := secretReporter(t, secrets, names)
 
 	// The data set, as read back key by key.
@@ -205,11 +211,12 @@ func TestRedisKeepsNoSecretInClear(t *testing.T) {
 	}
 }
 
-// approve approves the phone's next pending challenge.
-func approve(t *testing.T, ctx context.Context, phone *device.Phone) {
+// approve approves the phone's next pending challenge with the code its
+// waiting page shows.
+func approve(t *testing.T, ctx context.Context, phone *device.Phone, code string) {
 	t.Helper()
 	ch := waitChallenge(t, phone)
-	if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+	if st, err := phone.DecideWithCode(ctx, ch, device.Approve, code); err != nil || st != http.StatusOK {
 		t.Fatalf("approving %s: %d %v", ch.ID, st, err)
 	}
 }

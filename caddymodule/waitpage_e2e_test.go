@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,33 @@ func (n *clusterNode) userState(t *testing.T, key string) (state string, failure
 type waitPage struct {
 	b  *browser
 	id string
+	// code is the code the page shows for the user to type into the app
+	// (code transfer), "" when it shows none.
+	code string
+	// ocra is the challenge number of a transaction's offline fallback,
+	// "" when the page offers none.
+	ocra string
+}
+
+var shownOCRARE = regexp.MustCompile(`id="ocra-challenge"[^>]*>([0-9 ]+)<`)
+
+// ocraOnPage is the challenge number of a waiting page's offline
+// fallback, without its group space; "" when none.
+func ocraOnPage(page string) string {
+	if m := shownOCRARE.FindStringSubmatch(page); m != nil {
+		return strings.ReplaceAll(m[1], " ", "")
+	}
+	return ""
+}
+
+var shownCodeRE = regexp.MustCompile(`id="code"[^>]*>([0-9]+)<`)
+
+// codeOnPage is the code a waiting page shows, "" when none.
+func codeOnPage(page string) string {
+	if m := shownCodeRE.FindStringSubmatch(page); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // startWait posts body to target and expects the waiting page.
@@ -83,7 +111,7 @@ func startWait(t *testing.T, ctx context.Context, b *browser, target, body strin
 	for _, c := range b.Jar.Cookies(u) {
 		if c.Name == "onepush_wait" {
 			id, _, _ := strings.Cut(c.Value, ".")
-			return waitPage{b: b, id: id}
+			return waitPage{b: b, id: id, code: codeOnPage(page), ocra: ocraOnPage(page)}
 		}
 	}
 	t.Fatalf("POST %s: no onepush_wait cookie: %.300q", target, page)

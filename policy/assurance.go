@@ -44,19 +44,22 @@ func (r *Rule) Assurance() Assurance {
 	return AssuranceCodeTransfer
 }
 
-// codeTransfer reads code_digits, and what number_matching means now that
-// code transfer replaces it: a rule that waits on a page (interstitial)
-// transfers a code of 6 digits unless code_digits says otherwise; a held
-// request has no page to show one on, so hold rules are approve-only.
+// numberMatchingMessage is why number_matching is refused.
+var numberMatchingMessage = fmt.Sprintf("replaced by code transfer: remove it; the waiting page of an interstitial rule shows a %d-digit code (code_digits) that the user types into the app, since comparing or picking a number is not accepted under SP 800-63B rev 4 §3.1.3", DefaultCodeDigits)
+
+// codeTransfer reads code_digits: a rule that waits on a page
+// (interstitial) transfers a code of 6 digits unless code_digits says
+// otherwise; a held request has no page to show one on, so hold rules are
+// approve-only. number_matching, which code transfer replaces, is an
+// error: the gateway no longer shows a number, and a rule that asked for
+// one must not silently become something else.
 func (d *decoder) codeTransfer(m map[string]entry, field string, r *Rule) {
 	if e, ok := m["number_matching"]; ok {
-		r.numberMatchingLine = e.line
+		d.errorf(e.line, field+".number_matching", "%s", numberMatchingMessage)
+		return
 	}
 	e, set := m["code_digits"]
 	switch {
-	case set && r.numberMatchingLine != 0:
-		d.errorf(e.line, field+".code_digits", "number_matching is replaced by code transfer: remove number_matching")
-		return
 	case set && r.Mode != ModeInterstitial:
 		d.errorf(e.line, field+".code_digits", "needs mode: interstitial (the code is shown on the waiting page; a held request has none)")
 		return
@@ -67,7 +70,7 @@ func (d *decoder) codeTransfer(m map[string]entry, field string, r *Rule) {
 			return
 		}
 		r.CodeDigits, r.codeDigitsLine = n, e.line
-	case r.Mode == ModeInterstitial && !r.NumberMatching && r.Kind != KindLogout:
+	case r.Mode == ModeInterstitial && r.Kind != KindLogout:
 		r.CodeDigits = DefaultCodeDigits
 	}
 }
@@ -87,15 +90,9 @@ func (d *decoder) integer(e entry, field string) (int, bool) {
 }
 
 // codeTransferWarnings are the costs of rule i's code transfer settings:
-// number_matching is refused by lint (Error) and only still started with,
-// so that a gateway upgraded before its policy keeps running; a code under
-// 6 digits is allowed, below the standard.
+// a code under 6 digits is allowed, below the standard.
 func codeTransferWarnings(i int, r *Rule) []Warning {
 	var out []Warning
-	if r.numberMatchingLine != 0 {
-		out = append(out, Warning{Line: r.numberMatchingLine, Field: fmt.Sprintf("rules[%d].number_matching", i), Error: true,
-			Message: fmt.Sprintf("replaced by code transfer: remove it; the waiting page of an interstitial rule shows a %d-digit code (code_digits) that the user types into the app, since comparing or picking a number is not accepted under SP 800-63B rev 4 §3.1.3", DefaultCodeDigits)})
-	}
 	if r.CodeDigits > 0 && r.CodeDigits < DefaultCodeDigits {
 		out = append(out, Warning{Line: r.codeDigitsLine, Field: fmt.Sprintf("rules[%d].code_digits", i),
 			Message: fmt.Sprintf("rule %q transfers a %d-digit code: SP 800-63B rev 4 §3.1.3 asks for at least %d", r.Name, r.CodeDigits, DefaultCodeDigits)})

@@ -27,10 +27,12 @@ func TestAssuranceOfEachRule(t *testing.T) {
 		{"11 digits", "    mode: interstitial\n    code_digits: 11\n", "rules[0].code_digits: must be 4 to 10, not 11", "", 0, "", false},
 		{"not a number", "    mode: interstitial\n    code_digits: six\n", `rules[0].code_digits: must be a whole number, not "six"`, "", 0, "", false},
 		{"a code on a held request", "    code_digits: 6\n", "test.yaml:8: rules[0].code_digits: needs mode: interstitial", "", 0, "", false},
-		{"number_matching: started with, refused by lint", "    mode: interstitial\n    number_matching: true\n", "", AssuranceApproveOnly, 0,
-			"line 9: rules[0].number_matching: replaced by code transfer: remove it; the waiting page of an interstitial rule shows a 6-digit code", true},
+		{"number_matching: refused", "    mode: interstitial\n    number_matching: true\n",
+			"test.yaml:9: rules[0].number_matching: replaced by code transfer: remove it; the waiting page of an interstitial rule shows a 6-digit code", "", 0, "", false},
+		{"number_matching on a held rule", "    number_matching: true\n",
+			"test.yaml:8: rules[0].number_matching: replaced by code transfer", "", 0, "", false},
 		{"number_matching beside code_digits", "    mode: interstitial\n    number_matching: true\n    code_digits: 6\n",
-			"test.yaml:10: rules[0].code_digits: number_matching is replaced by code transfer: remove number_matching", "", 0, "", false},
+			"test.yaml:9: rules[0].number_matching: replaced by code transfer", "", 0, "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -148,10 +148,6 @@ type Rule struct {
 	// DryRun asks the gateway to record what it would have done and forward the request
 	// without holding it, so a new rule can be tried on live traffic first.
 	DryRun bool
-	// NumberMatching shows a 2-digit number on the waiting page that the user must
-	// pick on the phone (interstitial mode only). Replaced by code transfer
-	// (CodeDigits): still parsed so that gateways keep starting, refused by lint.
-	NumberMatching bool
 	// CodeDigits is the length of the code the waiting page shows and the user
 	// types into the app (code transfer): DefaultCodeDigits for interstitial
 	// rules unless code_digits says otherwise, 0 for approve-only rules.
@@ -170,8 +166,7 @@ type Rule struct {
 	// Line is the rule's line in the policy file, for messages.
 	Line int
 
-	numberMatchingLine int // line of number_matching, 0 when absent
-	codeDigitsLine     int // line of code_digits, 0 when absent
+	codeDigitsLine int // line of code_digits, 0 when absent
 
 	methods      []string // upper case
 	hosts        []string // lower case, no port, no brackets, no trailing dot

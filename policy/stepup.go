@@ -79,12 +79,6 @@ type LogoutCall struct {
 }
 
 func (d *decoder) stepUp(m map[string]entry, field string, line int, r *Rule) {
-	if e, ok := m["number_matching"]; ok {
-		r.NumberMatching, _ = d.boolean(e, field+".number_matching")
-		if r.NumberMatching && r.Mode != ModeInterstitial {
-			d.errorf(e.line, field+".number_matching", "needs mode: interstitial (the number is shown on the waiting page)")
-		}
-	}
 	r.Challenge = ChallengeBeforeForward
 	if e, ok := m["challenge"]; ok {
 		if s, ok := d.str(e, field+".challenge"); ok {

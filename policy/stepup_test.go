@@ -28,8 +28,8 @@ func TestStepUpOptions(t *testing.T) {
 		{"bad status", "    challenge: after_success\n    success: {status: [3030]}\n    logout: {path: /logout}\n", "rules[0].success.status: \"3030\" is not an HTTP status code"},
 		{"empty success", "    challenge: after_success\n    success: {}\n    logout: {path: /logout}\n", "rules[0].success"},
 		{"logout path without slash", "    challenge: after_success\n    success: {status: [303]}\n    logout: {path: logout}\n", "rules[0].logout.path: required and must start with /"},
-		{"number matching needs interstitial", "    number_matching: true\n", "test.yaml:8: rules[0].number_matching: needs mode: interstitial"},
-		{"number matching with interstitial", "    mode: interstitial\n    number_matching: true\n", ""},
+		{"number matching is replaced", "    number_matching: true\n", "test.yaml:8: rules[0].number_matching: replaced by code transfer"},
+		{"number matching with interstitial is replaced", "    mode: interstitial\n    number_matching: true\n", "test.yaml:9: rules[0].number_matching: replaced by code transfer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ type Warning struct {
 func (w Warning) String() string { return fmt.Sprintf("line %d: %s: %s", w.Line, w.Field, w.Message) }
 
 // Warnings lists what the policy allows at a cost: a code transfer under
-// 6 digits, number_matching (an Error: see codeTransferWarnings), and:
+// 6 digits, and:
 //
 // A login rule without `success:` on a policy that learns the bank's
 // session: the gateway cannot tell an accepted password from a refused

@@ -12,7 +12,7 @@ func (e *Engine) Resend(ctx context.Context, c *Challenge) error {
 	if c.Status != StatusPending || !e.now().Before(c.ExpiresAt) {
 		return fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
 	}
-	if err := e.allowPush(ctx, c.UserKey); err != nil {
+	if err := e.allowPush(ctx, c.UserKey, c.ClientIP); err != nil {
 		return err
 	}
 	cred, err := e.store.GetCredential(ctx, c.CredentialID)
@@ -47,6 +47,6 @@ func (e *Engine) ApproveWithCode(ctx context.Context, id string) (*Challenge, er
 		return c, err
 	}
 	e.log.Info("challenge decided", "challenge", id, "user", c.UserKey, "rule", c.Rule, "outcome", string(StatusApproved), "via", "otp")
-	e.afterDecision(ctx, c, "browser (security code)")
+	e.afterDecision(ctx, c, "browser (security code)", "")
 	return c, nil
 }

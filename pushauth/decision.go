@@ -2,6 +2,7 @@ package pushauth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -85,10 +86,14 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 	case DecisionFraud:
 		to, fraud = StatusDenied, true
 	}
-	if to == StatusApproved && c.NumberMatch != 0 && (claims.Number == nil || *claims.Number != c.NumberMatch) {
-		// A wrong number means the person at the phone is not looking at
-		// the browser that asked: treat it as a denial.
-		to = StatusDenied
+	wrongCode := false
+	if to == StatusApproved && c.CodeDigits > 0 && !codeMatches(c, claims.Code) {
+		// A wrong or missing code: the person at the phone is not looking
+		// at the browser that asked (or guesses). The challenge is closed
+		// and the failure counts toward the lock; the next challenge gets
+		// a fresh code and the count goes on.
+		to, wrongCode = StatusDenied, true
+		e.log.Info("wrong code in a decision", "challenge", id, "user", c.UserKey, "credential", cred.ID, "rule", c.Rule)
 	}
 	res, err := e.store.Resolve(ctx, id, to, fraud, e.now())
 	if err != nil {
@@ -98,27 +103,43 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		return nil, err
 	}
 	e.log.Debug("challenge decided", "challenge", id, "user", res.UserKey, "credential", cred.ID, "rule", res.Rule, "outcome", string(to), "fraud", fraud)
-	e.afterDecision(ctx, res, "phone")
+	why := ""
+	if wrongCode {
+		why = "wrong code from the browser"
+	}
+	e.afterDecision(ctx, res, "phone", why)
 	return res, nil
 }
 
+// codeMatches reports, in constant time, whether the code claim is the
+// challenge's code. A challenge whose code is missing (it cannot be, but a
+// store that lost it must not approve anything) matches nothing.
+func codeMatches(c *Challenge, claim *string) bool {
+	if claim == nil || len(c.Code) != c.CodeDigits || c.CodeDigits == 0 {
+		return false
+	}
+	return hmac.Equal([]byte(*claim), []byte(c.Code))
+}
+
 // afterDecision records a decided challenge (audit, metrics) and keeps the
-// user's consecutive-failure count: an approval resets it; a denial or a
-// wrong number adds one, and MaxFailures in a row lock the user until the
-// bank unlocks; a fraud report locks at once.
-func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor string) {
+// user's consecutive-failure count: an approval resets it; a failed
+// authentication (failure says why: a wrong code) adds one, and
+// MaxFailures in a row lock the user until the bank unlocks; a fraud
+// report locks at once and is reported to the bank. A plain denial is not
+// a failed authentication: it is the customer refusing a request she did
+// not make, and counting it would let whoever rings her phone lock her out
+// (push fatigue turned into denial of service).
+func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor, failure string) {
 	e.challengeClosed(ctx, c, actor)
-	switch c.Status {
-	case StatusApproved:
+	switch {
+	case c.Status == StatusApproved:
 		e.recordSuccess(ctx, c.UserKey)
-	case StatusDenied:
-		why := "denial"
-		if c.Fraud {
-			why = "fraud report"
-			_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
-				ClientIP: c.ClientIP, Actor: actor, Detail: "reported as fraud: " + c.Kind + " (" + c.Rule + ")"})
-		}
-		e.recordFailure(ctx, c.UserKey, why, c)
+	case c.Status == StatusDenied && c.Fraud:
+		_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
+			ClientIP: c.ClientIP, Actor: actor, Detail: "reported as fraud: " + c.Kind + " (" + c.Rule + ")"})
+		e.recordFailure(ctx, c.UserKey, "fraud report", c)
+	case c.Status == StatusDenied && failure != "":
+		e.recordFailure(ctx, c.UserKey, failure, c)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onepush/onepush/pushauth/internal/limit"
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // Config is what an Engine is built from. Zero values take the documented
@@ -272,16 +273,21 @@ func (e *Engine) Close() error {
 
 // ChallengeSpec is what the gate knows when it decides to challenge.
 type ChallengeSpec struct {
-	UserKey     string
-	Rule        string
-	Kind        string
-	Display     []Field
-	ClientIP    string
-	UserAgent   string
-	Timeout     time.Duration
-	NumberMatch bool
-	// Held and BrowserHash are set by the interstitial mode.
+	UserKey   string
+	Rule      string
+	Kind      string
+	Display   []Field
+	ClientIP  string
+	UserAgent string
+	Timeout   time.Duration
+	// CodeDigits > 0 makes it a code-transfer challenge: a fresh random
+	// code of that many digits the phone's approval must carry.
+	CodeDigits int
+	// Held (or Response) and BrowserHash are set by the interstitial
+	// mode: the request to replay on approval, or the bank's answer to a
+	// password-first login to hand over on approval.
 	Held        *HeldRequest
+	Response    *HeldResponse
 	BrowserHash string
 
 	// Service, Host and Transaction are shown on the phone (see Challenge);
@@ -304,7 +310,7 @@ type challengeContext struct {
 	Display     []Field   `json:"display"`
 	ClientIP    string    `json:"client_ip,omitempty"`
 	UserAgent   string    `json:"user_agent,omitempty"`
-	NumberMatch bool      `json:"number_match"`
+	CodeDigits  int       `json:"code_digits,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 
@@ -343,6 +349,9 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 	defer e.cfg.Metrics.Held(-1)
 	if started != nil {
 		started(c)
+	}
+	if c.Status.Final() {
+		return c, nil // stopped at once (concurrent approve-only challenges)
 	}
 	final, err := e.wait(ctx, w, c, true)
 	if err != nil {
@@ -397,10 +406,28 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
-	if err := e.allowPush(ctx, user.Key); err != nil {
+	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
 		return nil, err
 	}
+	// Approve-only: is another challenge of this user live right now (see
+	// below)? Read before this one is stored, as the store presents it: a
+	// challenge the store shows closed (created on a primary that a
+	// failover replaced) or that this instance orphaned is no live login.
+	live, checkedAt := false, e.now()
+	if spec.CodeDigits == 0 {
+		pending, err := e.store.PendingForCredential(ctx, cred.ID)
+		if err != nil {
+			e.StoreFailed("pending_for_credential", err)
+			return nil, fmt.Errorf("pushauth: pending challenges of %q: %w", user.Key, err)
+		}
+		for _, p := range pending {
+			live = live || (p.UserKey == user.Key && p.Status == StatusPending && checkedAt.Before(p.ExpiresAt) && !e.orphans.has(p.ID))
+		}
+	}
 	now := e.now()
+	if spec.Timeout > MaxAuthentication {
+		spec.Timeout = MaxAuthentication
+	}
 	c := &Challenge{
 		ID:           id,
 		UserKey:      user.Key,
@@ -419,19 +446,28 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		Transaction:  spec.Transaction,
 		SessionHash:  spec.SessionHash,
 	}
-	c.Held = spec.Held
-	if spec.NumberMatch {
-		n, err := rand.Int(rand.Reader, big.NewInt(90))
+	c.Held, c.Response = spec.Held, spec.Response
+	if spec.Transaction != nil && spec.Held != nil {
+		// A transaction on a waiting page: the offline fallback answers
+		// this number over its payee and amount (PSD2 RTS art. 5).
+		n, err := ocra.NewChallengeNumber()
 		if err != nil {
 			return nil, err
 		}
-		c.NumberMatch = int(n.Int64()) + 10
+		c.OCRAChallenge = n
+	}
+	if spec.CodeDigits > 0 {
+		code, err := randomDigits(spec.CodeDigits)
+		if err != nil {
+			return nil, err
+		}
+		c.CodeDigits, c.Code = spec.CodeDigits, code
 	}
 	ctxJSON, err := json.Marshal(challengeContext{
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
 		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
-		NumberMatch: spec.NumberMatch, CreatedAt: now, ExpiresAt: c.ExpiresAt,
+		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt,
 	})
 	if err != nil {
 		return nil, err
@@ -448,6 +484,29 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
 		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
+	}
+	// An orphan of this instance (its request was answered with an error
+	// when the store failed, and it could not be closed then) waits for
+	// nobody: a newer challenge simply replaces it.
+	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) && (live || e.startedSince(ctx, superseded, checkedAt)) {
+		// Two approve-only challenges for one user at once (the earlier
+		// held here or, for all this instance knows, by another): the phone
+		// shows the same contract and user for both and cannot tell the
+		// customer's from an attacker's, so an approval meant for one
+		// could release the other (the supersede race). Both stop: the
+		// earlier is superseded by the store, this one is closed before
+		// it is pushed, and both browsers are told to try again. The
+		// caller sees this one as superseded whatever the store says (a
+		// phone that listed it in the instant it was pending and approved
+		// it releases nothing).
+		e.log.Warn("concurrent approve-only challenges: both stopped", "challenge", id, "other", superseded, "user", user.Key, "client_ip", spec.ClientIP)
+		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusSuperseded, false, e.now())
+		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
+		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
+			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway",
+			Detail: "started while " + superseded + " was pending: both stopped", Service: spec.Service, Host: spec.Host})
+		c.Status = StatusSuperseded
+		return c, nil
 	}
 	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
 	e.cfg.Metrics.ChallengeOutcome(spec.Rule, "created")
@@ -563,4 +622,28 @@ func nonNil(f []Field) []Field {
 		return []Field{}
 	}
 	return f
+}
+
+// startedSince reports whether challenge id was created at or after t (a
+// login started concurrently with the caller's), or cannot be read.
+func (e *Engine) startedSince(ctx context.Context, id string, t time.Time) bool {
+	c, err := e.store.GetChallenge(ctx, id)
+	return err != nil || !c.CreatedAt.Before(t)
+}
+
+// randomDigits is a uniformly random string of n decimal digits (leading
+// zeros included) from crypto/rand.
+func randomDigits(n int) (string, error) {
+	if n <= 0 || n > 18 {
+		return "", fmt.Errorf("pushauth: %d code digits", n)
+	}
+	max := big.NewInt(1)
+	for range n {
+		max.Mul(max, big.NewInt(10))
+	}
+	v, err := rand.Int(rand.Reader, max)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%0*d", n, v), nil
 }

@@ -30,18 +30,25 @@ type Field struct {
 
 // Challenge is one step-up request sent to a phone.
 type Challenge struct {
-	ID           string    `json:"id"`
-	UserKey      string    `json:"user"`
-	CredentialID string    `json:"credential_id"`
-	Rule         string    `json:"rule"`
-	Kind         string    `json:"kind"`
-	Display      []Field   `json:"display,omitempty"`
-	ClientIP     string    `json:"client_ip,omitempty"`
-	UserAgent    string    `json:"user_agent,omitempty"`
-	NumberMatch  int       `json:"number_match,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	ExpiresAt    time.Time `json:"expires_at"`
-	Status       Status    `json:"status"`
+	ID           string  `json:"id"`
+	UserKey      string  `json:"user"`
+	CredentialID string  `json:"credential_id"`
+	Rule         string  `json:"rule"`
+	Kind         string  `json:"kind"`
+	Display      []Field `json:"display,omitempty"`
+	ClientIP     string  `json:"client_ip,omitempty"`
+	UserAgent    string  `json:"user_agent,omitempty"`
+	// OCRAChallenge is the challenge number a transaction's waiting page
+	// shows for the offline fallback (pushauth/ocra): the phone answers it
+	// over payee and amount without a network. Not a secret.
+	OCRAChallenge string `json:"ocra_challenge,omitempty"`
+	// CodeDigits is the length of the code the waiting page shows and the
+	// user types into the app (code transfer); 0 for approve-only rules.
+	// The code itself is a secret (ChallengeSecrets.Code).
+	CodeDigits int       `json:"code_digits,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	Status     Status    `json:"status"`
 	// Context is the exact JSON text the phone is shown and hashes into the
 	// decision's ctx claim; it is fixed at creation so the hash is stable.
 	Context   string    `json:"context"`
@@ -90,6 +97,33 @@ type ChallengeSecrets struct {
 	// Held is the stored request of an interstitial challenge, replayed to
 	// the bank on approval. It is never shown to the phone or logged.
 	Held *HeldRequest `json:"held,omitempty"`
+	// Code is the random code of a code-transfer challenge (CodeDigits
+	// ASCII digits): shown only on the waiting page of the browser that
+	// started the challenge, compared with the decision token's code claim
+	// in constant time. Never published, logged or shown to the phone.
+	Code string `json:"code,omitempty"`
+	// Response is the bank's answer to a password-first login
+	// (after_success on a waiting page): its session cookie and redirect,
+	// handed to the browser once, on approval.
+	Response *HeldResponse `json:"response,omitempty"`
+}
+
+// HeldResponse is a bank response kept until the phone decides.
+type HeldResponse struct {
+	Status int         `json:"status"`
+	Header http.Header `json:"header"`
+	Body   []byte      `json:"body"`
+}
+
+// MaxAuthentication is how long an authentication may take at most, from
+// its challenge's creation to the release of what it approves: SP 800-63B
+// rev 4 §3.1.3 voids an out-of-band authentication not completed within
+// 10 minutes, whatever a rule's timeout says.
+const MaxAuthentication = 10 * time.Minute
+
+// Void reports whether c's authentication can no longer complete at now.
+func (c *Challenge) Void(now time.Time) bool {
+	return !now.Before(c.CreatedAt.Add(MaxAuthentication))
 }
 
 // HeldRequest is a request kept for replay: exactly the bytes the phone's

@@ -44,6 +44,24 @@ func (o *orphans) add(c *Challenge) {
 	}
 }
 
+// has reports whether id is an orphan of this instance.
+func (o *orphans) has(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.m[id]
+	return ok
+}
+
+// take forgets id and reports whether it was an orphan: a challenge
+// superseded by a newer one needs no closing any more.
+func (o *orphans) take(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.m[id]
+	delete(o.m, id)
+	return ok
+}
+
 func (o *orphans) stop() { o.once.Do(func() { close(o.done) }) }
 
 func (o *orphans) loop() {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
 // Pusher sends one push to one credential. The message carries only the
@@ -137,13 +139,16 @@ func (e *Engine) markTokenDead(credID string) {
 // taps Approve to make it stop.
 var ErrPushRateLimited = errors.New("too many approval requests for this user; try again in a minute")
 
-// allowPush takes one of the user's PushRate slots for the current minute.
+// allowPush takes one of the user's PushRate slots for the current minute
+// from clientIP's share: the budget is counted per user and client address
+// (an IPv6 /64 as one, limit.AddressKey), so pushes asked from another
+// address (someone ringing her phone) cannot use up the customer's own.
 // The slots are single-use markers in the store, so the budget holds
 // across every instance sharing it.
-func (e *Engine) allowPush(ctx context.Context, userKey string) error {
+func (e *Engine) allowPush(ctx context.Context, userKey, clientIP string) error {
 	now := e.now()
 	window := now.Truncate(time.Minute)
-	prefix := "push/" + userKey + "/" + strconv.FormatInt(window.Unix(), 10) + "/"
+	prefix := "push/" + userKey + "/" + limit.AddressKey(clientIP) + "/" + strconv.FormatInt(window.Unix(), 10) + "/"
 	rate := int(e.pushRate.Load())
 	for i := range rate {
 		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), window.Add(2*time.Minute))
@@ -154,6 +159,6 @@ func (e *Engine) allowPush(ctx context.Context, userKey string) error {
 			return nil
 		}
 	}
-	e.log.Warn("push rate limit reached", "user", userKey, "per_minute", rate)
+	e.log.Warn("push rate limit reached", "user", userKey, "client_ip", clientIP, "per_minute", rate)
 	return ErrPushRateLimited
 }

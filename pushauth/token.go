@@ -27,7 +27,9 @@ type DeviceClaims struct {
 	jwt.RegisteredClaims
 	Decision string `json:"decision,omitempty"`
 	Ctx      string `json:"ctx,omitempty"`
-	Number   *int   `json:"number,omitempty"`
+	// Code is the code the user typed from the browser's waiting page
+	// (code transfer), with approvals only.
+	Code *string `json:"code,omitempty"`
 }
 
 // ErrBadToken covers every reason a device token is refused; the device API

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,6 +94,41 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	resp, err := client.PostForm("http://"+gw+"/login", url.Values{"contract_no": {"1001"}, "user_id": {"alice"}, "password": {"alice-pass-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The login is password-first with code transfer: the waiting page
+	// shows a code, which the user types into the phone's page.
+	code := regexp.MustCompile(`id="code"[^>]*>([0-9]{6})<`).FindSubmatch(page)
+	base := regexp.MustCompile(`action="([^"]+)/continue"`).FindSubmatch(page)
+	if code == nil || base == nil {
+		t.Fatalf("alice's login: %d, want the waiting page with a code: %.500s", resp.StatusCode, page)
+	}
+	id := string(base[1][strings.LastIndex(string(base[1]), "/")+1:])
+	var csrf [][]byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r, err := http.Get("http://" + phoneAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		phonePage, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if strings.Contains(string(phonePage), id) {
+			csrf = regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(phonePage)
+			break
+		}
+	}
+	if csrf == nil {
+		t.Fatalf("the phone's page never showed challenge %s", id)
+	}
+	r, err := http.PostForm("http://"+phoneAddr+"/decide", url.Values{"csrf": {string(csrf[1])}, "id": {id}, "decision": {"approve"}, "code": {string(code[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	resp, err = client.PostForm("http://"+gw+string(base[1])+"/continue", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

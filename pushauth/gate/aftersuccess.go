@@ -3,7 +3,9 @@ package gate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
+	"time"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
@@ -68,6 +70,9 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		rec.writeTo(w)
 		return nil
 	}
+	if rule.Mode == policy.ModeInterstitial {
+		return g.afterSuccessWait(w, r, next, fr, rule, user, ex, m, rec)
+	}
 	pass := func() error {
 		unlock, ok := sessionLocks.lock(ctx, m.session)
 		if !ok {
@@ -105,6 +110,108 @@ func (g *Gate) afterSuccess(w http.ResponseWriter, r *http.Request, next Next, r
 		return g.startFailed(w, r, rule, user, err)
 	}
 	g.renderClosed(w, r, c)
+	return nil
+}
+
+// afterSuccessWait is a password-first login on a waiting page (code
+// transfer): the bank accepted the password; its answer (the session
+// cookie and the redirect) is stored sealed in the challenge, and the
+// browser gets the waiting page with the code. Only an approval hands the
+// answer over, once (replay, releaseResponse); a denial, expiry or
+// cancellation logs the bank's session out. The challenge is held by a
+// goroutine of its own (Engine.Hold, bounded like every held request),
+// which ends when it is decided and logs out what was not approved.
+func (g *Gate) afterSuccessWait(w http.ResponseWriter, r *http.Request, next Next, fr *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, m *loginMark, rec *responseBuffer) error {
+	ctx := r.Context()
+	tok, err := waitToken()
+	if err != nil {
+		g.bankLogout(fr, next, rule, rec.header)
+		g.abandonLogin(ctx, m)
+		return err
+	}
+	spec := g.spec(r, rule, user, ex)
+	spec.CodeDigits, spec.BrowserHash = rule.CodeDigits, tokenHash(tok)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	spec.Response = &pushauth.HeldResponse{Status: rec.status, Header: rec.header.Clone(), Body: bytes.Clone(rec.body.Bytes())}
+	type started struct {
+		c   *pushauth.Challenge
+		err error
+	}
+	got := make(chan started, 1)
+	// The challenge outlives this request: the browser comes back for the
+	// answer. It ends at its expiry at the latest (Hold closes it then).
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rule.Timeout+time.Minute)
+	go func() {
+		defer cancel()
+		var first *pushauth.Challenge
+		c, err := g.Engine.Hold(hctx, user, spec, func(c *pushauth.Challenge) {
+			first = c
+			got <- started{c: c}
+		})
+		if first == nil {
+			got <- started{err: err}
+			return
+		}
+		if err == nil && c != nil && c.Status == pushauth.StatusApproved {
+			return // the waiting page's continue hands the answer over
+		}
+		// Denied, expired, cancelled, superseded, or the store failed:
+		// the session the bank opened must not stand.
+		g.bankLogout(fr, next, rule, rec.header)
+		g.abandonLogin(hctx, waitLoginMark(m.session, first))
+	}()
+	st := <-got
+	if st.err != nil || st.c == nil {
+		g.bankLogout(fr, next, rule, rec.header)
+		g.abandonLogin(ctx, m)
+		if st.err == nil {
+			st.err = errors.New("onepush: challenge not started")
+		}
+		return g.startFailed(w, r, rule, user, st.err)
+	}
+	g.note(r, "challenge_id", st.c.ID)
+	return g.sendWaitPage(w, r, rule, st.c, tok, &m.session)
+}
+
+// releaseResponse hands the stored bank answer of an approved
+// password-first login to the browser that started it (replay checked the
+// session, the approval and that this is the first release), and learns
+// the session it sets, unless a later login on the same session took over:
+// then the bank's session is logged out instead.
+func (g *Gate) releaseResponse(w http.ResponseWriter, r *http.Request, next Next, rule *policy.Rule, c *pushauth.Challenge, session string) error {
+	ctx := r.Context()
+	resp := c.Response
+	if rule == nil {
+		g.render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+		return nil
+	}
+	m := waitLoginMark(session, c)
+	unlock, ok := sessionLocks.lock(ctx, m.session)
+	if !ok {
+		g.bankLogout(r, next, rule, resp.Header)
+		g.abandonLogin(ctx, m)
+		return nil
+	}
+	defer unlock()
+	current, err := g.loginCurrent(ctx, m)
+	if err != nil || !current {
+		g.bankLogout(r, next, rule, resp.Header)
+		if err != nil {
+			return g.unavailable(w, r, rule, err)
+		}
+		g.render(w, r, http.StatusConflict, PageSuperseded, c.ID, "")
+		return nil
+	}
+	g.completeLogin(context.WithoutCancel(ctx), m, g.learnedSession(rule, m, resp.Status, resp.Header, true, false))
+	g.Log.Info("releasing the bank's answer to an approved login", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "via", c.Via)
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
 	return nil
 }
 

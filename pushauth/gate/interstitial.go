@@ -20,6 +20,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/ocra"
 )
 
 // WaitCookie binds an interstitial challenge to the browser that started
@@ -33,7 +34,8 @@ const longPoll = 25 * time.Second
 var waitTexts = map[string]map[string]string{
 	"en": {
 		"title": "Approve on your phone", "pending": "A request was sent to your phone. Approve it there; this page continues by itself.",
-		"number": "Choose this number on your phone:", "shown": "Your phone shows", "continue": "Continue",
+		"pendingcode": "A request was sent to your phone. Type the code below into the app there and approve; this page continues by itself.",
+		"number":      "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
 		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
 		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
 		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
@@ -43,11 +45,18 @@ var waitTexts = map[string]map[string]string{
 		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
 
 		"othersession": "This request can only be continued in the bank session it was started in. Nothing was sent to the bank.",
-		"service":      "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
+		"offline":      "No network on your phone? Use a transaction code",
+		"offlinehelp":  "In the app, open “Transaction code” and type these three values exactly as shown; then type the 8-digit response it shows below.",
+		"challenge":    "Challenge number", "response": "8-digit response", "submitresp": "Confirm with the response",
+		"badresp": "The response is wrong or was already used. It is computed over the challenge number, payee and amount shown here.",
+		"nokey":   "Your app cannot compute transaction codes: approve on the phone, or register the app again.",
+		"otptx":   "A security code cannot approve a transaction: use the transaction code, which is computed over its payee and amount.",
+		"service": "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
 	},
 	"ja": {
 		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
-		"number": "スマートフォンで次の番号を選択してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"pendingcode": "スマートフォンに承認依頼を送信しました。アプリに下の確認コードを入力して承認すると、この画面は自動的に進みます。",
+		"number":      "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
 		"useotp": "セキュリティコードで認証する", "code": "6桁のセキュリティコード", "submitotp": "コードで確認する",
 		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
 		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
@@ -57,23 +66,28 @@ var waitTexts = map[string]map[string]string{
 		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
 
 		"othersession": "この操作は、開始したときと同じログイン状態でのみ続行できます。銀行への送信は行われていません。",
-		"service":      "サービス", "amount": "金額", "payee": "振込先", "payeename": "受取人名",
+		"offline":      "スマートフォンが圏外の場合：取引コードで認証する",
+		"offlinehelp":  "アプリの「取引コード」を開き、次の3項目を表示どおりに入力してください。アプリに表示された8桁の応答を下に入力してください。",
+		"challenge":    "チャレンジ番号", "response": "8桁の応答", "submitresp": "応答で確認する",
+		"badresp": "応答が正しくないか、すでに使用されています。応答はここに表示されたチャレンジ番号・振込先・金額から計算されます。",
+		"nokey":   "お使いのアプリは取引コードに対応していません。スマートフォンで承認するか、アプリを再登録してください。",
+		"otptx":   "取引はセキュリティコードでは承認できません。振込先と金額から計算する取引コードをご利用ください。",
+		"service": "サービス", "amount": "金額", "payee": "振込先", "payeename": "受取人名",
 	},
 }
 
 // startInterstitial creates the challenge with the request stored in it,
 // binds it to this browser by cookie, and answers with the waiting page.
 func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, ex *policy.Extraction, body []byte) error {
-	token := make([]byte, 32)
-	if _, err := rand.Read(token); err != nil {
+	tok, err := waitToken()
+	if err != nil {
 		return err
 	}
-	tok := base64.RawURLEncoding.EncodeToString(token)
 	hdr := r.Header.Clone()
 	hdr.Del("Cookie") // the replay carries the browser's cookies of that moment
 	held := &pushauth.HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
 	spec := g.spec(r, rule, user, ex)
-	spec.NumberMatch, spec.Held, spec.BrowserHash = rule.NumberMatching, held, tokenHash(tok)
+	spec.CodeDigits, spec.Held, spec.BrowserHash = rule.CodeDigits, held, tokenHash(tok)
 	c, err := g.Engine.Start(r.Context(), user, spec)
 	if c != nil {
 		g.note(r, "challenge_id", c.ID)
@@ -81,10 +95,20 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	if err != nil {
 		return g.startFailed(w, r, rule, user, err)
 	}
+	var session *string
 	if m := loginMarkOf(r.Context()); m != nil {
-		// The login will reach the bank when it is replayed, in a later
-		// request: name its mark by the challenge, which that request knows.
-		if err := g.markLogin(r.Context(), rule, waitLoginMark(m.session, c)); err != nil {
+		session = &m.session
+	}
+	return g.sendWaitPage(w, r, rule, c, tok, session)
+}
+
+// sendWaitPage answers with c's waiting page, bound to this browser by a
+// cookie carrying tok. When a login is pending on session (non-nil), its
+// mark is named by the challenge first: the login completes in a later
+// request of the waiting page, which knows the challenge.
+func (g *Gate) sendWaitPage(w http.ResponseWriter, r *http.Request, rule *policy.Rule, c *pushauth.Challenge, tok string, session *string) error {
+	if session != nil {
+		if err := g.markLogin(r.Context(), rule, waitLoginMark(*session, c)); err != nil {
 			_, _ = g.Engine.Finish(context.WithoutCancel(r.Context()), c.ID, pushauth.StatusCancelled)
 			return g.unavailable(w, r, rule, err)
 		}
@@ -95,6 +119,15 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	})
 	g.renderWait(w, r, http.StatusOK, c, "", "")
 	return nil
+}
+
+// waitToken is a fresh random token binding a waiting page to its browser.
+func waitToken() (string, error) {
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(token), nil
 }
 
 // waitLoginMark is the mark of the login stored in challenge c, started on
@@ -174,6 +207,8 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		return g.replay(w, r, next, c)
 	case action == "otp" && post:
 		return g.waitOTP(w, r, next, c)
+	case action == "ocra" && post:
+		return g.waitOCRA(w, r, next, c)
 	case action == "resend" && post:
 		msg := waitTexts[Lang(r)]["resent"]
 		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, pushauth.ErrPushRateLimited) {
@@ -190,7 +225,14 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		if cur != nil && cur.Status == pushauth.StatusApproved {
 			// Approved just before the cancel: the user asked to stop, so
 			// nothing is replayed; burn the replay so it never will be.
-			_, _ = g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+			fresh, _ := g.Engine.Store().UseJTI(r.Context(), "replay/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+			if fresh && c.Response != nil {
+				// A password-first login approved, then cancelled: the
+				// bank's session is never handed over, so it must not stand.
+				if rule := g.ruleNamed(c.Rule); rule != nil {
+					g.bankLogout(r, next, rule, c.Response.Header)
+				}
+			}
 		}
 		// A login cancelled before its replay never reaches the bank.
 		if session, ok := g.requestSession(r); ok {
@@ -217,7 +259,7 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, 
 		return nil, false
 	}
 	c, err := g.Engine.Store().GetChallenge(r.Context(), id)
-	if err != nil || c.Held == nil || c.BrowserHash == "" {
+	if err != nil || (c.Held == nil && c.Response == nil) || c.BrowserHash == "" {
 		return nil, false
 	}
 	if subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(c.BrowserHash)) != 1 {
@@ -246,6 +288,11 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	if cur.Status == pushauth.StatusPending && !g.Engine.Now().Before(cur.ExpiresAt) {
 		cur, _ = g.Engine.Finish(r.Context(), cur.ID, pushauth.StatusExpired)
 	}
+	if cur != nil && cur.Status == pushauth.StatusApproved && cur.Void(g.Engine.Now()) {
+		// Approved, but not released within the 10 minutes an
+		// authentication may take: void, and never released.
+		cur.Status = pushauth.StatusExpired
+	}
 	if cur == nil || cur.Status != pushauth.StatusApproved {
 		if cur != nil && cur.Status.Final() {
 			// Denied, expired, cancelled or superseded: a login it was
@@ -266,7 +313,13 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 		http.Redirect(w, r, g.Pages.Back, http.StatusSeeOther)
 		return nil
 	}
+	if cur.Response != nil {
+		return g.releaseResponse(w, r, next, g.ruleNamed(cur.Rule), cur, session)
+	}
 	held := cur.Held
+	if held == nil {
+		return fmt.Errorf("onepush: challenge %s keeps nothing to release", cur.ID)
+	}
 	u, err := url.ParseRequestURI(held.URI)
 	if err != nil {
 		return fmt.Errorf("onepush: stored request URI %q: %w", held.URI, err)
@@ -286,12 +339,7 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	if len(keep) > 0 {
 		req.Header.Set("Cookie", strings.Join(keep, "; "))
 	}
-	var rule *policy.Rule
-	for _, rl := range g.Policy.Rules {
-		if rl.Name == cur.Rule {
-			rule = rl
-		}
-	}
+	rule := g.ruleNamed(cur.Rule)
 	if rule != nil && rule.Kind == policy.KindLogin {
 		// The login completes in this request, on the session it was
 		// started in (checked above).
@@ -299,6 +347,18 @@ func (g *Gate) replay(w http.ResponseWriter, r *http.Request, next Next, c *push
 	}
 	g.Log.Info("replaying approved request", "challenge", c.ID, "user", cur.UserKey, "rule", cur.Rule, "via", cur.Via)
 	return g.forward(w, req, next, held.Body, rule, cur.UserKey, cur)
+}
+
+// ruleNamed is the policy's rule called name, nil when there is none
+// (the policy was changed since).
+func (g *Gate) ruleNamed(name string) *policy.Rule {
+	var rule *policy.Rule
+	for _, rl := range g.Policy.Rules {
+		if rl.Name == name {
+			rule = rl
+		}
+	}
+	return rule
 }
 
 // maxReleaseMismatches is how many releases of one stored request may be
@@ -352,13 +412,14 @@ func (g *Gate) releaseMismatch(r *http.Request, c *pushauth.Challenge) {
 // waitOTP approves with the security code instead of the push; a wrong
 // code counts toward the lock.
 func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 1024)
-	if err := r.ParseForm(); err != nil {
-		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
-		return nil
+	if done, err := g.fallbackForm(w, r, next, c); done {
+		return err
 	}
-	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
-		return g.replay(w, r, next, c)
+	if c.Transaction != nil || c.Kind == string(policy.KindTransaction) {
+		// A plain security code is not tied to amount or payee (PSD2 RTS
+		// art. 5): it approves logins only. Refused, not counted.
+		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["otptx"])
+		return nil
 	}
 	cred, err := g.Engine.Store().GetCredential(r.Context(), c.CredentialID)
 	if err != nil {
@@ -379,19 +440,119 @@ func (g *Gate) waitOTP(w http.ResponseWriter, r *http.Request, next Next, c *pus
 	}
 	if !ok {
 		g.Log.Info("wrong security code on the waiting page", "challenge", c.ID, "user", c.UserKey)
-		if g.Engine.CountFailure(r.Context(), c.UserKey) {
-			_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
-			clearWaitCookie(w, g.WaitPath)
-			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
-			return nil
-		}
-		g.renderWait(w, r, http.StatusBadRequest, c, "", waitTexts[Lang(r)]["badcode"])
+		g.wrongFallback(w, r, c, waitTexts[Lang(r)]["badcode"])
 		return nil
 	}
+	return g.approveFallback(w, r, next, c)
+}
+
+// fallbackForm reads the form of a fallback post (security code or
+// transaction response); done when the request is answered: a bad form,
+// or a challenge no longer pending (then the release decides).
+func (g *Gate) fallbackForm(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) (bool, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1024)
+	if err := r.ParseForm(); err != nil {
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return true, nil
+	}
+	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
+		return true, g.replay(w, r, next, c)
+	}
+	return false, nil
+}
+
+// wrongFallback counts a wrong code or response toward the lock: the
+// locked page once it locks (the challenge is closed), else the waiting
+// page with msg.
+func (g *Gate) wrongFallback(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge, msg string) {
+	if g.Engine.CountFailure(r.Context(), c.UserKey) {
+		_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
+		clearWaitCookie(w, g.WaitPath)
+		g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+		return
+	}
+	g.renderWait(w, r, http.StatusBadRequest, c, "", msg)
+}
+
+// approveFallback approves c from the browser (a right code or response)
+// and releases it.
+func (g *Gate) approveFallback(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
 	if _, err := g.Engine.ApproveWithCode(r.Context(), c.ID); err != nil && !errors.Is(err, pushauth.ErrConflict) {
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}
 	return g.replay(w, r, next, c)
+}
+
+// waitOCRA approves a transaction with the offline, transaction-bound
+// response (RFC 6287 OCRA, pushauth/ocra): the phone computes it from the
+// challenge number, payee and amount the page shows, with the key it was
+// given at registration, so it works without a network and is specific to
+// that amount and payee (PSD2 RTS art. 5). Checked over the challenge's
+// raw typed fields; a wrong response counts toward the lock; a response is
+// accepted once.
+func (g *Gate) waitOCRA(w http.ResponseWriter, r *http.Request, next Next, c *pushauth.Challenge) error {
+	if done, err := g.fallbackForm(w, r, next, c); done {
+		return err
+	}
+	t := waitTexts[Lang(r)]
+	if c.OCRAChallenge == "" || c.Transaction == nil {
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		return nil
+	}
+	cred, err := g.Engine.Store().GetCredential(r.Context(), c.CredentialID)
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	key, err := ocra.ParseKey(cred.OCRAKey)
+	if cred.OCRAKey == "" || err != nil {
+		// Registered before transaction codes: nothing to check against.
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["nokey"])
+		return nil
+	}
+	tx := ocra.Transaction{Challenge: c.OCRAChallenge, Payee: c.Transaction.Payee, Amount: c.Transaction.Amount, Currency: c.Transaction.Currency}
+	if !ocra.VerifyTransaction(key, tx, r.PostForm.Get("response")) {
+		g.Log.Info("wrong transaction response on the waiting page", "challenge", c.ID, "user", c.UserKey)
+		g.wrongFallback(w, r, c, t["badresp"])
+		return nil
+	}
+	fresh, err := g.Engine.Store().UseJTI(r.Context(), "ocra/"+c.ID, c.ExpiresAt.Add(g.Engine.Retention()))
+	if err != nil {
+		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
+	}
+	if !fresh {
+		g.renderWait(w, r, http.StatusBadRequest, c, "", t["badresp"])
+		return nil
+	}
+	return g.approveFallback(w, r, next, c)
+}
+
+// offlineView is what the offline fallback shows: the challenge number in
+// two groups of four, the payee exactly as the bank reads it, and the
+// amount grouped by thousands with its ISO 4217 code.
+type offlineView struct{ Challenge, Payee, Amount string }
+
+func offlineOf(c *pushauth.Challenge) *offlineView {
+	if c.OCRAChallenge == "" || c.Transaction == nil || len(c.OCRAChallenge) != 8 {
+		return nil
+	}
+	return &offlineView{
+		Challenge: c.OCRAChallenge[:4] + " " + c.OCRAChallenge[4:],
+		Payee:     c.Transaction.Payee,
+		Amount:    groupThousands(c.Transaction.Amount) + " " + c.Transaction.Currency,
+	}
+}
+
+// groupThousands writes ASCII digits grouped by thousands (1500000 →
+// 1,500,000), as ocra.Typed reads them back.
+func groupThousands(a string) string {
+	var b strings.Builder
+	for i, d := range a {
+		if i > 0 && (len(a)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
 }
 
 func clearWaitCookie(w http.ResponseWriter, path string) {
@@ -407,6 +568,9 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 	n := base64.RawStdEncoding.EncodeToString(nonce)
 	msg := t["pending"]
 	pending := c != nil && c.Status == pushauth.StatusPending
+	if pending && c.CodeDigits > 0 {
+		msg = t["pendingcode"]
+	}
 	if c != nil && !pending {
 		msg = t[string(c.Status)]
 	}
@@ -424,8 +588,15 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 		data["Display"] = c.Display
 		data["Service"] = c.Service
 		data["Transaction"] = c.Transaction
-		if c.NumberMatch != 0 && pending {
-			data["Number"] = c.NumberMatch
+		if pending {
+			if v := offlineOf(c); v != nil {
+				data["Offline"] = v
+			}
+		}
+		if c.CodeDigits > 0 && pending {
+			// The code goes only to the browser holding the challenge's
+			// cookie (boundChallenge), in a page nobody caches.
+			data["Code"] = c.Code
 		}
 	}
 	setPageHeaders(w.Header(), n)

@@ -190,7 +190,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		t.Fatal(err)
 	}
 	bank := &fakeBank{}
-	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll"}
+	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
 	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
 	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
 	if err != nil {
@@ -529,36 +529,50 @@ func TestSuspendGraceRequiredUserResume(t *testing.T) {
 	}
 }
 
-func TestFiveDenialsLockUntilUnlock(t *testing.T) {
-	g := newRig(t)
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
-	// Four denials, an approval, four more: the count is of consecutive
-	// failures, so no lock.
-	for round := 0; round < 2; round++ {
-		for i := 0; i < 4; i++ {
-			if a := g.pushLogin(newBr(), "1001/alice", p, device.Deny); a.status != http.StatusForbidden {
+// TestDenialsDoNotLockWrongCodesDo: a denial is the customer refusing a
+// request she did not make, not a failed authentication; counting it let
+// whoever rang her phone lock her out. Nine denials leave her active with
+// no failures; five wrong codes in a row (code transfer) lock her until
+// the bank unlocks.
+func TestDenialsDoNotLockWrongCodesDo(t *testing.T) {
+	g := newRigWith(t, interstitialLogin)
+	held := newRig(t)
+	hp := held.phone("none")
+	held.mustEnrol("1001/alice", hp)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 3; i++ {
+			if a := held.pushLogin(newBr(), "1001/alice", hp, device.Deny); a.status != http.StatusForbidden {
 				t.Fatalf("denial: %d", a.status)
 			}
 		}
-		g.clk.Advance(time.Minute) // the per-minute push budget
-		if round == 0 {
-			if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
-				t.Fatalf("approval: %d", a.status)
+		held.clk.Advance(time.Minute) // the per-minute push budget
+	}
+	if s := held.state("1001/alice"); s["state"] != "active" || s["failures"] != float64(0) {
+		t.Fatalf("after 9 denials: %v, want active with no failures", s)
+	}
+	if got := held.metrics.get("login/denied"); got != 9 {
+		t.Errorf("denied challenges counted %d, want 9", got)
+	}
+	if a := held.pushLogin(newBr(), "1001/alice", hp, device.Approve); a.status != http.StatusSeeOther {
+		t.Fatalf("her own login after 9 denials: %d", a.status)
+	}
+
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	g.bank.take()
+	ctx := context.Background()
+	for i := 1; i <= 5; i++ {
+		g.wrongCodeLogin(p, i)
+		if i == 4 {
+			if s := g.state("1001/alice"); s["state"] != "active" || s["failures"] != float64(4) {
+				t.Fatalf("after 4 wrong codes: %v", s)
 			}
+			g.clk.Advance(time.Minute) // the per-minute push budget
 		}
 	}
-	if s := g.state("1001/alice"); s["state"] != "active" || s["failures"] != float64(4) {
-		t.Fatalf("after 4 denials, an approval and 4 denials: %v", s)
-	}
-	// The fifth consecutive failure locks.
-	if a := g.pushLogin(newBr(), "1001/alice", p, device.Deny); a.status != http.StatusForbidden {
-		t.Fatalf("fifth denial: %d", a.status)
-	}
 	if s := g.state("1001/alice"); s["state"] != "locked" {
-		t.Fatalf("after 5 failures: %v", s)
+		t.Fatalf("after 5 wrong codes: %v", s)
 	}
-	g.bank.take()
 	a := newBr().post(t, g.srv.URL+"/login", loginForm("1001/alice"))
 	if a.status != http.StatusForbidden || !strings.Contains(a.body, "locked") {
 		t.Fatalf("locked login: %d %.200q", a.status, a.body)
@@ -570,20 +584,16 @@ func TestFiveDenialsLockUntilUnlock(t *testing.T) {
 		t.Fatalf("unlock: %d %v", st, out)
 	}
 	g.clk.Advance(time.Minute)
-	if a := g.pushLogin(newBr(), "1001/alice", p, device.Approve); a.status != http.StatusSeeOther {
+	b := &codeBrowser{br: newBr()}
+	code, ch := g.startCodeLogin(b, "1001/alice", p)
+	if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusOK {
+		t.Fatalf("approval after unlock: %d", st)
+	}
+	if a := g.continueWait(b, ch); a.status != http.StatusSeeOther {
 		t.Fatalf("login after unlock: %d", a.status)
 	}
-	if got := g.metrics.get("login/denied"); got != 9 {
-		t.Errorf("denied challenges counted %d, want 9", got)
-	}
-	if got := g.metrics.get("login/approved"); got != 2 || g.metrics.approved != 2 {
-		t.Errorf("approved challenges counted %d (latencies %d), want 2", got, g.metrics.approved)
-	}
-	if got := g.metrics.get("login/created"); got != 11 {
-		t.Errorf("created challenges counted %d, want 11", got)
-	}
-	if g.metrics.held != 0 {
-		t.Errorf("held gauge ends at %d, want 0", g.metrics.held)
+	if g.metrics.held != 0 || held.metrics.held != 0 {
+		t.Errorf("held gauges end at %d and %d, want 0", g.metrics.held, held.metrics.held)
 	}
 }
 

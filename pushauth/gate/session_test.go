@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,13 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	_, cred, _ := pushauthtest.Phone(t, eng, "1001/alice")
 	// The bank keeps its session ID, so its successful login sets no cookie
 	// and the policy's success condition cannot ask for one.
-	pol, err := policy.Parse("bank.yaml", bytes.Replace(examplepolicy.Bank, []byte("set_cookie: BANKSESSION, "), nil, 1))
+	// ...and the login is held until the phone approves (the example's
+	// password-first lines taken out: this is about held logins).
+	held := regexp.MustCompile(`(?m)^    (challenge: after_success|mode: interstitial|logout: \{method: POST, path: /logout\}) .*\n`).ReplaceAll(examplepolicy.Bank, nil)
+	if bytes.Equal(held, examplepolicy.Bank) {
+		t.Fatal("the example policy's login is no longer password-first")
+	}
+	pol, err := policy.Parse("bank.yaml", bytes.Replace(held, []byte("set_cookie: BANKSESSION, "), nil, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,11 +250,16 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 		first := make(chan int, 1)
 		go func() { st, _ := s.login(alice, session); first <- st }()
 		c1 := s.pending()
+		// A retry while the first waits stops both (approve-only: the
+		// phone cannot tell them apart); the next retry completes.
+		if st, _ := s.login(alice, session); st != http.StatusConflict {
+			t.Fatalf("the concurrent retry: %d, want 409", st)
+		}
+		if st := <-first; st != http.StatusConflict {
+			t.Fatalf("the first login, stopped by the concurrent retry: %d, want 409", st)
+		}
 		second := make(chan int, 1)
 		go func() { st, _ := s.login(alice, session); second <- st }()
-		if st := <-first; st != http.StatusConflict {
-			t.Fatalf("the superseded first login: %d, want 409", st)
-		}
 		c2 := s.pending()
 		if c2.ID == c1.ID {
 			t.Fatal("no second challenge")

@@ -121,13 +121,13 @@ func challenge(user, cred string, expires time.Time) *pushauth.Challenge {
 			{Label: "Amount", Value: "1 234,56 € — «Überweisung» 💸"},
 			{Label: "Payee", Value: `O'Brien & "Sons" </script> \ / ` + "\t\u2028"},
 		},
-		ClientIP:    "2001:db8::1",
-		UserAgent:   "Mozilla/5.0 (X11; Linux) ☃",
-		NumberMatch: 42,
-		CreatedAt:   now,
-		ExpiresAt:   expires,
-		Status:      pushauth.StatusPending,
-		Context:     `{"amount":"1234.56","payee":"O'Brien \"&\" Sons","nested":{"a":[1,2,{}],"e":[]},"u":"\u00fc/<>"}`,
+		ClientIP:   "2001:db8::1",
+		UserAgent:  "Mozilla/5.0 (X11; Linux) ☃",
+		CodeDigits: 6,
+		CreatedAt:  now,
+		ExpiresAt:  expires,
+		Status:     pushauth.StatusPending,
+		Context:    `{"amount":"1234.56","payee":"O'Brien \"&\" Sons","nested":{"a":[1,2,{}],"e":[]},"u":"\u00fc/<>"}`,
 	}
 }
 

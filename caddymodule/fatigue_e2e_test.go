@@ -1,0 +1,166 @@
+package caddymodule_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"testing"
+	"time"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+)
+
+// browserFrom is a browser whose connections come from local address ip
+// (any of 127.0.0.0/8 reaches the gateway bound to 127.0.0.1): another
+// client address, as Caddy sees it, without a proxy.
+func browserFrom(ip string) *browser {
+	jar, _ := cookiejar.New(nil)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &browser{&http.Client{
+		Jar:           jar,
+		Timeout:       3 * time.Minute,
+		Transport:     &http.Transport{DialContext: d.DialContext},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// answerWhileWaiting posts a login from b and, while it waits, denies
+// whatever the phone shows (the customer refusing what she did not start).
+func answerWhileWaiting(t *testing.T, ctx context.Context, b *browser, target, body string, phone *device.Phone) *http.Response {
+	t.Helper()
+	res := b.postAsync(ctx, target, body)
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-res:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			return r.resp
+		case <-deadline:
+			t.Fatal("the login got no answer within 20s")
+		case <-time.After(20 * time.Millisecond):
+			if p, _ := phone.Pending(ctx); len(p) > 0 {
+				_, _ = phone.Decide(ctx, &p[0], device.Deny, 0)
+			}
+		}
+	}
+}
+
+// TestPushesFromAnotherAddressDoNotStopHerLogin: under a held login rule
+// (approve-only, the phone rings before the password is checked), someone
+// who knows alice's contract number and user ID tries 20 logins from one
+// address; she denies every prompt that reaches her. Her denials are not
+// failed authentications (she is not locked), and the pushes asked from
+// that address come out of that address's budget, not hers: her own login
+// from another address rings and succeeds.
+func TestPushesFromAnotherAddressDoNotStopHerLogin(t *testing.T) {
+	e := newEnv(t, envOptions{}) // the login held (approve-only)
+	g, phone := e.gatewayWithAlice("")
+	e.resetOps(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	atk := browserFrom("127.0.0.2")
+	rang := 0
+	for i := range 20 {
+		resp := answerWhileWaiting(t, ctx, atk, g.URL+"/login", loginBody(alice), phone)
+		switch resp.StatusCode {
+		case http.StatusForbidden: // denied on her phone
+			rang++
+		case http.StatusTooManyRequests: // that address's push budget is used up
+		default:
+			t.Fatalf("attempt %d from the other address: %d", i+1, resp.StatusCode)
+		}
+	}
+	if rang == 0 || rang > 5 {
+		t.Fatalf("her phone rang %d times for 20 attempts from one address, want 1 to 5 (push_rate)", rang)
+	}
+	if n := len(e.ops(t)); n != 0 {
+		t.Fatalf("bank saw %d operations from the attempts", n)
+	}
+	// Her own login, from her address, in the same minute.
+	if st := pushed(t, g, alice, phone, device.Approve); st != http.StatusSeeOther {
+		t.Fatalf("her own login after 20 attempts from another address: %d, want 303", st)
+	}
+	if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
+		t.Fatalf("bank logins %+v, want hers", logins)
+	}
+}
+
+// TestSupersedeRaceNeverReleasesTheAttackersRequest: the customer's held
+// login waits for her phone; a second later an attacker with her password
+// starts one too. The phone would show one prompt with the same contract
+// and user, and approving it used to log the attacker in. Now a second
+// approve-only challenge while one is pending stops both: whatever the
+// customer approves releases nothing, both browsers are told to try again,
+// and the bank sees no login; her retry then succeeds.
+func TestSupersedeRaceNeverReleasesTheAttackersRequest(t *testing.T) {
+	e := newEnv(t, envOptions{}) // the login held (approve-only)
+	g, phone := e.gatewayWithAlice("")
+	e.resetOps(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	customer := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
+	hers := waitChallenge(t, phone)
+	attacker := browserFrom("127.0.0.2").postAsync(ctx, g.URL+"/login", loginBody(alice))
+	// She approves what her phone shows once the attacker's login is in:
+	// every pending prompt, and her own.
+	var atkResp *http.Response
+	select {
+	case r := <-attacker:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		atkResp = r.resp
+	case <-time.After(2 * time.Second):
+	}
+	pending, _ := phone.Pending(ctx)
+	for i := range pending {
+		_, _ = phone.Decide(ctx, &pending[i], device.Approve, 0)
+	}
+	_, _ = phone.Decide(ctx, hers, device.Approve, 0)
+	if atkResp == nil {
+		select {
+		case r := <-attacker:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			atkResp = r.resp
+		case <-time.After(20 * time.Second):
+			t.Fatal("the attacker's login got no answer")
+		}
+	}
+	var custResp *http.Response
+	select {
+	case r := <-customer:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		custResp = r.resp
+	case <-time.After(20 * time.Second):
+		t.Fatal("her login got no answer")
+	}
+	if atkResp.StatusCode == http.StatusSeeOther {
+		t.Fatal("the customer's approval released the attacker's login")
+	}
+	if atkResp.StatusCode != http.StatusConflict || custResp.StatusCode != http.StatusConflict {
+		t.Fatalf("attacker %d, customer %d: want both told to try again (409)", atkResp.StatusCode, custResp.StatusCode)
+	}
+	if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 0 {
+		t.Fatalf("bank logins %+v during the race, want none", logins)
+	}
+	// The phone is told why: both challenges are closed as superseded.
+	if st, _ := phone.Decide(ctx, hers, device.Approve, 0); st != http.StatusConflict {
+		t.Fatalf("her prompt after the race: %d, want 409", st)
+	}
+	if st := pushed(t, g, alice, phone, device.Approve); st != http.StatusSeeOther {
+		t.Fatalf("her retry: %d", st)
+	}
+	if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
+		t.Fatalf("bank logins %+v, want her retry's", logins)
+	}
+}
