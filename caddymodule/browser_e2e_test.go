@@ -34,6 +34,7 @@ func chromiumPath(t *testing.T) string {
 		return ""
 	}
 	if p := find(); p != "" {
+		japaneseFont(t)
 		return p
 	}
 	installChromium.Do(func() {
@@ -44,13 +45,6 @@ func chromiumPath(t *testing.T) string {
 			return
 		}
 		t.Log("chromium missing: apt-get install -y chromium")
-		// Other test binaries may be installing at the same moment
-		// (redis-server): wait for dpkg's lock rather than fail.
-		apt := func(args ...string) ([]byte, error) {
-			cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=600"}, args...)...)
-			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-			return cmd.CombinedOutput()
-		}
 		if out, err := apt("install", "-y", "chromium"); err != nil {
 			t.Logf("apt-get install chromium: %v: %s", err, lastLines(out))
 			_, _ = apt("update")
@@ -61,6 +55,7 @@ func chromiumPath(t *testing.T) string {
 		}
 	})
 	if p := find(); p != "" {
+		japaneseFont(t)
 		return p
 	}
 	if os.Getenv("CI") == "true" {
@@ -68,6 +63,50 @@ func chromiumPath(t *testing.T) string {
 	}
 	t.Skip("chromium is not installed; run as root with apt-get or install Debian's chromium")
 	return ""
+}
+
+// apt runs apt-get non-interactively. Other test binaries may be
+// installing at the same moment (redis-server): it waits for dpkg's lock
+// rather than fail.
+func apt(args ...string) ([]byte, error) {
+	cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=600"}, args...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	return cmd.CombinedOutput()
+}
+
+var installFont sync.Once
+
+// japaneseFont makes sure Chromium can draw the Japanese pages the
+// screenshots show (without a CJK font every kanji is an empty box): it
+// installs Debian's IPA Gothic when fontconfig knows no Japanese font,
+// running as root with apt-get; with CI=true a missing font fails.
+func japaneseFont(t *testing.T) {
+	t.Helper()
+	have := func() bool {
+		out, err := exec.Command("fc-list", ":lang=ja", "family").Output()
+		return err == nil && strings.TrimSpace(string(out)) != ""
+	}
+	if have() {
+		return
+	}
+	installFont.Do(func() {
+		if os.Geteuid() != 0 {
+			return
+		}
+		if _, err := exec.LookPath("apt-get"); err != nil {
+			return
+		}
+		t.Log("no Japanese font: apt-get install -y fonts-ipafont-gothic")
+		if out, err := apt("install", "-y", "fonts-ipafont-gothic"); err != nil {
+			_, _ = apt("update")
+			if out, err = apt("install", "-y", "fonts-ipafont-gothic"); err != nil {
+				t.Logf("apt-get install fonts-ipafont-gothic: %v: %s", err, lastLines(out))
+			}
+		}
+	})
+	if !have() && os.Getenv("CI") == "true" {
+		t.Fatal("no Japanese font for chromium and none could be installed (CI=true: failing, not skipping)")
+	}
 }
 
 func lastLines(b []byte) string {
