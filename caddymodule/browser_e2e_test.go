@@ -241,6 +241,17 @@ func submitLogin(ctx context.Context, gw string, u bank.User) error {
 	)
 }
 
+// loginInChrome opens a new browser and submits u's login through the
+// gateway gw: it stands on the waiting page when this returns.
+func loginInChrome(t *testing.T, gw string, u bank.User) context.Context {
+	t.Helper()
+	ctx := newChrome(t)
+	if err := submitLogin(ctx, gw, u); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
 func TestBrowserInterstitialLogin(t *testing.T) {
 	e := newEnv(t, envOptions{edit: interstitialPolicy})
 	// Eleven challenges in a minute or two: the per-user push budget is
@@ -249,10 +260,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 	e.resetOps(t)
 
 	t.Run("code transfer approved on the phone", func(t *testing.T) {
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		code := shownCode(t, ctx)
 		screenshot(t, ctx, "interstitial-code-transfer")
 		if n := len(e.ops(t)); n != 0 {
@@ -277,10 +285,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 	t.Run("a wrong or missing code is refused", func(t *testing.T) {
 		for _, missing := range []bool{false, true} {
 			e.resetOps(t)
-			ctx := newChrome(t)
-			if err := submitLogin(ctx, g.URL, alice); err != nil {
-				t.Fatal(err)
-			}
+			ctx := loginInChrome(t, g.URL, alice)
 			code := shownCode(t, ctx)
 			ch := waitChallenge(t, phone)
 			var st int
@@ -308,10 +313,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 
 	t.Run("security code instead of the push", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		// The next step's code: valid now (±1 step) and never used before.
 		code, _, err := phone.SecurityCodeAt(time.Now().Add(30 * time.Second))
 		if err != nil {
@@ -341,10 +343,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 
 	t.Run("cancel", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		ch := waitChallenge(t, phone)
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#cancel`))); err != nil {
 			t.Fatal(err)
@@ -363,10 +362,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 
 	t.Run("another browser with the challenge id gets nothing", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		ch := waitChallenge(t, phone)
 		code := shownCode(t, ctx)
 		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, code); st != http.StatusOK {

@@ -187,6 +187,14 @@ const formCT = "application/x-www-form-urlencoded"
 
 func formHdr() [][2]string { return [][2]string{{"Content-Type", formCT}} }
 
+// overridden sends the request as method with one method-override header.
+func overridden(method, header, value string) func(varCtx, *rawReq) {
+	return func(_ varCtx, r *rawReq) {
+		r.method = method
+		r.headers = append(r.headers, [2]string{header, value})
+	}
+}
+
 func loginReq(target string) func(varCtx) rawReq {
 	return func(v varCtx) rawReq {
 		return rawReq{method: "POST", target: target, headers: formHdr(), body: loginBody(v.u)}
@@ -282,28 +290,13 @@ func bypassVariants() []bypassVariant {
 		lh("lower-case method", "challenge", func(_ varCtx, r *rawReq) { r.method = "post" }),
 		lh("PUT", "refuse", func(_ varCtx, r *rawReq) { r.method = "PUT" }),
 		lh("PATCH", "refuse", func(_ varCtx, r *rawReq) { r.method = "PATCH" }),
-		lh("GET with a body and X-HTTP-Method-Override", "challenge", func(_ varCtx, r *rawReq) {
-			r.method = "GET"
-			r.headers = append(r.headers, [2]string{"X-HTTP-Method-Override", "POST"})
-		}),
-		lh("PUT with X-HTTP-Method-Override", "challenge", func(_ varCtx, r *rawReq) {
-			r.method = "PUT"
-			r.headers = append(r.headers, [2]string{"X-HTTP-Method-Override", "POST"})
-		}),
-		lh("PUT with X-Method-Override", "challenge", func(_ varCtx, r *rawReq) {
-			r.method = "PUT"
-			r.headers = append(r.headers, [2]string{"X-Method-Override", "post"})
-		}),
-		lh("DELETE with X-HTTP-Method", "challenge", func(_ varCtx, r *rawReq) {
-			r.method = "DELETE"
-			r.headers = append(r.headers, [2]string{"X-HTTP-Method", "POST"})
-		}),
+		lh("GET with a body and X-HTTP-Method-Override", "challenge", overridden("GET", "X-HTTP-Method-Override", "POST")),
+		lh("PUT with X-HTTP-Method-Override", "challenge", overridden("PUT", "X-HTTP-Method-Override", "POST")),
+		lh("PUT with X-Method-Override", "challenge", overridden("PUT", "X-Method-Override", "post")),
+		lh("DELETE with X-HTTP-Method", "challenge", overridden("DELETE", "X-HTTP-Method", "POST")),
 		// Caddy drops headers spelled with underscores, so this PUT meets the protected
 		// prefix without an override (policy.Match would honour the spelling too).
-		lh("override header with underscores", "refuse", func(_ varCtx, r *rawReq) {
-			r.method = "PUT"
-			r.headers = append(r.headers, [2]string{"X_HTTP_METHOD_OVERRIDE", "POST"})
-		}),
+		lh("override header with underscores", "refuse", overridden("PUT", "X_HTTP_METHOD_OVERRIDE", "POST")),
 		lh("_method in the query", "challenge", func(_ varCtx, r *rawReq) { r.method, r.target = "PUT", "/login?_method=POST" }),
 		lh("_method in the body of a POST", "challenge", func(_ varCtx, r *rawReq) { r.body += "&_method=PUT" }),
 		lh("_method in the body of a PUT", "refuse", func(_ varCtx, r *rawReq) { r.method, r.body = "PUT", r.body+"&_method=POST" }),
@@ -394,10 +387,7 @@ func bypassVariants() []bypassVariant {
 		th("transfer upper case", "challenge", func(_ varCtx, r *rawReq) { r.target = "/TRANSFER" }),
 		th("transfer trailing slash and parameter", "challenge", func(_ varCtx, r *rawReq) { r.target = "/transfer/;jsessionid=9" }),
 		th("transfer encoded letter and double slash", "challenge", func(_ varCtx, r *rawReq) { r.target = "//%74ransfer" }),
-		th("transfer PUT with override", "challenge", func(_ varCtx, r *rawReq) {
-			r.method = "PUT"
-			r.headers = append(r.headers, [2]string{"X-HTTP-Method-Override", "POST"})
-		}),
+		th("transfer PUT with override", "challenge", overridden("PUT", "X-HTTP-Method-Override", "POST")),
 		th("transfer GET with _method and a body", "challenge", func(_ varCtx, r *rawReq) { r.method, r.target = "GET", "/transfer?_method=post" }),
 		th("transfer PATCH", "refuse", func(_ varCtx, r *rawReq) { r.method = "PATCH" }),
 		th("transfer JSON", "challenge", func(v varCtx, r *rawReq) {

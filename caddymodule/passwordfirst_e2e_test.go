@@ -79,10 +79,7 @@ func TestPasswordFirstLoginWithCodeTransferInChromium(t *testing.T) {
 	e.resetOps(t)
 
 	t.Run("the code typed into the phone", func(t *testing.T) {
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		code := shownCode(t, ctx)
 		screenshot(t, ctx, "password-first-code")
 		// The bank has checked the password; nothing of its session is in
@@ -108,10 +105,7 @@ func TestPasswordFirstLoginWithCodeTransferInChromium(t *testing.T) {
 
 	t.Run("a wrong code", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := newChrome(t)
-		if err := submitLogin(ctx, g.URL, alice); err != nil {
-			t.Fatal(err)
-		}
+		ctx := loginInChrome(t, g.URL, alice)
 		code := shownCode(t, ctx)
 		ch := waitChallenge(t, phone)
 		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
