@@ -37,23 +37,7 @@ func chromiumPath(t *testing.T) string {
 		japaneseFont(t)
 		return p
 	}
-	installChromium.Do(func() {
-		if os.Geteuid() != 0 {
-			return
-		}
-		if _, err := exec.LookPath("apt-get"); err != nil {
-			return
-		}
-		t.Log("chromium missing: apt-get install -y chromium")
-		if out, err := apt("install", "-y", "chromium"); err != nil {
-			t.Logf("apt-get install chromium: %v: %s", err, lastLines(out))
-			_, _ = apt("update")
-			out, err = apt("install", "-y", "chromium")
-			if err != nil {
-				t.Logf("apt-get install chromium after update: %v: %s", err, lastLines(out))
-			}
-		}
-	})
+	installChromium.Do(func() { aptInstall(t, "chromium missing", "chromium") })
 	if p := find(); p != "" {
 		japaneseFont(t)
 		return p
@@ -74,6 +58,27 @@ func apt(args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
+// aptInstall installs Debian's pkg when running as root with apt-get,
+// updating the package lists and trying again once if the first attempt
+// fails; a failure is only logged (the caller looks for what it needs).
+func aptInstall(t *testing.T, why, pkg string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return
+	}
+	t.Logf("%s: apt-get install -y %s", why, pkg)
+	if out, err := apt("install", "-y", pkg); err != nil {
+		t.Logf("apt-get install %s: %v: %s", pkg, err, lastLines(out))
+		_, _ = apt("update")
+		if out, err = apt("install", "-y", pkg); err != nil {
+			t.Logf("apt-get install %s after update: %v: %s", pkg, err, lastLines(out))
+		}
+	}
+}
+
 var installFont sync.Once
 
 // japaneseFont makes sure Chromium can draw the Japanese pages the
@@ -89,21 +94,7 @@ func japaneseFont(t *testing.T) {
 	if have() {
 		return
 	}
-	installFont.Do(func() {
-		if os.Geteuid() != 0 {
-			return
-		}
-		if _, err := exec.LookPath("apt-get"); err != nil {
-			return
-		}
-		t.Log("no Japanese font: apt-get install -y fonts-ipafont-gothic")
-		if out, err := apt("install", "-y", "fonts-ipafont-gothic"); err != nil {
-			_, _ = apt("update")
-			if out, err = apt("install", "-y", "fonts-ipafont-gothic"); err != nil {
-				t.Logf("apt-get install fonts-ipafont-gothic: %v: %s", err, lastLines(out))
-			}
-		}
-	})
+	installFont.Do(func() { aptInstall(t, "no Japanese font", "fonts-ipafont-gothic") })
 	if !have() && os.Getenv("CI") == "true" {
 		t.Fatal("no Japanese font for chromium and none could be installed (CI=true: failing, not skipping)")
 	}

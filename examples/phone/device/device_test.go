@@ -486,6 +486,16 @@ const numberCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip
 // codeCtx is a login under code transfer: the browser shows 6 digits.
 const codeCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip":"127.0.0.1","number_match":false,"code_digits":6}`
 
+// wantStatus fails unless err is a *StatusError with status.
+func wantStatus(t *testing.T, err error, status int, what string) *StatusError {
+	t.Helper()
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != status {
+		t.Fatalf("%s: %v, want status %d", what, err, status)
+	}
+	return se
+}
+
 func registered(t *testing.T, f *fakeServer, platform, push string, opts ...Option) *Phone {
 	t.Helper()
 	p, err := New(f.base, opts...)
@@ -541,8 +551,7 @@ func TestRegisterErrorCarriesStatusAndBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Register(context.Background(), "carrier-pigeon", "")
-	var se *StatusError
-	if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Body, "bad platform") {
+	if se := wantStatus(t, err, 400, "Register with an unknown platform"); !strings.Contains(se.Body, "bad platform") {
 		t.Fatalf("err = %v", err)
 	}
 	if !strings.Contains(err.Error(), "POST /credentials") || !strings.Contains(err.Error(), "400") {
@@ -594,10 +603,7 @@ func TestPendingAndGet(t *testing.T) {
 	}
 
 	_, err = p.Get(ctx, "nope")
-	var se *StatusError
-	if !errors.As(err, &se) || se.Status != 404 {
-		t.Fatalf("Get unknown: %v", err)
-	}
+	wantStatus(t, err, 404, "Get unknown")
 }
 
 func TestDecideApproveDeny(t *testing.T) {
@@ -747,10 +753,7 @@ func TestClockIsUsedForTokens(t *testing.T) {
 	now = now.Add(-10 * time.Minute)
 	mu.Unlock()
 	_, err := p.Pending(context.Background())
-	var se *StatusError
-	if !errors.As(err, &se) || se.Status != 401 {
-		t.Fatalf("stale clock: %v, want 401", err)
-	}
+	wantStatus(t, err, 401, "stale clock")
 }
 
 func TestUpdatePushTokenAndUninstall(t *testing.T) {
@@ -771,10 +774,7 @@ func TestUpdatePushTokenAndUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := p.Pending(ctx)
-	var se *StatusError
-	if !errors.As(err, &se) || se.Status != 401 {
-		t.Fatalf("after uninstall: %v, want 401", err)
-	}
+	wantStatus(t, err, 401, "after uninstall")
 }
 
 func TestWaitPending(t *testing.T) {
