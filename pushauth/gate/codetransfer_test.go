@@ -88,51 +88,36 @@ func TestCodeTransferIsVoidAfterTenMinutes(t *testing.T) {
 	g.bank.take()
 	ctx := context.Background()
 
-	t.Run("approval at ten minutes", func(t *testing.T) {
-		b := &codeBrowser{br: newBr()}
-		code, ch := g.startCodeLogin(b, "1001/alice", p)
-		g.clk.Advance(10 * time.Minute)
-		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusConflict {
-			t.Fatalf("approval with the right code after 10 minutes: %d, want 409", st)
-		}
-		if a := g.continueWait(b, ch); a.status == http.StatusSeeOther {
-			t.Fatalf("continue after 10 minutes: %d", a.status)
-		}
-		if ops := g.bank.take(); len(ops) != 0 {
-			t.Fatalf("bank saw %v", ops)
-		}
-	})
-
-	t.Run("approved in time, released too late", func(t *testing.T) {
-		b := &codeBrowser{br: newBr()}
-		code, ch := g.startCodeLogin(b, "1001/alice", p)
-		g.clk.Advance(9*time.Minute + 50*time.Second)
-		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusOK {
-			t.Fatalf("approval in time: %d", st)
-		}
-		g.clk.Advance(10 * time.Second)
-		if a := g.continueWait(b, ch); a.status == http.StatusSeeOther {
-			t.Fatalf("continue at 10 minutes: %d %.200q", a.status, a.body)
-		}
-		if ops := g.bank.take(); len(ops) != 0 {
-			t.Fatalf("bank saw %v", ops)
-		}
-	})
-
-	t.Run("in time", func(t *testing.T) {
-		b := &codeBrowser{br: newBr()}
-		code, ch := g.startCodeLogin(b, "1001/alice", p)
-		g.clk.Advance(9 * time.Minute)
-		if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusOK {
-			t.Fatalf("approval in time: %d", st)
-		}
-		if a := g.continueWait(b, ch); a.status != http.StatusSeeOther {
-			t.Fatalf("continue in time: %d %.200q", a.status, a.body)
-		}
-		if ops := g.bank.take(); len(ops) != 1 {
-			t.Fatalf("bank saw %v, want the login once", ops)
-		}
-	})
+	for _, c := range []struct {
+		name          string
+		before, after time.Duration // on the clock before the approval, and after it
+		decided       int           // the phone's answer to the approval
+		released      bool          // whether the login reaches the bank
+	}{
+		{"approval at ten minutes", 10 * time.Minute, 0, http.StatusConflict, false},
+		{"approved in time, released too late", 9*time.Minute + 50*time.Second, 10 * time.Second, http.StatusOK, false},
+		{"in time", 9 * time.Minute, 0, http.StatusOK, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := &codeBrowser{br: newBr()}
+			code, ch := g.startCodeLogin(b, "1001/alice", p)
+			g.clk.Advance(c.before)
+			if st, _ := p.DecideWithCode(ctx, ch, device.Approve, code); st != c.decided {
+				t.Fatalf("approval with the right code after %v: %d, want %d", c.before, st, c.decided)
+			}
+			g.clk.Advance(c.after)
+			if a := g.continueWait(b, ch); (a.status == http.StatusSeeOther) != c.released {
+				t.Fatalf("continue at %v: %d %.200q, want released %v", c.before+c.after, a.status, a.body, c.released)
+			}
+			want := 0
+			if c.released {
+				want = 1 // the login, once
+			}
+			if ops := g.bank.take(); len(ops) != want {
+				t.Fatalf("bank saw %v, want %d operations", ops, want)
+			}
+		})
+	}
 }
 
 // TestWrongCodesCountAcrossFreshChallenges: a wrong code closes the
