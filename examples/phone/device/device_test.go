@@ -486,6 +486,16 @@ const numberCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip
 // codeCtx is a login under code transfer: the browser shows 6 digits.
 const codeCtx = `{"user":"1001/alice","kind":"login","rule":"login","client_ip":"127.0.0.1","number_match":false,"code_digits":6}`
 
+// getChallenge fetches challenge id through the phone, as its app does.
+func getChallenge(t *testing.T, p *Phone, id string) *Challenge {
+	t.Helper()
+	ch, err := p.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
 // wantStatus fails unless err is a *StatusError with status.
 func wantStatus(t *testing.T, err error, status int, what string) *StatusError {
 	t.Helper()
@@ -594,10 +604,7 @@ func TestPendingAndGet(t *testing.T) {
 		t.Fatalf("parsed = %+v", pc)
 	}
 
-	got, err := p.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := getChallenge(t, p, id)
 	if got.ID != id || got.Context != transferCtx || got.Parsed.Display[0].Value != "5000 JPY" {
 		t.Fatalf("Get = %+v", got)
 	}
@@ -613,10 +620,7 @@ func TestDecideApproveDeny(t *testing.T) {
 	a := f.addChallenge(p.CredentialID(), "transfer", transferCtx, false, 0, false)
 	b := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
 
-	cha, err := p.Get(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cha := getChallenge(t, p, a)
 	// A context altered by one byte (re-encoded compactly) must not verify:
 	// the hash is over the bytes exactly as received.
 	tampered := *cha
@@ -638,10 +642,7 @@ func TestDecideApproveDeny(t *testing.T) {
 		t.Fatalf("server recorded %+v", d)
 	}
 
-	chb, err := p.Get(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chb := getChallenge(t, p, b)
 	if st, err := p.Decide(ctx, chb, Deny, 0); err != nil || st != 200 {
 		t.Fatalf("deny: status %d err %v", st, err)
 	}
@@ -667,10 +668,7 @@ func TestDecisionTokenClaims(t *testing.T) {
 	ctx := context.Background()
 	id := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
 	other := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
-	ch, err := p.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := getChallenge(t, p, id)
 	tok, err := p.DecisionToken(ch, Fraud, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -722,10 +720,7 @@ func TestNumberMatch(t *testing.T) {
 	p := registered(t, f, "none", "")
 	ctx := context.Background()
 	id := f.addChallenge(p.CredentialID(), "login", numberCtx, true, 47, false)
-	ch, err := p.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := getChallenge(t, p, id)
 	if !ch.Parsed.NumberMatch {
 		t.Fatal("number_match not parsed")
 	}
