@@ -36,15 +36,9 @@ func TestAssuranceOfEachRule(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Parse("test.yaml", []byte(stepUpBase+tc.extra))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
-				}
+			p := parseOrRefused(t, stepUpBase+tc.extra, tc.wantErr)
+			if p == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			r := p.Rules[0]
 			if r.Assurance() != tc.assurance || r.CodeDigits != tc.digits {

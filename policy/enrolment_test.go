@@ -62,15 +62,9 @@ func TestNotEnrolledEnrol(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Parse("test.yaml", []byte(tc.base+tc.extra))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
-				}
+			p := parseOrRefused(t, tc.base+tc.extra, tc.wantErr)
+			if p == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if p.Rules[0].NotEnrolled != ActionEnrol {
 				t.Fatalf("NotEnrolled = %q", p.Rules[0].NotEnrolled)

@@ -26,6 +26,23 @@ func mustParse(tb testing.TB, src string) *Policy {
 	return p
 }
 
+// parseOrRefused parses src; with wantErr set it fails unless Parse
+// refuses src with an error containing wantErr, and returns nil.
+func parseOrRefused(tb testing.TB, src, wantErr string) *Policy {
+	tb.Helper()
+	p, err := Parse("test.yaml", []byte(src))
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			tb.Fatalf("error = %v, want it to contain %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 const matchPolicy = `version: 1
 session: {cookie: S}
 rules:

@@ -23,15 +23,6 @@ rules:
     user: {session: true}
 `
 
-func mustParseQ(t testing.TB, src string) *Policy {
-	t.Helper()
-	p, err := Parse("p.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func qreq(t testing.TB, method, target string, hdr map[string]string, body string) *http.Request {
 	t.Helper()
 	r, err := http.NewRequest(method, "http://bank.example"+target, strings.NewReader(body))
@@ -48,7 +39,7 @@ func qreq(t testing.TB, method, target string, hdr map[string]string, body strin
 }
 
 func TestMethodOverrideIsMatchedAsTheOverriddenMethod(t *testing.T) {
-	p := mustParseQ(t, strings.Replace(quirksPolicy, "protected: {prefix: /, except: [/search]}\n", "", 1))
+	p := mustParse(t, strings.Replace(quirksPolicy, "protected: {prefix: /, except: [/search]}\n", "", 1))
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	cases := []struct {
 		name   string
@@ -87,7 +78,7 @@ func ruleName(r *Rule) string {
 }
 
 func TestProtectedPrefixRefusesUnknownVariants(t *testing.T) {
-	p := mustParseQ(t, quirksPolicy)
+	p := mustParse(t, quirksPolicy)
 	cases := []struct {
 		name   string
 		method string
@@ -130,7 +121,7 @@ func TestProtectedParseErrors(t *testing.T) {
 }
 
 func TestFieldsInQuery(t *testing.T) {
-	p := mustParseQ(t, quirksPolicy)
+	p := mustParse(t, quirksPolicy)
 	login := p.Rules[0]
 	cases := []struct {
 		name, target, ct, body, user string
@@ -158,7 +149,7 @@ func TestFieldsInQuery(t *testing.T) {
 		}
 	}
 	// Without the quirk a rule field in the query is refused even when the body lacks it.
-	plain := mustParseQ(t, strings.Replace(quirksPolicy, "app: {fields_in_query: true}\n", "", 1)).Rules[0]
+	plain := mustParse(t, strings.Replace(quirksPolicy, "app: {fields_in_query: true}\n", "", 1)).Rules[0]
 	r := qreq(t, "POST", "/login?user_id=alice&password=x", nil, "")
 	if _, err := plain.Extract(r, nil); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("query fields without the quirk: %v, want a refusal", err)
@@ -166,7 +157,7 @@ func TestFieldsInQuery(t *testing.T) {
 }
 
 func TestMatchDoesNotAllocateForPlainGets(t *testing.T) {
-	p := mustParseQ(t, quirksPolicy)
+	p := mustParse(t, quirksPolicy)
 	r := qreq(t, "GET", "/static/style.css", map[string]string{"Accept": "*/*", "X-Requested-With": "x"}, "")
 	if n := testing.AllocsPerRun(100, func() { _ = p.Match(r) }); n != 0 {
 		t.Fatalf("Match allocates %v times for a plain GET", n)
@@ -185,7 +176,7 @@ func FuzzMatch(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	p := mustParseQ(f, quirksPolicy)
+	p := mustParse(f, quirksPolicy)
 	f.Fuzz(func(t *testing.T, raw string) {
 		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
 		if err != nil {
