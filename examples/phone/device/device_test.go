@@ -912,20 +912,12 @@ var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 func TestSimulatorPageListsPromptAndDecides(t *testing.T) {
 	f := newFakeServer(t)
 	sim, hs := startSim(t, f, "off", "none")
-	sim.PollInterval = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sim.Run(ctx)
+	runSim(t, sim)
 
 	id := f.addChallenge(sim.Phone().CredentialID(), "transfer", transferCtx, false, 0, false)
 	waitPrompt(t, sim)
 
-	resp, err := http.Get(hs.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, page := simPage(t, hs.URL)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -957,22 +949,12 @@ func TestSimulatorPageListsPromptAndDecides(t *testing.T) {
 
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	// A forged form post (no csrf) is refused and decides nothing.
-	resp, err = noRedirect.PostForm(hs.URL+"/decide", url.Values{"id": {id}, "decision": {"approve"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 || f.state(id) != "pending" {
-		t.Fatalf("forged post: %d, state %s", resp.StatusCode, f.state(id))
+	if st := postDecide(t, noRedirect, hs.URL, url.Values{"id": {id}, "decision": {"approve"}}); st != 403 || f.state(id) != "pending" {
+		t.Fatalf("forged post: %d, state %s", st, f.state(id))
 	}
 
-	resp, err = noRedirect.PostForm(hs.URL+"/decide", url.Values{"id": {id}, "decision": {"approve"}, "csrf": {string(m[1])}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("decide: %d", resp.StatusCode)
+	if st := postDecide(t, noRedirect, hs.URL, url.Values{"id": {id}, "decision": {"approve"}, "csrf": {string(m[1])}}); st != http.StatusSeeOther {
+		t.Fatalf("decide: %d", st)
 	}
 	if d := f.waitDecision(t); d.ChallengeID != id || d.Decision != "approve" {
 		t.Fatalf("recorded %+v", d)
@@ -980,12 +962,7 @@ func TestSimulatorPageListsPromptAndDecides(t *testing.T) {
 	if len(sim.PendingPrompts()) != 0 {
 		t.Fatal("decided prompt still listed")
 	}
-	resp, err = http.Get(hs.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, page = simPage(t, hs.URL)
 	if !strings.Contains(string(page), "No pending prompts") || !strings.Contains(string(page), "HTTP 200") {
 		t.Fatalf("page after decision:\n%s", page)
 	}
@@ -996,12 +973,7 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 	sim, hs := startSim(t, f, "approve", "webhook")
 	id := f.addChallenge(sim.Phone().CredentialID(), "login", numberCtx, true, 31, true)
 	waitPrompt(t, sim)
-	resp, err := http.Get(hs.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, page := simPage(t, hs.URL)
 	if !strings.Contains(string(page), `name="number"`) || strings.Contains(string(page), `http-equiv="refresh"`) {
 		t.Fatal("number-matching prompt should show a number field and not auto-refresh")
 	}
@@ -1009,11 +981,7 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 	if m == nil {
 		t.Fatal("no csrf")
 	}
-	resp, err = http.PostForm(hs.URL+"/decide", url.Values{"id": {id}, "decision": {"approve"}, "number": {"31"}, "csrf": {string(m[1])}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	postDecide(t, http.DefaultClient, hs.URL, url.Values{"id": {id}, "decision": {"approve"}, "number": {"31"}, "csrf": {string(m[1])}})
 	d := f.waitDecision(t)
 	if d.ChallengeID != id || d.Number == nil || *d.Number != 31 {
 		t.Fatalf("recorded %+v", d)
@@ -1026,22 +994,14 @@ func TestSimulatorPageNumberMatchForm(t *testing.T) {
 func TestSimulatorShowsTypedTransaction(t *testing.T) {
 	f := newFakeServer(t)
 	sim, hs := startSim(t, f, "off", "none")
-	sim.PollInterval = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sim.Run(ctx)
+	runSim(t, sim)
 	f.addChallenge(sim.Phone().CredentialID(), "transaction", typedCtx, false, 0, false)
 	waitPrompt(t, sim)
 	ch := sim.PendingPrompts()[0]
 	if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "1500000" || tx.Currency != "JPY" || tx.Payee != "1234567" || ch.Parsed.Service != "振込" || ch.Parsed.Host != "bank.example.com" {
 		t.Fatalf("parsed context = %+v / %+v", ch.Parsed, ch.Parsed.Transaction)
 	}
-	resp, err := http.Get(hs.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, page := simPage(t, hs.URL)
 	for _, want := range []string{
 		`<dd class="service">振込</dd>`,
 		`<dd class="amount">1,500,000 JPY</dd>`,
@@ -1065,6 +1025,37 @@ func TestAmountIsGroupedForReadingOnly(t *testing.T) {
 			t.Errorf("amount(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// simPage fetches the simulator's page at base.
+func simPage(t *testing.T, base string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, page
+}
+
+// postDecide posts the simulator's decision form and returns the status.
+func postDecide(t *testing.T, c *http.Client, base string, form url.Values) int {
+	t.Helper()
+	resp, err := c.PostForm(base+"/decide", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// runSim runs the simulator, polling every 20ms, until the test ends.
+func runSim(t *testing.T, sim *Simulator) {
+	sim.PollInterval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go sim.Run(ctx)
 }
 
 // waitPrompt waits until the simulator lists a prompt.
