@@ -242,13 +242,19 @@ func (f *fakeServer) auth(w http.ResponseWriter, r *http.Request) (string, bool)
 	return iss, true
 }
 
-func (f *fakeServer) pushToken(w http.ResponseWriter, r *http.Request) {
+// authOwn is auth for a request about the credential {id}: only its own.
+func (f *fakeServer) authOwn(w http.ResponseWriter, r *http.Request) (string, bool) {
 	cred, ok := f.auth(w, r)
-	if !ok {
-		return
-	}
-	if r.PathValue("id") != cred {
+	if ok && r.PathValue("id") != cred {
 		jsonErr(w, 403, "not your credential")
+		return "", false
+	}
+	return cred, ok
+}
+
+func (f *fakeServer) pushToken(w http.ResponseWriter, r *http.Request) {
+	cred, ok := f.authOwn(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -266,12 +272,8 @@ func (f *fakeServer) pushToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeServer) deleteCred(w http.ResponseWriter, r *http.Request) {
-	cred, ok := f.auth(w, r)
+	cred, ok := f.authOwn(w, r)
 	if !ok {
-		return
-	}
-	if r.PathValue("id") != cred {
-		jsonErr(w, 403, "not your credential")
 		return
 	}
 	f.mu.Lock()
