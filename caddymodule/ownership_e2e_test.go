@@ -578,6 +578,14 @@ func postUntilDecided(t *testing.T, ctx context.Context, phone *device.Phone, ta
 	}
 }
 
+// pendingSoon waits up to 5s for the phone's next challenge; unlike
+// waitChallenge it hands back the error, for a test that says why none came.
+func pendingSoon(ctx context.Context, phone *device.Phone) (*device.Challenge, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return phone.WaitPending(ctx, 20*time.Millisecond)
+}
+
 // TestFailedLoginDoesNotReattributeAStolenSession: an attacker who holds
 // alice's bank session cookie posts, with it, a login naming another user
 // ("1001/mallory", whom nobody enrolled, any password; or, with
@@ -748,9 +756,7 @@ func TestLoginThatNeverReachesTheBankKeepsTheSession(t *testing.T) {
 		t.Fatalf("the refused login reached the bank: %+v", ops)
 	}
 	res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
-	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer pcancel()
-	ch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	ch, err := pendingSoon(ctx, phone)
 	if err != nil {
 		r := <-res
 		t.Fatalf("alice's own transfer on her own session (still hers at the bank) after a refused login that never reached the bank: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
@@ -774,9 +780,7 @@ func TestLoginThatNeverReachesTheBankKeepsTheSession(t *testing.T) {
 	}
 	e.resetOps(t)
 	res = br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1300", alice.TxnPassword))
-	pctx2, pcancel2 := context.WithTimeout(ctx, 5*time.Second)
-	defer pcancel2()
-	ch, err = phone.WaitPending(pctx2, 20*time.Millisecond)
+	ch, err = pendingSoon(ctx, phone)
 	if err != nil {
 		r := <-res
 		t.Fatalf("alice's transfer after a login she denied on her phone: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
@@ -816,9 +820,7 @@ func TestApprovedDeepLinkLoginCanTransfer(t *testing.T) {
 		t.Fatalf("approved login: %v %v", r.err, r.resp)
 	}
 	tres := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
-	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer pcancel()
-	tch, err := phone.WaitPending(pctx, 20*time.Millisecond)
+	tch, err := pendingSoon(ctx, phone)
 	if err != nil {
 		tr := <-tres
 		t.Fatalf("alice approved her login (deep link to %s) and the bank logged her in, but her transfer was answered %v without asking her phone", r.resp.Header.Get("Location"), tr.resp.Status)
