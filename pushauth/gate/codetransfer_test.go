@@ -83,8 +83,7 @@ func (g *rig) continueWait(b *codeBrowser, ch *device.Challenge) answer {
 // if it is continued in time; at ten minutes nothing can be approved.
 func TestCodeTransferIsVoidAfterTenMinutes(t *testing.T) {
 	g := newRigWith(t, interstitialLogin)
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
+	p := g.alice()
 	g.bank.take()
 	ctx := context.Background()
 
@@ -125,8 +124,7 @@ func TestCodeTransferIsVoidAfterTenMinutes(t *testing.T) {
 // the count, and the fifth wrong code locks.
 func TestWrongCodesCountAcrossFreshChallenges(t *testing.T) {
 	g := newRigWith(t, interstitialLogin)
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
+	p := g.alice()
 	g.bank.take()
 	ctx := context.Background()
 	for i := 1; i <= 5; i++ {

@@ -309,6 +309,14 @@ func (g *rig) mustEnrol(key string, p *device.Phone) {
 	g.clk.Advance(31 * time.Second) // the next enrolment needs the next code
 }
 
+// alice enrols a poll-mode phone for 1001/alice and returns it.
+func (g *rig) alice() *device.Phone {
+	g.t.Helper()
+	p := g.phone("none")
+	g.mustEnrol("1001/alice", p)
+	return p
+}
+
 func (g *rig) pendingCount(p *device.Phone) int {
 	g.t.Helper()
 	list, err := p.Pending(context.Background())
@@ -557,8 +565,7 @@ func TestDenialsDoNotLockWrongCodesDo(t *testing.T) {
 		t.Fatalf("her own login after 9 denials: %d", a.status)
 	}
 
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
+	p := g.alice()
 	g.bank.take()
 	ctx := context.Background()
 	for i := 1; i <= 5; i++ {
@@ -599,8 +606,7 @@ func TestDenialsDoNotLockWrongCodesDo(t *testing.T) {
 
 func TestOneFraudReportLocksAtOnce(t *testing.T) {
 	g := newRig(t)
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
+	p := g.alice()
 	if a := g.pushLogin(newBr(), "1001/alice", p, device.Fraud); a.status != http.StatusForbidden {
 		t.Fatalf("fraud report: %d", a.status)
 	}
@@ -837,8 +843,7 @@ func TestUninstallDeregistersEveryUserOfThePhone(t *testing.T) {
 
 func TestAdminAPIAuthAndAuditQuery(t *testing.T) {
 	g := newRig(t)
-	p := g.phone("none")
-	g.mustEnrol("1001/alice", p)
+	p := g.alice()
 	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + adminToken, "Bearer " + adminToken + "x"} {
 		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/onepush/admin/v1/user?key=1001/alice", nil)
 		if auth != "" {
