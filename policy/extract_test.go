@@ -216,14 +216,8 @@ rules:
 				r.Header.Add(h[0], h[1])
 			}
 			x, err := tt.rule.Extract(r, []byte(tt.body))
-			if tt.wantErr != "" {
-				if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			if !extracted(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if x.UserKey != tt.user || !reflect.DeepEqual(x.Display, tt.display) || x.SessionID != "" {
 				t.Errorf("got %#v, want user %q display %#v", x, tt.user, tt.display)

@@ -35,6 +35,23 @@ rules:
     user: {template: "{form.u}"}
 `
 
+// extracted reports whether Extract succeeded as a case wants: with
+// wantErr set it fails unless err is ErrBadRequest containing wantErr, and
+// answers false (nothing more to check); without, any error fails.
+func extracted(t *testing.T, err error, wantErr string) bool {
+	t.Helper()
+	if wantErr != "" {
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("Extract error = %v, want ErrBadRequest containing %q", err, wantErr)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
 // TestTransactionValuesAreTypedAndStrict: the phone's amount and payee come from the
 // exact values the bank reads; anything the bank (or a later reader) could read in
 // another way, or the phone could show in another way, is refused with 400.
@@ -98,14 +115,8 @@ func TestTransactionValuesAreTypedAndStrict(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newReq("POST", "/"+tt.rule.Name, "bank.example.com", "application/x-www-form-urlencoded")
 			x, err := tt.rule.Extract(r, []byte(tt.body))
-			if tt.wantErr != "" {
-				if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Extract error = %v, want ErrBadRequest containing %q", err, tt.wantErr)
-				}
+			if !extracted(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(x.Transaction, tt.want) {
 				t.Errorf("Transaction = %#v, want %#v", x.Transaction, tt.want)
