@@ -77,21 +77,12 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatalf("page does not show its reference %s", id)
 	}
 	for name, cookie := range map[string]string{"none": "", "forged token": gate.WaitCookie + "=" + id + ".AAAA", "right": gate.WaitCookie + "=" + ck.Value} {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/onepush/wait/"+id, nil)
-		if cookie != "" {
-			req.Header.Set("Cookie", cookie)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
 		want := http.StatusNotFound
 		if name == "right" {
 			want = http.StatusOK
 		}
-		if resp.StatusCode != want {
-			t.Errorf("%s cookie: %d, want %d", name, resp.StatusCode, want)
+		if st := getStatus(t, srv.URL+"/onepush/wait/"+id, "Cookie", cookie); st != want {
+			t.Errorf("%s cookie: %d, want %d", name, st, want)
 		}
 	}
 	// Cancel from the page: audited as the browser's doing, nothing forwarded.

@@ -309,6 +309,22 @@ func (g *rig) mustEnrol(key string, p *device.Phone) {
 	g.clk.Advance(31 * time.Second) // the next enrolment needs the next code
 }
 
+// getStatus answers the status of a GET of target with header set to
+// value (not sent when value is "").
+func getStatus(t *testing.T, target, header, value string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, target, nil)
+	if value != "" {
+		req.Header.Set(header, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // alice enrols a poll-mode phone for 1001/alice and returns it.
 func (g *rig) alice() *device.Phone {
 	g.t.Helper()
@@ -845,17 +861,8 @@ func TestAdminAPIAuthAndAuditQuery(t *testing.T) {
 	g := newRig(t)
 	p := g.alice()
 	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + adminToken, "Bearer " + adminToken + "x"} {
-		req, _ := http.NewRequest(http.MethodGet, g.srv.URL+"/onepush/admin/v1/user?key=1001/alice", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
+		if st := getStatus(t, g.srv.URL+"/onepush/admin/v1/user?key=1001/alice", "Authorization", auth); st != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: %d, want 401", auth, st)
 		}
 	}
 	if st, _ := g.admin(http.MethodGet, "/user?key=nobody", nil); st != http.StatusNotFound {
