@@ -202,6 +202,15 @@ func (s *keptSessionSetup) pending() *pushauth.Challenge {
 	return nil
 }
 
+// heldLogin posts u's login on session in the background and returns the
+// channel its status arrives on and the challenge that holds it (u is the
+// user of the phone pending watches: alice).
+func (s *keptSessionSetup) heldLogin(u bank.User, session string) (<-chan int, *pushauth.Challenge) {
+	res := make(chan int, 1)
+	go func() { st, _ := s.login(u, session); res <- st }()
+	return res, s.pending()
+}
+
 func (s *keptSessionSetup) approve(c *pushauth.Challenge) {
 	s.t.Helper()
 	if _, err := s.eng.ApproveWithCode(context.Background(), c.ID); err != nil {
@@ -247,9 +256,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 	t.Run("a retried login on the same session completes", func(t *testing.T) {
 		s := newKeptSessionSetup(t)
 		_, session := s.login(bob, "")
-		first := make(chan int, 1)
-		go func() { st, _ := s.login(alice, session); first <- st }()
-		c1 := s.pending()
+		first, c1 := s.heldLogin(alice, session)
 		// A retry while the first waits stops both (approve-only: the
 		// phone cannot tell them apart); the next retry completes.
 		if st, _ := s.login(alice, session); st != http.StatusConflict {
@@ -258,9 +265,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 		if st := <-first; st != http.StatusConflict {
 			t.Fatalf("the first login, stopped by the concurrent retry: %d, want 409", st)
 		}
-		second := make(chan int, 1)
-		go func() { st, _ := s.login(alice, session); second <- st }()
-		c2 := s.pending()
+		second, c2 := s.heldLogin(alice, session)
 		if c2.ID == c1.ID {
 			t.Fatal("no second challenge")
 		}
@@ -276,9 +281,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 	t.Run("a login approved after a later one completed on its session is refused", func(t *testing.T) {
 		s := newKeptSessionSetup(t)
 		_, session := s.login(bob, "")
-		res := make(chan int, 1)
-		go func() { st, _ := s.login(alice, session); res <- st }()
-		c := s.pending()
+		res, c := s.heldLogin(alice, session)
 		if st, _ := s.login(carol, session); st != http.StatusSeeOther {
 			t.Fatalf("carol's login on the session: %d", st)
 		}
