@@ -508,6 +508,13 @@ func wantStatus(t *testing.T, err error, status int, what string) *StatusError {
 	return se
 }
 
+// pollPhone is a phone registered without push (it polls) with a fresh
+// fake server.
+func pollPhone(t *testing.T) (*fakeServer, *Phone) {
+	f := newFakeServer(t)
+	return f, registered(t, f, "none", "")
+}
+
 func registered(t *testing.T, f *fakeServer, platform, push string, opts ...Option) *Phone {
 	t.Helper()
 	p, err := New(f.base, opts...)
@@ -572,8 +579,7 @@ func TestRegisterErrorCarriesStatusAndBody(t *testing.T) {
 }
 
 func TestPendingAndGet(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 
 	list, err := p.Pending(ctx)
@@ -616,8 +622,7 @@ func TestPendingAndGet(t *testing.T) {
 }
 
 func TestDecideApproveDeny(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 	a := f.addChallenge(p.CredentialID(), "transfer", transferCtx, false, 0, false)
 	b := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
@@ -665,8 +670,7 @@ func TestDecideApproveDeny(t *testing.T) {
 }
 
 func TestDecisionTokenClaims(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 	id := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
 	other := f.addChallenge(p.CredentialID(), "login", loginCtx, false, 0, false)
@@ -718,8 +722,7 @@ func TestDecisionTokenClaims(t *testing.T) {
 }
 
 func TestNumberMatch(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 	id := f.addChallenge(p.CredentialID(), "login", numberCtx, true, 47, false)
 	ch := getChallenge(t, p, id)
@@ -754,8 +757,7 @@ func TestClockIsUsedForTokens(t *testing.T) {
 }
 
 func TestUpdatePushTokenAndUninstall(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 	if err := p.UpdatePushToken(ctx, "webhook", "http://127.0.0.1:1/push"); err != nil {
 		t.Fatal(err)
@@ -775,8 +777,7 @@ func TestUpdatePushTokenAndUninstall(t *testing.T) {
 }
 
 func TestWaitPending(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err := p.WaitPending(ctx, 10*time.Millisecond)
 	cancel()
@@ -796,8 +797,7 @@ func TestWaitPending(t *testing.T) {
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	data, err := p.MarshalState()
 	if err != nil {
 		t.Fatal(err)

@@ -32,8 +32,7 @@ func serverResponse(t *testing.T, f *fakeServer, cred string, tx ocra.Transactio
 }
 
 func TestRegisterKeepsTheOCRAKey(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	f.mu.Lock()
 	want := f.creds[p.CredentialID()].ocraKey
 	f.mu.Unlock()
@@ -50,8 +49,7 @@ func TestRegisterKeepsTheOCRAKey(t *testing.T) {
 // the challenge's raw fields; the same typing for a transfer that differs
 // in amount or payee does not.
 func TestRespondMatchesTheGateway(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	f.srv.Close() // offline from here on
 	raw := ocra.Transaction{Challenge: "04711235", Payee: "1234567", Amount: "1500000", Currency: "JPY"}
 	want := serverResponse(t, f, p.CredentialID(), raw)
@@ -106,8 +104,7 @@ func mustState(t *testing.T, p *Phone) []byte {
 // that sent no key, or another suite, says so instead of showing digits
 // the gateway would refuse.
 func TestRespondNeedsAKeyAndAKnownSuite(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	p.mu.Lock()
 	p.ocraKey = ""
 	p.mu.Unlock()
@@ -127,8 +124,7 @@ func TestRespondNeedsAKeyAndAKnownSuite(t *testing.T) {
 // carries the typed code as the string claim code; the server refuses a
 // wrong one; deny carries none; approve-only decisions are as before.
 func TestDecisionCarriesTheCode(t *testing.T) {
-	f := newFakeServer(t)
-	p := registered(t, f, "none", "")
+	f, p := pollPhone(t)
 	ctx := context.Background()
 	id := f.addCodeChallenge(p.CredentialID(), codeCtx, "042917", false)
 	ch, err := p.Get(ctx, id)
