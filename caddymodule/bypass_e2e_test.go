@@ -97,19 +97,16 @@ func (b *bankRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.h.ServeHTTP(w, r)
 }
 
-func (b *bankRecorder) takeOnepushHeaders() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := b.onepus
-	b.onepus = nil
-	return out
-}
+func (b *bankRecorder) takeOnepushHeaders() []string { return b.drain(&b.onepus) }
 
-func (b *bankRecorder) take() []string {
+func (b *bankRecorder) take() []string { return b.drain(&b.rs) }
+
+// drain empties one of the recorder's lists and returns what it held.
+func (b *bankRecorder) drain(list *[]string) []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.rs
-	b.rs = nil
+	out := *list
+	*list = nil
 	return out
 }
 
