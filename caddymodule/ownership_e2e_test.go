@@ -64,6 +64,16 @@ func sessionCookie(v string) *http.Cookie {
 
 func waitCookie(v string) *http.Cookie { return &http.Cookie{Name: "onepush_wait", Value: v} }
 
+// passwordLogin logs u, who has no phone, in with the password alone in b
+// and returns the bank's session cookie b got.
+func passwordLogin(t *testing.T, ctx context.Context, b *browser, g *gateway, u bank.User) string {
+	t.Helper()
+	if resp, _, err := b.post(ctx, g.URL+"/login", loginBody(u)); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("%s's password-only login: %v %v", u.UserID, err, resp)
+	}
+	return b.cookieOf(g, "/", bank.SessionCookieName)
+}
+
 func transferForm(payee, amount, txnPassword string) string {
 	return url.Values{"payee_account": {payee}, "amount": {amount}, "txn_password": {txnPassword}}.Encode()
 }
@@ -282,11 +292,7 @@ func TestBankThatKeepsItsSessionIDAtLogin(t *testing.T) {
 			defer cancel()
 
 			br := newBrowser()
-			resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob))
-			if err != nil || resp.StatusCode != http.StatusSeeOther {
-				t.Fatalf("bob's password-only login: %v %v", err, resp)
-			}
-			session := br.cookieOf(g, "/", bank.SessionCookieName)
+			session := passwordLogin(t, ctx, br, g, bob)
 			// The precondition of the attack: the session is bob's, and his
 			// transfers need no push.
 			e.resetOps(t)
@@ -389,9 +395,7 @@ func TestAfterSuccessHandsNoUnrecognisedSession(t *testing.T) {
 			br := newBrowser()
 			if tt.keepID {
 				// The browser already has a session (bob's, password only).
-				if resp, _, err := br.post(ctx, g.URL+"/login", loginBody(bob)); err != nil || resp.StatusCode != http.StatusSeeOther {
-					t.Fatalf("bob's login: %v %v", err, resp)
-				}
+				passwordLogin(t, ctx, br, g, bob)
 			}
 			e.resetOps(t)
 			before := e.bank.SessionCount()
@@ -700,11 +704,7 @@ func TestAfterSuccessLoginIsNotLiveBeforeApproval(t *testing.T) {
 
 	// The attacker's own session at the bank (bob: no phone, password only).
 	atk := newBrowser()
-	resp, _, err := atk.post(ctx, g.URL+"/login", loginBody(bob))
-	if err != nil || resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("bob's login: %v %v", err, resp)
-	}
-	session := atk.cookieOf(g, "/", bank.SessionCookieName)
+	session := passwordLogin(t, ctx, atk, g, bob)
 	if acct := accountOf(t, ctx, g, session); !strings.Contains(acct, `"user_id": "bob"`) {
 		t.Fatalf("control: bob's session reads %.200q", acct)
 	}
