@@ -755,18 +755,24 @@ func TestLoginThatNeverReachesTheBankKeepsTheSession(t *testing.T) {
 	if ops := e.ops(t); len(ops) != 0 {
 		t.Fatalf("the refused login reached the bank: %+v", ops)
 	}
-	res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1200", alice.TxnPassword))
-	ch, err := pendingSoon(ctx, phone)
-	if err != nil {
-		r := <-res
-		t.Fatalf("alice's own transfer on her own session (still hers at the bank) after a refused login that never reached the bank: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
+	// transferApproved: alice's transfer of amount on her session rings her
+	// phone and, approved, executes.
+	transferApproved := func(amount, after string) {
+		t.Helper()
+		res := br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", amount, alice.TxnPassword))
+		ch, err := pendingSoon(ctx, phone)
+		if err != nil {
+			r := <-res
+			t.Fatalf("alice's transfer on her own session after %s: %v, answered %v: the gateway forgot her session", after, err, r.resp.Status)
+		}
+		if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
+			t.Fatalf("approve: %d", st)
+		}
+		if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+			t.Fatalf("approved transfer after %s: %v %v", after, r.err, r.resp)
+		}
 	}
-	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
-		t.Fatalf("approve: %d", st)
-	}
-	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
-		t.Fatalf("approved transfer: %v %v", r.err, r.resp)
-	}
+	transferApproved("1200", "a refused login that never reached the bank (her session is still hers at the bank)")
 
 	// A login held for her phone that she denies never reaches the bank
 	// either: her session is still hers afterwards.
@@ -779,18 +785,7 @@ func TestLoginThatNeverReachesTheBankKeepsTheSession(t *testing.T) {
 		t.Fatalf("denied login: %v %v", r.err, r.resp)
 	}
 	e.resetOps(t)
-	res = br.postAsync(ctx, g.URL+"/transfer", transferForm("5550001", "1300", alice.TxnPassword))
-	ch, err = pendingSoon(ctx, phone)
-	if err != nil {
-		r := <-res
-		t.Fatalf("alice's transfer after a login she denied on her phone: %v, answered %v: the gateway forgot her session", err, r.resp.Status)
-	}
-	if st, _ := phone.Decide(ctx, ch, device.Approve, 0); st != http.StatusOK {
-		t.Fatalf("approve: %d", st)
-	}
-	if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
-		t.Fatalf("approved transfer after the denied login: %v %v", r.err, r.resp)
-	}
+	transferApproved("1300", "a login she denied on her phone")
 	if ts := opsOf(e.ops(t), bank.OpTransfer); len(ts) != 1 || ts[0].UserID != alice.UserID || ts[0].Amount != "1300" {
 		t.Fatalf("bank transfers = %+v, want alice's approved one", ts)
 	}
