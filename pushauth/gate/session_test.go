@@ -155,6 +155,14 @@ func newKeptSessionSetup(t *testing.T) *keptSessionSetup {
 	return &keptSessionSetup{t: t, eng: eng, store: store, bank: b, cred: cred, url: srv.URL}
 }
 
+// newSessionOf is a setup and the bank session that u's login (no phone:
+// password only) opened there, for later logins to ride on.
+func newSessionOf(t *testing.T, u bank.User) (*keptSessionSetup, string) {
+	s := newKeptSessionSetup(t)
+	_, session := s.login(u, "")
+	return s, session
+}
+
 // post sends form with the session cookie (none when "") and returns the
 // status, the session the answer sets ("" none) and the body.
 func (s *keptSessionSetup) post(path, session, form string) (int, string, string) {
@@ -254,8 +262,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 	})
 
 	t.Run("a retried login on the same session completes", func(t *testing.T) {
-		s := newKeptSessionSetup(t)
-		_, session := s.login(bob, "")
+		s, session := newSessionOf(t, bob)
 		first, c1 := s.heldLogin(alice, session)
 		// A retry while the first waits stops both (approve-only: the
 		// phone cannot tell them apart); the next retry completes.
@@ -279,8 +286,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 	})
 
 	t.Run("a login approved after a later one completed on its session is refused", func(t *testing.T) {
-		s := newKeptSessionSetup(t)
-		_, session := s.login(bob, "")
+		s, session := newSessionOf(t, bob)
 		res, c := s.heldLogin(alice, session)
 		if st, _ := s.login(carol, session); st != http.StatusSeeOther {
 			t.Fatalf("carol's login on the session: %d", st)
@@ -298,8 +304,7 @@ func TestSessionLearningOnAKeptSession(t *testing.T) {
 	})
 
 	t.Run("a transfer approved after another login on its session is refused", func(t *testing.T) {
-		s := newKeptSessionSetup(t)
-		_, session := s.login(bob, "")
+		s, session := newSessionOf(t, bob)
 		go s.login(alice, session)
 		s.approve(s.pending())
 		deadline := time.Now().Add(10 * time.Second)
