@@ -37,9 +37,7 @@ func loggedIn(t *testing.T, e *env, g *gateway, phone *device.Phone) *browser {
 }
 
 func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{}, "")
 
 	b := newBrowser()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -104,9 +102,7 @@ func TestLoginIsHeldUntilThePhoneApproves(t *testing.T) {
 }
 
 func TestDeniedOrTimedOutLoginNeverReachesTheBank(t *testing.T) {
-	e := newEnv(t, envOptions{edit: func(s string) string { return strings.Replace(s, "timeout: 90s", "timeout: 2s", 1) }})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{edit: func(s string) string { return strings.Replace(s, "timeout: 90s", "timeout: 2s", 1) }}, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -142,9 +138,7 @@ func TestDeniedOrTimedOutLoginNeverReachesTheBank(t *testing.T) {
 }
 
 func TestClientGoneCancelsTheChallenge(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{}, "")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	res := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
@@ -177,8 +171,7 @@ func TestClientGoneCancelsTheChallenge(t *testing.T) {
 }
 
 func TestTransferIsAttributedThroughTheLearnedSession(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	g, phone := e.gatewayWithAlice("")
+	e, g, phone := newAliceEnv(t, envOptions{}, "")
 	b := loggedIn(t, e, g, phone)
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -391,9 +384,7 @@ func randomJTI(t *testing.T) string {
 }
 
 func TestOversizedOrAmbiguousPostsAreRefused(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{}, "")
 	ctx := context.Background()
 	cases := []struct {
 		name   string

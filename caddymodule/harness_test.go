@@ -255,6 +255,16 @@ func (e *env) gatewayWithAlice(global string) (*gateway, *device.Phone) {
 	return g, phone
 }
 
+// newAliceEnv is an env whose gateway (started with global) has alice
+// enrolled with a poll-mode phone, and whose bank has an empty log.
+func newAliceEnv(t *testing.T, opts envOptions, global string) (*env, *gateway, *device.Phone) {
+	t.Helper()
+	e := newEnv(t, opts)
+	g, phone := e.gatewayWithAlice(global)
+	e.resetOps(t)
+	return e, g, phone
+}
+
 // newPhone registers a poll-mode phone with the gateway's device API.
 func newPhone(t *testing.T, g *gateway) *device.Phone {
 	t.Helper()

@@ -19,9 +19,7 @@ import (
 // each; her phone never rings, she is not locked, and her own login right
 // after, with the code the waiting page shows, succeeds.
 func TestWrongPasswordsNeverRingThePhone(t *testing.T) {
-	e := newEnv(t, envOptions{passwordFirst: true})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{passwordFirst: true}, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -74,9 +72,7 @@ func TestWrongPasswordsNeverRingThePhone(t *testing.T) {
 // does the browser get the bank's session; a wrong code is refused,
 // counted, and the bank's session it had opened is logged out.
 func TestPasswordFirstLoginWithCodeTransferInChromium(t *testing.T) {
-	e := newEnv(t, envOptions{passwordFirst: true})
-	g, phone := e.gatewayWithAlice("\t\tpush_rate 60")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{passwordFirst: true}, "\t\tpush_rate 60")
 
 	t.Run("the code typed into the phone", func(t *testing.T) {
 		ctx := loginInChrome(t, g.URL, alice)

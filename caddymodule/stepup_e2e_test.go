@@ -22,8 +22,7 @@ import (
 // phone shows come from the very body that is forwarded, and an approval
 // signed over a different context is refused.
 func TestPhoneApprovesExactlyWhatTheBankExecutes(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	g, phone := e.gatewayWithAlice("")
+	e, g, phone := newAliceEnv(t, envOptions{}, "")
 	b := loggedIn(t, e, g, phone)
 	e.resetOps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -89,9 +88,7 @@ func afterSuccessPolicy(s string) string {
 }
 
 func TestAfterSuccessLogin(t *testing.T) {
-	e := newEnv(t, envOptions{edit: afterSuccessPolicy})
-	g, phone := e.gatewayWithAlice("")
-	e.resetOps(t)
+	e, g, phone := newAliceEnv(t, envOptions{edit: afterSuccessPolicy}, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
