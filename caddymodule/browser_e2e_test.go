@@ -214,6 +214,14 @@ func shownCode(t *testing.T, ctx context.Context) string {
 	return code
 }
 
+// loginWaiting is loginInChrome and what the waiting page then shows: the
+// code, and the challenge phone got for it.
+func loginWaiting(t *testing.T, gw string, u bank.User, phone *device.Phone) (context.Context, string, *device.Challenge) {
+	t.Helper()
+	ctx := loginInChrome(t, gw, u)
+	return ctx, shownCode(t, ctx), waitChallenge(t, phone)
+}
+
 // otherCode is code with its last digit changed.
 func otherCode(code string) string {
 	return code[:len(code)-1] + strconv.Itoa((int(code[len(code)-1]-'0')+1)%10)
@@ -276,9 +284,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 	t.Run("a wrong or missing code is refused", func(t *testing.T) {
 		for _, missing := range []bool{false, true} {
 			e.resetOps(t)
-			ctx := loginInChrome(t, g.URL, alice)
-			code := shownCode(t, ctx)
-			ch := waitChallenge(t, phone)
+			ctx, code, ch := loginWaiting(t, g.URL, alice, phone)
 			var st int
 			if missing {
 				st, _ = phone.Decide(context.Background(), ch, device.Approve, 0) // no code claim
@@ -353,9 +359,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 
 	t.Run("another browser with the challenge id gets nothing", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := loginInChrome(t, g.URL, alice)
-		ch := waitChallenge(t, phone)
-		code := shownCode(t, ctx)
+		ctx, code, ch := loginWaiting(t, g.URL, alice, phone)
 		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, code); st != http.StatusOK {
 			t.Fatalf("approve: %d", st)
 		}

@@ -101,9 +101,7 @@ func TestPasswordFirstLoginWithCodeTransferInChromium(t *testing.T) {
 
 	t.Run("a wrong code", func(t *testing.T) {
 		e.resetOps(t)
-		ctx := loginInChrome(t, g.URL, alice)
-		code := shownCode(t, ctx)
-		ch := waitChallenge(t, phone)
+		ctx, code, ch := loginWaiting(t, g.URL, alice, phone)
 		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
 			t.Fatalf("wrong code: %d", st)
 		}
