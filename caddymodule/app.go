@@ -73,6 +73,14 @@ type App struct {
 	// PushRate is how many pushes (challenges and resends) one user may get
 	// per minute; more are refused, against push bombing. Default 5.
 	PushRate int `json:"push_rate,omitempty"`
+	// PushBackoffAfter is how many pushes one user gets since her last
+	// approval before each further one waits PushBackoff, doubling (at
+	// most 30m); PushDailyCap is how many she gets since her last approval
+	// within 24 hours. Counted in the store, across every address and
+	// instance; an approval resets them. Defaults 5, 30s and 20.
+	PushBackoffAfter int            `json:"push_backoff_after,omitempty"`
+	PushBackoff      caddy.Duration `json:"push_backoff,omitempty"`
+	PushDailyCap     int            `json:"push_daily_cap,omitempty"`
 
 	// AuditRetention is how long audit events are kept (in the embedded
 	// store's file, in a Redis stream shared by every instance with the
@@ -238,6 +246,7 @@ func (a *App) limits() pushauth.Config {
 		MaxHeld: a.MaxHeld, MaxHeldPerUser: a.MaxHeldPerUser, MaxHeldPerIP: a.MaxHeldPerIP,
 		MaxPolls: a.MaxPolls, MaxPollsPerIP: a.MaxPollsPerIP,
 		PushRate: a.PushRate, MaxFailures: a.MaxFailures, UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
+		PushStreak: pushauth.PushStreakLimits{Free: a.PushBackoffAfter, Cap: a.PushDailyCap, Backoff: time.Duration(a.PushBackoff)},
 	}
 }
 
@@ -309,6 +318,10 @@ func (a *App) loadStore(ctx caddy.Context) (string, error) {
 
 // Validate checks the config.
 func (a *App) Validate() error {
+	if a.PushBackoffAfter < 0 || a.PushDailyCap < 0 || (a.PushBackoff != 0 && time.Duration(a.PushBackoff) < time.Second) {
+		return fmt.Errorf("onepush: push_backoff_after %d and push_daily_cap %d must not be negative, push_backoff %s not under 1s",
+			a.PushBackoffAfter, a.PushDailyCap, time.Duration(a.PushBackoff))
+	}
 	if a.AuditRetention < 0 || a.AuditMaxEvents < 0 || a.UninstallGrace < 0 || a.PushRate < 0 {
 		return fmt.Errorf("onepush: audit_retention %s, audit_max_events %d, uninstall_grace %s and push_rate %d must not be negative",
 			time.Duration(a.AuditRetention), a.AuditMaxEvents, time.Duration(a.UninstallGrace), a.PushRate)

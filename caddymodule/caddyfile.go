@@ -74,6 +74,9 @@ func parseDirective[T any, PT interface {
 //	    body_read_timeout <duration>
 //	    uninstall_grace <duration>
 //	    push_rate <n>
+//	    push_backoff_after <n>
+//	    push_backoff <duration>
+//	    push_daily_cap <n>
 //	    audit_retention <duration>
 //	    audit_max_events <n>
 //	    encryption_key {env.ONEPUSH_KEY}
@@ -183,6 +186,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "push_rate":
 			if a.PushRate, err = intArg(d, 1); err != nil {
+				return err
+			}
+		case "push_backoff_after":
+			if a.PushBackoffAfter, err = intArg(d, 1); err != nil {
+				return err
+			}
+		case "push_backoff":
+			if a.PushBackoff, err = durationArg(d); err != nil {
+				return err
+			}
+		case "push_daily_cap":
+			if a.PushDailyCap, err = intArg(d, 1); err != nil {
 				return err
 			}
 		case "audit_max_events":

@@ -15,6 +15,9 @@ func (e *Engine) Resend(ctx context.Context, c *Challenge) error {
 	if err := e.allowPush(ctx, c.UserKey, c.ClientIP); err != nil {
 		return err
 	}
+	if err := e.allowStreak(ctx, c.UserKey, c.ClientIP, c.Rule); err != nil {
+		return err
+	}
 	cred, err := e.store.GetCredential(ctx, c.CredentialID)
 	if err != nil {
 		return err

@@ -133,7 +133,7 @@ func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor, failure
 	e.challengeClosed(ctx, c, actor)
 	switch {
 	case c.Status == StatusApproved:
-		e.recordSuccess(ctx, c.UserKey)
+		e.recordSuccess(ctx, c.UserKey, c.ClientIP)
 	case c.Status == StatusDenied && c.Fraud:
 		_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
 			ClientIP: c.ClientIP, Actor: actor, Detail: "reported as fraud: " + c.Kind + " (" + c.Rule + ")"})

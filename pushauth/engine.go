@@ -57,6 +57,9 @@ type Config struct {
 	// may receive per minute; more are refused, against push bombing.
 	// Default 5.
 	PushRate int
+	// PushStreak bounds the pushes one user gets since her last approval
+	// (backoff and a 24-hour cap). Zero fields take the defaults.
+	PushStreak PushStreakLimits
 	// Retain keeps decided challenges readable (status, audit) this long
 	// after expiry. Default 10m.
 	Retain time.Duration
@@ -103,6 +106,7 @@ type Engine struct {
 
 	// What Reconfigure changes while the engine runs.
 	pushRate    atomic.Int64
+	pushStreak  atomic.Pointer[PushStreakLimits]
 	maxFailures atomic.Int64
 	unboundTTL  atomic.Int64 // a time.Duration
 }
@@ -223,6 +227,8 @@ func (cfg *Config) limitDefaults() {
 func (e *Engine) Reconfigure(cfg Config) {
 	cfg.limitDefaults()
 	e.pushRate.Store(int64(cfg.PushRate))
+	streak := cfg.PushStreak.withDefaults()
+	e.pushStreak.Store(&streak)
 	e.maxFailures.Store(int64(cfg.MaxFailures))
 	e.unboundTTL.Store(int64(cfg.UnboundCredentialTTL))
 	e.waiters.setBounds(cfg.MaxHeld, cfg.MaxPolls)
@@ -407,6 +413,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
 	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
+		return nil, err
+	}
+	if err := e.allowStreak(ctx, user.Key, spec.ClientIP, spec.Rule); err != nil {
 		return nil, err
 	}
 	// Approve-only: is another challenge of this user live right now (see

@@ -211,6 +211,13 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		return refuse(err, "support_only", true)
 	case errors.Is(err, ErrActivationRequired):
 		return refuse(err, "activation_code_required", true)
+	case err == nil:
+		// Binding was a successful authentication from this address: it
+		// starts her push streak afresh, with this address as her own.
+		if err := e.store.EndPushStreak(ctx, u.Key, limit.AddressKey(a.ClientIP), e.now()); err != nil {
+			e.StoreFailed("end_push_streak", err)
+			e.log.Warn("ending the push streak", "user", u.Key, "error", err)
+		}
 	}
 	return bc, err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
 // Lifecycle errors; the admin API answers them with 404 or 409.
@@ -120,8 +121,13 @@ func (e *Engine) announceLock(ctx context.Context, u *User, why string, c *Chall
 		Actor: "gateway", Detail: ev.Detail})
 }
 
-// recordSuccess resets the consecutive-failure count after an approval.
-func (e *Engine) recordSuccess(ctx context.Context, key string) {
+// recordSuccess resets the consecutive-failure count and the push streak
+// after an approval asked from clientIP.
+func (e *Engine) recordSuccess(ctx context.Context, key, clientIP string) {
+	if err := e.store.EndPushStreak(ctx, key, limit.AddressKey(clientIP), e.now()); err != nil {
+		e.StoreFailed("end_push_streak", err)
+		e.log.Warn("ending the push streak", "user", key, "error", err)
+	}
 	if err := e.store.ResetFailures(ctx, key, e.now()); err != nil {
 		e.StoreFailed("reset_failures", err)
 		e.log.Warn("resetting the failure count", "user", key, "error", err)

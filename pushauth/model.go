@@ -183,6 +183,15 @@ type User struct {
 	// before the binding was removed): it is told when another phone
 	// replaces it, and it marks a user who had a phone.
 	PreviousCredentialID string `json:"previous_credential_id,omitempty"`
+	// PushCount pushes were sent since the last approval, the first at
+	// PushSince and the latest at PushLast (Unix seconds); see
+	// PushStreakLimits. An approval clears them and sets PushHome, the
+	// address (limit.AddressKey) it came from: pushes asked from there
+	// are not counted, so pushes from elsewhere cannot lock her out.
+	PushHome  string `json:"push_home,omitempty"`
+	PushCount int    `json:"push_count,omitempty"`
+	PushSince int64  `json:"push_since,omitempty"`
+	PushLast  int64  `json:"push_last,omitempty"`
 }
 
 // Enrolled reports whether u has a usable credential binding.

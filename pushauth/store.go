@@ -80,6 +80,8 @@ type Store interface {
 	ActivationCodes
 	// Failure counting and locking, atomic across instances (failures.go).
 	FailureCounter
+	// The push streak since the last approval (pushcap.go).
+	PushCounter
 }
 
 // Snapshotter is a Store that can copy itself consistently while it serves

@@ -145,8 +145,8 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 		w.Header().Set("Retry-After", "30")
 		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, pushauth.ErrPushRateLimited):
-		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key)
-		w.Header().Set("Retry-After", "60")
+		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key, "reason", err.Error())
+		w.Header().Set("Retry-After", strconv.Itoa(pushauth.RetryAfterSeconds(err)))
 		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
 	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())

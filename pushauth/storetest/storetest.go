@@ -63,6 +63,8 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"FailureCounting", testFailureCounting},
 		{"FailureCountingIsAtomic", testFailureCountingIsAtomic},
 		{"CompareAndPutUser", testCompareAndPutUser},
+		// The push streak since the last approval (pushcap.go).
+		{"PushStreak", testPushStreak},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

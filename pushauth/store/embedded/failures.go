@@ -82,3 +82,68 @@ func (s *Store) ResetFailures(ctx context.Context, key string, at time.Time) err
 	})
 	return err
 }
+
+// TakePush counts one push on the user's streak inside one writer
+// transaction, on disk before it returns (pushauth.PushCounter). A push
+// refused or not counted writes nothing.
+func (s *Store) TakePush(ctx context.Context, key, addr string, l pushauth.PushStreakLimits, at time.Time) (time.Duration, error) {
+	u, err := s.GetUser(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if u.PushHome != "" && u.PushHome == addr {
+		return 0, nil // her own address: not counted, no write
+	}
+	st, err := s.state()
+	if err != nil {
+		return 0, err
+	}
+	var wait time.Duration
+	_, err = writeComputed(ctx, st, s.users, key, func(tx *bolt.Tx) (*pushauth.User, error) {
+		u, err := userIn(tx, key)
+		if err != nil || u == nil {
+			return u, err
+		}
+		if wait = l.Take(u, addr, at); wait > 0 {
+			return u, nil
+		}
+		rec, err := json.Marshal(u)
+		if err != nil {
+			return nil, err
+		}
+		return u, putUser(tx, key, u.CredentialID, rec)
+	})
+	return wait, err
+}
+
+// EndPushStreak clears the streak after an approval in one writer
+// transaction, and writes nothing when there is nothing to change.
+func (s *Store) EndPushStreak(ctx context.Context, key, home string, at time.Time) error {
+	u, err := s.GetUser(ctx, key)
+	switch {
+	case errors.Is(err, pushauth.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if cp := *u; !pushauth.EndStreak(&cp, home) {
+		return nil // nothing to change: no write
+	}
+	st, err := s.state()
+	if err != nil {
+		return err
+	}
+	_, err = writeComputed(ctx, st, s.users, key, func(tx *bolt.Tx) (*pushauth.User, error) {
+		u, err := userIn(tx, key)
+		if err != nil || u == nil || !pushauth.EndStreak(u, home) {
+			return u, err
+		}
+		u.UpdatedAt = at
+		rec, err := json.Marshal(u)
+		if err != nil {
+			return nil, err
+		}
+		return u, putUser(tx, key, u.CredentialID, rec)
+	})
+	return err
+}

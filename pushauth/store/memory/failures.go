@@ -36,3 +36,26 @@ func (s *Store) ResetFailures(_ context.Context, key string, at time.Time) error
 	}
 	return nil
 }
+
+// TakePush counts one push on the user's streak under the store's lock;
+// see pushauth.PushCounter.
+func (s *Store) TakePush(_ context.Context, key, addr string, l pushauth.PushStreakLimits, at time.Time) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[key]
+	if !ok {
+		return 0, pushauth.ErrNotFound
+	}
+	return l.Take(u, addr, at), nil
+}
+
+// EndPushStreak clears the streak after an approval; see
+// pushauth.PushCounter.
+func (s *Store) EndPushStreak(_ context.Context, key, home string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.users[key]; ok && pushauth.EndStreak(u, home) {
+		u.UpdatedAt = at
+	}
+	return nil
+}
