@@ -27,8 +27,9 @@ func browserFrom(ip string) *browser {
 }
 
 // answerWhileWaiting posts a login from b and, while it waits, denies
-// whatever the phone shows (the customer refusing what she did not start).
-func answerWhileWaiting(t *testing.T, ctx context.Context, b *browser, target, body string, phone *device.Phone) *http.Response {
+// whatever the phone shows (the customer refusing what she did not start),
+// noting each challenge it denied in seen when seen is not nil.
+func answerWhileWaiting(t *testing.T, ctx context.Context, b *browser, target, body string, phone *device.Phone, seen map[string]bool) *http.Response {
 	t.Helper()
 	res := b.postAsync(ctx, target, body)
 	deadline := time.After(20 * time.Second)
@@ -43,6 +44,9 @@ func answerWhileWaiting(t *testing.T, ctx context.Context, b *browser, target, b
 			t.Fatal("the login got no answer within 20s")
 		case <-time.After(20 * time.Millisecond):
 			if p, _ := phone.Pending(ctx); len(p) > 0 {
+				if seen != nil {
+					seen[p[0].ID] = true
+				}
 				_, _ = phone.Decide(ctx, &p[0], device.Deny, 0)
 			}
 		}
@@ -66,7 +70,7 @@ func TestPushesFromAnotherAddressDoNotStopHerLogin(t *testing.T) {
 	atk := browserFrom("127.0.0.2")
 	rang := 0
 	for i := range 20 {
-		resp := answerWhileWaiting(t, ctx, atk, g.URL+"/login", loginBody(alice), phone)
+		resp := answerWhileWaiting(t, ctx, atk, g.URL+"/login", loginBody(alice), phone, nil)
 		switch resp.StatusCode {
 		case http.StatusForbidden: // denied on her phone
 			rang++

@@ -30,24 +30,7 @@ func TestPushCapStopsAnAttackerFromManyAddresses(t *testing.T) {
 	seen := map[string]bool{} // challenges her phone showed
 	attempt := func(ip string) *http.Response {
 		t.Helper()
-		res := browserFrom(ip).postAsync(ctx, g.URL+"/login", loginBody(alice))
-		deadline := time.After(20 * time.Second)
-		for {
-			select {
-			case r := <-res:
-				if r.err != nil {
-					t.Fatal(r.err)
-				}
-				return r.resp
-			case <-deadline:
-				t.Fatalf("the login from %s got no answer within 20s", ip)
-			case <-time.After(20 * time.Millisecond):
-				if p, _ := phone.Pending(ctx); len(p) > 0 {
-					seen[p[0].ID] = true
-					_, _ = phone.Decide(ctx, &p[0], device.Deny, 0)
-				}
-			}
-		}
+		return answerWhileWaiting(t, ctx, browserFrom(ip), g.URL+"/login", loginBody(alice), phone, seen)
 	}
 	rang, refused := 0, 0
 	for i := range 12 {
