@@ -50,7 +50,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.api, err = httpapi.NewAdmin(app.Engine(), h.Base, token, app.uninstallGrace())
+	h.api, err = httpapi.NewAdmin(app.Engine(), app.Binder(), h.Base, token, app.uninstallGrace())
 	if err != nil {
 		return fmt.Errorf("onepush_admin: %w", err)
 	}

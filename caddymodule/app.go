@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 	"github.com/onepush/onepush/pushauth/notify"
 	"github.com/onepush/onepush/pushauth/seal"
 	"github.com/onepush/onepush/pushauth/store/embedded"
@@ -125,6 +126,7 @@ type App struct {
 	MaxPollsPerIP int `json:"max_polls_per_ip,omitempty"`
 
 	engine    *pushauth.Engine
+	binder    *enrol.Binder
 	key       string
 	store     StoreOpener
 	storeType string
@@ -142,10 +144,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // engines keeps engines alive across config reloads.
 var engines = caddy.NewUsagePool()
 
-// pooledEngine is an engine and the deliverer of its outbox (nil without
-// notify).
+// pooledEngine is an engine, what binds phones to its users and the
+// deliverer of its outbox (nil without notify).
 type pooledEngine struct {
 	*pushauth.Engine
+	binder  *enrol.Binder
 	notify  *notify.Deliverer
 	startup map[string]string // the settings read only at start, see restartOnly
 }
@@ -210,7 +213,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		if notifyTo == nil {
 			logger.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
-			return pooledEngine{Engine: e, startup: startup}, nil
+			return pooledEngine{Engine: e, binder: enrol.New(e), startup: startup}, nil
 		}
 		d, err := notify.Start(e, notifyTo.Config)
 		if err != nil {
@@ -218,13 +221,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 			_ = store.Close()
 			return nil, fmt.Errorf("onepush: %w", err)
 		}
-		return pooledEngine{Engine: e, notify: d, startup: startup}, nil
+		return pooledEngine{Engine: e, binder: enrol.New(e), notify: d, startup: startup}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("onepush: starting the engine: %w", err)
 	}
 	pooled := val.(pooledEngine)
-	a.engine = pooled.Engine
+	a.engine, a.binder = pooled.Engine, pooled.binder
 	a.engine.SetPushers(a.pushers)
 	if loaded {
 		// A reload that kept the engine: the limits apply now; what the
@@ -421,6 +424,9 @@ func (a *App) sealerAndID() (*seal.Sealer, string, error) {
 
 // Engine is the shared engine (for handlers and tools in this process).
 func (a *App) Engine() *pushauth.Engine { return a.engine }
+
+// Binder binds phones to the shared engine's users.
+func (a *App) Binder() *enrol.Binder { return a.binder }
 
 func (a *App) uninstallGrace() time.Duration { return time.Duration(a.UninstallGrace) }
 

@@ -104,6 +104,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Log:             ctx.Slogger(),
 		ClientIP:        clientIP,
 		EnrollPath:      enroll,
+		Binder:          app.Binder(),
 		BodyReadTimeout: app.bodyReadTimeout(),
 		WaitPath:        h.WaitPath,
 		Note:            note,

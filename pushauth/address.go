@@ -19,17 +19,3 @@ func ClientAddr(remoteAddr string) string {
 // AddressKey is what rate limits count a client address as: an IPv4
 // address, or the /64 of an IPv6 one (one host is given a whole /64).
 func AddressKey(ip string) string { return limit.AddressKey(ip) }
-
-// plausibleCredID reports whether id could be a credential ID: "OP" and
-// base32 (newCredentialID), within 64 characters.
-func plausibleCredID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}

@@ -10,12 +10,12 @@ import (
 	"time"
 )
 
-// auditAggregator keeps a flood of similar events from flushing the audit
+// AuditAggregator keeps a flood of similar events from flushing the audit
 // trail: the first event of a key in each window is written as it comes,
 // the rest of the window are counted and written as one summary when the
 // window ends. It holds at most max keys; events for further keys share
 // one overflow entry.
-type auditAggregator struct {
+type AuditAggregator struct {
 	e      *Engine
 	window time.Duration
 	max    int
@@ -41,13 +41,32 @@ const (
 	overflowKey     = "\x00overflow"
 )
 
-func newAuditAggregator(e *Engine, window time.Duration, max int) *auditAggregator {
-	return &auditAggregator{e: e, window: window, max: max, m: make(map[string]*aggregate)}
+// NewAuditAggregator aggregates in 10 s windows over at most 10000 keys,
+// writing to e's audit trail; e.Close writes what it still counts.
+func NewAuditAggregator(e *Engine) *AuditAggregator {
+	a := newAuditAggregator(e, auditWindow, maxAggregates)
+	e.aggregatorsMu.Lock()
+	defer e.aggregatorsMu.Unlock()
+	e.aggregators = append(e.aggregators, a)
+	return a
 }
 
-// add writes ev, or counts it when an event of key was written within the
+// closeAggregators writes the pending summaries of e's aggregators.
+func (e *Engine) closeAggregators() {
+	e.aggregatorsMu.Lock()
+	defer e.aggregatorsMu.Unlock()
+	for _, a := range e.aggregators {
+		a.close()
+	}
+}
+
+func newAuditAggregator(e *Engine, window time.Duration, max int) *AuditAggregator {
+	return &AuditAggregator{e: e, window: window, max: max, m: make(map[string]*aggregate)}
+}
+
+// Add writes ev, or counts it when an event of key was written within the
 // window.
-func (a *auditAggregator) add(ctx context.Context, key string, ev AuditEvent) {
+func (a *AuditAggregator) Add(ctx context.Context, key string, ev AuditEvent) {
 	a.addAny(ctx, ev, key)
 }
 
@@ -56,7 +75,7 @@ func (a *auditAggregator) add(ctx context.Context, key string, ev AuditEvent) {
 // A flood varies one of its keys and not another (random user names from
 // one address, one user's refusals from many addresses): keying it by
 // both keeps it to one event and a summary per window.
-func (a *auditAggregator) addAny(ctx context.Context, ev AuditEvent, keys ...string) {
+func (a *AuditAggregator) addAny(ctx context.Context, ev AuditEvent, keys ...string) {
 	if ev.Time.IsZero() {
 		ev.Time = a.e.now()
 	}
@@ -94,7 +113,7 @@ func (a *auditAggregator) addAny(ctx context.Context, ev AuditEvent, keys ...str
 }
 
 // flush ends key's window and writes its summary, if anything was counted.
-func (a *auditAggregator) flush(key string) {
+func (a *AuditAggregator) flush(key string) {
 	a.mu.Lock()
 	g, ok := a.m[key]
 	delete(a.m, key)
@@ -125,7 +144,7 @@ func (a *auditAggregator) flush(key string) {
 }
 
 // close writes every pending summary now.
-func (a *auditAggregator) close() {
+func (a *AuditAggregator) close() {
 	a.mu.Lock()
 	a.closed = true
 	keys := slices.Collect(maps.Keys(a.m))

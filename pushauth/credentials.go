@@ -103,7 +103,7 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		return err
 	}
 	for _, key := range users {
-		u, err := e.updateUser(ctx, key, func(u *User, exists bool) error {
+		u, err := e.UpdateUser(ctx, key, func(u *User, exists bool) error {
 			if !exists || u.CredentialID != cred.ID {
 				return ErrNotFound
 			}
@@ -119,7 +119,7 @@ func (e *Engine) Uninstall(ctx context.Context, cred *Credential, graceUntil tim
 		}
 		detail := "app uninstalled; password-only until " + graceUntil.UTC().Format(time.RFC3339)
 		e.Record(ctx, AuditEvent{Type: AuditStateChange, User: key, Credential: cred.ID, Outcome: string(u.State), Actor: "phone", Detail: detail})
-		_ = e.announce(ctx, Announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
+		_ = e.Announce(ctx, Announcement{Type: EventPhoneDeregistered, User: key, Credential: cred.ID, Actor: "phone", Detail: detail})
 	}
 	// Nobody can answer this phone's pending challenges any more: close
 	// them now rather than keep their requests waiting to their timeout.

@@ -135,7 +135,7 @@ func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor, failure
 	case c.Status == StatusApproved:
 		e.recordSuccess(ctx, c.UserKey, c.ClientIP)
 	case c.Status == StatusDenied && c.Fraud:
-		_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
+		_ = e.Announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
 			ClientIP: c.ClientIP, Actor: actor, Detail: "reported as fraud: " + c.Kind + " (" + c.Rule + ")"})
 		e.recordFailure(ctx, c.UserKey, "fraud report", c)
 	case c.Status == StatusDenied && failure != "":
@@ -157,8 +157,9 @@ func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) 
 	return c, err
 }
 
-// CountFailure adds a wrong security code to the user's failures and
-// reports whether the user is now locked.
-func (e *Engine) CountFailure(ctx context.Context, userKey string) bool {
-	return e.recordFailure(ctx, userKey, "wrong security code", nil)
+// CountFailure adds a failure (why: a wrong security code, a refused
+// enrolment) to the user's failures and reports whether the user is now
+// locked.
+func (e *Engine) CountFailure(ctx context.Context, userKey, why string) bool {
+	return e.recordFailure(ctx, userKey, why, nil)
 }

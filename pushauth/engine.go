@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -78,6 +79,10 @@ type Config struct {
 	UnboundCredentialTTL time.Duration
 }
 
+// defaultUnboundCredentialTTL is how long a registered credential waits
+// for a user to bind it.
+const defaultUnboundCredentialTTL = 15 * time.Minute
+
 // Engine creates challenges, holds waiters until their challenge is
 // decided, and applies decisions from the device protocol.
 type Engine struct {
@@ -95,14 +100,12 @@ type Engine struct {
 	polls     *limit.Counter // long polls per challenge and per client IP
 	orphans   *orphans       // challenges left pending by a store failure, see orphans.go
 
-	// Binding a phone: its proofs, limits and announcements (enrol.go,
-	// notify.go).
-	policies     policySet // the loaded policies' sections, for activation codes
-	enrolLimit   *limit.Rate
-	enrolAudit   *auditAggregator
-	refusals     *auditAggregator // refused and suspicious requests, see RecordAggregated
-	announced    chan struct{}    // see Announced
-	stopFailover func()           // see failover.go
+	policies      policySet          // the loaded policies, see AddPolicy
+	refusals      *AuditAggregator   // refused and suspicious requests, see RecordAggregated
+	aggregators   []*AuditAggregator // closed with the engine, see NewAuditAggregator
+	aggregatorsMu sync.Mutex
+	announced     chan struct{} // see Announced
+	stopFailover  func()        // see failover.go
 
 	// What Reconfigure changes while the engine runs.
 	pushRate    atomic.Int64
@@ -161,15 +164,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e.Reconfigure(cfg)
 	e.orphans = newOrphans(e, time.Second)
-	if err := e.startBinding(cfg); err != nil {
-		return nil, err
-	}
+	e.refusals = NewAuditAggregator(e)
+	e.announced = make(chan struct{}, 1)
 	e.SetPushers(cfg.Pushers)
 	e.dispatch = newDispatcher(e, cfg.PushWorkers, cfg.PushQueue)
 	stop, err := cfg.Store.Watch(e.waiters.wake)
 	if err != nil {
 		e.dispatch.close()
-		e.stopBinding()
+		e.closeAggregators()
 		return nil, fmt.Errorf("pushauth: watching the store: %w", err)
 	}
 	e.stopWatch = stop
@@ -273,7 +275,7 @@ func (e *Engine) Close() error {
 	e.stopFailover()
 	e.dispatch.close()
 	e.orphans.stop()
-	e.stopBinding()
+	e.closeAggregators()
 	return nil
 }
 

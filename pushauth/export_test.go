@@ -5,8 +5,6 @@ import "time"
 // What the external tests (package pushauth_test, which can use the memory
 // store: it imports this package) reach inside the engine.
 
-var CheckActivationCode = (*Engine).checkActivationCode
-
 var RecordFailure = (*Engine).recordFailure
 
 const MaxTokenLifetime = maxTokenLifetime

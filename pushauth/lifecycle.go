@@ -23,7 +23,7 @@ var (
 // userStripes serialise read-modify-write of one user's record within this
 // process (admin operations and enrolment), so that they rarely conflict.
 // Failure counting does not use them: it is one atomic step in the store
-// (FailureCounter), across instances too, and updateUser's
+// (FailureCounter), across instances too, and UpdateUser's
 // compare-and-set sees it.
 var userStripes [64]sync.Mutex
 
@@ -33,17 +33,17 @@ func userLock(key string) *sync.Mutex {
 	return &userStripes[h.Sum32()%uint32(len(userStripes))]
 }
 
-// userUpdateTries bounds how often updateUser decides again on a record
+// userUpdateTries bounds how often UpdateUser decides again on a record
 // that changed under it (failures counted by parallel guesses).
 const userUpdateTries = 8
 
-// updateUser applies fn to the user's record (a fresh one when unknown,
+// UpdateUser applies fn to the user's record (a fresh one when unknown,
 // with exists false) and stores it unless fn returns an error. The write
 // is a compare-and-set against the record fn saw: when the record changed
 // in between (a failure counted, a lock taken, another instance's
 // change), fn decides again on the new one, so a lock is never
 // overwritten by a change read before it.
-func (e *Engine) updateUser(ctx context.Context, key string, fn func(u *User, exists bool) error) (*User, error) {
+func (e *Engine) UpdateUser(ctx context.Context, key string, fn func(u *User, exists bool) error) (*User, error) {
 	mu := userLock(key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -117,7 +117,7 @@ func (e *Engine) announceLock(ctx context.Context, u *User, why string, c *Chall
 	}
 	e.Record(ctx, ev)
 	e.log.Warn("user locked", "user", u.Key, "failures", u.Failures, "last", why)
-	_ = e.announce(ctx, Announcement{Type: EventLocked, User: u.Key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
+	_ = e.Announce(ctx, Announcement{Type: EventLocked, User: u.Key, Credential: u.CredentialID, ClientIP: ev.ClientIP,
 		Actor: "gateway", Detail: ev.Detail})
 }
 
@@ -197,7 +197,7 @@ func (e *Engine) adminChange(ctx context.Context, key, action, actor string, fn 
 	}
 	var before UserState
 	var beforeCred string
-	u, err := e.updateUser(ctx, key, func(u *User, exists bool) error {
+	u, err := e.UpdateUser(ctx, key, func(u *User, exists bool) error {
 		before, beforeCred = u.State, u.CredentialID
 		return fn(u, exists)
 	})
@@ -319,52 +319,7 @@ func (e *Engine) announceChange(ctx context.Context, u *User, event, actor, deta
 	if cred == "" {
 		cred = u.PreviousCredentialID
 	}
-	_ = e.announce(ctx, Announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
-}
-
-// Bind binds a registered credential to a user without a security code
-// (support staff, after identifying the user another way; the only way
-// under enrolment.replace: support). One phone per user, none while
-// locked; the binding is announced like any other.
-func (e *Engine) Bind(ctx context.Context, key, credID, actor string) (*User, error) {
-	if key == "" {
-		return nil, fmt.Errorf("%w: empty user key", ErrUnknownUser)
-	}
-	cred, err := e.store.GetCredential(ctx, normalCredID(credID))
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownCredential, credID)
-	}
-	if err != nil {
-		e.StoreFailed("get_credential", err)
-		return nil, err
-	}
-	cur, err := e.store.GetUser(ctx, key)
-	switch {
-	case err == nil:
-		if err := bindable(cur); err != nil {
-			return nil, err
-		}
-	case !errors.Is(err, ErrNotFound):
-		e.StoreFailed("get_user", err)
-		return nil, err
-	}
-	if _, err := e.bind(ctx, key, cred, false, "support", "", actor, nil); err != nil {
-		return nil, err
-	}
-	e.Record(ctx, AuditEvent{Type: AuditAdmin, User: key, Credential: cred.ID, Outcome: "bind", Actor: actor})
-	e.TestPush(ctx, cred, key)
-	return e.store.GetUser(ctx, key)
-}
-
-// bindable refuses a new binding for a locked or already bound user.
-func bindable(u *User) error {
-	switch {
-	case u.State == UserLocked:
-		return ErrLocked
-	case u.CredentialID != "" && u.State != UserDeregistered:
-		return ErrAlreadyBound
-	}
-	return nil
+	_ = e.Announce(ctx, Announcement{Type: event, User: u.Key, Credential: cred, Actor: actor, Detail: detail})
 }
 
 // TestPushKind is the kind of the push sent right after a binding, so the
@@ -372,15 +327,14 @@ func bindable(u *User) error {
 // challenge_id ("test-…") names no challenge; apps show a confirmation.
 const TestPushKind = "test"
 
-// TestPush sends the post-binding test push and returns its result: sent,
-// poll (the app has no push channel), dead_token or failed.
-func (e *Engine) TestPush(ctx context.Context, cred *Credential, userKey string) string {
-	return e.noticePush(ctx, cred, userKey, TestPushKind, "test push after binding")
-}
+// ReplacedPushKind is the kind of the push that tells a phone another one
+// replaced it for a user (challenge_id "notice-…", naming no challenge).
+const ReplacedPushKind = "replaced"
 
-// noticePush sends a push of kind that names no challenge (challenge id
-// "test-…" or "notice-…") and audits its result.
-func (e *Engine) noticePush(ctx context.Context, cred *Credential, userKey, kind, detail string) string {
+// SendNotice sends a push of kind that names no challenge (challenge id
+// "test-…" or "notice-…"), audits its result and returns it: sent, poll
+// (the app has no push channel), dead_token or failed.
+func (e *Engine) SendNotice(ctx context.Context, cred *Credential, userKey, kind, detail string) string {
 	result := "poll"
 	if p := e.pusher(cred.Platform); p != nil && cred.Platform != "none" && !cred.TokenDead {
 		id, err := RandomID()
@@ -463,6 +417,3 @@ func AccessFor(u *User, rule *policy.Rule, stepUp bool, now time.Time) Access {
 	}
 	return refused
 }
-
-// normalCredID is how a typed credential ID is looked up.
-func normalCredID(id string) string { return strings.ToUpper(strings.TrimSpace(id)) }

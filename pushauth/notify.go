@@ -61,9 +61,9 @@ var maxOutbox = 100000
 // ErrOutboxFull refuses a binding that could not be announced.
 var ErrOutboxFull = errors.New("the notification outbox is full: the bank's notification system is not taking messages")
 
-// announce puts a in the outbox. An error means the customer will not be
+// Announce puts a in the outbox. An error means the customer will not be
 // told: callers that bind a phone refuse the binding then.
-func (e *Engine) announce(ctx context.Context, a Announcement) error {
+func (e *Engine) Announce(ctx context.Context, a Announcement) error {
 	switch a.Type {
 	case EventPhoneBound, EventPhoneReplaced, EventBindingRefused:
 		if n, err := e.store.NotificationBacklog(ctx); err == nil && n >= maxOutbox {

@@ -22,7 +22,7 @@ type policySet struct {
 // valid (the longest validity of its kind any loaded policy allows, since
 // the bank's operator issues a code for a user, not for a site; a site
 // whose policy allows less refuses it once it is older than that there,
-// see checkActivationCode), and the grace of users whose phone the device
+// see package enrol), and the grace of users whose phone the device
 // API uninstalls (see DeregistrationGrace).
 func (e *Engine) AddPolicy(p *policy.Policy) (remove func()) {
 	s := &e.policies
@@ -61,23 +61,15 @@ func (e *Engine) DeregistrationGrace(fallback time.Duration) time.Duration {
 	return fallback
 }
 
-// activationValidity is how long an activation code of kind issued now is
-// valid: the longest any loaded policy allows (the default when none is
-// loaded).
-func (e *Engine) activationValidity(kind string) time.Duration {
+// Enrolments are the enrolment sections of the loaded policies (none when
+// no gate is loaded).
+func (e *Engine) Enrolments() []policy.Enrolment {
 	s := &e.policies
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	loaded := []policy.Enrolment{}
+	loaded := make([]policy.Enrolment, 0, len(s.m))
 	for _, p := range s.m {
 		loaded = append(loaded, p.Enrolment)
 	}
-	if len(loaded) == 0 {
-		loaded = []policy.Enrolment{policy.DefaultEnrolment()}
-	}
-	var d time.Duration
-	for _, p := range loaded {
-		d = max(d, codeValidity(p, kind))
-	}
-	return d
+	return loaded
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 )
 
 // EnrolFormTokenField is the enrolment form's anti-forgery token: random,
@@ -115,7 +116,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.render(w, r, http.StatusServiceUnavailable, PageUnavailable, "", "")
 		return nil
 	}
-	proof := pushauth.ProofFor(u, g.Policy.Enrolment)
+	proof := enrol.ProofFor(u, g.Policy.Enrolment)
 	form := func() template.HTML { return g.enrolForm(r, v.binding, proof) }
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -146,7 +147,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.forgedEnrolment(w, r, v, "missing, used or foreign form token")
 		return nil
 	}
-	cred, err := g.Engine.Enroll(ctx, pushauth.EnrolAttempt{
+	cred, err := g.Binder.Enroll(ctx, enrol.Attempt{
 		User: v.user, CredentialID: r.PostForm.Get("credential_id"), Code: r.PostForm.Get("code"),
 		ActivationCode: r.PostForm.Get("activation_code"), PasswordProven: v.proven, ClientIP: g.clientIP(r),
 		Enrolment: g.Policy.Enrolment,
@@ -158,7 +159,7 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 			http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: "", Path: g.EnrollPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		}
 		page := PageEnrolled
-		if g.Engine.TestPush(ctx, cred, v.user) == "sent" {
+		if g.Binder.TestPush(ctx, cred, v.user) == "sent" {
 			page = PageEnrolledPushed
 		}
 		g.render(w, r, http.StatusOK, page, "", "")
@@ -166,19 +167,19 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		g.render(w, r, http.StatusBadRequest, PageEnrollUnknown, "", form())
 	case errors.Is(err, pushauth.ErrBadCode):
 		g.render(w, r, http.StatusBadRequest, PageEnrollBadCode, "", form())
-	case errors.Is(err, pushauth.ErrBadActivationCode):
+	case errors.Is(err, enrol.ErrBadActivationCode):
 		g.render(w, r, http.StatusBadRequest, PageEnrollBadActivation, "", form())
-	case errors.Is(err, pushauth.ErrActivationRequired):
+	case errors.Is(err, enrol.ErrActivationRequired):
 		g.render(w, r, http.StatusForbidden, PageEnrollActivation, "", form())
-	case errors.Is(err, pushauth.ErrLoginNotConfirmed):
+	case errors.Is(err, enrol.ErrLoginNotConfirmed):
 		g.render(w, r, http.StatusForbidden, PageEnrollNotConfirmed, "", form())
 	case errors.Is(err, pushauth.ErrAlreadyBound):
 		g.render(w, r, http.StatusConflict, PageEnrollBound, "", form())
-	case errors.Is(err, pushauth.ErrSupportOnly):
+	case errors.Is(err, enrol.ErrSupportOnly):
 		g.render(w, r, http.StatusForbidden, PageEnrollSupport, "", "")
 	case errors.Is(err, pushauth.ErrLocked):
 		g.render(w, r, http.StatusForbidden, PageLocked, "", "")
-	case errors.Is(err, pushauth.ErrEnrolRateLimited):
+	case errors.Is(err, enrol.ErrEnrolRateLimited):
 		w.Header().Set("Retry-After", "60")
 		g.render(w, r, http.StatusTooManyRequests, PageEnrollBusy, "", "")
 	default:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 )
 
 // Next is the rest of the handler chain (Caddy's next handler, adapted).
@@ -32,8 +33,10 @@ type Gate struct {
 	// ClientIP returns the client address as the trusted-proxy logic sees
 	// it; nil uses the connection's remote address.
 	ClientIP func(*http.Request) string
-	// EnrollPath serves the enrolment form; "" disables it.
+	// EnrollPath serves the enrolment form, which binds phones through
+	// Binder; "" disables it.
 	EnrollPath string
+	Binder     *enrol.Binder
 	// WaitPath is the prefix of the interstitial waiting pages (with a
 	// trailing slash); "" disables interstitial mode.
 	WaitPath string

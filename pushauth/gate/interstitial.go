@@ -465,7 +465,7 @@ func (g *Gate) fallbackForm(w http.ResponseWriter, r *http.Request, next Next, c
 // locked page once it locks (the challenge is closed), else the waiting
 // page with msg.
 func (g *Gate) wrongFallback(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge, msg string) {
-	if g.Engine.CountFailure(r.Context(), c.UserKey) {
+	if g.Engine.CountFailure(r.Context(), c.UserKey, "wrong security code") {
 		_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
 		clearWaitCookie(w, g.WaitPath)
 		g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")

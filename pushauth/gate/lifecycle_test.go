@@ -19,6 +19,7 @@ import (
 	"github.com/onepush/onepush/examples/phone/device"
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 	"github.com/onepush/onepush/pushauth/gate"
 	"github.com/onepush/onepush/pushauth/httpapi"
 	"github.com/onepush/onepush/pushauth/push/webhook"
@@ -190,9 +191,10 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 		t.Fatal(err)
 	}
 	bank := &fakeBank{}
-	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll", WaitPath: "/onepush/wait/"}
+	binder := enrol.New(eng)
+	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll", Binder: binder, WaitPath: "/onepush/wait/"}
 	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
-	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
+	admin, err := httpapi.NewAdmin(eng, binder, "", adminToken, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 )
 
 // refusePage maps a refusing Access to its page.
@@ -91,7 +92,7 @@ func (g *Gate) refuseAccepted(w http.ResponseWriter, r *http.Request, next Next,
 	}
 	http.SetCookie(w, &http.Cookie{Name: EnrolTicketCookie, Value: t, Path: g.EnrollPath, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(enrolTicketTTL / time.Second)})
-	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), pushauth.ProofFor(u, g.Policy.Enrolment)))
+	g.refuse(w, r, rule, u, a, g.enrolForm(r, enrolTicketHash(t), enrol.ProofFor(u, g.Policy.Enrolment)))
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 )
 
 // DefaultAdminBase is where the admin API lives unless configured.
@@ -37,6 +38,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
 type Admin struct {
 	Engine *pushauth.Engine
+	Binder *enrol.Binder // bind and activation-code
 	Base   string
 	// DefaultGrace is the password-only period of suspend and deregister
 	// calls that name no deadline, unless the policy's
@@ -51,7 +53,7 @@ type Admin struct {
 }
 
 // NewAdmin builds the handler; token must not be empty.
-func NewAdmin(e *pushauth.Engine, base, token string, defaultGrace time.Duration) (*Admin, error) {
+func NewAdmin(e *pushauth.Engine, b *enrol.Binder, base, token string, defaultGrace time.Duration) (*Admin, error) {
 	if token == "" {
 		return nil, errors.New("admin API: a bearer token is required")
 	}
@@ -59,7 +61,7 @@ func NewAdmin(e *pushauth.Engine, base, token string, defaultGrace time.Duration
 		base = DefaultAdminBase
 	}
 	base = strings.TrimSuffix(base, "/")
-	a := &Admin{Engine: e, Base: base, DefaultGrace: defaultGrace, tokenHash: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
+	a := &Admin{Engine: e, Binder: b, Base: base, DefaultGrace: defaultGrace, tokenHash: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET "+base+"/user", a.showUser)
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
@@ -180,7 +182,7 @@ func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusBadRequest, "credential_id: required")
 			return
 		}
-		_, err = a.Engine.Bind(ctx, req.Key, req.CredentialID, who)
+		_, err = a.Binder.Bind(ctx, req.Key, req.CredentialID, who)
 	case "unbind":
 		_, err = a.Engine.Unbind(ctx, req.Key, who)
 	case "activation-code":
@@ -241,7 +243,7 @@ func (a *Admin) activationCode(w http.ResponseWriter, r *http.Request, req admin
 	if kind == "" {
 		kind = pushauth.ActivationBinding
 	}
-	code, c, err := a.Engine.IssueActivationCode(r.Context(), req.Key, kind, who)
+	code, c, err := a.Binder.IssueActivationCode(r.Context(), req.Key, kind, who)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -251,7 +253,7 @@ func (a *Admin) activationCode(w http.ResponseWriter, r *http.Request, req admin
 
 func (a *Admin) fail(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, pushauth.ErrBadInput):
+	case errors.Is(err, enrol.ErrBadInput):
 		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, pushauth.ErrUnknownUser) || errors.Is(err, pushauth.ErrUnknownCredential):
 		writeErr(w, http.StatusNotFound, err.Error())

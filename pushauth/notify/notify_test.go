@@ -13,6 +13,7 @@ import (
 
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/pushauth"
+	"github.com/onepush/onepush/pushauth/enrol"
 	"github.com/onepush/onepush/pushauth/notify"
 	"github.com/onepush/onepush/pushauth/pushauthtest"
 	"github.com/onepush/onepush/pushauth/store/memory"
@@ -100,6 +101,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
+	binder := enrol.New(eng)
 	d, err := notify.Start(eng, notify.Config{URL: srv.URL + "/", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +116,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	}
 	sink.FailNext(2)
 	start := time.Now()
-	if _, err := eng.Bind(ctx, "1001/alice", cred.ID, "clerk"); err != nil {
+	if _, err := binder.Bind(ctx, "1001/alice", cred.ID, "clerk"); err != nil {
 		t.Fatal(err)
 	}
 	m, err := sink.Wait(ctx, func(m notifysink.Message) bool { return m.Type == pushauth.EventPhoneBound })
@@ -143,7 +145,7 @@ func TestOutboxDeliveryThroughFailures(t *testing.T) {
 	}
 	// Nothing at the engine's door: the next binding is delivered at once.
 	for i := range 3 {
-		if _, err := eng.Bind(ctx, "1001/u"+strconv.Itoa(i), cred.ID, "clerk"); err != nil {
+		if _, err := binder.Bind(ctx, "1001/u"+strconv.Itoa(i), cred.ID, "clerk"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,13 +1,17 @@
-package pushauth
+// Package enrol binds a phone to a user: the enrolment form's proofs (the
+// phone's code, the bank's login, activation codes) and support staff's binding.
+package enrol
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/onepush/onepush/policy"
+	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/internal/limit"
 )
 
@@ -21,10 +25,6 @@ var (
 	// ErrBadInput is a malformed admin request (400).
 	ErrBadInput = errors.New("bad input")
 )
-
-// defaultUnboundCredentialTTL is how long a registered credential waits
-// for a user to bind it.
-const defaultUnboundCredentialTTL = 15 * time.Minute
 
 // Enrolment attempts allowed per user (across instances) in each window,
 // and per client address (IPv6 by /64) on each instance: as many as
@@ -40,28 +40,26 @@ const (
 	notifyRefusedEvery = time.Hour
 )
 
-// startBinding sets up what binding a phone needs: the policy's defaults,
-// the limits and the audit aggregation.
-func (e *Engine) startBinding(cfg Config) error {
-	e.enrolLimit = limit.NewRate(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond)
-	e.enrolAudit = newAuditAggregator(e, auditWindow, maxAggregates)
-	e.refusals = newAuditAggregator(e, auditWindow, maxAggregates)
-	e.announced = make(chan struct{}, 1)
-	return nil
+// Binder binds phones to the users of one engine. Every site of the
+// engine shares it: its limits count across them.
+type Binder struct {
+	e     *pushauth.Engine
+	store pushauth.Store
+	limit *limit.Rate               // enrolment attempts per client address
+	audit *pushauth.AuditAggregator // refused attempts
 }
 
-func (e *Engine) stopBinding() {
-	if e.enrolAudit != nil {
-		e.enrolAudit.close()
-	}
-	if e.refusals != nil {
-		e.refusals.close()
-	}
+// New starts binding phones to e's users; closing e writes what its audit
+// aggregation still counts.
+func New(e *pushauth.Engine) *Binder {
+	return &Binder{e: e, store: e.Store(),
+		limit: limit.NewRate(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond),
+		audit: pushauth.NewAuditAggregator(e)}
 }
 
 // codeValidity is how long p lets an activation code of kind be used.
 func codeValidity(p policy.Enrolment, kind string) time.Duration {
-	if kind == ActivationRecovery {
+	if kind == pushauth.ActivationRecovery {
 		return p.RecoveryCodeValidity
 	}
 	return p.BindingCodeValidity
@@ -69,15 +67,15 @@ func codeValidity(p policy.Enrolment, kind string) time.Duration {
 
 // ProofFor is what binding a phone to u takes besides the phone's code,
 // under the enrolment section p of the policy of the site it is bound on.
-func ProofFor(u *User, p policy.Enrolment) policy.Proof {
+func ProofFor(u *pushauth.User, p policy.Enrolment) policy.Proof {
 	if u.HadPhone() {
 		return p.Replace
 	}
 	return p.First
 }
 
-// EnrolAttempt is one post of the enrolment form.
-type EnrolAttempt struct {
+// Attempt is one post of the enrolment form.
+type Attempt struct {
 	// User is the user of the learned session or enrolment ticket the
 	// form was posted with.
 	User string
@@ -105,44 +103,44 @@ type EnrolAttempt struct {
 // Every binding is announced (notify); every refusal except a rate limit
 // or a lock counts toward the user's lock, is audited (aggregated) and,
 // for a user who has or had a phone, announced at most once an hour.
-func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error) {
+func (b *Binder) Enroll(ctx context.Context, a Attempt) (*pushauth.Credential, error) {
 	credID := normalCredID(a.CredentialID)
 	if !plausibleCredID(credID) {
 		// Typed by anyone: nothing else reaches the audit trail or the
 		// customer's notification.
 		credID = "(malformed)"
 	}
-	u := &User{Key: a.User, State: UserActive}
-	refuse := func(err error, outcome string, counts bool) (*Credential, error) {
-		e.enrolRefused(ctx, a, u, credID, outcome, counts)
+	u := &pushauth.User{Key: a.User, State: pushauth.UserActive}
+	refuse := func(err error, outcome string, counts bool) (*pushauth.Credential, error) {
+		b.refused(ctx, a, u, credID, outcome, counts)
 		return nil, err
 	}
 	// The address's budget first: a flood costs no store round trip.
-	if !e.enrolLimit.Allow(a.ClientIP) {
+	if !b.limit.Allow(a.ClientIP) {
 		return refuse(ErrEnrolRateLimited, "rate_limited_address", false)
 	}
-	stored, err := e.store.GetUser(ctx, a.User)
+	stored, err := b.store.GetUser(ctx, a.User)
 	switch {
 	case err == nil:
 		u = stored
-	case !errors.Is(err, ErrNotFound):
-		e.StoreFailed("get_user", err)
+	case !errors.Is(err, pushauth.ErrNotFound):
+		b.e.StoreFailed("get_user", err)
 		return nil, err
 	}
-	if ok, err := e.useSlot(ctx, "enrol/"+a.User, enrolPerUser, enrolUserWindow); err != nil {
+	if ok, err := b.useSlot(ctx, "enrol/"+a.User, enrolPerUser, enrolUserWindow); err != nil {
 		return nil, err
 	} else if !ok {
 		return refuse(ErrEnrolRateLimited, "rate_limited_user", false)
 	}
-	if u.State == UserLocked {
-		return refuse(ErrLocked, "locked", false)
+	if u.State == pushauth.UserLocked {
+		return refuse(pushauth.ErrLocked, "locked", false)
 	}
-	cred, err := e.store.GetCredential(ctx, credID)
-	if errors.Is(err, ErrNotFound) {
-		return refuse(ErrUnknownCredential, "unknown_credential", true)
+	cred, err := b.store.GetCredential(ctx, credID)
+	if errors.Is(err, pushauth.ErrNotFound) {
+		return refuse(pushauth.ErrUnknownCredential, "unknown_credential", true)
 	}
 	if err != nil {
-		e.StoreFailed("get_credential", err)
+		b.e.StoreFailed("get_credential", err)
 		return nil, err
 	}
 	en := a.Enrolment
@@ -160,29 +158,29 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		en.RecoveryCodeValidity = def.RecoveryCodeValidity
 	}
 	proof := ProofFor(u, en)
-	bound := u.CredentialID != "" && u.State != UserDeregistered
+	bound := u.CredentialID != "" && u.State != pushauth.UserDeregistered
 	switch {
 	case proof == policy.ProofSupport:
 		return refuse(ErrSupportOnly, "support_only", true)
 	case a.ActivationCode != "":
 	case bound:
-		return refuse(ErrAlreadyBound, "already_bound", true)
+		return refuse(pushauth.ErrAlreadyBound, "already_bound", true)
 	case proof == policy.ProofActivationCode:
 		return refuse(ErrActivationRequired, "activation_code_required", true)
 	case !a.PasswordProven:
 		return refuse(ErrLoginNotConfirmed, "login_not_confirmed", true)
 	}
-	switch ok, err := e.CheckCode(ctx, cred, a.Code); {
-	case errors.Is(err, ErrCodeUsed):
-		return refuse(ErrBadCode, "code_used", false) // no guess: not counted
+	switch ok, err := b.e.CheckCode(ctx, cred, a.Code); {
+	case errors.Is(err, pushauth.ErrCodeUsed):
+		return refuse(pushauth.ErrBadCode, "code_used", false) // no guess: not counted
 	case err != nil:
 		return nil, err // a store error is not a wrong code: nothing counted or announced
 	case !ok:
-		return refuse(ErrBadCode, "bad_code", true)
+		return refuse(pushauth.ErrBadCode, "bad_code", true)
 	}
 	via := "password"
 	if a.ActivationCode != "" {
-		code, err := e.checkActivationCode(ctx, u.Key, a.ActivationCode, en)
+		code, err := b.checkActivationCode(ctx, u.Key, a.ActivationCode, en)
 		if errors.Is(err, ErrBadActivationCode) {
 			return refuse(err, "bad_activation_code", true)
 		}
@@ -194,7 +192,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	// The user's record may change between the read above and the binding
 	// (another phone bound, the phone deregistered): what binding takes is
 	// decided again under the user's lock, on the record being changed.
-	allowed := func(cur *User) error {
+	allowed := func(cur *pushauth.User) error {
 		switch p := ProofFor(cur, en); {
 		case p == policy.ProofSupport:
 			return ErrSupportOnly
@@ -205,7 +203,7 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 		}
 		return nil
 	}
-	bc, err := e.bind(ctx, u.Key, cred, a.ActivationCode != "", via, a.ClientIP, "browser", allowed)
+	bc, err := b.bind(ctx, u.Key, cred, a.ActivationCode != "", via, a.ClientIP, "browser", allowed)
 	switch {
 	case errors.Is(err, ErrSupportOnly):
 		return refuse(err, "support_only", true)
@@ -214,9 +212,9 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 	case err == nil:
 		// Binding was a successful authentication from this address: it
 		// starts her push streak afresh, with this address as her own.
-		if err := e.store.EndPushStreak(ctx, u.Key, limit.AddressKey(a.ClientIP), e.now()); err != nil {
-			e.StoreFailed("end_push_streak", err)
-			e.log.Warn("ending the push streak", "user", u.Key, "error", err)
+		if err := b.store.EndPushStreak(ctx, u.Key, limit.AddressKey(a.ClientIP), b.e.Now()); err != nil {
+			b.e.StoreFailed("end_push_streak", err)
+			b.e.Logger().Warn("ending the push streak", "user", u.Key, "error", err)
 		}
 	}
 	return bc, err
@@ -227,16 +225,16 @@ func (e *Engine) Enroll(ctx context.Context, a EnrolAttempt) (*Credential, error
 // record as it is under the user's lock, announces it (the announcement is
 // queued first: a binding the customer is not told about must not happen)
 // and tells the phone it replaces.
-func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace bool, via, clientIP, actor string, allowed func(*User) error) (*Credential, error) {
-	cur, err := e.store.GetUser(ctx, key)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		e.StoreFailed("get_user", err)
+func (b *Binder) bind(ctx context.Context, key string, cred *pushauth.Credential, replace bool, via, clientIP, actor string, allowed func(*pushauth.User) error) (*pushauth.Credential, error) {
+	cur, err := b.store.GetUser(ctx, key)
+	if err != nil && !errors.Is(err, pushauth.ErrNotFound) {
+		b.e.StoreFailed("get_user", err)
 		return nil, err
 	}
-	ev := Announcement{Type: EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
+	ev := pushauth.Announcement{Type: pushauth.EventPhoneBound, User: key, Credential: cred.ID, Via: via, ClientIP: clientIP, Actor: actor}
 	prev := ""
 	if cur.HadPhone() {
-		ev.Type = EventPhoneReplaced
+		ev.Type = pushauth.EventPhoneReplaced
 		prev = cur.PreviousCredentialID
 		if cur.CredentialID != "" {
 			prev = cur.CredentialID
@@ -245,84 +243,80 @@ func (e *Engine) bind(ctx context.Context, key string, cred *Credential, replace
 			ev.PreviousCredential = prev
 		}
 	}
-	if err := e.announce(ctx, ev); err != nil {
+	if err := b.e.Announce(ctx, ev); err != nil {
 		return nil, err
 	}
 	if !cred.ExpiresAt.IsZero() {
 		// Bound now: the credential no longer expires.
 		cred.ExpiresAt = time.Time{}
-		if err := e.store.PutCredential(ctx, cred); err != nil {
-			e.StoreFailed("put_credential", err)
+		if err := b.store.PutCredential(ctx, cred); err != nil {
+			b.e.StoreFailed("put_credential", err)
 			return nil, err
 		}
 	}
-	_, err = e.updateUser(ctx, key, func(u *User, _ bool) error {
+	_, err = b.e.UpdateUser(ctx, key, func(u *pushauth.User, _ bool) error {
 		if allowed != nil {
 			if err := allowed(u); err != nil {
 				return err
 			}
 		}
-		if err := bindable(u); err != nil && !(replace && errors.Is(err, ErrAlreadyBound)) {
+		if err := bindable(u); err != nil && !(replace && errors.Is(err, pushauth.ErrAlreadyBound)) {
 			return err // re-checked under the user's lock
 		}
 		if u.CredentialID != "" && u.CredentialID != cred.ID {
 			u.PreviousCredentialID = u.CredentialID
 		}
-		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, UserActive, 0, time.Time{}
+		u.CredentialID, u.State, u.Failures, u.Until = cred.ID, pushauth.UserActive, 0, time.Time{}
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrLocked) || errors.Is(err, ErrAlreadyBound) {
-			e.Record(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "already_bound", Actor: actor})
+		if errors.Is(err, pushauth.ErrLocked) || errors.Is(err, pushauth.ErrAlreadyBound) {
+			b.e.Record(ctx, pushauth.AuditEvent{Type: pushauth.AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "already_bound", Actor: actor})
 		}
 		return nil, err
 	}
-	e.log.Info("user enrolled", "user", key, "credential", cred.ID, "via", via)
-	e.Record(ctx, AuditEvent{Type: AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "bound", Actor: actor,
+	b.e.Logger().Info("user enrolled", "user", key, "credential", cred.ID, "via", via)
+	b.e.Record(ctx, pushauth.AuditEvent{Type: pushauth.AuditEnrolment, User: key, Credential: cred.ID, ClientIP: clientIP, Outcome: "bound", Actor: actor,
 		Detail: "via " + via + map[bool]string{true: ", replacing " + ev.PreviousCredential, false: ""}[ev.PreviousCredential != ""]})
 	if ev.PreviousCredential != "" {
-		if old, err := e.store.GetCredential(ctx, ev.PreviousCredential); err == nil {
-			e.noticePush(ctx, old, key, ReplacedPushKind, "the phone was replaced by "+cred.ID)
+		if old, err := b.store.GetCredential(ctx, ev.PreviousCredential); err == nil {
+			b.e.SendNotice(ctx, old, key, pushauth.ReplacedPushKind, "the phone was replaced by "+cred.ID)
 		}
 	}
 	return cred, nil
 }
 
-// ReplacedPushKind is the kind of the push that tells a phone another one
-// replaced it for a user (challenge_id "notice-…", naming no challenge).
-const ReplacedPushKind = "replaced"
-
-// enrolRefused records a refused enrolment attempt.
-func (e *Engine) enrolRefused(ctx context.Context, a EnrolAttempt, u *User, credID, outcome string, counts bool) {
-	e.log.Info("enrolment refused", "user", u.Key, "outcome", outcome, "client_ip", a.ClientIP)
-	e.enrolAudit.add(ctx, "enrol\x00"+u.Key, AuditEvent{Type: AuditEnrolment, User: u.Key, Credential: credID,
-		ClientIP: a.ClientIP, Outcome: outcome, Actor: "browser", Time: e.now()})
+// refused records a refused enrolment attempt.
+func (b *Binder) refused(ctx context.Context, a Attempt, u *pushauth.User, credID, outcome string, counts bool) {
+	b.e.Logger().Info("enrolment refused", "user", u.Key, "outcome", outcome, "client_ip", a.ClientIP)
+	b.audit.Add(ctx, "enrol\x00"+u.Key, pushauth.AuditEvent{Type: pushauth.AuditEnrolment, User: u.Key, Credential: credID,
+		ClientIP: a.ClientIP, Outcome: outcome, Actor: "browser", Time: b.e.Now()})
 	if counts {
-		e.recordFailure(ctx, u.Key, "refused enrolment ("+outcome+")", nil)
+		b.e.CountFailure(ctx, u.Key, "refused enrolment ("+outcome+")")
 	}
 	if !u.HadPhone() || outcome == "locked" || outcome == "rate_limited_address" || outcome == "rate_limited_user" {
 		return
 	}
 	// Somebody with this user's password tried to bind a phone: tell the
 	// customer, once an hour however often it is tried.
-	window := e.now().Truncate(notifyRefusedEvery)
-	fresh, err := e.store.UseJTI(ctx, "notify-refused/"+u.Key+"/"+strconv.FormatInt(window.Unix(), 10), window.Add(notifyRefusedEvery+time.Minute))
+	window := b.e.Now().Truncate(notifyRefusedEvery)
+	fresh, err := b.store.UseJTI(ctx, "notify-refused/"+u.Key+"/"+strconv.FormatInt(window.Unix(), 10), window.Add(notifyRefusedEvery+time.Minute))
 	if err != nil || !fresh {
 		return
 	}
-	_ = e.announce(ctx, Announcement{Type: EventBindingRefused, User: u.Key, Credential: credID, ClientIP: a.ClientIP,
+	_ = b.e.Announce(ctx, pushauth.Announcement{Type: pushauth.EventBindingRefused, User: u.Key, Credential: credID, ClientIP: a.ClientIP,
 		Actor: "browser", Detail: "a phone was not bound: " + outcome})
 }
 
 // useSlot takes one of n single-use slots of key in the current window,
 // through the store, so the budget holds across instances.
-func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Duration) (bool, error) {
-	start := e.now().Truncate(window)
+func (b *Binder) useSlot(ctx context.Context, key string, n int, window time.Duration) (bool, error) {
+	start := b.e.Now().Truncate(window)
 	prefix := key + "/" + strconv.FormatInt(start.Unix(), 10) + "/"
 	for i := range n {
-		fresh, err := e.store.UseJTI(ctx, prefix+strconv.Itoa(i), start.Add(window+time.Minute))
+		fresh, err := b.store.UseJTI(ctx, prefix+strconv.Itoa(i), start.Add(window+time.Minute))
 		if err != nil {
-			e.StoreFailed("use_jti", err)
+			b.e.StoreFailed("use_jti", err)
 			return false, fmt.Errorf("pushauth: rate limit %s: %w", key, err)
 		}
 		if fresh {
@@ -330,4 +324,21 @@ func (e *Engine) useSlot(ctx context.Context, key string, n int, window time.Dur
 		}
 	}
 	return false, nil
+}
+
+// normalCredID is how a typed credential ID is looked up.
+func normalCredID(id string) string { return strings.ToUpper(strings.TrimSpace(id)) }
+
+// plausibleCredID reports whether id could be a credential ID: "OP" and
+// base32, within 64 characters.
+func plausibleCredID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
