@@ -3,6 +3,7 @@ package policy
 import (
 	"reflect"
 	"sort"
+	"strings"
 )
 
 // Changes is what differs between two compiled policies, rule by rule
@@ -146,4 +147,29 @@ func ruleDiff(a, b *Rule) []string {
 		out = append(out, "match, user, display or transaction")
 	}
 	return out
+}
+
+// Summary is one line: the rules added, removed and changed, by name.
+func (c Changes) Summary() string {
+	if c.Empty() {
+		return "no change in behaviour"
+	}
+	var parts []string
+	list := func(what string, names []string) {
+		if len(names) > 0 {
+			parts = append(parts, what+" "+strings.Join(names, ", "))
+		}
+	}
+	list("rules added:", c.Added)
+	list("rules removed:", c.Removed)
+	var changed []string
+	for _, r := range c.Changed {
+		changed = append(changed, r.Name)
+	}
+	list("rules changed:", changed)
+	if c.Reordered {
+		parts = append(parts, "rules reordered")
+	}
+	list("settings changed:", c.Settings)
+	return strings.Join(parts, "; ")
 }
