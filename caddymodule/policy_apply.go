@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,6 +117,13 @@ func applyPolicy(c *cobra.Command, file string) error {
 	}
 	changes := policy.Diff(old, pol)
 	fmt.Fprintf(out, "%s: OK, %d rules; policy file of the running gateways: %s\n", file, len(pol.Rules), target)
+	for _, a := range addrs {
+		if !localAdmin(a) {
+			// The file is written here; an instance on another host that
+			// reads its own copy would reload its old policy, successfully.
+			fmt.Fprintf(out, "  note: %s is not on this machine: it takes the new policy only if it reads %s from storage shared with this one\n", a, target)
+		}
+	}
 	if old == nil {
 		fmt.Fprintf(out, "  (no readable policy at %s before: every rule counts as added)\n", target)
 	}
@@ -143,6 +151,23 @@ func applyPolicy(c *cobra.Command, file string) error {
 		return fail("policy apply: %d of %d instances did not reload; they keep the policy they had until they reload or restart (a restart reads %s)", failed, len(addrs), target)
 	}
 	return nil
+}
+
+// localAdmin reports whether an admin address is on this machine (a unix
+// socket or a loopback address).
+func localAdmin(addr string) bool {
+	na, err := caddy.ParseNetworkAddress(addr)
+	if err != nil {
+		return false
+	}
+	if na.IsUnixNetwork() || na.IsFdNetwork() {
+		return true
+	}
+	if na.Host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(na.Host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // lintBytes parses data as `caddy onepush policy lint` does and returns

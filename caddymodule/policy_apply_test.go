@@ -1,0 +1,45 @@
+package caddymodule
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestPolicyPaths(t *testing.T) {
+	tests := []struct {
+		name, cfg string
+		want      []string
+	}{
+		{"one gate", `{"apps":{"http":{"servers":{"s":{"routes":[{"handle":[{"handler":"onepush_device"},{"handler":"onepush","policy":"/etc/caddy/policy.yaml"},{"handler":"reverse_proxy"}]}]}}}}}`,
+			[]string{"/etc/caddy/policy.yaml"}},
+		{"two sites, one file", `{"apps":{"http":{"servers":{"a":{"routes":[{"handle":[{"handler":"onepush","policy":"/p.yaml"}]}]},"b":{"routes":[{"handle":[{"handler":"subroute","routes":[{"handle":[{"handler":"onepush","policy":"/p.yaml"}]}]}]}]}}}}}`,
+			[]string{"/p.yaml"}},
+		{"two files", `{"x":[{"handler":"onepush","policy":"/b.yaml"},{"handler":"onepush","policy":"/a.yaml"}]}`,
+			[]string{"/a.yaml", "/b.yaml"}},
+		{"a policy key elsewhere is not a gate's", `{"x":{"handler":"other","policy":"/x.yaml"}}`, []string{}},
+		{"not JSON", `{`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := policyPaths([]byte(tt.cfg)); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("policyPaths = %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLocalAdmin(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"localhost:2019":          true,
+		"127.0.0.1:2019":          true,
+		"[::1]:2019":              true,
+		"unix//run/caddy/admin":   true,
+		"10.0.0.5:2019":           false,
+		"gw2.bank.internal:2019":  false,
+		"not an address at all:x": false,
+	} {
+		if got := localAdmin(addr); got != want {
+			t.Errorf("localAdmin(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
