@@ -55,7 +55,7 @@ Offline, on files:
 
 On the running gateways (through Caddy's admin endpoint):
 
-  caddy onepush policy apply FILE [--address ADMIN]... [--dry-run]
+  caddy onepush policy apply FILE [--address ADMIN]... [--dry-run] [--policy-file PATH]
 
 lint prints every problem as FILE:LINE: FIELD: MESSAGE and exits 1, or
 summarises the rules. test reads REQUEST, a raw HTTP/1.1 request (request

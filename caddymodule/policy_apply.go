@@ -31,7 +31,7 @@ const maxAdminConfig = 8 << 20
 // `caddy reload` says "config is unchanged" and keeps the old policy).
 func policyApplyCommand() *cobra.Command {
 	c := quiet(&cobra.Command{
-		Use:   "apply FILE [--address ADMIN]... [--dry-run]",
+		Use:   "apply FILE [--address ADMIN]... [--dry-run] [--policy-file PATH]",
 		Short: "Lints FILE, writes it where the running gateways read their policy and reloads them",
 		Long: `
 Lints FILE and refuses it on any error (nothing is written, nothing
@@ -45,8 +45,9 @@ does. It prints what changed, rule by rule, and then per instance whether
 the reload took; it exits 1 if any instance failed.
 
 Before anything changes it stops if an instance cannot be reached, if the
-instances name different policy files (or one names several), or if the
-policy file cannot be written.
+instances name different policy files, or if the policy file cannot be
+written. A configuration whose sites name several policy files needs
+--policy-file to say which one FILE replaces.
 
 --dry-run does everything up to the writing: lint, the instances'
 configuration, the policy path, and prints what would change.`,
@@ -55,6 +56,7 @@ configuration, the policy path, and prints what would change.`,
 	})
 	c.Flags().StringArray("address", nil, "admin endpoint of a running instance (host:port or unix/path); repeat for a fleet (default localhost:2019)")
 	c.Flags().Bool("dry-run", false, "print what would change and change nothing")
+	c.Flags().String("policy-file", "", "when the configuration names several policy files (one per site), the one FILE replaces")
 	return c
 }
 
@@ -82,6 +84,7 @@ func applyPolicy(c *cobra.Command, file string) error {
 		addrs = []string{caddy.DefaultAdminListen}
 	}
 	dry, _ := c.Flags().GetBool("dry-run")
+	site, _ := c.Flags().GetString("policy-file")
 
 	// Every instance's running configuration first, so that nothing changes
 	// unless all of them can be reached and agree on the file.
@@ -92,18 +95,14 @@ func applyPolicy(c *cobra.Command, file string) error {
 		if err != nil {
 			return fail("policy apply: %s: reading the running configuration: %v; nothing was written or reloaded", a, err)
 		}
-		paths := policyPaths(cfg)
-		switch {
-		case len(paths) == 0:
-			return fail("policy apply: %s: the running configuration has no onepush handler with a policy file; nothing was written or reloaded", a)
-		case len(paths) > 1:
-			return fail("policy apply: %s: the running configuration names several policy files (%s); apply each gateway's own file separately; nothing was written or reloaded", a, strings.Join(paths, ", "))
-		case !filepath.IsAbs(paths[0]):
-			return fail("policy apply: %s: the running configuration names the policy file %q, relative to Caddy's working directory; name it by an absolute path; nothing was written or reloaded", a, paths[0])
-		case target != "" && paths[0] != target:
-			return fail("policy apply: %s names the policy file %s but %s names %s; nothing was written or reloaded", addrs[0], target, a, paths[0])
+		p, err := choosePolicyPath(policyPaths(cfg), site)
+		if err != nil {
+			return fail("policy apply: %s: %v; nothing was written or reloaded", a, err)
 		}
-		target = paths[0]
+		if target != "" && p != target {
+			return fail("policy apply: %s names the policy file %s but %s names %s; nothing was written or reloaded", addrs[0], target, a, p)
+		}
+		target = p
 		configs[i] = cfg
 	}
 	// A symlinked policy (a mounted config map) is replaced where it points.
@@ -151,6 +150,33 @@ func applyPolicy(c *cobra.Command, file string) error {
 		return fail("policy apply: %d of %d instances did not reload; they keep the policy they had until they reload or restart (a restart reads %s)", failed, len(addrs), target)
 	}
 	return nil
+}
+
+// choosePolicyPath picks, among the policy files a running configuration
+// names, the one to replace: the only one, or want when there are several.
+func choosePolicyPath(paths []string, want string) (string, error) {
+	var p string
+	switch {
+	case len(paths) == 0:
+		return "", errors.New("the running configuration has no onepush handler with a policy file")
+	case want != "":
+		for _, x := range paths {
+			if x == want {
+				p = x
+			}
+		}
+		if p == "" {
+			return "", fmt.Errorf("--policy-file %s is not one the running configuration names (%s)", want, strings.Join(paths, ", "))
+		}
+	case len(paths) > 1:
+		return "", fmt.Errorf("the running configuration names several policy files (%s): say which one with --policy-file", strings.Join(paths, ", "))
+	default:
+		p = paths[0]
+	}
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("the running configuration names the policy file %q, relative to Caddy's working directory: name it by an absolute path in the configuration", p)
+	}
+	return p, nil
 }
 
 // localAdmin reports whether an admin address is on this machine (a unix

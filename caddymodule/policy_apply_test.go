@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,6 +41,28 @@ func TestLocalAdmin(t *testing.T) {
 	} {
 		if got := localAdmin(addr); got != want {
 			t.Errorf("localAdmin(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestChoosePolicyPath(t *testing.T) {
+	tests := []struct {
+		paths   []string
+		want    string
+		got     string
+		errPart string
+	}{
+		{[]string{"/p.yaml"}, "", "/p.yaml", ""},
+		{[]string{"/a.yaml", "/b.yaml"}, "", "", "say which one with --policy-file"},
+		{[]string{"/a.yaml", "/b.yaml"}, "/b.yaml", "/b.yaml", ""},
+		{[]string{"/a.yaml"}, "/c.yaml", "", "is not one the running configuration names"},
+		{nil, "", "", "no onepush handler"},
+		{[]string{"policy.yaml"}, "", "", "relative to Caddy's working directory"},
+	}
+	for _, tt := range tests {
+		got, err := choosePolicyPath(tt.paths, tt.want)
+		if got != tt.got || (err == nil) != (tt.errPart == "") || (err != nil && !strings.Contains(err.Error(), tt.errPart)) {
+			t.Errorf("choosePolicyPath(%v, %q) = %q, %v; want %q, error containing %q", tt.paths, tt.want, got, err, tt.got, tt.errPart)
 		}
 	}
 }
