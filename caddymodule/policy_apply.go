@@ -41,7 +41,8 @@ finds the policy file that configuration names (the "policy" of the
 onepush handler), writes FILE there atomically (a temporary file in the
 same directory, fsync, rename) so that a restart reads it too, and reloads
 each instance through its admin endpoint, forced, as caddy reload --force
-does. It prints what changed, rule by rule, and then per instance whether
+does (with If-Match, so that a configuration changed meanwhile is not
+undone). It prints what changed, rule by rule, and then per instance whether
 the reload took; it exits 1 if any instance failed.
 
 Before anything changes it stops if an instance cannot be reached, if the
@@ -89,9 +90,10 @@ func applyPolicy(c *cobra.Command, file string) error {
 	// Every instance's running configuration first, so that nothing changes
 	// unless all of them can be reached and agree on the file.
 	configs := make([][]byte, len(addrs))
+	etags := make([]string, len(addrs))
 	target := ""
 	for i, a := range addrs {
-		cfg, err := adminRequest(a, http.MethodGet, "/config/", nil, nil)
+		cfg, h, err := adminRequest(a, http.MethodGet, "/config/", nil, nil)
 		if err != nil {
 			return fail("policy apply: %s: reading the running configuration: %v; nothing was written or reloaded", a, err)
 		}
@@ -103,7 +105,7 @@ func applyPolicy(c *cobra.Command, file string) error {
 			return fail("policy apply: %s names the policy file %s but %s names %s; nothing was written or reloaded", addrs[0], target, a, p)
 		}
 		target = p
-		configs[i] = cfg
+		configs[i], etags[i] = cfg, h.Get("Etag")
 	}
 	// A symlinked policy (a mounted config map) is replaced where it points.
 	if real, err := filepath.EvalSymlinks(target); err == nil {
@@ -138,7 +140,15 @@ func applyPolicy(c *cobra.Command, file string) error {
 	fmt.Fprintf(out, "wrote %s\n", target)
 	failed := 0
 	for i, a := range addrs {
-		_, err := adminRequest(a, http.MethodPost, "/load", http.Header{"Cache-Control": {"must-revalidate"}}, configs[i])
+		// The configuration as read, forced (must-revalidate, as caddy
+		// reload --force) so that Caddy provisions it anew and reads the
+		// policy file; If-Match refuses it if someone changed the
+		// configuration since, rather than undo their change.
+		h := http.Header{"Cache-Control": {"must-revalidate"}}
+		if etags[i] != "" {
+			h.Set("If-Match", etags[i])
+		}
+		_, _, err := adminRequest(a, http.MethodPost, "/config/", h, configs[i])
 		if err != nil {
 			failed++
 			fmt.Fprintf(out, "%s: FAILED: %v\n", a, err)
@@ -201,11 +211,7 @@ func localAdmin(addr string) bool {
 func lintBytes(file string, data []byte) (*policy.Policy, []string) {
 	pol, err := policy.Parse(file, data)
 	if err != nil {
-		var problems []string
-		for _, line := range strings.Split(err.Error(), "\n") {
-			problems = append(problems, line)
-		}
-		return nil, problems
+		return nil, strings.Split(err.Error(), "\n")
 	}
 	var problems []string
 	for _, w := range pol.Warnings() {
@@ -239,25 +245,25 @@ func printChanges(w io.Writer, c policy.Changes) {
 }
 
 // adminRequest calls a Caddy admin endpoint as Caddy's own commands do and
-// returns the answer's body, read up to maxAdminConfig.
-func adminRequest(addr, method, uri string, h http.Header, body []byte) ([]byte, error) {
+// returns the answer's body, read up to maxAdminConfig, and its header.
+func adminRequest(addr, method, uri string, h http.Header, body []byte) ([]byte, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, h, rd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminConfig+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading the answer: %v", err)
+		return nil, nil, fmt.Errorf("reading the answer: %v", err)
 	}
 	if len(b) > maxAdminConfig {
-		return nil, fmt.Errorf("answer larger than %d bytes", maxAdminConfig)
+		return nil, nil, fmt.Errorf("answer larger than %d bytes", maxAdminConfig)
 	}
-	return b, nil
+	return b, resp.Header, nil
 }
 
 // policyPaths returns the distinct policy files that the onepush handlers

@@ -21,18 +21,9 @@ const schemaFile = "../docs/policy.schema.json"
 
 func compileSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open(schemaFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatalf("%s: %v", schemaFile, err)
-	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	if err := c.AddResource("policy.schema.json", doc); err != nil {
+	if err := c.AddResource("policy.schema.json", loadSchemaJSON(t)); err != nil {
 		t.Fatal(err)
 	}
 	sch, err := c.Compile("policy.schema.json")
@@ -356,9 +347,13 @@ func loadSchemaJSON(t *testing.T) map[string]any {
 	defer f.Close()
 	v, err := jsonschema.UnmarshalJSON(f)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", schemaFile, err)
 	}
-	return v.(map[string]any)
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s is not a JSON object", schemaFile)
+	}
+	return m
 }
 
 // deref follows a local $ref ("#/$defs/x").
