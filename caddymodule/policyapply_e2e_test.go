@@ -120,6 +120,7 @@ func TestPolicyApply(t *testing.T) {
 	// A misspelt field: lint's message, nothing written, nothing reloaded.
 	broken := write("broken.yaml", strings.Replace(deny, "    not_enrolled: deny\n", "    not_enroled: deny\n", 1))
 	out, err := e.applyPolicy(t, []string{broken}, g1, g2)
+	t.Logf("refused:\n%s", out)
 	if err == nil || !strings.Contains(out, "not_enroled: unknown field") || !strings.Contains(out, "nothing was written or reloaded") {
 		t.Fatalf("apply of a policy that does not lint: %v\n%s", err, out)
 	}
@@ -145,6 +146,7 @@ func TestPolicyApply(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
+	t.Logf("caddy onepush policy apply:\n%s", out)
 	for _, g := range []*gateway{g1, g2} {
 		if want := fmt.Sprintf("%s: reloaded, rules changed: login", strings.TrimPrefix(g.Admin, "http://")); !strings.Contains(out, want) {
 			t.Fatalf("apply output lacks %q:\n%s", want, out)
