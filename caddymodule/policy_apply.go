@@ -113,8 +113,9 @@ func applyPolicy(c *cobra.Command, file string) error {
 	}
 
 	var old *policy.Policy
-	if b, err := os.ReadFile(target); err == nil {
-		old, _ = policy.Parse(target, b)
+	oldData, err := os.ReadFile(target)
+	if err == nil {
+		old, _ = policy.Parse(target, oldData)
 	}
 	changes := policy.Diff(old, pol)
 	fmt.Fprintf(out, "%s: OK, %d rules; policy file of the running gateways: %s\n", file, len(pol.Rules), target)
@@ -130,6 +131,13 @@ func applyPolicy(c *cobra.Command, file string) error {
 	}
 	printChanges(out, changes)
 	if dry {
+		// Where apply would write its temporary file, one is made and
+		// removed, so that the dry run also answers "can it be written".
+		pf, err := renameio.NewPendingFile(target, renameio.WithTempDir(filepath.Dir(target)))
+		if err != nil {
+			return fail("policy apply: %s cannot be written: %v", target, err)
+		}
+		_ = pf.Cleanup()
 		fmt.Fprintln(out, "dry run: nothing was written or reloaded")
 		return nil
 	}
@@ -155,6 +163,14 @@ func applyPolicy(c *cobra.Command, file string) error {
 			continue
 		}
 		fmt.Fprintf(out, "%s: reloaded, %s\n", a, changes.Summary())
+	}
+	if failed == len(addrs) && oldData != nil {
+		// No instance runs the new policy: the file goes back to what they
+		// run, so that a restart does not start one that nobody has.
+		if err := writePolicyFile(target, oldData); err != nil {
+			return fail("policy apply: no instance reloaded, and restoring the previous %s failed: %v; a restart reads the new policy", target, err)
+		}
+		return fail("policy apply: no instance reloaded; %s is restored to the policy they run", target)
 	}
 	if failed > 0 {
 		return fail("policy apply: %d of %d instances did not reload; they keep the policy they had until they reload or restart (a restart reads %s)", failed, len(addrs), target)
@@ -311,7 +327,10 @@ func writePolicyFile(path string, data []byte) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := renameio.WriteFile(path, data, mode); err != nil {
+	// The temporary file goes beside the policy, never to $TMPDIR (which
+	// renameio would pick on the same file system): same directory, same
+	// owner's view, and a rename that cannot cross a mount.
+	if err := renameio.WriteFile(path, data, mode, renameio.WithTempDir(filepath.Dir(path))); err != nil {
 		return err
 	}
 	// The rename is durable only once the directory is.

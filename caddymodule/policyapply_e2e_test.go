@@ -136,6 +136,31 @@ func TestPolicyApply(t *testing.T) {
 	}
 	unchanged("after an apply to gateways that disagree")
 
+	// A policy file that cannot be written (its directory is gone): said
+	// so, by the dry run too, and nothing reloaded.
+	moved := filepath.Dir(other.policy) + ".moved"
+	if err := os.Rename(filepath.Dir(other.policy), moved); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dry-run", good}, other.policy + " cannot be written"},
+		{[]string{good}, "writing " + other.policy},
+	} {
+		out, err = e.applyPolicy(t, tt.args, g3)
+		if err == nil || !strings.Contains(out, tt.want) || strings.Contains(out, "reloaded,") {
+			t.Fatalf("apply %v where the policy cannot be written: %v\n%s\nwant %q and no reload", tt.args, err, out, tt.want)
+		}
+	}
+	if err := os.Rename(moved, filepath.Dir(other.policy)); err != nil {
+		t.Fatal(err)
+	}
+	if st, ops := other.tryLogin(t, g3); st != http.StatusSeeOther || len(opsOf(ops, bank.OpLogin)) != 1 {
+		t.Fatalf("after an apply that could not write, login through g3: %d, bank ops %+v; want the old policy", st, ops)
+	}
+
 	out, err = e.applyPolicy(t, []string{"--dry-run", good}, g1, g2)
 	if err != nil || !strings.Contains(out, "rule login: changed (not_enrolled)") || !strings.Contains(out, "dry run: nothing was written") {
 		t.Fatalf("dry run: %v\n%s", err, out)
