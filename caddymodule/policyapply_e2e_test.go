@@ -203,3 +203,45 @@ func TestPolicyApply(t *testing.T) {
 		t.Fatalf("after a restart, login: %d, bank ops %+v; want the applied policy: a refusal and nothing forwarded", st, ops)
 	}
 }
+
+// TestPolicyApplyRestoresWhenNoInstanceReloads: when the only instance
+// refuses the reload (here a wait_template its configuration names has
+// been deleted since it started), apply says so, puts the previous policy
+// file back, so that a restart does not start a policy nobody runs, and
+// the gateway keeps serving the old policy.
+func TestPolicyApplyRestoresWhenNoInstanceReloads(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	running, err := os.ReadFile(e.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := filepath.Join(e.dir, "wait.html")
+	if err := os.WriteFile(wait, []byte("<p>{{.}}</p>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, adminPort := freePort(t), freePort(t)
+	cfg := caddyrig.Options(adminPort, "", "\t\tstore memory") + caddyrig.Site(port, fmt.Sprintf(
+		"\tonepush_device\n\tonepush {\n\t\tpolicy %s\n\t\twait_template %s\n\t}\n\treverse_proxy %s",
+		e.policy, wait, strings.TrimPrefix(e.bankURL, "http://")))
+	g, err := e.runCaddy(cfg, port, adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(wait); err != nil {
+		t.Fatal(err)
+	}
+	deny := filepath.Join(t.TempDir(), "deny.yaml")
+	if err := os.WriteFile(deny, bytes.Replace(running, []byte("not_enrolled: allow"), []byte("not_enrolled: deny"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.applyPolicy(t, []string{deny}, g)
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "restored to the policy they run") {
+		t.Fatalf("apply to an instance that refuses the reload: %v\n%s", err, out)
+	}
+	if now, _ := os.ReadFile(e.policy); !bytes.Equal(now, running) {
+		t.Fatalf("the policy file after no instance reloaded:\n%s", now)
+	}
+	if st, ops := e.tryLogin(t, g); st != http.StatusSeeOther || len(opsOf(ops, bank.OpLogin)) != 1 {
+		t.Fatalf("login after a failed apply: %d, bank ops %+v; want the old policy", st, ops)
+	}
+}
