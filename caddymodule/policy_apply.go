@@ -35,23 +35,28 @@ func policyApplyCommand() *cobra.Command {
 		Short: "Lints FILE, writes it where the running gateways read their policy and reloads them",
 		Long: `
 Lints FILE and refuses it on any error (nothing is written, nothing
-reloaded). Otherwise it asks each running instance (--address, Caddy's
-admin endpoint, repeatable; default localhost:2019) for its configuration,
+reloaded). Otherwise it asks each running instance for its configuration,
 finds the policy file that configuration names (the "policy" of the
 onepush handler), writes FILE there atomically (a temporary file in the
 same directory, fsync, rename) so that a restart reads it too, and reloads
-each instance through its admin endpoint, forced, as caddy reload --force
-does (with If-Match, so that a configuration changed meanwhile is not
-undone). It prints what changed, rule by rule, and then per instance whether
-the reload took; it exits 1 if any instance failed.
+each instance, forced, as caddy reload --force does (with If-Match, so
+that a configuration changed meanwhile is refused rather than undone). It
+prints what changed, rule by rule, and per instance whether the reload
+took; it exits 1 if any instance failed. If none reloaded, the previous
+file is put back.
+
+--address is Caddy's admin endpoint (as for caddy reload), not the onepush
+admin API (--admin); repeat it for every instance that reads the file;
+default localhost:2019.
 
 Before anything changes it stops if an instance cannot be reached, if the
 instances name different policy files, or if the policy file cannot be
 written. A configuration whose sites name several policy files needs
 --policy-file to say which one FILE replaces.
 
---dry-run does everything up to the writing: lint, the instances'
-configuration, the policy path, and prints what would change.`,
+--dry-run lints, reads the instances' configuration, checks that the
+policy file can be written and prints what would change; nothing is
+written or reloaded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return applyPolicy(c, args[0]) },
 	})
