@@ -53,6 +53,10 @@ Offline, on files:
   caddy onepush policy lint FILE
   caddy onepush policy test FILE REQUEST
 
+On the running gateways (through Caddy's admin endpoint):
+
+  caddy onepush policy apply FILE [--address ADMIN]... [--dry-run] [--policy-file PATH]
+
 lint prints every problem as FILE:LINE: FIELD: MESSAGE and exits 1, or
 summarises the rules. test reads REQUEST, a raw HTTP/1.1 request (request
 line, headers, blank line, body), and shows the rule it matches, the user
@@ -250,6 +254,8 @@ func policyCommand() *cobra.Command {
 			Use: "test FILE REQUEST", Short: "Shows the rule, user key and display fields for a raw HTTP request", Args: cobra.ExactArgs(2),
 			RunE: func(c *cobra.Command, args []string) error { return testPolicy(c, args[0], args[1]) },
 		}),
+		// Applied to running gateways: policy_apply.go.
+		policyApplyCommand(),
 	)
 	return p
 }

@@ -27,7 +27,7 @@ type Device struct {
 	// remote address.
 	ClientIP func(*http.Request) string
 
-	mux *http.ServeMux
+	mux *routeMux
 }
 
 // DefaultDeviceBase is where the device protocol lives unless configured.
@@ -41,7 +41,7 @@ func NewDevice(e *pushauth.Engine, base string, grace time.Duration) *Device {
 		base = DefaultDeviceBase
 	}
 	base = strings.TrimSuffix(base, "/")
-	d := &Device{Engine: e, Base: base, Grace: grace, mux: http.NewServeMux()}
+	d := &Device{Engine: e, Base: base, Grace: grace, mux: newRouteMux()}
 	d.mux.HandleFunc("POST "+base+"/credentials", d.register)
 	d.mux.HandleFunc("PUT "+base+"/credentials/{id}/push-token", d.authed(d.pushToken))
 	d.mux.HandleFunc("DELETE "+base+"/credentials/{id}", d.authed(d.uninstall))
@@ -50,6 +50,12 @@ func NewDevice(e *pushauth.Engine, base string, grace time.Duration) *Device {
 	d.mux.HandleFunc("POST "+base+"/challenges/{id}/decision", d.decision)
 	return d
 }
+
+// Routes returns the patterns the device API serves ("POST
+// /onepush/device/v1/credentials"), in the order they were registered, so
+// that its description (docs/openapi.yaml) can be checked against what is
+// actually served.
+func (d *Device) Routes() []string { return d.mux.Patterns() }
 
 // Handles reports whether path is under the API's base.
 func (d *Device) Handles(path string) bool {
