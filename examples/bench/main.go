@@ -112,6 +112,7 @@ func main() {
 	flag.BoolVar(&pk.Restart, "restart", pk.Restart, "peak: stop instance A (SIGTERM) in the middle of the top and start it again")
 	flag.DurationVar(&pk.Grace, "grace", pk.Grace, "peak: Caddy's grace_period (what a stopped instance gives the requests it holds)")
 	flag.DurationVar(&pk.Fail503, "fail503", pk.Fail503, "peak: how long the push provider of half the phones answers 503 (0: never)")
+	flag.BoolVar(&pk.Sentinel, "sentinel", false, "peak: Redis as a primary, a replica and three Sentinels, and the primary killed three quarters into the top")
 	flag.StringVar(&pk.Redis, "redis", "", "peak: use this Redis (host:port) instead of starting redis-server")
 	flag.Parse()
 	if *scenario == "peak" {

@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/onepush/onepush/internal/caddyrig"
 	"github.com/onepush/onepush/pushauth/seal"
 )
@@ -80,6 +78,7 @@ type peakConfig struct {
 	Restart          bool          // stop instance A (SIGTERM) and start it again
 	Grace            time.Duration // Caddy's grace_period: held requests get this long after SIGTERM
 	Fail503          time.Duration // the odd phones' push provider answers 503 this long (0: never)
+	Sentinel         bool          // Redis as primary, replica and three Sentinels; the primary is killed
 	Redis            string        // use this Redis; "" starts redis-server
 	Caddy            string        // Caddy binary; "" builds examples/caddy
 	Keep             bool
@@ -108,6 +107,7 @@ func (c peakConfig) arrivals() arrivals {
 // Fault times, from the start of the arrivals.
 func (c peakConfig) fail503At() time.Duration { return c.Ramp + c.Hold/5 }
 func (c peakConfig) restartAt() time.Duration { return c.Ramp + c.Hold/2 }
+func (c peakConfig) killAt() time.Duration    { return c.Ramp + 3*c.Hold/4 }
 
 // users is the pool: enough that a user comes back about every 40 s.
 func (c peakConfig) users() int {
@@ -146,6 +146,21 @@ type restartCost struct {
 	HeldAtStopA int            `json:"held_on_a_at_stop"`
 }
 
+type killCost struct {
+	Primary    string    `json:"primary"`
+	NewPrimary string    `json:"new_primary"`
+	KillAt     time.Time `json:"kill_at"`
+	PromotedMs float64   `json:"promoted_after_ms"`
+	ReplicaMs  float64   `json:"replica_in_sync_after_ms"`
+	Window     window    `json:"window"`
+	// Answered503 are requests the instances answered 503 (the store
+	// failing closed) in the window; FirstOKMs is when the first
+	// request sent after the kill was answered by the bank.
+	Answered503 int      `json:"answered_503"`
+	FirstOKMs   float64  `json:"first_ok_after_ms"`
+	Latency     latencyQ `json:"added_latency_during"`
+}
+
 type fail503Cost struct {
 	Window         window  `json:"window"`
 	PushesRefused  int     `json:"pushes_refused"`
@@ -164,11 +179,15 @@ type peakReport struct {
 		TimeoutS            float64 `json:"rule_timeout_s"`
 		Phones              int     `json:"phones"`
 	} `json:"config"`
-	Check                 *peakCheck   `json:"check"`
-	Quiet                 latencyQ     `json:"quiet_added_latency"`
-	Added                 latencyQ     `json:"added_latency_all"`
-	AddedCalm             latencyQ     `json:"added_latency_outside_faults"`
-	CalmP99x              float64      `json:"outside_faults_p99_over_quiet_p99"`
+	Check     *peakCheck `json:"check"`
+	Quiet     latencyQ   `json:"quiet_added_latency"`
+	Added     latencyQ   `json:"added_latency_all"`
+	AddedCalm latencyQ   `json:"added_latency_outside_faults"`
+	CalmP99x  float64    `json:"outside_faults_p99_over_quiet_p99"`
+	// Parts of the added latency (peak, all): the gateway's way to the
+	// phone, and from the phone's decision to the bank's answer.
+	ToPush                latencyQ     `json:"sent_to_push"`
+	Release               latencyQ     `json:"decision_to_answer"`
 	ApprovalsTop          float64      `json:"approvals_per_s_top_5s"`
 	ApprovalsAvg          float64      `json:"approvals_per_s_during_hold"`
 	Offered               int64        `json:"customers_started"`
@@ -181,6 +200,7 @@ type peakReport struct {
 	RedisBytesPerApproval float64      `json:"redis_bytes_per_approval"`
 	Restart               *restartCost `json:"restart,omitempty"`
 	Fail503               *fail503Cost `json:"push_503,omitempty"`
+	RedisKill             *killCost    `json:"redis_primary_killed,omitempty"`
 	Timeline              []timeSlice  `json:"timeline"`
 	EnrolSeconds          float64      `json:"enrol_seconds"`
 }
@@ -213,27 +233,38 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 			return err
 		}
 	}
-	redisAddr := cfg.Redis
-	if redisAddr == "" {
+	var (
+		redisAddrs []string // the data servers, for their counters
+		storeAddrs string   // what the store's addresses line lists
+		storeExtra string
+		rig        *sentinelRig
+	)
+	switch {
+	case cfg.Redis != "":
+		redisAddrs, storeAddrs = []string{cfg.Redis}, cfg.Redis
+	default:
 		rb, err := exec.LookPath("redis-server")
 		if err != nil {
 			return fmt.Errorf("the peak scenario needs redis-server on PATH (apt-get install redis-server)")
 		}
-		port, err := caddyrig.FreePort()
-		if err != nil {
-			return err
+		if cfg.Sentinel {
+			logf("peak: starting a Redis primary, its replica and three Sentinels")
+			if rig, err = startSentinelRig(dir, rb); err != nil {
+				return err
+			}
+			defer rig.stop()
+			for a := range rig.data {
+				redisAddrs = append(redisAddrs, a)
+			}
+			storeAddrs, storeExtra = strings.Join(rig.addrs, " "), "\n\t\t\tmaster_name "+sentinelName
+			break
 		}
-		rp, err := startProc(dir, "redis", rb, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, nil)
+		rp, addr, err := startRedis(dir, rb, "redis")
 		if err != nil {
 			return err
 		}
 		defer rp.stop()
-		redisAddr = fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	if err := waitRedis(rdb, 10*time.Second); err != nil {
-		return err
+		redisAddrs, storeAddrs = []string{addr}, addr
 	}
 
 	quietUsers, users := cfg.QuietN, cfg.users()
@@ -256,7 +287,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 	if err != nil {
 		return err
 	}
-	store := fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\tprefix peak%d:\n\t\t}\n\t\tencryption_key %s", redisAddr, time.Now().UnixNano(), key)
+	store := fmt.Sprintf("redis {\n\t\t\taddresses %s%s\n\t\t\tprefix peak%d:\n\t\t}\n\t\tencryption_key %s", storeAddrs, storeExtra, time.Now().UnixNano(), key)
 	// A stopped instance closes what it still holds after grace_period,
 	// as a bank sets it (Caddy's default waits for ever).
 	gcfg := gatewayConfig{store: store, policy: fmt.Sprintf(peakPolicy, cfg.Timeout), global: "\tgrace_period " + cfg.Grace.String()}
@@ -344,13 +375,33 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		clients = append(clients, p)
 		defer p.stop()
 	}
-	redis0 := redisStats(rdb)
 	var (
 		mu        sync.Mutex
 		cpuTicks0 = [2]int64{cpuTicksOf(gws[0]), cpuTicksOf(gws[1])}
 		cpuUsed   [2]int64
 		rss       [2]int64
+		// What the gateways asked of Redis: each second, what the
+		// primary of that second processed (a replica's counters count
+		// the primary's writes again).
+		redisLast            = map[string]redisCounters{}
+		redisOps, redisBytes int64
 	)
+	sampleRedis := func() {
+		for _, a := range redisAddrs {
+			c, ok := redisStats(a)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			if prev, seen := redisLast[a]; seen && c.primary && c.ops >= prev.ops {
+				redisOps += c.ops - prev.ops
+				redisBytes += c.bytes - prev.bytes
+			}
+			redisLast[a] = c
+			mu.Unlock()
+		}
+	}
+	sampleRedis()
 	sampleDone := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -361,6 +412,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 				return
 			case <-t.C:
 			}
+			sampleRedis()
 			mu.Lock()
 			for i, g := range gws {
 				if g.proc == nil {
@@ -406,15 +458,66 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 			mu.Lock()
 			g.proc = nil
 			mu.Unlock()
-			if err := g.start(dir, bin, "caddy-a-2"); err != nil {
-				logf("peak: restarting instance A: %v", err)
-				return
+			// As an orchestrator does: a process that fails to start (its
+			// store unreachable) is started again.
+			for try := 2; ; try++ {
+				err := g.start(dir, bin, fmt.Sprintf("caddy-a-%d", try))
+				if err == nil {
+					break
+				}
+				if try == 10 {
+					logf("peak: restarting instance A: %v", err)
+					return
+				}
+				time.Sleep(time.Second)
 			}
 			rc.ReadyMs = ms(time.Since(rc.StopAt))
 			mu.Lock()
 			cpuTicks0[0] = cpuTicksOf(g)
 			mu.Unlock()
 			logf("peak: instance A answers again after %.1f s", rc.ReadyMs/1000)
+		})
+	}
+	if rig != nil {
+		kc := &killCost{}
+		rep.RedisKill = kc
+		faults.Go(func() {
+			time.Sleep(time.Until(start.Add(cfg.killAt())))
+			old := rig.master()
+			kc.Primary = old
+			logf("peak: fault: Redis primary %s killed (SIGKILL)", old)
+			kc.KillAt = time.Now()
+			if p := rig.data[old]; p != nil {
+				_ = p.cmd.Process.Kill()
+			}
+			if err := waitFor(60*time.Second, func() string {
+				if m := rig.master(); m != "" && m != old && redisInfo(m, "replication")["role"] == "master" {
+					kc.NewPrimary = m
+					return ""
+				}
+				return "no new primary"
+			}); err != nil {
+				logf("peak: Redis failover: %v", err)
+				return
+			}
+			kc.PromotedMs = ms(time.Since(kc.KillAt))
+			logf("peak: %s promoted after %.1f s; the old primary is started again", kc.NewPrimary, kc.PromotedMs/1000)
+			if err := rig.revive(old); err != nil {
+				logf("peak: starting %s again: %v", old, err)
+				return
+			}
+			if err := waitFor(60*time.Second, func() string {
+				inf := redisInfo(kc.NewPrimary, "replication")
+				if inf["connected_slaves"] != "1" || !strings.Contains(inf["slave0"], "state=online") {
+					return "no replica in sync"
+				}
+				return ""
+			}); err != nil {
+				logf("peak: Redis replica: %v", err)
+				return
+			}
+			kc.ReplicaMs = ms(time.Since(kc.KillAt))
+			logf("peak: %s is its replica %.1f s after the kill", old, kc.ReplicaMs/1000)
 		})
 	}
 	var sums []loadSummary
@@ -431,7 +534,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 	}
 	faults.Wait()
 	close(sampleDone)
-	redis1 := redisStats(rdb)
+	sampleRedis()
 	mu.Lock()
 	for i, g := range gws {
 		cpuUsed[i] += cpuTicksOf(g) - cpuTicks0[i]
@@ -486,8 +589,8 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 	peakFigures(rep, cfg, start, decisions, requests)
 	if n := approvalsIn(decisions, "peak"); n > 0 {
 		rep.CPUusPerApproval = math.Round(float64(cpuUsed[0]+cpuUsed[1]) / clockTicks * 1e6 / float64(n))
-		rep.RedisOpsPerApproval = math.Round(float64(redis1.ops-redis0.ops)/float64(n)*10) / 10
-		rep.RedisBytesPerApproval = math.Round(float64(redis1.bytes-redis0.bytes) / float64(n))
+		rep.RedisOpsPerApproval = math.Round(float64(redisOps)/float64(n)*10) / 10
+		rep.RedisBytesPerApproval = math.Round(float64(redisBytes) / float64(n))
 	}
 	return nil
 }
@@ -563,42 +666,6 @@ func heldConns(g *gateway) int {
 	return n
 }
 
-func waitRedis(c *goredis.Client, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := c.Ping(context.Background()).Err()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type redisCounters struct{ ops, bytes int64 }
-
-// redisStats reads the commands processed and the bytes in and out.
-func redisStats(c *goredis.Client) redisCounters {
-	s, err := c.Info(context.Background(), "stats").Result()
-	if err != nil {
-		return redisCounters{}
-	}
-	var r redisCounters
-	for _, l := range strings.Split(s, "\r\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "total_commands_processed":
-			r.ops = n
-		case "total_net_input_bytes", "total_net_output_bytes":
-			r.bytes += n
-		}
-	}
-	return r
-}
-
 func approvalsIn(ds []phoneRecord, phase string) int {
 	n := 0
 	for _, d := range ds {
@@ -633,6 +700,11 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		winNames = append(winNames, "restart A")
 		rc.AffectedA, rc.AffectedB = map[string]int{}, map[string]int{}
 	}
+	if kc := rep.RedisKill; kc != nil && !kc.KillAt.IsZero() {
+		kc.Window = window{kc.KillAt, kc.KillAt.Add(time.Duration(max(kc.PromotedMs, kc.ReplicaMs)*1e6) + 5*time.Second)}
+		wins = append(wins, kc.Window)
+		winNames = append(winNames, "Redis failover")
+	}
 	inFault := func(a, b time.Time) string {
 		var names []string
 		for i, w := range wins {
@@ -642,7 +714,7 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		}
 		return strings.Join(names, "+")
 	}
-	var quiet, all, calm, restartB samples
+	var quiet, all, calm, restartB, killLat, toPush, release samples
 	slices := map[int]*struct {
 		n int
 		s samples
@@ -651,7 +723,9 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 	var perSec = map[int64]int{}
 	for _, r := range requests {
 		sent, done := time.Unix(0, r.Sent), time.Unix(0, r.Done)
-		if rc := rep.Restart; rc != nil && rc.AffectedA != nil && r.Phase == "peak" && rc.Window.overlaps(sent, done) {
+		// Requests the restart cost: answered while A was down or coming
+		// back (a held request the store failed later is the store's).
+		if rc := rep.Restart; rc != nil && rc.AffectedA != nil && r.Phase == "peak" && rc.Window.overlaps(done, done) {
 			bad := r.Class != "ok" && !(r.Class == "refused" && r.Status != 503) && r.Class != "gaveup"
 			if bad {
 				if r.Inst == 0 {
@@ -669,9 +743,20 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 				c.ExpiredDuring++
 			}
 		}
+		if kc := rep.RedisKill; kc != nil && !kc.KillAt.IsZero() && r.Phase == "peak" {
+			if r.Class == "refused" && r.Status == 503 && kc.Window.overlaps(sent, done) {
+				kc.Answered503++
+			}
+			if r.Class == "ok" && sent.After(kc.KillAt) && (kc.FirstOKMs == 0 || ms(done.Sub(kc.KillAt)) < kc.FirstOKMs) {
+				kc.FirstOKMs = ms(done.Sub(kc.KillAt))
+			}
+		}
 		d, ok := byRef[r.Ref]
 		if !ok || r.Class != "ok" {
 			continue
+		}
+		if kc := rep.RedisKill; kc != nil && kc.Window.overlaps(sent, done) {
+			killLat = append(killLat, done.Sub(sent)-time.Duration(d.Think))
 		}
 		added := done.Sub(sent) - time.Duration(d.Think)
 		if r.Phase == "quiet" {
@@ -680,6 +765,8 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		}
 		perSec[time.Unix(0, d.Sent).Unix()]++
 		all = append(all, added)
+		toPush = append(toPush, time.Unix(0, d.Push).Sub(sent))
+		release = append(release, done.Sub(time.Unix(0, d.Sent)))
 		f := inFault(sent, done)
 		if f == "" {
 			calm = append(calm, added)
@@ -706,11 +793,15 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		}
 	}
 	rep.Quiet, rep.Added, rep.AddedCalm = quantiles(quiet), quantiles(all), quantiles(calm)
+	rep.ToPush, rep.Release = quantiles(toPush), quantiles(release)
 	if rep.Quiet.P99ms > 0 {
 		rep.CalmP99x = math.Round(rep.AddedCalm.P99ms/rep.Quiet.P99ms*100) / 100
 	}
 	if rc := rep.Restart; rc != nil {
 		rc.LatencyB = quantiles(restartB)
+	}
+	if kc := rep.RedisKill; kc != nil {
+		kc.Latency = quantiles(killLat)
 	}
 	var keys []int
 	for k := range slices {

@@ -62,6 +62,8 @@ func printPeak(out io.Writer, r *peakReport) {
 	fmt.Fprintf(w, "approvals/s\t%.1f (best 5 s), %.1f (mean over the top)\ttarget %.0f /s\t%.0f%%\t\n", r.ApprovalsTop, r.ApprovalsAvg, cf.TargetApprovalsPerS, 100*r.ApprovalsTop/cf.TargetApprovalsPerS)
 	fmt.Fprintf(w, "added latency p50 / p99 / p999\t%s\tquiet release: %s\tp99 %.2f×\t\n", lq(r.Added), lq(r.Quiet), safeDiv(r.Added.P99ms, r.Quiet.P99ms))
 	fmt.Fprintf(w, "  outside the fault windows\t%s\t\tp99 %.2f×\t≤ 2×\n", lq(r.AddedCalm), r.CalmP99x)
+	fmt.Fprintf(w, "  of which: sent → push at the phone\t%s\t\t\t\n", lq(r.ToPush))
+	fmt.Fprintf(w, "  of which: decision sent → bank's answer\t%s\t\t\t\n", lq(r.Release))
 	for _, s := range r.Timeline {
 		fmt.Fprintf(w, "  %3.0f–%3.0f s\t%d approved, p50 %.1f / p99 %.1f ms\t%s\tp99 %.2f×\t\n", s.FromS, s.FromS+10, s.Approvals, s.P50ms, s.P99ms, s.Faults, safeDiv(s.P99ms, r.Quiet.P99ms))
 	}
@@ -69,10 +71,15 @@ func printPeak(out io.Writer, r *peakReport) {
 	fmt.Fprintf(w, "RSS per instance (max)\tA %.1f MiB, B %.1f MiB\t\t\t\n", r.RSSMiB[0], r.RSSMiB[1])
 	fmt.Fprintf(w, "Redis per approval\t%.1f commands, %.0f bytes in+out\t\t\t\n", r.RedisOpsPerApproval, r.RedisBytesPerApproval)
 	if rc := r.Restart; rc != nil && !rc.StopAt.IsZero() {
-		fmt.Fprintf(w, "fault: instance A restarted\texited %.1f s after SIGTERM, answering %.1f s after, first approval through it %.1f s after\t%d connections open at SIGTERM\t\t\n",
+		fmt.Fprintf(w, "fault: instance A restarted\texited %.1f s after SIGTERM, answering %.1f s after, first request through it answered by the bank %.1f s after\t%d connections open at SIGTERM\t\t\n",
 			rc.ExitedMs/1000, rc.ReadyMs/1000, rc.FirstOKMs/1000, rc.HeldAtStopA)
 		fmt.Fprintf(w, "  not completed in the window\tA: %s\tB: %s\t\tB: none\n", counts(rc.AffectedA), counts(rc.AffectedB))
 		fmt.Fprintf(w, "  B's added latency meanwhile\t%s\t\tp99 %.2f×\t\n", lq(rc.LatencyB), safeDiv(rc.LatencyB.P99ms, r.Quiet.P99ms))
+	}
+	if k := r.RedisKill; k != nil && !k.KillAt.IsZero() {
+		fmt.Fprintf(w, "fault: Redis primary killed\ta replica promoted %.1f s after, the old primary its replica %.1f s after, first request answered by the bank %.1f s after\t%d requests answered 503\t\t\n",
+			k.PromotedMs/1000, k.ReplicaMs/1000, k.FirstOKMs/1000, k.Answered503)
+		fmt.Fprintf(w, "  added latency meanwhile\t%s\t\tp99 %.2f×\t\n", lq(k.Latency), safeDiv(k.Latency.P99ms, r.Quiet.P99ms))
 	}
 	if f := r.Fail503; f != nil && !f.Window.From.IsZero() {
 		fmt.Fprintf(w, "fault: push provider 503\t%d pushes refused over %.0f s; %d requests expired (408) after them\t%.1f expired/s otherwise\t\t\n",
