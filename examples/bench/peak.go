@@ -47,6 +47,19 @@ rules:
     not_enrolled: allow
     success: {status: [303], set_cookie: BANKSESSION, location_prefix: /dashboard}
     timeout: %[1]s
+  - name: transfer-corporate
+    kind: transaction
+    match: {methods: [POST], hosts: [corp.bank.test], path: {exact: /transfer}, fields: [payee_account, amount, ref]}
+    user: {session: true}
+    transaction:
+      amount: "{form.amount}"
+      currency: JPY
+      payee: "{form.payee_account}"
+    display:
+      - {label: Ref, value: "{form.ref}"}
+    mode: interstitial
+    code_digits: 6
+    timeout: %[1]s
   - name: transfer
     kind: transaction
     match: {methods: [POST], path: {exact: /transfer}, fields: [payee_account, amount, ref]}
@@ -75,6 +88,7 @@ type peakConfig struct {
 	Mix              phoneMix
 	PDisconnect      float64
 	PDouble          float64
+	PCode            float64       // share of transfers on the corporate site (interstitial, code transfer)
 	Restart          bool          // stop instance A (SIGTERM) and start it again
 	Grace            time.Duration // Caddy's grace_period: held requests get this long after SIGTERM
 	Fail503          time.Duration // the odd phones' push provider answers 503 this long (0: never)
@@ -89,7 +103,7 @@ func defaultPeak() peakConfig {
 		Rate: 200, Ramp: 30 * time.Second, Hold: 60 * time.Second, Down: 20 * time.Second,
 		Clients: 4, QuietN: 40, Timeout: 20 * time.Second,
 		Mix:         phoneMix{thinkMin: time.Second, thinkMax: 8 * time.Second, pSilent: 0.08, pDeny: 0.06, pFraud: 0.01},
-		PDisconnect: 0.04, PDouble: 0.02, Restart: true, Grace: 5 * time.Second, Fail503: 10 * time.Second,
+		PDisconnect: 0.04, PDouble: 0.02, PCode: 0.3, Restart: true, Grace: 5 * time.Second, Fail503: 10 * time.Second,
 	}
 }
 
@@ -186,23 +200,27 @@ type peakReport struct {
 	CalmP99x  float64    `json:"outside_faults_p99_over_quiet_p99"`
 	// Parts of the added latency (peak, all): the gateway's way to the
 	// phone, and from the phone's decision to the bank's answer.
-	ToPush                latencyQ     `json:"sent_to_push"`
-	Release               latencyQ     `json:"decision_to_answer"`
-	ApprovalsTop          float64      `json:"approvals_per_s_top_5s"`
-	ApprovalsAvg          float64      `json:"approvals_per_s_during_hold"`
-	Offered               int64        `json:"customers_started"`
-	Due                   float64      `json:"customers_due"`
-	Skipped               int64        `json:"customers_skipped_no_free_user"`
-	MaxLagMs              int64        `json:"max_arrival_lag_ms"`
-	CPUusPerApproval      float64      `json:"caddy_cpu_us_per_approval"`
-	RSSMiB                [2]float64   `json:"max_rss_mib"`
-	RedisOpsPerApproval   float64      `json:"redis_ops_per_approval"`
-	RedisBytesPerApproval float64      `json:"redis_bytes_per_approval"`
-	Restart               *restartCost `json:"restart,omitempty"`
-	Fail503               *fail503Cost `json:"push_503,omitempty"`
-	RedisKill             *killCost    `json:"redis_primary_killed,omitempty"`
-	Timeline              []timeSlice  `json:"timeline"`
-	EnrolSeconds          float64      `json:"enrol_seconds"`
+	ToPush latencyQ `json:"sent_to_push"`
+	// ByKind is the added latency of each kind of request (peak, all):
+	// login, transfer (held), transfer (interstitial: the page's status
+	// poll and its continue included).
+	ByKind                map[string]latencyQ `json:"added_latency_by_kind"`
+	Release               latencyQ            `json:"decision_to_answer"`
+	ApprovalsTop          float64             `json:"approvals_per_s_top_5s"`
+	ApprovalsAvg          float64             `json:"approvals_per_s_during_hold"`
+	Offered               int64               `json:"customers_started"`
+	Due                   float64             `json:"customers_due"`
+	Skipped               int64               `json:"customers_skipped_no_free_user"`
+	MaxLagMs              int64               `json:"max_arrival_lag_ms"`
+	CPUusPerApproval      float64             `json:"caddy_cpu_us_per_approval"`
+	RSSMiB                [2]float64          `json:"max_rss_mib"`
+	RedisOpsPerApproval   float64             `json:"redis_ops_per_approval"`
+	RedisBytesPerApproval float64             `json:"redis_bytes_per_approval"`
+	Restart               *restartCost        `json:"restart,omitempty"`
+	Fail503               *fail503Cost        `json:"push_503,omitempty"`
+	RedisKill             *killCost           `json:"redis_primary_killed,omitempty"`
+	Timeline              []timeSlice         `json:"timeline"`
+	EnrolSeconds          float64             `json:"enrol_seconds"`
 }
 
 // timeSlice is the run in 10 s slices: what was approved and added.
@@ -368,7 +386,8 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 			"-from", strconv.Itoa(from), "-to", strconv.Itoa(to), "-src", srcs[k%len(srcs)], "-out", filepath.Join(dir, fmt.Sprintf("client-%d.jsonl", k)),
 			"-start", strconv.FormatInt(start.UnixNano(), 10), "-rate", fmtF(a.top/float64(cfg.Clients)),
 			"-ramp", cfg.Ramp.String(), "-hold", cfg.Hold.String(), "-down", cfg.Down.String(),
-			"-p-disconnect", fmtF(cfg.PDisconnect), "-p-double", fmtF(cfg.PDouble), "-timeout", (cfg.Timeout + 20*time.Second).String())
+			"-p-disconnect", fmtF(cfg.PDisconnect), "-p-double", fmtF(cfg.PDouble), "-p-code", fmtF(cfg.PCode), "-phones", rcv,
+			"-timeout", (cfg.Timeout + 20*time.Second).String())
 		if err != nil {
 			return err
 		}
@@ -715,6 +734,7 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		return strings.Join(names, "+")
 	}
 	var quiet, all, calm, restartB, killLat, toPush, release samples
+	byKind := map[string]samples{}
 	slices := map[int]*struct {
 		n int
 		s samples
@@ -766,6 +786,11 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 		perSec[time.Unix(0, d.Sent).Unix()]++
 		all = append(all, added)
 		toPush = append(toPush, time.Unix(0, d.Push).Sub(sent))
+		kind := r.Kind + " (hold)"
+		if r.Mode != "" {
+			kind = r.Kind + " (" + r.Mode + ", code)"
+		}
+		byKind[kind] = append(byKind[kind], added)
 		release = append(release, done.Sub(time.Unix(0, d.Sent)))
 		f := inFault(sent, done)
 		if f == "" {
@@ -794,6 +819,10 @@ func peakFigures(rep *peakReport, cfg peakConfig, start time.Time, decisions []p
 	}
 	rep.Quiet, rep.Added, rep.AddedCalm = quantiles(quiet), quantiles(all), quantiles(calm)
 	rep.ToPush, rep.Release = quantiles(toPush), quantiles(release)
+	rep.ByKind = map[string]latencyQ{}
+	for k, s := range byKind {
+		rep.ByKind[k] = quantiles(s)
+	}
 	if rep.Quiet.P99ms > 0 {
 		rep.CalmP99x = math.Round(rep.AddedCalm.P99ms/rep.Quiet.P99ms*100) / 100
 	}

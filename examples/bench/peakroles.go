@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,6 +163,7 @@ type phoneRecord struct {
 	Think     int64  `json:"think_ns"` // the person's deliberate wait
 	Status    int    `json:"status"`   // of the decision post; 0: none obtained
 	Tries     int    `json:"tries"`
+	Code      bool   `json:"code,omitempty"` // approved with the code the browser showed
 	Err       string `json:"err,omitempty"`
 }
 
@@ -173,6 +175,42 @@ func displayValue(ch *device.Challenge, label string) string {
 		}
 	}
 	return ""
+}
+
+// codeBox carries the codes the customers' browsers show to their phones
+// (the person reading one screen and typing into the other).
+type codeBox struct {
+	mu sync.Mutex
+	m  map[string]string // challenge id -> code
+}
+
+func (b *codeBox) serve(w http.ResponseWriter, r *http.Request) {
+	var msg struct{ Challenge, Code string }
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&msg); err != nil || msg.Challenge == "" {
+		http.Error(w, "want {challenge, code}", http.StatusBadRequest)
+		return
+	}
+	b.mu.Lock()
+	if len(b.m) < 100_000 {
+		b.m[msg.Challenge] = msg.Code
+	}
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// wait returns the code for challenge id once it came, or "" after d.
+func (b *codeBox) wait(id string, d time.Duration) string {
+	deadline := time.Now().Add(min(d, 2*time.Minute))
+	for {
+		b.mu.Lock()
+		code, ok := b.m[id]
+		delete(b.m, id)
+		b.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			return code
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // phoneMix is how the phones' owners answer in the peak phase.
@@ -229,6 +267,7 @@ func rolePhones(args []string) error {
 		pushes  atomic.Int64
 		refused atomic.Int64
 		wg      sync.WaitGroup
+		codes   = &codeBox{m: map[string]string{}}
 	)
 	decide := func(idx int, id string, pushAt time.Time) {
 		mu.Lock()
@@ -269,11 +308,21 @@ func rolePhones(args []string) error {
 			return
 		}
 		rec.Ref, rec.User, rec.Kind, rec.Err = displayValue(ch, "Ref"), ch.Parsed.User, ch.Kind, ""
+		var code string
+		if ch.Parsed.CodeDigits > 0 && decision == device.Approve {
+			// The person types the code her browser shows: it comes from
+			// the load client (POST /code), or she cannot approve.
+			if code = codes.wait(id, time.Until(ch.ExpiresAt)); code == "" {
+				rec.Err = "no code from the browser before the challenge expired"
+				return
+			}
+			rec.Code = true
+		}
 		time.Sleep(think)
 		for try := range 2 * len(ps) {
 			p := ps[(first+try)%len(ps)]
 			rec.Tries++
-			tok, err := p.DecisionToken(ch, decision, 0)
+			tok, err := p.DecisionTokenWithCode(ch, decision, code)
 			if err != nil {
 				rec.Err = err.Error()
 				return
@@ -302,6 +351,10 @@ func rolePhones(args []string) error {
 		return err
 	}
 	h := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/code" {
+			codes.serve(rw, r)
+			return
+		}
 		var msg struct {
 			ChallengeID string `json:"challenge_id"`
 		}
@@ -370,6 +423,13 @@ func rolePhones(args []string) error {
 	return nil
 }
 
+// corpHost is the corporate site's host: its transfers wait on a page and
+// transfer a code (peakPolicy's transfer-corporate rule).
+const corpHost = "corp.bank.test"
+
+// codeOnPage finds the code the waiting page shows.
+var codeOnPage = regexp.MustCompile(`id="code"[^>]*>\s*([0-9]+)\s*<`)
+
 // pause waits between rounds of tries over every instance (a load
 // balancer moves on to the next at once).
 func pause(try, n int) {
@@ -385,6 +445,7 @@ type clientRecord struct {
 	User   int    `json:"user"`
 	Inst   int    `json:"inst"`            // index of the instance that took it
 	Moved  bool   `json:"moved,omitempty"` // its instance refused the connection
+	Mode   string `json:"mode,omitempty"`  // "interstitial" for the corporate site's transfers
 	Phase  string `json:"phase"`
 	Sent   int64  `json:"sent_ns"`
 	Done   int64  `json:"done_ns"`
@@ -453,6 +514,8 @@ func rolePeakLoad(args []string) error {
 	pGone := fs.Float64("p-disconnect", 0.04, "share of customers who close the connection while held")
 	pDouble := fs.Float64("p-double", 0.02, "share of logins sent twice (the second supersedes the first)")
 	timeout := fs.Duration("timeout", time.Minute, "a request not answered by then is unanswered")
+	pCode := fs.Float64("p-code", 0.3, "share of transfers sent to the corporate site, whose rule waits on a page with a code to type into the phone")
+	phones := fs.String("phones", "", "the phones' host:port (the person carries the code there)")
 	_ = fs.Parse(args)
 
 	w, err := createJSONLines(*out)
@@ -468,45 +531,52 @@ func rolePeakLoad(args []string) error {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	}
 	var seq atomic.Int64
-	send := func(ctx context.Context, c *http.Client, phase, kind string, u, inst int, form url.Values, cookie string) (clientRecord, string) {
+	newRec := func(phase, kind string, u, inst int, form url.Values) clientRecord {
 		ref := fmt.Sprintf("c%d-%d-%s", *id, seq.Add(1), kind[:1])
 		form.Set("ref", ref)
-		rec := clientRecord{Ref: ref, Kind: kind, User: u, Inst: inst, Phase: phase}
-		rec.Sent = time.Now().UnixNano()
+		return clientRecord{Ref: ref, Kind: kind, User: u, Inst: inst, Phase: phase, Sent: time.Now().UnixNano()}
+	}
+	// do sends one request to rec's instance; an instance that does not
+	// take the connection got nothing, so the load balancer sends it to
+	// the next one (rec.Inst and rec.Moved say where it went).
+	do := func(ctx context.Context, c *http.Client, rec *clientRecord, method, path, host string, form url.Values, cookies ...string) (*http.Response, []byte, error) {
 		var resp *http.Response
 		var err error
-		// An instance that does not take the connection got nothing: the
-		// load balancer sends the request to the next one.
+		inst := rec.Inst
 		for try := range len(bases) {
 			rec.Inst = (inst + try) % len(bases)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, bases[rec.Inst]+"/"+kind, strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			if cookie != "" {
-				req.Header.Set("Cookie", bank.SessionCookieName+"="+cookie)
+			var body io.Reader
+			if form != nil {
+				body = strings.NewReader(form.Encode())
+			}
+			req, _ := http.NewRequestWithContext(ctx, method, bases[rec.Inst]+path, body)
+			if form != nil {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if host != "" {
+				req.Host = host
+			}
+			if len(cookies) > 0 {
+				req.Header.Set("Cookie", strings.Join(cookies, "; "))
 			}
 			if resp, err = c.Do(req); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
 				break
 			}
 			rec.Moved = true
 		}
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			rec.Status = resp.StatusCode
+		if err != nil {
+			return nil, nil, err
 		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		rec.Status = resp.StatusCode
+		return resp, b, err
+	}
+	// classify sets rec's class from a transport error, or to refused
+	// (an answer that is not the bank's success); done records it.
+	classify := func(ctx context.Context, rec *clientRecord, err error) {
 		rec.Done = time.Now().UnixNano()
-		var session string
 		switch {
-		case err == nil && kind == "login" && resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/dashboard":
-			rec.Class = "ok"
-			for _, ck := range resp.Cookies() {
-				if ck.Name == bank.SessionCookieName {
-					session = ck.Value
-				}
-			}
-		case err == nil && kind == "transfer" && resp.StatusCode == http.StatusOK && strings.Contains(string(body), "Transfer accepted"):
-			rec.Class = "ok"
 		case err == nil:
 			rec.Class = "refused"
 		case errors.Is(err, syscall.ECONNREFUSED):
@@ -518,10 +588,92 @@ func rolePeakLoad(args []string) error {
 		default:
 			rec.Class, rec.Err = "closed", err.Error()
 		}
+	}
+	transferDone := func(resp *http.Response, body []byte) bool {
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "Transfer accepted")
+	}
+	// send posts a held request (login or transfer) and returns what the
+	// browser saw, and the bank's session after a login.
+	send := func(ctx context.Context, c *http.Client, phase, kind string, u, inst int, form url.Values, cookie string) (clientRecord, string) {
+		rec := newRec(phase, kind, u, inst, form)
+		var cookies []string
+		if cookie != "" {
+			cookies = append(cookies, bank.SessionCookieName+"="+cookie)
+		}
+		resp, body, err := do(ctx, c, &rec, http.MethodPost, "/"+kind, "", form, cookies...)
+		classify(ctx, &rec, err)
+		var session string
+		switch {
+		case err == nil && kind == "login" && resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/dashboard":
+			rec.Class = "ok"
+			for _, ck := range resp.Cookies() {
+				if ck.Name == bank.SessionCookieName {
+					session = ck.Value
+				}
+			}
+		case err == nil && kind == "transfer" && transferDone(resp, body):
+			rec.Class = "ok"
+		}
 		w.write(rec)
 		return rec, session
 	}
-	customer := func(phase string, u int, r *rand.Rand, gone, double bool) {
+	// sendWait posts a transfer on the corporate site, whose rule waits on
+	// a page with a code: the browser reads the code, the person types it
+	// into the phone, the page polls its status and, once it is final,
+	// continues (the gateway replays the stored transfer once, on
+	// approval). A customer who leaves stops polling and never continues.
+	sendWait := func(ctx context.Context, c *http.Client, phase string, u, inst int, form url.Values, cookie string) {
+		rec := newRec(phase, "transfer", u, inst, form)
+		rec.Mode = "interstitial"
+		defer func() { w.write(rec) }()
+		session := bank.SessionCookieName + "=" + cookie
+		resp, body, err := do(ctx, c, &rec, http.MethodPost, "/transfer", corpHost, form, session)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			classify(ctx, &rec, err)
+			return
+		}
+		var wait string
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "onepush_wait" {
+				wait = ck.Value
+			}
+		}
+		challenge, _, _ := strings.Cut(wait, ".")
+		m := codeOnPage.FindSubmatch(body)
+		if challenge == "" || m == nil {
+			rec.Err = "waiting page without challenge cookie or code"
+			classify(ctx, &rec, nil)
+			return
+		}
+		msg, _ := json.Marshal(map[string]string{"challenge": challenge, "code": string(m[1])})
+		if r, err := http.Post("http://"+*phones+"/code", "application/json", strings.NewReader(string(msg))); err == nil {
+			r.Body.Close()
+		}
+		waitCookie := "onepush_wait=" + wait
+		page := "/onepush/wait/" + challenge
+		deadline := time.Unix(0, rec.Sent).Add(*timeout)
+		for time.Now().Before(deadline) {
+			resp, body, err := do(ctx, c, &rec, http.MethodGet, page+"/status", corpHost, nil, waitCookie)
+			if ctx.Err() != nil {
+				classify(ctx, &rec, ctx.Err())
+				return
+			}
+			var st struct{ Status string }
+			if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(body, &st) != nil {
+				time.Sleep(500 * time.Millisecond) // an instance going away, or too many polls
+				continue
+			}
+			if st.Status != "pending" {
+				break
+			}
+		}
+		resp, body, err = do(ctx, c, &rec, http.MethodPost, page+"/continue", corpHost, url.Values{}, session, waitCookie)
+		classify(ctx, &rec, err)
+		if err == nil && transferDone(resp, body) {
+			rec.Class = "ok"
+		}
+	}
+	customer := func(phase string, u int, r *rand.Rand, gone, double, code, leaves bool) {
 		usr := peakUser(u)
 		inst := u % len(bases)
 		c := clients[u%len(clients)]
@@ -550,15 +702,25 @@ func rolePeakLoad(args []string) error {
 			time.Sleep(300*time.Millisecond + time.Duration(r.Int64N(int64(time.Second))))
 		}
 		amount := strconv.FormatInt(int64(*id)*10_000_000+seq.Load()+1, 10)
-		send(context.Background(), c, phase, "transfer", u, inst, url.Values{
-			"payee_account": {"P" + strconv.Itoa(*id) + "-" + amount}, "amount": {amount}, "txn_password": {usr.TxnPassword}}, session)
+		form := url.Values{"payee_account": {"P" + strconv.Itoa(*id) + "-" + amount}, "amount": {amount}, "txn_password": {usr.TxnPassword}}
+		if code {
+			ctx := context.Background()
+			if leaves {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Second+time.Duration(r.Int64N(int64(3*time.Second))))
+				defer cancel()
+			}
+			sendWait(ctx, c, phase, u, inst, form, session)
+			return
+		}
+		send(context.Background(), c, phase, "transfer", u, inst, form, session)
 	}
 
 	r := rand.New(rand.NewPCG(uint64(*id), uint64(time.Now().UnixNano())))
 	var sum loadSummary
 	if *quietN > 0 {
 		for u := *from; u < *to && u < *from+*quietN; u++ {
-			customer("quiet", u, r, false, false)
+			customer("quiet", u, r, false, false, false, false)
 			sum.Customers++
 		}
 		_ = w.close()
@@ -597,10 +759,12 @@ func rolePeakLoad(args []string) error {
 			}
 			sum.Customers++
 			gone, double := r.Float64() < *pGone, r.Float64() < *pDouble
+			code := r.Float64() < *pCode
+			leaves := code && r.Float64() < *pGone
 			cr := rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))
 			wg.Go(func() {
 				defer busy[i].Store(false)
-				customer("peak", *from+i, cr, gone, double)
+				customer("peak", *from+i, cr, gone, double, code, leaves)
 			})
 		}
 		if el >= a.total() {

@@ -62,6 +62,14 @@ func printPeak(out io.Writer, r *peakReport) {
 	fmt.Fprintf(w, "approvals/s\t%.1f (best 5 s), %.1f (mean over the top)\ttarget %.0f /s\t%.0f%%\t\n", r.ApprovalsTop, r.ApprovalsAvg, cf.TargetApprovalsPerS, 100*r.ApprovalsTop/cf.TargetApprovalsPerS)
 	fmt.Fprintf(w, "added latency p50 / p99 / p999\t%s\tquiet release: %s\tp99 %.2f×\t\n", lq(r.Added), lq(r.Quiet), safeDiv(r.Added.P99ms, r.Quiet.P99ms))
 	fmt.Fprintf(w, "  outside the fault windows\t%s\t\tp99 %.2f×\t≤ 2×\n", lq(r.AddedCalm), r.CalmP99x)
+	var kinds []string
+	for k := range r.ByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  %s\t%s\t\tp99 %.2f×\t\n", k, lq(r.ByKind[k]), safeDiv(r.ByKind[k].P99ms, r.Quiet.P99ms))
+	}
 	fmt.Fprintf(w, "  of which: sent → push at the phone\t%s\t\t\t\n", lq(r.ToPush))
 	fmt.Fprintf(w, "  of which: decision sent → bank's answer\t%s\t\t\t\n", lq(r.Release))
 	for _, s := range r.Timeline {
