@@ -107,8 +107,9 @@ func defaultPeak() peakConfig {
 	}
 }
 
-// pApprove is the share of prompts approved; a customer approves her login
-// and then her transfer, so she brings pApprove·(1+pApprove) approvals.
+// customerRate is the customers' arrival rate at the top that brings Rate
+// approvals a second: a customer's login is approved with the share pa of
+// prompts approved, and then, unless she left, her transfer too.
 func (c peakConfig) customerRate() float64 {
 	pa := 1 - c.Mix.pSilent - c.Mix.pDeny - c.Mix.pFraud
 	return c.Rate / (pa * (1 + pa*(1-c.PDisconnect)))
@@ -216,11 +217,14 @@ type peakReport struct {
 	RSSMiB                [2]float64          `json:"max_rss_mib"`
 	RedisOpsPerApproval   float64             `json:"redis_ops_per_approval"`
 	RedisBytesPerApproval float64             `json:"redis_bytes_per_approval"`
-	Restart               *restartCost        `json:"restart,omitempty"`
-	Fail503               *fail503Cost        `json:"push_503,omitempty"`
-	RedisKill             *killCost           `json:"redis_primary_killed,omitempty"`
-	Timeline              []timeSlice         `json:"timeline"`
-	EnrolSeconds          float64             `json:"enrol_seconds"`
+	// RedisCommands is each command's calls per approval (INFO
+	// commandstats of the primary), those at 0.1 or more.
+	RedisCommands map[string]float64 `json:"redis_commands_per_approval"`
+	Restart       *restartCost       `json:"restart,omitempty"`
+	Fail503       *fail503Cost       `json:"push_503,omitempty"`
+	RedisKill     *killCost          `json:"redis_primary_killed,omitempty"`
+	Timeline      []timeSlice        `json:"timeline"`
+	EnrolSeconds  float64            `json:"enrol_seconds"`
 }
 
 // timeSlice is the run in 10 s slices: what was approved and added.
@@ -404,6 +408,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		// the primary's writes again).
 		redisLast            = map[string]redisCounters{}
 		redisOps, redisBytes int64
+		redisCalls           = map[string]int64{}
 	)
 	sampleRedis := func() {
 		for _, a := range redisAddrs {
@@ -415,6 +420,9 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 			if prev, seen := redisLast[a]; seen && c.primary && c.ops >= prev.ops {
 				redisOps += c.ops - prev.ops
 				redisBytes += c.bytes - prev.bytes
+				for cmd, n := range c.calls {
+					redisCalls[cmd] += n - prev.calls[cmd]
+				}
 			}
 			redisLast[a] = c
 			mu.Unlock()
@@ -610,6 +618,12 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		rep.CPUusPerApproval = math.Round(float64(cpuUsed[0]+cpuUsed[1]) / clockTicks * 1e6 / float64(n))
 		rep.RedisOpsPerApproval = math.Round(float64(redisOps)/float64(n)*10) / 10
 		rep.RedisBytesPerApproval = math.Round(float64(redisBytes) / float64(n))
+		rep.RedisCommands = map[string]float64{}
+		for cmd, calls := range redisCalls {
+			if per := math.Round(float64(calls)/float64(n)*10) / 10; per >= 0.1 {
+				rep.RedisCommands[cmd] = per
+			}
+		}
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"math"
 	"testing"
+	"time"
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
 )
@@ -95,5 +97,32 @@ func TestCheckPeak(t *testing.T) {
 	if got.Executed != 2 || got.Approvals != 3 || got.ApprovedNotForwarded["closed"] != 1 || got.ExecutedNotTold != 1 {
 		t.Errorf("executed %d, approvals %d, approved not forwarded %v, executed not told %d; want 2, 3, closed 1, 1",
 			got.Executed, got.Approvals, got.ApprovedNotForwarded, got.ExecutedNotTold)
+	}
+}
+
+// TestArrivals checks the arrivals' shape: its integral at the corners,
+// and that dueAt inverts due.
+func TestArrivals(t *testing.T) {
+	a := arrivals{top: 10, ramp: 4 * time.Second, hold: 6 * time.Second, down: 2 * time.Second}
+	for _, tt := range []struct {
+		at   time.Duration
+		want float64
+	}{
+		{0, 0},
+		{2 * time.Second, 5},   // half-way up: 10/s × 2 s / 2
+		{4 * time.Second, 20},  // the ramp: 10 × 4 / 2
+		{10 * time.Second, 80}, // and the top: 10 × 6
+		{12 * time.Second, 90}, // and the way down: 10 × 2 / 2
+		{time.Minute, 90},
+	} {
+		if got := a.due(tt.at); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("due(%s) = %g, want %g", tt.at, got, tt.want)
+		}
+	}
+	for _, n := range []int{1, 5, 20, 50, 89, 90} {
+		at := a.dueAt(n)
+		if a.due(at) < float64(n) || a.due(at-2*time.Millisecond) >= float64(n) {
+			t.Errorf("dueAt(%d) = %s: due there %g, 2 ms before %g", n, at, a.due(at), a.due(at-2*time.Millisecond))
+		}
 	}
 }

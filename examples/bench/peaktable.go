@@ -77,7 +77,7 @@ func printPeak(out io.Writer, r *peakReport) {
 	}
 	fmt.Fprintf(w, "Caddy CPU per approval\t%.0f µs (both instances)\t\t\t\n", r.CPUusPerApproval)
 	fmt.Fprintf(w, "RSS per instance (max)\tA %.1f MiB, B %.1f MiB\t\t\t\n", r.RSSMiB[0], r.RSSMiB[1])
-	fmt.Fprintf(w, "Redis per approval\t%.1f commands, %.0f bytes in+out\t\t\t\n", r.RedisOpsPerApproval, r.RedisBytesPerApproval)
+	fmt.Fprintf(w, "Redis per approval\t%.1f commands, %.0f bytes in+out\t%s\t\t\n", r.RedisOpsPerApproval, r.RedisBytesPerApproval, topCommands(r.RedisCommands, 6))
 	if rc := r.Restart; rc != nil && !rc.StopAt.IsZero() {
 		fmt.Fprintf(w, "fault: instance A restarted\texited %.1f s after SIGTERM, answering %.1f s after, first request through it answered by the bank %.1f s after\t%d connections open at SIGTERM\t\t\n",
 			rc.ExitedMs/1000, rc.ReadyMs/1000, rc.FirstOKMs/1000, rc.HeldAtStopA)
@@ -134,5 +134,26 @@ func counts(m map[string]int) string {
 		s = append(s, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// topCommands lists the n commands with the most calls per approval.
+func topCommands(m map[string]float64, n int) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var l []kv
+	for k, v := range m {
+		l = append(l, kv{k, v})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].v > l[j].v || (l[i].v == l[j].v && l[i].k < l[j].k) })
+	var s []string
+	for i, e := range l {
+		if i == n {
+			break
+		}
+		s = append(s, fmt.Sprintf("%s %.1f", e.k, e.v))
+	}
 	return strings.Join(s, ", ")
 }

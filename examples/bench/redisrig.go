@@ -222,6 +222,7 @@ func redisInfo(addr, section string) map[string]string {
 type redisCounters struct {
 	ops, bytes int64
 	primary    bool
+	calls      map[string]int64 // per command (INFO commandstats)
 }
 
 func redisStats(addr string) (redisCounters, bool) {
@@ -236,6 +237,13 @@ func redisStats(addr string) (redisCounters, bool) {
 	out, _ := strconv.ParseInt(inf["total_net_output_bytes"], 10, 64)
 	r.bytes = in + out
 	r.primary = inf["role"] == "master"
+	r.calls = map[string]int64{}
+	for k, v := range inf {
+		if cmd, ok := strings.CutPrefix(k, "cmdstat_"); ok {
+			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			r.calls[cmd], _ = strconv.ParseInt(calls, 10, 64)
+		}
+	}
 	return r, true
 }
 
