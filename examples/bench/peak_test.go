@@ -44,7 +44,13 @@ func TestPeakShort(t *testing.T) {
 	}
 	if rc := rep.Restart; rc == nil || rc.StopAt.IsZero() || rc.ReadyMs == 0 {
 		t.Errorf("instance A was not restarted: %+v", rep.Restart)
-	} else if rc.FirstOKMs == 0 {
-		t.Errorf("no request succeeded through instance A after its restart")
+	} else {
+		if rc.FirstOKMs == 0 {
+			t.Errorf("no request succeeded through instance A after its restart")
+		}
+		// Only A's clients pay for A's restart.
+		if len(rc.AffectedB) != 0 {
+			t.Errorf("instance B's clients were refused or cut off while A restarted: %v", rc.AffectedB)
+		}
 	}
 }
