@@ -225,6 +225,14 @@ type peakReport struct {
 	RedisKill     *killCost          `json:"redis_primary_killed,omitempty"`
 	Timeline      []timeSlice        `json:"timeline"`
 	EnrolSeconds  float64            `json:"enrol_seconds"`
+	// MachineBusyPct is how busy all the machine's cores were from the
+	// start of the arrivals to the last customer's end (every user's
+	// work, not only this run's); CoresCaddy and CoresOthers are the
+	// cores this run's Caddy processes and its phones, bank and load
+	// clients used meanwhile.
+	MachineBusyPct float64 `json:"machine_busy_pct"`
+	CoresCaddy     float64 `json:"cores_caddy"`
+	CoresOthers    float64 `json:"cores_phones_bank_clients"`
 }
 
 // timeSlice is the run in 10 s slices: what was approved and added.
@@ -429,6 +437,11 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		}
 	}
 	sampleRedis()
+	// How busy the machine was, and how much of it this run's own
+	// processes took: whether the latency measures the gateway or a
+	// queue for the machine's cores.
+	m0, w0 := machineTicks(), time.Now()
+	other0 := cpuTicks(phonesProc.pid()) + cpuTicks(bankProc.pid())
 	sampleDone := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -548,6 +561,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		})
 	}
 	var sums []loadSummary
+	var clientCPU time.Duration
 	for _, p := range clients {
 		l, err := p.line(a.total() + cfg.Timeout + 2*time.Minute)
 		if err != nil {
@@ -558,9 +572,16 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 			return fmt.Errorf("load client output %q: %w", l, err)
 		}
 		sums = append(sums, s)
+		select {
+		case <-p.done:
+			clientCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+		case <-time.After(10 * time.Second):
+		}
 	}
 	faults.Wait()
 	close(sampleDone)
+	m1, wall := machineTicks(), time.Since(w0).Seconds()
+	other := float64(cpuTicks(phonesProc.pid())+cpuTicks(bankProc.pid())-other0) / clockTicks
 	sampleRedis()
 	mu.Lock()
 	for i, g := range gws {
@@ -609,6 +630,12 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 		rep.MaxLagMs = max(rep.MaxLagMs, s.MaxLagMs)
 	}
 	rep.Due = math.Round(a.due(a.total()))
+	if m1.total > m0.total {
+		rep.MachineBusyPct = math.Round(100 * float64(m1.busy-m0.busy) / float64(m1.total-m0.total))
+	}
+	round := func(x float64) float64 { return math.Round(x*100) / 100 }
+	rep.CoresCaddy = round(float64(cpuUsed[0]+cpuUsed[1]) / clockTicks / wall)
+	rep.CoresOthers = round((other + clientCPU.Seconds()) / wall)
 	c := &rep.Config
 	c.TargetApprovalsPerS, c.CustomersPerS = cfg.Rate, math.Round(a.top*10)/10
 	c.Shape = fmt.Sprintf("ramp %s, hold %s, down %s", cfg.Ramp, cfg.Hold, cfg.Down)
@@ -896,4 +923,29 @@ func statusSuffix(r clientRecord) string {
 		return " " + strconv.Itoa(r.Status)
 	}
 	return ""
+}
+
+type cpuCounters struct{ busy, total int64 }
+
+// machineTicks reads the machine's CPU time from /proc/stat: all of it,
+// and all but idle and iowait.
+func machineTicks() cpuCounters {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuCounters{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var c cpuCounters
+	for i, v := range f[1:] {
+		if i >= 8 { // guest time is already in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		c.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			c.busy += n
+		}
+	}
+	return c
 }

@@ -76,6 +76,7 @@ func printPeak(out io.Writer, r *peakReport) {
 		fmt.Fprintf(w, "  %3.0f–%3.0f s\t%d approved, p50 %.1f / p99 %.1f ms\t%s\tp99 %.2f×\t\n", s.FromS, s.FromS+10, s.Approvals, s.P50ms, s.P99ms, s.Faults, safeDiv(s.P99ms, r.Quiet.P99ms))
 	}
 	fmt.Fprintf(w, "Caddy CPU per approval\t%.0f µs (both instances)\t\t\t\n", r.CPUusPerApproval)
+	fmt.Fprintf(w, "the machine meanwhile\tall cores %.0f%% busy (everyone's work); this run: Caddy %.2f cores, phones + bank + customers %.2f\t%d CPUs\t\t\n", r.MachineBusyPct, r.CoresCaddy, r.CoresOthers, runtime.NumCPU())
 	fmt.Fprintf(w, "RSS per instance (max)\tA %.1f MiB, B %.1f MiB\t\t\t\n", r.RSSMiB[0], r.RSSMiB[1])
 	fmt.Fprintf(w, "Redis per approval\t%.1f commands, %.0f bytes in+out\t%s\t\t\n", r.RedisOpsPerApproval, r.RedisBytesPerApproval, topCommands(r.RedisCommands, 6))
 	if rc := r.Restart; rc != nil && !rc.StopAt.IsZero() {
