@@ -13,8 +13,8 @@ import (
 //
 //   - duplicated: a request reached the bank more than once;
 //   - unapproved: a request reached the bank without an approval its
-//     phone sent and the gateway accepted (HTTP 200), or a request nobody
-//     sent reached it;
+//     phone sent and the gateway accepted (HTTP 200) or may have accepted
+//     (no answer, or a 5xx), or a request nobody sent reached it;
 //   - lost: the customer was told it succeeded (the bank's own answer) but
 //     the bank never executed it, or the bank executed it and the customer
 //     was told it failed (an answer from the gateway);
@@ -26,13 +26,16 @@ import (
 // forwarded; if the bank executed it anyway, it must have been approved,
 // exactly once.
 type peakCheck struct {
-	Requests   int `json:"requests"`
-	Executed   int `json:"executed"`
-	Approvals  int `json:"approvals_accepted"`
-	Lost       int `json:"lost"`
-	Duplicated int `json:"duplicated"`
-	Unapproved int `json:"unapproved"`
-	Unanswered int `json:"unanswered"`
+	Requests  int `json:"requests"`
+	Executed  int `json:"executed"`
+	Approvals int `json:"approvals_accepted"`
+	// ApprovalsUnknown were sent by the phone without an answer it could
+	// trust (no answer, or a 5xx); they count as approvals.
+	ApprovalsUnknown int `json:"approvals_outcome_unknown"`
+	Lost             int `json:"lost"`
+	Duplicated       int `json:"duplicated"`
+	Unapproved       int `json:"unapproved"`
+	Unanswered       int `json:"unanswered"`
 	// ApprovedNotForwarded: approved on the phone, never executed, the
 	// customer told so or its connection closed (the instance holding it
 	// stopped, or the customer left). Allowed; counted per client class.
@@ -84,11 +87,21 @@ func checkPeak(ops []bankRecord, decisions []phoneRecord, requests []clientRecor
 		}
 		reached[ref] = append(reached[ref], r.Op)
 	}
+	// An approval counts when the gateway accepted it, or when the phone
+	// sent it and never learnt what became of it (a stopping instance, a
+	// store failing over): its retry elsewhere meets "already decided".
 	approvals := map[string]int{}
 	for _, d := range decisions {
-		if d.Decision == "approve" && d.Status == 200 && d.Ref != "" {
+		if d.Decision != "approve" || d.Ref == "" {
+			continue
+		}
+		switch {
+		case d.Accepted || d.Status == 200:
 			approvals[d.Ref]++
 			c.Approvals++
+		case d.Unknown:
+			approvals[d.Ref]++
+			c.ApprovalsUnknown++
 		}
 	}
 	sent := map[string]bool{}

@@ -57,6 +57,11 @@ func TestCheckPeak(t *testing.T) {
 			*ops = append(*ops, op(4, bank.OpLogin, "e"))
 			(*rs)[4] = clientRecord{Ref: "e", Kind: "login", Class: "closed"}
 		}, peakCheck{Unapproved: 1}, false},
+		{"approval sent, its answer lost, executed", func(ops *[]bankRecord, ds *[]phoneRecord, rs *[]clientRecord) {
+			*ops = append(*ops, op(4, bank.OpLogin, "e"))
+			(*ds)[4] = phoneRecord{Challenge: "ch-e", Ref: "e", Decision: "approve", Status: 409, Unknown: true}
+			(*rs)[4] = clientRecord{Ref: "e", Kind: "login", Class: "closed"}
+		}, peakCheck{}, true},
 		{"refused by the bank counts as reaching it", func(ops *[]bankRecord, ds *[]phoneRecord, _ *[]clientRecord) {
 			*ops = append(*ops, op(4, bank.OpTransferRefused, "b"))
 		}, peakCheck{Unapproved: 1}, false},

@@ -164,7 +164,11 @@ type phoneRecord struct {
 	Status    int    `json:"status"`   // of the decision post; 0: none obtained
 	Tries     int    `json:"tries"`
 	Code      bool   `json:"code,omitempty"` // approved with the code the browser showed
-	Err       string `json:"err,omitempty"`
+	// Accepted: a try was answered 200. Unknown: a try was sent and got
+	// no answer or a 5xx, so the gateway may have taken it.
+	Accepted bool   `json:"accepted,omitempty"`
+	Unknown  bool   `json:"unknown,omitempty"`
+	Err      string `json:"err,omitempty"`
 }
 
 // displayValue is the value of the display line labelled label.
@@ -336,6 +340,14 @@ func rolePhones(args []string) error {
 				rec.Err = err.Error()
 			} else if status != http.StatusOK {
 				rec.Err = strings.TrimSpace(string(body))
+			}
+			switch {
+			case err == nil && status == http.StatusOK:
+				rec.Accepted = true
+			case err != nil && !errors.Is(err, syscall.ECONNREFUSED), status >= 500:
+				// Sent, but the phone does not know what became of it:
+				// a retry elsewhere then meets "already decided".
+				rec.Unknown = true
 			}
 			// Only an answer that says nothing was decided is tried again
 			// elsewhere: a 5xx from a stopping instance, or no answer.

@@ -95,7 +95,7 @@ func printPeak(out io.Writer, r *peakReport) {
 			f.PushesRefused, f.Window.To.Sub(f.Window.From).Seconds(), f.ExpiredDuring, f.ExpiredPerSecO)
 	}
 	w.Flush()
-	fmt.Fprintf(out, "\nrequests %d: executed %d, approvals accepted %d; answers: %s", c.Requests, c.Executed, c.Approvals, counts(c.Classes))
+	fmt.Fprintf(out, "\nrequests %d: executed %d, approvals accepted %d (and %d sent without a trustworthy answer); answers: %s", c.Requests, c.Executed, c.Approvals, c.ApprovalsUnknown, counts(c.Classes))
 	if len(c.Statuses) > 0 {
 		var st []string
 		for s, n := range c.Statuses {
