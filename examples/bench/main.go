@@ -313,16 +313,11 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 		rel.CrossStatus = "skipped: redis-server not on PATH (apt-get install redis-server)"
 		return nil
 	}
-	port, err := caddyrig.FreePort()
-	if err != nil {
-		return err
-	}
-	rp, err := startProc(dir, "redis", redisBin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, nil)
+	rp, addr, err := startRedis(dir, redisBin, "redis")
 	if err != nil {
 		return err
 	}
 	defer rp.stop()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	var ps latency
 	for {

@@ -546,13 +546,7 @@ func runPeak(cfg peakConfig, rep *peakReport) (err error) {
 				logf("peak: starting %s again: %v", old, err)
 				return
 			}
-			if err := waitFor(60*time.Second, func() string {
-				inf := redisInfo(kc.NewPrimary, "replication")
-				if inf["connected_slaves"] != "1" || !strings.Contains(inf["slave0"], "state=online") {
-					return "no replica in sync"
-				}
-				return ""
-			}); err != nil {
+			if err := waitFor(60*time.Second, func() string { return replicaInSync(kc.NewPrimary) }); err != nil {
 				logf("peak: Redis replica: %v", err)
 				return
 			}

@@ -98,13 +98,7 @@ func startSentinelRig(dir, bin string) (*sentinelRig, error) {
 	r.data[replica] = p
 	// The Sentinels learn the replica from the primary's INFO: start them
 	// once it is there.
-	if err := waitFor(30*time.Second, func() string {
-		inf := redisInfo(primary, "replication")
-		if inf["connected_slaves"] != "1" || !strings.Contains(inf["slave0"], "state=online") {
-			return "the replica is not in sync: " + inf["slave0"]
-		}
-		return ""
-	}); err != nil {
+	if err := waitFor(30*time.Second, func() string { return replicaInSync(primary) }); err != nil {
 		r.stop()
 		return nil, err
 	}
@@ -170,6 +164,15 @@ func (r *sentinelRig) revive(addr string) error {
 	}
 	r.data[addr] = p
 	return nil
+}
+
+// replicaInSync says why primary has no replica in sync ("" when it has).
+func replicaInSync(primary string) string {
+	inf := redisInfo(primary, "replication")
+	if inf["connected_slaves"] != "1" || !strings.Contains(inf["slave0"], "state=online") {
+		return fmt.Sprintf("%s has no replica in sync (%s replicas: %s)", primary, inf["connected_slaves"], inf["slave0"])
+	}
+	return ""
 }
 
 // master is the primary a majority of the Sentinels names ("" if none).
