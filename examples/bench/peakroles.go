@@ -555,6 +555,7 @@ func rolePeakLoad(args []string) error {
 		var resp *http.Response
 		var err error
 		inst := rec.Inst
+		rec.Status = 0 // the status of this request only
 		for try := range len(bases) {
 			rec.Inst = (inst + try) % len(bases)
 			var body io.Reader
