@@ -86,8 +86,8 @@ type peakConfig struct {
 	QuietN           int           // customers of the quiet release figure
 	Timeout          time.Duration // the rules' timeout
 	Mix              phoneMix
-	PDisconnect      float64
-	PDouble          float64
+	PDisconnect      float64       // share of customers who leave while held (or stop polling the waiting page)
+	PDouble          float64       // share of logins sent twice, the second superseding the first
 	PCode            float64       // share of transfers on the corporate site (interstitial, code transfer)
 	Restart          bool          // stop instance A (SIGTERM) and start it again
 	Grace            time.Duration // Caddy's grace_period: held requests get this long after SIGTERM
