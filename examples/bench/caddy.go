@@ -57,53 +57,89 @@ type gateway struct {
 
 // caddyfile renders a gateway config; store is the body of the store
 // option ("" for Caddy's default).
-func caddyfile(adminPort, gated, plain int, receiver, backend, policyFile, store string) string {
+func caddyfile(adminPort, gated, plain int, receiver, backend, policyFile, store, global string) string {
 	opts := "\t\twebhook_allow http://" + receiver + "/\n\t\tmax_held 50000\n\t\tpush_queue 50000"
 	if store != "" {
 		opts += "\n\t\tstore " + store
 	}
-	return caddyrig.Options(adminPort, "", opts) + caddyrig.GatedSite(gated, policyFile, "", backend) +
+	o := caddyrig.Options(adminPort, "", opts)
+	if global != "" {
+		o = strings.Replace(o, "{\n", "{\n"+global+"\n", 1) // first in the global options block
+	}
+	return o + caddyrig.GatedSite(gated, policyFile, "", backend) +
 		caddyrig.Site(plain, "\treverse_proxy "+backend)
 }
 
+// gatewayConfig is what differs between the bench's gateways: the store
+// block and the policy (benchPolicy when empty, in front of the bench's
+// backend; peakPolicy in front of the legacy bank).
+type gatewayConfig struct {
+	store  string
+	policy string
+	// global are lines of Caddy's global options (the peak's
+	// grace_period).
+	global string
+}
+
 func writeConfig(dir, name, receiver, backend, store string) (file string, ports [3]int, err error) {
+	return writeConfigWith(dir, name, receiver, backend, gatewayConfig{store: store})
+}
+
+func writeConfigWith(dir, name, receiver, backend string, gc gatewayConfig) (file string, ports [3]int, err error) {
 	for i := range ports {
 		if ports[i], err = caddyrig.FreePort(); err != nil {
 			return "", ports, err
 		}
 	}
-	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(benchPolicy), 0o600); err != nil {
+	text, pol := benchPolicy, filepath.Join(dir, "policy.yaml")
+	if gc.policy != "" {
+		text, pol = gc.policy, filepath.Join(dir, "policy-"+name+".yaml")
+	}
+	if err := os.WriteFile(pol, []byte(text), 0o600); err != nil {
 		return "", ports, err
 	}
 	file = filepath.Join(dir, "Caddyfile."+name)
-	err = os.WriteFile(file, []byte(caddyfile(ports[0], ports[1], ports[2], receiver, backend, pol, store)), 0o600)
+	err = os.WriteFile(file, []byte(caddyfile(ports[0], ports[1], ports[2], receiver, backend, pol, gc.store, gc.global)), 0o600)
 	return file, ports, err
 }
 
 func startGateway(dir, bin, name, receiver, backend, store string) (*gateway, error) {
-	file, ports, err := writeConfig(dir, name, receiver, backend, store)
-	if err != nil {
-		return nil, err
-	}
-	p, err := startProc(dir, name, bin, []string{"run", "--config", file, "--adapter", "caddyfile"}, caddyrig.Env(dir))
+	return startGatewayWith(dir, bin, name, receiver, backend, gatewayConfig{store: store})
+}
+
+func startGatewayWith(dir, bin, name, receiver, backend string, gc gatewayConfig) (*gateway, error) {
+	file, ports, err := writeConfigWith(dir, name, receiver, backend, gc)
 	if err != nil {
 		return nil, err
 	}
 	g := &gateway{
-		proc:  p,
 		Admin: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		Gated: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
 		Plain: fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
 		file:  file,
 	}
+	if err := g.start(dir, bin, name); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// start runs a new Caddy process on g's config (the same ports), logging
+// to dir/<name>.log, and waits until both sites answer: the bench's
+// instance restart is a stop followed by this.
+func (g *gateway) start(dir, bin, name string) error {
+	p, err := startProc(dir, name, bin, []string{"run", "--config", g.file, "--adapter", "caddyfile"}, caddyrig.Env(dir))
+	if err != nil {
+		return err
+	}
 	for _, u := range []string{g.Gated + "/", g.Plain + "/"} {
 		if err := waitHTTP(u, 30*time.Second, p); err != nil {
 			p.stop()
-			return nil, err
+			return err
 		}
 	}
-	return g, nil
+	g.proc = p
+	return nil
 }
 
 // adaptOK reports whether this Caddy build accepts and provisions a config

@@ -27,6 +27,9 @@ import (
 type fleet struct {
 	rcv    string // receiver host:port
 	client *http.Client
+	// loginForm is user u's login post (nil: the bench backend's, user and
+	// password); the peak scenario logs in to the legacy bank.
+	loginForm func(u int) url.Values
 
 	mu      sync.Mutex
 	phones  []*device.Phone
@@ -49,9 +52,15 @@ func newFleet() (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fleet{rcv: ln.Addr().String(), client: &http.Client{Transport: newTransport(256), Timeout: 30 * time.Second}}
+	f := fleetAt(ln.Addr().String())
 	go func() { _ = (&http.Server{Handler: http.HandlerFunc(f.push)}).Serve(ln) }()
 	return f, nil
+}
+
+// fleetAt is a fleet whose phones register rcv (host:port) as their push
+// endpoint, served by another process (the peak scenario's phones).
+func fleetAt(rcv string) *fleet {
+	return &fleet{rcv: rcv, client: &http.Client{Transport: newTransport(256), Timeout: 30 * time.Second}}
 }
 
 func (f *fleet) push(w http.ResponseWriter, r *http.Request) {
@@ -287,14 +296,20 @@ func (f *fleet) enrolUser(ctx context.Context, gated string, u int, slots <-chan
 	src := u % 2000
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Transport: f.sourceClient(fmt.Sprintf("127.0.%d.%d", 2+src/250, 1+src%250)).Transport, Jar: jar, Timeout: 30 * time.Second}
-	resp, err := browser.PostForm(gated+"/login", url.Values{"user": {user}, "password": {"secret"}})
+	form := url.Values{"user": {user}, "password": {"secret"}}
+	if f.loginForm != nil {
+		form = f.loginForm(u)
+	}
+	resp, err := browser.PostForm(gated+"/login", form)
 	if err != nil {
 		return fmt.Errorf("login of %s before enrolment: %w", user, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 {
-		return fmt.Errorf("login of %s before enrolment: HTTP %d, session cookie %t", user, resp.StatusCode, len(resp.Cookies()) > 0)
+	// The session cookie may come with a redirect the client followed.
+	base, _ := url.Parse(gated)
+	if resp.StatusCode != http.StatusOK || len(jar.Cookies(base)) == 0 {
+		return fmt.Errorf("login of %s before enrolment: HTTP %d, session cookie %t", user, resp.StatusCode, len(jar.Cookies(base)) > 0)
 	}
 	for tries := 0; ; tries++ {
 		var s codeSlot

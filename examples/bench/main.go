@@ -96,8 +96,31 @@ func main() {
 		keep      = flag.Bool("keep", false, "keep the work directory (configs, logs)")
 		skipHold  = flag.Bool("skip-hold", false, "skip the holding figure (and its enrolment)")
 		caddyBin  = flag.String("caddy", "", "use this Caddy binary (built with onepush) instead of building examples/caddy")
+		scenario  = flag.String("scenario", "", `"peak": the morning peak with faults (docs/peak.md) instead of the four figures`)
+		pk        = defaultPeak()
 	)
+	flag.Float64Var(&pk.Rate, "rate", pk.Rate, "peak: approvals per second at the top")
+	flag.DurationVar(&pk.Ramp, "ramp", pk.Ramp, "peak: ramp up to the top")
+	flag.DurationVar(&pk.Hold, "hold", pk.Hold, "peak: time at the top")
+	flag.DurationVar(&pk.Down, "down", pk.Down, "peak: ramp down")
+	flag.IntVar(&pk.Clients, "clients", pk.Clients, "peak: load-client processes")
+	flag.IntVar(&pk.Users, "users", 0, "peak: users in the pool (0: about 40 s of arrivals at the top)")
+	flag.IntVar(&pk.QuietN, "quiet-n", pk.QuietN, "peak: customers of the quiet release figure, measured first")
+	flag.DurationVar(&pk.Timeout, "timeout", pk.Timeout, "peak: the rules' timeout (unanswered prompts expire)")
+	flag.DurationVar(&pk.Mix.thinkMin, "think-min", pk.Mix.thinkMin, "peak: shortest think time on the phone")
+	flag.DurationVar(&pk.Mix.thinkMax, "think-max", pk.Mix.thinkMax, "peak: longest think time on the phone")
+	flag.BoolVar(&pk.Restart, "restart", pk.Restart, "peak: stop instance A (SIGTERM) in the middle of the top and start it again")
+	flag.DurationVar(&pk.Grace, "grace", pk.Grace, "peak: Caddy's grace_period (what a stopped instance gives the requests it holds)")
+	flag.DurationVar(&pk.Fail503, "fail503", pk.Fail503, "peak: how long the push provider of half the phones answers 503 (0: never)")
+	flag.BoolVar(&pk.Sentinel, "sentinel", false, "peak: Redis as a primary, a replica and three Sentinels, and the primary killed three quarters into the top")
+	flag.StringVar(&pk.Redis, "redis", "", "peak: use this Redis (host:port) instead of starting redis-server")
 	flag.Parse()
+	if *scenario == "peak" {
+		pk.Caddy, pk.Keep = *caddyBin, *keep
+		os.Exit(mainPeak(pk, *jsonOut))
+	} else if *scenario != "" {
+		fatalf("-scenario %q: the only scenario is peak", *scenario)
+	}
 	var sizes []int
 	for _, s := range strings.Split(*sizesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -290,16 +313,11 @@ func redisFigures(dir, bin, backendAddr string, rel *relReport, relN int) error 
 		rel.CrossStatus = "skipped: redis-server not on PATH (apt-get install redis-server)"
 		return nil
 	}
-	port, err := caddyrig.FreePort()
-	if err != nil {
-		return err
-	}
-	rp, err := startProc(dir, "redis", redisBin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, nil)
+	rp, addr, err := startRedis(dir, redisBin, "redis")
 	if err != nil {
 		return err
 	}
 	defer rp.stop()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	var ps latency
 	for {

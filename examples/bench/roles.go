@@ -36,6 +36,12 @@ func runRole(role string, args []string) {
 		err = roleFloor(args)
 	case "load":
 		err = roleLoad(args)
+	case "bank":
+		err = roleBank(args)
+	case "phones":
+		err = rolePhones(args)
+	case "peak":
+		err = rolePeakLoad(args)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
