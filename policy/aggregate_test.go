@@ -97,7 +97,7 @@ func TestBulkFileAggregates(t *testing.T) {
 		{"bad amount", "csv", []byte(CSVHeader + "\n1,A,100\n2,B,1,000\n"), nil, "csv line 3: wrong number of fields"},
 		{"leading zero", "csv", []byte(CSVHeader + "\n1,A,100\n2,B,0100\n"), nil, `csv line 3: amount "0100" has a leading zero`},
 		{"zero", "csv", []byte(CSVHeader + "\n1,A,0\n"), nil, "csv line 2: amount is zero"},
-		{"no header", "csv", []byte("1,A,100\n"), nil, "csv line 1: header is"},
+		{"no header", "csv", []byte("1,A,100\n"), nil, "csv line 1: the first line must be the header"},
 		{"bom", "csv", append([]byte("\uFEFF"), readTestdata(t, "bulk3.csv")...), nil, "byte-order mark"},
 		{"bidi in name", "csv", []byte(CSVHeader + "\n1,A\u202eB,100\n"), nil, "csv line 2: payee name contains the character U+202E"},
 		{"over max_rows", "csv", []byte(many), nil, "more than the 5 rows allowed"},

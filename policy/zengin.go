@@ -96,7 +96,7 @@ func parseZengin(data []byte, maxRows int) ([]Row, error) {
 		}
 		for _, f := range []zenginField{zBank, zBranch, zType, zAccount, zAmount} {
 			if !allDigits(f.of(rec)) {
-				return nil, bad(line, "bytes %d-%d are not digits: %q", f.off+1, f.off+f.n, f.of(rec))
+				return nil, bad(line, "bytes %d-%d are not digits", f.off+1, f.off+f.n)
 			}
 		}
 		name, err := dec.Bytes(zName.of(rec))
@@ -165,7 +165,8 @@ func parseCSVRows(data []byte, maxRows int) ([]Row, error) {
 		line, _ := cr.FieldPos(0)
 		if i == 0 {
 			if strings.Join(rec, ",") != CSVHeader {
-				return nil, fmt.Errorf("%w: csv line %d: header is %q, want %q", ErrBadRequest, line, strings.Join(rec, ","), CSVHeader)
+				// Not quoted: it may be a row, and rows are never logged.
+				return nil, fmt.Errorf("%w: csv line %d: the first line must be the header %q", ErrBadRequest, line, CSVHeader)
 			}
 			continue
 		}
