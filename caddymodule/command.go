@@ -400,6 +400,7 @@ func testPolicy(c *cobra.Command, file, reqFile string) error {
 			fmt.Fprintf(w, "  %s: %s\n", f.Label, f.Value)
 		}
 	}
+	printAggregate(w, rule, ex)
 	printDecisions(w, pol, rule, ex.UserKey)
 	return nil
 }
