@@ -51,6 +51,11 @@ var bulk3Zengin = []Row{
 // uploadRequest is a multipart post of file under field "file" with the format field.
 func uploadRequest(t *testing.T, format string, file []byte) (*http.Request, []byte) {
 	t.Helper()
+	return uploadRequestB(t, format, file)
+}
+
+func uploadRequestB(t testing.TB, format string, file []byte) (*http.Request, []byte) {
+	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	_ = mw.WriteField("format", format)
