@@ -279,8 +279,9 @@ func checkRow(row Row) error {
 	if msg := shownProblem(row.PayeeName); msg != "" {
 		return fmt.Errorf("payee name %s", msg)
 	}
-	if err := checkAmount(row.Amount); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
+	if checkAmount(row.Amount) != nil {
+		// Without the value: rows are customer data and errors are logged.
+		return errors.New("amount is not ASCII digits without sign, separator or leading zero (at most 18)")
 	}
 	if row.Amount == "0" {
 		return fmt.Errorf("amount is zero")

@@ -100,7 +100,7 @@ func TestBulkFileAggregates(t *testing.T) {
 		{"csv read as zengin", "zengin", readTestdata(t, "bulk3.csv"), nil, "zengin record 1: is 114 bytes, not 120"},
 		{"unknown format", "xml", readTestdata(t, "bulk3.csv"), nil, `file format "xml" is neither csv nor zengin`},
 		{"bad amount", "csv", []byte(CSVHeader + "\n1,A,100\n2,B,1,000\n"), nil, "csv line 3: wrong number of fields"},
-		{"leading zero", "csv", []byte(CSVHeader + "\n1,A,100\n2,B,0100\n"), nil, `csv line 3: amount "0100" has a leading zero`},
+		{"leading zero", "csv", []byte(CSVHeader + "\n1,A,100\n2,B,0100\n"), nil, "csv line 3: amount is not ASCII digits without sign, separator or leading zero"},
 		{"zero", "csv", []byte(CSVHeader + "\n1,A,0\n"), nil, "csv line 2: amount is zero"},
 		{"no header", "csv", []byte("1,A,100\n"), nil, "csv line 1: the first line must be the header"},
 		{"bom", "csv", append([]byte("\uFEFF"), readTestdata(t, "bulk3.csv")...), nil, "byte-order mark"},
