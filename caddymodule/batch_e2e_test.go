@@ -271,7 +271,8 @@ func TestBulkTransferFileSwappedAtReleaseIsNotExecuted(t *testing.T) {
 
 // TestPolicyTestPrintsTheBulkAggregates: `caddy onepush policy test` of the
 // example policy on a raw bulk upload of the three-row CSV prints the
-// count, the exact total, the digest and every row.
+// count, the exact total, the digest and every row; `policy lint` says
+// where each batch rule reads its rows.
 func TestPolicyTestPrintsTheBulkAggregates(t *testing.T) {
 	pol, _ := filepath.Abs("../examples/policy/bank.yaml")
 	out, code := cli(t, "policy", "test", pol, "../policy/testdata/batch/bulk3.http")
@@ -282,6 +283,16 @@ func TestPolicyTestPrintsTheBulkAggregates(t *testing.T) {
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("policy test of a bulk upload: exit %d, want %q:\n%s", code, want, out)
+		}
+	}
+	out, code = cli(t, "policy", "lint", pol)
+	for _, want := range []string{
+		`service 総合振込, batch: file "file" as {form.format} (csv or zengin), JPY, at most 500 rows,`,
+		"service 給与賞与振込, batch: form columns payee_account, payee_name, amount, JPY, at most 500 rows,",
+		"batch: looked up at GET /batch/{form.batch_no}/export.csv as csv, JPY, at most 500 rows,",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("policy lint: exit %d, want %q:\n%s", code, want, out)
 		}
 	}
 }

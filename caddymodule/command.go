@@ -278,6 +278,9 @@ func lintPolicy(c *cobra.Command, file string) error {
 		if r.Service != "" {
 			fmt.Fprintf(w, ", service %s", r.Service)
 		}
+		if b := r.DescribeAggregate(); b != "" {
+			fmt.Fprintf(w, ", batch: %s", b)
+		}
 		if a := r.Assurance(); a != "" {
 			fmt.Fprintf(w, ", assurance: %s", a)
 		}

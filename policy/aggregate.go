@@ -371,3 +371,25 @@ func (f *formValues) column(name string) []string {
 	}
 	return nil
 }
+
+// DescribeAggregate summarises the rule's aggregate for lint output; "" when it has none.
+func (r *Rule) DescribeAggregate() string {
+	a := r.aggregate
+	if a == nil {
+		return ""
+	}
+	format := a.format
+	if a.formatT != nil {
+		format = a.formatT.String() + " (csv or zengin)"
+	}
+	var src string
+	switch {
+	case a.lookup != nil:
+		src = "looked up at GET " + a.lookup.String() + " as " + format
+	case a.format == FormatForm:
+		src = "form columns " + strings.Join(a.columns[:], ", ")
+	default:
+		src = fmt.Sprintf("file %q as %s", a.file, format)
+	}
+	return fmt.Sprintf("%s, %s, at most %d rows", src, a.currency, a.maxRows)
+}
