@@ -105,7 +105,8 @@ func checkBatchPrompt(t *testing.T, ctx context.Context, phone *device.Phone, ch
 // (Shift_JIS) format: the phone shows 3 payees, the total 3,456,000 and
 // lists all three rows; approved, the bank executes exactly those rows.
 func TestBulkTransferCSVAndZenginShowEveryRowAndExecuteThem(t *testing.T) {
-	e, g, phone := newAliceEnv(t, envOptions{}, "")
+	// Four prompts in a few seconds, near the default push rate (5/min).
+	e, g, phone := newAliceEnv(t, envOptions{}, "\t\tpush_rate 60")
 	b := loggedIn(t, e, g, phone)
 	for _, tc := range []struct {
 		format, file string
@@ -135,6 +136,33 @@ func TestBulkTransferCSVAndZenginShowEveryRowAndExecuteThem(t *testing.T) {
 			}
 		})
 	}
+	// More rows than a page (100): the phone pages through all of them, and
+	// the one at the end is listed and bound like the first.
+	t.Run("csv 250 rows", func(t *testing.T) {
+		e.resetOps(t)
+		var file strings.Builder
+		file.WriteString("payee_account,payee_name,amount\n")
+		var rows []device.Row
+		for i := 0; i < 250; i++ {
+			r := device.Row{Payee: fmt.Sprintf("%07d", 4000000+i), PayeeName: fmt.Sprintf("Staff %d", i), Amount: fmt.Sprint(1000 + i)}
+			rows = append(rows, r)
+			fmt.Fprintf(&file, "%s,%s,%s\n", r.Payee, r.PayeeName, r.Amount)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res := b.uploadAsync(ctx, g.URL+"/transfer/bulk", []byte(file.String()), "format", "csv", "txn_password", alice.TxnPassword)
+		ch := waitChallenge(t, phone)
+		checkBatchPrompt(t, ctx, phone, ch, "総合振込", rows, "281125") // 250×1000 + 0+…+249
+		if st, err := phone.Decide(ctx, ch, device.Approve, 0); err != nil || st != http.StatusOK {
+			t.Fatalf("approve: %d %v", st, err)
+		}
+		if r := <-res; r.err != nil || r.resp.StatusCode != http.StatusOK {
+			t.Fatalf("upload after approval: %v %v", r.err, r.resp)
+		}
+		if got := executedRows(e.ops(t), bank.OpBulkRow); !reflect.DeepEqual(got, rows) {
+			t.Fatalf("bank executed %d rows, want the 250 approved", len(got))
+		}
+	})
 }
 
 // TestBulkTransferOverTheRowLimitIsRefused: a file of more rows than the
