@@ -199,6 +199,16 @@ func TestBulkTransferOverTheRowLimitIsRefused(t *testing.T) {
 	if ops := e.ops(t); len(ops) != 0 {
 		t.Fatalf("the bank saw %d operations: %+v", len(ops), ops)
 	}
+	// The log says what is wrong and where, and holds no row.
+	logs := g.logs.String()
+	for _, want := range []string{"csv file has more than the 500 rows allowed", "csv file is not valid UTF-8", "zengin record 5: 合計金額 says 3456001 but the rows sum to 3456000"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the gateway's log does not say %q", want)
+		}
+	}
+	if strings.Contains(logs, "Payee 7") || strings.Contains(logs, "1000007") {
+		t.Error("a row of the refused file is in the gateway's log")
+	}
 }
 
 // rowsTamperer rewrites the device API's rows pages on their way to the
