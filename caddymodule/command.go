@@ -284,6 +284,9 @@ func lintPolicy(c *cobra.Command, file string) error {
 		if r.Service != "" {
 			fmt.Fprintf(w, ", service %s", r.Service)
 		}
+		if b := r.DescribeAggregate(); b != "" {
+			fmt.Fprintf(w, ", batch: %s", b)
+		}
 		if a := r.Assurance(); a != "" {
 			fmt.Fprintf(w, ", assurance: %s", a)
 		}
@@ -406,6 +409,7 @@ func testPolicy(c *cobra.Command, file, reqFile string) error {
 			fmt.Fprintf(w, "  %s: %s\n", f.Label, f.Value)
 		}
 	}
+	printAggregate(w, rule, ex)
 	printDecisions(w, pol, rule, ex.UserKey)
 	return nil
 }

@@ -536,14 +536,14 @@ func TestMisspeltPlaceholderIsNamedByLint(t *testing.T) {
 		return strings.Replace(s, `amount: "{form.amount}"`, `amount: "{form.ammount}"`, 1)
 	}})
 	line := lineOf(t, e.policy, `{form.ammount}`)
-	want := e.policy + ":" + line + `: rules[1].transaction.amount: {form.ammount}: the rule does not extract "ammount"`
+	want := e.policy + ":" + line + `: rules[2].transaction.amount: {form.ammount}: the rule does not extract "ammount"`
 	out, code := cli(t, "policy", "lint", e.policy)
 	if code == 0 || !strings.Contains(out, want) {
 		t.Fatalf("lint: exit %d, want non-zero naming %q:\n%s", code, want, out)
 	}
 	port, adminPort := freePort(t), freePort(t)
 	// Caddy's log is JSON: the quotes around the field are escaped there.
-	wantLog := e.policy + ":" + line + ": rules[1].transaction.amount: {form.ammount}"
+	wantLog := e.policy + ":" + line + ": rules[2].transaction.amount: {form.ammount}"
 	if _, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{}), port, adminPort); err == nil || !strings.Contains(err.Error(), wantLog) {
 		t.Fatalf("Caddy with the misspelt policy: %v, want a refusal naming %q", err, wantLog)
 	}

@@ -37,7 +37,7 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 	}
 	x := &Extraction{}
 	var vals *formValues
-	if r.needsBody {
+	if r.needsBody || r.aggregate != nil {
 		var err error
 		if r.queryFields {
 			vals, err = r.parseQueryAndBody(req, body)
@@ -109,6 +109,17 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 		}
 		x.Transaction = tx
 	}
+	if r.aggregate != nil {
+		var err error
+		if x.Aggregate, x.Lookup, err = r.aggregate.extract(vals); err != nil {
+			return nil, err
+		}
+		if x.Lookup != nil {
+			if x.lookupFormat, err = r.aggregate.formatOf(vals); err != nil {
+				return nil, err
+			}
+		}
+	}
 	x.Host = shownHost(requestHost(req))
 	return x, nil
 }
@@ -120,6 +131,14 @@ type formValues struct {
 	has   []bool
 	count []int
 	types []bool // true when the value is usable text (JSON objects, arrays, bools and null are not)
+
+	// The batch of an aggregate rule (aggregate.go): the repeated columns of a
+	// many-row form, and the uploaded file.
+	cols      []string
+	colVals   [][]string
+	fileField string
+	file      []byte
+	hasFile   bool
 }
 
 func newFormValues(names []string) *formValues {
@@ -129,6 +148,19 @@ func newFormValues(names []string) *formValues {
 
 // add records one occurrence of key; usable is false for JSON values that are not fields.
 func (f *formValues) add(key, value string, usable bool) error {
+	for i, n := range f.cols {
+		if !strings.EqualFold(n, key) {
+			continue
+		}
+		if n != key || !usable {
+			return fmt.Errorf("%w: column %q sent as %q or not as text", ErrBadRequest, n, key)
+		}
+		f.colVals[i] = append(f.colVals[i], value)
+		return nil
+	}
+	if f.fileField != "" && strings.EqualFold(f.fileField, key) {
+		return fmt.Errorf("%w: file field %q sent as a plain field", ErrBadRequest, f.fileField)
+	}
 	for i, n := range f.names {
 		if !strings.EqualFold(n, key) {
 			continue
@@ -176,6 +208,9 @@ func (r *Rule) checkQuery(req *http.Request) error {
 		if dk, err := url.QueryUnescape(k); err == nil {
 			k = dk
 		}
+		if a := r.aggregate; a != nil && (a.file != "" && strings.EqualFold(a.file, k) || containsFold(a.columns[:], k)) {
+			return fmt.Errorf("%w: batch field %q in the URL query", ErrBadRequest, k)
+		}
 		for _, w := range r.watched {
 			if strings.EqualFold(w, k) {
 				return fmt.Errorf("%w: field %q repeated in the URL query", ErrBadRequest, w)
@@ -190,7 +225,7 @@ func (r *Rule) checkQuery(req *http.Request) error {
 // hence refused. A request without body and without Content-Type is read from the query
 // alone.
 func (r *Rule) parseQueryAndBody(req *http.Request, body []byte) (*formValues, error) {
-	vals := newFormValues(r.watched)
+	vals := r.newValues()
 	if req.URL != nil && req.URL.RawQuery != "" {
 		// The query is parsed like a form body, semicolons included (refused).
 		if err := parseURLEncoded([]byte(req.URL.RawQuery), vals); err != nil {
@@ -220,7 +255,7 @@ func (r *Rule) parseBody(req *http.Request, body []byte, vals *formValues) (*for
 		return nil, fmt.Errorf("%w: unsupported content type %q", ErrBadRequest, mt)
 	}
 	if vals == nil {
-		vals = newFormValues(r.watched)
+		vals = r.newValues()
 	}
 	switch mt {
 	case "application/x-www-form-urlencoded":
@@ -304,6 +339,13 @@ func parseMultipart(body []byte, boundary string, vals *formValues) error {
 		data, err := io.ReadAll(io.LimitReader(part, int64(len(body))+1))
 		if err != nil {
 			return fmt.Errorf("%w: multipart body: %v", ErrBadRequest, err)
+		}
+		if _, isFile := dparams["filename"]; isFile && vals.fileField != "" && strings.EqualFold(vals.fileField, name) {
+			if name != vals.fileField || vals.hasFile {
+				return fmt.Errorf("%w: file field %q repeated or sent as %q", ErrBadRequest, vals.fileField, name)
+			}
+			vals.file, vals.hasFile = data, true
+			continue
 		}
 		if _, isFile := dparams["filename"]; isFile {
 			// File parts are not fields, but one named like a watched field is read as the

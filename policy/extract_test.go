@@ -37,7 +37,7 @@ func multipartBody(t testing.TB, parts ...[3]string) (string, []byte) {
 func TestExtract(t *testing.T) {
 	p := loadBank(t)
 	const host = "bank.example.com" // as sent: Bank.Example.com:8443
-	login, transfer, logout := p.Rules[0], p.Rules[1], p.Rules[2]
+	login, transfer, logout := p.Rules[0], p.Rules[2], p.Rules[3]
 	const form = "application/x-www-form-urlencoded"
 	mpCT, mpBody := multipartBody(t, [3]string{"contract_no", "C-001"}, [3]string{"user_id", "taro"},
 		[3]string{"password", "pw"}, [3]string{"avatar", "GIF89a", "a.gif"})

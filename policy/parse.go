@@ -525,7 +525,7 @@ var defaultContentTypes = []string{"application/x-www-form-urlencoded", "multipa
 func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rule {
 	m, line, ok := d.mapping(n, field, "name", "kind", "match", "user", "display", "not_enrolled",
 		"timeout", "body_limit", "mode", "dry_run", "number_matching", "challenge", "success", "logout",
-		"transaction", "service", "code_digits")
+		"transaction", "service", "code_digits", "aggregate")
 	if !ok {
 		return nil
 	}
@@ -636,6 +636,9 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 	if e, ok := m["service"]; ok {
 		r.Service = d.service(e, field+".service")
 	}
+	if e, ok := m["aggregate"]; ok {
+		d.aggregate(e, field+".aggregate", r)
+	}
 
 	// Every body field whose value matters is watched for repetition, so the phone can
 	// never show one value while the bank reads another.
@@ -659,6 +662,9 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 		addRefs(t.currency)
 		addRefs(t.payee)
 		addRefs(t.payeeName)
+	}
+	if r.aggregate != nil {
+		r.aggregate.watch(addRefs)
 	}
 	r.needsBody = len(r.watched) > 0
 	return r

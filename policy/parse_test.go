@@ -31,8 +31,14 @@ func TestLoadBank(t *testing.T) {
 	}
 	wants := []want{
 		{"login", KindLogin, ModeInterstitial, 90 * time.Second, 16 << 10, ActionAllow, false, 30, "POST", "exact /login", "contract_no,user_id,password"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 51, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 66, "POST,GET", "exact /logout", ""},
+		{"bulk-transfer", KindTransaction, ModeHold, 2 * time.Minute, 1 << 20, ActionDeny, true, 57, "POST", "exact /transfer/bulk", "format"},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 74, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 89, "POST,GET", "exact /logout", ""},
+		{"payroll", KindTransaction, ModeHold, 2 * time.Minute, 256 << 10, ActionDeny, true, 96, "POST", "exact /payroll", ""},
+		{"batch-approval", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 111, "POST", "exact /batch/approve", "batch_no"},
+		{"payeasy", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 125, "POST", "exact /payeasy", "collector_no,customer_no,confirm_no,amount"},
+		{"direct-debit", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 137, "POST", "exact /debit/register", "biller_code,customer_no"},
+		{"settings", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 148, "POST", "exact /settings", "daily_limit,email"},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))
@@ -72,7 +78,7 @@ func TestParseErrorFixtures(t *testing.T) {
 			`:22: rules[1].display[0].label: required and must not be blank`,
 			`:22: rules[1].display[0].value: unclosed { at offset 0 (write {{ for a literal brace)`,
 			`:26: rules[2].user: logout rules must use session: true`,
-			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout, transaction, service, code_digits)`,
+			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout, transaction, service, code_digits, aggregate)`,
 		}},
 		{"placeholder.yaml", []string{
 			`:11: rules[0].display[0].value: {form.ammount}: the rule does not extract "ammount" (match.fields: payee_account, amount)`,

@@ -180,6 +180,7 @@ type Rule struct {
 	userSession bool
 	display     []displayTmpl
 	transaction *transactionTmpl // typed transaction fields; nil when the rule has none
+	aggregate   *aggregateTmpl   // the batch a rule reads (aggregate.go); nil when none
 	needsBody   bool
 	cookie      string // Policy.Session.Cookie, copied so Extract needs no back pointer
 	queryFields bool   // Policy.App.FieldsInQuery, copied likewise
@@ -233,6 +234,14 @@ type Extraction struct {
 	// Host is the request's host (lower case, no port), or "" when it is not a plain host
 	// name or address.
 	Host string
+	// Aggregate is the batch the request moves (every row, count, exact total) when the
+	// rule declares aggregate: with a file or columns; nil otherwise.
+	Aggregate *Aggregate
+	// Lookup is the request the gateway must make to the bank to read the batch when the
+	// rule's aggregate names a lookup (AggregateLookup parses its answer); nil otherwise.
+	Lookup *Lookup
+
+	lookupFormat string // the format of the lookup's answer
 }
 
 // Error is one problem in a policy file; Parse joins all of them with errors.Join so a

@@ -203,7 +203,7 @@ func TestTransactionParseErrors(t *testing.T) {
 // and service, so the phone and later features never read them from display labels.
 func TestBankPolicyIsTyped(t *testing.T) {
 	p := loadBank(t)
-	transfer := p.Rules[1]
+	transfer := p.Rules[2]
 	if transfer.transaction == nil || transfer.Service != "振込" || p.Rules[0].Service != "インターネットバンキング" {
 		t.Fatalf("bank.yaml: transfer typed %v, services %q / %q", transfer.transaction != nil, transfer.Service, p.Rules[0].Service)
 	}

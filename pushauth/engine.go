@@ -304,6 +304,11 @@ type ChallengeSpec struct {
 	Host        string
 	Transaction *Transaction
 	SessionHash string
+
+	// Batch and Rows: what a bulk, payroll or approved batch moves (see
+	// Batch); the engine computes the count and the rows digest itself.
+	Batch *Batch
+	Rows  []Row
 }
 
 // challengeContext is the JSON the phone shows and signs over. Service,
@@ -325,6 +330,7 @@ type challengeContext struct {
 	Service     string       `json:"service,omitempty"`
 	Host        string       `json:"host,omitempty"`
 	Transaction *Transaction `json:"transaction,omitempty"`
+	Batch       *Batch       `json:"batch,omitempty"`
 }
 
 // Hold creates a challenge for an enrolled user, pushes it, and waits until
@@ -458,6 +464,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		SessionHash:  spec.SessionHash,
 	}
 	c.Held, c.Response = spec.Held, spec.Response
+	if err := bindBatch(c, spec.Batch, spec.Rows); err != nil {
+		return nil, err
+	}
 	if spec.Transaction != nil && spec.Held != nil {
 		// A transaction on a waiting page: the offline fallback answers
 		// this number over its payee and amount (PSD2 RTS art. 5).
@@ -476,7 +485,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	}
 	ctxJSON, err := json.Marshal(challengeContext{
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
-		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction,
+		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction, Batch: c.Batch,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
 		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt,
 	})

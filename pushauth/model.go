@@ -75,6 +75,9 @@ type Challenge struct {
 	// started in, "" when it carried none. A stored request is released only
 	// to a request carrying the same session (never the cookie itself).
 	SessionHash string `json:"session_hash,omitempty"`
+	// Batch is the count, total and rows digest of a bulk, payroll or
+	// approved batch (batch.go); its rows are in ChallengeSecrets.Rows.
+	Batch *Batch `json:"batch,omitempty"`
 }
 
 // Transaction is what a transaction moves, exactly as the bank reads it.
@@ -106,6 +109,9 @@ type ChallengeSecrets struct {
 	// (after_success on a waiting page): its session cookie and redirect,
 	// handed to the browser once, on approval.
 	Response *HeldResponse `json:"response,omitempty"`
+	// Rows are every row of the challenge's Batch: customer data, sealed
+	// with the stored request, shown only to the phone (ChallengeRows).
+	Rows []Row `json:"rows,omitempty"`
 }
 
 // HeldResponse is a bank response kept until the phone decides.

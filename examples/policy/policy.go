@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed bank.yaml
 var Bank []byte
+
+// FX is examples/policy/fx.yaml: the FX edition, another site sharing the
+// store (one phone for both services).
+//
+//go:embed fx.yaml
+var FX []byte

@@ -175,6 +175,14 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.refuse(w, r, rule, user, d.Access, "")
 		return nil
 	}
+	if ex.Lookup != nil {
+		// Approval by batch number: the rows are read from the bank, in
+		// this request's own session, and bound to the challenge.
+		if ex.Aggregate, err = g.lookupBatch(r, next, rule, ex); err != nil {
+			g.refuseBatch(w, r, rule, user.Key, err)
+			return nil
+		}
+	}
 	if rule.Challenge == policy.ChallengeAfterSuccess {
 		return g.afterSuccess(w, r, next, rule, user, ex, body)
 	}
@@ -214,6 +222,7 @@ func (g *Gate) spec(r *http.Request, rule *policy.Rule, user *pushauth.User, ex 
 	}
 	spec.Service, spec.Host, spec.Transaction = rule.Service, ex.Host, transactionOf(ex.Transaction)
 	spec.SessionHash = sessionHashOf(ex.SessionID)
+	spec.Batch, spec.Rows = batchOf(ex)
 	return spec
 }
 
@@ -296,6 +305,15 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 	r.TransferEncoding = nil
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	r.Header.Del("Transfer-Encoding")
+	if c != nil && c.Batch != nil && c.Batch.Source == batchFromLookup {
+		// The rows were read from the bank: they must still be the ones
+		// the phone approved.
+		if err := g.recheckBatch(r, next, rule, body, c); err != nil {
+			g.refuseBatch(w, r, &policy.Rule{Name: c.Rule, Service: c.Service}, userKey, err)
+			return nil
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	if c != nil {
 		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
 		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)

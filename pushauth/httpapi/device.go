@@ -48,6 +48,8 @@ func NewDevice(e *pushauth.Engine, base string, grace time.Duration) *Device {
 	d.mux.HandleFunc("GET "+base+"/challenges", d.authed(d.pending))
 	d.mux.HandleFunc("GET "+base+"/challenges/{id}", d.authed(d.challenge))
 	d.mux.HandleFunc("POST "+base+"/challenges/{id}/decision", d.decision)
+	// A batch's rows, paged (rows.go).
+	d.mux.HandleFunc("GET "+base+"/challenges/{id}/rows", d.authed(d.rows))
 	return d
 }
 

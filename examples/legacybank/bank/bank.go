@@ -111,6 +111,10 @@ type Op struct {
 	Reason string `json:"reason,omitempty"`
 	// Reference is the reference number of an executed transfer.
 	Reference string `json:"reference,omitempty"`
+	// PayeeName and Batch: a row of a bulk, payroll or approved batch
+	// (menus.go) records its payee's name and its batch number.
+	PayeeName string `json:"payee_name,omitempty"`
+	Batch     string `json:"batch,omitempty"`
 }
 
 // DefaultUsers returns the demo users.
@@ -157,6 +161,8 @@ type Bank struct {
 	opSeq     int
 	txnSeq    int
 	transfers map[userKey][]transferRecord
+	batches   map[string]*batch // maker–approver batches by number (menus.go)
+	batchSeq  int
 }
 
 // New returns a Bank serving cfg.Users.
@@ -193,6 +199,7 @@ func New(cfg Config) *Bank {
 	m.HandleFunc("GET /logout", b.handleLogout)
 	m.HandleFunc("POST /logout", b.handleLogout)
 	m.HandleFunc("GET /account", b.handleAccount)
+	b.menus(m)
 	m.HandleFunc("GET /static/style.css", staticHandler("static/style.css", "text/css; charset=utf-8"))
 	m.HandleFunc("GET /static/logo.svg", staticHandler("static/logo.svg", "image/svg+xml"))
 	// Test/demo fixture endpoints. They are intentionally unauthenticated:

@@ -56,6 +56,7 @@ const layout = `{{define "head"}}<!DOCTYPE html>
 <p>Contract {{.User.ContractNo}} / user {{.User.UserID}}</p>
 <ul>
 <li><a href="/transfer">Make a transfer</a></li>
+<li><a href="/menus">Pay-easy, bulk and payroll, batches, direct debit, settings</a></li>
 <li><a href="/account">Account details (JSON)</a></li>
 </ul>
 <form method="post" action="/logout"><button type="submit">Log out</button></form>

@@ -106,6 +106,9 @@ type ContextInfo struct {
 	Host    string `json:"host"`
 	// Transaction is set for transactions whose rule declares typed fields.
 	Transaction *Transaction `json:"transaction"`
+	// Batch is set for a bulk, payroll or approved batch: approve it only
+	// after Rows has fetched and checked every row (batch.go).
+	Batch *Batch `json:"batch"`
 }
 
 // Challenge is a pending prompt as the server describes it.
@@ -120,6 +123,9 @@ type Challenge struct {
 	// a JSON object (ParseErr then says why).
 	Parsed   ContextInfo
 	ParseErr error
+	// Rows are the batch's rows once Rows has checked them against the
+	// context; an approval of a batch challenge needs them.
+	Rows []Row
 }
 
 // wireChallenge is the JSON form of a challenge.
@@ -520,6 +526,13 @@ func (p *Phone) decisionClaims(ch *Challenge, decision string) (jwt.MapClaims, e
 	claims, err := p.baseClaims()
 	if err != nil {
 		return nil, err
+	}
+	if b := ch.Parsed.Batch; decision == Approve && b != nil {
+		// The user approves the rows she saw: never a batch whose rows
+		// were not fetched and checked against the context.
+		if err := CheckRows(b, ch.Rows); err != nil {
+			return nil, fmt.Errorf("onepush device: challenge %s: fetch and check the rows first (Rows): %w", ch.ID, err)
+		}
 	}
 	claims["sub"], claims["decision"], claims["ctx"] = ch.ID, decision, ContextHash(ch.Context)
 	return claims, nil

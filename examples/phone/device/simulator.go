@@ -237,6 +237,13 @@ func (s *Simulator) decide(ctx context.Context, ch *Challenge, decision string, 
 	defer cancel()
 	var status int
 	var err error
+	if decision == Approve && ch.Parsed.Batch != nil && ch.Rows == nil {
+		// A batch is approved only with its rows fetched and checked; a
+		// mismatch leaves ch.Rows nil and the approval is refused below.
+		if _, rerr := s.p.Rows(dctx, ch); rerr != nil {
+			s.log.Printf("phone: prompt %s: rows refused: %v", ch.ID, rerr)
+		}
+	}
 	if ch.Parsed.CodeDigits > 0 || code != "" {
 		status, err = s.p.DecideWithCode(dctx, ch, decision, code)
 	} else {
