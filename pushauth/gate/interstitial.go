@@ -140,7 +140,8 @@ func waitLoginMark(session string, c *pushauth.Challenge) *loginMark {
 // startFailed answers a challenge that could not be created.
 func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, err error) error {
 	switch {
-	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP):
+	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP) ||
+		errors.Is(err, pushauth.ErrTooManyPending):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
 		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
