@@ -256,7 +256,7 @@ func (s *Store) userKey(key string) string       { return s.userTag(key) + ":use
 func (s *Store) userPendingKey(key string) string {
 	return s.userTag(key) + ":pending"
 }
-func (s *Store) userLiveKey(key string) string { return s.userTag(key) + ":live" }
+func (s *Store) userLiveKey(key string) string      { return s.userTag(key) + ":live" }
 func (s *Store) challengePrefix(user string) string { return s.userTag(user) + ":ch:" }
 func (s *Store) challengeKey(user, id string) string {
 	return s.challengePrefix(user) + id
