@@ -1,0 +1,186 @@
+package caddymodule_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/onepush/onepush/examples/legacybank/bank"
+	"github.com/onepush/onepush/examples/phone/device"
+)
+
+// pendingBesides waits until the phone lists a pending challenge other
+// than those in known, and returns it.
+func pendingBesides(t *testing.T, phone *device.Phone, known ...*device.Challenge) *device.Challenge {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := phone.Pending(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+	next:
+		for i := range list {
+			for _, k := range known {
+				if list[i].ID == k.ID {
+					continue next
+				}
+			}
+			return &list[i]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the phone lists no challenge besides %d known", len(known))
+	return nil
+}
+
+// pendingIDs is the set of challenges the phone lists now.
+func pendingIDs(t *testing.T, phone *device.Phone) map[string]bool {
+	t.Helper()
+	list, err := phone.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, c := range list {
+		ids[c.ID] = true
+	}
+	return ids
+}
+
+// TestConcurrentCodeTransferLogins: alice signs in from two browsers at
+// once under code transfer (the login rule on a waiting page). Each page
+// shows its own code and both prompts wait on her phone; the code she
+// types decides which login goes through: the second browser's code
+// releases only the second browser's login, into that browser, and the
+// first keeps waiting until its own code approves it. A code typed into
+// the wrong prompt is a failure: that login is refused and counted, the
+// other still waits. A fourth login while three wait is refused (429),
+// never slipped in in place of one.
+func TestConcurrentCodeTransferLogins(t *testing.T) {
+	e := newEnv(t, envOptions{edit: interstitialLogins})
+	n := e.startAdminNode(t, "\t\tpush_rate 60")
+	g := n.gateway
+	phone := newPhone(t, g)
+	enroll(t, g, alice, phone)
+	e.resetOps(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// Two browser contexts: two browsers with their own cookies.
+	first := newChrome(t)
+	second, closeSecond := chromedp.NewContext(first, chromedp.WithNewBrowserContext())
+	t.Cleanup(closeSecond)
+	login := func(b context.Context) string {
+		t.Helper()
+		if err := submitLogin(b, g.URL, alice); err != nil {
+			t.Fatal(err)
+		}
+		return shownCode(t, b)
+	}
+
+	t.Run("the code decides which login goes through", func(t *testing.T) {
+		codeA := login(first)
+		chA := waitChallenge(t, phone)
+		codeB := login(second)
+		chB := pendingBesides(t, phone, chA)
+		screenshot(t, second, "concurrent-second-browser")
+		if ids := pendingIDs(t, phone); len(ids) != 2 || !ids[chA.ID] || !ids[chB.ID] {
+			t.Fatalf("the phone lists %v, want both logins", ids)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("the bank saw %d operations while both pages wait", n)
+		}
+		// She types the second browser's code into its prompt.
+		if st, err := phone.DecideWithCode(ctx, chB, device.Approve, codeB); err != nil || st != http.StatusOK {
+			t.Fatalf("approving the second login with its code: %d %v", st, err)
+		}
+		if err := waitText(second, "Welcome"); err != nil {
+			t.Fatalf("the second browser did not get its session: %v", err)
+		}
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 || logins[0].UserID != alice.UserID {
+			t.Fatalf("bank logins %+v, want exactly the second browser's", logins)
+		}
+		// The first still waits, without a session, its prompt pending.
+		if ids := pendingIDs(t, phone); len(ids) != 1 || !ids[chA.ID] {
+			t.Fatalf("after approving the second the phone lists %v, want the first's prompt", ids)
+		}
+		if in, err := chromedp.Run(first, chromedp.Evaluate[bool](`document.body.innerText.includes("Welcome") || !document.querySelector("#code")`)); err != nil || in {
+			t.Fatalf("the first browser left its waiting page when the second was approved (%v)", err)
+		}
+		// Then the first browser's code approves the first.
+		if st, err := phone.DecideWithCode(ctx, chA, device.Approve, codeA); err != nil || st != http.StatusOK {
+			t.Fatalf("approving the first login with its code: %d %v", st, err)
+		}
+		if err := waitText(first, "Welcome"); err != nil {
+			t.Fatalf("the first browser did not get its session: %v", err)
+		}
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 2 {
+			t.Fatalf("bank logins %+v, want the two approved, once each", logins)
+		}
+	})
+
+	t.Run("a code typed into the other prompt is a failure", func(t *testing.T) {
+		e.resetOps(t)
+		login(first)
+		chC := pendingBesides(t, phone)
+		codeD := login(second)
+		chD := pendingBesides(t, phone, chC)
+		// The second browser's code typed into the first browser's prompt.
+		if st, err := phone.DecideWithCode(ctx, chC, device.Approve, codeD); err != nil || st != http.StatusOK {
+			t.Fatalf("decision with the other browser's code: %d %v", st, err)
+		}
+		if err := waitText(first, "Denied on your phone"); err != nil {
+			t.Fatalf("the first browser was not told: %v", err)
+		}
+		if _, failures := n.userState(t, userKey(alice)); failures != 1 {
+			t.Fatalf("failures after a code typed into the wrong prompt: %d, want 1", failures)
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("the bank saw %d operations after a wrong code", n)
+		}
+		if ids := pendingIDs(t, phone); len(ids) != 1 || !ids[chD.ID] {
+			t.Fatalf("after the wrong code the phone lists %v, want the second's prompt", ids)
+		}
+		if st, err := phone.DecideWithCode(ctx, chD, device.Approve, codeD); err != nil || st != http.StatusOK {
+			t.Fatalf("the second's own code: %d %v", st, err)
+		}
+		if err := waitText(second, "Welcome"); err != nil {
+			t.Fatal(err)
+		}
+		if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 1 {
+			t.Fatalf("bank logins %+v, want the second's only", logins)
+		}
+	})
+
+	t.Run("a fourth login while three wait is refused", func(t *testing.T) {
+		e.resetOps(t)
+		var waiting []waitPage
+		for range 3 {
+			waiting = append(waiting, startWait(t, ctx, newBrowser(), g.URL+"/login", loginBody(alice)))
+		}
+		resp, page, err := newBrowser().post(ctx, g.URL+"/login", loginBody(alice))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(page, "Too many requests are waiting for approval") {
+			t.Fatalf("fourth login: %d %.300q, want 429 and the busy page", resp.StatusCode, page)
+		}
+		ids := pendingIDs(t, phone)
+		for _, w := range waiting {
+			if !ids[w.id] {
+				t.Fatalf("after the fourth the phone lists %v, want the three waiting (%s missing)", ids, w.id)
+			}
+		}
+		if len(ids) != 3 {
+			t.Fatalf("the phone lists %d prompts, want 3", len(ids))
+		}
+		if n := len(e.ops(t)); n != 0 {
+			t.Fatalf("the bank saw %d operations", n)
+		}
+	})
+}
