@@ -76,6 +76,10 @@ type Config struct {
 	// UnboundCredentialTTL is how long a registered credential lives while
 	// no user has bound it. Default 15m.
 	UnboundCredentialTTL time.Duration
+	// MaxAuthenticationAge caps every challenge's timeout and voids an
+	// approval not released within it of the challenge's creation.
+	// Default and most MaxAuthentication (a larger value is taken as it).
+	MaxAuthenticationAge time.Duration
 }
 
 // Engine creates challenges, holds waiters until their challenge is
@@ -109,6 +113,7 @@ type Engine struct {
 	pushStreak  atomic.Pointer[PushStreakLimits]
 	maxFailures atomic.Int64
 	unboundTTL  atomic.Int64 // a time.Duration
+	maxAuthAge  atomic.Int64 // a time.Duration, see Config.MaxAuthenticationAge
 }
 
 // Errors the gate turns into pages.
@@ -218,11 +223,15 @@ func (cfg *Config) limitDefaults() {
 	if cfg.UnboundCredentialTTL <= 0 {
 		cfg.UnboundCredentialTTL = defaultUnboundCredentialTTL
 	}
+	if cfg.MaxAuthenticationAge <= 0 || cfg.MaxAuthenticationAge > MaxAuthentication {
+		cfg.MaxAuthenticationAge = MaxAuthentication
+	}
 }
 
 // Reconfigure applies what a config reload may change on a running engine,
 // whose held requests stay: the bounds on held requests and long polls,
-// PushRate, MaxFailures and UnboundCredentialTTL (zero values take the
+// PushRate, MaxFailures, UnboundCredentialTTL and MaxAuthenticationAge
+// (for challenges created from then on; zero values take the
 // defaults). The rest of cfg is read once, when the engine starts.
 func (e *Engine) Reconfigure(cfg Config) {
 	cfg.limitDefaults()
@@ -231,6 +240,7 @@ func (e *Engine) Reconfigure(cfg Config) {
 	e.pushStreak.Store(&streak)
 	e.maxFailures.Store(int64(cfg.MaxFailures))
 	e.unboundTTL.Store(int64(cfg.UnboundCredentialTTL))
+	e.maxAuthAge.Store(int64(cfg.MaxAuthenticationAge))
 	e.waiters.setBounds(cfg.MaxHeld, cfg.MaxPolls)
 	e.limits.SetBounds(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP)
 	e.polls.SetBounds(maxPollsPerChallenge, cfg.MaxPollsPerIP)
@@ -445,8 +455,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		return nil, err
 	}
 	now := e.now()
-	if spec.Timeout > MaxAuthentication {
-		spec.Timeout = MaxAuthentication
+	maxAge := time.Duration(e.maxAuthAge.Load())
+	if spec.Timeout > maxAge {
+		spec.Timeout = maxAge
 	}
 	c := &Challenge{
 		ID:           id,
@@ -465,6 +476,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		Host:         spec.Host,
 		Transaction:  spec.Transaction,
 		SessionHash:  spec.SessionHash,
+		VoidAt:       now.Add(maxAge),
 	}
 	c.Held, c.Response = spec.Held, spec.Response
 	if spec.Transaction != nil && spec.Held != nil {
