@@ -184,3 +184,91 @@ func TestConcurrentCodeTransferLogins(t *testing.T) {
 		}
 	})
 }
+
+// TestSupersedeRaceAcrossModes: the supersede race when one challenge
+// transfers a code and the other is approve-only, in either order. Her
+// transfer waits on a page with its code; an attacker with her password
+// starts a held, approve-only login: a tap on its prompt would need no
+// code, so both stop at once. Whatever the phone then approves releases
+// nothing, the phone's view says why, and the bank sees neither the
+// attacker's login nor her transfer. Then the other way round: the
+// attacker's held login waits, her transfer starts, and both stop.
+func TestSupersedeRaceAcrossModes(t *testing.T) {
+	e, g, phone := newAliceEnv(t, envOptions{edit: interstitialTransfers}, "\t\tpush_rate 60")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	customer := loggedIn(t, e, g, phone)
+	answer := func(res <-chan result) result {
+		t.Helper()
+		select {
+		case r := <-res:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			return r
+		case <-time.After(20 * time.Second):
+			t.Fatal("no answer within 20s")
+		}
+		return result{}
+	}
+	approveAll := func() {
+		list, _ := phone.Pending(ctx)
+		for i := range list {
+			if st, _ := phone.Decide(ctx, &list[i], device.Approve, 0); st == http.StatusOK {
+				t.Fatalf("the phone approved %s (%s) after both were stopped", list[i].ID, list[i].Kind)
+			}
+		}
+	}
+
+	t.Run("code transfer pending, approve-only started", func(t *testing.T) {
+		e.resetOps(t)
+		w := startWait(t, ctx, customer, g.URL+"/transfer", transferBody(alice))
+		if w.code == "" {
+			t.Fatal("her transfer's waiting page shows no code")
+		}
+		hers := waitChallenge(t, phone)
+		atk := answer(browserFrom("127.0.0.2").postAsync(ctx, g.URL+"/login", loginBody(alice)))
+		if atk.resp.StatusCode != http.StatusConflict {
+			t.Fatalf("the attacker's login: %d, want 409 (stopped)", atk.resp.StatusCode)
+		}
+		if st, _ := phone.DecideWithCode(ctx, hers, device.Approve, w.code); st != http.StatusConflict {
+			t.Fatalf("her transfer approved with its code after the race: %d, want 409", st)
+		}
+		approveAll()
+		if resp, page, err := w.post(ctx, g.URL, "continue", nil); err != nil || resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusOK {
+			t.Fatalf("continue of her transfer: %v %v %.200q, want refused", err, resp, page)
+		}
+		if v, err := phone.Get(ctx, hers.ID); err != nil || v.Reason != device.ReasonAnotherLogin {
+			t.Fatalf("her prompt's view: %+v %v, want reason %s", v, err, device.ReasonAnotherLogin)
+		}
+		if ops := e.ops(t); len(ops) != 0 {
+			t.Fatalf("bank operations %+v, want none", ops)
+		}
+	})
+
+	t.Run("approve-only pending, code transfer started", func(t *testing.T) {
+		e.resetOps(t)
+		atkRes := browserFrom("127.0.0.2").postAsync(ctx, g.URL+"/login", loginBody(alice))
+		theirs := waitChallenge(t, phone)
+		resp, page, err := customer.post(ctx, g.URL+"/transfer", transferBody(alice))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(page, `id="code"`) {
+			t.Fatalf("her transfer started beside a pending approve-only login: %d %.300q", resp.StatusCode, page)
+		}
+		if st, _ := phone.Decide(ctx, theirs, device.Approve, 0); st != http.StatusConflict {
+			t.Fatalf("the attacker's prompt approved after her transfer started: %d, want 409", st)
+		}
+		approveAll()
+		if atk := answer(atkRes); atk.resp.StatusCode == http.StatusSeeOther {
+			t.Fatal("the attacker's login was released")
+		}
+		if v, err := phone.Get(ctx, theirs.ID); err != nil || v.Reason != device.ReasonAnotherLogin {
+			t.Fatalf("the attacker's prompt's view: %+v %v, want reason %s", v, err, device.ReasonAnotherLogin)
+		}
+		if ops := e.ops(t); len(ops) != 0 {
+			t.Fatalf("bank operations %+v, want none", ops)
+		}
+	})
+}
