@@ -264,11 +264,21 @@ func TestSupersedeRaceAcrossModes(t *testing.T) {
 		if atk := answer(atkRes); atk.resp.StatusCode == http.StatusSeeOther {
 			t.Fatal("the attacker's login was released")
 		}
-		if v, err := phone.Get(ctx, theirs.ID); err != nil || v.Reason != device.ReasonAnotherLogin {
-			t.Fatalf("the attacker's prompt's view: %+v %v, want reason %s", v, err, device.ReasonAnotherLogin)
+		theirs, err = phone.Get(ctx, theirs.ID)
+		if err != nil || theirs.Reason != device.ReasonAnotherLogin {
+			t.Fatalf("the attacker's prompt's view: %+v %v, want reason %s", theirs, err, device.ReasonAnotherLogin)
 		}
 		if ops := e.ops(t); len(ops) != 0 {
 			t.Fatalf("bank operations %+v, want none", ops)
 		}
+		// "If this wasn't you, report fraud": she does, on the stopped
+		// prompt; her push authentication locks at once.
+		if st, err := phone.Decide(ctx, theirs, device.Fraud, 0); err != nil || st != http.StatusOK {
+			t.Fatalf("fraud report on the stopped prompt: %d %v, want 200", st, err)
+		}
+		if st, _ := phone.Decide(ctx, theirs, device.Fraud, 0); st != http.StatusConflict {
+			t.Fatalf("a second fraud report on it: %d, want 409", st)
+		}
+		refused(t, g, alice, phone, "Push authentication locked")
 	})
 }

@@ -97,6 +97,29 @@ func (e *Engine) tellStopped(cred *Credential, id string, rec, c *Challenge) {
 	_ = e.dispatch.enqueueJob(pushJob{cred: cred, c: n, kind: StoppedPushKind})
 }
 
+// reportStopped takes a fraud report on a challenge stopped because
+// another sign-in started (StopReason): the customer telling us the other
+// one was not hers, so someone else has her password or session. It locks
+// at once and is announced like any fraud report; the challenge stays as
+// it is. Taken once per challenge.
+func (e *Engine) reportStopped(ctx context.Context, c *Challenge) (*Challenge, error) {
+	fresh, err := e.store.UseJTI(ctx, "stopped-fraud/"+c.ID, c.ExpiresAt.Add(e.cfg.Retain))
+	if err != nil {
+		e.StoreFailed("use_jti", err)
+		return nil, fmt.Errorf("pushauth: recording the fraud report on %s: %w", c.ID, err)
+	}
+	if !fresh {
+		return c, fmt.Errorf("%w: already reported as fraud", ErrConflict)
+	}
+	e.log.Warn("fraud reported on a stopped challenge", "challenge", c.ID, "user", c.UserKey, "credential", c.CredentialID, "rule", c.Rule)
+	_ = e.announce(ctx, Announcement{Type: EventFraudReported, User: c.UserKey, Credential: c.CredentialID,
+		ClientIP: c.ClientIP, Actor: "phone", Detail: "reported as fraud after another sign-in stopped it: " + c.Kind + " (" + c.Rule + ")"})
+	reported := *c
+	reported.Fraud = true
+	e.recordFailure(ctx, c.UserKey, "fraud report", &reported)
+	return c, nil
+}
+
 // tooManyPending refuses a challenge over MaxPendingPerUser, audited.
 func (e *Engine) tooManyPending(ctx context.Context, user *User, cred *Credential, spec ChallengeSpec) error {
 	e.log.Warn("challenge refused: too many pending for the user", "user", user.Key, "rule", spec.Rule, "client_ip", spec.ClientIP, "max", MaxPendingPerUser)

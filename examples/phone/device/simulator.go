@@ -651,6 +651,11 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
  <span class="kind">{{.Kind}}</span> <span class="muted">stopped {{.At.Format "15:04:05"}}</span>
  {{if .User}}<div class="muted">User {{visible .User}}</div>{{end}}
  <p class="err reason">{{.Message}}</p>
+ <form method="post" action="/decide">
+  <input type="hidden" name="csrf" value="{{$.CSRF}}">
+  <input type="hidden" name="id" value="{{.ID}}">
+  <div class="btns"><button class="fraud" name="decision" value="fraud">This was not me &mdash; report fraud</button></div>
+ </form>
 </div>
 {{end}}
 <div class="card" id="respond">
