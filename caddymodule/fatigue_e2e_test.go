@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,12 @@ func TestSupersedeRaceNeverReleasesTheAttackersRequest(t *testing.T) {
 	}
 	if len(sim.PendingPrompts()) != 0 {
 		t.Fatalf("her app still shows %d prompts after both were stopped", len(sim.PendingPrompts()))
+	}
+	screen := httptest.NewRecorder()
+	sim.ServeHTTP(screen, httptest.NewRequest(http.MethodGet, "/", nil))
+	if page := screen.Body.String(); !strings.Contains(page, `id="stopped-`+hers.ID+`"`) ||
+		!strings.Contains(page, "both were stopped. If this wasn&#39;t you, report fraud.") || !strings.Contains(page, "report fraud</button>") {
+		t.Fatalf("her app's screen does not show why her prompt was stopped:\n%.3000s", page)
 	}
 	if st := pushed(t, g, alice, phone, device.Approve); st != http.StatusSeeOther {
 		t.Fatalf("her retry: %d", st)

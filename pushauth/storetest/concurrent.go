@@ -20,6 +20,24 @@ func approveOnly(c *pushauth.Challenge) *pushauth.Challenge {
 	return c
 }
 
+// createAtOnce creates every challenge of cs concurrently and returns
+// what each CreateChallenge answered.
+func createAtOnce(t *testing.T, s pushauth.Store, cs []*pushauth.Challenge) ([][]string, []error) {
+	ctx := ctxT(t)
+	sups := make([][]string, len(cs))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i := range cs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sups[i], errs[i] = s.CreateChallenge(ctx, cs[i], time.Now().Add(2*time.Minute))
+		}(i)
+	}
+	wg.Wait()
+	return sups, errs
+}
+
 func statusOf(t *testing.T, s pushauth.Store, id string) pushauth.Status {
 	t.Helper()
 	return mustGet(t, s, id).Status
@@ -186,18 +204,10 @@ func testConcurrentCodeTransferRace(t *testing.T, s pushauth.Store) {
 	user, cred := uid("user"), uid("cred")
 	const n = 12
 	cs := make([]*pushauth.Challenge, n)
-	sups := make([][]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range cs {
 		cs[i] = challenge(user, cred, time.Now().Add(time.Minute))
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sups[i], errs[i] = s.CreateChallenge(ctx, cs[i], time.Now().Add(2*time.Minute))
-		}(i)
 	}
-	wg.Wait()
+	sups, errs := createAtOnce(t, s, cs)
 	var stored []*pushauth.Challenge
 	for i, err := range errs {
 		switch {

@@ -425,22 +425,13 @@ func testSupersedeExpired(t *testing.T, s pushauth.Store) {
 // every challenge but the last is superseded exactly once, and exactly one
 // stays pending.
 func testSupersedeRace(t *testing.T, s pushauth.Store) {
-	ctx := ctxT(t)
 	user, cred := uid("user"), uid("cred")
 	const n = 20
 	cs := make([]*pushauth.Challenge, n)
-	sups := make([][]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range cs {
 		cs[i] = approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sups[i], errs[i] = s.CreateChallenge(ctx, cs[i], time.Now().Add(2*time.Minute))
-		}(i)
 	}
-	wg.Wait()
+	sups, errs := createAtOnce(t, s, cs)
 	supersededBy := map[string]int{}
 	for i, err := range errs {
 		if err != nil {
