@@ -85,10 +85,12 @@ func PendingRule(pending []*Challenge, c *Challenge) (supersede []*Challenge, er
 // that challenge, whose view over the device API carries the reason.
 const StoppedPushKind = "stopped"
 
-// tellStopped pushes the phone a notice that challenge id was stopped;
-// rec is its record when at hand, else c (the challenge that stopped it)
-// gives the push its deadline. Polling phones read the same from the
-// challenge's view. A full queue only loses the notice.
+// tellStopped pushes the phone a notice that challenge id, which it was
+// shown, was stopped (the one that stopped it was never pushed: one notice
+// per collision says both were stopped); rec is its record when at hand,
+// else c (the challenge that stopped it) gives the push its deadline.
+// Polling phones read the same from the challenge's view. A full queue
+// only loses the notice.
 func (e *Engine) tellStopped(cred *Credential, id string, rec, c *Challenge) {
 	n := &Challenge{ID: id, Kind: c.Kind, UserKey: c.UserKey, ExpiresAt: c.ExpiresAt}
 	if rec != nil {

@@ -546,7 +546,6 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway",
 			Detail: "started while " + strings.Join(superseded, ", ") + " was pending: both stopped", Service: spec.Service, Host: spec.Host})
 		c.Status = StatusSuperseded
-		e.tellStopped(cred, id, c, c)
 		return c, nil
 	}
 	e.log.Debug("challenge created", "challenge", id, "user", user.Key, "rule", spec.Rule, "kind", spec.Kind, "client_ip", spec.ClientIP)
