@@ -125,6 +125,14 @@ type App struct {
 	// 256. One challenge has at most 2 at once.
 	MaxPollsPerIP int `json:"max_polls_per_ip,omitempty"`
 
+	// MaxAuthenticationAge is how long an authentication may take at
+	// most, from its challenge's creation to the release of what it
+	// approves: after it nothing can be approved or released, whatever a
+	// rule's timeout says. Default and most 10m (SP 800-63B rev 4 §3.1.3
+	// voids an out-of-band authentication not completed within 10
+	// minutes); a larger value is refused.
+	MaxAuthenticationAge caddy.Duration `json:"max_authentication_age,omitempty"`
+
 	engine    *pushauth.Engine
 	binder    *enrol.Binder
 	key       string
@@ -249,7 +257,8 @@ func (a *App) limits() pushauth.Config {
 		MaxHeld: a.MaxHeld, MaxHeldPerUser: a.MaxHeldPerUser, MaxHeldPerIP: a.MaxHeldPerIP,
 		MaxPolls: a.MaxPolls, MaxPollsPerIP: a.MaxPollsPerIP,
 		PushRate: a.PushRate, MaxFailures: a.MaxFailures, UnboundCredentialTTL: time.Duration(a.UnboundCredentialTTL),
-		PushStreak: pushauth.PushStreakLimits{Free: a.PushBackoffAfter, Cap: a.PushDailyCap, Backoff: time.Duration(a.PushBackoff)},
+		PushStreak:           pushauth.PushStreakLimits{Free: a.PushBackoffAfter, Cap: a.PushDailyCap, Backoff: time.Duration(a.PushBackoff)},
+		MaxAuthenticationAge: time.Duration(a.MaxAuthenticationAge),
 	}
 }
 
@@ -334,6 +343,10 @@ func (a *App) Validate() error {
 	}
 	if a.UnboundCredentialTTL < 0 {
 		return fmt.Errorf("onepush: unbound_credential_ttl %s must not be negative", time.Duration(a.UnboundCredentialTTL))
+	}
+	if a.MaxAuthenticationAge < 0 || time.Duration(a.MaxAuthenticationAge) > pushauth.MaxAuthentication {
+		return fmt.Errorf("onepush: max_authentication_age %s must be between 0 (the default, %s) and %s: SP 800-63B rev 4 §3.1.3 voids an out-of-band authentication not completed within 10 minutes",
+			time.Duration(a.MaxAuthenticationAge), pushauth.MaxAuthentication, pushauth.MaxAuthentication)
 	}
 	if a.MaxPolls < 0 || a.MaxPollsPerIP < 0 {
 		return fmt.Errorf("onepush: max_polls %d and max_polls_per_ip %d must not be negative", a.MaxPolls, a.MaxPollsPerIP)

@@ -85,6 +85,7 @@ func parseDirective[T any, PT interface {
 //	    unbound_credential_ttl <duration>
 //	    max_polls <n>
 //	    max_polls_per_ip <n>
+//	    max_authentication_age <duration>
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -239,6 +240,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Notify = c
 		case "unbound_credential_ttl":
 			if a.UnboundCredentialTTL, err = durationArg(d); err != nil {
+				return err
+			}
+		case "max_authentication_age":
+			if a.MaxAuthenticationAge, err = durationArg(d); err != nil {
 				return err
 			}
 

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,8 +110,22 @@ func TestSupersedeRaceNeverReleasesTheAttackersRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
+	// Her phone's app shows its prompts (polling, as a phone without a
+	// push channel does).
+	sim := device.NewSimulator(phone, "off", nil)
+	sim.PollInterval = 50 * time.Millisecond
+	simCtx, stopSim := context.WithCancel(ctx)
+	simDone := make(chan error, 1)
+	go func() { simDone <- sim.Run(simCtx) }()
+	defer func() { stopSim(); <-simDone }()
+
 	customer := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
 	hers := waitChallenge(t, phone)
+	for deadline := time.Now().Add(10 * time.Second); len(sim.PendingPrompts()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("her app never showed her prompt")
+		}
+	}
 	attacker := browserFrom("127.0.0.2").postAsync(ctx, g.URL+"/login", loginBody(alice))
 	// She approves what her phone shows once the attacker's login is in:
 	// every pending prompt, and her own.
@@ -157,9 +173,34 @@ func TestSupersedeRaceNeverReleasesTheAttackersRequest(t *testing.T) {
 	if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 0 {
 		t.Fatalf("bank logins %+v during the race, want none", logins)
 	}
-	// The phone is told why: both challenges are closed as superseded.
+	// The phone is told why: both challenges are closed as superseded, and
+	// her prompt's view says another sign-in started; her app shows it in
+	// words instead of the prompt.
 	if st, _ := phone.Decide(ctx, hers, device.Approve, 0); st != http.StatusConflict {
 		t.Fatalf("her prompt after the race: %d, want 409", st)
+	}
+	if v, err := phone.Get(ctx, hers.ID); err != nil || v.Status != "superseded" || v.Reason != device.ReasonAnotherLogin {
+		t.Fatalf("her prompt's view after the race: %+v, %v; want superseded with reason %s", v, err, device.ReasonAnotherLogin)
+	}
+	var notice *device.Notice
+	for deadline := time.Now().Add(10 * time.Second); notice == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, n := range sim.Stopped() {
+			if n.ID == hers.ID {
+				notice = &n
+			}
+		}
+	}
+	if notice == nil || !strings.Contains(notice.Message, "Another sign-in to your account started at the same time; both were stopped") {
+		t.Fatalf("her app's notices %+v, want hers saying another sign-in started and both were stopped", sim.Stopped())
+	}
+	if len(sim.PendingPrompts()) != 0 {
+		t.Fatalf("her app still shows %d prompts after both were stopped", len(sim.PendingPrompts()))
+	}
+	screen := httptest.NewRecorder()
+	sim.ServeHTTP(screen, httptest.NewRequest(http.MethodGet, "/", nil))
+	if page := screen.Body.String(); !strings.Contains(page, `id="stopped-`+hers.ID+`"`) ||
+		!strings.Contains(page, "both were stopped. If this wasn&#39;t you, report fraud.") || !strings.Contains(page, "report fraud</button>") {
+		t.Fatalf("her app's screen does not show why her prompt was stopped:\n%.3000s", page)
 	}
 	if st := pushed(t, g, alice, phone, device.Approve); st != http.StatusSeeOther {
 		t.Fatalf("her retry: %d", st)

@@ -26,7 +26,7 @@ var metrics = newPromMetrics()
 func newPromMetrics() *promMetrics {
 	return &promMetrics{
 		challenges: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("challenges_total",
-			"Challenges by policy rule and outcome (created, approved, denied, expired, cancelled, superseded).")),
+			"Challenges by policy rule and outcome (created, approved, denied, expired, cancelled, superseded; refused before creation: push_streak, too_many_pending).")),
 			[]string{"rule", "outcome"}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts(metricOpts("held_requests",
 			"Requests held right now, waiting for a phone."))),

@@ -54,6 +54,10 @@ func TestPushCapStopsAnAttackerFromManyAddresses(t *testing.T) {
 	if n := len(e.ops(t)); n != 0 {
 		t.Fatalf("bank saw %d operations from the attempts", n)
 	}
+	// The security team sees the refusals on Caddy's metrics.
+	if got := scrape(t, g.Admin+"/metrics")[`caddy_onepush_challenges_total{outcome="push_streak",rule="login"}`]; got != float64(refused) {
+		t.Fatalf("push-streak refusals on the metrics: %v, want %d", got, refused)
+	}
 
 	// Her own login from her address rings and succeeds.
 	if st := pushed(t, g, alice, phone, device.Approve); st != http.StatusSeeOther {

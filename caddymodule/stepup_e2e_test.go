@@ -157,12 +157,18 @@ func TestAfterSuccessLogin(t *testing.T) {
 
 // TestPushBombingIsRateLimited: 20 logins for one user within a minute
 // ring the phone no more often than the per-user budget (5 a minute).
+// Each login while another waits stops both (approve-only), and the
+// phone is told so with at most one "stopped" notice per prompt.
 func TestPushBombingIsRateLimited(t *testing.T) {
-	var pushes atomic.Int32
+	var pushes, notices atomic.Int32
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m map[string]string
 		_ = json.NewDecoder(r.Body).Decode(&m)
-		if m["challenge_id"] != "" {
+		switch {
+		case m["challenge_id"] == "":
+		case m["kind"] == device.StoppedKind:
+			notices.Add(1)
+		default:
 			pushes.Add(1)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -184,6 +190,7 @@ func TestPushBombingIsRateLimited(t *testing.T) {
 	// Count only the logins' pushes (enrolment sends a test push).
 	time.Sleep(200 * time.Millisecond)
 	pushes.Store(0)
+	notices.Store(0)
 	// The budget is per minute: do not straddle a minute boundary.
 	if s := time.Now().Second(); s > 45 {
 		time.Sleep(time.Duration(61-s) * time.Second)
@@ -225,6 +232,9 @@ func TestPushBombingIsRateLimited(t *testing.T) {
 	t.Logf("20 logins: %d pushes, %d refused with 429", pushes.Load(), limited)
 	if p := pushes.Load(); p > 5 || p == 0 {
 		t.Fatalf("phone received %d pushes for 20 logins, want between 1 and the budget of 5", p)
+	}
+	if n := notices.Load(); n >= pushes.Load() {
+		t.Fatalf("phone received %d stopped notices for %d prompts, want fewer (one per stopped prompt)", n, pushes.Load())
 	}
 	if limited != 15 {
 		t.Fatalf("%d logins refused with 429, want 15", limited)

@@ -67,6 +67,13 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		return nil, err
 	}
 	if c.Status.Final() {
+		if claims.Decision == DecisionFraud && c.StopReason() != "" {
+			// "That other sign-in was not me": see reportStopped.
+			if subtle.ConstantTimeCompare([]byte(claims.Ctx), []byte(CtxHash(c.Context))) != 1 {
+				return nil, fmt.Errorf("%w: ctx does not match the challenge context", ErrBadToken)
+			}
+			return e.reportStopped(ctx, c)
+		}
 		return c, fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
 	}
 	if !e.now().Before(c.ExpiresAt) {

@@ -77,6 +77,10 @@ type Config struct {
 	// UnboundCredentialTTL is how long a registered credential lives while
 	// no user has bound it. Default 15m.
 	UnboundCredentialTTL time.Duration
+	// MaxAuthenticationAge caps every challenge's timeout and voids an
+	// approval not released within it of the challenge's creation.
+	// Default and most MaxAuthentication (a larger value is taken as it).
+	MaxAuthenticationAge time.Duration
 }
 
 // defaultUnboundCredentialTTL is how long a registered credential waits
@@ -112,6 +116,7 @@ type Engine struct {
 	pushStreak  atomic.Pointer[PushStreakLimits]
 	maxFailures atomic.Int64
 	unboundTTL  atomic.Int64 // a time.Duration
+	maxAuthAge  atomic.Int64 // a time.Duration, see Config.MaxAuthenticationAge
 }
 
 // Errors the gate turns into pages.
@@ -220,11 +225,15 @@ func (cfg *Config) limitDefaults() {
 	if cfg.UnboundCredentialTTL <= 0 {
 		cfg.UnboundCredentialTTL = defaultUnboundCredentialTTL
 	}
+	if cfg.MaxAuthenticationAge <= 0 || cfg.MaxAuthenticationAge > MaxAuthentication {
+		cfg.MaxAuthenticationAge = MaxAuthentication
+	}
 }
 
 // Reconfigure applies what a config reload may change on a running engine,
 // whose held requests stay: the bounds on held requests and long polls,
-// PushRate, MaxFailures and UnboundCredentialTTL (zero values take the
+// PushRate, MaxFailures, UnboundCredentialTTL and MaxAuthenticationAge
+// (for challenges created from then on; zero values take the
 // defaults). The rest of cfg is read once, when the engine starts.
 func (e *Engine) Reconfigure(cfg Config) {
 	cfg.limitDefaults()
@@ -233,6 +242,7 @@ func (e *Engine) Reconfigure(cfg Config) {
 	e.pushStreak.Store(&streak)
 	e.maxFailures.Store(int64(cfg.MaxFailures))
 	e.unboundTTL.Store(int64(cfg.UnboundCredentialTTL))
+	e.maxAuthAge.Store(int64(cfg.MaxAuthenticationAge))
 	e.waiters.setBounds(cfg.MaxHeld, cfg.MaxPolls)
 	e.limits.SetBounds(cfg.MaxHeldPerUser, cfg.MaxHeldPerIP)
 	e.polls.SetBounds(maxPollsPerChallenge, cfg.MaxPollsPerIP)
@@ -420,30 +430,42 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
+	// Which other challenges of this user are live right now (see
+	// concurrent.go and below)? Read before this one is stored, as the
+	// store presents them: a challenge the store shows closed (created on a
+	// primary that a failover replaced) or that this instance orphaned is
+	// no live login.
+	live, checkedAt := map[string]*Challenge{}, e.now()
+	pending, err := e.store.PendingForCredential(ctx, cred.ID)
+	if err != nil {
+		e.StoreFailed("pending_for_credential", err)
+		return nil, fmt.Errorf("pushauth: pending challenges of %q: %w", user.Key, err)
+	}
+	var mine []*Challenge
+	for _, p := range pending {
+		if p.UserKey != user.Key || p.Status != StatusPending {
+			continue
+		}
+		mine = append(mine, p)
+		if checkedAt.Before(p.ExpiresAt) && !e.orphans.has(p.ID) {
+			live[p.ID] = p
+		}
+	}
+	// Refused before it takes a push from anyone's budget; the store
+	// checks again, atomically.
+	if _, err := PendingRule(mine, &Challenge{CodeDigits: spec.CodeDigits, CreatedAt: checkedAt}); err != nil {
+		return nil, e.tooManyPending(ctx, user, cred, spec)
+	}
 	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
 		return nil, err
 	}
 	if err := e.allowStreak(ctx, user.Key, spec.ClientIP, spec.Rule); err != nil {
 		return nil, err
 	}
-	// Approve-only: is another challenge of this user live right now (see
-	// below)? Read before this one is stored, as the store presents it: a
-	// challenge the store shows closed (created on a primary that a
-	// failover replaced) or that this instance orphaned is no live login.
-	live, checkedAt := false, e.now()
-	if spec.CodeDigits == 0 {
-		pending, err := e.store.PendingForCredential(ctx, cred.ID)
-		if err != nil {
-			e.StoreFailed("pending_for_credential", err)
-			return nil, fmt.Errorf("pushauth: pending challenges of %q: %w", user.Key, err)
-		}
-		for _, p := range pending {
-			live = live || (p.UserKey == user.Key && p.Status == StatusPending && checkedAt.Before(p.ExpiresAt) && !e.orphans.has(p.ID))
-		}
-	}
 	now := e.now()
-	if spec.Timeout > MaxAuthentication {
-		spec.Timeout = MaxAuthentication
+	maxAge := time.Duration(e.maxAuthAge.Load())
+	if spec.Timeout > maxAge {
+		spec.Timeout = maxAge
 	}
 	c := &Challenge{
 		ID:           id,
@@ -462,6 +484,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		Host:         spec.Host,
 		Transaction:  spec.Transaction,
 		SessionHash:  spec.SessionHash,
+		VoidAt:       now.Add(maxAge),
 	}
 	c.Held, c.Response = spec.Held, spec.Response
 	if err := bindBatch(c, spec.Batch, spec.Rows); err != nil {
@@ -495,36 +518,44 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	c.Context = string(ctxJSON)
 
 	superseded, err := e.store.CreateChallenge(ctx, c, c.ExpiresAt.Add(e.cfg.Retain))
+	if errors.Is(err, ErrTooManyPending) {
+		return nil, e.tooManyPending(ctx, user, cred, spec)
+	}
 	if err != nil {
 		e.StoreFailed("create_challenge", err)
 		return nil, fmt.Errorf("pushauth: storing challenge: %w", err)
 	}
-	if superseded != "" {
-		e.log.Debug("challenge superseded", "challenge", superseded, "by", id, "user", user.Key)
+	// Two challenges for one user at once, one of them approve-only (the
+	// earlier held here or, for all this instance knows, by another): the
+	// phone cannot tell the customer's approve-only prompt from an
+	// attacker's, so an approval meant for one could release the other
+	// (the supersede race). Both stop: the earlier are superseded by the
+	// store, this one is closed before it is pushed, both browsers are
+	// told to try again and the phone is told why. An orphan of this
+	// instance (its request was answered with an error when the store
+	// failed, and it could not be closed then) waits for nobody, and one
+	// that had expired counts for nothing: then this one simply goes on.
+	stopBoth := false
+	for _, old := range superseded {
+		e.log.Debug("challenge superseded", "challenge", old, "by", id, "user", user.Key)
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
-		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: superseded,
+		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: old,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
+		if !e.orphans.take(old) && (live[old] != nil || e.startedSince(ctx, old, checkedAt)) {
+			stopBoth = true
+			e.tellStopped(cred, old, live[old], c)
+		}
 	}
-	// An orphan of this instance (its request was answered with an error
-	// when the store failed, and it could not be closed then) waits for
-	// nobody: a newer challenge simply replaces it.
-	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) && (live || e.startedSince(ctx, superseded, checkedAt)) {
-		// Two approve-only challenges for one user at once (the earlier
-		// held here or, for all this instance knows, by another): the phone
-		// shows the same contract and user for both and cannot tell the
-		// customer's from an attacker's, so an approval meant for one
-		// could release the other (the supersede race). Both stop: the
-		// earlier is superseded by the store, this one is closed before
-		// it is pushed, and both browsers are told to try again. The
-		// caller sees this one as superseded whatever the store says (a
-		// phone that listed it in the instant it was pending and approved
-		// it releases nothing).
-		e.log.Warn("concurrent approve-only challenges: both stopped", "challenge", id, "other", superseded, "user", user.Key, "client_ip", spec.ClientIP)
+	if stopBoth {
+		// The caller sees this one as superseded whatever the store says
+		// (a phone that listed it in the instant it was pending and
+		// approved it releases nothing).
+		e.log.Warn("concurrent challenges, one approve-only: both stopped", "challenge", id, "other", strings.Join(superseded, ","), "user", user.Key, "client_ip", spec.ClientIP)
 		_, _ = e.store.Resolve(context.WithoutCancel(ctx), id, StatusSuperseded, false, e.now())
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
 		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway",
-			Detail: "started while " + superseded + " was pending: both stopped", Service: spec.Service, Host: spec.Host})
+			Detail: "started while " + strings.Join(superseded, ", ") + " was pending: both stopped", Service: spec.Service, Host: spec.Host})
 		c.Status = StatusSuperseded
 		return c, nil
 	}

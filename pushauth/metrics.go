@@ -12,7 +12,9 @@ import (
 type Metrics interface {
 	// ChallengeOutcome counts a challenge that reached a final state or was
 	// created: outcome is "created", "approved", "denied", "expired",
-	// "cancelled" or "superseded".
+	// "cancelled" or "superseded"; or one refused before it was created:
+	// "push_streak" (the pushes since the user's last approval,
+	// PushStreakLimits) or "too_many_pending" (MaxPendingPerUser).
 	ChallengeOutcome(rule, outcome string)
 	// Held moves the number of requests held right now by delta.
 	Held(delta int)

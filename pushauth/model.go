@@ -48,7 +48,10 @@ type Challenge struct {
 	CodeDigits int       `json:"code_digits,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
-	Status     Status    `json:"status"`
+	// VoidAt is when the authentication is void (Void): the engine's
+	// MaxAuthenticationAge after creation, fixed then.
+	VoidAt time.Time `json:"void_at,omitzero"`
+	Status Status    `json:"status"`
 	// Context is the exact JSON text the phone is shown and hashes into the
 	// decision's ctx claim; it is fixed at creation so the hash is stable.
 	Context   string    `json:"context"`
@@ -124,12 +127,18 @@ type HeldResponse struct {
 // MaxAuthentication is how long an authentication may take at most, from
 // its challenge's creation to the release of what it approves: SP 800-63B
 // rev 4 §3.1.3 voids an out-of-band authentication not completed within
-// 10 minutes, whatever a rule's timeout says.
+// 10 minutes, whatever a rule's timeout says. It is the default and the
+// ceiling of Config.MaxAuthenticationAge.
 const MaxAuthentication = 10 * time.Minute
 
-// Void reports whether c's authentication can no longer complete at now.
+// Void reports whether c's authentication can no longer complete at now:
+// at VoidAt, and never later than MaxAuthentication after its creation.
 func (c *Challenge) Void(now time.Time) bool {
-	return !now.Before(c.CreatedAt.Add(MaxAuthentication))
+	end := c.CreatedAt.Add(MaxAuthentication)
+	if !c.VoidAt.IsZero() && c.VoidAt.Before(end) {
+		end = c.VoidAt
+	}
+	return !now.Before(end)
 }
 
 // HeldRequest is a request kept for replay: exactly the bytes the phone's

@@ -45,6 +45,10 @@ type dispatcher struct {
 type pushJob struct {
 	cred *Credential
 	c    *Challenge
+	// kind, when set, is a notice about c rather than its prompt
+	// (StoppedPushKind): sent as the message's kind, and c's push result
+	// is left as it is.
+	kind string
 }
 
 func newDispatcher(e *Engine, workers, queue int) *dispatcher {
@@ -57,15 +61,19 @@ func newDispatcher(e *Engine, workers, queue int) *dispatcher {
 }
 
 func (d *dispatcher) enqueue(cred *Credential, c *Challenge) error {
-	if cred.Platform == "none" || cred.TokenDead || d.e.pusher(cred.Platform) == nil {
-		d.e.recordPush(c, cred, "poll")
+	return d.enqueueJob(pushJob{cred: cred, c: c})
+}
+
+func (d *dispatcher) enqueueJob(j pushJob) error {
+	if j.cred.Platform == "none" || j.cred.TokenDead || d.e.pusher(j.cred.Platform) == nil {
+		d.e.recordPush(j, "poll")
 		return nil
 	}
 	select {
-	case d.jobs <- pushJob{cred: cred, c: c}:
+	case d.jobs <- j:
 		return nil
 	default:
-		d.e.recordPush(c, cred, "queue_full")
+		d.e.recordPush(j, "queue_full")
 		return ErrPushQueueFull
 	}
 }
@@ -85,28 +93,32 @@ func (d *dispatcher) work() {
 func (d *dispatcher) send(j pushJob) {
 	e := d.e
 	if !e.now().Before(j.c.ExpiresAt) {
-		e.recordPush(j.c, j.cred, "expired_before_send")
+		e.recordPush(j, "expired_before_send")
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), j.c.ExpiresAt)
 	defer cancel()
 	p := e.pusher(j.cred.Platform)
 	if p == nil {
-		e.recordPush(j.c, j.cred, "poll")
+		e.recordPush(j, "poll")
 		return
 	}
+	kind := j.c.Kind
+	if j.kind != "" {
+		kind = j.kind
+	}
 	err := p.Push(ctx, j.cred, PushMessage{
-		ChallengeID: j.c.ID, Kind: j.c.Kind, UserKey: j.c.UserKey, ExpiresAt: j.c.ExpiresAt,
+		ChallengeID: j.c.ID, Kind: kind, UserKey: j.c.UserKey, ExpiresAt: j.c.ExpiresAt,
 	})
 	switch {
 	case err == nil:
-		e.recordPush(j.c, j.cred, "sent")
+		e.recordPush(j, "sent")
 	case errors.Is(err, ErrDeadToken):
-		e.recordPush(j.c, j.cred, "dead_token")
+		e.recordPush(j, "dead_token")
 		e.markTokenDead(j.cred.ID)
 	default:
 		e.log.Warn("push failed", "challenge", j.c.ID, "credential", j.cred.ID, "platform", j.cred.Platform, "error", err)
-		e.recordPush(j.c, j.cred, "failed")
+		e.recordPush(j, "failed")
 	}
 }
 
@@ -115,8 +127,12 @@ func (d *dispatcher) close() {
 	d.wg.Wait()
 }
 
-func (e *Engine) recordPush(c *Challenge, cred *Credential, result string) {
-	e.log.Debug("push", "challenge", c.ID, "credential", cred.ID, "platform", cred.Platform, "result", result)
+func (e *Engine) recordPush(j pushJob, result string) {
+	c, cred := j.c, j.cred
+	e.log.Debug("push", "challenge", c.ID, "kind", j.kind, "credential", cred.ID, "platform", cred.Platform, "result", result)
+	if j.kind != "" {
+		return // a notice: the challenge's own push result stands
+	}
 	if err := e.store.SetPushResult(context.Background(), c.ID, result); err != nil && !errors.Is(err, ErrNotFound) {
 		e.log.Warn("recording push result", "challenge", c.ID, "error", err)
 	}

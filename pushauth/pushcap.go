@@ -139,6 +139,7 @@ func (e *Engine) allowStreak(ctx context.Context, userKey, clientIP, rule string
 		return nil
 	}
 	e.log.Warn("push streak limit reached", "user", userKey, "client_ip", clientIP, "retry_after", wait)
+	e.cfg.Metrics.ChallengeOutcome(rule, "push_streak")
 	e.RecordAggregated(ctx, AuditEvent{Type: AuditRefused, User: userKey, Rule: rule, ClientIP: clientIP,
 		Outcome: "push_backoff", Detail: fmt.Sprintf("pushes since the last approval limited; retry after %s", wait)},
 		"push_backoff/user/"+userKey, "push_backoff/ip/"+clientIP)

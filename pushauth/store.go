@@ -39,11 +39,12 @@ type Store interface {
 	// for PutUser.
 	CompareAndPutUser(ctx context.Context, old, u *User) error
 
-	// CreateChallenge stores c as the user's one pending challenge. A
-	// previous pending challenge of the same user becomes superseded in the
-	// same step; its ID is returned ("" when there was none). The record
+	// CreateChallenge stores c as pending and applies PendingRule to the
+	// user's other pending challenges in the same atomic step: those it
+	// names become superseded (their IDs are returned, none when nil), or
+	// c is refused with ErrTooManyPending and nothing changes. The record
 	// lives until retainUntil.
-	CreateChallenge(ctx context.Context, c *Challenge, retainUntil time.Time) (superseded string, err error)
+	CreateChallenge(ctx context.Context, c *Challenge, retainUntil time.Time) (superseded []string, err error)
 	// GetChallenge returns ErrNotFound when id is unknown or has aged out.
 	GetChallenge(ctx context.Context, id string) (*Challenge, error)
 	// Resolve moves a pending challenge to the final status to, exactly

@@ -40,7 +40,7 @@ var waitTexts = map[string]map[string]string{
 		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
 		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
 		"expired": "The request timed out. Nothing was sent to the bank.", "cancelled": "Cancelled. Nothing was sent to the bank.",
-		"superseded": "A newer request replaced this one. Nothing was sent to the bank.",
+		"superseded": "Another request for your account asked for approval at the same time, so both were stopped. Nothing was sent to the bank. Please try again.",
 		"badcode":    "The security code is wrong or was already used.", "resent": "The push was sent again.",
 		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
 
@@ -61,7 +61,7 @@ var waitTexts = map[string]map[string]string{
 		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
 		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
 		"expired": "有効期限が切れました。銀行への送信は行われていません。", "cancelled": "取り消しました。銀行への送信は行われていません。",
-		"superseded": "新しい操作に置き換えられました。銀行への送信は行われていません。",
+		"superseded": "同じ利用者で同時に別の承認依頼があったため、両方を中止しました。銀行への送信は行われていません。もう一度お試しください。",
 		"badcode":    "セキュリティコードが正しくないか、すでに使用されています。", "resent": "通知を再送しました。",
 		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
 
@@ -140,7 +140,8 @@ func waitLoginMark(session string, c *pushauth.Challenge) *loginMark {
 // startFailed answers a challenge that could not be created.
 func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.Rule, user *pushauth.User, err error) error {
 	switch {
-	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP):
+	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP) ||
+		errors.Is(err, pushauth.ErrTooManyPending):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
 		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")

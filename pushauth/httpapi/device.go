@@ -187,10 +187,13 @@ type challengeView struct {
 	ExpiresAt time.Time       `json:"expires_at"`
 	Context   string          `json:"context"`
 	Status    pushauth.Status `json:"status"`
+	// Reason says why a challenge was stopped without a decision
+	// (pushauth.ReasonAnotherLogin), absent otherwise.
+	Reason string `json:"reason,omitempty"`
 }
 
 func viewOf(c *pushauth.Challenge) challengeView {
-	return challengeView{ID: c.ID, Kind: c.Kind, ExpiresAt: c.ExpiresAt, Context: c.Context, Status: c.Status}
+	return challengeView{ID: c.ID, Kind: c.Kind, ExpiresAt: c.ExpiresAt, Context: c.Context, Status: c.Status, Reason: c.StopReason()}
 }
 
 func (d *Device) pending(w http.ResponseWriter, r *http.Request, cred *pushauth.Credential) {

@@ -42,6 +42,11 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"CreateSupersedesExpiredPending", testSupersedeExpired},
 		{"CreateSupersedeRace", testSupersedeRace},
 		{"CreateDuplicateID", testDuplicateID},
+		// Several code-transfer challenges of one user (concurrent.go).
+		{"ConcurrentCodeTransfer", testConcurrentCodeTransfer},
+		{"ConcurrentCodeTransferBound", testConcurrentCodeTransferBound},
+		{"ConcurrentMixedStopsAll", testConcurrentMixed},
+		{"ConcurrentCodeTransferRace", testConcurrentCodeTransferRace},
 		{"Resolve", testResolve},
 		{"ResolveExactlyOnce", testResolveRace},
 		{"ResolveNotifiesWatchers", testWatch},
@@ -164,7 +169,7 @@ func mustGet(t *testing.T, s pushauth.Store, id string) *pushauth.Challenge {
 	return c
 }
 
-func mustCreate(t *testing.T, s pushauth.Store, c *pushauth.Challenge) string {
+func mustCreate(t *testing.T, s pushauth.Store, c *pushauth.Challenge) []string {
 	t.Helper()
 	sup, err := s.CreateChallenge(ctxT(t), c, c.ExpiresAt.Add(time.Minute))
 	if err != nil {
@@ -332,8 +337,7 @@ func testCreateGet(t *testing.T, s pushauth.Store) {
 	}
 	c := challenge(uid("user"), uid("cred"), time.Now().Add(time.Minute))
 	want := *c
-	sup := mustCreate(t, s, c)
-	if sup != "" {
+	if sup := mustCreate(t, s, c); len(sup) != 0 {
 		t.Fatalf("first CreateChallenge superseded %q, want none", sup)
 	}
 	c.Rule = "mutated after create" // the store must have copied
@@ -357,15 +361,16 @@ func testSupersede(t *testing.T, s pushauth.Store) {
 	}
 	defer stop()
 
-	first := challenge(user, cred, time.Now().Add(time.Minute))
-	other := challenge(uid("other-user"), cred, time.Now().Add(time.Minute))
+	// Approve-only: a second challenge supersedes the first.
+	first := approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
+	other := approveOnly(challenge(uid("other-user"), cred, time.Now().Add(time.Minute)))
 	mustCreate(t, s, first)
 	mustCreate(t, s, other)
 	before := time.Now()
-	second := challenge(user, cred, time.Now().Add(time.Minute))
+	second := approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
 	sup := mustCreate(t, s, second)
 	after := time.Now()
-	if sup != first.ID {
+	if !slices.Equal(sup, []string{first.ID}) {
 		t.Fatalf("second CreateChallenge superseded %q, want %q", sup, first.ID)
 	}
 	got := mustGet(t, s, first.ID)
@@ -410,7 +415,7 @@ func testSupersedeExpired(t *testing.T, s pushauth.Store) {
 	old := challenge(user, cred, time.Now().Add(-time.Second))
 	mustCreate(t, s, old) // retained until expiry + 1 min
 	next := challenge(user, cred, time.Now().Add(time.Minute))
-	if sup := mustCreate(t, s, next); sup != old.ID {
+	if sup := mustCreate(t, s, next); !slices.Equal(sup, []string{old.ID}) {
 		t.Fatalf("CreateChallenge superseded %q, want the expired pending %q", sup, old.ID)
 	}
 	if st := mustGet(t, s, old.ID).Status; st != pushauth.StatusSuperseded {
@@ -422,29 +427,20 @@ func testSupersedeExpired(t *testing.T, s pushauth.Store) {
 // every challenge but the last is superseded exactly once, and exactly one
 // stays pending.
 func testSupersedeRace(t *testing.T, s pushauth.Store) {
-	ctx := ctxT(t)
 	user, cred := uid("user"), uid("cred")
 	const n = 20
 	cs := make([]*pushauth.Challenge, n)
-	sups := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range cs {
-		cs[i] = challenge(user, cred, time.Now().Add(time.Minute))
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sups[i], errs[i] = s.CreateChallenge(ctx, cs[i], time.Now().Add(2*time.Minute))
-		}(i)
+		cs[i] = approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
 	}
-	wg.Wait()
+	sups, errs := createAtOnce(t, s, cs)
 	supersededBy := map[string]int{}
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("CreateChallenge %d: %v", i, err)
 		}
-		if sups[i] != "" {
-			supersededBy[sups[i]]++
+		for _, id := range sups[i] {
+			supersededBy[id]++
 		}
 	}
 	if len(supersededBy) != n-1 {
@@ -493,7 +489,7 @@ func testResolve(t *testing.T, s pushauth.Store) {
 	if _, err := s.Resolve(ctx, uid("ch"), pushauth.StatusApproved, false, time.Now()); !errors.Is(err, pushauth.ErrNotFound) {
 		t.Fatalf("Resolve(unknown) = %v, want ErrNotFound", err)
 	}
-	c := challenge(user, cred, time.Now().Add(time.Minute))
+	c := approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
 	mustCreate(t, s, c)
 	at := time.Now().Add(3 * time.Second)
 	got, err := s.Resolve(ctx, c.ID, pushauth.StatusDenied, true, at)
@@ -513,8 +509,8 @@ func testResolve(t *testing.T, s pushauth.Store) {
 	sameChallenge(t, "second Resolve's current record", cur, want)
 
 	// Resolving cleared the user's pending slot: nothing to supersede.
-	next := challenge(user, cred, time.Now().Add(time.Minute))
-	if sup := mustCreate(t, s, next); sup != "" {
+	next := approveOnly(challenge(user, cred, time.Now().Add(time.Minute)))
+	if sup := mustCreate(t, s, next); len(sup) != 0 {
 		t.Fatalf("CreateChallenge after Resolve superseded %q, want none", sup)
 	}
 	// Without fraud.
@@ -680,7 +676,7 @@ func testPending(t *testing.T, s pushauth.Store) {
 	cResolved := challenge(uid("user3"), credA, live)
 	cOther := challenge(uid("user4"), credB, live)
 	user5 := uid("user5")
-	cSuperseded := challenge(user5, credA, live)
+	cSuperseded := approveOnly(challenge(user5, credA, live))
 	c6 := challenge(user5, credA, live)
 	for _, c := range []*pushauth.Challenge{c1, cExpired, cResolved, cOther, cSuperseded, c6} {
 		mustCreate(t, s, c)

@@ -126,6 +126,31 @@ type Challenge struct {
 	// Rows are the batch's rows once Rows has checked them against the
 	// context; an approval of a batch challenge needs them.
 	Rows []Row
+	// Status is where the challenge is (pending, approved, denied,
+	// expired, cancelled, superseded), as the server last said.
+	Status string
+	// Reason says why a challenge was stopped without a decision, e.g.
+	// ReasonAnotherLogin; "" otherwise. StopMessage words it for the user.
+	Reason string
+}
+
+// ReasonAnotherLogin is the reason of a challenge stopped because another
+// sign-in of the same user started while it was pending (at least one of
+// them approve-only): both were stopped.
+const ReasonAnotherLogin = "another_login_started"
+
+// StoppedKind is the kind of a push naming a challenge the server
+// stopped: the app fetches it and tells the user its reason.
+const StoppedKind = "stopped"
+
+// StopMessage is what the app tells its user about a challenge stopped
+// for reason, "" for a reason it does not know.
+func StopMessage(reason string) string {
+	switch reason {
+	case ReasonAnotherLogin:
+		return "Another sign-in to your account started at the same time; both were stopped. If this wasn't you, report fraud."
+	}
+	return ""
 }
 
 // wireChallenge is the JSON form of a challenge.
@@ -134,13 +159,15 @@ type wireChallenge struct {
 	Kind      string `json:"kind"`
 	ExpiresAt string `json:"expires_at"`
 	Context   string `json:"context"`
+	Status    string `json:"status"`
+	Reason    string `json:"reason"`
 }
 
 func (w wireChallenge) challenge() (*Challenge, error) {
 	if w.ID == "" {
 		return nil, errors.New("challenge without id")
 	}
-	ch := &Challenge{ID: w.ID, Kind: w.Kind, Context: w.Context}
+	ch := &Challenge{ID: w.ID, Kind: w.Kind, Context: w.Context, Status: w.Status, Reason: w.Reason}
 	if w.ExpiresAt != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.ExpiresAt)
 		if err != nil {

@@ -57,6 +57,7 @@ type Simulator struct {
 	pending  map[string]*Challenge
 	handled  map[string]bool // auto-decided (or in flight): never decide twice
 	history  []Event
+	stopped  []Notice // prompts the server stopped, newest last (maxNotices kept)
 	pollErr  string
 	runCtx   context.Context
 	inflight sync.WaitGroup
@@ -102,6 +103,58 @@ func (s *Simulator) History() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Event(nil), s.history...)
+}
+
+// Notice is a prompt the server stopped without a decision, shown to the
+// user with the reason in words (StopMessage).
+type Notice struct {
+	At      time.Time
+	ID      string
+	User    string
+	Kind    string
+	Reason  string
+	Message string
+}
+
+// maxNotices bounds the stopped prompts the page keeps.
+const maxNotices = 10
+
+// Stopped returns the prompts the server stopped and said why, oldest
+// first (the last maxNotices).
+func (s *Simulator) Stopped() []Notice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notice(nil), s.stopped...)
+}
+
+// learnStopped asks the server about a prompt that vanished from its list
+// or that a push of kind "stopped" named: one stopped without a decision
+// with a reason becomes a notice in words.
+func (s *Simulator) learnStopped(ctx context.Context, id string) {
+	gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ch, err := s.p.Get(gctx, id)
+	if err != nil {
+		s.log.Printf("phone: fetch %s to learn why it ended: %v", id, err)
+		return
+	}
+	msg := StopMessage(ch.Reason)
+	if msg == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, id)
+	for _, n := range s.stopped {
+		if n.ID == id {
+			return
+		}
+	}
+	s.stopped = append(s.stopped, Notice{At: time.Now(), ID: id, User: ch.Parsed.User, Kind: ch.Kind, Reason: ch.Reason, Message: msg})
+	if len(s.stopped) > maxNotices {
+		s.stopped = s.stopped[len(s.stopped)-maxNotices:]
+	}
+	s.log.Printf("phone: prompt %s stopped: %s", id, ch.Reason)
 }
 
 // PendingPrompts returns the prompts currently shown on the page, the
@@ -182,13 +235,21 @@ func (s *Simulator) poll(ctx context.Context) {
 		s.pollErr = ""
 	}
 	// The server is the source of truth: drop prompts it no longer lists
-	// (decided elsewhere, expired or cancelled).
+	// (decided elsewhere, expired, cancelled or stopped), and ask why of
+	// those nobody decided here.
+	var vanished []string
 	for id := range s.pending {
 		if !seen[id] {
 			delete(s.pending, id)
+			if !s.handled[id] && len(vanished) < maxNotices {
+				vanished = append(vanished, id)
+			}
 		}
 	}
 	s.mu.Unlock()
+	for _, id := range vanished {
+		s.learnStopped(ctx, id)
+	}
 	for i := range list {
 		ch := list[i]
 		s.consider(ctx, &ch, "poll")
@@ -325,6 +386,10 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 	// Answer the pusher at once; fetch the details over the device API.
 	go func() {
 		defer s.inflight.Done()
+		if msg.Kind == StoppedKind {
+			s.learnStopped(ctx, msg.ChallengeID)
+			return
+		}
 		gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		ch, err := s.p.Get(gctx, msg.ChallengeID)
@@ -431,6 +496,7 @@ type pageData struct {
 	CodeErr      string
 	Auto         string
 	Prompts      []promptView
+	Stopped      []Notice
 	History      []Event
 	PollErr      string
 	CSRF         string
@@ -453,6 +519,9 @@ func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
 	s.mu.Lock()
 	list := s.pendingLocked()
 	d.PollErr = s.pollErr
+	for i := len(s.stopped) - 1; i >= 0; i-- {
+		d.Stopped = append(d.Stopped, s.stopped[i])
+	}
 	for i := len(s.history) - 1; i >= 0 && len(d.History) < 10; i-- {
 		d.History = append(d.History, s.history[i])
 	}
@@ -583,6 +652,18 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
 </div>
 {{else}}
 <div class="card muted">No pending prompts.</div>
+{{end}}
+{{range .Stopped}}
+<div class="card stopped" id="stopped-{{.ID}}">
+ <span class="kind">{{.Kind}}</span> <span class="muted">stopped {{.At.Format "15:04:05"}}</span>
+ {{if .User}}<div class="muted">User {{visible .User}}</div>{{end}}
+ <p class="err reason">{{.Message}}</p>
+ <form method="post" action="/decide">
+  <input type="hidden" name="csrf" value="{{$.CSRF}}">
+  <input type="hidden" name="id" value="{{.ID}}">
+  <div class="btns"><button class="fraud" name="decision" value="fraud">This was not me &mdash; report fraud</button></div>
+ </form>
+</div>
 {{end}}
 <div class="card" id="respond">
  <div class="muted">No push? Answer a transfer's challenge offline: type what the browser's page shows.</div>

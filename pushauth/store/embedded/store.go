@@ -762,7 +762,7 @@ func (s *Store) UsersOfCredential(_ context.Context, credentialID string) ([]str
 
 // Challenges live in memory (see the package comment).
 
-func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, retainUntil time.Time) (string, error) {
+func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, retainUntil time.Time) ([]string, error) {
 	return s.challenges.CreateChallenge(ctx, c, retainUntil)
 }
 

@@ -23,7 +23,7 @@ type Store struct {
 	credentials map[string]*pushauth.Credential
 	users       map[string]*pushauth.User
 	challenges  map[string]*memChallenge
-	pendingOf   map[string]string // user key -> pending challenge id
+	pendingOf   map[string][]string // user key -> ids of its pending challenges (pushauth.PendingRule)
 	jtis        map[string]time.Time
 	sessions    map[string]memSession
 	watchers    map[int]func(string, *pushauth.Challenge)
@@ -55,7 +55,7 @@ func New(now func() time.Time) *Store {
 		credentials: make(map[string]*pushauth.Credential),
 		users:       make(map[string]*pushauth.User),
 		challenges:  make(map[string]*memChallenge),
-		pendingOf:   make(map[string]string),
+		pendingOf:   make(map[string][]string),
 		jtis:        make(map[string]time.Time),
 		sessions:    make(map[string]memSession),
 		watchers:    make(map[int]func(string, *pushauth.Challenge)),
@@ -88,9 +88,7 @@ func (s *Store) Sweep() {
 	for id, mc := range s.challenges {
 		if now.After(mc.retainUntil) {
 			delete(s.challenges, id)
-			if s.pendingOf[mc.c.UserKey] == id {
-				delete(s.pendingOf, mc.c.UserKey)
-			}
+			s.unpend(mc.c.UserKey, id)
 		}
 	}
 	for k, until := range s.jtis {
@@ -185,29 +183,60 @@ func (s *Store) UsersOfCredential(_ context.Context, credentialID string) ([]str
 	return keys, nil
 }
 
-func (s *Store) CreateChallenge(_ context.Context, c *pushauth.Challenge, retainUntil time.Time) (string, error) {
+func (s *Store) CreateChallenge(_ context.Context, c *pushauth.Challenge, retainUntil time.Time) ([]string, error) {
 	s.mu.Lock()
 	if _, dup := s.challenges[c.ID]; dup {
 		s.mu.Unlock()
-		return "", pushauth.ErrExists
+		return nil, pushauth.ErrExists
 	}
-	var superseded string
-	var supersededRec pushauth.Challenge
-	if old, ok := s.pendingOf[c.UserKey]; ok {
-		if mc, ok := s.challenges[old]; ok && mc.c.Status == pushauth.StatusPending {
-			mc.c.Status = pushauth.StatusSuperseded
-			mc.c.DecidedAt = s.now()
-			superseded, supersededRec = old, mc.c
+	var pending []*pushauth.Challenge
+	for _, id := range s.pendingOf[c.UserKey] {
+		if mc, ok := s.challenges[id]; ok && mc.c.Status == pushauth.StatusPending {
+			pending = append(pending, &mc.c)
 		}
 	}
+	stop, err := pushauth.PendingRule(pending, c)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("memory store: user %q: %w", c.UserKey, err)
+	}
+	var superseded []string
+	var records []pushauth.Challenge
+	for _, old := range stop {
+		old.Status = pushauth.StatusSuperseded
+		old.DecidedAt = s.now()
+		superseded, records = append(superseded, old.ID), append(records, *old)
+	}
 	s.challenges[c.ID] = &memChallenge{c: *c, retainUntil: retainUntil}
-	s.pendingOf[c.UserKey] = c.ID
+	ids := []string{c.ID}
+	for _, p := range pending {
+		if p.Status == pushauth.StatusPending {
+			ids = append(ids, p.ID)
+		}
+	}
+	s.pendingOf[c.UserKey] = ids
 	watchers := s.watcherList()
 	s.mu.Unlock()
-	if superseded != "" {
-		notify(watchers, supersededRec)
+	for _, rec := range records {
+		notify(watchers, rec)
 	}
 	return superseded, nil
+}
+
+// unpend takes id off its user's pending list; s.mu must be held.
+func (s *Store) unpend(user, id string) {
+	ids := s.pendingOf[user]
+	for i, p := range ids {
+		if p == id {
+			ids = append(ids[:i:i], ids[i+1:]...)
+			break
+		}
+	}
+	if len(ids) == 0 {
+		delete(s.pendingOf, user)
+		return
+	}
+	s.pendingOf[user] = ids
 }
 
 func (s *Store) GetChallenge(_ context.Context, id string) (*pushauth.Challenge, error) {
@@ -236,9 +265,7 @@ func (s *Store) Resolve(_ context.Context, id string, to pushauth.Status, fraud 
 	mc.c.Status = to
 	mc.c.Fraud = fraud
 	mc.c.DecidedAt = at
-	if s.pendingOf[mc.c.UserKey] == id {
-		delete(s.pendingOf, mc.c.UserKey)
-	}
+	s.unpend(mc.c.UserKey, id)
 	cp := mc.c
 	watchers := s.watcherList()
 	s.mu.Unlock()
@@ -251,11 +278,13 @@ func (s *Store) PendingForCredential(_ context.Context, credentialID string) ([]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*pushauth.Challenge
-	for _, id := range s.pendingOf {
-		mc, ok := s.challenges[id]
-		if ok && mc.c.CredentialID == credentialID && mc.c.Status == pushauth.StatusPending && now.Before(mc.c.ExpiresAt) {
-			cp := mc.c
-			out = append(out, &cp)
+	for _, ids := range s.pendingOf {
+		for _, id := range ids {
+			mc, ok := s.challenges[id]
+			if ok && mc.c.CredentialID == credentialID && mc.c.Status == pushauth.StatusPending && now.Before(mc.c.ExpiresAt) {
+				cp := mc.c
+				out = append(out, &cp)
+			}
 		}
 	}
 	return out, nil

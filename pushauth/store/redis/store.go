@@ -13,7 +13,8 @@
 //	<p>{c:<credential id>}:users          set     keys of users bound to the credential     none
 //	<p>{c:<credential id>}:pending        zset    challenge ids, score = expiry (Unix ms)   latest expiry among members
 //	<p>{u:<user key>}:user                string  user JSON                                 none
-//	<p>{u:<user key>}:pending             string  id of the user's pending challenge        retainUntil of that challenge
+//	<p>{u:<user key>}:pending             string  id of the user's latest challenge (read by earlier versions)  retainUntil of that challenge
+//	<p>{u:<user key>}:live                zset    ids of the user's pending challenges, score = expiry (Unix ms)  latest retainUntil among them
 //	<p>{u:<user key>}:ch:<challenge id>   string  challenge JSON (without its secrets)      retainUntil
 //	<p>{u:<user key>}:sec:<challenge id>  string  its secrets (stored request), sealed      retainUntil (absent when there are none)
 //	<p>ch:<challenge id>                  string  "<op>:<user key>" (finds the user's slot) retainUntil
@@ -32,8 +33,9 @@
 // pushauth.ChallengeSecrets are sealed in the :sec: key beside it
 // (seal.go).
 //
-// CreateChallenge (supersede the user's pending challenge, store the new
-// one, point the user at it) and Resolve (pending → final, exactly once)
+// CreateChallenge (pushauth.PendingRule over the user's pending
+// challenges, store the new one, list it as pending) and Resolve (pending
+// → final, exactly once)
 // are Lua scripts on the user's slot; both PUBLISH the affected challenge
 // id and its final record on <p>resolved from inside the script, so the
 // instance holding the request releases it without reading Redis again. Watch holds one dedicated
@@ -254,6 +256,7 @@ func (s *Store) userKey(key string) string       { return s.userTag(key) + ":use
 func (s *Store) userPendingKey(key string) string {
 	return s.userTag(key) + ":pending"
 }
+func (s *Store) userLiveKey(key string) string      { return s.userTag(key) + ":live" }
 func (s *Store) challengePrefix(user string) string { return s.userTag(user) + ":ch:" }
 func (s *Store) challengeKey(user, id string) string {
 	return s.challengePrefix(user) + id
@@ -538,8 +541,9 @@ func (s *Store) UsersOfCredential(ctx context.Context, credentialID string) ([]s
 // script (a reply or a PUBLISH): all of it, since a challenge's secrets
 // live sealed in a key of their own (seal.go), but a stored request an
 // earlier version wrote in clear into the record is left out. settle
-// stores a final record, clears the user's pending pointer if it names the
-// challenge, and publishes the record.
+// stores a final record, takes the challenge off the user's pending list
+// (the :live set; an earlier version's caller names the :pending pointer,
+// cleared if it names the challenge), and publishes the record.
 const luaLib = `
 local function replid()
   return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
@@ -571,6 +575,10 @@ local function publish(channel, id, out, max)
 end
 local function settle(key, pointer, id, c, channel, max)
   local out = store(key, c)
+  if redis.call('TYPE', pointer).ok == 'zset' then
+    redis.call('ZREM', pointer, id)
+    pointer = string.sub(pointer, 1, -5) .. 'pending' -- :live → :pending, same slot
+  end
   if redis.call('GET', pointer) == id then
     redis.call('DEL', pointer)
   end
@@ -579,36 +587,78 @@ local function settle(key, pointer, id, c, channel, max)
 end
 `
 
-// createScript supersedes the user's pending challenge, stores the new one
-// with the replication ID of the primary it is created on (and its sealed
-// secrets, if any), and points the user at it.
+// createScript applies pushauth.PendingRule to the user's pending
+// challenges (the :live set, and the :pending pointer an earlier version
+// wrote), stores the new one with the replication ID of the primary it is
+// created on (and its sealed secrets, if any) and lists it as pending.
 //
-// KEYS[1] user pending pointer, KEYS[2] new challenge record, KEYS[3] its
-// secrets. ARGV[1] new id, ARGV[2] challenge JSON (an object, without
-// "repl"), ARGV[3] record TTL ms, ARGV[4] user's challenge key prefix,
-// ARGV[5] decided_at for the superseded one, ARGV[6] channel, ARGV[7]
-// largest record to publish, ARGV[8] sealed secrets ("" for none). The
-// superseded record's key is ARGV[4]..old: same {u:<user>} hash tag, so
-// the same slot as KEYS.
-// Returns {superseded id (empty for none), replid}.
+// KEYS[1] user's latest pointer (:pending), KEYS[2] new challenge record,
+// KEYS[3] its secrets, KEYS[4] user's pending set (:live). ARGV[1] new id,
+// ARGV[2] challenge JSON (an object, without "repl"), ARGV[3] record TTL
+// ms, ARGV[4] user's challenge key prefix, ARGV[5] decided_at for the
+// superseded ones, ARGV[6] channel, ARGV[7] largest record to publish,
+// ARGV[8] sealed secrets ("" for none), ARGV[9] the new one's creation
+// (Unix ms), ARGV[10] its expiry (Unix ms), ARGV[11] its code digits,
+// ARGV[12] pushauth.MaxPendingPerUser. A superseded record's key is
+// ARGV[4]..id: same {u:<user>} hash tag, so the same slot as KEYS.
+// Returns {replid, "ok", superseded ids...} or {replid, "full"}
+// (ErrTooManyPending: nothing written).
 var createScript = goredis.NewScript(luaLib + `
 local r = replid()
-local superseded = ''
-local spub = ''
+local now = tonumber(ARGV[9])
+local stale, alive = {}, {}
+local allcode = tonumber(ARGV[11]) > 0
+local listed = {}
+local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local id, exp = members[i], tonumber(members[i + 1])
+  listed[id] = true
+  local raw = redis.call('GET', ARGV[4] .. id)
+  local c = raw and cjson.decode(raw)
+  if not c or not live(c) then
+    redis.call('ZREM', KEYS[4], id)
+  elseif id ~= ARGV[1] then
+    if exp <= now then
+      table.insert(stale, {id, c})
+    else
+      table.insert(alive, {id, c})
+      allcode = allcode and type(c.code_digits) == 'number' and c.code_digits > 0
+    end
+  end
+end
+-- A challenge of an earlier version is known by the pointer only: it is
+-- superseded as that version did.
 local old = redis.call('GET', KEYS[1])
-if old and old ~= ARGV[1] then
-  local okey = ARGV[4] .. old
-  local raw = redis.call('GET', okey)
+if old and old ~= ARGV[1] and not listed[old] then
+  local raw = redis.call('GET', ARGV[4] .. old)
   if raw then
     local c = cjson.decode(raw)
     if live(c) then
-      c.status = 'superseded'
-      c.decided_at = ARGV[5]
-      c._ack = nil
-      spub = store(okey, c)
-      superseded = old
+      table.insert(alive, {old, c})
+      allcode = false
     end
   end
+end
+local stop = stale
+if allcode then
+  if #alive >= tonumber(ARGV[12]) then
+    return {r, 'full'}
+  end
+else
+  for _, e in ipairs(alive) do
+    table.insert(stop, e)
+  end
+end
+local out = {r, 'ok'}
+local pubs = {}
+for _, e in ipairs(stop) do
+  local c = e[2]
+  c.status = 'superseded'
+  c.decided_at = ARGV[5]
+  c._ack = nil
+  table.insert(pubs, {e[1], store(ARGV[4] .. e[1], c)})
+  redis.call('ZREM', KEYS[4], e[1])
+  table.insert(out, e[1])
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local rec = string.sub(ARGV[2], 1, -2) .. ',"repl":"' .. r .. '"}'
@@ -618,10 +668,14 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if superseded ~= '' then
-  publish(ARGV[6], superseded, spub, ARGV[7])
+redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1])
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
-return {superseded, r}
+for _, p in ipairs(pubs) do
+  publish(ARGV[6], p[1], p[2], ARGV[7])
+end
+return out
 `)
 
 // resolveScript moves a live challenge to a final status exactly once.
@@ -717,23 +771,23 @@ func timeJSON(t time.Time) (string, error) {
 	return strings.Trim(string(b), `"`), nil
 }
 
-func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, retainUntil time.Time) (string, error) {
+func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, retainUntil time.Time) ([]string, error) {
 	if c.ID == "" {
-		return "", errors.New("redis: challenge without id")
+		return nil, errors.New("redis: challenge without id")
 	}
 	now := s.now()
 	rk, sk := s.challengeKey(c.UserKey, c.ID), s.secretsKey(c.UserKey, c.ID)
 	b, err := json.Marshal(challengeRecord{Challenge: *c})
 	if err != nil {
-		return "", fmt.Errorf("redis: encoding challenge %s: %w", c.ID, err)
+		return nil, fmt.Errorf("redis: encoding challenge %s: %w", c.ID, err)
 	}
 	sealed, err := s.sealSecrets(sk, c.ChallengeSecrets)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	decided, err := timeJSON(now)
 	if err != nil {
-		return "", fmt.Errorf("redis: encoding time: %w", err)
+		return nil, fmt.Errorf("redis: encoding time: %w", err)
 	}
 	retain := s.ttlUntil(retainUntil)
 
@@ -743,15 +797,15 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 	val := op + ":" + c.UserKey
 	ok, err := s.client.SetNX(ctx, idx, val, retain).Result()
 	if err != nil {
-		return "", wrap("SET NX", idx, err)
+		return nil, wrap("SET NX", idx, err)
 	}
 	if !ok {
 		cur, err := s.client.Get(ctx, idx).Result()
 		if err != nil && !errors.Is(err, goredis.Nil) {
-			return "", wrap("GET", idx, err)
+			return nil, wrap("GET", idx, err)
 		}
 		if cur != val {
-			return "", pushauth.ErrExists
+			return nil, pushauth.ErrExists
 		}
 	}
 
@@ -762,23 +816,32 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 		err := zaddExpireScript.Run(ctx, s.client, []string{zk},
 			c.ExpiresAt.UnixMilli(), c.ID, s.ttlUntil(c.ExpiresAt).Milliseconds()).Err()
 		if err != nil {
-			return "", wrap("EVALSHA zadd", zk, err)
+			return nil, wrap("EVALSHA zadd", zk, err)
 		}
 	}
 
 	res, err := createScript.Run(ctx, s.client,
-		[]string{s.userPendingKey(c.UserKey), rk, sk},
+		[]string{s.userPendingKey(c.UserKey), rk, sk, s.userLiveKey(c.UserKey)},
 		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord, sealed,
+		c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli(), c.CodeDigits, pushauth.MaxPendingPerUser,
 	).StringSlice()
 	if err != nil {
-		return "", wrap("EVALSHA create", rk, err)
+		return nil, wrap("EVALSHA create", rk, err)
 	}
-	if len(res) != 2 {
-		return "", fmt.Errorf("redis: EVALSHA create %s: %d values in the reply, want 2", rk, len(res))
+	if len(res) < 2 {
+		return nil, fmt.Errorf("redis: EVALSHA create %s: %d values in the reply, want at least 2", rk, len(res))
 	}
-	s.notePrimary(res[1])
+	s.notePrimary(res[0])
+	if res[1] == "full" {
+		// Nothing was written: the claims on the id go again.
+		_ = s.client.Del(ctx, idx).Err()
+		if c.CredentialID != "" {
+			_ = s.client.ZRem(ctx, s.credPendingKey(c.CredentialID), c.ID).Err()
+		}
+		return nil, fmt.Errorf("redis: user %q: %w", c.UserKey, pushauth.ErrTooManyPending)
+	}
 	s.owners.put(c.ID, c.UserKey)
-	return res[0], nil
+	return res[2:], nil
 }
 
 // lookup finds the user a challenge belongs to (its record's slot),
@@ -897,7 +960,7 @@ func (s *Store) Resolve(ctx context.Context, id string, to pushauth.Status, frau
 		hold = "1"
 	}
 	rk := s.challengeKey(user, id)
-	keys := []string{rk, s.userPendingKey(user)}
+	keys := []string{rk, s.userLiveKey(user)}
 	op := newOp()
 	cmd, ackErr := s.run(ctx, acked, resolveScript, keys, id, string(to), f, atJSON, s.channel, op, maxPublishedRecord, hold,
 		s.primary.current())
