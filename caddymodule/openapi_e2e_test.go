@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -119,6 +120,11 @@ type specCheck struct {
 	router routers.Router
 	base   string
 	seen   map[string]bool // "METHOD /path STATUS"
+	// context is the schema of a challenge's context (the contentSchema
+	// of Challenge.context), made strict; batches counts the contexts
+	// with a batch member it validated.
+	context *openapi3.SchemaRef
+	batches int
 }
 
 type deviceCall struct {
@@ -196,11 +202,52 @@ func (c *specCheck) do(call deviceCall) (int, []byte) {
 	if call.want != 0 && resp.StatusCode != call.want {
 		c.t.Errorf("%s %s: %d %.300s, want %d", call.method, call.path, resp.StatusCode, body, call.want)
 	}
+	if resp.StatusCode/100 == 2 && len(body) > 0 {
+		var v any
+		if err := json.Unmarshal(body, &v); err == nil {
+			c.checkContexts(call, v)
+		}
+	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		c.t.Errorf("%s %s: Cache-Control %q, want no-store", call.method, call.path, cc)
 	}
 	c.seen[key] = true
 	return resp.StatusCode, body
+}
+
+// checkContexts validates the context string of every challenge in an
+// answer (v, decoded) against the spec's ChallengeContext: the response
+// validation sees the context only as a string, but an app parses it and
+// shows its members, so every member the gateway puts there (a batch's
+// count, total and digest) must be documented as well.
+func (c *specCheck) checkContexts(call deviceCall, v any) {
+	c.t.Helper()
+	switch v := v.(type) {
+	case []any:
+		for _, x := range v {
+			c.checkContexts(call, x)
+		}
+	case map[string]any:
+		for k, x := range v {
+			s, ok := x.(string)
+			if k != "context" || !ok {
+				c.checkContexts(call, x)
+				continue
+			}
+			var ctx any
+			if err := json.Unmarshal([]byte(s), &ctx); err != nil {
+				c.t.Errorf("%s %s: a challenge's context is not JSON: %v", call.method, call.path, err)
+				continue
+			}
+			if err := c.context.Value.VisitJSON(ctx, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse()); err != nil {
+				c.t.Errorf("%s %s: the challenge context %.400s is not what %s's ChallengeContext describes (add the member to it): %v",
+					call.method, call.path, s, deviceSpec, err)
+			}
+			if m, ok := ctx.(map[string]any); ok && m["batch"] != nil {
+				c.batches++
+			}
+		}
+	}
 }
 
 // TestDeviceAPIMatchesOpenAPI drives every documented operation and status
@@ -222,6 +269,12 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 			}
 		}
 	}
+	ctxSchema := doc.Components.Schemas["Challenge"]
+	if ctxSchema == nil || ctxSchema.Value.Properties["context"] == nil || ctxSchema.Value.Properties["context"].Value.ContentSchema == nil {
+		t.Fatalf("%s: components.schemas.Challenge.properties.context has no contentSchema", deviceSpec)
+	}
+	ctxSchema = ctxSchema.Value.Properties["context"].Value.ContentSchema
+	strictObjects(ctxSchema, strict)
 	srv := redistest.StartServer(t)
 	e := newEnv(t, envOptions{})
 	g := e.startGateway(redisGlobal(srv.Addr()))
@@ -231,7 +284,7 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &specCheck{t: t, doc: doc, router: router, base: base, seen: map[string]bool{}}
+	c := &specCheck{t: t, doc: doc, router: router, base: base, seen: map[string]bool{}, context: ctxSchema}
 	phone := newPhone(t, g)
 	enroll(t, g, alice, phone)
 	other := newPhone(t, g)
@@ -273,7 +326,8 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 	// A held login gives the phone a challenge to read and decide.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	login := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
+	lb := newBrowser()
+	login := lb.postAsync(ctx, g.URL+"/login", loginBody(alice))
 	ch := waitChallenge(t, phone)
 	var list struct {
 		Challenges []struct{ ID string } `json:"challenges"`
@@ -284,6 +338,7 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 	}
 	c.do(deviceCall{method: "GET", path: "/challenges/" + ch.ID, auth: tok(phone), valid: true, want: 200})
 	c.do(deviceCall{method: "GET", path: "/challenges/nope", auth: tok(phone), valid: true, want: 404})
+	c.do(deviceCall{method: "GET", path: "/challenges/" + ch.ID + "/rows", auth: tok(phone), valid: true, want: 404}) // a login has no rows
 	decision := func(p *device.Phone, ch *device.Challenge) map[string]string {
 		s, err := p.DecisionToken(ch, device.Approve, 0)
 		if err != nil {
@@ -300,6 +355,56 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 		t.Fatalf("the approved login: %v %v", r.err, r.resp)
 	}
 	c.do(deviceCall{method: "POST", path: dpath, body: decision(phone, ch), valid: true, want: 409})
+
+	// A bulk transfer (the example policy's bulk-transfer rule, whose
+	// aggregate: reads a CSV file part) gives a batch challenge: its
+	// context binds count, total and digest, and the phone pages through
+	// the rows and checks them before it signs.
+	bulk := lb.uploadAsync(ctx, g.URL+"/transfer/bulk", batchFile(t, "bulk3.csv"), "format", "csv", "txn_password", alice.TxnPassword)
+	bch := waitChallenge(t, phone)
+	if b := bch.Parsed.Batch; b == nil || b.Count != 3 || b.Total != "3456000" || b.Source != "request" {
+		t.Fatalf("the bulk upload's challenge has batch %+v, want 3 rows totalling 3456000 from the request", b)
+	}
+	before := c.batches
+	c.do(deviceCall{method: "GET", path: "/challenges/" + bch.ID, auth: tok(phone), valid: true, want: 200})
+	if c.batches != before+1 {
+		t.Fatalf("GET /challenges/%s: no batch in the context the spec test validated", bch.ID)
+	}
+	rpath := "/challenges/" + bch.ID + "/rows"
+	var rows []device.Row
+	for len(rows) < 3 {
+		_, body := c.do(deviceCall{method: "GET", path: fmt.Sprintf("%s?offset=%d&limit=2", rpath, len(rows)), auth: tok(phone), valid: true, want: 200})
+		var page struct {
+			Count, Offset int
+			Rows          []device.Row
+		}
+		if err := json.Unmarshal(body, &page); err != nil || page.Count != 3 || page.Offset != len(rows) || len(page.Rows) != min(2, 3-len(rows)) {
+			t.Fatalf("rows page at %d (limit 2): %.300s %v", len(rows), body, err)
+		}
+		rows = append(rows, page.Rows...)
+	}
+	if !reflect.DeepEqual(rows, bulk3CSV) {
+		t.Fatalf("the rows paged through are %q, want the file's %q", rows, bulk3CSV)
+	}
+	if err := device.CheckRows(bch.Parsed.Batch, rows); err != nil {
+		t.Fatalf("the phone's check of the rows against the context: %v", err)
+	}
+	bch.Rows = rows
+	_, body = c.do(deviceCall{method: "GET", path: rpath + "?offset=3", auth: tok(phone), valid: true, want: 200})
+	if !strings.Contains(string(body), `"rows":[]`) {
+		t.Errorf("rows past the end: %.300s, want an empty list", body)
+	}
+	c.do(deviceCall{method: "GET", path: rpath + "?offset=-1", auth: tok(phone), want: 400})
+	c.do(deviceCall{method: "GET", path: rpath + "?limit=0", auth: tok(phone), want: 400})
+	c.do(deviceCall{method: "GET", path: rpath + "?limit=ten", auth: tok(phone), want: 400})
+	c.do(deviceCall{method: "GET", path: rpath, want: 401})
+	c.do(deviceCall{method: "GET", path: rpath, auth: tok(other), valid: true, want: 404}) // another credential's batch
+	c.do(deviceCall{method: "GET", path: "/challenges/nope/rows", auth: tok(phone), valid: true, want: 404})
+	c.do(deviceCall{method: "POST", path: "/challenges/" + bch.ID + "/decision", body: decision(phone, bch), valid: true, want: 200})
+	if r := <-bulk; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the approved bulk upload: %v %v", r.err, r.resp)
+	}
+	c.do(deviceCall{method: "GET", path: rpath, auth: tok(phone), valid: true, want: 409}) // decided: the rows are no longer shown
 
 	c.do(deviceCall{method: "DELETE", path: theirs, auth: tok(other), valid: true, want: 204})
 
@@ -324,6 +429,7 @@ func TestDeviceAPIMatchesOpenAPI(t *testing.T) {
 	srv.Kill()
 	c.do(deviceCall{method: "GET", path: "/challenges", auth: tok(phone), valid: true, want: 503})
 	c.do(deviceCall{method: "GET", path: "/challenges/" + ch.ID, auth: tok(phone), valid: true, want: 503})
+	c.do(deviceCall{method: "GET", path: rpath, auth: tok(phone), valid: true, want: 503})
 	c.do(deviceCall{method: "PUT", path: mine + "/push-token", auth: tok(phone), body: push, valid: true, want: 503})
 	c.do(deviceCall{method: "DELETE", path: mine, auth: tok(phone), valid: true, want: 503})
 	c.do(deviceCall{method: "POST", path: dpath, body: decision(phone, ch), valid: true, want: 503})
