@@ -26,7 +26,7 @@ func (d *Device) rows(w http.ResponseWriter, r *http.Request, cred *pushauth.Cre
 	offset, ok1 := num("offset", 0)
 	limit, ok2 := num("limit", pushauth.MaxRowsPage)
 	if !ok1 || !ok2 || limit == 0 {
-		writeErr(w, http.StatusBadRequest, "offset and limit must be whole numbers (limit 1 to 100)")
+		writeErr(w, http.StatusBadRequest, "offset must be a whole number from 0 and limit from 1 (at most 100 rows are returned)")
 		return
 	}
 	rows, c, err := d.Engine.ChallengeRows(r.Context(), cred, r.PathValue("id"), offset, limit)
