@@ -65,6 +65,8 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"CompareAndPutUser", testCompareAndPutUser},
 		// The push streak since the last approval (pushcap.go).
 		{"PushStreak", testPushStreak},
+		// Users' passkeys (passkeys.go).
+		{"Passkeys", testPasskeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
