@@ -135,4 +135,3 @@ func (s *Store) DeletePasskey(ctx context.Context, userKey string, id []byte) er
 	}
 	return nil
 }
-
