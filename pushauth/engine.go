@@ -302,6 +302,11 @@ type ChallengeSpec struct {
 	Host        string
 	Transaction *Transaction
 	SessionHash string
+
+	// Passkey makes it a passkey challenge (passkeys.go): nothing is
+	// pushed, and only an assertion of one of the user's passkeys over
+	// the challenge context approves it.
+	Passkey bool
 }
 
 // challengeContext is the JSON the phone shows and signs over. Service,
@@ -323,6 +328,7 @@ type challengeContext struct {
 	Service     string       `json:"service,omitempty"`
 	Host        string       `json:"host,omitempty"`
 	Transaction *Transaction `json:"transaction,omitempty"`
+	Method      string       `json:"method,omitempty"`
 }
 
 // Hold creates a challenge for an enrolled user, pushes it, and waits until
@@ -412,10 +418,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err != nil {
 		return nil, fmt.Errorf("pushauth: credential of user %q: %w", user.Key, err)
 	}
-	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
-		return nil, err
-	}
-	if err := e.allowStreak(ctx, user.Key, spec.ClientIP, spec.Rule); err != nil {
+	if err := e.allowPushFor(ctx, user.Key, spec); err != nil {
 		return nil, err
 	}
 	// Approve-only: is another challenge of this user live right now (see
@@ -423,7 +426,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	// challenge the store shows closed (created on a primary that a
 	// failover replaced) or that this instance orphaned is no live login.
 	live, checkedAt := false, e.now()
-	if spec.CodeDigits == 0 {
+	if spec.CodeDigits == 0 && !spec.Passkey {
 		pending, err := e.store.PendingForCredential(ctx, cred.ID)
 		if err != nil {
 			e.StoreFailed("pending_for_credential", err)
@@ -456,7 +459,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		SessionHash:  spec.SessionHash,
 	}
 	c.Held, c.Response = spec.Held, spec.Response
-	if spec.Transaction != nil && spec.Held != nil {
+	if spec.Transaction != nil && spec.Held != nil && !spec.Passkey {
 		// A transaction on a waiting page: the offline fallback answers
 		// this number over its payee and amount (PSD2 RTS art. 5).
 		n, err := ocra.NewChallengeNumber()
@@ -465,7 +468,12 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		}
 		c.OCRAChallenge = n
 	}
-	if spec.CodeDigits > 0 {
+	if spec.Passkey {
+		if err := passkeyChallenge(c); err != nil {
+			return nil, err
+		}
+	}
+	if spec.CodeDigits > 0 && !spec.Passkey {
 		code, err := randomDigits(spec.CodeDigits)
 		if err != nil {
 			return nil, err
@@ -476,7 +484,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
 		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
-		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt,
+		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt, Method: c.Method,
 	})
 	if err != nil {
 		return nil, err
@@ -497,7 +505,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	// An orphan of this instance (its request was answered with an error
 	// when the store failed, and it could not be closed then) waits for
 	// nobody: a newer challenge simply replaces it.
-	if superseded != "" && c.CodeDigits == 0 && !e.orphans.take(superseded) && (live || e.startedSince(ctx, superseded, checkedAt)) {
+	if superseded != "" && c.CodeDigits == 0 && c.Method != MethodPasskey && !e.orphans.take(superseded) && (live || e.startedSince(ctx, superseded, checkedAt)) {
 		// Two approve-only challenges for one user at once (the earlier
 		// held here or, for all this instance knows, by another): the phone
 		// shows the same contract and user for both and cannot tell the
@@ -522,6 +530,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	e.Record(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
 		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind,
 		Service: spec.Service, Host: spec.Host})
+	if c.Method == MethodPasskey {
+		return c, nil // nothing to push: the browser asks the passkey
+	}
 	if err := e.dispatch.enqueue(cred, c); err != nil {
 		if errors.Is(err, ErrPushQueueFull) {
 			e.cfg.Metrics.PushResult(cred.Platform, "queue_full")

@@ -75,6 +75,13 @@ type Challenge struct {
 	// started in, "" when it carried none. A stored request is released only
 	// to a request carrying the same session (never the cookie itself).
 	SessionHash string `json:"session_hash,omitempty"`
+
+	// Method is "passkey" for a challenge only a passkey assertion can
+	// approve (never the phone), "" for a push. PasskeyNonce is the
+	// random half of the assertion's challenge (passkeys.go); not a
+	// secret: only the user's authenticator can sign it.
+	Method       string `json:"method,omitempty"`
+	PasskeyNonce []byte `json:"passkey_nonce,omitempty"`
 }
 
 // Transaction is what a transaction moves, exactly as the bank reads it.
