@@ -432,15 +432,17 @@ func readBounded(w http.ResponseWriter, r *http.Request, n int64) ([]byte, error
 	return b.Bytes(), err
 }
 
-// sameOrigin refuses posts another site makes the browser send: the
-// Origin header, when present, must be one of the RP's origins, and Fetch
-// Metadata must not say cross-site.
+// sameOrigin refuses posts another site makes the browser send: Fetch
+// Metadata must say same-origin (or be absent: no browser), and the
+// Origin header, when it names one, must be one of the RP's origins.
 func sameOrigin(r *http.Request, origins []string) bool {
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
 		return false
 	}
 	o := r.Header.Get("Origin")
-	if o == "" {
+	if o == "" || o == "null" {
+		// No origin, or an opaque one (the page's no-referrer policy
+		// makes a form post say "null"): Fetch Metadata above decides.
 		return true
 	}
 	u, err := url.Parse(o)

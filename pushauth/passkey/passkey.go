@@ -72,7 +72,9 @@ var algorithms = []protocol.CredentialParameter{
 // CreationOptions is the JSON (PublicKeyCredentialCreationOptionsJSON)
 // the page hands to PublicKeyCredential.parseCreationOptionsFromJSON: a
 // discoverable credential with user verification required, registered
-// with the payment extension so Secure Payment Confirmation can use it.
+// with the payment extension so Secure Payment Confirmation can use it
+// (which browsers allow on platform authenticators only: Touch ID,
+// Windows Hello, Android's screen lock).
 // exclude lists the user's passkeys, so an authenticator is not
 // registered twice.
 func (rp RP) CreationOptions(challenge, userHandle []byte, userName, displayName string, exclude [][]byte, timeoutMS int) map[string]any {
@@ -89,6 +91,8 @@ func (rp RP) CreationOptions(challenge, userHandle []byte, userName, displayName
 		"excludeCredentials": ex,
 		"authenticatorSelection": map[string]any{
 			"residentKey": "required", "requireResidentKey": true, "userVerification": "required",
+			// The payment extension needs a platform authenticator.
+			"authenticatorAttachment": "platform",
 		},
 		"attestation": "none",
 		"extensions":  map[string]any{"payment": map[string]any{"isPayment": true}},
