@@ -21,6 +21,7 @@ import (
 	"github.com/onepush/onepush/examples/legacybank/bank"
 	"github.com/onepush/onepush/examples/phone/device"
 	"github.com/onepush/onepush/internal/caddyrig"
+	"github.com/onepush/onepush/pushauth/gate"
 	"github.com/onepush/onepush/pushauth/passkey/passkeytest"
 )
 
@@ -38,7 +39,10 @@ type passkeyRig struct {
 	g      *gateway
 	phone  *device.Phone
 	origin string // http://bank.localhost:<port>
+	admin  string // the onepush admin API's base URL
 }
+
+const passkeyAdminToken = "passkey-admin-token"
 
 // passkeyPolicy makes the example's login (held) and transfer rules wait
 // on a page and ask for passkeys.
@@ -57,21 +61,22 @@ func passkeyPolicy(t *testing.T) func(string) string {
 func newPasskeyRig(t *testing.T) *passkeyRig {
 	t.Helper()
 	e := newEnv(t, envOptions{edit: passkeyPolicy(t)})
-	port, adminPort := freePort(t), freePort(t)
+	port, adminPort, apiPort := freePort(t), freePort(t), freePort(t)
 	origin := fmt.Sprintf("http://%s:%d", passkeyRPID, port)
 	// Forged assertions count toward the lock like wrong codes; these
 	// tests send more than 5 on purpose.
 	global := "\t\tstore embedded {\n\t\t\tauto_init\n\t\t}\n\t\tpush_rate 60\n\t\tmax_failures 50"
 	site := fmt.Sprintf("\tonepush_device\n\tonepush {\n\t\tpolicy %s\n\t\tpasskeys {\n\t\t\trp_id %s\n\t\t\trp_name \"Demo Bank\"\n\t\t\torigins %s\n\t\t}\n\t}\n\treverse_proxy %s",
 		e.policy, passkeyRPID, origin, strings.TrimPrefix(e.bankURL, "http://"))
-	g, err := e.runCaddy(caddyrig.Options(adminPort, "", global)+caddyrig.Site(port, site), port, adminPort)
+	api := caddyrig.Site(apiPort, "\tonepush_admin {\n\t\ttoken "+passkeyAdminToken+"\n\t}\n\trespond 404")
+	g, err := e.runCaddy(caddyrig.Options(adminPort, "", global)+caddyrig.Site(port, site)+api, port, adminPort)
 	if err != nil {
 		t.Fatal(err)
 	}
 	phone := newPhone(t, g)
 	enroll(t, g, alice, phone)
 	e.resetOps(t)
-	return &passkeyRig{e: e, g: g, phone: phone, origin: origin}
+	return &passkeyRig{e: e, g: g, phone: phone, origin: origin, admin: fmt.Sprintf("http://127.0.0.1:%d/onepush/admin/v1", apiPort)}
 }
 
 // passkeyChrome is a headless Chromium with Secure Payment Confirmation
@@ -105,8 +110,9 @@ func (p *passkeyRig) loginOn(t *testing.T, ctx context.Context) {
 	}
 }
 
-// pushLogin logs alice in with a push and the code the page shows.
-func (p *passkeyRig) pushLogin(t *testing.T, ctx context.Context) {
+// pushLogin logs alice in with a push and the code the page shows; it
+// returns the login's challenge id.
+func (p *passkeyRig) pushLogin(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	p.loginOn(t, ctx)
 	code := shownCode(t, ctx)
@@ -117,6 +123,7 @@ func (p *passkeyRig) pushLogin(t *testing.T, ctx context.Context) {
 	if err := waitText(ctx, "Welcome"); err != nil {
 		t.Fatal(err)
 	}
+	return ch.ID
 }
 
 // register adds a passkey for the logged-in alice through the passkey
@@ -241,4 +248,425 @@ func TestPasskeyLogin(t *testing.T) {
 	}
 }
 
-var _ = []any{base64.RawURLEncoding, json.Marshal, io.ReadAll, url.Values{}, regexp.MustCompile, network.GetCookies, page.SetSPCTransactionMode, passkeytest.New}
+// waiting is what a test needs of the waiting page a browser shows: the
+// challenge id, the challenge its passkey is asked to sign, and the
+// browser's cookies (the waiting page's binding and the bank session).
+type waiting struct {
+	id        string
+	challenge []byte
+	cookies   string
+}
+
+var (
+	passkeyFormAction = regexp.MustCompile(`action="/onepush/wait/([A-Za-z0-9_-]+)/passkey"`)
+	passkeyChallenge  = regexp.MustCompile(`"publicKey":\{"allowCredentials":\[[^\]]*\],"challenge":"([A-Za-z0-9_-]+)"`)
+)
+
+func (p *passkeyRig) waitingPage(t *testing.T, ctx context.Context) waiting {
+	t.Helper()
+	if err := waitSelector(ctx, `#passkey-start`); err != nil {
+		t.Fatal(err)
+	}
+	html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`html`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, c := passkeyFormAction.FindStringSubmatch(html), passkeyChallenge.FindStringSubmatch(html)
+	if m == nil || c == nil {
+		t.Fatalf("waiting page without passkey form or challenge:\n%.3000s", html)
+	}
+	ch, err := base64.RawURLEncoding.DecodeString(c[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{p.origin + "/onepush/wait/" + m[1] + "/passkey"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, ck := range res.Cookies {
+		parts = append(parts, ck.Name+"="+ck.Value)
+	}
+	return waiting{id: m[1], challenge: ch, cookies: strings.Join(parts, "; ")}
+}
+
+// forger signs as the browser's virtual authenticator: its one
+// credential's private key, read with WebAuthn.getCredentials.
+func forger(t *testing.T, ctx context.Context, auth webauthn.AuthenticatorID) *passkeytest.Authenticator {
+	t.Helper()
+	res, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: auth})
+	if err != nil || len(res.Credentials) != 1 {
+		t.Fatalf("WebAuthn.getCredentials: %v (%d credentials, want 1)", err, len(res.Credentials))
+	}
+	c := res.Credentials[0]
+	a, err := passkeytest.FromPKCS8(passkeyRPID, c.CredentialID, c.PrivateKey, uint32(c.SignCount))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// postAssertion posts an assertion to a waiting page as its browser
+// would, with that browser's cookies; it returns the status.
+func (p *passkeyRig) postAssertion(t *testing.T, w waiting, assertion []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.g.URL+"/onepush/wait/"+w.id+"/passkey",
+		strings.NewReader(url.Values{"credential": {string(assertion)}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = strings.TrimPrefix(p.origin, "http://")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Cookie", w.cookies)
+	resp, err := newBrowser().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// clientData is a clientDataJSON as Chromium writes it.
+func clientData(typ string, challenge []byte, origin string, extra map[string]any) []byte {
+	return passkeytest.ClientData(typ, challenge, origin, extra)
+}
+
+// TestPasskeyForgedAssertions: assertions signed with the virtual
+// authenticator's own key (what malware or a phishing relay could at best
+// obtain) are refused with 401 and release nothing when they are for
+// another origin, another RP ID, another top origin, another held
+// request's challenge, or used before; the same forger's correct
+// assertion is accepted, so each refusal is the gateway's check.
+func TestPasskeyForgedAssertions(t *testing.T) {
+	p := newPasskeyRig(t)
+	ctx, auth := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, "")
+	p.logout(t, ctx)
+	a := forger(t, ctx, auth)
+
+	p.loginOn(t, ctx)
+	first := p.waitingPage(t, ctx)
+	p.e.resetOps(t)
+	refused := func(name string, w waiting, assertion []byte) {
+		t.Helper()
+		if st := p.postAssertion(t, w, assertion); st != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", name, st)
+		}
+		if ops := p.e.ops(t); len(ops) != 0 {
+			t.Fatalf("%s: the bank executed %+v", name, ops)
+		}
+	}
+	otherRP, _ := passkeytest.New("evil.localhost")
+	refused("another origin", first, a.Assert(clientData("webauthn.get", first.challenge, "http://bank-login.localhost:"+portOf(p.origin), nil), nil))
+	refused("another RP ID hash", first, a.Assert(clientData("webauthn.get", first.challenge, p.origin, nil), otherRP.RPIDHash()))
+	refused("another top origin", first, a.Assert(clientData("webauthn.get", first.challenge, p.origin,
+		map[string]any{"crossOrigin": true, "topOrigin": "http://evil.localhost"}), nil))
+	refused("a payment assertion for a login", first, a.Assert(clientData("payment.get", first.challenge, p.origin, nil), nil))
+
+	// A second login: its challenge is another, and the first's
+	// assertion does not fit it.
+	p.loginOn(t, ctx)
+	second := p.waitingPage(t, ctx)
+	if second.id == first.id || string(second.challenge) == string(first.challenge) {
+		t.Fatal("a new login got the same challenge")
+	}
+	refused("another held request's challenge", second, a.Assert(clientData("webauthn.get", first.challenge, p.origin, nil), nil))
+
+	// The forger's correct assertion is accepted: the login reaches the
+	// bank once. Used again, here or on a later challenge, it is refused.
+	good := a.Assert(clientData("webauthn.get", second.challenge, p.origin, nil), nil)
+	if st := p.postAssertion(t, second, good); st != http.StatusSeeOther && st != http.StatusOK {
+		t.Fatalf("a correct assertion: %d, want the bank's answer", st)
+	}
+	if logins := opsOf(p.e.ops(t), bank.OpLogin); len(logins) != 1 {
+		t.Fatalf("bank logins after a correct assertion: %+v", logins)
+	}
+	p.e.resetOps(t)
+	refused("the same assertion again", second, good)
+	p.loginOn(t, ctx)
+	third := p.waitingPage(t, ctx)
+	refused("the same assertion on a later challenge", third, good)
+	// An old counter with a fresh challenge: the authenticator was cloned.
+	a.Count -= 2
+	if st := p.postAssertion(t, third, a.Assert(clientData("webauthn.get", third.challenge, p.origin, nil), nil)); st != http.StatusUnauthorized {
+		t.Errorf("a counter that did not grow: %d, want 401", st)
+	}
+	if ops := p.e.ops(t); len(ops) != 0 {
+		t.Fatalf("a cloned authenticator's assertion: the bank executed %+v", ops)
+	}
+	u := adminUser(t, p)
+	if u != "locked" {
+		t.Fatalf("after a counter that did not grow the user is %q, want locked", u)
+	}
+}
+
+// adminUser is alice's state as the admin API shows it.
+func adminUser(t *testing.T, p *passkeyRig) string {
+	t.Helper()
+	resp := adminCall(t, p.admin, passkeyAdminToken, "", http.MethodGet, "/user?key="+url.QueryEscape(alice.ContractNo+"/"+alice.UserID), nil)
+	defer resp.Body.Close()
+	var v struct {
+		State string `json:"state"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin user: %d %v", resp.StatusCode, err)
+	}
+	return v.State
+}
+
+// adminPasskeys lists alice's passkeys through the admin API.
+func adminPasskeys(t *testing.T, p *passkeyRig) []map[string]any {
+	t.Helper()
+	resp := adminCall(t, p.admin, passkeyAdminToken, "", http.MethodGet, "/user/passkeys?key="+url.QueryEscape(alice.ContractNo+"/"+alice.UserID), nil)
+	defer resp.Body.Close()
+	var v struct {
+		Passkeys []map[string]any `json:"passkeys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin passkeys: %d %v", resp.StatusCode, err)
+	}
+	return v.Passkeys
+}
+
+func portOf(origin string) string { return origin[strings.LastIndex(origin, ":")+1:] }
+
+// transferOn posts a transfer from the bank's own form; the browser
+// stands on the waiting page when it returns.
+func (p *passkeyRig) transferOn(t *testing.T, ctx context.Context, payee, amount string) waiting {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(p.origin+"/transfer"),
+		chromedp.WaitVisible(chromedp.CSS(`#payee_account`)),
+		chromedp.SetValue(chromedp.CSS(`#payee_account`), payee),
+		chromedp.SetValue(chromedp.CSS(`#amount`), amount),
+		chromedp.SendKeys(chromedp.CSS(`#txn_password`), alice.TxnPassword),
+		chromedp.Submit(chromedp.CSS(`#txn_password`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	w := p.waitingPage(t, ctx)
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#amount`)))
+	if err != nil || strings.TrimSpace(shown) != amount+" JPY" {
+		t.Fatalf("the waiting page shows amount %q (%v), want %s JPY", shown, err, amount)
+	}
+	return w
+}
+
+// spcMode sets how Chromium answers Secure Payment Confirmation's dialog.
+func spcMode(t *testing.T, ctx context.Context, mode page.SetSPCTransactionModeMode) {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, page.SetSPCTransactionMode, page.SetSPCTransactionModeParams{Mode: mode}); err != nil {
+		t.Fatalf("Page.setSPCTransactionMode %s: %v", mode, err)
+	}
+}
+
+// transfers is the bank's executed transfers.
+func (p *passkeyRig) transfers(t *testing.T) []bank.Op { return opsOf(p.e.ops(t), bank.OpTransfer) }
+
+// payment is the payment member of clientDataJSON as Chromium writes it
+// for a transfer of amount JPY to payee on the example policy's transfer
+// rule (service 振込, the gateway's default icon).
+func (p *passkeyRig) payment(payee, amount string) map[string]any {
+	return map[string]any{"rpId": passkeyRPID, "topOrigin": p.origin, "payeeName": payee, "paymentEntitiesLogos": []any{},
+		"total":      map[string]any{"currency": "JPY", "value": amount},
+		"instrument": map[string]any{"displayName": "振込", "icon": gate.DefaultInstrumentIcon}}
+}
+
+// TestPasskeySecurePaymentConfirmation: a transfer on a passkey rule asks
+// Secure Payment Confirmation, whose dialog shows payee and amount taken
+// from the held request: accepted, the bank executes exactly that amount
+// to that payee; rejected, nothing; an assertion whose payment data names
+// another amount, payee or top origin (re-signed with the authenticator's
+// own key) is refused with 401.
+func TestPasskeySecurePaymentConfirmation(t *testing.T) {
+	p := newPasskeyRig(t)
+	ctx, auth := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, "")
+	p.e.resetOps(t)
+
+	t.Run("accepted", func(t *testing.T) {
+		p.transferOn(t, ctx, "7654321", "15000")
+		screenshot(t, ctx, "passkey-spc-waiting")
+		p.noPush(t)
+		spcMode(t, ctx, page.SetSPCTransactionModeModeAutoAccept)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#passkey-start`))); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitText(ctx, "Transfer of 15000 JPY to 7654321 accepted"); err != nil {
+			t.Fatalf("SPC transfer: %v", err)
+		}
+		tx := p.transfers(t)
+		if len(tx) != 1 || tx[0].Amount != "15000" || tx[0].PayeeAccount != "7654321" || tx[0].UserID != "alice" {
+			t.Fatalf("bank transfers %+v, want alice's 15000 to 7654321 once", tx)
+		}
+	})
+
+	t.Run("rejected in the browser's dialog", func(t *testing.T) {
+		p.e.resetOps(t)
+		p.transferOn(t, ctx, "1111111", "23000")
+		spcMode(t, ctx, page.SetSPCTransactionModeModeAutoReject)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#passkey-start`))); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitSelector(ctx, `#passkey-error`); err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, "passkey-spc-rejected")
+		if ops := p.e.ops(t); len(ops) != 0 {
+			t.Fatalf("after a rejection the bank executed %+v", ops)
+		}
+	})
+
+	t.Run("payment data naming something else", func(t *testing.T) {
+		p.e.resetOps(t)
+		w := p.transferOn(t, ctx, "2222222", "30000")
+		a := forger(t, ctx, auth)
+		for name, edit := range map[string]func(m map[string]any){
+			"another amount":     func(m map[string]any) { m["total"] = map[string]any{"currency": "JPY", "value": "3000000"} },
+			"another payee":      func(m map[string]any) { m["payeeName"] = "9999999" },
+			"another top origin": func(m map[string]any) { m["topOrigin"] = "http://bank-login.localhost:" + portOf(p.origin) },
+		} {
+			pay := p.payment("2222222", "30000")
+			edit(pay)
+			cd := clientData("payment.get", w.challenge, p.origin, map[string]any{"payment": pay})
+			if st := p.postAssertion(t, w, a.Assert(cd, nil)); st != http.StatusUnauthorized {
+				t.Errorf("%s: %d, want 401", name, st)
+			}
+			if ops := p.e.ops(t); len(ops) != 0 {
+				t.Fatalf("%s: the bank executed %+v", name, ops)
+			}
+		}
+		// What the held request says, signed the same way: executed.
+		cd := clientData("payment.get", w.challenge, p.origin, map[string]any{"payment": p.payment("2222222", "30000")})
+		if st := p.postAssertion(t, w, a.Assert(cd, nil)); st != http.StatusSeeOther && st != http.StatusOK {
+			t.Fatalf("the matching payment assertion: %d", st)
+		}
+		if tx := p.transfers(t); len(tx) != 1 || tx[0].Amount != "30000" || tx[0].PayeeAccount != "2222222" {
+			t.Fatalf("bank transfers %+v, want 30000 to 2222222 once", tx)
+		}
+	})
+}
+
+// TestPasskeyTransferFallback: where Secure Payment Confirmation is
+// unavailable the page asks a plain WebAuthn assertion over the same
+// challenge, bound to the transfer's context: it executes that transfer,
+// and an assertion for another challenge's context is refused.
+func TestPasskeyTransferFallback(t *testing.T) {
+	p := newPasskeyRig(t)
+	ctx, auth := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, "")
+	p.e.resetOps(t)
+
+	first := p.transferOn(t, ctx, "3333333", "4200")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("(window.PaymentRequest = undefined, true)")); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#passkey-start`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitText(ctx, "Transfer of 4200 JPY to 3333333 accepted"); err != nil {
+		t.Fatalf("WebAuthn fallback transfer: %v", err)
+	}
+	if tx := p.transfers(t); len(tx) != 1 || tx[0].Amount != "4200" || tx[0].PayeeAccount != "3333333" {
+		t.Fatalf("bank transfers %+v, want 4200 to 3333333 once", tx)
+	}
+
+	p.e.resetOps(t)
+	second := p.transferOn(t, ctx, "4444444", "990000")
+	a := forger(t, ctx, auth)
+	if st := p.postAssertion(t, second, a.Assert(clientData("webauthn.get", first.challenge, p.origin, nil), nil)); st != http.StatusUnauthorized {
+		t.Errorf("an assertion over the first transfer's context on the second: %d, want 401", st)
+	}
+	if ops := p.e.ops(t); len(ops) != 0 {
+		t.Fatalf("the bank executed %+v", ops)
+	}
+	if st := p.postAssertion(t, second, a.Assert(clientData("webauthn.get", second.challenge, p.origin, nil), nil)); st != http.StatusSeeOther && st != http.StatusOK {
+		t.Fatalf("the assertion over its own context: %d", st)
+	}
+	if tx := p.transfers(t); len(tx) != 1 || tx[0].Amount != "990000" || tx[0].PayeeAccount != "4444444" {
+		t.Fatalf("bank transfers %+v, want 990000 to 4444444 once", tx)
+	}
+}
+
+// TestPasskeyRegistrationNeedsItsOwnApproval: a session whose login the
+// phone approved (what a real-time phishing relay holds) cannot register a
+// passkey with that approval: only a passkey.add challenge of its own,
+// approved on the phone with the code its page shows, lets it.
+func TestPasskeyRegistrationNeedsItsOwnApproval(t *testing.T) {
+	p := newPasskeyRig(t)
+	ctx, _ := passkeyChrome(t)
+	loginID := p.pushLogin(t, ctx)
+	attacker, err := passkeytest.New(passkeyRPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish := func(name, id string) {
+		t.Helper()
+		res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{p.origin + "/onepush/passkeys/" + id + "/finish"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, ck := range res.Cookies {
+			parts = append(parts, ck.Name+"="+ck.Value)
+		}
+		for _, path := range []string{"/options", "/finish"} {
+			method, body := http.MethodGet, io.Reader(nil)
+			if path == "/finish" {
+				method, body = http.MethodPost, strings.NewReader(string(attacker.Register([]byte("any challenge"), p.origin)))
+			}
+			req, _ := http.NewRequest(method, p.g.URL+"/onepush/passkeys/"+id+path, body)
+			req.Host = strings.TrimPrefix(p.origin, "http://")
+			req.Header.Set("Cookie", strings.Join(parts, "; "))
+			resp, err := newBrowser().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s: %s %s: %d, want 403", name, method, path, resp.StatusCode)
+			}
+		}
+	}
+	// The approved login's own challenge is no passkey.add approval.
+	finish("with the approved login's challenge", loginID)
+
+	// A passkey.add challenge of its own, not (yet) approved.
+	if err := chromedp.Do(ctx, chromedp.Navigate(p.origin+"/onepush/passkeys"), chromedp.WaitVisible(chromedp.CSS(`#add`)),
+		chromedp.Click(chromedp.CSS(`#add`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitSelector(ctx, `#code`); err != nil {
+		t.Fatal(err)
+	}
+	ch := waitChallenge(t, p.phone)
+	finish("with a pending passkey.add", ch.ID)
+	// Denied on the phone (the customer did not ask for it).
+	if st, err := p.phone.DecideWithCode(context.Background(), ch, device.Deny, ""); err != nil || st != http.StatusOK {
+		t.Fatalf("deny: %d %v", st, err)
+	}
+	finish("with a denied passkey.add", ch.ID)
+	// Approved with a wrong code (typed from somewhere else): denied too.
+	if err := chromedp.Do(ctx, chromedp.Navigate(p.origin+"/onepush/passkeys"), chromedp.WaitVisible(chromedp.CSS(`#add`)),
+		chromedp.Click(chromedp.CSS(`#add`))); err != nil {
+		t.Fatal(err)
+	}
+	code := shownCode(t, ctx)
+	ch = waitChallenge(t, p.phone)
+	if st, _ := p.phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
+		t.Fatalf("approve with a wrong code: %d", st)
+	}
+	finish("with a passkey.add approved with a wrong code", ch.ID)
+	if list := adminPasskeys(t, p); len(list) != 0 {
+		t.Fatalf("alice has passkeys %v, want none", list)
+	}
+	// With its own approval the same browser registers one.
+	p.register(t, ctx, "")
+	if list := adminPasskeys(t, p); len(list) != 1 || list[0]["payment"] != true {
+		t.Fatalf("alice's passkeys %v, want one, registered for payments", list)
+	}
+}

@@ -146,6 +146,10 @@ type Payment struct {
 	PayeeOrigin string     `json:"payeeOrigin,omitempty"`
 	Total       Amount     `json:"total"`
 	Instrument  Instrument `json:"instrument"`
+	// PaymentEntitiesLogos are the network and issuer logos the page asked
+	// the dialog to show; the gateway asks for none, and Chromium writes
+	// the member empty.
+	PaymentEntitiesLogos []json.RawMessage `json:"paymentEntitiesLogos,omitempty"`
 }
 
 // Amount is a PaymentCurrencyAmount: ISO 4217 currency and the value as
@@ -254,6 +258,8 @@ func checkPayment(raw json.RawMessage, want *Payment) error {
 		return reject("payment total %s %s, want %s %s", got.Total.Value, got.Total.Currency, want.Total.Value, want.Total.Currency)
 	case got.Instrument != want.Instrument:
 		return reject("payment instrument %q, want %q", got.Instrument.DisplayName, want.Instrument.DisplayName)
+	case len(got.PaymentEntitiesLogos) != len(want.PaymentEntitiesLogos):
+		return reject("payment with %d entity logos, want %d", len(got.PaymentEntitiesLogos), len(want.PaymentEntitiesLogos))
 	}
 	return nil
 }

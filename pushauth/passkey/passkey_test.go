@@ -113,6 +113,10 @@ func TestPaymentAssertion(t *testing.T) {
 	if err := verify(payment(nil), exp); err != nil {
 		t.Fatalf("a good SPC assertion: %v", err)
 	}
+	// As Chromium writes it: an empty list of entity logos.
+	if err := verify(payment(func(m map[string]any) { m["paymentEntitiesLogos"] = []any{} }), exp); err != nil {
+		t.Fatalf("a good SPC assertion with no logos: %v", err)
+	}
 	cases := map[string]func(m map[string]any){
 		"another amount":    func(m map[string]any) { m["total"] = map[string]any{"currency": "JPY", "value": "150000"} },
 		"another currency":  func(m map[string]any) { m["total"] = map[string]any{"currency": "USD", "value": "15000"} },
@@ -124,6 +128,9 @@ func TestPaymentAssertion(t *testing.T) {
 			m["instrument"] = map[string]any{"displayName": "Other", "icon": want.Instrument.Icon}
 		},
 		"an unknown member": func(m map[string]any) { m["extra"] = 1 },
+		"a logo": func(m map[string]any) {
+			m["paymentEntitiesLogos"] = []any{map[string]any{"url": "data:x", "label": "Visa"}}
+		},
 	}
 	for name, edit := range cases {
 		if err := verify(payment(edit), exp); !errors.Is(err, passkey.ErrRejected) {
