@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
@@ -138,7 +140,7 @@ func (p *passkeyRig) register(t *testing.T, ctx context.Context, shot string) {
 		t.Fatal(err)
 	}
 	if shot != "" {
-		screenshot(t, ctx, shot+"-start")
+		passkeyShots(t, ctx, shot+"-start")
 	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#add`))); err != nil {
 		t.Fatal(err)
@@ -201,6 +203,36 @@ func waitSelector(ctx context.Context, sel string) error {
 	return fmt.Errorf("%s did not appear within 20s; page:\n%.3000s", sel, html)
 }
 
+// passkeyShots reloads the current page in Japanese and English, on a
+// 390×844 phone and a desktop, and takes a screenshot of each.
+func passkeyShots(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	for _, lang := range []string{"en", "ja"} {
+		if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": lang}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, sz := range []struct {
+			name   string
+			w, h   int64
+			mobile bool
+		}{{"phone", 390, 844, true}, {"desktop", 1280, 800, false}} {
+			if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: sz.w, Height: sz.h, DeviceScaleFactor: 1, Mobile: sz.mobile}); err != nil {
+				t.Fatal(err)
+			}
+			if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+				t.Fatal(err)
+			}
+			screenshot(t, ctx, name+"-"+lang+"-"+sz.name)
+		}
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // noPush fails when the phone was asked anything.
 func (p *passkeyRig) noPush(t *testing.T) {
 	t.Helper()
@@ -229,7 +261,7 @@ func TestPasskeyLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			screenshot(t, ctx, "passkey-login-waiting")
+			passkeyShots(t, ctx, "passkey-login-waiting")
 		}
 		p.noPush(t)
 		if n := len(p.e.ops(t)); n != before {

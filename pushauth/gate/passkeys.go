@@ -38,12 +38,13 @@ const DefaultInstrumentIcon = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDo
 
 var passkeyTexts = map[string]map[string]string{
 	"en": {
-		"pending":   "Confirm with your passkey: your browser asks for it (Touch ID, Windows Hello, your phone's screen lock, or a security key).",
-		"pendingtx": "Confirm this transfer with your passkey: your browser shows the payee and the amount and asks for it.",
+		"pending":   "Press “Use my passkey”: your browser asks for it (Touch ID, Windows Hello or your phone's screen lock). Nothing is sent to your phone.",
+		"pendingtx": "Press “Use my passkey”: your browser shows the payee and the amount below and asks for your passkey. Check both before you confirm.",
 		"button":    "Use my passkey", "failed": "The passkey was not used. Nothing was sent to the bank; you can try again.",
 		"rejected": "The passkey's answer was not accepted. Nothing was sent to the bank.",
 		"required": "This operation needs a passkey, and none is registered for your user. Register one on the passkey page after logging in.",
 		"clone":    "This passkey looks copied (its counter went backwards). Your user is locked; contact the bank.",
+		"wtitle":   "Confirm with your passkey", "shown": "What you confirm",
 		// The registration page.
 		"title": "Passkeys", "intro": "A passkey lets you log in and approve transfers with your device's screen lock, and no fake site can use it.",
 		"count": "Passkeys registered for your user:", "add": "Add a passkey",
@@ -51,15 +52,16 @@ var passkeyTexts = map[string]map[string]string{
 		"number":  "Type this code into the app on your phone:", "create": "Create the passkey",
 		"added": "The passkey was added. The bank will send you a notice about it.", "denied": "Not approved on your phone. No passkey was added.",
 		"nosession": "Log in first: passkeys are added to the user logged in here.", "notenrolled": "Register your phone first: adding a passkey is approved on it.",
-		"refused": "No passkey was added: it needs its own approval on your phone.",
+		"refused": "No passkey was added: it needs its own approval on your phone.", "back": "Back to the bank",
 	},
 	"ja": {
-		"pending":   "パスキーで確認してください。ブラウザがパスキー（Touch ID、Windows Hello、スマートフォンの画面ロック、セキュリティキー）を求めます。",
-		"pendingtx": "この振込をパスキーで確認してください。ブラウザが振込先と金額を表示し、パスキーを求めます。",
+		"pending":   "「パスキーを使う」を押すと、ブラウザがパスキー（Touch ID、Windows Hello、スマートフォンの画面ロック）を求めます。スマートフォンへの通知はありません。",
+		"pendingtx": "「パスキーを使う」を押すと、ブラウザが下記の振込先と金額を表示し、パスキーを求めます。両方を確かめてから確認してください。",
 		"button":    "パスキーを使う", "failed": "パスキーは使用されませんでした。銀行への送信は行われていません。もう一度お試しいただけます。",
 		"rejected": "パスキーの応答を受け付けできませんでした。銀行への送信は行われていません。",
 		"required": "この操作にはパスキーが必要ですが、登録されていません。ログイン後にパスキーのページで登録してください。",
 		"clone":    "このパスキーは複製された可能性があります（カウンターが戻りました）。ロックしましたので、銀行にご連絡ください。",
+		"wtitle":   "パスキーで確認してください", "shown": "確認する内容", "back": "銀行の画面に戻る",
 		"title":    "パスキー", "intro": "パスキーがあれば、端末の画面ロックでログインや振込の確認ができ、偽サイトには使われません。",
 		"count": "登録済みのパスキー：", "add": "パスキーを追加する",
 		"approve": "パスキーを追加するには、スマートフォンで承認してください。アプリに下の確認コードを入力してください。スマートフォンにはこのブラウザと接続元が表示されます。",
@@ -143,6 +145,15 @@ func (g *Gate) passkeyWaitData(r *http.Request, c *pushauth.Challenge, data map[
 	}
 	data["Passkey"] = true
 	data["PK"] = t
+	// The waiting page speaks of the phone; this one asks the browser.
+	if wt, ok := data["T"].(map[string]string); ok {
+		merged := make(map[string]string, len(wt))
+		for k, v := range wt {
+			merged[k] = v
+		}
+		merged["title"], merged["shown"] = t["wtitle"], t["shown"]
+		data["T"] = merged
+	}
 	data["PasskeyJS"] = template.JS(js)
 }
 
