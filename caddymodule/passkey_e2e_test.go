@@ -698,7 +698,29 @@ func TestPasskeyRegistrationNeedsItsOwnApproval(t *testing.T) {
 	}
 	// With its own approval the same browser registers one.
 	p.register(t, ctx, "")
-	if list := adminPasskeys(t, p); len(list) != 1 || list[0]["payment"] != true {
+	list := adminPasskeys(t, p)
+	if len(list) != 1 || list[0]["payment"] != true {
 		t.Fatalf("alice's passkeys %v, want one, registered for payments", list)
 	}
+
+	// The bank's support lists and revokes it with the CLI; her next
+	// login asks her phone again.
+	key, id := alice.ContractNo+"/"+alice.UserID, list[0]["id"].(string)
+	run := func(args ...string) string {
+		t.Helper()
+		out, code := cli(t, append(args, "--admin", p.admin, "--token", passkeyAdminToken, "--actor", "e2e-tester")...)
+		if code != 0 {
+			t.Fatalf("caddy onepush %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	if out := run("user", "passkeys", key); !strings.Contains(out, "1 passkeys") || !strings.Contains(out, id) || !strings.Contains(out, "payment true") {
+		t.Fatalf("caddy onepush user passkeys:\n%s", out)
+	}
+	run("user", "passkeys", key, "--revoke", id)
+	if list := adminPasskeys(t, p); len(list) != 0 {
+		t.Fatalf("after revoke: %v", list)
+	}
+	p.logout(t, ctx)
+	p.pushLogin(t, ctx)
 }

@@ -3,13 +3,17 @@ package caddymodule
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/spf13/cobra"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth/gate"
+	"github.com/onepush/onepush/pushauth/httpapi"
 	"github.com/onepush/onepush/pushauth/passkey"
 )
 
@@ -116,4 +120,55 @@ func parsePasskeys(d *caddyfile.Dispenser) (*PasskeyConfig, error) {
 		return nil
 	})
 	return pc, err
+}
+
+// passkeysCommand lists a user's passkeys, or revokes one (--revoke ID),
+// through the running gateway's admin API.
+func passkeysCommand() *cobra.Command {
+	c := quiet(&cobra.Command{
+		Use:   "passkeys KEY",
+		Short: "Lists the user's passkeys; --revoke ID removes one (the user is told)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newAdminClient(c)
+			if err != nil {
+				return err
+			}
+			if id, _ := c.Flags().GetString("revoke"); id != "" {
+				out, err := cl.do(http.MethodPost, "/user/passkeys/revoke", nil, map[string]string{"key": args[0], "id": id})
+				if err != nil {
+					return err
+				}
+				if printed, err := printOrDecode(c, out, &struct{}{}); printed || err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "removed passkey %s of %s\n", id, args[0])
+				return nil
+			}
+			out, err := cl.do(http.MethodGet, "/user/passkeys", url.Values{"key": {args[0]}}, nil)
+			if err != nil {
+				return err
+			}
+			var res struct {
+				User     string                `json:"user"`
+				Passkeys []httpapi.PasskeyView `json:"passkeys"`
+			}
+			if printed, err := printOrDecode(c, out, &res); printed || err != nil {
+				return err
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "user: %s, %d passkeys\n", res.User, len(res.Passkeys))
+			for _, p := range res.Passkeys {
+				last := "never"
+				if !p.LastUsed.IsZero() {
+					last = p.LastUsed.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "  %s  created %s  last used %s  counter %d  payment %v  from %s (%s)\n",
+					p.ID, p.CreatedAt.UTC().Format(time.RFC3339), last, p.SignCount, p.Payment, p.ClientIP, p.Browser)
+			}
+			return nil
+		},
+	})
+	c.Flags().String("revoke", "", "remove the passkey with this ID (base64url, as listed)")
+	return c
 }
