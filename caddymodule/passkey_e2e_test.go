@@ -278,6 +278,15 @@ func TestPasskeyLogin(t *testing.T) {
 		}
 		p.logout(t, ctx)
 	}
+	m := scrape(t, p.g.Admin+"/metrics")
+	for series, want := range map[string]float64{
+		`caddy_onepush_passkey_results_total{ceremony="login",result="approved"}`:      2,
+		`caddy_onepush_passkey_results_total{ceremony="registration",result="added"}`: 1,
+	} {
+		if got := m[series]; got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
 }
 
 // waiting is what a test needs of the waiting page a browser shows: the

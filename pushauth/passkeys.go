@@ -105,6 +105,28 @@ var (
 	ErrNotPasskeyMethod = errors.New("not a passkey challenge")
 )
 
+// PasskeyMetrics is what a Metrics may also count: passkey ceremonies
+// by ceremony (login, transaction, registration) and result (approved,
+// rejected, clone, added). A Metrics without it counts none.
+type PasskeyMetrics interface {
+	PasskeyResult(ceremony, result string)
+}
+
+func (e *Engine) passkeyMetric(c *Challenge, result string) {
+	m, ok := e.cfg.Metrics.(PasskeyMetrics)
+	if !ok {
+		return
+	}
+	ceremony := "login"
+	switch {
+	case c.Kind == KindPasskeyAdd:
+		ceremony = "registration"
+	case c.Transaction != nil || c.Kind == "transaction":
+		ceremony = "transaction"
+	}
+	m.PasskeyResult(ceremony, result)
+}
+
 // passkeyChallenge makes c a passkey challenge with a fresh nonce.
 func passkeyChallenge(c *Challenge) error {
 	nonce := make([]byte, 16)
@@ -173,6 +195,7 @@ func (e *Engine) AddPasskey(ctx context.Context, c *Challenge, p *Passkey) error
 	e.Record(ctx, AuditEvent{Type: AuditPasskey, User: p.UserKey, Credential: c.CredentialID, Challenge: c.ID,
 		ClientIP: p.ClientIP, Outcome: "added", Actor: "browser", Detail: detail, Service: c.Service, Host: c.Host})
 	e.log.Info("passkey registered", "user", p.UserKey, "passkey", shortID(p.ID), "challenge", c.ID)
+	e.passkeyMetric(c, "added")
 	return nil
 }
 
@@ -202,6 +225,7 @@ func (e *Engine) ApproveWithPasskey(ctx context.Context, c *Challenge, id []byte
 	if _, err := e.store.UsePasskey(ctx, c.UserKey, id, count, e.now()); err != nil {
 		switch {
 		case errors.Is(err, ErrSignCount):
+			e.passkeyMetric(c, "clone")
 			e.passkeyCloned(ctx, c, id, err)
 			return nil, err
 		case errors.Is(err, ErrNotFound):
@@ -215,6 +239,7 @@ func (e *Engine) ApproveWithPasskey(ctx context.Context, c *Challenge, id []byte
 		return res, err
 	}
 	e.log.Info("challenge decided", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "outcome", string(StatusApproved), "via", MethodPasskey, "passkey", shortID(id))
+	e.passkeyMetric(c, "approved")
 	e.afterDecision(ctx, res, "browser (passkey)", "")
 	return res, nil
 }
@@ -225,6 +250,7 @@ func (e *Engine) ApproveWithPasskey(ctx context.Context, c *Challenge, id []byte
 func (e *Engine) PasskeyFailed(ctx context.Context, c *Challenge, why string) bool {
 	e.Record(ctx, AuditEvent{Type: AuditPasskey, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
 		ClientIP: c.ClientIP, Outcome: "rejected", Actor: "browser", Detail: why, Service: c.Service, Host: c.Host})
+	e.passkeyMetric(c, "rejected")
 	locked := e.recordFailure(ctx, c.UserKey, "passkey assertion rejected", c)
 	if locked {
 		_, _ = e.Finish(context.WithoutCancel(ctx), c.ID, StatusDenied)
