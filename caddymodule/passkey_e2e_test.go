@@ -62,7 +62,12 @@ func passkeyPolicy(t *testing.T) func(string) string {
 
 func newPasskeyRig(t *testing.T) *passkeyRig {
 	t.Helper()
-	e := newEnv(t, envOptions{edit: passkeyPolicy(t)})
+	return newPasskeyRigWith(t, envOptions{edit: passkeyPolicy(t)})
+}
+
+func newPasskeyRigWith(t *testing.T, opts envOptions) *passkeyRig {
+	t.Helper()
+	e := newEnv(t, opts)
 	port, adminPort, apiPort := freePort(t), freePort(t), freePort(t)
 	origin := fmt.Sprintf("http://%s:%d", passkeyRPID, port)
 	// Forged assertions count toward the lock like wrong codes; these
@@ -371,6 +376,42 @@ func (p *passkeyRig) postAssertion(t *testing.T, w waiting, assertion []byte) in
 // clientData is a clientDataJSON as Chromium writes it.
 func clientData(typ string, challenge []byte, origin string, extra map[string]any) []byte {
 	return passkeytest.ClientData(typ, challenge, origin, extra)
+}
+
+// TestPasskeyPasswordFirstLogin: the example's password-first login
+// (after_success on a waiting page) with passkey_or_push: the bank checks
+// the password, its answer is held until the passkey, and handed over once.
+func TestPasskeyPasswordFirstLogin(t *testing.T) {
+	const line = "    mode: interstitial         # a waiting page with a 6-digit code (code_digits)\n"
+	p := newPasskeyRigWith(t, envOptions{passwordFirst: true, edit: func(s string) string {
+		if !strings.Contains(s, line) {
+			t.Fatal("the example login rule changed")
+		}
+		return strings.Replace(s, line, line+"    method: passkey_or_push\n", 1)
+	}})
+	ctx, _ := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, "")
+	p.logout(t, ctx)
+	p.e.resetOps(t)
+	p.loginOn(t, ctx)
+	if err := waitSelector(ctx, `#passkey-start`); err != nil {
+		t.Fatal(err)
+	}
+	p.noPush(t)
+	// The password was checked; the session it opened is not the browser's yet.
+	if logins := opsOf(p.e.ops(t), bank.OpLogin); len(logins) != 1 {
+		t.Fatalf("bank logins before the passkey: %+v, want the password check", logins)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#passkey-start`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitText(ctx, "Welcome"); err != nil {
+		t.Fatal(err)
+	}
+	if logins := opsOf(p.e.ops(t), bank.OpLogin); len(logins) != 1 {
+		t.Fatalf("bank logins: %+v, want one", logins)
+	}
 }
 
 // TestPasskeyForgedAssertions: assertions signed with the virtual
