@@ -285,7 +285,7 @@ func TestPasskeyLogin(t *testing.T) {
 	}
 	m := scrape(t, p.g.Admin+"/metrics")
 	for series, want := range map[string]float64{
-		`caddy_onepush_passkey_results_total{ceremony="login",result="approved"}`:      2,
+		`caddy_onepush_passkey_results_total{ceremony="login",result="approved"}`:     2,
 		`caddy_onepush_passkey_results_total{ceremony="registration",result="added"}`: 1,
 	} {
 		if got := m[series]; got != want {
