@@ -202,6 +202,13 @@ func (g *Gate) waitPasskey(w http.ResponseWriter, r *http.Request, next Next, c 
 	}
 	reject := func(why string, count bool) error {
 		g.Log.Info("passkey assertion rejected", "challenge", c.ID, "user", c.UserKey, "rule", c.Rule, "reason", why)
+		if !count {
+			// Not a guess (unreadable, or for a challenge already decided:
+			// a replay): audited, aggregated per challenge, not counted.
+			g.Engine.RecordAggregated(r.Context(), pushauth.AuditEvent{Type: pushauth.AuditSuspicious, User: c.UserKey, Credential: c.CredentialID,
+				Challenge: c.ID, Rule: c.Rule, ClientIP: g.clientIP(r), Outcome: "passkey_rejected", Actor: "browser", Detail: why,
+				Service: c.Service, Host: c.Host}, "passkey-rejected\x00"+c.ID)
+		}
 		if count && g.Engine.PasskeyFailed(r.Context(), c, why) {
 			clearWaitCookie(w, g.WaitPath)
 			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")

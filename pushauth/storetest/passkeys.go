@@ -93,6 +93,30 @@ func testPasskeys(t *testing.T, s pushauth.Store) {
 		t.Fatalf("another user's use of a's ID: %v, want ErrNotFound", err)
 	}
 
+	// A passkey challenge keeps its method and nonce in every record the
+	// store hands out: the engine hides it from the phone by its method.
+	cred := uid("pk-cred")
+	c := challenge(user, cred, time.Now().Add(time.Minute))
+	c.Method, c.PasskeyNonce, c.CodeDigits = pushauth.MethodPasskey, []byte{0, 1, 2, 0xff, 0x80, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 42}, 0
+	if _, err := s.CreateChallenge(ctx, c, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := s.PendingForCredential(ctx, cred)
+	if err != nil || len(pending) != 1 || pending[0].Method != pushauth.MethodPasskey {
+		t.Fatalf("pending records %+v (%v): want the one passkey challenge, method kept", pending, err)
+	}
+	got1, err := s.GetChallenge(ctx, c.ID)
+	if err != nil || got1.Method != pushauth.MethodPasskey || !bytes.Equal(got1.PasskeyNonce, c.PasskeyNonce) {
+		t.Fatalf("read back: %+v %v", got1, err)
+	}
+	res, err := s.Resolve(ctx, c.ID, pushauth.StatusApproved, false, time.Now())
+	if err != nil || res.Method != pushauth.MethodPasskey {
+		t.Fatalf("resolved: %+v %v", res, err)
+	}
+	if got1, err = s.GetChallenge(ctx, c.ID); err != nil || got1.Method != pushauth.MethodPasskey || !bytes.Equal(got1.PasskeyNonce, c.PasskeyNonce) {
+		t.Fatalf("read back after resolve: %+v %v", got1, err)
+	}
+
 	if err := s.DeletePasskey(ctx, user, a.ID); err != nil {
 		t.Fatal(err)
 	}
