@@ -189,23 +189,9 @@ func (p *passkeyRig) logout(t *testing.T, ctx context.Context) {
 	}
 }
 
-// waitSelector waits up to 20s for a visible element matching sel; the
-// error shows the page.
+// waitSelector waits up to 20s for a visible element matching sel.
 func waitSelector(ctx context.Context, sel string) error {
-	deadline := time.Now().Add(20 * time.Second)
-	expr := fmt.Sprintf("(function(){var e=document.querySelector(%q);return !!e && !e.hidden && e.offsetParent!==null})()", sel)
-	for time.Now().Before(deadline) {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		if err == nil && ok {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`html`)))
-	return fmt.Errorf("%s did not appear within 20s; page:\n%.3000s", sel, html)
+	return waitJS(ctx, fmt.Sprintf("(function(){var e=document.querySelector(%q);return !!e && !e.hidden && e.offsetParent!==null})()", sel), sel)
 }
 
 // passkeyShots reloads the current page in Japanese and English, on a

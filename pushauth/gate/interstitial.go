@@ -258,7 +258,18 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 
 // boundChallenge returns challenge id if this browser's cookie binds it.
 func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, bool) {
-	ck, err := r.Cookie(WaitCookie)
+	c, ok := g.cookieChallenge(r, WaitCookie, id)
+	if !ok || (c.Held == nil && c.Response == nil) {
+		return nil, false
+	}
+	return c, true
+}
+
+// cookieChallenge returns challenge id if the browser's cookie named
+// cookie ("<id>.<token>") binds it: the token's hash is the challenge's
+// BrowserHash.
+func (g *Gate) cookieChallenge(r *http.Request, cookie, id string) (*pushauth.Challenge, bool) {
+	ck, err := r.Cookie(cookie)
 	if err != nil {
 		return nil, false
 	}
@@ -267,7 +278,7 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, 
 		return nil, false
 	}
 	c, err := g.Engine.Store().GetChallenge(r.Context(), id)
-	if err != nil || (c.Held == nil && c.Response == nil) || c.BrowserHash == "" {
+	if err != nil || c.BrowserHash == "" {
 		return nil, false
 	}
 	if subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(c.BrowserHash)) != 1 {
