@@ -668,6 +668,25 @@ func TestPasskeyRegistrationNeedsItsOwnApproval(t *testing.T) {
 	p := newPasskeyRig(t)
 	ctx, _ := passkeyChrome(t)
 	loginID := p.pushLogin(t, ctx)
+	// The transfer rule asks for a passkey and she has none: refused,
+	// nothing forwarded, nothing pushed.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(p.origin+"/transfer"),
+		chromedp.WaitVisible(chromedp.CSS(`#payee_account`)),
+		chromedp.SetValue(chromedp.CSS(`#payee_account`), "7654321"),
+		chromedp.SetValue(chromedp.CSS(`#amount`), "5000"),
+		chromedp.SendKeys(chromedp.CSS(`#txn_password`), alice.TxnPassword),
+		chromedp.Submit(chromedp.CSS(`#txn_password`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitText(ctx, "This operation needs a passkey"); err != nil {
+		t.Fatal(err)
+	}
+	p.noPush(t)
+	if tx := p.transfers(t); len(tx) != 0 {
+		t.Fatalf("a passkey rule without a passkey: the bank executed %+v", tx)
+	}
 	attacker, err := passkeytest.New(passkeyRPID)
 	if err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 		g.render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
 	case errors.Is(err, pushauth.ErrPasskeyRequired):
 		g.Log.Info("request refused: the rule asks for a passkey and the user has none", "rule", rule.Name, "user", user.Key)
-		g.render(w, r, http.StatusForbidden, PageNotEnrolled, "", "")
+		g.passkeyRequired(w, r)
 	default:
 		return g.unavailable(w, r, rule, err)
 	}

@@ -95,6 +95,17 @@ func (g *Gate) choosePasskey(ctx context.Context, rule *policy.Rule, user *pusha
 	return nil
 }
 
+// passkeyRequired answers a request whose rule asks for a passkey its
+// user does not have: nothing is forwarded; the page says where to
+// register one.
+func (g *Gate) passkeyRequired(w http.ResponseWriter, r *http.Request) {
+	if g.Passkeys == nil || g.Passkeys.Path == "" {
+		g.render(w, r, http.StatusForbidden, PageNotEnrolled, "", "")
+		return
+	}
+	_ = g.renderPasskeys(w, r, http.StatusForbidden, "", nil, "", passkeyTexts[Lang(r)]["required"])
+}
+
 // passkeyWaitData adds what the waiting page's passkey block needs: the
 // request options (challenge = SHA-256(context) ‖ nonce, the user's
 // passkeys) and, for a transaction, what Secure Payment Confirmation
