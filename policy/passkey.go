@@ -1,5 +1,7 @@
 package policy
 
+import "fmt"
+
 // Method is how an enrolled user approves a rule's request: on the phone
 // (push, the default), with a passkey in the browser, or with a passkey
 // where she has registered one and on the phone otherwise.
@@ -35,6 +37,16 @@ type Instrument struct {
 	// Icon is the URL of its icon; default the gateway's own, served
 	// under its passkey path.
 	Icon string
+}
+
+// passkeyWarnings: a login rule with method passkey refuses every user
+// without a passkey, who then cannot log in to register one.
+func passkeyWarnings(i int, r *Rule) []Warning {
+	if r.Kind != KindLogin || r.Method != MethodPasskey {
+		return nil
+	}
+	return []Warning{{Line: r.Line, Field: fmt.Sprintf("rules[%d].method", i),
+		Message: fmt.Sprintf("login rule %q asks every enrolled user for a passkey: those without one cannot log in, so cannot register one either; use passkey_or_push until all have one", r.Name)}}
 }
 
 // method reads a rule's method and instrument. A passkey needs a page to

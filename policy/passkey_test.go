@@ -34,6 +34,13 @@ func TestPasskeyMethod(t *testing.T) {
 			if r.UsesPasskey() != (tc.method != MethodPush) {
 				t.Fatalf("UsesPasskey = %v for %q", r.UsesPasskey(), r.Method)
 			}
+			warned := false
+			for _, w := range p.Warnings() {
+				warned = warned || w.Field == "rules[0].method"
+			}
+			if warned != (tc.method == MethodPasskey) {
+				t.Fatalf("method %q on a login rule: warned %v, want %v", tc.method, warned, tc.method == MethodPasskey)
+			}
 		})
 	}
 }
