@@ -179,8 +179,13 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // waitText waits up to 20s for text to appear in the page, across
 // navigations (the waiting page submits itself on approval).
 func waitText(ctx context.Context, text string) error {
+	return waitJS(ctx, fmt.Sprintf("!!document.body && document.body.innerText.includes(%q)", text), fmt.Sprintf("%q", text))
+}
+
+// waitJS waits up to 20s for the JavaScript expression expr to be true,
+// across navigations; the error names what and shows the page.
+func waitJS(ctx context.Context, expr, what string) error {
 	deadline := time.Now().Add(20 * time.Second)
-	expr := fmt.Sprintf("!!document.body && document.body.innerText.includes(%q)", text)
 	for time.Now().Before(deadline) {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
 		if err == nil && ok {
@@ -192,7 +197,7 @@ func waitText(ctx context.Context, text string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS(`html`)))
-	return fmt.Errorf("%q did not appear within 20s; page:\n%.2000s", text, html)
+	return fmt.Errorf("%s did not appear within 20s; page:\n%.2000s", what, html)
 }
 
 func interstitialPolicy(s string) string {

@@ -263,6 +263,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    bank_home <url>
 //	    wait_path <prefix/>
 //	    wait_template <file>
+//	    passkeys { rp_id <domain>; origins <origin>…; rp_name <name>; path <path>|off }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -274,7 +275,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	strs := map[string]*string{"policy": &h.Policy, "enroll_path": &h.EnrollPath, "templates": &h.Templates,
 		"bank_home": &h.BankHome, "wait_path": &h.WaitPath, "wait_template": &h.WaitTemplate}
-	if err := block(d, "onepush", strs, nil); err != nil {
+	err := block(d, "onepush", strs, func(opt string) error {
+		if opt != "passkeys" {
+			return errUnknown
+		}
+		pc, err := parsePasskeys(d)
+		h.Passkeys = pc
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	if h.Policy == "" {

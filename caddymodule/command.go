@@ -140,6 +140,8 @@ func userCommand() *cobra.Command {
 
 		// Binding a phone needs more than a password.
 		activationCodeCommand(),
+		// Passkeys (passkeys.go).
+		passkeysCommand(),
 	)
 	return u
 }

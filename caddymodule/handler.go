@@ -45,6 +45,11 @@ type Handler struct {
 	// Default "/".
 	BankHome string `json:"bank_home,omitempty"`
 
+	// Passkeys is the relying party (the bank's domain and origins) for
+	// rules with method passkey or passkey_or_push, and the passkey
+	// registration page. Required when the policy has such a rule.
+	Passkeys *PasskeyConfig `json:"passkeys,omitempty"`
+
 	gate        *gate.Gate
 	dropPolicy  func()
 	errorRoutes *atomic.Int32 // see hasErrorRoutes
@@ -115,6 +120,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if !strings.HasPrefix(h.gate.WaitPath, "/") || !strings.HasSuffix(h.gate.WaitPath, "/") {
 		return fmt.Errorf("onepush: wait_path %q: must start and end with /", h.gate.WaitPath)
+	}
+	if h.Passkeys != nil {
+		if h.gate.Passkeys, err = h.Passkeys.gatePasskeys(); err != nil {
+			return err
+		}
+	} else if r := passkeyRule(pol); r != nil {
+		return fmt.Errorf("onepush: policy %s: rule %q (line %d) asks for passkeys (method %s): configure passkeys { rp_id …; origins … } on this site", h.Policy, r.Name, r.Line, r.Method)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ type promMetrics struct {
 	latency     prometheus.Histogram
 	pushes      *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
+	passkeys    *prometheus.CounterVec // PasskeyResult
 }
 
 var metrics = newPromMetrics()
@@ -41,6 +42,9 @@ func newPromMetrics() *promMetrics {
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("store_errors_total",
 			"Store operations that failed, by operation.")),
 			[]string{"op"}),
+		passkeys: prometheus.NewCounterVec(prometheus.CounterOpts(metricOpts("passkey_results_total",
+			"Passkey ceremonies by kind (login, transaction, registration) and result (approved, rejected, clone, added).")),
+			[]string{"ceremony", "result"}),
 	}
 }
 
@@ -54,7 +58,7 @@ func (m *promMetrics) register(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.challenges, m.held, m.latency, m.pushes, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.challenges, m.held, m.latency, m.pushes, m.storeErrors, m.passkeys} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -76,6 +80,11 @@ func (m *promMetrics) PushResult(provider, result string) {
 	m.pushes.WithLabelValues(provider, result).Inc()
 }
 func (m *promMetrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+
+// PasskeyResult counts a passkey ceremony (pushauth.PasskeyMetrics).
+func (m *promMetrics) PasskeyResult(ceremony, result string) {
+	m.passkeys.WithLabelValues(ceremony, result).Inc()
+}
 
 // Interface guards
 var _ pushauth.Metrics = (*promMetrics)(nil)

@@ -36,6 +36,17 @@ func (r *Rule) Assurance() Assurance {
 	switch {
 	case r.Kind != KindLogin && r.Kind != KindTransaction:
 		return ""
+	case r.Method == MethodPasskey:
+		return AssurancePhishingResistant
+	case r.Method == MethodPasskeyOrPush:
+		return AssurancePhishingResistantOrPush + r.pushAssurance()
+	}
+	return r.pushAssurance()
+}
+
+// pushAssurance is what an approval on the phone under r proves.
+func (r *Rule) pushAssurance() Assurance {
+	switch {
 	case r.CodeDigits == 0:
 		return AssuranceApproveOnly
 	case r.CodeDigits < DefaultCodeDigits:

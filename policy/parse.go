@@ -525,7 +525,8 @@ var defaultContentTypes = []string{"application/x-www-form-urlencoded", "multipa
 func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rule {
 	m, line, ok := d.mapping(n, field, "name", "kind", "match", "user", "display", "not_enrolled",
 		"timeout", "body_limit", "mode", "dry_run", "number_matching", "challenge", "success", "logout",
-		"transaction", "service", "code_digits", "aggregate")
+		"transaction", "service", "code_digits", "aggregate",
+		"method", "instrument")
 	if !ok {
 		return nil
 	}
@@ -560,6 +561,7 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 	}
 	d.stepUp(m, field, line, r)
 	d.codeTransfer(m, field, r)
+	d.method(m, field, r)
 
 	if e, ok := m["not_enrolled"]; ok {
 		if s, ok := d.str(e, field+".not_enrolled"); ok {

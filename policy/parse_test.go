@@ -78,7 +78,7 @@ func TestParseErrorFixtures(t *testing.T) {
 			`:22: rules[1].display[0].label: required and must not be blank`,
 			`:22: rules[1].display[0].value: unclosed { at offset 0 (write {{ for a literal brace)`,
 			`:26: rules[2].user: logout rules must use session: true`,
-			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout, transaction, service, code_digits, aggregate)`,
+			`:27: rules[2].extra: unknown field (allowed: name, kind, match, user, display, not_enrolled, timeout, body_limit, mode, dry_run, number_matching, challenge, success, logout, transaction, service, code_digits, aggregate, method, instrument)`,
 		}},
 		{"placeholder.yaml", []string{
 			`:11: rules[0].display[0].value: {form.ammount}: the rule does not extract "ammount" (match.fields: payee_account, amount)`,

@@ -166,6 +166,13 @@ type Rule struct {
 	// Line is the rule's line in the policy file, for messages.
 	Line int
 
+	// Method is how an enrolled user approves: push (default), passkey or
+	// passkey_or_push (see passkey.go).
+	Method Method
+	// Instrument is what Secure Payment Confirmation shows as the means of
+	// payment (transaction rules with a passkey method); nil: the defaults.
+	Instrument *Instrument
+
 	codeDigitsLine int // line of code_digits, 0 when absent
 
 	methods      []string // upper case

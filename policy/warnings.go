@@ -29,6 +29,7 @@ func (p *Policy) Warnings() []Warning {
 	var out []Warning
 	for i, r := range p.Rules {
 		out = append(out, codeTransferWarnings(i, r)...)
+		out = append(out, passkeyWarnings(i, r)...)
 		if r.Kind == KindLogin && r.Success == nil && p.Session.Cookie != "" {
 			out = append(out, Warning{Line: r.Line, Field: fmt.Sprintf("rules[%d].success", i),
 				Message: fmt.Sprintf("login rule %q has no success condition: the gateway learns only a session the bank newly sets at login, never the one the login was posted on (a bank that keeps its session ID at login gets every transfer refused); declare how the bank shows an accepted password", r.Name)})

@@ -12,6 +12,9 @@ func (e *Engine) Resend(ctx context.Context, c *Challenge) error {
 	if c.Status != StatusPending || !e.now().Before(c.ExpiresAt) {
 		return fmt.Errorf("%w: it is %s", ErrConflict, c.Status)
 	}
+	if c.Method == MethodPasskey {
+		return fmt.Errorf("%w: a passkey challenge is not pushed", ErrConflict)
+	}
 	if err := e.allowPush(ctx, c.UserKey, c.ClientIP); err != nil {
 		return err
 	}

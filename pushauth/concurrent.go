@@ -62,14 +62,14 @@ func (c *Challenge) StopReason() string {
 // applies the same rule.
 func PendingRule(pending []*Challenge, c *Challenge) (supersede []*Challenge, err error) {
 	var live []*Challenge
-	allCode := c.CodeDigits > 0
+	allCode := c.BoundToItsBrowser()
 	for _, p := range pending {
 		if !c.CreatedAt.Before(p.ExpiresAt) {
 			supersede = append(supersede, p)
 			continue
 		}
 		live = append(live, p)
-		allCode = allCode && p.CodeDigits > 0
+		allCode = allCode && p.BoundToItsBrowser()
 	}
 	if !allCode {
 		return append(supersede, live...), nil
@@ -78,6 +78,14 @@ func PendingRule(pending []*Challenge, c *Challenge) (supersede []*Challenge, er
 		return nil, ErrTooManyPending
 	}
 	return supersede, nil
+}
+
+// BoundToItsBrowser reports whether only its own browser can approve c: by
+// the code it shows (code transfer) or by an assertion over its context
+// (a passkey challenge, never shown to the phone). Such challenges can be
+// pending side by side; an approve-only one cannot.
+func (c *Challenge) BoundToItsBrowser() bool {
+	return c.CodeDigits > 0 || c.Method == MethodPasskey
 }
 
 // StoppedPushKind is the kind of the push telling the phone that a

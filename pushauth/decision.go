@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Decision outcomes a device may send.
@@ -60,7 +61,9 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		return nil, fmt.Errorf("%w: decision %q", ErrBadToken, claims.Decision)
 	}
 	c, err := r.c, r.err
-	if errors.Is(err, ErrNotFound) || (err == nil && c.CredentialID != cred.ID) {
+	if errors.Is(err, ErrNotFound) || (err == nil && (c.CredentialID != cred.ID || c.Method == MethodPasskey)) {
+		// A passkey challenge is the browser's to approve, never the
+		// phone's: to the phone it does not exist.
 		return nil, fmt.Errorf("%w: %s for credential %s", ErrChallengeNotFound, id, cred.ID)
 	}
 	if err != nil {
@@ -152,13 +155,14 @@ func (e *Engine) afterDecision(ctx context.Context, c *Challenge, actor, failure
 
 // PendingFor lists the pending challenges of a credential (poll mode).
 func (e *Engine) PendingFor(ctx context.Context, cred *Credential) ([]*Challenge, error) {
-	return e.store.PendingForCredential(ctx, cred.ID)
+	list, err := e.store.PendingForCredential(ctx, cred.ID)
+	return slices.DeleteFunc(list, func(c *Challenge) bool { return c.Method == MethodPasskey }), err
 }
 
 // ChallengeFor returns challenge id if it is addressed to cred.
 func (e *Engine) ChallengeFor(ctx context.Context, cred *Credential, id string) (*Challenge, error) {
 	c, err := e.store.GetChallenge(ctx, id)
-	if errors.Is(err, ErrNotFound) || (err == nil && c.CredentialID != cred.ID) {
+	if errors.Is(err, ErrNotFound) || (err == nil && (c.CredentialID != cred.ID || c.Method == MethodPasskey)) {
 		return nil, ErrChallengeNotFound
 	}
 	return c, err

@@ -319,6 +319,10 @@ type ChallengeSpec struct {
 	// Batch); the engine computes the count and the rows digest itself.
 	Batch *Batch
 	Rows  []Row
+	// Passkey makes it a passkey challenge (passkeys.go): nothing is
+	// pushed, and only an assertion of one of the user's passkeys over
+	// the challenge context approves it.
+	Passkey bool
 }
 
 // challengeContext is the JSON the phone shows and signs over. Service,
@@ -341,6 +345,7 @@ type challengeContext struct {
 	Host        string       `json:"host,omitempty"`
 	Transaction *Transaction `json:"transaction,omitempty"`
 	Batch       *Batch       `json:"batch,omitempty"`
+	Method      string       `json:"method,omitempty"`
 }
 
 // Hold creates a challenge for an enrolled user, pushes it, and waits until
@@ -453,13 +458,10 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	}
 	// Refused before it takes a push from anyone's budget; the store
 	// checks again, atomically.
-	if _, err := PendingRule(mine, &Challenge{CodeDigits: spec.CodeDigits, CreatedAt: checkedAt}); err != nil {
+	if _, err := PendingRule(mine, &Challenge{CodeDigits: spec.CodeDigits, Method: spec.method(), CreatedAt: checkedAt}); err != nil {
 		return nil, e.tooManyPending(ctx, user, cred, spec)
 	}
-	if err := e.allowPush(ctx, user.Key, spec.ClientIP); err != nil {
-		return nil, err
-	}
-	if err := e.allowStreak(ctx, user.Key, spec.ClientIP, spec.Rule); err != nil {
+	if err := e.allowPushFor(ctx, user.Key, spec); err != nil {
 		return nil, err
 	}
 	now := e.now()
@@ -490,7 +492,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	if err := bindBatch(c, spec.Batch, spec.Rows); err != nil {
 		return nil, err
 	}
-	if spec.Transaction != nil && spec.Held != nil {
+	if spec.Transaction != nil && spec.Held != nil && !spec.Passkey {
 		// A transaction on a waiting page: the offline fallback answers
 		// this number over its payee and amount (PSD2 RTS art. 5).
 		n, err := ocra.NewChallengeNumber()
@@ -499,7 +501,12 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		}
 		c.OCRAChallenge = n
 	}
-	if spec.CodeDigits > 0 {
+	if spec.Passkey {
+		if err := passkeyChallenge(c); err != nil {
+			return nil, err
+		}
+	}
+	if spec.CodeDigits > 0 && !spec.Passkey {
 		code, err := randomDigits(spec.CodeDigits)
 		if err != nil {
 			return nil, err
@@ -510,7 +517,7 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		ChallengeID: id, User: user.Key, Kind: spec.Kind, Rule: spec.Rule,
 		Service: spec.Service, Host: spec.Host, Transaction: spec.Transaction, Batch: c.Batch,
 		Display: nonNil(spec.Display), ClientIP: spec.ClientIP, UserAgent: c.UserAgent,
-		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt,
+		CodeDigits: c.CodeDigits, CreatedAt: now, ExpiresAt: c.ExpiresAt, Method: c.Method,
 	})
 	if err != nil {
 		return nil, err
@@ -564,6 +571,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 	e.Record(ctx, AuditEvent{Type: AuditCreated, User: user.Key, Credential: cred.ID, Challenge: id, Rule: spec.Rule,
 		ClientIP: spec.ClientIP, Outcome: string(StatusPending), Actor: "gateway", Detail: spec.Kind,
 		Service: spec.Service, Host: spec.Host})
+	if c.Method == MethodPasskey {
+		return c, nil // nothing to push: the browser asks the passkey
+	}
 	if err := e.dispatch.enqueue(cred, c); err != nil {
 		if errors.Is(err, ErrPushQueueFull) {
 			e.cfg.Metrics.PushResult(cred.Platform, "queue_full")

@@ -81,6 +81,13 @@ type Challenge struct {
 	// Batch is the count, total and rows digest of a bulk, payroll or
 	// approved batch (batch.go); its rows are in ChallengeSecrets.Rows.
 	Batch *Batch `json:"batch,omitempty"`
+
+	// Method is "passkey" for a challenge only a passkey assertion can
+	// approve (never the phone), "" for a push. PasskeyNonce is the
+	// random half of the assertion's challenge (passkeys.go); not a
+	// secret: only the user's authenticator can sign it.
+	Method       string `json:"method,omitempty"`
+	PasskeyNonce []byte `json:"passkey_nonce,omitempty"`
 }
 
 // Transaction is what a transaction moves, exactly as the bank reads it.

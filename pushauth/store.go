@@ -83,6 +83,8 @@ type Store interface {
 	FailureCounter
 	// The push streak since the last approval (pushcap.go).
 	PushCounter
+	// Users' passkeys (passkeys.go).
+	PasskeyStore
 }
 
 // Snapshotter is a Store that can copy itself consistently while it serves

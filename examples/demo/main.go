@@ -101,7 +101,11 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	}
 	defer os.RemoveAll(dir)
 	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, examplepolicy.Bank, 0o600); err != nil {
+	pol, err := passkeyLogin(examplepolicy.Bank)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(policyPath, pol, 0o600); err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(listen)
@@ -128,10 +132,10 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	onepush_device
 	onepush {
 		policy %s
-	}
+%s	}
 	reverse_proxy %s
 }
-`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, bankLn.Addr().String())
+`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, passkeyBlock(port), bankLn.Addr().String())
 	if err := os.Setenv("ONEPUSH_DEMO_NOTIFY_SECRET", notifySecret); err != nil {
 		return err
 	}
@@ -184,6 +188,7 @@ Demo users (contract number / user ID / password / transaction password):
 		}
 		fmt.Printf("  %s / %s / %s / %s   %s\n", u.ContractNo, u.UserID, u.Password, u.TxnPassword, note)
 	}
+	fmt.Print(passkeyOffer(port))
 	fmt.Printf("\nEnrol another user at %s/onepush/enroll after logging in (security code: the phone page). Ctrl-C stops.\n", gateway)
 	<-ctx.Done()
 	return nil

@@ -131,6 +131,11 @@ func (g *Gate) afterSuccessWait(w http.ResponseWriter, r *http.Request, next Nex
 	}
 	spec := g.spec(r, rule, user, ex)
 	spec.CodeDigits, spec.BrowserHash = rule.CodeDigits, tokenHash(tok)
+	if err := g.choosePasskey(ctx, rule, user, &spec); err != nil {
+		g.bankLogout(fr, next, rule, rec.header)
+		g.abandonLogin(ctx, m)
+		return g.startFailed(w, r, rule, user, err)
+	}
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

@@ -40,6 +40,9 @@ type Gate struct {
 	// WaitPath is the prefix of the interstitial waiting pages (with a
 	// trailing slash); "" disables interstitial mode.
 	WaitPath string
+	// Passkeys, when set, offers passkeys: rules with method passkey or
+	// passkey_or_push and the registration page (passkeys.go).
+	Passkeys *Passkeys
 	// BodyReadTimeout bounds how long a matched request may take to send its
 	// body (slow senders). Default 10s.
 	BodyReadTimeout time.Duration
@@ -64,6 +67,8 @@ func (g *Gate) Route(w http.ResponseWriter, r *http.Request, next Next) error {
 		return EnrolPage{g}.Serve(w, r)
 	case g.WaitPath != "" && strings.HasPrefix(r.URL.Path, g.WaitPath):
 		return WaitPage{g}.Serve(w, r, next)
+	case g.Passkeys != nil && g.Passkeys.Path != "" && (r.URL.Path == g.Passkeys.Path || strings.HasPrefix(r.URL.Path, g.Passkeys.Path+"/")):
+		return PasskeyPage{g}.Serve(w, r)
 	}
 	return g.Serve(w, r, next)
 }
@@ -315,7 +320,7 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, next Next, body [
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if c != nil {
-		r.Header.Set(VerifiedHeaderPrefix+"Verified", "push")
+		r.Header.Set(VerifiedHeaderPrefix+"Verified", verifiedBy(c))
 		r.Header.Set(VerifiedHeaderPrefix+"Challenge", c.ID)
 		g.note(r, "challenge_id", c.ID)
 		g.note(r, "outcome", string(c.Status))

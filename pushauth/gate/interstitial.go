@@ -88,6 +88,9 @@ func (g *Gate) startInterstitial(w http.ResponseWriter, r *http.Request, rule *p
 	held := &pushauth.HeldRequest{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Header: hdr, Body: body}
 	spec := g.spec(r, rule, user, ex)
 	spec.CodeDigits, spec.Held, spec.BrowserHash = rule.CodeDigits, held, tokenHash(tok)
+	if err := g.choosePasskey(r.Context(), rule, user, &spec); err != nil {
+		return g.startFailed(w, r, rule, user, err)
+	}
 	c, err := g.Engine.Start(r.Context(), user, spec)
 	if c != nil {
 		g.note(r, "challenge_id", c.ID)
@@ -152,6 +155,9 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		g.render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")
+	case errors.Is(err, pushauth.ErrPasskeyRequired):
+		g.Log.Info("request refused: the rule asks for a passkey and the user has none", "rule", rule.Name, "user", user.Key)
+		g.passkeyRequired(w, r)
 	default:
 		return g.unavailable(w, r, rule, err)
 	}
@@ -210,6 +216,8 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		return g.waitOTP(w, r, next, c)
 	case action == "ocra" && post:
 		return g.waitOCRA(w, r, next, c)
+	case action == "passkey" && post:
+		return g.waitPasskey(w, r, next, c)
 	case action == "resend" && post:
 		msg := waitTexts[Lang(r)]["resent"]
 		if err := g.Engine.Resend(r.Context(), c); errors.Is(err, pushauth.ErrPushRateLimited) {
@@ -251,7 +259,18 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 
 // boundChallenge returns challenge id if this browser's cookie binds it.
 func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, bool) {
-	ck, err := r.Cookie(WaitCookie)
+	c, ok := g.cookieChallenge(r, WaitCookie, id)
+	if !ok || (c.Held == nil && c.Response == nil) {
+		return nil, false
+	}
+	return c, true
+}
+
+// cookieChallenge returns challenge id if the browser's cookie named
+// cookie ("<id>.<token>") binds it: the token's hash is the challenge's
+// BrowserHash.
+func (g *Gate) cookieChallenge(r *http.Request, cookie, id string) (*pushauth.Challenge, bool) {
+	ck, err := r.Cookie(cookie)
 	if err != nil {
 		return nil, false
 	}
@@ -260,7 +279,7 @@ func (g *Gate) boundChallenge(r *http.Request, id string) (*pushauth.Challenge, 
 		return nil, false
 	}
 	c, err := g.Engine.Store().GetChallenge(r.Context(), id)
-	if err != nil || (c.Held == nil && c.Response == nil) || c.BrowserHash == "" {
+	if err != nil || c.BrowserHash == "" {
 		return nil, false
 	}
 	if subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(c.BrowserHash)) != 1 {
@@ -459,6 +478,11 @@ func (g *Gate) fallbackForm(w http.ResponseWriter, r *http.Request, next Next, c
 	if c.Status != pushauth.StatusPending || !g.Engine.Now().Before(c.ExpiresAt) {
 		return true, g.replay(w, r, next, c)
 	}
+	if c.Method == pushauth.MethodPasskey {
+		// A code can be relayed by a phishing site; a passkey cannot.
+		g.render(w, r, http.StatusBadRequest, PageBadRequest, "", "")
+		return true, nil
+	}
 	return false, nil
 }
 
@@ -594,6 +618,7 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 				data["Offline"] = v
 			}
 		}
+		g.passkeyWaitData(r, c, data)
 		if c.CodeDigits > 0 && pending {
 			// The code goes only to the browser holding the challenge's
 			// cookie (boundChallenge), in a page nobody caches.

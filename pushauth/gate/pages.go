@@ -99,6 +99,8 @@ type Pages struct {
 	// wait is the interstitial waiting page (templates/wait.html unless the
 	// bank supplies its own with LoadWaitTemplate).
 	wait *template.Template
+	// passkeys is the passkey registration page (templates/passkeys.html).
+	passkeys *template.Template
 	// Back is the link offered on every page (the bank's start page).
 	Back string
 }
@@ -118,11 +120,15 @@ func NewPages(path, back string) (*Pages, error) {
 	if back == "" {
 		back = "/"
 	}
-	wait, err := template.ParseFS(templateFS, "templates/wait.html")
+	wait, err := template.ParseFS(templateFS, "templates/wait.html", "templates/passkey.html")
 	if err != nil {
 		return nil, err
 	}
-	return &Pages{tmpl: t, wait: wait, Back: back}, nil
+	passkeys, err := template.ParseFS(templateFS, "templates/passkeys.html")
+	if err != nil {
+		return nil, err
+	}
+	return &Pages{tmpl: t, wait: wait, passkeys: passkeys, Back: back}, nil
 }
 
 // LoadWaitTemplate replaces the waiting page with the bank's own
@@ -132,6 +138,12 @@ func (p *Pages) LoadWaitTemplate(path string) error {
 	t, err := template.ParseFiles(path)
 	if err != nil {
 		return err
+	}
+	if t.Lookup("passkey") == nil {
+		// The passkey block, unless the bank's page brings its own.
+		if t, err = t.ParseFS(templateFS, "templates/passkey.html"); err != nil {
+			return err
+		}
 	}
 	p.wait = t
 	return nil

@@ -36,6 +36,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/activation-code {"key", "kind": "binding"|"recovery"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
+//	GET  {base}/user/passkeys?key=K, POST {base}/user/passkeys/revoke (admin_passkeys.go)
 type Admin struct {
 	Engine *pushauth.Engine
 	Binder *enrol.Binder // bind and activation-code
@@ -66,6 +67,7 @@ func NewAdmin(e *pushauth.Engine, b *enrol.Binder, base, token string, defaultGr
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
 	a.mux.HandleFunc("GET "+base+"/store/backup", a.storeBackup)
+	a.passkeyRoutes()
 	return a, nil
 }
 

@@ -72,6 +72,8 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"PushStreak", testPushStreak},
 		// A batch's rows, kept with the challenge's secrets (batch.go).
 		{"BatchRows", testBatchRows},
+		// Users' passkeys (passkeys.go).
+		{"Passkeys", testPasskeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -121,7 +121,9 @@ var (
 	bucketOutbox     = []byte("outbox")            // message id -> message JSON (outbox.go)
 	bucketOutboxDue  = []byte("outbox_due")        // due | message id -> nil
 
-	buckets = slices.Concat(formatBuckets, [][]byte{bucketCredExpiry, bucketActivation, bucketOutbox, bucketOutboxDue})
+	bucketPasskeys = []byte("passkeys") // user key \x00 credential id -> passkey JSON (passkeys.go)
+
+	buckets = slices.Concat(formatBuckets, [][]byte{bucketCredExpiry, bucketActivation, bucketOutbox, bucketOutboxDue, bucketPasskeys})
 )
 
 // Store is the embedded pushauth.Store. New checks the files; Start opens

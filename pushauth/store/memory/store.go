@@ -30,6 +30,7 @@ type Store struct {
 	nextWatcher int
 	outbox      map[string]*memNotification         // outbox.go
 	activation  map[string]*pushauth.ActivationCode // user key → code, activation.go
+	passkeys    map[string][]*pushauth.Passkey      // user key → passkeys, passkeys.go
 
 	stop chan struct{}
 	once sync.Once
@@ -61,6 +62,7 @@ func New(now func() time.Time) *Store {
 		watchers:    make(map[int]func(string, *pushauth.Challenge)),
 		outbox:      make(map[string]*memNotification),
 		activation:  make(map[string]*pushauth.ActivationCode),
+		passkeys:    make(map[string][]*pushauth.Passkey),
 		stop:        make(chan struct{}),
 	}
 	go s.sweepLoop()

@@ -598,7 +598,7 @@ end
 // ms, ARGV[4] user's challenge key prefix, ARGV[5] decided_at for the
 // superseded ones, ARGV[6] channel, ARGV[7] largest record to publish,
 // ARGV[8] sealed secrets ("" for none), ARGV[9] the new one's creation
-// (Unix ms), ARGV[10] its expiry (Unix ms), ARGV[11] its code digits,
+// (Unix ms), ARGV[10] its expiry (Unix ms), ARGV[11] 1 when it is bound to its browser (code transfer, passkey), else 0,
 // ARGV[12] pushauth.MaxPendingPerUser. A superseded record's key is
 // ARGV[4]..id: same {u:<user>} hash tag, so the same slot as KEYS.
 // Returns {replid, "ok", superseded ids...} or {replid, "full"}
@@ -622,7 +622,7 @@ for i = 1, #members, 2 do
       table.insert(stale, {id, c})
     else
       table.insert(alive, {id, c})
-      allcode = allcode and type(c.code_digits) == 'number' and c.code_digits > 0
+      allcode = allcode and ((type(c.code_digits) == 'number' and c.code_digits > 0) or c.method == 'passkey')
     end
   end
 end
@@ -823,7 +823,7 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 	res, err := createScript.Run(ctx, s.client,
 		[]string{s.userPendingKey(c.UserKey), rk, sk, s.userLiveKey(c.UserKey)},
 		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord, sealed,
-		c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli(), c.CodeDigits, pushauth.MaxPendingPerUser,
+		c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli(), c.BoundToItsBrowser() /* go-redis sends 1 or 0 */, pushauth.MaxPendingPerUser,
 	).StringSlice()
 	if err != nil {
 		return nil, wrap("EVALSHA create", rk, err)
