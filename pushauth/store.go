@@ -82,6 +82,8 @@ type Store interface {
 	FailureCounter
 	// The push streak since the last approval (pushcap.go).
 	PushCounter
+	// Admin changes waiting for a second operator (dualcontrol.go).
+	AdminRequests
 }
 
 // Snapshotter is a Store that can copy itself consistently while it serves

@@ -65,6 +65,9 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"CompareAndPutUser", testCompareAndPutUser},
 		// The push streak since the last approval (pushcap.go).
 		{"PushStreak", testPushStreak},
+		// Admin changes under dual control (adminrequests.go).
+		{"AdminRequests", testAdminRequests},
+		{"AdminRequestDecidedOnce", testAdminRequestRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

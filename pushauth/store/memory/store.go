@@ -30,6 +30,7 @@ type Store struct {
 	nextWatcher int
 	outbox      map[string]*memNotification         // outbox.go
 	activation  map[string]*pushauth.ActivationCode // user key → code, activation.go
+	requests    adminRequests                       // adminrequests.go
 
 	stop chan struct{}
 	once sync.Once
