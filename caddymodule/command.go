@@ -42,6 +42,7 @@ onepush_admin handler):
   caddy onepush user activation-code KEY [--recovery]
   caddy onepush audit [--user KEY] [--since T|DURATION] [--until T] [--type TYPE] [--limit N]
   caddy onepush requests list|approve ID|reject ID|collect ID   (dual control)
+  caddy onepush audit verify [--config FILE]   (the hash chain; --config: offline)
 
 These need --admin URL (or $ONEPUSH_ADMIN_URL), the admin API's base URL,
 e.g. https://10.0.0.5:9443/onepush/admin/v1 (a URL without a path gets
@@ -250,6 +251,8 @@ func auditCommand() *cobra.Command {
 	f.String("until", "", "up to this time (RFC 3339) or this long ago")
 	f.String("type", "", "only this event type, e.g. challenge.decided")
 	f.String("limit", "", "at most this many events, the newest (default and max 1000)")
+	// The hash chain (#22).
+	c.AddCommand(auditVerifyCommand())
 	return c
 }
 

@@ -38,6 +38,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	POST {base}/user/activation-code {"key", "kind": "binding"|"recovery"}
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
+//	GET  {base}/audit/verify     (walks the audit hash chain)
 //	GET  {base}/requests, {base}/requests/{id}   (named operators)
 //	POST {base}/requests/{id}/approve|reject|collect
 type Admin struct {
@@ -76,6 +77,7 @@ func newAdmin(e *pushauth.Engine, base string, ops operators, dual dualControl, 
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
 	a.mux.HandleFunc("GET "+base+"/store/backup", a.storeBackup)
+	a.mux.HandleFunc("GET "+base+"/audit/verify", a.auditVerify)
 	// Dual control.
 	a.mux.HandleFunc("GET "+base+"/requests", a.listRequests)
 	a.mux.HandleFunc("GET "+base+"/requests/{id}", a.showRequest)
@@ -221,6 +223,22 @@ func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := a.Engine.ShowUser(ctx, req.Key)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// auditVerify walks the store's audit chain (see pushauth.VerifyAudit);
+// a break is in the answer, not in its status.
+func (a *Admin) auditVerify(w http.ResponseWriter, r *http.Request) {
+	walker, ok := a.Engine.Audit().(pushauth.AuditWalker)
+	if !ok {
+		writeErr(w, http.StatusNotImplemented, "this audit log cannot be walked")
+		return
+	}
+	v, err := pushauth.VerifyAudit(r.Context(), walker)
 	if err != nil {
 		a.fail(w, err)
 		return

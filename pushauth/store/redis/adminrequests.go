@@ -126,4 +126,3 @@ func (s *Store) UpdateAdminRequest(ctx context.Context, r *pushauth.AdminRequest
 	}
 	return r, ackErr
 }
-

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -39,20 +40,71 @@ func NewAuditLog(s *Store, maxAge time.Duration, maxEvents int) *AuditLog {
 	return &AuditLog{client: s.client, key: s.prefix + "audit", maxAge: maxAge, max: int64(maxEvents), now: s.now}
 }
 
-// Append adds ev and trims what has aged out, in one round trip.
+// maxAppendTries bounds the optimistic retries of one append when other
+// instances append at the same moment.
+const maxAppendTries = 64
+
+// Append chains ev to the newest entry (pushauth.ChainAudit) and adds it,
+// trimming what has aged out, in one optimistic transaction: WATCH the
+// stream, read its newest entry, MULTI XADD XTRIM EXEC. An instance that
+// appended in between makes EXEC fail and this one read again, so
+// instances sharing the stream never fork the chain: each entry's prev is
+// the entry before it in the stream.
 func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
+	minID := strconv.FormatInt(l.now().Add(-l.maxAge).UnixMilli(), 10)
+	try := func(tx *goredis.Tx) error {
+		last, err := tx.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		var prev []byte
+		if len(last) > 0 {
+			raw, _ := last[0].Values["e"].(string)
+			prev = []byte(raw)
+		}
+		rec, err := pushauth.ChainAudit(ev, prev)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+			pipe.XAdd(ctx, &goredis.XAddArgs{Stream: l.key, MaxLen: l.max, Approx: true, Values: []any{"e", rec}})
+			pipe.XTrimMinIDApprox(ctx, l.key, minID, 0)
+			return nil
+		})
 		return err
 	}
-	minID := strconv.FormatInt(l.now().Add(-l.maxAge).UnixMilli(), 10)
-	pipe := l.client.Pipeline()
-	pipe.XAdd(ctx, &goredis.XAddArgs{Stream: l.key, MaxLen: l.max, Approx: true, Values: []any{"e", data}})
-	pipe.XTrimMinIDApprox(ctx, l.key, minID, 0)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redis: XADD %s: %w", l.key, err)
+	for range maxAppendTries {
+		err := l.client.Watch(ctx, try, l.key)
+		if errors.Is(err, goredis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("redis: appending to %s: %w", l.key, err)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("redis: appending to %s: %d tries lost to concurrent appends", l.key, maxAppendTries)
+}
+
+// WalkAudit calls fn with each entry's record as stored, oldest first.
+func (l *AuditLog) WalkAudit(ctx context.Context, fn func([]byte) error) error {
+	lo := "-"
+	for {
+		msgs, err := l.client.XRangeN(ctx, l.key, lo, "+", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("redis: XRANGE %s: %w", l.key, err)
+		}
+		for _, m := range msgs {
+			raw, _ := m.Values["e"].(string)
+			if err := fn([]byte(raw)); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < 1000 {
+			return nil
+		}
+		lo = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // Query reads the stream newest first within the time range and returns
