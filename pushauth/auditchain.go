@@ -77,7 +77,9 @@ type AuditBreak struct {
 	Detail string `json:"detail"`
 }
 
-func (b *AuditBreak) Error() string { return fmt.Sprintf("audit event seq %d %s: %s", b.Seq, b.Kind, b.Detail) }
+func (b *AuditBreak) Error() string {
+	return fmt.Sprintf("audit event seq %d %s: %s", b.Seq, b.Kind, b.Detail)
+}
 
 // VerifyAudit walks the trail of w and reports the first break.
 func VerifyAudit(ctx context.Context, w AuditWalker) (*AuditVerification, error) {
