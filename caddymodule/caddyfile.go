@@ -79,6 +79,7 @@ func parseDirective[T any, PT interface {
 //	    push_daily_cap <n>
 //	    audit_retention <duration>
 //	    audit_max_events <n>
+//	    drain_timeout <duration>
 //	    encryption_key {env.ONEPUSH_KEY}
 //	    previous_encryption_keys <key...>
 //	    notify { url <url>; secret {env.ONEPUSH_NOTIFY_SECRET}; repudiation <text>; timeout <duration> }
@@ -239,6 +240,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Notify = c
 		case "unbound_credential_ttl":
 			if a.UnboundCredentialTTL, err = durationArg(d); err != nil {
+				return err
+			}
+
+		// Stopping (#22).
+		case "drain_timeout":
+			if a.DrainTimeout, err = durationArg(d); err != nil {
 				return err
 			}
 

@@ -172,6 +172,12 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.refuse(w, r, rule, user, d.Access, "")
 		return nil
 	}
+	if g.Engine.Draining() {
+		// Going away: no new challenge, nothing forwarded; the browser
+		// tries again, and the load balancer sends it elsewhere.
+		g.startFailed(w, r, rule, user, pushauth.ErrDraining)
+		return nil
+	}
 	if rule.Challenge == policy.ChallengeAfterSuccess {
 		return g.afterSuccess(w, r, next, rule, user, ex, body)
 	}

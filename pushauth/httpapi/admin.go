@@ -39,6 +39,7 @@ const ActorHeader = "X-Onepush-Actor"
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
 //	GET  {base}/audit/verify     (walks the audit hash chain)
+//	GET  {base}/health           (no token: 200 or 503, for load balancers)
 //	GET  {base}/requests, {base}/requests/{id}   (named operators)
 //	POST {base}/requests/{id}/approve|reject|collect
 type Admin struct {
@@ -92,6 +93,10 @@ func (a *Admin) Handles(path string) bool {
 
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Path == a.Base+"/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.health(w, r) // for load balancers: no token, no secret, no user
+		return
+	}
 	op := a.ops.authenticate(r)
 	if op == nil {
 		a.Engine.Logger().Warn("admin API: refused a call without a valid credential", "path", truncate(r.URL.Path, 200), "remote", r.RemoteAddr)
@@ -244,6 +249,17 @@ func (a *Admin) auditVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// health answers 200 when the store answers and the engine is not
+// draining, 503 otherwise (see pushauth.Engine.Health).
+func (a *Admin) health(w http.ResponseWriter, r *http.Request) {
+	h, ok := a.Engine.Health(r.Context())
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
 }
 
 // writeCode answers an activation code, once: only its hash is kept.
