@@ -1,11 +1,13 @@
 package pushauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // The audit trail is a hash chain, one per store. An event's record (the
@@ -23,20 +25,39 @@ import (
 // event, whatever its Prev.
 
 // ChainAudit sets ev's Seq and Prev to follow prev, the previous record
-// (nil: the trail is empty), and returns ev's record.
-func ChainAudit(ev AuditEvent, prev []byte) ([]byte, error) {
+// (nil: the trail is empty), and returns ev so chained and its record.
+func ChainAudit(ev AuditEvent, prev []byte) (AuditEvent, []byte, error) {
 	ev.Time = ev.Time.UTC()
 	ev.Seq, ev.Prev = 1, ""
 	if prev != nil {
-		var p struct {
-			Seq uint64 `json:"seq"`
+		seq, err := seqOf(prev)
+		if err != nil {
+			return ev, nil, err
 		}
-		if err := json.Unmarshal(prev, &p); err != nil {
-			return nil, fmt.Errorf("audit chain: the last record is unreadable: %w", err)
-		}
-		ev.Seq, ev.Prev = p.Seq+1, AuditHash(prev)
+		ev.Seq, ev.Prev = seq+1, AuditHash(prev)
 	}
-	return json.Marshal(ev)
+	rec, err := json.Marshal(ev)
+	return ev, rec, err
+}
+
+// seqOf reads a record's seq without decoding it all: an AuditEvent has
+// no nested object and encoding/json escapes every quote inside a string,
+// so the one unescaped "seq": in a record is its key.
+func seqOf(rec []byte) (uint64, error) {
+	i := bytes.LastIndex(rec, []byte(`"seq":`))
+	if i < 0 {
+		return 0, nil // an event from before the chain
+	}
+	digits := rec[i+len(`"seq":`):]
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("audit chain: the last record's seq is unreadable: %w", err)
+	}
+	return seq, nil
 }
 
 // AuditHash is the hex SHA-256 of a record.

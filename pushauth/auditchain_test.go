@@ -29,7 +29,7 @@ func chain(t *testing.T, n int) records {
 	var out records
 	var prev []byte
 	for i := range n {
-		rec, err := pushauth.ChainAudit(pushauth.AuditEvent{Time: time.Unix(int64(1700000000+i), 0), Type: pushauth.AuditAdmin, User: "1001/alice", Outcome: fmt.Sprint(i)}, prev)
+		_, rec, err := pushauth.ChainAudit(pushauth.AuditEvent{Time: time.Unix(int64(1700000000+i), 0), Type: pushauth.AuditAdmin, User: "1001/alice", Outcome: fmt.Sprint(i)}, prev)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +20,8 @@ var ErrDraining = errors.New("this instance is shutting down")
 
 // drainState is the engine's drain; its zero value is not draining.
 type drainState struct {
+	on   atomic.Bool // read on every matched request
 	mu   sync.Mutex
-	on   bool
 	over chan struct{} // closed at the deadline; made on first use
 }
 
@@ -39,22 +40,15 @@ func (d *drainState) overCh() chan struct{} {
 // nothing.
 func (e *Engine) Drain(timeout time.Duration) {
 	over := e.drain.overCh()
-	e.drain.mu.Lock()
-	defer e.drain.mu.Unlock()
-	if e.drain.on {
+	if !e.drain.on.CompareAndSwap(false, true) {
 		return
 	}
-	e.drain.on = true
 	e.log.Warn("draining: no new challenges; held requests may finish", "drain_timeout", timeout.String(), "held", e.HeldCount())
 	time.AfterFunc(timeout, func() { close(over) })
 }
 
 // Draining reports whether Drain was called.
-func (e *Engine) Draining() bool {
-	e.drain.mu.Lock()
-	defer e.drain.mu.Unlock()
-	return e.drain.on
-}
+func (e *Engine) Draining() bool { return e.drain.on.Load() }
 
 // HeldCount is how many requests this engine holds now.
 func (e *Engine) HeldCount() int {

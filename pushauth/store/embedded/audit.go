@@ -51,7 +51,7 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 func appendEvent(tx *bolt.Tx, ev pushauth.AuditEvent, max int) error {
 	b := tx.Bucket(bucketAudit)
 	_, last := b.Cursor().Last()
-	rec, err := pushauth.ChainAudit(ev, last)
+	_, rec, err := pushauth.ChainAudit(ev, last)
 	if err != nil {
 		return err
 	}

@@ -43,14 +43,11 @@ func NewAuditLog(maxAge time.Duration, maxEvents int, now func() time.Time) *Aud
 func (l *AuditLog) Append(_ context.Context, ev pushauth.AuditEvent) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	rec, err := pushauth.ChainAudit(ev, l.last)
+	ev, rec, err := pushauth.ChainAudit(ev, l.last)
 	if err != nil {
 		return err
 	}
-	ev.Time, l.last = ev.Time.UTC(), rec
-	if err := json.Unmarshal(rec, &ev); err != nil {
-		return err
-	}
+	l.last = rec
 	l.events = append(l.events, ev)
 	if over := len(l.events) - l.max; over > 0 {
 		clear(l.events[:over])

@@ -62,7 +62,7 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 			raw, _ := last[0].Values["e"].(string)
 			prev = []byte(raw)
 		}
-		rec, err := pushauth.ChainAudit(ev, prev)
+		_, rec, err := pushauth.ChainAudit(ev, prev)
 		if err != nil {
 			return err
 		}
