@@ -3,8 +3,8 @@ package redis
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
