@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,5 +192,45 @@ func TestSIGTERMDrainsHeldRequests(t *testing.T) {
 	}
 	if len(seen) != approved {
 		t.Fatalf("%d of %d approved logins reached the bank: %+v", len(seen), approved, logins)
+	}
+}
+
+// TestReloadAwayDrainsHeldRequests: a reload to a config without onepush
+// (the bank's site served directly) releases the held logins within
+// drain_timeout with a page, and none of them reaches the bank.
+func TestReloadAwayDrainsHeldRequests(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	port, adminPort := freePort(t), freePort(t)
+	g, err := e.runCaddy(e.caddyfile(port, adminPort, caddyConfig{Global: "\t\tstore memory\n\t\tdrain_timeout 3s"}), port, adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := newPhone(t, g)
+	enroll(t, g, alice, phone)
+	e.resetOps(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	held := newBrowser().postAsync(ctx, g.URL+"/login", loginBody(alice))
+	waitChallenge(t, phone)
+
+	away := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tauto_https off\n\tpersist_config off\n}\n:%d {\n\tbind 127.0.0.1\n\trespond \"maintenance\" 503\n}\n", adminPort, port)
+	file := g.file + ".away"
+	if err := os.WriteFile(file, []byte(away), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.caddyReload(t, file, fmt.Sprintf("127.0.0.1:%d", adminPort))
+	r := <-held
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(r.body, "Nothing was sent to the bank") {
+		t.Fatalf("the held login after a reload-away = %d:\n%.300s", r.resp.StatusCode, r.body)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("the held login ended %s after the reload, want about drain_timeout (3s)", took)
+	}
+	if logins := opsOf(e.ops(t), bank.OpLogin); len(logins) != 0 {
+		t.Fatalf("a login reached the bank unapproved: %+v", logins)
 	}
 }
