@@ -132,6 +132,15 @@ type AdminRequests interface {
 	UpdateAdminRequest(ctx context.Context, r *AdminRequest, from AdminRequestStatus) (*AdminRequest, error)
 }
 
+// The customer is told of a change asked for under dual control, and of
+// its rejection, through the outbox like the change itself (which is
+// announced as always when it runs): an insider's attempt reaches the
+// customer even when a supervisor stops it.
+const (
+	EventChangeRequested = "change.requested"
+	EventChangeRejected  = "change.rejected"
+)
+
 // Bounds of the requests a store keeps.
 const (
 	MaxAdminRequests      = 1000
@@ -172,6 +181,7 @@ func (e *Engine) RequestAdminChange(ctx context.Context, ch AdminChange, operato
 		return nil, err
 	}
 	e.recordRequest(ctx, r, "request.created", operator+"@"+addr, "")
+	e.announceRequest(ctx, r, EventChangeRequested, operator)
 	return r, nil
 }
 
@@ -240,6 +250,7 @@ func (e *Engine) DecideAdminRequest(ctx context.Context, id string, approve bool
 		return &next, fmt.Errorf("%w: request %s expired at %s", ErrRequestClosed, id, r.ExpiresAt.UTC().Format(time.RFC3339))
 	case AdminRequestRejected:
 		e.recordRequest(ctx, &next, "request.rejected", actor, "")
+		e.announceRequest(ctx, &next, EventChangeRejected, by.Name)
 		return &next, nil
 	}
 	e.recordRequest(ctx, &next, "request.approved", actor, "")
@@ -296,6 +307,13 @@ func (e *Engine) requestFailed(ctx context.Context, r *AdminRequest, err error) 
 	}
 	e.recordRequest(ctx, &failed, "request.failed", "gateway", err.Error())
 	return &failed, err
+}
+
+// announceRequest tells the customer about a request's step; the request
+// stands whether or not the message could be queued (logged then).
+func (e *Engine) announceRequest(ctx context.Context, r *AdminRequest, event, actor string) {
+	_ = e.announce(ctx, Announcement{Type: event, User: r.User, Credential: r.CredentialID, Actor: actor,
+		Detail: r.Op + " requested by the bank's operator " + r.RequestedBy + ", effective only once a second operator approves it"})
 }
 
 // recordRequest writes a request's step to the audit trail.
