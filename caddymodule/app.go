@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -133,8 +134,17 @@ type App struct {
 	// minutes); a larger value is refused.
 	MaxAuthenticationAge caddy.Duration `json:"max_authentication_age,omitempty"`
 
+	// DrainTimeout is how long requests held when Caddy stops (or a
+	// reload removes the onepush app) may still be approved; no new
+	// challenge is created meanwhile (503 with Retry-After). Then the rest
+	// get a page saying nothing was sent. Keep it under the servers'
+	// grace_period; give the load balancer time to notice /health with
+	// the global shutdown_delay. Default 30s.
+	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
+
 	engine    *pushauth.Engine
 	binder    *enrol.Binder
+	stopWatch chan struct{} // ends watchExit, see drain.go
 	key       string
 	store     StoreOpener
 	storeType string
@@ -157,11 +167,13 @@ var engines = caddy.NewUsagePool()
 type pooledEngine struct {
 	*pushauth.Engine
 	binder  *enrol.Binder
+	drain   *atomic.Int64 // the drain timeout the latest config set, see drain.go
 	notify  *notify.Deliverer
 	startup map[string]string // the settings read only at start, see restartOnly
 }
 
 func (p pooledEngine) Destruct() error {
+	p.drainHeld()
 	if p.notify != nil {
 		p.notify.Close()
 	}
@@ -221,7 +233,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		if notifyTo == nil {
 			logger.Warn("notify is not configured: bindings, locks and fraud reports wait in the outbox and no customer is told (NIST SP 800-63B rev 4 §4.1.2.2 asks that every binding be announced)")
-			return pooledEngine{Engine: e, binder: enrol.New(e), startup: startup}, nil
+			return pooledEngine{Engine: e, binder: enrol.New(e), startup: startup, drain: new(atomic.Int64)}, nil
 		}
 		d, err := notify.Start(e, notifyTo.Config)
 		if err != nil {
@@ -229,12 +241,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 			_ = store.Close()
 			return nil, fmt.Errorf("onepush: %w", err)
 		}
-		return pooledEngine{Engine: e, binder: enrol.New(e), notify: d, startup: startup}, nil
+		return pooledEngine{Engine: e, binder: enrol.New(e), notify: d, startup: startup, drain: new(atomic.Int64)}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("onepush: starting the engine: %w", err)
 	}
 	pooled := val.(pooledEngine)
+	pooled.drain.Store(int64(a.drainTimeout()))
 	a.engine, a.binder = pooled.Engine, pooled.binder
 	a.engine.SetPushers(a.pushers)
 	if loaded {
@@ -341,6 +354,9 @@ func (a *App) Validate() error {
 	if a.MaxHeld < 0 || a.PushWorkers < 0 || a.PushQueue < 0 || a.MaxFailures < 0 {
 		return fmt.Errorf("onepush: max_held, push_workers, push_queue and max_failures must not be negative")
 	}
+	if a.DrainTimeout < 0 {
+		return fmt.Errorf("onepush: drain_timeout %s must not be negative", time.Duration(a.DrainTimeout))
+	}
 	if a.UnboundCredentialTTL < 0 {
 		return fmt.Errorf("onepush: unbound_credential_ttl %s must not be negative", time.Duration(a.UnboundCredentialTTL))
 	}
@@ -367,14 +383,26 @@ func (a *App) Start() error {
 			return fmt.Errorf("onepush: %w", err)
 		}
 	}
+	a.stopWatch = make(chan struct{})
+	go a.watchExit(a.stopWatch)
 	return nil
 }
 
-// Stop is a no-op: Cleanup releases the engine when no config uses it.
-func (a *App) Stop() error { return nil }
+// Stop drains the engine when Caddy exits (see drain.go); on a reload the
+// engine lives on, or Cleanup's release drains it.
+func (a *App) Stop() error {
+	if caddy.Exiting() {
+		a.engine.Drain(a.drainTimeout())
+	}
+	return nil
+}
 
 // Cleanup releases this config's hold on the engine.
 func (a *App) Cleanup() error {
+	if a.stopWatch != nil {
+		close(a.stopWatch)
+		a.stopWatch = nil
+	}
 	if a.key != "" {
 		_, err := engines.Delete(a.key)
 		return err

@@ -79,6 +79,7 @@ func parseDirective[T any, PT interface {
 //	    push_daily_cap <n>
 //	    audit_retention <duration>
 //	    audit_max_events <n>
+//	    drain_timeout <duration>
 //	    encryption_key {env.ONEPUSH_KEY}
 //	    previous_encryption_keys <key...>
 //	    notify { url <url>; secret {env.ONEPUSH_NOTIFY_SECRET}; repudiation <text>; timeout <duration> }
@@ -247,6 +248,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 
+		// Stopping (#22).
+		case "drain_timeout":
+			if a.DrainTimeout, err = durationArg(d); err != nil {
+				return err
+			}
+
 		default:
 			return d.Errf("unknown onepush option %q", d.Val())
 		}
@@ -309,7 +316,14 @@ func (dh *DeviceHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // UnmarshalCaddyfile parses:
 //
 //	onepush_admin [<base path>] {
-//	    token <token>        # e.g. {env.ONEPUSH_ADMIN_TOKEN}
+//	    token <token>        # one shared token, e.g. {env.ONEPUSH_ADMIN_TOKEN}; or:
+//	    operator <name> {
+//	        token <token>
+//	        client_cert_sha256 <hex>...
+//	        role support|supervisor
+//	    }
+//	    dual_control <operation>...   # default bind unbind unlock deregister activation-code
+//	    request_ttl <duration>
 //	}
 func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -319,11 +333,45 @@ func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
-	if err := block(d, "onepush_admin", map[string]*string{"token": &ah.Token}, nil); err != nil {
+	err := block(d, "onepush_admin", map[string]*string{"token": &ah.Token}, func(opt string) error {
+		switch opt {
+		case "operator":
+			var o AdminOperator
+			if err := oneArg(d, &o.Name); err != nil {
+				return err
+			}
+			err := block(d, "operator "+o.Name, map[string]*string{"token": &o.Token, "role": &o.Role}, func(opt string) error {
+				if opt != "client_cert_sha256" {
+					return d.Errf("operator %s: unknown option %q (token, role, client_cert_sha256)", o.Name, opt)
+				}
+				o.ClientCertSHA256 = append(o.ClientCertSHA256, d.RemainingArgs()...)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			ah.Operators = append(ah.Operators, o)
+		case "dual_control":
+			ah.DualControl = d.RemainingArgs()
+			if len(ah.DualControl) == 0 {
+				return d.ArgErr()
+			}
+		case "request_ttl":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			ah.RequestTTL = v
+		default:
+			return errUnknown
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	if ah.Token == "" {
-		return d.Err("onepush_admin: token is required")
+	if ah.Token == "" && len(ah.Operators) == 0 {
+		return d.Err("onepush_admin: token or operator is required")
 	}
 	return nil
 }

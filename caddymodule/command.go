@@ -41,12 +41,17 @@ onepush_admin handler):
   caddy onepush user unbind KEY
   caddy onepush user activation-code KEY [--recovery]
   caddy onepush audit [--user KEY] [--since T|DURATION] [--until T] [--type TYPE] [--limit N]
+  caddy onepush requests list|approve ID|reject ID|collect ID   (dual control)
+  caddy onepush audit verify [--config FILE]   (the hash chain; --config: offline)
 
 These need --admin URL (or $ONEPUSH_ADMIN_URL), the admin API's base URL,
 e.g. https://10.0.0.5:9443/onepush/admin/v1 (a URL without a path gets
 /onepush/admin/v1), and the bearer token in $ONEPUSH_ADMIN_TOKEN (or
---token, which other local users can see in the process list). --actor
-names you in the audit trail (default: your login name).
+--token, which other local users can see in the process list): your own
+operator token where the gateway names operators, who the audit trail
+then records. With the single shared token, --actor names you (default:
+your login name). Under dual control a change answers with a request
+that another operator, a supervisor, approves with requests approve.
 
 Offline, on files:
 
@@ -76,6 +81,8 @@ The store (see caddy onepush store --help for each):
 			pf.String("actor", "", "your name in the audit trail (default: login name)")
 			pf.Bool("json", false, "print the admin API's JSON as is")
 			cmd.AddCommand(userCommand(), auditCommand(), policyCommand(), storeCommand())
+			// Dual control (#22).
+			cmd.AddCommand(requestsCommand())
 		},
 	})
 }
@@ -166,25 +173,33 @@ func activationCodeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res struct {
-				Key       string    `json:"key"`
-				Kind      string    `json:"kind"`
-				Code      string    `json:"code"`
-				ExpiresAt time.Time `json:"expires_at"`
+			if printPending(c, out) {
+				return nil
 			}
-			if printed, err := printOrDecode(c, out, &res); printed || err != nil {
-				return err
-			}
-			what := "binding code: hand it over in this session only"
-			if res.Kind == pushauth.ActivationRecovery {
-				what = "account-recovery code: send it by post to the address of record"
-			}
-			fmt.Fprintf(c.OutOrStdout(), "user:       %s\nkind:       %s\ncode:       %s\nvalid until: %s\n", res.Key, what, res.Code, res.ExpiresAt.UTC().Format(time.RFC3339))
-			return nil
+			return printCode(c, out)
 		},
 	})
 	c.Flags().Bool("recovery", false, "an account-recovery code sent by post, valid for the policy's recovery_code_validity")
 	return c
+}
+
+// printCode shows an activation code the admin API issued.
+func printCode(c *cobra.Command, out []byte) error {
+	var res struct {
+		Key       string    `json:"key"`
+		Kind      string    `json:"kind"`
+		Code      string    `json:"code"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if printed, err := printOrDecode(c, out, &res); printed || err != nil {
+		return err
+	}
+	what := "binding code: hand it over in this session only"
+	if res.Kind == pushauth.ActivationRecovery {
+		what = "account-recovery code: send it by post to the address of record"
+	}
+	fmt.Fprintf(c.OutOrStdout(), "user:       %s\nkind:       %s\ncode:       %s\nvalid until: %s\n", res.Key, what, res.Code, res.ExpiresAt.UTC().Format(time.RFC3339))
+	return nil
 }
 
 func auditCommand() *cobra.Command {
@@ -242,6 +257,8 @@ func auditCommand() *cobra.Command {
 	f.String("until", "", "up to this time (RFC 3339) or this long ago")
 	f.String("type", "", "only this event type, e.g. challenge.decided")
 	f.String("limit", "", "at most this many events, the newest (default and max 1000)")
+	// The hash chain (#22).
+	c.AddCommand(auditVerifyCommand())
 	return c
 }
 
@@ -549,6 +566,9 @@ func adminCall(c *cobra.Command, action string, body map[string]string) error {
 	out, err := cl.do(http.MethodPost, "/user/"+action, nil, body)
 	if err != nil {
 		return err
+	}
+	if printPending(c, out) {
+		return nil
 	}
 	return printUser(c, out)
 }

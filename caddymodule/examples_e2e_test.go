@@ -43,7 +43,7 @@ func TestShippedCaddyfilesAdapt(t *testing.T) {
 			// them still checks every directive and option.
 			args = append(args, "--validate")
 		}
-		env := append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "ONEPUSH_ADMIN_TOKEN=example-token-0123456789", "REDIS_PASSWORD=x",
+		env := append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "ONEPUSH_ADMIN_TOKEN=example-token-0123456789", "OPS1_TOKEN=ops1-example-token-0123", "SUP1_TOKEN=sup1-example-token-0123", "REDIS_PASSWORD=x",
 			"ONEPUSH_NOTIFY_SECRET=whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 		if !strings.Contains(file, "cluster") {
 			// The example runs on the embedded store: created once, as the

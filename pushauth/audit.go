@@ -46,6 +46,12 @@ type AuditEvent struct {
 	// the request was sent to, where a request is concerned.
 	Service string `json:"service,omitempty"`
 	Host    string `json:"host,omitempty"`
+
+	// Seq and Prev chain the trail (auditchain.go): Seq counts the events
+	// of the store's trail, Prev is the hex SHA-256 of the previous
+	// event's record. The store sets them when it appends.
+	Seq  uint64 `json:"seq,omitempty"`
+	Prev string `json:"prev,omitempty"`
 }
 
 // AuditQuery selects events: all set conditions must hold. Results are

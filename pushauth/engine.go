@@ -117,6 +117,10 @@ type Engine struct {
 	maxFailures atomic.Int64
 	unboundTTL  atomic.Int64 // a time.Duration
 	maxAuthAge  atomic.Int64 // a time.Duration, see Config.MaxAuthenticationAge
+
+	drain drainState // see drain.go
+
+	phoneBinder atomic.Pointer[PhoneBinder] // see dualcontrol.go
 }
 
 // Errors the gate turns into pages.
@@ -383,7 +387,7 @@ func (e *Engine) Hold(ctx context.Context, user *User, spec ChallengeSpec, start
 		return c, nil // stopped at once (concurrent approve-only challenges)
 	}
 	final, err := e.wait(ctx, w, c, true)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDraining) {
 		// The store failed: the request gets an error page, and the
 		// challenge is closed once the store answers again, so the phone
 		// stops offering it.
@@ -428,6 +432,9 @@ func (e *Engine) Await(ctx context.Context, id, clientIP string) (*Challenge, er
 }
 
 func (e *Engine) create(ctx context.Context, id string, user *User, spec ChallengeSpec) (*Challenge, error) {
+	if e.Draining() {
+		return nil, ErrDraining
+	}
 	if !user.Enrolled() {
 		return nil, fmt.Errorf("pushauth: user %q is not enrolled", user.Key)
 	}
@@ -593,6 +600,13 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone
 	timer := time.NewTimer(c.ExpiresAt.Sub(e.now()))
 	defer timer.Stop()
 	var backstopC <-chan time.Time // nil (never) when the store's watch is reliable
+	// A held request ends at the drain deadline, unless the challenge
+	// keeps what it replays (interstitial): its waiting page can still be
+	// approved through another instance.
+	var drained <-chan struct{}
+	if cancelOnDone && c.Held == nil && c.Response == nil {
+		drained = e.drain.overCh()
+	}
 	if e.cfg.Backstop > 0 {
 		backstop := time.NewTicker(e.cfg.Backstop)
 		defer backstop.Stop()
@@ -607,6 +621,8 @@ func (e *Engine) wait(ctx context.Context, w *waiter, c *Challenge, cancelOnDone
 		case <-backstopC:
 		case <-timer.C:
 			return e.Finish(ctx, c.ID, StatusExpired)
+		case <-drained:
+			return e.drainDeadline(ctx, c.ID)
 		case <-ctx.Done():
 			if !cancelOnDone {
 				return e.store.GetChallenge(context.WithoutCancel(ctx), c.ID)

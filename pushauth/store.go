@@ -85,6 +85,8 @@ type Store interface {
 	PushCounter
 	// Users' passkeys (passkeys.go).
 	PasskeyStore
+	// Admin changes waiting for a second operator (dualcontrol.go).
+	AdminRequests
 }
 
 // Snapshotter is a Store that can copy itself consistently while it serves

@@ -49,12 +49,15 @@ type Binder struct {
 	audit *pushauth.AuditAggregator // refused attempts
 }
 
-// New starts binding phones to e's users; closing e writes what its audit
+// New starts binding phones to e's users (and registers itself for e's
+// admin changes); closing e writes what its audit
 // aggregation still counts.
 func New(e *pushauth.Engine) *Binder {
-	return &Binder{e: e, store: e.Store(),
+	b := &Binder{e: e, store: e.Store(),
 		limit: limit.NewRate(10000, enrolPerIPInterval, enrolPerIPBurst, enrolPerSecond),
 		audit: pushauth.NewAuditAggregator(e)}
+	e.UsePhoneBinder(b)
+	return b
 }
 
 // codeValidity is how long p lets an activation code of kind be used.

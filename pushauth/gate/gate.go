@@ -180,6 +180,12 @@ func (g *Gate) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 		g.refuse(w, r, rule, user, d.Access, "")
 		return nil
 	}
+	if g.Engine.Draining() {
+		// Going away: no new challenge, nothing forwarded; the browser
+		// tries again, and the load balancer sends it elsewhere.
+		g.startFailed(w, r, rule, user, pushauth.ErrDraining)
+		return nil
+	}
 	if ex.Lookup != nil {
 		// Approval by batch number: the rows are read from the bank, in
 		// this request's own session, and bound to the challenge.

@@ -152,6 +152,10 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", strconv.Itoa(pushauth.RetryAfterSeconds(err)))
 		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+	case errors.Is(err, pushauth.ErrDraining):
+		g.Log.Info("request refused: draining", "rule", rule.Name, "user", user.Key)
+		w.Header().Set("Retry-After", "5")
+		g.render(w, r, http.StatusServiceUnavailable, PageDraining, "", "")
 	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		g.render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")

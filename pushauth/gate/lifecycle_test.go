@@ -194,7 +194,7 @@ func newRigWith(t *testing.T, edit func(string) string) *rig {
 	binder := enrol.New(eng)
 	gate := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), EnrollPath: "/onepush/enroll", Binder: binder, WaitPath: "/onepush/wait/"}
 	dev := httpapi.NewDevice(eng, "", 0) // the policy's grace must win over this 0
-	admin, err := httpapi.NewAdmin(eng, binder, "", adminToken, 0)
+	admin, err := httpapi.NewAdmin(eng, "", adminToken, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,9 @@ const (
 	PageEnrollUnknown  = "enroll_unknown"
 	PageEnrollBound    = "enroll_bound"
 	PageEnrolledPushed = "enrolled_pushed"
+
+	// An instance going away (see pushauth.Engine.Drain).
+	PageDraining = "draining"
 )
 
 type pageText struct{ Title, Message string }
@@ -62,6 +65,8 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnrollUnknown:  {"Credential ID not found", "No app has registered this credential ID. Check the ID shown in the app and try again."},
 		PageEnrollBound:    {"A phone is already registered", "Your user already has a registered phone. To use another phone, ask the bank for an activation code and enter it with the new phone's credential ID and code."},
 		PageEnrolledPushed: {"Phone registered", "Your phone is registered and a test notification was sent to it. From now on, approve logins and transactions on it."},
+
+		PageDraining: {"Please try again in a moment", "This server is restarting. Nothing was sent to the bank. Please send your request again in a few seconds."},
 	},
 	"ja": {
 		PageDenied:      {"承認されませんでした", "スマートフォンで拒否されました。銀行への送信は行われていません。お心当たりがない場合は銀行にご連絡ください。"},
@@ -85,6 +90,8 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnrollUnknown:  {"クレデンシャルIDが見つかりません", "このクレデンシャルIDは登録されていません。アプリに表示されたIDをご確認のうえ、もう一度入力してください。"},
 		PageEnrollBound:    {"スマートフォンは登録済みです", "この利用者にはすでにスマートフォンが登録されています。別のスマートフォンを使う場合は、銀行でアクティベーションコードを受け取り、新しいスマートフォンのクレデンシャルIDとコードとともに入力してください。"},
 		PageEnrolledPushed: {"利用登録が完了しました", "スマートフォンを登録し、確認の通知を送信しました。今後のログインと取引は、このスマートフォンで承認してください。"},
+
+		PageDraining: {"しばらくしてからもう一度お試しください", "サーバーの再起動中です。銀行への送信は行われていません。数秒後にもう一度操作してください。"},
 	},
 }
 

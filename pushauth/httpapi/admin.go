@@ -1,8 +1,8 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,8 +23,11 @@ const DefaultAdminBase = "/onepush/admin/v1"
 const ActorHeader = "X-Onepush-Actor"
 
 // Admin is the bank's operations API: user state, suspend/resume,
-// unlock, deregister, bind/unbind, audit query. Every call needs
-// "Authorization: Bearer <token>"; it is meant for an internal listener.
+// unlock, deregister, bind/unbind, audit query. Every call needs an
+// operator's credential (see operators.go): the single bearer token of
+// NewAdmin, or a named operator's token or client certificate
+// (NewNamedAdmin), with which the changes under dual control wait for a
+// supervisor's approval. It is meant for an internal listener.
 //
 //	GET  {base}/user?key=K
 //	POST {base}/user/suspend     {"key", "until"|"grace"}
@@ -37,9 +40,12 @@ const ActorHeader = "X-Onepush-Actor"
 //	GET  {base}/audit?user=K&since=T&until=T&type=X&limit=N
 //	GET  {base}/store/backup     (a consistent copy of the embedded store)
 //	GET  {base}/user/passkeys?key=K, POST {base}/user/passkeys/revoke (admin_passkeys.go)
+//	GET  {base}/audit/verify     (walks the audit hash chain)
+//	GET  {base}/health           (no token: 200 or 503, for load balancers)
+//	GET  {base}/requests, {base}/requests/{id}   (named operators)
+//	POST {base}/requests/{id}/approve|reject|collect
 type Admin struct {
 	Engine *pushauth.Engine
-	Binder *enrol.Binder // bind and activation-code
 	Base   string
 	// DefaultGrace is the password-only period of suspend and deregister
 	// calls that name no deadline, unless the policy's
@@ -49,26 +55,38 @@ type Admin struct {
 	// sees it, for the audit trail; nil uses the connection's.
 	ClientIP func(*http.Request) string
 
-	tokenHash [32]byte
-	mux       *http.ServeMux
+	ops  operators
+	dual dualControl
+	mux  *http.ServeMux
 }
 
-// NewAdmin builds the handler; token must not be empty.
-func NewAdmin(e *pushauth.Engine, b *enrol.Binder, base, token string, defaultGrace time.Duration) (*Admin, error) {
+// NewAdmin builds the handler for one shared bearer token, one operator
+// without dual control whose name is what the caller declares in
+// ActorHeader; token must not be empty.
+func NewAdmin(e *pushauth.Engine, base, token string, defaultGrace time.Duration) (*Admin, error) {
 	if token == "" {
 		return nil, errors.New("admin API: a bearer token is required")
 	}
+	return newAdmin(e, base, operators{list: []operator{{tokenHash: sha256.Sum256([]byte(token)), hasToken: true}}}, dualControl{}, defaultGrace), nil
+}
+
+func newAdmin(e *pushauth.Engine, base string, ops operators, dual dualControl, defaultGrace time.Duration) *Admin {
 	if base == "" {
 		base = DefaultAdminBase
 	}
 	base = strings.TrimSuffix(base, "/")
-	a := &Admin{Engine: e, Binder: b, Base: base, DefaultGrace: defaultGrace, tokenHash: sha256.Sum256([]byte(token)), mux: http.NewServeMux()}
+	a := &Admin{Engine: e, Base: base, DefaultGrace: defaultGrace, ops: ops, dual: dual, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET "+base+"/user", a.showUser)
 	a.mux.HandleFunc("POST "+base+"/user/{action}", a.userAction)
 	a.mux.HandleFunc("GET "+base+"/audit", a.auditQuery)
 	a.mux.HandleFunc("GET "+base+"/store/backup", a.storeBackup)
+	a.mux.HandleFunc("GET "+base+"/audit/verify", a.auditVerify)
+	// Dual control.
+	a.mux.HandleFunc("GET "+base+"/requests", a.listRequests)
+	a.mux.HandleFunc("GET "+base+"/requests/{id}", a.showRequest)
+	a.mux.HandleFunc("POST "+base+"/requests/{id}/{decision}", a.decideRequest)
 	a.passkeyRoutes()
-	return a, nil
+	return a
 }
 
 // Handles reports whether path is under the API's base.
@@ -78,21 +96,29 @@ func (a *Admin) Handles(path string) bool {
 
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	got := sha256.Sum256([]byte(strings.TrimSpace(raw)))
-	if subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) != 1 || !ok {
-		a.Engine.Logger().Warn("admin API: refused a call without a valid token", "path", truncate(r.URL.Path, 200), "remote", r.RemoteAddr)
+	if r.URL.Path == a.Base+"/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.health(w, r) // for load balancers: no token, no secret, no user
+		return
+	}
+	op := a.ops.authenticate(r)
+	if op == nil {
+		a.Engine.Logger().Warn("admin API: refused a call without a valid credential", "path", truncate(r.URL.Path, 200), "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="onepush-admin"`)
 		writeErr(w, http.StatusUnauthorized, "admin token required")
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), operatorKey{}, op))
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	a.mux.ServeHTTP(w, r)
 }
 
-// actor is who the audit trail names: the declared operator and the
-// caller's address.
+// actor is who the audit trail names: the authenticated operator (or,
+// with the single shared token, the declared one) and the caller's
+// address.
 func (a *Admin) actor(r *http.Request) string {
+	if op := operatorOf(r); op != nil && op.name != "" {
+		return op.name + "@" + clientAddr(a.ClientIP, r)
+	}
 	name := strings.Map(func(c rune) rune {
 		if unicode.IsPrint(c) && c != '"' {
 			return c
@@ -161,41 +187,47 @@ func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "key: required")
 		return
 	}
-	ctx, who := r.Context(), a.actor(r)
-	var err error
-	switch action := r.PathValue("action"); action {
-	case "suspend", "deregister":
-		until, derr := a.deadline(req)
-		if derr != nil {
-			writeErr(w, http.StatusBadRequest, derr.Error())
+	ch := pushauth.AdminChange{Op: r.PathValue("action"), User: req.Key, CredentialID: req.CredentialID, Kind: req.Kind}
+	switch ch.Op {
+	case pushauth.OpSuspend, pushauth.OpDeregister:
+		until, err := a.deadline(req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if action == "suspend" {
-			_, err = a.Engine.Suspend(ctx, req.Key, until, who)
-		} else {
-			_, err = a.Engine.Deregister(ctx, req.Key, until, who)
-		}
-	case "resume":
-		_, err = a.Engine.Resume(ctx, req.Key, who)
-	case "unlock":
-		_, err = a.Engine.Unlock(ctx, req.Key, who)
-	case "bind":
+		ch.Until = until
+	case pushauth.OpBind:
 		if req.CredentialID == "" {
 			writeErr(w, http.StatusBadRequest, "credential_id: required")
 			return
 		}
-		_, err = a.Binder.Bind(ctx, req.Key, req.CredentialID, who)
-	case "unbind":
-		_, err = a.Engine.Unbind(ctx, req.Key, who)
-	case "activation-code":
-		a.activationCode(w, r, req, who)
-		return
+	case pushauth.OpActivationCode:
+		if ch.Kind == "" {
+			ch.Kind = pushauth.ActivationBinding
+		}
+	case pushauth.OpResume, pushauth.OpUnlock, pushauth.OpUnbind:
 	default:
-		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q (suspend, resume, unlock, deregister, bind, unbind, activation-code)", action))
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q (%s)", ch.Op, strings.Join(pushauth.AdminOps, ", ")))
 		return
 	}
+	ctx := r.Context()
+	if op := operatorOf(r); op.name != "" && a.dual.needs(ch.Op) {
+		// Nothing changes until another operator, a supervisor, approves.
+		req, err := a.Engine.RequestAdminChange(ctx, ch, op.name, clientAddr(a.ClientIP, r), a.dual.ttl)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"request_id": req.ID, "status": req.Status, "expires_at": req.ExpiresAt})
+		return
+	}
+	code, err := a.Engine.RunAdminChange(ctx, ch, a.actor(r))
 	if err != nil {
 		a.fail(w, err)
+		return
+	}
+	if code != nil {
+		writeCode(w, code)
 		return
 	}
 	v, err := a.Engine.ShowUser(ctx, req.Key)
@@ -204,6 +236,38 @@ func (a *Admin) userAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// auditVerify walks the store's audit chain (see pushauth.VerifyAudit);
+// a break is in the answer, not in its status.
+func (a *Admin) auditVerify(w http.ResponseWriter, r *http.Request) {
+	walker, ok := a.Engine.Audit().(pushauth.AuditWalker)
+	if !ok {
+		writeErr(w, http.StatusNotImplemented, "this audit log cannot be walked")
+		return
+	}
+	v, err := pushauth.VerifyAudit(r.Context(), walker)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// health answers 200 when the store answers and the engine is not
+// draining, 503 otherwise (see pushauth.Engine.Health).
+func (a *Admin) health(w http.ResponseWriter, r *http.Request) {
+	h, ok := a.Engine.Health(r.Context())
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+}
+
+// writeCode answers an activation code, once: only its hash is kept.
+func writeCode(w http.ResponseWriter, c *pushauth.IssuedCode) {
+	writeJSON(w, http.StatusOK, map[string]any{"key": c.User, "kind": c.Kind, "code": c.Code, "code_id": c.ID, "expires_at": c.ExpiresAt})
 }
 
 func (a *Admin) auditQuery(w http.ResponseWriter, r *http.Request) {
@@ -238,29 +302,23 @@ func (a *Admin) auditQuery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 }
 
-// activationCode issues a user's activation code and answers it, once:
-// only its hash is kept.
-func (a *Admin) activationCode(w http.ResponseWriter, r *http.Request, req adminRequest, who string) {
-	kind := req.Kind
-	if kind == "" {
-		kind = pushauth.ActivationBinding
-	}
-	code, c, err := a.Binder.IssueActivationCode(r.Context(), req.Key, kind, who)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"key": c.User, "kind": c.Kind, "code": code, "code_id": c.ID, "expires_at": c.ExpiresAt})
-}
-
 func (a *Admin) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, enrol.ErrBadInput):
 		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, pushauth.ErrUnknownUser) || errors.Is(err, pushauth.ErrUnknownCredential):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, pushauth.ErrUserState) || errors.Is(err, pushauth.ErrAlreadyBound) || errors.Is(err, pushauth.ErrLocked):
+	case errors.Is(err, pushauth.ErrUserState) || errors.Is(err, pushauth.ErrAlreadyBound) || errors.Is(err, pushauth.ErrLocked) ||
+		errors.Is(err, pushauth.ErrRequestClosed):
 		writeErr(w, http.StatusConflict, err.Error())
+	case errors.Is(err, pushauth.ErrUnknownOp):
+		writeErr(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, pushauth.ErrNotFound):
+		writeErr(w, http.StatusNotFound, "not found")
+	case errors.Is(err, pushauth.ErrSelfApproval) || errors.Is(err, pushauth.ErrNotSupervisor) || errors.Is(err, pushauth.ErrNotRequester):
+		writeErr(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, pushauth.ErrTooManyAdminRequests):
+		writeErr(w, http.StatusTooManyRequests, err.Error())
 	default:
 		a.Engine.Logger().Error("admin API: store failure", "error", err)
 		a.Engine.StoreFailed("admin", err)

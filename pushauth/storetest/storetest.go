@@ -74,6 +74,9 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"BatchRows", testBatchRows},
 		// Users' passkeys (passkeys.go).
 		{"Passkeys", testPasskeys},
+		// Admin changes under dual control (adminrequests.go).
+		{"AdminRequests", testAdminRequests},
+		{"AdminRequestDecidedOnce", testAdminRequestRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -38,21 +38,23 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 	}
 	max := l.s.opts.AuditMaxEvents
 	// Encoded by the writer, off the path of the request.
-	apply := func(tx *bolt.Tx) error {
-		rec, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		return appendEvent(tx, rec, max)
-	}
+	apply := func(tx *bolt.Tx) error { return appendEvent(tx, ev, max) }
 	if batchedEvent(ev.Type) {
 		return st.w.later(apply)
 	}
 	return st.w.do(ctx, apply)
 }
 
-func appendEvent(tx *bolt.Tx, rec []byte, max int) error {
+// appendEvent chains ev to the newest record (pushauth.ChainAudit) and
+// keeps it, dropping the oldest beyond max: the chain is anchored at the
+// oldest kept event.
+func appendEvent(tx *bolt.Tx, ev pushauth.AuditEvent, max int) error {
 	b := tx.Bucket(bucketAudit)
+	_, last := b.Cursor().Last()
+	_, rec, err := pushauth.ChainAudit(ev, last)
+	if err != nil {
+		return err
+	}
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -116,6 +118,21 @@ func (l *AuditLog) Query(ctx context.Context, q pushauth.AuditQuery) ([]pushauth
 	})
 	slices.Reverse(out)
 	return out, err
+}
+
+// WalkAudit calls fn with each kept record as stored, oldest first, after
+// committing every event appended before it.
+func (l *AuditLog) WalkAudit(ctx context.Context, fn func([]byte) error) error {
+	st, err := l.s.state()
+	if err != nil {
+		return err
+	}
+	if err := st.w.flush(ctx); err != nil {
+		return err
+	}
+	return st.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error { return fn(v) })
+	})
 }
 
 func fieldBytes(name, value string) []byte {

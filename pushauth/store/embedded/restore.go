@@ -400,11 +400,7 @@ func recordRollback(path string, cur *bolt.DB, rb *Rollback, announcements []pus
 			return err
 		}
 		for _, ev := range evs {
-			rec, err := json.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			if err := appendEvent(tx, rec, opts.AuditMaxEvents); err != nil {
+			if err := appendEvent(tx, ev, opts.AuditMaxEvents); err != nil {
 				return err
 			}
 		}

@@ -120,10 +120,11 @@ var (
 	bucketActivation = []byte("activation_codes")  // user key -> expiry | sealed code record (activation.go)
 	bucketOutbox     = []byte("outbox")            // message id -> message JSON (outbox.go)
 	bucketOutboxDue  = []byte("outbox_due")        // due | message id -> nil
+	bucketRequests   = []byte("admin_requests")    // request id -> request JSON (adminrequests.go)
 
 	bucketPasskeys = []byte("passkeys") // user key \x00 credential id -> passkey JSON (passkeys.go)
 
-	buckets = slices.Concat(formatBuckets, [][]byte{bucketCredExpiry, bucketActivation, bucketOutbox, bucketOutboxDue, bucketPasskeys})
+	buckets = slices.Concat(formatBuckets, [][]byte{bucketCredExpiry, bucketActivation, bucketOutbox, bucketOutboxDue, bucketPasskeys, bucketRequests})
 )
 
 // Store is the embedded pushauth.Store. New checks the files; Start opens

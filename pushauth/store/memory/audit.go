@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ type AuditLog struct {
 
 	mu     sync.Mutex
 	events []pushauth.AuditEvent // oldest first
+	last   []byte                // the newest event's record, which the next one chains to
 }
 
 // NewAuditLog keeps at most maxEvents (default 100000) events no
@@ -40,6 +43,11 @@ func NewAuditLog(maxAge time.Duration, maxEvents int, now func() time.Time) *Aud
 func (l *AuditLog) Append(_ context.Context, ev pushauth.AuditEvent) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	ev, rec, err := pushauth.ChainAudit(ev, l.last)
+	if err != nil {
+		return err
+	}
+	l.last = rec
 	l.events = append(l.events, ev)
 	if over := len(l.events) - l.max; over > 0 {
 		clear(l.events[:over])
@@ -84,6 +92,25 @@ func (l *AuditLog) Query(_ context.Context, q pushauth.AuditQuery) ([]pushauth.A
 		out[i], out[j] = out[j], out[i]
 	}
 	return out, nil
+}
+
+// WalkAudit calls fn with each kept event's record, oldest first; the
+// records are re-encoded, as encoding/json encodes an event the same way
+// each time.
+func (l *AuditLog) WalkAudit(_ context.Context, fn func([]byte) error) error {
+	l.mu.Lock()
+	evs := slices.Clone(l.events)
+	l.mu.Unlock()
+	for _, ev := range evs {
+		rec, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AuditLog returns an audit log in memory with the default bounds: the

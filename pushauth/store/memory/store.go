@@ -31,6 +31,7 @@ type Store struct {
 	outbox      map[string]*memNotification         // outbox.go
 	activation  map[string]*pushauth.ActivationCode // user key → code, activation.go
 	passkeys    map[string][]*pushauth.Passkey      // user key → passkeys, passkeys.go
+	requests    adminRequests                       // adminrequests.go
 
 	stop chan struct{}
 	once sync.Once

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -22,6 +24,14 @@ type AuditLog struct {
 	maxAge time.Duration
 	max    int64
 	now    func() time.Time
+
+	mu       sync.Mutex
+	queue    []pendingEvent // waiting for the group commit
+	flushing bool           // a caller is appending the queue
+	// The newest entry as this instance last saw it: what the flushing
+	// caller chains to (only it reads or writes them).
+	lastID  string
+	lastRec []byte
 }
 
 // maxAuditScan bounds how many entries one filtered query reads.
@@ -39,20 +49,150 @@ func NewAuditLog(s *Store, maxAge time.Duration, maxEvents int) *AuditLog {
 	return &AuditLog{client: s.client, key: s.prefix + "audit", maxAge: maxAge, max: int64(maxEvents), now: s.now}
 }
 
-// Append adds ev and trims what has aged out, in one round trip.
+// Appending chains each event to the stream's newest entry
+// (pushauth.ChainAudit). Redis cannot hash in a script, so the instance
+// chains and a script appends only if the stream's newest entry is still
+// the one chained to (compare and append); otherwise it answers the
+// current newest entry and the instance chains again. Instances sharing
+// the stream therefore never fork the chain: each entry's prev is the
+// entry before it. Within an instance appends are group-committed: the
+// first caller appends, in one script call, what the others queued
+// meanwhile, so concurrent events cost one round trip together, not one
+// each, and never conflict with each other. (The first caller starts a
+// goroutine that appends until the queue is empty.)
+
+// appendScript appends ARGV[4..] if the newest entry's ID is ARGV[1] (""
+// for an empty stream), trimming to ARGV[2] (MAXLEN ~) and ARGV[3] (MINID
+// ~). Returns {1, last ID} or {0, newest ID, its record} ({0} when empty).
+var appendScript = goredis.NewScript(`
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local lastid = ''
+if #last > 0 then lastid = last[1][1] end
+if lastid ~= ARGV[1] then
+  if #last == 0 then return {0} end
+  local f, rec = last[1][2], ''
+  for i = 1, #f, 2 do if f[i] == 'e' then rec = f[i + 1] end end
+  return {0, lastid, rec}
+end
+local id = ''
+for i = 4, #ARGV do
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i])
+end
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3])
+return {1, id}
+`)
+
+// Bounds of the group commit.
+const (
+	maxAppendBatch   = 256   // events in one script call
+	maxAppendPending = 10000 // events waiting; more are refused (logged by the engine)
+	maxAppendTries   = 64    // conflicts with other instances before an append fails
+)
+
+// pendingEvent is an event waiting for the group commit.
+type pendingEvent struct {
+	ev   pushauth.AuditEvent
+	done chan error
+}
+
+// Append chains ev and adds it to the stream, trimming what has aged out.
 func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
+	p := pendingEvent{ev: ev, done: make(chan error, 1)}
+	l.mu.Lock()
+	if len(l.queue) >= maxAppendPending {
+		l.mu.Unlock()
+		return fmt.Errorf("redis: %s: %d audit events waiting to be appended", l.key, maxAppendPending)
+	}
+	l.queue = append(l.queue, p)
+	lead := !l.flushing
+	l.flushing = true
+	l.mu.Unlock()
+	if lead {
+		// One goroutine per log at a time, gone once the queue is empty:
+		// no caller waits on anybody else's events.
+		go l.flush(context.WithoutCancel(ctx))
+	}
+	select {
+	case err := <-p.done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	minID := strconv.FormatInt(l.now().Add(-l.maxAge).UnixMilli(), 10)
-	pipe := l.client.Pipeline()
-	pipe.XAdd(ctx, &goredis.XAddArgs{Stream: l.key, MaxLen: l.max, Approx: true, Values: []any{"e", data}})
-	pipe.XTrimMinIDApprox(ctx, l.key, minID, 0)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redis: XADD %s: %w", l.key, err)
+}
+
+// flush appends the queue, batch by batch, until it is empty.
+func (l *AuditLog) flush(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		n := min(len(l.queue), maxAppendBatch)
+		if n == 0 {
+			l.flushing = false
+			l.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(l.queue[:n])
+		l.queue = slices.Delete(l.queue, 0, n)
+		l.mu.Unlock()
+		err := l.appendBatch(ctx, batch)
+		for _, p := range batch {
+			p.done <- err
+		}
 	}
-	return nil
+}
+
+// appendBatch chains batch to the newest entry the instance knows and
+// appends it, chaining again when another instance appended meanwhile.
+// Only the flushing caller runs it.
+func (l *AuditLog) appendBatch(ctx context.Context, batch []pendingEvent) error {
+	for range maxAppendTries {
+		prev := l.lastRec
+		args := []any{l.lastID, l.max, strconv.FormatInt(l.now().Add(-l.maxAge).UnixMilli(), 10)}
+		for _, p := range batch {
+			_, rec, err := pushauth.ChainAudit(p.ev, prev)
+			if err != nil {
+				return err
+			}
+			args, prev = append(args, rec), rec
+		}
+		res, err := appendScript.Run(ctx, l.client, []string{l.key}, args...).Slice()
+		if err != nil {
+			return fmt.Errorf("redis: appending to %s: %w", l.key, err)
+		}
+		ok, _ := res[0].(int64)
+		if ok == 1 {
+			l.lastID, _ = res[1].(string)
+			l.lastRec = prev
+			return nil
+		}
+		l.lastID, l.lastRec = "", nil
+		if len(res) == 3 {
+			id, _ := res[1].(string)
+			rec, _ := res[2].(string)
+			l.lastID, l.lastRec = id, []byte(rec)
+		}
+	}
+	return fmt.Errorf("redis: appending to %s: %d tries lost to other instances appending", l.key, maxAppendTries)
+}
+
+// WalkAudit calls fn with each entry's record as stored, oldest first.
+func (l *AuditLog) WalkAudit(ctx context.Context, fn func([]byte) error) error {
+	lo := "-"
+	for {
+		msgs, err := l.client.XRangeN(ctx, l.key, lo, "+", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("redis: XRANGE %s: %w", l.key, err)
+		}
+		for _, m := range msgs {
+			raw, _ := m.Values["e"].(string)
+			if err := fn([]byte(raw)); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < 1000 {
+			return nil
+		}
+		lo = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // Query reads the stream newest first within the time range and returns

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,5 +56,44 @@ func TestAuditStreamIsSharedAndBounded(t *testing.T) {
 	// MAXLEN ~ trims whole stream nodes, so allow one node (100 entries) over.
 	if n > 150 {
 		t.Fatalf("stream holds %d entries, want about the bound of 50", n)
+	}
+}
+
+// TestAuditChainDoesNotForkAcrossInstances: instances appending to one
+// stream at the same moment still make one chain, every entry's prev the
+// hash of the entry before it, even while the stream is trimmed.
+func TestAuditChainDoesNotForkAcrossInstances(t *testing.T) {
+	addr := redistest.Start(t)
+	prefix := uniquePrefix()
+	logs := []*AuditLog{
+		NewAuditLog(open(t, []string{addr}, prefix), time.Hour, 150),
+		NewAuditLog(open(t, []string{addr}, prefix), time.Hour, 150),
+		NewAuditLog(open(t, []string{addr}, prefix), time.Hour, 150),
+	}
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for i, l := range logs {
+		for w := range 4 {
+			wg.Go(func() {
+				for n := range 25 {
+					if err := l.Append(ctx, pushauth.AuditEvent{Time: time.Now(), Type: pushauth.AuditCreated, Detail: fmt.Sprint(i, w, n)}); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	v, err := pushauth.VerifyAudit(ctx, logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Break != nil || v.Last != 300 || v.Events < 150 || v.Last-v.First+1 != uint64(v.Events) {
+		t.Fatalf("after 300 concurrent appends from 3 instances: %+v (break %v)", v, v.Break)
 	}
 }
