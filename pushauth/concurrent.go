@@ -52,7 +52,10 @@ func (c *Challenge) StopReason() string {
 // c's user (status pending, their records as stored) when c arrives:
 //
 //   - those that expired by c's creation (nobody resolved them yet) are
-//     superseded: they count for nothing;
+//     superseded: they count for nothing; so are the user's pending
+//     passkey challenges when c is one (a reload of the waiting page, a
+//     second try: only the browser with the authenticator approves them,
+//     and the phone never showed them);
 //   - when c and every one still live transfer a code, the live ones stay
 //     pending beside c, up to MaxPendingPerUser in all (more: ErrTooManyPending,
 //     nothing changes);
@@ -64,7 +67,7 @@ func PendingRule(pending []*Challenge, c *Challenge) (supersede []*Challenge, er
 	var live []*Challenge
 	allCode := c.BoundToItsBrowser()
 	for _, p := range pending {
-		if !c.CreatedAt.Before(p.ExpiresAt) {
+		if !c.CreatedAt.Before(p.ExpiresAt) || replacesPasskey(c, p) {
 			supersede = append(supersede, p)
 			continue
 		}
@@ -86,6 +89,12 @@ func PendingRule(pending []*Challenge, c *Challenge) (supersede []*Challenge, er
 // pending side by side; an approve-only one cannot.
 func (c *Challenge) BoundToItsBrowser() bool {
 	return c.CodeDigits > 0 || c.Method == MethodPasskey
+}
+
+// replacesPasskey reports whether c, arriving, replaces pending p: both
+// are passkey challenges of one user.
+func replacesPasskey(c, p *Challenge) bool {
+	return c.Method == MethodPasskey && p.Method == MethodPasskey
 }
 
 // StoppedPushKind is the kind of the push telling the phone that a

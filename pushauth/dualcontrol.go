@@ -2,9 +2,12 @@ package pushauth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -194,13 +197,24 @@ type Approver struct {
 	Addr string
 }
 
+// adminRequestID is a fresh request id an operator can copy into a command
+// line: lower-case base32 (128 bits), so it never starts with "-" and reads
+// as a flag, as a base64url id does one time in 64.
+func adminRequestID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pushauth: reading randomness: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
+}
+
 // RequestAdminChange records ch as requested by operator (from addr),
 // pending until a supervisor decides it or ttl passes. Nothing changes yet.
 func (e *Engine) RequestAdminChange(ctx context.Context, ch AdminChange, operator, addr string, ttl time.Duration) (*AdminRequest, error) {
 	if !slices.Contains(AdminOps, ch.Op) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownOp, ch.Op)
 	}
-	id, err := RandomID()
+	id, err := adminRequestID()
 	if err != nil {
 		return nil, err
 	}

@@ -555,6 +555,9 @@ func (e *Engine) create(ctx context.Context, id string, user *User, spec Challen
 		e.cfg.Metrics.ChallengeOutcome(spec.Rule, string(StatusSuperseded))
 		e.Record(ctx, AuditEvent{Type: AuditSuperseded, User: user.Key, Credential: cred.ID, Challenge: old,
 			ClientIP: spec.ClientIP, Outcome: string(StatusSuperseded), Actor: "gateway", Detail: "by " + id})
+		if live[old] != nil && replacesPasskey(c, live[old]) {
+			continue // replaced, not a collision (PendingRule)
+		}
 		if !e.orphans.take(old) && (live[old] != nil || e.startedSince(ctx, old, checkedAt)) {
 			stopBoth = true
 			e.tellStopped(cred, old, live[old], c)

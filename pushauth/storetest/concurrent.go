@@ -231,3 +231,33 @@ func testConcurrentCodeTransferRace(t *testing.T, s pushauth.Store) {
 		t.Fatalf("pending %q, want %q", got, want)
 	}
 }
+
+// testPasskeyChallengeReplacesPasskey: a user's new passkey challenge (a
+// reload of the waiting page) replaces her pending passkey challenge
+// instead of counting toward MaxPendingPerUser, and leaves her pending
+// code-transfer challenge alone.
+func testPasskeyChallengeReplacesPasskey(t *testing.T, s pushauth.Store) {
+	user, cred := uid("user"), uid("cred")
+	code := challenge(user, cred, time.Now().Add(time.Minute))
+	mustCreate(t, s, code)
+	passkey := func() *pushauth.Challenge {
+		c := challenge(user, cred, time.Now().Add(time.Minute))
+		c.CodeDigits, c.Method = 0, pushauth.MethodPasskey
+		return c
+	}
+	var last *pushauth.Challenge
+	for i := range pushauth.MaxPendingPerUser + 2 {
+		c := passkey()
+		sup := mustCreate(t, s, c)
+		if i == 0 && len(sup) != 0 {
+			t.Fatalf("the first passkey challenge superseded %q", sup)
+		}
+		if i > 0 && !slices.Equal(sup, []string{last.ID}) {
+			t.Fatalf("passkey challenge %d superseded %q, want only the previous one %q", i+1, sup, last.ID)
+		}
+		last = c
+	}
+	if got, want := pendingIDs(t, s, cred), sortedIDs(code, last); !slices.Equal(got, want) {
+		t.Fatalf("pending %q, want the code-transfer challenge and the last passkey challenge %q", got, want)
+	}
+}

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) pushauth.Store, opts ...Optio
 		{"CreateDuplicateID", testDuplicateID},
 		// Several code-transfer challenges of one user (concurrent.go).
 		{"ConcurrentCodeTransfer", testConcurrentCodeTransfer},
+		{"PasskeyChallengeReplacesPasskey", testPasskeyChallengeReplacesPasskey},
 		{"ConcurrentCodeTransferBound", testConcurrentCodeTransferBound},
 		{"ConcurrentMixedStopsAll", testConcurrentMixed},
 		{"ConcurrentCodeTransferRace", testConcurrentCodeTransferRace},

@@ -599,7 +599,8 @@ end
 // superseded ones, ARGV[6] channel, ARGV[7] largest record to publish,
 // ARGV[8] sealed secrets ("" for none), ARGV[9] the new one's creation
 // (Unix ms), ARGV[10] its expiry (Unix ms), ARGV[11] 1 when it is bound to its browser (code transfer, passkey), else 0,
-// ARGV[12] pushauth.MaxPendingPerUser. A superseded record's key is
+// ARGV[12] pushauth.MaxPendingPerUser, ARGV[13] 1 when it is a passkey
+// challenge (it replaces the user's pending ones), else 0. A superseded record's key is
 // ARGV[4]..id: same {u:<user>} hash tag, so the same slot as KEYS.
 // Returns {replid, "ok", superseded ids...} or {replid, "full"}
 // (ErrTooManyPending: nothing written).
@@ -618,7 +619,7 @@ for i = 1, #members, 2 do
   if not c or not live(c) then
     redis.call('ZREM', KEYS[4], id)
   elseif id ~= ARGV[1] then
-    if exp <= now then
+    if exp <= now or (ARGV[13] == '1' and c.method == 'passkey') then
       table.insert(stale, {id, c})
     else
       table.insert(alive, {id, c})
@@ -824,6 +825,7 @@ func (s *Store) CreateChallenge(ctx context.Context, c *pushauth.Challenge, reta
 		[]string{s.userPendingKey(c.UserKey), rk, sk, s.userLiveKey(c.UserKey)},
 		c.ID, b, retain.Milliseconds(), s.challengePrefix(c.UserKey), decided, s.channel, maxPublishedRecord, sealed,
 		c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli(), c.BoundToItsBrowser() /* go-redis sends 1 or 0 */, pushauth.MaxPendingPerUser,
+		c.Method == pushauth.MethodPasskey,
 	).StringSlice()
 	if err != nil {
 		return nil, wrap("EVALSHA create", rk, err)
