@@ -294,7 +294,7 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 			if st != http.StatusOK {
 				t.Fatalf("decision with a wrong code (missing %v): %d", missing, st)
 			}
-			if err := waitText(ctx, "Denied on your phone"); err != nil {
+			if err := waitText(ctx, "The code did not match"); err != nil {
 				screenshot(t, ctx, "failure-wrong-code")
 				t.Fatalf("page did not show the refusal: %v", err)
 			}
@@ -400,7 +400,12 @@ func TestBrowserInterstitialLogin(t *testing.T) {
 			if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
 				t.Fatalf("wrong code %d: %d", i, st)
 			}
-			if err := waitText(ctx, "Denied on your phone"); err != nil {
+			// The fifth locks her, and the page says so.
+			want := "The code did not match"
+			if i == 5 {
+				want = "Push authentication locked"
+			}
+			if err := waitText(ctx, want); err != nil {
 				t.Fatalf("wrong code %d: %v", i, err)
 			}
 		}

@@ -60,21 +60,21 @@ func TestExtract(t *testing.T) {
 		{
 			name: "login urlencoded", rule: login, target: "/login", ct: form,
 			body: "contract_no=C-001&user_id=taro+yamada&password=p%40ss",
-			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{"Contract", "C-001"}, {"User", "taro yamada"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro yamada"}}, Host: host},
 		},
 		{
 			name: "login urlencoded with charset and extra fields", rule: login, target: "/login?lang=ja", ct: form + "; charset=UTF-8",
 			body: "x=1&contract_no=C-001&user_id=taro&password=pw&submit=",
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro"}}, Host: host},
 		},
 		{
 			name: "login multipart ignores file parts", rule: login, target: "/login", ct: mpCT, body: string(mpBody),
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro"}}, Host: host},
 		},
 		{
 			name: "login carries the session it is started in", rule: login, target: "/login", ct: form,
 			body: "contract_no=C&user_id=u&password=p", cookies: []string{"BANKSESSION=kept"},
-			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{"Contract", "C"}, {"User", "u"}}, Host: host},
+			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{Label: "Contract", Value: "C"}, {Label: "User", Value: "u"}}, Host: host},
 		},
 		{
 			name: "transfer values exact, nothing trimmed", rule: transfer, target: "/transfer", ct: form,
@@ -201,7 +201,7 @@ rules:
 		{"header user", sso, [][2]string{{"x-remote-user", "alice"}}, "", "alice", nil, ""},
 		{"header user missing", sso, nil, "", "", nil, "user key is empty"},
 		{"header user repeated", sso, [][2]string{{"X-Remote-User", "a"}, {"X-Remote-User", "b"}}, "", "", nil, `header "X-Remote-User" repeated`},
-		{"template with header", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA"}}, "u=bob", "t1:bob", []Field{{"Agent", "UA {raw}"}}, ""},
+		{"template with header", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA"}}, "u=bob", "t1:bob", []Field{{Label: "Agent", Value: "UA {raw}"}}, ""},
 		{"display header absent is refused", tenant, [][2]string{{"X-Tenant", "t1"}}, "u=bob", "", nil, `header "User-Agent" missing`},
 		{"display header empty is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", ""}}, "u=bob", "", nil, "{header.User-Agent} of the phone's display is empty"},
 		{"display header with a bidi override is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA\u202e"}}, "u=bob", "", nil, `display "Agent" contains the character U+202E`},

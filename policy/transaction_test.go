@@ -170,7 +170,7 @@ func TestTransactionParseErrors(t *testing.T) {
 			`8: rules[0].transaction.currency: "yen" is not an ISO 4217 code such as JPY`},
 		{"no payee", head + "    transaction: {amount: \"{form.a}\", currency: JPY}\n", `8: rules[0].transaction.payee: required`},
 		{"unknown key", head + "    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.p}\", iban: x}\n",
-			`8: rules[0].transaction.iban: unknown field (allowed: amount, currency, payee, payee_name)`},
+			`8: rules[0].transaction.iban: unknown field (allowed: amount, currency, payee, payee_name, amount_format)`},
 		{"on a login rule", "version: 1\nrules:\n  - name: l\n    kind: login\n    match: {path: {exact: /l}, fields: [a]}\n    user: {template: \"{form.a}\"}\n    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.a}\"}\n",
 			`7: rules[0].transaction: only transaction rules move money; remove it`},
 		{"misspelt display", head + "    display: [{label: Amount, value: \"{form.ammount}\"}]\n",

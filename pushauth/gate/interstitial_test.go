@@ -73,8 +73,8 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatalf("wait cookie = %+v, want HttpOnly, SameSite=Strict, scoped to the wait path", ck)
 	}
 	id, _, _ := strings.Cut(ck.Value, ".")
-	if !strings.Contains(string(body), id) {
-		t.Fatalf("page does not show its reference %s", id)
+	if ref := pushauth.Reference(id); !strings.Contains(string(body), ref) {
+		t.Fatalf("page does not show its reference %s (challenge %s): %s", ref, id, body)
 	}
 	for name, cookie := range map[string]string{"none": "", "forged token": gate.WaitCookie + "=" + id + ".AAAA", "right": gate.WaitCookie + "=" + ck.Value} {
 		want := http.StatusNotFound

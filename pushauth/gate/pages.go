@@ -4,7 +4,10 @@ import (
 	"embed"
 	"html/template"
 	"net/http"
+	"path/filepath"
 	"strings"
+
+	"github.com/onepush/onepush/pushauth"
 )
 
 //go:embed templates/*.html
@@ -126,12 +129,22 @@ func NewPages(path, back string) (*Pages, error) {
 }
 
 // LoadWaitTemplate replaces the waiting page with the bank's own
-// html/template file; see templates/wait.html for the fields it gets (the
-// inline script must carry nonce="{{.Nonce}}" to run under the page's CSP).
+// html/template file (docs/templates.md lists the fields it gets). A file
+// that only defines blocks ({{define "header"}}…, also "head", "fields",
+// "fallback", "footer") keeps the built-in page around them; a file with
+// a page of its own replaces it whole (its inline script must then carry
+// nonce="{{.Nonce}}" to run under the page's CSP).
 func (p *Pages) LoadWaitTemplate(path string) error {
-	t, err := template.ParseFiles(path)
+	base, err := p.wait.Clone()
 	if err != nil {
 		return err
+	}
+	t, err := base.ParseFiles(path)
+	if err != nil {
+		return err
+	}
+	if own := t.Lookup(filepath.Base(path)); own != nil && own != t && own.Tree != nil && strings.TrimSpace(own.Tree.Root.String()) != "" {
+		t = own
 	}
 	p.wait = t
 	return nil
@@ -167,8 +180,8 @@ func Lang(r *http.Request) string {
 	return "en"
 }
 
-// Render writes page name with status; ref (a challenge ID) is shown for
-// support calls. form is optional trusted HTML.
+// Render writes page name with status; ref (a challenge ID) is shown as
+// its reference number (pushauth.Reference) for support calls. form is optional trusted HTML.
 func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name, ref string, form template.HTML) {
 	lang := Lang(r)
 	txt := pageTexts[lang][name]
@@ -176,7 +189,7 @@ func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name,
 	w.WriteHeader(status)
 	_ = p.tmpl.Execute(w, map[string]any{
 		"Lang": lang, "Title": txt.Title, "Message": txt.Message, "Form": form,
-		"Back": p.Back, "BackLabel": uiLabels[lang]["back"], "Ref": ref, "RefLabel": uiLabels[lang]["ref"],
+		"Back": p.Back, "BackLabel": uiLabels[lang]["back"], "Ref": pushauth.Reference(ref), "RefLabel": uiLabels[lang]["ref"],
 	})
 }
 
