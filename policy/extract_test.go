@@ -60,38 +60,38 @@ func TestExtract(t *testing.T) {
 		{
 			name: "login urlencoded", rule: login, target: "/login", ct: form,
 			body: "contract_no=C-001&user_id=taro+yamada&password=p%40ss",
-			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro yamada"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro yamada", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login urlencoded with charset and extra fields", rule: login, target: "/login?lang=ja", ct: form + "; charset=UTF-8",
 			body: "x=1&contract_no=C-001&user_id=taro&password=pw&submit=",
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login multipart ignores file parts", rule: login, target: "/login", ct: mpCT, body: string(mpBody),
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001"}, {Label: "User", Value: "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login carries the session it is started in", rule: login, target: "/login", ct: form,
 			body: "contract_no=C&user_id=u&password=p", cookies: []string{"BANKSESSION=kept"},
-			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{Label: "Contract", Value: "C"}, {Label: "User", Value: "u"}}, Host: host},
+			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{Label: "Contract", Value: "C", Labels: contractLabels}, {Label: "User", Value: "u", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "transfer values exact, nothing trimmed", rule: transfer, target: "/transfer", ct: form,
 			body:    "payee_account=+0012345+&amount=1000&txn_password=x",
 			cookies: []string{"BANKSESSION=s3ss10n"},
-			want:    &Extraction{SessionID: "s3ss10n", Transaction: &Transaction{Amount: "1000", Currency: "JPY", Payee: " 0012345 "}, Host: host},
+			want:    &Extraction{SessionID: "s3ss10n", Transaction: &Transaction{Amount: "1000", Currency: "JPY", Payee: " 0012345 ", AmountShown: yen("1,000")}, Host: host},
 		},
 		{
 			name: "transfer JSON, numbers as written", rule: transfer, target: "/transfer", ct: "application/json",
 			body:    `{"payee_account":"0012345","amount":50000,"memo":{"amount":1},"list":[1,{"a":2}]}`,
 			cookies: []string{"BANKSESSION=s"},
-			want:    &Extraction{SessionID: "s", Transaction: &Transaction{Amount: "50000", Currency: "JPY", Payee: "0012345"}, Host: host},
+			want:    &Extraction{SessionID: "s", Transaction: &Transaction{Amount: "50000", Currency: "JPY", Payee: "0012345", AmountShown: yen("50,000")}, Host: host},
 		},
 		{
 			name: "transfer without session cookie", rule: transfer, target: "/transfer", ct: form,
 			body: "payee_account=1&amount=2",
-			want: &Extraction{Transaction: &Transaction{Amount: "2", Currency: "JPY", Payee: "1"}, Host: host},
+			want: &Extraction{Transaction: &Transaction{Amount: "2", Currency: "JPY", Payee: "1", AmountShown: yen("2")}, Host: host},
 		},
 		{
 			name: "logout needs no body", rule: logout, target: "/logout", cookies: []string{"OTHER=1", "BANKSESSION=abc"},
@@ -240,4 +240,14 @@ func TestExtractMultipartQuotedPrintableRefused(t *testing.T) {
 	if _, err := p.Rules[0].Extract(r, []byte(bad)); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("duplicate disposition parameter: err = %v", err)
 	}
+}
+
+// The example policy's labels and amount format, per language.
+var (
+	contractLabels = map[string]string{"ja": "契約者番号", "en": "Contract"}
+	userLabels     = map[string]string{"ja": "利用者ID", "en": "User"}
+)
+
+func yen(grouped string) map[string]string {
+	return map[string]string{"ja": grouped + "円", "en": "¥" + grouped}
 }

@@ -31,8 +31,8 @@ func TestLoadBank(t *testing.T) {
 	}
 	wants := []want{
 		{"login", KindLogin, ModeInterstitial, 90 * time.Second, 16 << 10, ActionAllow, false, 30, "POST", "exact /login", "contract_no,user_id,password"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 51, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 66, "POST,GET", "exact /logout", ""},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 53, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 72, "POST,GET", "exact /logout", ""},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))
