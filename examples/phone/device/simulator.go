@@ -274,7 +274,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s.servePage(w, nil)
+		s.servePage(w, r, nil)
 	case "/push", "/decide", "/respond":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -398,10 +398,11 @@ func (s *Simulator) serveRespond(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res.Response = resp
 	}
-	s.servePage(w, res)
+	s.servePage(w, r, res)
 }
 
 type promptView struct {
+	Lang        string
 	ID          string
 	Kind        string
 	Info        ContextInfo
@@ -418,6 +419,9 @@ type respondView struct {
 }
 
 type pageData struct {
+	// Lang is the phone's language (the viewer's Accept-Language: ja or
+	// en): prompts show the bank's labels and amounts in it.
+	Lang         string
 	CredentialID string
 	Code         string
 	CodeValid    int
@@ -431,9 +435,9 @@ type pageData struct {
 	Respond      *respondView
 }
 
-func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
+func (s *Simulator) servePage(w http.ResponseWriter, r *http.Request, res *respondView) {
 	now := time.Now()
-	d := pageData{CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: res == nil, Respond: res}
+	d := pageData{Lang: phoneLang(r), CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: res == nil, Respond: res}
 	if d.Auto == "" {
 		d.Auto = "off"
 	}
@@ -451,7 +455,7 @@ func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
 	}
 	s.mu.Unlock()
 	for _, ch := range list {
-		v := promptView{ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch, CodeDigits: ch.Parsed.CodeDigits}
+		v := promptView{Lang: d.Lang, ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch, CodeDigits: ch.Parsed.CodeDigits}
 		if ch.ParseErr != nil {
 			v.Raw = ch.Context
 		}
@@ -510,8 +514,34 @@ func amount(raw string) string {
 	return b.String()
 }
 
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount}).Parse(`<!doctype html>
-<html lang="en"><head>
+// phoneWords are the simulator's own labels of a prompt in Japanese.
+var phoneWords = map[string]string{"Service": "サービス", "Amount": "金額", "Payee": "振込先", "Payee name": "受取人名"}
+
+// word is the simulator's label en in lang.
+func word(lang, en string) string {
+	if ja, ok := phoneWords[en]; ok && lang == "ja" {
+		return ja
+	}
+	return en
+}
+
+// phoneLang is the language the viewer asks for: ja when Accept-Language
+// names Japanese before English, else en.
+func phoneLang(r *http.Request) string {
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch {
+		case strings.HasPrefix(tag, "ja"):
+			return "ja"
+		case strings.HasPrefix(tag, "en"):
+			return "en"
+		}
+	}
+	return "en"
+}
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount, "word": word}).Parse(`<!doctype html>
+<html lang="{{.Lang}}"><head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {{if .Refresh}}<meta http-equiv="refresh" content="3">{{end}}
@@ -548,13 +578,13 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
 <div class="card prompt" id="prompt-{{.ID}}">
  <span class="kind">{{.Kind}}</span>{{if .ExpiresIn}} <span class="muted">expires in {{.ExpiresIn}}</span>{{end}}
  <dl>
-  {{if .Info.Service}}<dt>Service</dt><dd class="service">{{visible .Info.Service}}</dd>{{end}}
+  {{if .Info.Service}}<dt>{{word $.Lang "Service"}}</dt><dd class="service">{{visible .Info.Service}}</dd>{{end}}
   {{if .Info.User}}<dt>User</dt><dd>{{visible .Info.User}}</dd>{{end}}
   {{if .Info.Kind}}<dt>Kind</dt><dd>{{.Info.Kind}}{{if and .Info.Rule (ne .Info.Rule .Info.Kind)}} ({{.Info.Rule}}){{end}}</dd>{{end}}
-  {{with .Info.Transaction}}<dt>Amount</dt><dd class="amount">{{amount .Amount}} {{visible .Currency}}</dd>
-  <dt>Payee</dt><dd class="payee">{{visible .Payee}}</dd>
-  {{if .PayeeName}}<dt>Payee name</dt><dd>{{visible .PayeeName}}</dd>{{end}}{{end}}
-  {{range .Info.Display}}<dt>{{visible .Label}}</dt><dd>{{visible .Value}}</dd>{{end}}
+  {{$lang := .Lang}}{{with .Info.Transaction}}<dt>{{word $lang "Amount"}}</dt><dd class="amount">{{with index .AmountShown $lang}}{{visible .}}{{else}}{{amount .Amount}} {{visible .Currency}}{{end}}</dd>
+  <dt>{{word $lang "Payee"}}</dt><dd class="payee">{{visible .Payee}}</dd>
+  {{if .PayeeName}}<dt>{{word $lang "Payee name"}}</dt><dd>{{visible .PayeeName}}</dd>{{end}}{{end}}
+  {{range .Info.Display}}<dt class="label">{{visible (.LabelIn $lang)}}</dt><dd>{{visible .Value}}</dd>{{end}}
   {{if .Info.Host}}<dt>Site</dt><dd class="host">{{visible .Info.Host}}</dd>{{end}}
   {{if .Info.ClientIP}}<dt>From IP</dt><dd>{{visible .Info.ClientIP}}</dd>{{end}}
   {{if .Info.UserAgent}}<dt>Browser</dt><dd class="muted">{{visible .Info.UserAgent}}</dd>{{end}}
