@@ -3,6 +3,11 @@
 // a simulated phone.
 //
 //	go run ./examples/demo
+//	go run ./examples/demo -policy examples/policy/interstitial.yaml
+//
+// -policy runs the gateway with another policy file (default: the
+// embedded examples/policy/bank.yaml); interstitial.yaml puts transfers on
+// a waiting page with code transfer as well.
 //
 // Caddy is configured from a Caddyfile through Caddy's own config loading,
 // exactly as a bank would run it, except that the store is in memory (the
@@ -51,6 +56,7 @@ func main() {
 	phoneListen := flag.String("phone-listen", "127.0.0.1:9002", "phone simulator address (its page has Approve / Deny)")
 	phoneAuto := flag.String("phone-auto", "off", "phone answers by itself: approve, deny or off")
 	outboxListen := flag.String("outbox-listen", "127.0.0.1:9003", "the bank's notification system: its page shows what each customer was sent")
+	policyFile := flag.String("policy", "", "policy file for the gateway (default: examples/policy/bank.yaml, embedded); try examples/policy/interstitial.yaml")
 	flag.Parse()
 	logger := log.New(os.Stderr, "demo: ", log.LstdFlags)
 	switch *phoneAuto {
@@ -60,12 +66,20 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *listen, *bankListen, *phoneListen, *outboxListen, *phoneAuto); err != nil {
+	pol := examplepolicy.Bank
+	if *policyFile != "" {
+		b, err := os.ReadFile(*policyFile)
+		if err != nil {
+			logger.Fatalf("-policy: %v", err)
+		}
+		pol = b
+	}
+	if err := run(ctx, logger, pol, *listen, *bankListen, *phoneListen, *outboxListen, *phoneAuto); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListen, outboxListen, auto string) error {
+func run(ctx context.Context, logger *log.Logger, pol []byte, listen, bankListen, phoneListen, outboxListen, auto string) error {
 	users := bank.DefaultUsers()
 	bankLn, err := net.Listen("tcp", bankListen)
 	if err != nil {
@@ -101,7 +115,7 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	}
 	defer os.RemoveAll(dir)
 	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, examplepolicy.Bank, 0o600); err != nil {
+	if err := os.WriteFile(policyPath, pol, 0o600); err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(listen)

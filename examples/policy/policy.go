@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed bank.yaml
 var Bank []byte
+
+// Interstitial is examples/policy/interstitial.yaml: bank.yaml with every
+// transfer on a waiting page with code transfer.
+//
+//go:embed interstitial.yaml
+var Interstitial []byte

@@ -60,6 +60,21 @@ type Simulator struct {
 	pollErr  string
 	runCtx   context.Context
 	inflight sync.WaitGroup
+	notices  []Notice
+}
+
+// Notice is a push that names no challenge: "test" after this phone was
+// registered for a user, "replaced" when another phone took its place.
+type Notice struct {
+	At   time.Time
+	Kind string
+}
+
+// Notices returns the notices received, oldest first (last 10 kept).
+func (s *Simulator) Notices() []Notice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notice(nil), s.notices...)
 }
 
 // NewSimulator returns a simulator for the registered phone p. auto is
@@ -307,6 +322,12 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 		// A notice names no challenge: "test" after a binding, "replaced"
 		// when another phone took this one's place for a user.
 		s.log.Printf("phone: notice %q (%s)", msg.Kind, msg.ChallengeID)
+		s.mu.Lock()
+		s.notices = append(s.notices, Notice{At: time.Now(), Kind: msg.Kind})
+		if len(s.notices) > 10 {
+			s.notices = s.notices[len(s.notices)-10:]
+		}
+		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -433,6 +454,7 @@ type pageData struct {
 	CSRF         string
 	Refresh      bool
 	Respond      *respondView
+	Notices      []Notice // newest first
 }
 
 func (s *Simulator) servePage(w http.ResponseWriter, r *http.Request, res *respondView) {
@@ -450,6 +472,9 @@ func (s *Simulator) servePage(w http.ResponseWriter, r *http.Request, res *respo
 	s.mu.Lock()
 	list := s.pendingLocked()
 	d.PollErr = s.pollErr
+	for i := len(s.notices) - 1; i >= 0; i-- {
+		d.Notices = append(d.Notices, s.notices[i])
+	}
 	for i := len(s.history) - 1; i >= 0 && len(d.History) < 10; i-- {
 		d.History = append(d.History, s.history[i])
 	}
@@ -574,6 +599,9 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
  <div class="muted">Credential <code>{{.CredentialID}}</code> &middot; auto: {{.Auto}}</div>
  {{if .PollErr}}<div class="err">Server: {{.PollErr}}</div>{{end}}
 </div>
+{{if .Notices}}<div class="card" id="notices"><div class="muted">Notifications</div>
+{{range .Notices}}<div class="notice">{{.At.Format "15:04:05"}} {{if eq .Kind "test"}}Test notification: this phone is registered and receives requests.{{else if eq .Kind "replaced"}}Another phone was registered in this one's place: this phone no longer receives requests.{{else}}{{.Kind}}{{end}}</div>{{end}}
+</div>{{end}}
 {{range .Prompts}}
 <div class="card prompt" id="prompt-{{.ID}}">
  <span class="kind">{{.Kind}}</span>{{if .ExpiresIn}} <span class="muted">expires in {{.ExpiresIn}}</span>{{end}}
