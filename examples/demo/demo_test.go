@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"sync"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
