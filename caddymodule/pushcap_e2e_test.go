@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,16 @@ func TestPushCapStopsAnAttackerFromManyAddresses(t *testing.T) {
 	}
 	if n := len(e.ops(t)); n != 0 {
 		t.Fatalf("bank saw %d operations from the attempts", n)
+	}
+	// The refusal's page says what happened and when to try again, as
+	// its Retry-After does.
+	resp, page, err := browserFrom("127.0.0.30").post(ctx, g.URL+"/login", loginBody(alice))
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after the cap: %v %v", err, resp)
+	}
+	secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if want := fmt.Sprintf("You can try again in about %d minutes.", (secs+59)/60); !strings.Contains(page, "Please wait before trying again") || !strings.Contains(page, want) {
+		t.Fatalf("the rate-limit page does not say what happened and %q: %.1500s", want, page)
 	}
 
 	// Her own login from her address rings and succeeds.

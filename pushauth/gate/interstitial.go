@@ -165,11 +165,12 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 	case errors.Is(err, pushauth.ErrTooManyHeldForUser) || errors.Is(err, pushauth.ErrTooManyHeldFromIP):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
-		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		g.renderDetail(w, r, http.StatusTooManyRequests, PageBusy, "", "", retryIn(Lang(r), 30))
 	case errors.Is(err, pushauth.ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key, "reason", err.Error())
-		w.Header().Set("Retry-After", strconv.Itoa(pushauth.RetryAfterSeconds(err)))
-		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		secs := pushauth.RetryAfterSeconds(err)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		g.renderDetail(w, r, http.StatusTooManyRequests, PageRateLimited, "", "", retryIn(Lang(r), secs))
 	case errors.Is(err, pushauth.ErrTooManyHeld) || errors.Is(err, pushauth.ErrPushQueueFull):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		g.render(w, r, http.StatusServiceUnavailable, PageBusy, "", "")

@@ -596,7 +596,7 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
  <div class="muted">Security code</div>
  {{if .CodeErr}}<div class="err">{{.CodeErr}}</div>{{else}}<div class="code" id="code">{{.Code}}</div>
  <div class="muted">valid {{.CodeValid}} s more</div>{{end}}
- <div class="muted">Credential <code>{{.CredentialID}}</code> &middot; auto: {{.Auto}}</div>
+ <div class="muted">App ID <code id="app-id">{{.CredentialID}}</code> &middot; auto: {{.Auto}}</div>
  {{if .PollErr}}<div class="err">Server: {{.PollErr}}</div>{{end}}
 </div>
 {{if .Notices}}<div class="card" id="notices"><div class="muted">Notifications</div>
