@@ -269,7 +269,7 @@ func TestDemoServesTheInterstitialFlow(t *testing.T) {
 		t.Fatalf("alice's login ended at %s, want the dashboard", resp.Request.URL.Path)
 	}
 	page = post("/transfer", url.Values{"payee_account": {"7654321"}, "amount": {"1500000"}, "txn_password": {"alice-txn-1"}})
-	for _, want := range []string{"スマートフォンで承認してください", "1,500,000円", "7654321", "残り時間"} {
+	for _, want := range []string{"スマートフォンで承認してください", "1,500,000円", "7654321", "残り時間", "デモ銀行"} {
 		if !strings.Contains(string(page), want) {
 			t.Fatalf("the transfer's waiting page lacks %q: %.1500s", want, page)
 		}

@@ -48,6 +48,7 @@ import (
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
 	examplepolicy "github.com/onepush/onepush/examples/policy"
+	exampletemplates "github.com/onepush/onepush/examples/templates"
 )
 
 func main() {
@@ -118,6 +119,11 @@ func run(ctx context.Context, logger *log.Logger, pol []byte, listen, bankListen
 	if err := os.WriteFile(policyPath, pol, 0o600); err != nil {
 		return err
 	}
+	// The waiting page in the demo bank's colours, with its header and logo.
+	waitTemplate := filepath.Join(dir, "wait.html")
+	if err := os.WriteFile(waitTemplate, exampletemplates.WaitBranded, 0o600); err != nil {
+		return err
+	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("-listen %q: %w", listen, err)
@@ -142,10 +148,11 @@ func run(ctx context.Context, logger *log.Logger, pol []byte, listen, bankListen
 	onepush_device
 	onepush {
 		policy %s
+		wait_template %s
 	}
 	reverse_proxy %s
 }
-`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, bankLn.Addr().String())
+`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, waitTemplate, bankLn.Addr().String())
 	if err := os.Setenv("ONEPUSH_DEMO_NOTIFY_SECRET", notifySecret); err != nil {
 		return err
 	}
