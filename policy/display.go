@@ -130,6 +130,21 @@ func (f Field) In(lang string) string {
 	return f.Label
 }
 
+// Language picks the language of Languages that an Accept-Language header
+// names first ("ja-JP,ja;q=0.9" → ja), English when it names neither.
+func Language(acceptLanguage string) string {
+	for _, part := range strings.Split(acceptLanguage, ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch {
+		case strings.HasPrefix(tag, "ja"):
+			return "ja"
+		case strings.HasPrefix(tag, "en"):
+			return "en"
+		}
+	}
+	return "en"
+}
+
 // isMapping reports whether n (unwrapped) is a YAML mapping.
 func isMapping(n ast.Node) bool {
 	switch n.(type) {

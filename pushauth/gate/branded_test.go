@@ -3,15 +3,11 @@ package gate_test
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/onepush/onepush/policy"
-	"github.com/onepush/onepush/pushauth"
 	"github.com/onepush/onepush/pushauth/gate"
-	"github.com/onepush/onepush/pushauth/pushauthtest"
 )
 
 // TestBrandedWaitTemplateKeepsThePage: the demo bank's template
@@ -19,12 +15,6 @@ import (
 // and logo appear, and the built-in page around them keeps the code, the
 // countdown, cancel and the script.
 func TestBrandedWaitTemplateKeepsThePage(t *testing.T) {
-	eng, _ := pushauthtest.Engine(t, pushauth.Config{})
-	pushauthtest.Phone(t, eng, "alice")
-	pol, err := policy.Parse("p.yaml", []byte(interstitialPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
 	pages, err := gate.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)
@@ -32,11 +22,7 @@ func TestBrandedWaitTemplateKeepsThePage(t *testing.T) {
 	if err := pages.LoadWaitTemplate(filepath.Join("..", "..", "examples", "templates", "wait-branded.html")); err != nil {
 		t.Fatal(err)
 	}
-	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = g.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { return nil })
-	}))
-	t.Cleanup(srv.Close)
+	srv, _ := waitGate(t, pages, func() {})
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/login", strings.NewReader("user=alice"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept-Language", "ja")

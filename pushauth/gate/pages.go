@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
 )
 
@@ -182,18 +183,7 @@ func setPageHeaders(h http.Header, scriptNonce string) {
 
 // Lang picks "ja" or "en" from Accept-Language: the first of the two named,
 // English otherwise.
-func Lang(r *http.Request) string {
-	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		switch {
-		case strings.HasPrefix(tag, "ja"):
-			return "ja"
-		case strings.HasPrefix(tag, "en"):
-			return "en"
-		}
-	}
-	return "en"
-}
+func Lang(r *http.Request) string { return policy.Language(r.Header.Get("Accept-Language")) }
 
 // Render writes page name with status; ref (a challenge ID) is shown as
 // its reference number (pushauth.Reference) for support calls. form is

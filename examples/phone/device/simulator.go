@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/onepush/onepush/policy"
 )
 
 // Event is one decision the simulator sent, for the page and for tests.
@@ -550,20 +552,9 @@ func word(lang, en string) string {
 	return en
 }
 
-// phoneLang is the language the viewer asks for: ja when Accept-Language
-// names Japanese before English, else en.
-func phoneLang(r *http.Request) string {
-	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		switch {
-		case strings.HasPrefix(tag, "ja"):
-			return "ja"
-		case strings.HasPrefix(tag, "en"):
-			return "en"
-		}
-	}
-	return "en"
-}
+// phoneLang is the language the viewer asks for (Accept-Language): the
+// phone's language, ja or en.
+func phoneLang(r *http.Request) string { return policy.Language(r.Header.Get("Accept-Language")) }
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount, "word": word}).Parse(`<!doctype html>
 <html lang="{{.Lang}}"><head>
