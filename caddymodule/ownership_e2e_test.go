@@ -148,7 +148,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		}
 		// The waiting page shows what the stored request moves, from the
 		// typed fields.
-		for _, want := range []string{`id="service">振込`, `id="amount">90000 JPY`, `id="payee">6660001`} {
+		for _, want := range []string{`id="service">振込`, `id="amount">¥90,000`, `id="payee">6660001`} {
 			if !strings.Contains(page, want) {
 				t.Fatalf("waiting page lacks %q", want)
 			}
