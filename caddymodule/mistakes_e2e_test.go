@@ -60,13 +60,19 @@ func TestCaddyfileMistakesSayWhatToDo(t *testing.T) {
 		})
 	}
 
-	t.Run("the same gate first in the route block runs", func(t *testing.T) {
-		port, admin := freePort(t), freePort(t)
-		site := fmt.Sprintf("\troute {\n\t\tonepush {\n\t\t\tpolicy %s\n\t\t}\n\t\treverse_proxy %s\n\t}", e.policy, backend)
-		if _, err := e.runCaddy(caddyrig.Options(admin, "", "\t\tstore memory")+caddyrig.Site(port, site), port, admin); err != nil {
-			t.Fatalf("onepush first in route: %v", err)
-		}
-	})
+	for name, site := range map[string]string{
+		"the same gate first in the route block runs": fmt.Sprintf("\troute {\n\t\tonepush {\n\t\t\tpolicy %s\n\t\t}\n\t\treverse_proxy %s\n\t}", e.policy, backend),
+		// A matched reverse_proxy does not answer every request: the gate
+		// after it still sees the rest.
+		"a gate after a matched reverse_proxy runs": fmt.Sprintf("\troute {\n\t\treverse_proxy /static/* %s\n\t\tonepush {\n\t\t\tpolicy %s\n\t\t}\n\t\treverse_proxy %s\n\t}", backend, e.policy, backend),
+	} {
+		t.Run(name, func(t *testing.T) {
+			port, admin := freePort(t), freePort(t)
+			if _, err := e.runCaddy(caddyrig.Options(admin, "", "\t\tstore memory")+caddyrig.Site(port, site), port, admin); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		})
+	}
 }
 
 // TestCLIRefusesUnknownSubcommands: a typo in a script's `caddy onepush`

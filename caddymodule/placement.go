@@ -52,7 +52,9 @@ func checkRoutes(server string, routes caddyhttp.RouteList) error {
 					return err
 				}
 			}
-			if m, ok := h.(caddy.Module); ok && len(r.MatcherSetsRaw) == 0 && terminal == "" {
+			// Only a handler every request reaches ends the chain (once
+			// provisioned, a route keeps its matchers in MatcherSets).
+			if m, ok := h.(caddy.Module); ok && len(r.MatcherSets) == 0 && len(r.MatcherSetsRaw) == 0 && terminal == "" {
 				terminal = terminalHandlers[m.CaddyModule().ID]
 			}
 		}
