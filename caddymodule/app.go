@@ -149,6 +149,7 @@ type App struct {
 	store     StoreOpener
 	storeType string
 	pushers   map[string]pushauth.Pusher
+	ctx       caddy.Context // for Start's look at where the gates sit
 }
 
 // CaddyModule returns the Caddy module information.
@@ -187,6 +188,7 @@ func (p pooledEngine) Destruct() error {
 // Provision loads the store and the pushers and builds or reuses the
 // engine.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	sealer, keysID, err := a.sealerAndID()
 	if err != nil {
 		return err
@@ -378,6 +380,9 @@ func (a *App) Validate() error {
 // Provision. `caddy validate` provisions without starting, so it never
 // takes the file's lock from the running gateway.
 func (a *App) Start() error {
+	if err := checkPlacement(a.ctx); err != nil {
+		return err
+	}
 	if s, ok := a.engine.Store().(*embedded.Store); ok {
 		if err := s.Start(); err != nil {
 			return fmt.Errorf("onepush: %w", err)

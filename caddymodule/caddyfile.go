@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -14,7 +16,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("onepush", parseGlobal)
-	httpcaddyfile.RegisterHandlerDirective("onepush", parseDirective[Handler])
+	httpcaddyfile.RegisterDirective("onepush", parseGate)
 	httpcaddyfile.RegisterHandlerDirective("onepush_device", parseDirective[DeviceHandler])
 	// The gate must see a request before any handler that ends the chain
 	// (handle blocks, reverse_proxy); rewrites run first so the policy sees
@@ -40,6 +42,40 @@ func parseDirective[T any, PT interface {
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
 }
+
+// parseGate reads the onepush directive as RegisterHandlerDirective
+// would, and says what to do when Caddy took a first argument starting
+// with / for a path matcher while the policy file was meant.
+func parseGate(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	first := ""
+	if h.NextArg() {
+		first = h.Val()
+	}
+	h.Reset()
+	h.Next()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	g := new(Handler)
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		if matcherSet != nil && g.Policy == "" && strings.HasPrefix(first, "/") {
+			return nil, h.Errf("onepush: %q is read by Caddy as a path matcher, not as the policy file (a first argument starting with / always is): name the file in the block, onepush { policy %s }", first, first)
+		}
+		return nil, err
+	}
+	return h.NewRoute(matcherSet, g), nil
+}
+
+// globalOptions are the options of the global onepush block, which a
+// site's onepush block does not take: naming one there says where it goes.
+var globalOptions = []string{"store", "apns", "fcm", "webhook_allow", "max_held", "push_workers", "push_queue",
+	"max_failures", "max_held_per_user", "max_held_per_ip", "uninstall_grace", "audit_retention", "push_rate",
+	"push_backoff_after", "push_backoff", "push_daily_cap", "audit_max_events", "encryption_key",
+	"previous_encryption_keys", "max_polls", "max_polls_per_ip", "body_read_timeout", "notify", "unbound_credential_ttl"}
 
 // parseGlobal sets up the onepush app from the global options block:
 //
@@ -283,18 +319,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	strs := map[string]*string{"policy": &h.Policy, "enroll_path": &h.EnrollPath, "templates": &h.Templates,
 		"bank_home": &h.BankHome, "wait_path": &h.WaitPath, "wait_template": &h.WaitTemplate}
 	err := block(d, "onepush", strs, func(opt string) error {
-		if opt != "passkeys" {
-			return errUnknown
+		if opt == "passkeys" {
+			pc, err := parsePasskeys(d)
+			h.Passkeys = pc
+			return err
 		}
-		pc, err := parsePasskeys(d)
-		h.Passkeys = pc
-		return err
+		if slices.Contains(globalOptions, opt) {
+			return d.Errf("onepush: %s is a global option: put it in the global options block at the top of the Caddyfile, { onepush { %s … } }, not in a site's onepush block", opt, opt)
+		}
+		return errUnknown
 	})
 	if err != nil {
 		return err
 	}
 	if h.Policy == "" {
-		return d.Err("onepush: a policy file is required")
+		return d.Err("onepush: a policy file is required: onepush <file> or onepush { policy <file> }")
 	}
 	return nil
 }

@@ -83,8 +83,26 @@ The store (see caddy onepush store --help for each):
 			cmd.AddCommand(userCommand(), auditCommand(), policyCommand(), storeCommand())
 			// Dual control (#22).
 			cmd.AddCommand(requestsCommand())
+			refuseUnknown(cmd)
 		},
 	})
+}
+
+// refuseUnknown makes every command that only groups others (onepush,
+// user, policy, store …) fail on an unknown subcommand instead of printing
+// its help and exiting 0, so a script's typo does not pass for success.
+func refuseUnknown(c *cobra.Command) {
+	if !c.HasSubCommands() {
+		return
+	}
+	if c.Run == nil && c.RunE == nil {
+		c.Args = cobra.NoArgs
+		c.SilenceUsage = true
+		c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknown(sub)
+	}
 }
 
 // quiet keeps cobra from printing usage on every error: the message says
@@ -127,6 +145,12 @@ func userCommand() *cobra.Command {
 					return err
 				}
 				out, err := cl.do(http.MethodGet, "/user", url.Values{"key": {args[0]}}, nil)
+				var ae *adminError
+				if errors.As(err, &ae) && ae.status == http.StatusNotFound && strings.Contains(ae.msg, pushauth.ErrUnknownUser.Error()) {
+					// The gateway keeps a user only once a phone is bound:
+					// a customer of the bank without one is not unknown.
+					out, err = json.Marshal(pushauth.UserView{Key: args[0], Recent: []pushauth.AuditEvent{}})
+				}
 				if err != nil {
 					return err
 				}
@@ -548,9 +572,20 @@ func (cl *adminClient) do(method, path string, q url.Values, body any) ([]byte, 
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(out))
 		}
-		return nil, fmt.Errorf("admin API %s %s: %d: %s", method, path, resp.StatusCode, e.Error)
+		return nil, &adminError{method: method, path: path, status: resp.StatusCode, msg: e.Error}
 	}
 	return out, nil
+}
+
+// adminError is a refusal of the admin API.
+type adminError struct {
+	method, path string
+	status       int
+	msg          string
+}
+
+func (e *adminError) Error() string {
+	return fmt.Sprintf("admin API %s %s: %d: %s", e.method, e.path, e.status, e.msg)
 }
 
 func adminCall(c *cobra.Command, action string, body map[string]string) error {
@@ -579,6 +614,10 @@ func printUser(c *cobra.Command, out []byte) error {
 	var v pushauth.UserView
 	if printed, err := printOrDecode(c, out, &v); printed || err != nil {
 		return err
+	}
+	if v.State == "" && !v.Enrolled {
+		fmt.Fprintf(w, "user:       %s\nstate:      no phone registered with onepush (each rule's not_enrolled decides)\nenrolled:   false\n", v.Key)
+		return nil
 	}
 	fmt.Fprintf(w, "user:       %s\nstate:      %s\nenrolled:   %v\n", v.Key, v.State, v.Enrolled)
 	if v.CredentialID != "" {

@@ -2,12 +2,15 @@ package caddymodule_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/onepush/onepush/examples/legacybank/bank"
@@ -114,6 +117,20 @@ func TestOfflineTransactionFallback(t *testing.T) {
 func TestTransferWithCodeTransferInChromium(t *testing.T) {
 	e := newEnv(t, envOptions{passwordFirst: true, edit: interstitialTransfers})
 	g, phone := e.gatewayWithAlice("\t\tpush_rate 60")
+	// The phone's own screen: the simulator of examples/phone, polling
+	// the same phone's challenges.
+	sim := device.NewSimulator(phone, "", nil)
+	sim.PollInterval = 200 * time.Millisecond
+	simCtx, stopSim := context.WithCancel(context.Background())
+	simDone := make(chan struct{})
+	go func() { _ = sim.Run(simCtx); close(simDone) }()
+	t.Cleanup(func() { stopSim(); <-simDone })
+	phoneScreen := httptest.NewServer(sim)
+	t.Cleanup(phoneScreen.Close)
+	// What people read, per language: the policy's amount format and
+	// labels (examples/policy/bank.yaml).
+	wantAmount := map[string]string{"ja": "1,500,000円", "en": "¥1,500,000"}
+	wantLabels := map[string][]string{"ja": {"契約者番号", "利用者ID"}, "en": {"Contract", "User"}}
 	for _, lang := range []string{"en", "ja"} {
 		for _, screen := range []struct {
 			name string
@@ -129,6 +146,15 @@ func TestTransferWithCodeTransferInChromium(t *testing.T) {
 					t.Fatal(err)
 				}
 				code := shownCode(t, ctx)
+				page, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`table.fields`)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, label := range wantLabels[lang] {
+					if !strings.Contains(page, label) {
+						t.Errorf("%s login page does not show the label %q: %q", lang, label, page)
+					}
+				}
 				if st, _ := phone.DecideWithCode(context.Background(), waitChallenge(t, phone), device.Approve, code); st != http.StatusOK {
 					t.Fatalf("login approval: %d", st)
 				}
@@ -148,6 +174,36 @@ func TestTransferWithCodeTransferInChromium(t *testing.T) {
 				}
 				code = shownCode(t, ctx)
 				screenshot(t, ctx, "wait-transfer-code-"+lang+"-"+screen.name)
+				if shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#amount`))); err != nil || strings.TrimSpace(shown) != wantAmount[lang] {
+					t.Errorf("%s page shows the amount %q (%v), want %q", lang, shown, err, wantAmount[lang])
+				}
+				ch := waitChallenge(t, phone)
+				// What the phone signs over is the context as created: the
+				// raw amount the bank reads, the formatted one only beside it.
+				var signed struct {
+					Transaction struct {
+						Amount      string            `json:"amount"`
+						AmountShown map[string]string `json:"amount_shown"`
+					} `json:"transaction"`
+				}
+				if err := json.Unmarshal([]byte(ch.Context), &signed); err != nil || signed.Transaction.Amount != "1500000" ||
+					signed.Transaction.AmountShown[lang] != wantAmount[lang] {
+					t.Fatalf("signed context %s (%v): want the raw amount 1500000 and %q beside it", ch.Context, err, wantAmount[lang])
+				}
+				// The phone shows the same, in its language.
+				tab, closeTab := chromedp.NewContext(ctx)
+				if _, err := chromedp.Call(tab, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": lang}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := chromedp.Do(tab, chromedp.EmulateViewport(390, 844), chromedp.Navigate(phoneScreen.URL), chromedp.WaitVisible(chromedp.CSS(`#prompt-`+ch.ID+` .amount`))); err != nil {
+					t.Fatalf("the phone's screen: %v", err)
+				}
+				onPhone, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS(`#prompt-`+ch.ID+` .amount`)))
+				if err != nil || strings.TrimSpace(onPhone) != wantAmount[lang] {
+					t.Errorf("%s phone shows the amount %q (%v), want %q", lang, onPhone, err, wantAmount[lang])
+				}
+				screenshot(t, tab, "phone-transfer-"+lang)
+				closeTab()
 				if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#ocra-box summary`)), chromedp.WaitVisible(chromedp.CSS(`#ocra-response`))); err != nil {
 					t.Fatal(err)
 				}
@@ -159,7 +215,6 @@ func TestTransferWithCodeTransferInChromium(t *testing.T) {
 				if n := len(opsOf(e.ops(t), bank.OpTransfer)); n != 0 {
 					t.Fatalf("bank executed %d transfers while the page waits", n)
 				}
-				ch := waitChallenge(t, phone)
 				if ch.Parsed.CodeDigits != 6 {
 					t.Fatalf("transfer challenge asks for %d digits", ch.Parsed.CodeDigits)
 				}

@@ -148,7 +148,7 @@ func TestStolenSessionCannotRideOnAnotherUsersApproval(t *testing.T) {
 		}
 		// The waiting page shows what the stored request moves, from the
 		// typed fields.
-		for _, want := range []string{`id="service">振込`, `id="amount">90000 JPY`, `id="payee">6660001`} {
+		for _, want := range []string{`id="service">振込`, `id="amount">¥90,000`, `id="payee">6660001`} {
 			if !strings.Contains(page, want) {
 				t.Fatalf("waiting page lacks %q", want)
 			}
@@ -518,7 +518,7 @@ func TestDisplaySpoofingIsRefused(t *testing.T) {
 		if ch.Parsed.Service != "振込" || ch.Parsed.Host != "127.0.0.1" {
 			t.Fatalf("context service %q host %q", ch.Parsed.Service, ch.Parsed.Host)
 		}
-		if tx := ch.Parsed.Transaction; tx == nil || *tx != (device.Transaction{Amount: "3000", Currency: "JPY", Payee: "1234567"}) {
+		if tx := ch.Parsed.Transaction; tx == nil || tx.Amount != "3000" || tx.Currency != "JPY" || tx.Payee != "1234567" || tx.PayeeName != "" || tx.AmountShown["ja"] != "3,000円" {
 			t.Fatalf("context transaction %+v", tx)
 		}
 		if transfers := opsOf(e.ops(t), bank.OpTransfer); len(transfers) != 1 || transfers[0].Amount != "3000" {

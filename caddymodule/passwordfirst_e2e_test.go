@@ -105,7 +105,7 @@ func TestPasswordFirstLoginWithCodeTransferInChromium(t *testing.T) {
 		if st, _ := phone.DecideWithCode(context.Background(), ch, device.Approve, otherCode(code)); st != http.StatusOK {
 			t.Fatalf("wrong code: %d", st)
 		}
-		if err := waitText(ctx, "Denied on your phone"); err != nil {
+		if err := waitText(ctx, "The code did not match"); err != nil {
 			t.Fatal(err)
 		}
 		// The session the bank opened for the checked password is ended.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,16 @@ func TestPushCapStopsAnAttackerFromManyAddresses(t *testing.T) {
 	// The security team sees the refusals on Caddy's metrics.
 	if got := scrape(t, g.Admin+"/metrics")[`caddy_onepush_challenges_total{outcome="push_streak",rule="login"}`]; got != float64(refused) {
 		t.Fatalf("push-streak refusals on the metrics: %v, want %d", got, refused)
+	}
+	// The refusal's page says what happened and when to try again, as
+	// its Retry-After does.
+	resp, page, err := browserFrom("127.0.0.30").post(ctx, g.URL+"/login", loginBody(alice))
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after the cap: %v %v", err, resp)
+	}
+	secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if want := fmt.Sprintf("You can try again in about %d minutes.", (secs+59)/60); !strings.Contains(page, "Please wait before trying again") || !strings.Contains(page, want) {
+		t.Fatalf("the rate-limit page does not say what happened and %q: %.1500s", want, page)
 	}
 
 	// Her own login from her address rings and succeeds.

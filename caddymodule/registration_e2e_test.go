@@ -140,7 +140,7 @@ func TestUnboundCredentialsExpire(t *testing.T) {
 			if resp, _, err := b.post(ctx, g.URL+"/login", loginBody(bob)); err != nil || resp.StatusCode != http.StatusSeeOther {
 				t.Fatalf("bob's login: %v %v", err, resp)
 			}
-			if code, page, _ := unbound.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil); code != http.StatusBadRequest || !strings.Contains(page, "Credential ID not found") {
+			if code, page, _ := unbound.Enrol(ctx, b.Client, g.URL+"/onepush/enroll", nil); code != http.StatusBadRequest || !strings.Contains(page, "App ID not found") {
 				t.Fatalf("enrolment with the expired credential: %d %.300s", code, page)
 			}
 			if rdb != nil {

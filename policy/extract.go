@@ -99,7 +99,7 @@ func (r *Rule) Extract(req *http.Request, body []byte) (*Extraction, error) {
 			if err != nil {
 				return nil, err
 			}
-			x.Display = append(x.Display, Field{Label: d.label, Value: v})
+			x.Display = append(x.Display, Field{Label: d.label, Value: v, Labels: d.labels})
 		}
 	}
 	if r.transaction != nil {

@@ -60,38 +60,38 @@ func TestExtract(t *testing.T) {
 		{
 			name: "login urlencoded", rule: login, target: "/login", ct: form,
 			body: "contract_no=C-001&user_id=taro+yamada&password=p%40ss",
-			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{"Contract", "C-001"}, {"User", "taro yamada"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro yamada", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro yamada", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login urlencoded with charset and extra fields", rule: login, target: "/login?lang=ja", ct: form + "; charset=UTF-8",
 			body: "x=1&contract_no=C-001&user_id=taro&password=pw&submit=",
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login multipart ignores file parts", rule: login, target: "/login", ct: mpCT, body: string(mpBody),
-			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{"Contract", "C-001"}, {"User", "taro"}}, Host: host},
+			want: &Extraction{UserKey: "C-001/taro", Display: []Field{{Label: "Contract", Value: "C-001", Labels: contractLabels}, {Label: "User", Value: "taro", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "login carries the session it is started in", rule: login, target: "/login", ct: form,
 			body: "contract_no=C&user_id=u&password=p", cookies: []string{"BANKSESSION=kept"},
-			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{"Contract", "C"}, {"User", "u"}}, Host: host},
+			want: &Extraction{UserKey: "C/u", SessionID: "kept", Display: []Field{{Label: "Contract", Value: "C", Labels: contractLabels}, {Label: "User", Value: "u", Labels: userLabels}}, Host: host},
 		},
 		{
 			name: "transfer values exact, nothing trimmed", rule: transfer, target: "/transfer", ct: form,
 			body:    "payee_account=+0012345+&amount=1000&txn_password=x",
 			cookies: []string{"BANKSESSION=s3ss10n"},
-			want:    &Extraction{SessionID: "s3ss10n", Transaction: &Transaction{Amount: "1000", Currency: "JPY", Payee: " 0012345 "}, Host: host},
+			want:    &Extraction{SessionID: "s3ss10n", Transaction: &Transaction{Amount: "1000", Currency: "JPY", Payee: " 0012345 ", AmountShown: yen("1,000")}, Host: host},
 		},
 		{
 			name: "transfer JSON, numbers as written", rule: transfer, target: "/transfer", ct: "application/json",
 			body:    `{"payee_account":"0012345","amount":50000,"memo":{"amount":1},"list":[1,{"a":2}]}`,
 			cookies: []string{"BANKSESSION=s"},
-			want:    &Extraction{SessionID: "s", Transaction: &Transaction{Amount: "50000", Currency: "JPY", Payee: "0012345"}, Host: host},
+			want:    &Extraction{SessionID: "s", Transaction: &Transaction{Amount: "50000", Currency: "JPY", Payee: "0012345", AmountShown: yen("50,000")}, Host: host},
 		},
 		{
 			name: "transfer without session cookie", rule: transfer, target: "/transfer", ct: form,
 			body: "payee_account=1&amount=2",
-			want: &Extraction{Transaction: &Transaction{Amount: "2", Currency: "JPY", Payee: "1"}, Host: host},
+			want: &Extraction{Transaction: &Transaction{Amount: "2", Currency: "JPY", Payee: "1", AmountShown: yen("2")}, Host: host},
 		},
 		{
 			name: "logout needs no body", rule: logout, target: "/logout", cookies: []string{"OTHER=1", "BANKSESSION=abc"},
@@ -201,7 +201,7 @@ rules:
 		{"header user", sso, [][2]string{{"x-remote-user", "alice"}}, "", "alice", nil, ""},
 		{"header user missing", sso, nil, "", "", nil, "user key is empty"},
 		{"header user repeated", sso, [][2]string{{"X-Remote-User", "a"}, {"X-Remote-User", "b"}}, "", "", nil, `header "X-Remote-User" repeated`},
-		{"template with header", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA"}}, "u=bob", "t1:bob", []Field{{"Agent", "UA {raw}"}}, ""},
+		{"template with header", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA"}}, "u=bob", "t1:bob", []Field{{Label: "Agent", Value: "UA {raw}"}}, ""},
 		{"display header absent is refused", tenant, [][2]string{{"X-Tenant", "t1"}}, "u=bob", "", nil, `header "User-Agent" missing`},
 		{"display header empty is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", ""}}, "u=bob", "", nil, "{header.User-Agent} of the phone's display is empty"},
 		{"display header with a bidi override is refused", tenant, [][2]string{{"X-Tenant", "t1"}, {"User-Agent", "UA\u202e"}}, "u=bob", "", nil, `display "Agent" contains the character U+202E`},
@@ -240,4 +240,14 @@ func TestExtractMultipartQuotedPrintableRefused(t *testing.T) {
 	if _, err := p.Rules[0].Extract(r, []byte(bad)); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("duplicate disposition parameter: err = %v", err)
 	}
+}
+
+// The example policy's labels and amount format, per language.
+var (
+	contractLabels = map[string]string{"ja": "契約者番号", "en": "Contract"}
+	userLabels     = map[string]string{"ja": "利用者ID", "en": "User"}
+)
+
+func yen(grouped string) map[string]string {
+	return map[string]string{"ja": grouped + "円", "en": "¥" + grouped}
 }

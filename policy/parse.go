@@ -608,9 +608,12 @@ func (d *decoder) rule(n ast.Node, field string, def ruleDefaults, ci bool) *Rul
 			}
 			var dt displayTmpl
 			if le, ok := dm["label"]; ok {
-				dt.label, _ = d.str(le, df+".label")
-				if msg := shownProblem(dt.label); msg != "" {
-					d.errorf(le.line, df+".label", "%s", msg)
+				dt.label, dt.labels, _ = d.perLanguage(le, df+".label")
+				for _, l := range append([]string{dt.label}, mapValues(dt.labels)...) {
+					if msg := shownProblem(l); msg != "" {
+						d.errorf(le.line, df+".label", "%s", msg)
+						break
+					}
 				}
 			}
 			if strings.TrimSpace(dt.label) == "" {

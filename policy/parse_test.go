@@ -31,14 +31,14 @@ func TestLoadBank(t *testing.T) {
 	}
 	wants := []want{
 		{"login", KindLogin, ModeInterstitial, 90 * time.Second, 16 << 10, ActionAllow, false, 30, "POST", "exact /login", "contract_no,user_id,password"},
-		{"bulk-transfer", KindTransaction, ModeHold, 2 * time.Minute, 1 << 20, ActionDeny, true, 57, "POST", "exact /transfer/bulk", "format"},
-		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 74, "POST", "prefix /transfer", "payee_account,amount"},
-		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 89, "POST,GET", "exact /logout", ""},
-		{"payroll", KindTransaction, ModeHold, 2 * time.Minute, 256 << 10, ActionDeny, true, 96, "POST", "exact /payroll", ""},
-		{"batch-approval", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 111, "POST", "exact /batch/approve", "batch_no"},
-		{"payeasy", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 125, "POST", "exact /payeasy", "collector_no,customer_no,confirm_no,amount"},
-		{"direct-debit", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 137, "POST", "exact /debit/register", "biller_code,customer_no"},
-		{"settings", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 148, "POST", "exact /settings", "daily_limit,email"},
+		{"bulk-transfer", KindTransaction, ModeHold, 2 * time.Minute, 1 << 20, ActionDeny, true, 59, "POST", "exact /transfer/bulk", "format"},
+		{"transfer", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionAllow, true, 76, "POST", "prefix /transfer", "payee_account,amount"},
+		{"logout", KindLogout, ModeHold, 2 * time.Minute, 64 << 10, "", true, 95, "POST,GET", "exact /logout", ""},
+		{"payroll", KindTransaction, ModeHold, 2 * time.Minute, 256 << 10, ActionDeny, true, 102, "POST", "exact /payroll", ""},
+		{"batch-approval", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 117, "POST", "exact /batch/approve", "batch_no"},
+		{"payeasy", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 131, "POST", "exact /payeasy", "collector_no,customer_no,confirm_no,amount"},
+		{"direct-debit", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 143, "POST", "exact /debit/register", "biller_code,customer_no"},
+		{"settings", KindTransaction, ModeHold, 2 * time.Minute, 64 << 10, ActionDeny, true, 154, "POST", "exact /settings", "daily_limit,email"},
 	}
 	if len(p.Rules) != len(wants) {
 		t.Fatalf("got %d rules, want %d", len(p.Rules), len(wants))

@@ -194,8 +194,9 @@ type Rule struct {
 }
 
 type displayTmpl struct {
-	label string
-	tmpl  *template
+	label  string
+	labels map[string]string // per language; nil when the label is one string
+	tmpl   *template
 }
 
 type pathMatcher struct {
@@ -223,8 +224,13 @@ var AmbiguousMethod = &Rule{Name: "ambiguous-method-override", Kind: KindRefuse}
 var Unprotected = &Rule{Name: "protected-unknown-variant", Kind: KindRefuse}
 
 // Field is one line the phone shows, in policy order, so the user sees what the bank will
-// execute (amount, payee) before approving.
-type Field struct{ Label, Value string }
+// execute (amount, payee) before approving. Labels holds the label per language when the
+// policy gives it so (`label: {ja: 契約番号, en: Contract}`); Label is the one shown in a
+// language not given (see In).
+type Field struct {
+	Label, Value string
+	Labels       map[string]string
+}
 
 // Extraction is what Extract finds in a matched request.
 type Extraction struct {

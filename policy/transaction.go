@@ -29,17 +29,21 @@ type Transaction struct {
 	Payee string
 	// PayeeName is the payee's name when the rule extracts one; "" otherwise.
 	PayeeName string
+	// AmountShown is the amount as the rule's amount_format writes it, per language
+	// (1,500,000円, ¥1,500,000); nil without one. Presentation only.
+	AmountShown map[string]string
 }
 
 // transactionTmpl holds a rule's `transaction:` templates; payeeName may be nil.
 type transactionTmpl struct {
 	amount, currency, payee, payeeName *template
+	amountFormat                       map[string]string // per language; nil without amount_format
 }
 
 // transaction reads `transaction: {amount, currency, payee, payee_name}` of a transaction
 // rule. Every placeholder must name a field the rule extracts (see checkRefs).
 func (d *decoder) transaction(e entry, field string, r *Rule) {
-	m, line, ok := d.mapping(e.value, field, "amount", "currency", "payee", "payee_name")
+	m, line, ok := d.mapping(e.value, field, "amount", "currency", "payee", "payee_name", "amount_format")
 	if !ok || m == nil {
 		return
 	}
@@ -83,6 +87,9 @@ func (d *decoder) transaction(e entry, field string, r *Rule) {
 	}
 	t.payee = read("payee", true)
 	t.payeeName = read("payee_name", false)
+	if fe, ok := m["amount_format"]; ok {
+		t.amountFormat = d.amountFormat(fe, field+".amount_format")
+	}
 	if t.amount != nil && t.currency != nil && t.payee != nil {
 		r.transaction = t
 	}
@@ -196,6 +203,7 @@ func (t *transactionTmpl) render(vals *formValues, h http.Header) (*Transaction,
 			return nil, err
 		}
 	}
+	tx.AmountShown = formatAmount(t.amountFormat, &tx)
 	return &tx, nil
 }
 

@@ -170,7 +170,7 @@ func TestTransactionParseErrors(t *testing.T) {
 			`8: rules[0].transaction.currency: "yen" is not an ISO 4217 code such as JPY`},
 		{"no payee", head + "    transaction: {amount: \"{form.a}\", currency: JPY}\n", `8: rules[0].transaction.payee: required`},
 		{"unknown key", head + "    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.p}\", iban: x}\n",
-			`8: rules[0].transaction.iban: unknown field (allowed: amount, currency, payee, payee_name)`},
+			`8: rules[0].transaction.iban: unknown field (allowed: amount, currency, payee, payee_name, amount_format)`},
 		{"on a login rule", "version: 1\nrules:\n  - name: l\n    kind: login\n    match: {path: {exact: /l}, fields: [a]}\n    user: {template: \"{form.a}\"}\n    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.a}\"}\n",
 			`7: rules[0].transaction: only transaction rules move money; remove it`},
 		{"misspelt display", head + "    display: [{label: Amount, value: \"{form.ammount}\"}]\n",
@@ -179,6 +179,14 @@ func TestTransactionParseErrors(t *testing.T) {
 			`8: rules[0].display[0].label: contains the character U+202E`},
 		{"newline in literal text", head + "    display: [{label: Payee, value: \"{form.p}\\nPayee: own savings\"}]\n",
 			`8: rules[0].display[0].value: literal text contains the character U+000A`},
+		{"amount format without the amount", head + "    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.p}\", amount_format: {ja: 円}}\n",
+			`8: rules[0].transaction.amount_format.ja: "円" does not show the amount: write {amount} where it goes, e.g. "{amount}円"`},
+		{"amount format with another field", head + "    transaction: {amount: \"{form.a}\", currency: JPY, payee: \"{form.p}\", amount_format: \"{form.p} {amount}\"}\n",
+			`8: rules[0].transaction.amount_format: "{form.p} {amount}": only {amount} and {currency} can be filled in`},
+		{"label in an unknown language", head + "    display: [{label: {ja: 金額, fr: Montant}, value: \"{form.a}\"}]\n",
+			`8: rules[0].display[0].label.fr: unknown field (allowed: ja, en)`},
+		{"blank label in a language", head + "    display: [{label: {ja: \" \", en: Amount}, value: \"{form.a}\"}]\n",
+			`8: rules[0].display[0].label.ja: must not be blank`},
 		{"blank service", "version: 1\nservice: \" \"\nrules:\n  - name: l\n    kind: login\n    match: {path: {exact: /l}}\n    user: {template: \"{form.a}\"}\n",
 			`2: service: must not be blank`},
 		{"service with a control character", head + "    service: \"振込\\t\"\n", `8: rules[0].service: contains the character U+0009`},
@@ -206,5 +214,36 @@ func TestBankPolicyIsTyped(t *testing.T) {
 	transfer := p.Rules[2]
 	if transfer.transaction == nil || transfer.Service != "振込" || p.Rules[0].Service != "インターネットバンキング" {
 		t.Fatalf("bank.yaml: transfer typed %v, services %q / %q", transfer.transaction != nil, transfer.Service, p.Rules[0].Service)
+	}
+}
+
+// TestAmountFormatIsPresentationOnly: labels per language and the amount
+// format change what people read; the raw amount, what is signed, coded
+// and summed, stays as the bank reads it.
+func TestAmountFormatIsPresentationOnly(t *testing.T) {
+	p := mustParse(t, strings.Replace(typedPolicy, `      payee_name: "{form.payee_name}"
+`, `      payee_name: "{form.payee_name}"
+      amount_format: {ja: "{amount}円", en: "¥{amount} ({currency})"}
+`, 1)+`    display:
+      - {label: {ja: 利用者, en: User}, value: "{form.u}"}
+      - {label: Plain, value: "{form.u}"}
+`)
+	extract := func(rule *Rule, form url.Values) *Extraction {
+		t.Helper()
+		x, err := rule.Extract(newReq("POST", "/"+rule.Name, "bank.example.com", "application/x-www-form-urlencoded"), []byte(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	x := extract(p.Rules[0], url.Values{"payee_account": {"0012345"}, "payee_name": {"ヤマダ"}, "amount": {"1500000"}, "memo": {"m"}})
+	want := &Transaction{Amount: "1500000", Currency: "JPY", Payee: "0012345", PayeeName: "ヤマダ",
+		AmountShown: map[string]string{"ja": "1,500,000円", "en": "¥1,500,000 (JPY)"}}
+	if !reflect.DeepEqual(x.Transaction, want) {
+		t.Fatalf("Transaction = %#v, want %#v", x.Transaction, want)
+	}
+	l := extract(p.Rules[2], url.Values{"u": {"alice"}})
+	if l.Display[0].In("ja") != "利用者" || l.Display[0].In("en") != "User" || l.Display[0].Label != "User" || l.Display[1].In("ja") != "Plain" {
+		t.Fatalf("display = %#v", l.Display)
 	}
 }

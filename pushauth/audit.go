@@ -33,8 +33,11 @@ type AuditEvent struct {
 	User       string    `json:"user,omitempty"`
 	Credential string    `json:"credential,omitempty"`
 	Challenge  string    `json:"challenge,omitempty"`
-	Rule       string    `json:"rule,omitempty"`
-	ClientIP   string    `json:"client_ip,omitempty"`
+	// Reference is the challenge's reference number, as its pages show it
+	// to the customer (Reference): what a call centre searches for.
+	Reference string `json:"reference,omitempty"`
+	Rule      string `json:"rule,omitempty"`
+	ClientIP  string `json:"client_ip,omitempty"`
 	// Outcome is what happened: approved, denied, sent, bound, locked …
 	Outcome string `json:"outcome,omitempty"`
 	// Actor is who did it: "phone", "browser", "gateway", or the operator
@@ -85,9 +88,12 @@ func (e *Engine) Record(ctx context.Context, ev AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = e.now()
 	}
+	if ev.Challenge != "" && ev.Reference == "" {
+		ev.Reference = Reference(ev.Challenge)
+	}
 	attrs := []any{slog.String("type", ev.Type)}
 	for _, kv := range [][2]string{
-		{"user", ev.User}, {"credential", ev.Credential}, {"challenge", ev.Challenge}, {"rule", ev.Rule},
+		{"user", ev.User}, {"credential", ev.Credential}, {"challenge", ev.Challenge}, {"reference", ev.Reference}, {"rule", ev.Rule},
 		{"client_ip", ev.ClientIP}, {"outcome", ev.Outcome}, {"actor", ev.Actor}, {"detail", ev.Detail},
 		{"service", ev.Service}, {"host", ev.Host},
 	} {

@@ -104,6 +104,13 @@ func (e *Engine) Decide(ctx context.Context, id, rawToken string) (*Challenge, e
 		// a fresh code and the count goes on.
 		to, wrongCode = StatusDenied, true
 		e.log.Info("wrong code in a decision", "challenge", id, "user", c.UserKey, "credential", cred.ID, "rule", c.Rule)
+		// Noted before the challenge closes, so that the waiting page,
+		// woken by the resolution, can tell her the code did not match
+		// rather than that her phone denied. Presentation only: a lost
+		// note makes the page say "not approved", nothing more.
+		if err := e.store.SetPushResult(ctx, id, PushWrongCode); err != nil {
+			e.log.Warn("noting a wrong code", "challenge", id, "error", err)
+		}
 	}
 	res, err := e.store.Resolve(ctx, id, to, fraud, e.now())
 	if err != nil {

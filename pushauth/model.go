@@ -19,6 +19,17 @@ const (
 	StatusSuperseded Status = "superseded"
 )
 
+// PushWrongCode is the PushResult of a challenge closed because the
+// phone's approval carried a code other than the one the waiting page
+// showed (code transfer).
+const PushWrongCode = "wrong_code"
+
+// WrongCode reports whether c was denied because the phone's approval
+// carried the wrong code, not because she denied it.
+func (c *Challenge) WrongCode() bool {
+	return c.Status == StatusDenied && !c.Fraud && c.PushResult == PushWrongCode
+}
+
 // Final reports whether s can no longer change.
 func (s Status) Final() bool { return s != StatusPending && s != "" }
 
@@ -26,6 +37,9 @@ func (s Status) Final() bool { return s != StatusPending && s != "" }
 type Field struct {
 	Label string `json:"label"`
 	Value string `json:"value"`
+	// Labels is the label per language (ja, en) when the policy gives it
+	// so; a phone shows its own language's, else Label.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Challenge is one step-up request sent to a phone.
@@ -64,8 +78,11 @@ type Challenge struct {
 	// waiting page's cookie (SHA-256 of its token).
 	BrowserHash string `json:"browser_hash,omitempty"`
 	// Via is how an approval was given: "push" or "otp".
-	Via        string `json:"via,omitempty"`
-	Fraud      bool   `json:"fraud,omitempty"`
+	Via   string `json:"via,omitempty"`
+	Fraud bool   `json:"fraud,omitempty"`
+	// PushResult is the outcome of the push ("sent", an error), or
+	// PushWrongCode once an approval carrying the wrong code closed the
+	// challenge (see WrongCode).
 	PushResult string `json:"push_result,omitempty"`
 
 	// Service, Host and Transaction are shown on the phone beside Display:
@@ -99,6 +116,11 @@ type Transaction struct {
 	Currency  string `json:"currency"`
 	Payee     string `json:"payee"`
 	PayeeName string `json:"payee_name,omitempty"`
+	// AmountShown is the amount as the policy formats it per language
+	// (1,500,000円, ¥1,500,000): what pages and phones show. Presentation
+	// only: the context carries it beside Amount, and whatever codes
+	// (OCRA), checks or sums reads Amount.
+	AmountShown map[string]string `json:"amount_shown,omitempty"`
 }
 
 // ChallengeSecrets is the part of a challenge that can carry a password,

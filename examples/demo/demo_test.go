@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,25 +28,29 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestDemoRunsAsTheREADMESays builds and runs the demo command, then uses
-// it the way the README tells a person to: alice's login and transfer go
-// through once the (auto-approving) phone approves; bob logs in without a
-// phone.
-func TestDemoRunsAsTheREADMESays(t *testing.T) {
+// demo is a running demo command: its addresses and what it logged.
+type demo struct {
+	gw, phone, outbox string
+	stderr            *syncBuilder
+}
+
+// startDemo builds and runs the demo command with args added to its
+// addresses, and waits for its banner; it stops with the test.
+func startDemo(t *testing.T, args ...string) (*demo, string) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./examples/demo: %v\n%s", err, out)
 	}
-	gw, bankAddr, phoneAddr, outbox := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "-listen", gw, "-bank-listen", bankAddr, "-phone-listen", phoneAddr, "-outbox-listen", outbox, "-phone-auto", "approve")
+	d := &demo{gw: freeAddr(t), phone: freeAddr(t), outbox: freeAddr(t), stderr: &syncBuilder{}}
+	cmd := exec.Command(bin, append([]string{"-listen", d.gw, "-bank-listen", freeAddr(t), "-phone-listen", d.phone, "-outbox-listen", d.outbox}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +65,7 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 			t.Error("demo did not stop on SIGINT within 10s")
 		}
 		if t.Failed() {
-			t.Logf("demo stderr:\n%s", stderr.String())
+			t.Logf("demo stderr:\n%s", d.stderr.String())
 		}
 	})
 
@@ -78,38 +83,52 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 		}
 		banner <- sb.String()
 	}()
-	var out string
 	select {
-	case out = <-banner:
+	case out := <-banner:
+		return d, out
 	case <-time.After(60 * time.Second):
 		t.Fatal("demo printed no banner within 60s")
 	}
-	for _, want := range []string{"http://" + gw + "/", "http://" + phoneAddr + "/", "Outbox (what each customer was sent): http://" + outbox + "/",
-		"1001 / alice / alice-pass-1", "enrolled on the simulated phone", "1001 / bob / bob-pass-1"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("banner lacks %q:\n%s", want, out)
-		}
-	}
+	return nil, ""
+}
 
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := client.PostForm("http://"+gw+"/login", url.Values{"contract_no": {"1001"}, "user_id": {"alice"}, "password": {"alice-pass-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	// The login is password-first with code transfer: the waiting page
-	// shows a code, which the user types into the phone's page.
-	code := regexp.MustCompile(`id="code"[^>]*>([0-9]{6})<`).FindSubmatch(page)
-	base := regexp.MustCompile(`action="([^"]+)/continue"`).FindSubmatch(page)
+// syncBuilder is a strings.Builder safe for a process writing while the
+// test reads.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var (
+	shownCodeRE = regexp.MustCompile(`id="code"[^>]*>([0-9]{6})<`)
+	waitBaseRE  = regexp.MustCompile(`action="([^"]+)/cancel"`)
+)
+
+// throughWaitingPage reads the waiting page a request was answered with,
+// types its code into the phone's page and approves there, as a person
+// does, then presses Continue; it returns the bank's answer.
+func (d *demo) throughWaitingPage(t *testing.T, client *http.Client, page []byte) (*http.Response, []byte) {
+	t.Helper()
+	code, base := shownCodeRE.FindSubmatch(page), waitBaseRE.FindSubmatch(page)
 	if code == nil || base == nil {
-		t.Fatalf("alice's login: %d, want the waiting page with a code: %.500s", resp.StatusCode, page)
+		t.Fatalf("want the waiting page with a code: %.500s", page)
 	}
 	id := string(base[1][strings.LastIndex(string(base[1]), "/")+1:])
 	var csrf [][]byte
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		r, err := http.Get("http://" + phoneAddr + "/")
+		r, err := http.Get("http://" + d.phone + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,16 +142,61 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 	if csrf == nil {
 		t.Fatalf("the phone's page never showed challenge %s", id)
 	}
-	r, err := http.PostForm("http://"+phoneAddr+"/decide", url.Values{"csrf": {string(csrf[1])}, "id": {id}, "decision": {"approve"}, "code": {string(code[1])}})
+	r, err := http.PostForm("http://"+d.phone+"/decide", url.Values{"csrf": {string(csrf[1])}, "id": {id}, "decision": {"approve"}, "code": {string(code[1])}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Body.Close()
-	resp, err = client.PostForm("http://"+gw+string(base[1])+"/continue", nil)
+	resp, err := client.PostForm("http://"+d.gw+string(base[1])+"/continue", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	return resp, body
+}
+
+// TestDemoRunsAsTheREADMESays builds and runs the demo command, then uses
+// it the way the README tells a person to: alice's login and transfer go
+// through once the (auto-approving) phone approves; bob logs in without a
+// phone.
+func TestDemoRunsAsTheREADMESays(t *testing.T) {
+	d, out := startDemo(t, "-phone-auto", "approve")
+	gw, phoneAddr, outbox, stderr := d.gw, d.phone, d.outbox, d.stderr
+	for _, want := range []string{"http://" + gw + "/", "http://" + phoneAddr + "/", "Outbox (what each customer was sent): http://" + outbox + "/",
+		"1001 / alice / alice-pass-1", "enrolled on the simulated phone", "1001 / bob / bob-pass-1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("banner lacks %q:\n%s", want, out)
+		}
+	}
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := client.PostForm("http://"+gw+"/login", url.Values{"contract_no": {"1001"}, "user_id": {"alice"}, "password": {"alice-pass-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test push sent when alice's phone was bound at start-up shows
+	// on the phone's page.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r, err := http.Get("http://" + phoneAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		phonePage, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if strings.Contains(string(phonePage), "Test notification: this phone is registered") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the phone's page does not show the test push: %.1500s", phonePage)
+		}
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The login is password-first with code transfer: the waiting page
+	// shows a code, which the user types into the phone's page.
+	resp, _ = d.throughWaitingPage(t, client, page)
 	if resp.Request.URL.Path != "/dashboard" {
 		t.Fatalf("alice's login ended at %s (%d), want the dashboard", resp.Request.URL.Path, resp.StatusCode)
 	}
@@ -176,5 +240,50 @@ func TestDemoRunsAsTheREADMESays(t *testing.T) {
 			t.Fatalf("the outbox page does not show alice's binding:\n%.2000s", page)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDemoServesTheInterstitialFlow: with the shipped interstitial policy
+// the demo puts the login and a transfer on waiting pages; the code typed
+// into the phone's page approves each, and the bank executes the transfer
+// once, after Continue.
+func TestDemoServesTheInterstitialFlow(t *testing.T) {
+	d, _ := startDemo(t, "-policy", filepath.Join("..", "policy", "interstitial.yaml"))
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	post := func(path string, form url.Values) []byte {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+d.gw+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept-Language", "ja")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	page := post("/login", url.Values{"contract_no": {"1001"}, "user_id": {"alice"}, "password": {"alice-pass-1"}})
+	if resp, _ := d.throughWaitingPage(t, client, page); resp.Request.URL.Path != "/dashboard" {
+		t.Fatalf("alice's login ended at %s, want the dashboard", resp.Request.URL.Path)
+	}
+	page = post("/transfer", url.Values{"payee_account": {"7654321"}, "amount": {"1500000"}, "txn_password": {"alice-txn-1"}})
+	for _, want := range []string{"スマートフォンで承認してください", "1,500,000円", "7654321", "残り時間", "デモ銀行"} {
+		if !strings.Contains(string(page), want) {
+			t.Fatalf("the transfer's waiting page lacks %q: %.1500s", want, page)
+		}
+	}
+	resp, err := http.Get("http://" + d.gw + "/ops/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(ops), `"amount": "1500000"`) {
+		t.Fatal("the bank executed the transfer while its page waited")
+	}
+	if _, body := d.throughWaitingPage(t, client, page); !strings.Contains(string(body), "Transfer of 1500000 JPY to 7654321 accepted") {
+		t.Fatalf("the transfer after approval: %.500s", body)
 	}
 }

@@ -3,6 +3,11 @@
 // a simulated phone.
 //
 //	go run ./examples/demo
+//	go run ./examples/demo -policy examples/policy/interstitial.yaml
+//
+// -policy runs the gateway with another policy file (default: the
+// embedded examples/policy/bank.yaml); interstitial.yaml puts transfers on
+// a waiting page with code transfer as well.
 //
 // Caddy is configured from a Caddyfile through Caddy's own config loading,
 // exactly as a bank would run it, except that the store is in memory (the
@@ -15,6 +20,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -43,6 +49,7 @@ import (
 	"github.com/onepush/onepush/examples/notifysink"
 	"github.com/onepush/onepush/examples/phone/device"
 	examplepolicy "github.com/onepush/onepush/examples/policy"
+	exampletemplates "github.com/onepush/onepush/examples/templates"
 )
 
 func main() {
@@ -51,6 +58,7 @@ func main() {
 	phoneListen := flag.String("phone-listen", "127.0.0.1:9002", "phone simulator address (its page has Approve / Deny)")
 	phoneAuto := flag.String("phone-auto", "off", "phone answers by itself: approve, deny or off")
 	outboxListen := flag.String("outbox-listen", "127.0.0.1:9003", "the bank's notification system: its page shows what each customer was sent")
+	policyFile := flag.String("policy", "", "policy file for the gateway (default: examples/policy/bank.yaml, embedded); try examples/policy/interstitial.yaml")
 	flag.Parse()
 	logger := log.New(os.Stderr, "demo: ", log.LstdFlags)
 	switch *phoneAuto {
@@ -60,12 +68,20 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *listen, *bankListen, *phoneListen, *outboxListen, *phoneAuto); err != nil {
+	pol := examplepolicy.Bank
+	if *policyFile != "" {
+		b, err := os.ReadFile(*policyFile)
+		if err != nil {
+			logger.Fatalf("-policy: %v", err)
+		}
+		pol = b
+	}
+	if err := run(ctx, logger, pol, *listen, *bankListen, *phoneListen, *outboxListen, *phoneAuto); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListen, outboxListen, auto string) error {
+func run(ctx context.Context, logger *log.Logger, pol []byte, listen, bankListen, phoneListen, outboxListen, auto string) error {
 	users := bank.DefaultUsers()
 	bankLn, err := net.Listen("tcp", bankListen)
 	if err != nil {
@@ -101,11 +117,18 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	}
 	defer os.RemoveAll(dir)
 	policyPath := filepath.Join(dir, "policy.yaml")
-	pol, err := passkeyLogin(examplepolicy.Bank)
-	if err != nil {
-		return err
+	if bytes.Equal(pol, examplepolicy.Bank) {
+		// The default demo offers alice a passkey after her first login.
+		if pol, err = passkeyLogin(pol); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(policyPath, pol, 0o600); err != nil {
+		return err
+	}
+	// The waiting page in the demo bank's colours, with its header and logo.
+	waitTemplate := filepath.Join(dir, "wait.html")
+	if err := os.WriteFile(waitTemplate, exampletemplates.WaitBranded, 0o600); err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(listen)
@@ -132,10 +155,11 @@ func run(ctx context.Context, logger *log.Logger, listen, bankListen, phoneListe
 	onepush_device
 	onepush {
 		policy %s
+		wait_template %s
 %s	}
 	reverse_proxy %s
 }
-`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, passkeyBlock(port), bankLn.Addr().String())
+`, phoneAddr, outboxLn.Addr().String(), port, host, policyPath, waitTemplate, passkeyBlock(port), bankLn.Addr().String())
 	if err := os.Setenv("ONEPUSH_DEMO_NOTIFY_SECRET", notifySecret); err != nil {
 		return err
 	}

@@ -14,3 +14,9 @@ var Bank []byte
 //
 //go:embed fx.yaml
 var FX []byte
+
+// Interstitial is examples/policy/interstitial.yaml: bank.yaml with every
+// transfer on a waiting page with code transfer.
+//
+//go:embed interstitial.yaml
+var Interstitial []byte

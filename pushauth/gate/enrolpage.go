@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/onepush/onepush/policy"
 	"github.com/onepush/onepush/pushauth"
@@ -103,7 +104,9 @@ func (g *Gate) serveEnroll(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if v.user == "" {
-		g.render(w, r, http.StatusForbidden, PageNoSession, "", "")
+		// Nobody logged in: nothing was attempted, so nothing to say
+		// about a request; say what to do.
+		g.render(w, r, http.StatusForbidden, PageEnrollLogin, "", "")
 		return nil
 	}
 	ctx := r.Context()
@@ -223,12 +226,26 @@ func (g *Gate) enrolForm(r *http.Request, binding string, proof policy.Proof) te
 		required, label = " required", uiLabels[lang]["actcode"]
 	}
 	return template.HTML(fmt.Sprintf(`<form method="post" action="%s"><input type="hidden" name="%s" value="%s">`+
-		`<label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" required>`+
+		`<label for="cred">%s</label><input id="cred" name="credential_id" autocomplete="off" maxlength="64" required value="%s">`+
 		`<label for="code">%s</label><input id="code" name="code" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required>`+
 		`<label for="actcode">%s</label><input id="actcode" name="activation_code" autocomplete="off" maxlength="16"%s>`+
 		`<button type="submit">%s</button></form>`,
 		template.HTMLEscapeString(g.EnrollPath), EnrolFormTokenField, tok,
-		uiLabels[lang]["cred"], uiLabels[lang]["code"], label, required, uiLabels[lang]["submit"]))
+		uiLabels[lang]["cred"], template.HTMLEscapeString(typedCredential(r)), uiLabels[lang]["code"], label, required, uiLabels[lang]["submit"]))
+}
+
+// typedCredential is the app ID the visitor typed in the post being
+// answered, kept in the form after a wrong code so she types only the
+// code again; "" for a first visit or an ID longer than any app's.
+func typedCredential(r *http.Request) string {
+	if r.Method != http.MethodPost || r.PostForm == nil {
+		return ""
+	}
+	id := strings.TrimSpace(r.PostForm.Get("credential_id"))
+	if len(id) > 64 {
+		return ""
+	}
+	return id
 }
 
 // takeFormToken checks a posted token against binding's and uses it up

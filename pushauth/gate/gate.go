@@ -241,7 +241,7 @@ func transactionOf(t *policy.Transaction) *pushauth.Transaction {
 	if t == nil {
 		return nil
 	}
-	return &pushauth.Transaction{Amount: t.Amount, Currency: t.Currency, Payee: t.Payee, PayeeName: t.PayeeName}
+	return &pushauth.Transaction{Amount: t.Amount, Currency: t.Currency, Payee: t.Payee, PayeeName: t.PayeeName, AmountShown: t.AmountShown}
 }
 
 // renderClosed answers a held request whose challenge ended without an
@@ -506,7 +506,7 @@ func stripVerifiedHeaders(h http.Header) {
 func fieldsOf(in []policy.Field) []pushauth.Field {
 	out := make([]pushauth.Field, len(in))
 	for i, f := range in {
-		out[i] = pushauth.Field{Label: f.Label, Value: f.Value}
+		out[i] = pushauth.Field{Label: f.Label, Value: f.Value, Labels: f.Labels}
 	}
 	return out
 }

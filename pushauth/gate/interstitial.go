@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"net/http"
 	"net/url"
@@ -31,20 +30,33 @@ const WaitCookie = "onepush_wait"
 // longPoll bounds one status request of the waiting page.
 const longPoll = 25 * time.Second
 
+// waitTexts are the waiting page's words. Each state has a title
+// ("t"+state) and a message; "nothing" (a transaction) or "nothinglogin"
+// follows the message of every state in which nothing reached the bank.
 var waitTexts = map[string]map[string]string{
 	"en": {
-		"title": "Approve on your phone", "pending": "A request was sent to your phone. Approve it there; this page continues by itself.",
-		"pendingcode": "A request was sent to your phone. Type the code below into the app there and approve; this page continues by itself.",
-		"number":      "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
-		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
-		"resend": "Send the push again", "cancel": "Cancel", "ref": "Reference",
-		"approved": "Approved. Continuing…", "denied": "Denied on your phone. Nothing was sent to the bank.",
-		"expired": "The request timed out. Nothing was sent to the bank.", "cancelled": "Cancelled. Nothing was sent to the bank.",
-		"superseded": "Another request for your account asked for approval at the same time, so both were stopped. Nothing was sent to the bank. Please try again.",
-		"badcode":    "The security code is wrong or was already used.", "resent": "The push was sent again.",
-		"ratelimited": "Please wait a little before sending the push again.", "locked": "Push authentication is locked after repeated failures. Contact the bank.",
+		"twaiting": "Approve on your phone", "waiting": "A request was sent to your phone. Open the app and approve it there.",
+		"waitingcode": "A request was sent to your phone. Type the code below into the app and approve it there.",
+		"tapproved":   "Approved", "approved": "Approved on your phone. Press Continue to go on.", "approvedjs": "Approved on your phone. Continuing…",
+		"tdenied": "Not approved", "denied": "The request was denied on your phone. If you did not start it, contact the bank.",
+		"twrongcode": "The code did not match", "wrongcode": "The code typed into the app was not the one this page showed, so the request was stopped. Start again from the bank's page: a new code will be shown.",
+		"tcancelled": "Cancelled", "cancelled": "You cancelled the request.",
+		"texpired": "Time ran out", "expired": "No approval arrived from your phone in time. Start again from the bank's page.",
+		"tsuperseded": "Stopped: another request at the same time", "superseded": "Another request for your account asked for approval at the same time, so both were stopped. Please try again. If you did not start the other one, contact the bank.",
+		"tlocked": "Push authentication locked", "locked": "After repeated failures, push authentication for your account is locked. Contact the bank to unlock it.",
+		"nothing": "The transaction was not carried out.", "nothinglogin": "You are not logged in.", "sep": " ",
+		"request": "Your request",
 
-		"othersession": "This request can only be continued in the bank session it was started in. Nothing was sent to the bank.",
+		"number": "Type this code into the app on your phone:", "shown": "Your phone shows", "continue": "Continue",
+		"timeleft": "Time left", "auto": "This page moves on by itself once you approve.",
+		"nojs": "When you have approved on your phone, press “Check”.", "check": "Check",
+		"back":   "Back to the bank",
+		"useotp": "Use the security code instead", "code": "6-digit security code", "submitotp": "Confirm with the code",
+		"resend": "Send the request again", "cancel": "Cancel", "ref": "Reference",
+		"badcode": "The security code is wrong or was already used.", "resent": "The request was sent to your phone again.",
+		"ratelimited": "Please wait a little before sending the request again.",
+
+		"othersession": "This request can only be continued in the bank session it was started in. The transaction was not carried out.",
 		"offline":      "No network on your phone? Use a transaction code",
 		"offlinehelp":  "In the app, open “Transaction code” and type these three values exactly as shown; then type the 8-digit response it shows below.",
 		"challenge":    "Challenge number", "response": "8-digit response", "submitresp": "Confirm with the response",
@@ -54,18 +66,28 @@ var waitTexts = map[string]map[string]string{
 		"service": "Service", "amount": "Amount", "payee": "Payee", "payeename": "Payee name",
 	},
 	"ja": {
-		"title": "スマートフォンで承認してください", "pending": "スマートフォンに承認依頼を送信しました。アプリで承認すると、この画面は自動的に進みます。",
-		"pendingcode": "スマートフォンに承認依頼を送信しました。アプリに下の確認コードを入力して承認すると、この画面は自動的に進みます。",
-		"number":      "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"twaiting": "スマートフォンで承認してください", "waiting": "スマートフォンに承認依頼を送信しました。アプリを開いて承認してください。",
+		"waitingcode": "スマートフォンに承認依頼を送信しました。アプリに下の確認コードを入力して承認してください。",
+		"tapproved":   "承認されました", "approved": "スマートフォンで承認されました。「次へ」を押して進んでください。", "approvedjs": "スマートフォンで承認されました。処理を続けます…",
+		"tdenied": "承認されませんでした", "denied": "スマートフォンで拒否されました。お心当たりがない場合は銀行にご連絡ください。",
+		"twrongcode": "確認コードが一致しませんでした", "wrongcode": "アプリに入力された確認コードがこの画面のコードと異なっていたため、中止しました。銀行の画面からもう一度操作してください（新しいコードが表示されます）。",
+		"tcancelled": "取り消しました", "cancelled": "承認依頼を取り消しました。",
+		"texpired": "有効期限が切れました", "expired": "時間内にスマートフォンで承認されませんでした。銀行の画面からもう一度操作してください。",
+		"tsuperseded": "同時に別の操作があったため中止しました", "superseded": "同じお客さまの別の承認依頼が同時にあったため、両方を中止しました。もう一度お試しください。お心当たりのない操作であれば銀行にご連絡ください。",
+		"tlocked": "ワンプッシュ認証はロックされています", "locked": "認証の失敗が続いたため、ロックされました。解除については銀行にお問い合わせください。",
+		"nothing": "お取引は実行されていません。", "nothinglogin": "ログインは完了していません。", "sep": "",
+		"request": "ご依頼の内容",
+
+		"number": "スマートフォンのアプリに次の確認コードを入力してください：", "shown": "スマートフォンに表示される内容", "continue": "次へ",
+		"timeleft": "残り時間", "auto": "承認すると、この画面は自動的に進みます。",
+		"nojs": "スマートフォンで承認したら「確認する」を押してください。", "check": "確認する",
+		"back":   "銀行のページへ戻る",
 		"useotp": "セキュリティコードで認証する", "code": "6桁のセキュリティコード", "submitotp": "コードで確認する",
 		"resend": "もう一度通知を送る", "cancel": "取り消す", "ref": "受付番号",
-		"approved": "承認されました。処理を続けます…", "denied": "スマートフォンで拒否されました。銀行への送信は行われていません。",
-		"expired": "有効期限が切れました。銀行への送信は行われていません。", "cancelled": "取り消しました。銀行への送信は行われていません。",
-		"superseded": "同じ利用者で同時に別の承認依頼があったため、両方を中止しました。銀行への送信は行われていません。もう一度お試しください。",
-		"badcode":    "セキュリティコードが正しくないか、すでに使用されています。", "resent": "通知を再送しました。",
-		"ratelimited": "しばらく待ってから再送してください。", "locked": "認証の失敗が続いたためロックされています。銀行にお問い合わせください。",
+		"badcode": "セキュリティコードが正しくないか、すでに使用されています。", "resent": "スマートフォンに通知を再送しました。",
+		"ratelimited": "しばらく待ってから再送してください。",
 
-		"othersession": "この操作は、開始したときと同じログイン状態でのみ続行できます。銀行への送信は行われていません。",
+		"othersession": "この操作は、開始したときと同じログイン状態でのみ続行できます。お取引は実行されていません。",
 		"offline":      "スマートフォンが圏外の場合：取引コードで認証する",
 		"offlinehelp":  "アプリの「取引コード」を開き、次の3項目を表示どおりに入力してください。アプリに表示された8桁の応答を下に入力してください。",
 		"challenge":    "チャレンジ番号", "response": "8桁の応答", "submitresp": "応答で確認する",
@@ -147,11 +169,12 @@ func (g *Gate) startFailed(w http.ResponseWriter, r *http.Request, rule *policy.
 		errors.Is(err, pushauth.ErrTooManyPending):
 		g.Log.Warn("request refused", "rule", rule.Name, "user", user.Key, "reason", err.Error())
 		w.Header().Set("Retry-After", "30")
-		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		g.renderDetail(w, r, http.StatusTooManyRequests, PageBusy, "", "", retryIn(Lang(r), 30))
 	case errors.Is(err, pushauth.ErrPushRateLimited):
 		g.Log.Warn("request refused: push rate limit", "rule", rule.Name, "user", user.Key, "reason", err.Error())
-		w.Header().Set("Retry-After", strconv.Itoa(pushauth.RetryAfterSeconds(err)))
-		g.render(w, r, http.StatusTooManyRequests, PageBusy, "", "")
+		secs := pushauth.RetryAfterSeconds(err)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		g.renderDetail(w, r, http.StatusTooManyRequests, PageRateLimited, "", "", retryIn(Lang(r), secs))
 	case errors.Is(err, pushauth.ErrDraining):
 		g.Log.Info("request refused: draining", "rule", rule.Name, "user", user.Key)
 		w.Header().Set("Retry-After", "5")
@@ -251,8 +274,19 @@ func (g *Gate) serveWait(w http.ResponseWriter, r *http.Request, next Next) erro
 		if session, ok := g.requestSession(r); ok {
 			g.abandonLogin(r.Context(), waitLoginMark(session, c))
 		}
-		clearWaitCookie(w, g.WaitPath)
-		c.Status = pushauth.StatusCancelled
+		// The cookie stays until it lapses, so a reload shows how it ended,
+		// not a bare 404 (a closed challenge releases nothing) — except
+		// after an approval whose replay was just burnt, which must never
+		// offer Continue.
+		switch {
+		case cur != nil && cur.Status == pushauth.StatusApproved:
+			clearWaitCookie(w, g.WaitPath)
+			c.Status = pushauth.StatusCancelled
+		case cur != nil:
+			c = cur
+		default:
+			c.Status = pushauth.StatusCancelled
+		}
 		g.renderWait(w, r, http.StatusOK, c, "", "")
 	default:
 		w.Header().Set("Allow", "GET, POST")
@@ -496,8 +530,9 @@ func (g *Gate) fallbackForm(w http.ResponseWriter, r *http.Request, next Next, c
 func (g *Gate) wrongFallback(w http.ResponseWriter, r *http.Request, c *pushauth.Challenge, msg string) {
 	if g.Engine.CountFailure(r.Context(), c.UserKey, "wrong security code") {
 		_, _ = g.Engine.Store().Resolve(r.Context(), c.ID, pushauth.StatusDenied, false, g.Engine.Now())
-		clearWaitCookie(w, g.WaitPath)
-		g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+		g.note(r, "outcome", PageLocked)
+		c.Status = pushauth.StatusDenied
+		g.renderWait(w, r, http.StatusForbidden, c, "", "")
 		return
 	}
 	g.renderWait(w, r, http.StatusBadRequest, c, "", msg)
@@ -567,63 +602,107 @@ func offlineOf(c *pushauth.Challenge) *offlineView {
 	return &offlineView{
 		Challenge: c.OCRAChallenge[:4] + " " + c.OCRAChallenge[4:],
 		Payee:     c.Transaction.Payee,
-		Amount:    groupThousands(c.Transaction.Amount) + " " + c.Transaction.Currency,
+		Amount:    policy.GroupThousands(c.Transaction.Amount) + " " + c.Transaction.Currency,
 	}
-}
-
-// groupThousands writes ASCII digits grouped by thousands (1500000 →
-// 1,500,000), as ocra.Typed reads them back.
-func groupThousands(a string) string {
-	var b strings.Builder
-	for i, d := range a {
-		if i > 0 && (len(a)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(d)
-	}
-	return b.String()
 }
 
 func clearWaitCookie(w http.ResponseWriter, path string) {
 	http.SetCookie(w, &http.Cookie{Name: WaitCookie, Value: "", Path: path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
-// renderWait writes the waiting page for c in its current state.
+// Waiting-page states (the template's .State): one heading and message
+// each.
+const (
+	WaitWaiting    = "waiting"
+	WaitApproved   = "approved"
+	WaitDenied     = "denied"
+	WaitWrongCode  = "wrongcode"
+	WaitCancelled  = "cancelled"
+	WaitExpired    = "expired"
+	WaitSuperseded = "superseded"
+	WaitLocked     = "locked"
+)
+
+// waitState is the state the waiting page shows for c: a pending challenge
+// past its expiry has expired, and a denial that left the user locked
+// says so.
+func (g *Gate) waitState(ctx context.Context, c *pushauth.Challenge) string {
+	if c == nil {
+		return WaitExpired
+	}
+	switch c.Status {
+	case pushauth.StatusPending:
+		if !g.Engine.Now().Before(c.ExpiresAt) {
+			return WaitExpired
+		}
+		return WaitWaiting
+	case pushauth.StatusApproved:
+		if c.Void(g.Engine.Now()) {
+			return WaitExpired
+		}
+		return WaitApproved
+	case pushauth.StatusDenied:
+		if u, err := g.Engine.Store().GetUser(ctx, c.UserKey); err == nil && u.State == pushauth.UserLocked {
+			return WaitLocked
+		}
+		if c.WrongCode() {
+			return WaitWrongCode
+		}
+		return WaitDenied
+	case pushauth.StatusCancelled:
+		return WaitCancelled
+	case pushauth.StatusSuperseded:
+		return WaitSuperseded
+	}
+	return WaitExpired
+}
+
+// renderWait writes the waiting page for c in its current state; info
+// replaces the state's message, errMsg is shown as an error beside it.
 func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c *pushauth.Challenge, info, errMsg string) {
 	lang := Lang(r)
 	t := waitTexts[lang]
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce)
 	n := base64.RawStdEncoding.EncodeToString(nonce)
-	msg := t["pending"]
-	pending := c != nil && c.Status == pushauth.StatusPending
-	if pending && c.CodeDigits > 0 {
-		msg = t["pendingcode"]
-	}
-	if c != nil && !pending {
-		msg = t[string(c.Status)]
+	state := g.waitState(r.Context(), c)
+	msg := t[state]
+	switch {
+	case state == WaitWaiting && c.CodeDigits > 0:
+		msg = t["waitingcode"]
+	case state != WaitWaiting && state != WaitApproved:
+		if c != nil && c.Kind == string(policy.KindLogin) {
+			msg += t["sep"] + t["nothinglogin"]
+		} else {
+			msg += t["sep"] + t["nothing"]
+		}
 	}
 	if info != "" {
 		msg = info
 	}
-	js, _ := json.Marshal(map[string]string{"approved": t["approved"], "denied": t["denied"], "expired": t["expired"], "cancelled": t["cancelled"], "superseded": t["superseded"]})
+	pending := state == WaitWaiting
 	data := map[string]any{
-		"Lang": lang, "T": t, "Message": msg, "Error": errMsg, "Pending": pending, "Nonce": n,
-		"JSMessages": template.JS(js),
+		"Lang": lang, "T": t, "State": state, "Title": t["t"+state], "Message": msg, "Error": errMsg,
+		"Pending": pending, "Approved": state == WaitApproved, "Nonce": n, "Back": g.Pages.Back,
 	}
 	if c != nil {
 		data["Base"] = strings.TrimSuffix(g.WaitPath, "/") + "/" + c.ID
-		data["Ref"] = c.ID
-		data["Display"] = c.Display
+		data["Ref"] = pushauth.Reference(c.ID)
+		data["Display"] = shownFields(c.Display, lang)
 		data["Service"] = c.Service
-		data["Transaction"] = c.Transaction
-		if pending {
-			if v := offlineOf(c); v != nil {
-				data["Offline"] = v
-			}
+		if c.Transaction != nil {
+			data["Transaction"] = shownTransaction(c.Transaction, lang)
 		}
 		g.passkeyWaitData(r, c, data)
-		if c.CodeDigits > 0 && pending {
+	}
+	if pending {
+		total := c.ExpiresAt.Sub(c.CreatedAt)
+		left := c.ExpiresAt.Sub(g.Engine.Now())
+		data["Total"] = int(total.Round(time.Second) / time.Second)
+		data["Remaining"] = int((left + time.Second - 1) / time.Second)
+		data["RemainingText"] = fmt.Sprintf("%d:%02d", data["Remaining"].(int)/60, data["Remaining"].(int)%60)
+		data["OTP"], data["Offline"] = g.fallbacks(r.Context(), c)
+		if c.CodeDigits > 0 {
 			// The code goes only to the browser holding the challenge's
 			// cookie (boundChallenge), in a page nobody caches.
 			data["Code"] = c.Code
@@ -632,6 +711,32 @@ func (g *Gate) renderWait(w http.ResponseWriter, r *http.Request, status int, c 
 	setPageHeaders(w.Header(), n)
 	w.WriteHeader(status)
 	_ = g.Pages.wait.Execute(w, data)
+}
+
+// fallbacks is what the waiting page offers instead of the push, only
+// where the server would honour it: the security code for a login (never
+// for a transaction: it is not bound to amount and payee), the offline
+// transaction code for a transaction whose phone holds a transaction-code
+// key.
+func (g *Gate) fallbacks(ctx context.Context, c *pushauth.Challenge) (otp bool, offline *offlineView) {
+	if c.Method == pushauth.MethodPasskey {
+		return false, nil // a code can be relayed by a phishing site; a passkey cannot (fallbackForm)
+	}
+	if c.Transaction == nil && c.Kind != string(policy.KindTransaction) {
+		return true, nil
+	}
+	v := offlineOf(c)
+	if v == nil {
+		return false, nil
+	}
+	cred, err := g.Engine.Store().GetCredential(ctx, c.CredentialID)
+	if err != nil || cred.OCRAKey == "" {
+		return false, nil
+	}
+	if _, err := ocra.ParseKey(cred.OCRAKey); err != nil {
+		return false, nil
+	}
+	return false, v
 }
 
 // discardWriter swallows a response nobody will read (the bank's answer

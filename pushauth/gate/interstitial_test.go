@@ -26,16 +26,29 @@ rules:
     user: {template: "{form.user}"}
 `
 
-// TestWaitingPageIsBoundToItsBrowser: the interstitial page's cookie is
-// HttpOnly and SameSite=Strict, the bank's own template replaces the
-// built-in page, and a request without the cookie gets nothing.
-func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
+// waitGate serves a gate with interstitialPolicy and pages, alice enrolled,
+// and returns it with its engine; bank is called for every request it
+// forwards.
+func waitGate(t *testing.T, pages *gate.Pages, bank func()) (*httptest.Server, *pushauth.Engine) {
+	t.Helper()
 	eng, _ := pushauthtest.Engine(t, pushauth.Config{})
 	pushauthtest.Phone(t, eng, "alice")
 	pol, err := policy.Parse("p.yaml", []byte(interstitialPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
+	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = g.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { bank(); return nil })
+	}))
+	t.Cleanup(srv.Close)
+	return srv, eng
+}
+
+// TestWaitingPageIsBoundToItsBrowser: the interstitial page's cookie is
+// HttpOnly and SameSite=Strict, the bank's own template replaces the
+// built-in page, and a request without the cookie gets nothing.
+func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 	pages, err := gate.NewPages("", "/")
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +61,7 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bankHits := 0
-	g := &gate.Gate{Engine: eng, Policy: pol, Pages: pages, Log: pushauthtest.Quiet(), WaitPath: "/onepush/wait/"}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = g.Route(w, r, func(w http.ResponseWriter, r *http.Request) error { bankHits++; return nil })
-	}))
-	t.Cleanup(srv.Close)
+	srv, eng := waitGate(t, pages, func() { bankHits++ })
 
 	resp, err := http.Post(srv.URL+"/login", "application/x-www-form-urlencoded", strings.NewReader("user=alice"))
 	if err != nil {
@@ -73,8 +82,8 @@ func TestWaitingPageIsBoundToItsBrowser(t *testing.T) {
 		t.Fatalf("wait cookie = %+v, want HttpOnly, SameSite=Strict, scoped to the wait path", ck)
 	}
 	id, _, _ := strings.Cut(ck.Value, ".")
-	if !strings.Contains(string(body), id) {
-		t.Fatalf("page does not show its reference %s", id)
+	if ref := pushauth.Reference(id); !strings.Contains(string(body), ref) {
+		t.Fatalf("page does not show its reference %s (challenge %s): %s", ref, id, body)
 	}
 	for name, cookie := range map[string]string{"none": "", "forged token": gate.WaitCookie + "=" + id + ".AAAA", "right": gate.WaitCookie + "=" + ck.Value} {
 		want := http.StatusNotFound

@@ -422,8 +422,12 @@ func TestEnrolmentWithRightAndWrongCode(t *testing.T) {
 	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Security code not accepted") || !strings.Contains(a.body, `name="code"`) {
 		t.Fatalf("wrong code: %d %.300q", a.status, a.body)
 	}
+	// The app ID she typed stays in the form: only the code is typed again.
+	if !strings.Contains(a.body, `value="`+p.CredentialID()+`"`) {
+		t.Fatalf("after a wrong code the form lost the typed app ID %s: %s", p.CredentialID(), a.body)
+	}
 	a = g.enrolPost(b, p, url.Values{"credential_id": {"OPNOSUCHCREDENTIAL"}, "code": {code}})
-	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "Credential ID not found") {
+	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "App ID not found") {
 		t.Fatalf("unknown credential: %d %.300q", a.status, a.body)
 	}
 	// Both count toward the lock, the unknown credential ID too.

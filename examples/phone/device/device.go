@@ -73,6 +73,17 @@ type OCRAParams struct {
 type DisplayField struct {
 	Label string `json:"label"`
 	Value string `json:"value"`
+	// Labels is the label per language (ja, en) when the bank's policy
+	// gives one; show the phone's language's, else Label (LabelIn).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// LabelIn is f's label in lang ("ja", "en").
+func (f DisplayField) LabelIn(lang string) string {
+	if s, ok := f.Labels[lang]; ok {
+		return s
+	}
+	return f.Label
 }
 
 // Transaction is what a transaction moves, typed and raw: read amount,
@@ -83,6 +94,9 @@ type Transaction struct {
 	Currency  string `json:"currency"`
 	Payee     string `json:"payee"`
 	PayeeName string `json:"payee_name,omitempty"`
+	// AmountShown is the amount as the bank formats it per language
+	// (1,500,000円, ¥1,500,000): show it, but compute nothing from it.
+	AmountShown map[string]string `json:"amount_shown,omitempty"`
 }
 
 // ContextInfo is the decoded challenge context. Unknown keys are ignored,

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/onepush/onepush/policy"
 )
 
 // Event is one decision the simulator sent, for the page and for tests.
@@ -61,6 +63,15 @@ type Simulator struct {
 	pollErr  string
 	runCtx   context.Context
 	inflight sync.WaitGroup
+	notices  []Notice // pushes naming no challenge ("test", "replaced"), newest last
+}
+
+
+// Notices returns the notices received, oldest first (last 10 kept).
+func (s *Simulator) Notices() []Notice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notice(nil), s.notices...)
 }
 
 // NewSimulator returns a simulator for the registered phone p. auto is
@@ -105,8 +116,11 @@ func (s *Simulator) History() []Event {
 	return append([]Event(nil), s.history...)
 }
 
-// Notice is a prompt the server stopped without a decision, shown to the
-// user with the reason in words (StopMessage).
+// Notice is what the app tells its user beside the prompts: a prompt the
+// server stopped without a decision, with the reason in words
+// (StopMessage), or a push that names no challenge ("test" after this
+// phone was registered, "replaced" when another phone took its place;
+// Kind and At only).
 type Notice struct {
 	At      time.Time
 	ID      string
@@ -342,7 +356,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s.servePage(w, nil)
+		s.servePage(w, r, nil)
 	case "/push", "/decide", "/respond":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -375,6 +389,12 @@ func (s *Simulator) servePush(w http.ResponseWriter, r *http.Request) {
 		// A notice names no challenge: "test" after a binding, "replaced"
 		// when another phone took this one's place for a user.
 		s.log.Printf("phone: notice %q (%s)", msg.Kind, msg.ChallengeID)
+		s.mu.Lock()
+		s.notices = append(s.notices, Notice{At: time.Now(), Kind: msg.Kind})
+		if len(s.notices) > 10 {
+			s.notices = s.notices[len(s.notices)-10:]
+		}
+		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -470,10 +490,11 @@ func (s *Simulator) serveRespond(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res.Response = resp
 	}
-	s.servePage(w, res)
+	s.servePage(w, r, res)
 }
 
 type promptView struct {
+	Lang        string
 	ID          string
 	Kind        string
 	Info        ContextInfo
@@ -490,6 +511,9 @@ type respondView struct {
 }
 
 type pageData struct {
+	// Lang is the phone's language (the viewer's Accept-Language: ja or
+	// en): prompts show the bank's labels and amounts in it.
+	Lang         string
 	CredentialID string
 	Code         string
 	CodeValid    int
@@ -502,11 +526,12 @@ type pageData struct {
 	CSRF         string
 	Refresh      bool
 	Respond      *respondView
+	Notices      []Notice // newest first
 }
 
-func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
+func (s *Simulator) servePage(w http.ResponseWriter, r *http.Request, res *respondView) {
 	now := time.Now()
-	d := pageData{CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: res == nil, Respond: res}
+	d := pageData{Lang: phoneLang(r), CredentialID: s.p.CredentialID(), Auto: s.auto, CSRF: s.csrf, Refresh: res == nil, Respond: res}
 	if d.Auto == "" {
 		d.Auto = "off"
 	}
@@ -522,12 +547,15 @@ func (s *Simulator) servePage(w http.ResponseWriter, res *respondView) {
 	for i := len(s.stopped) - 1; i >= 0; i-- {
 		d.Stopped = append(d.Stopped, s.stopped[i])
 	}
+	for i := len(s.notices) - 1; i >= 0; i-- {
+		d.Notices = append(d.Notices, s.notices[i])
+	}
 	for i := len(s.history) - 1; i >= 0 && len(d.History) < 10; i-- {
 		d.History = append(d.History, s.history[i])
 	}
 	s.mu.Unlock()
 	for _, ch := range list {
-		v := promptView{ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch, CodeDigits: ch.Parsed.CodeDigits}
+		v := promptView{Lang: d.Lang, ID: ch.ID, Kind: ch.Kind, Info: ch.Parsed, NumberMatch: ch.Parsed.NumberMatch, CodeDigits: ch.Parsed.CodeDigits}
 		if ch.ParseErr != nil {
 			v.Raw = ch.Context
 		}
@@ -586,8 +614,23 @@ func amount(raw string) string {
 	return b.String()
 }
 
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount}).Parse(`<!doctype html>
-<html lang="en"><head>
+// phoneWords are the simulator's own labels of a prompt in Japanese.
+var phoneWords = map[string]string{"Service": "サービス", "Amount": "金額", "Payee": "振込先", "Payee name": "受取人名"}
+
+// word is the simulator's label en in lang.
+func word(lang, en string) string {
+	if ja, ok := phoneWords[en]; ok && lang == "ja" {
+		return ja
+	}
+	return en
+}
+
+// phoneLang is the language the viewer asks for (Accept-Language): the
+// phone's language, ja or en.
+func phoneLang(r *http.Request) string { return policy.Language(r.Header.Get("Accept-Language")) }
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"visible": visible, "amount": amount, "word": word}).Parse(`<!doctype html>
+<html lang="{{.Lang}}"><head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {{if .Refresh}}<meta http-equiv="refresh" content="3">{{end}}
@@ -617,20 +660,23 @@ table{width:100%;font-size:.8rem;border-collapse:collapse}td{padding:.2rem .3rem
  <div class="muted">Security code</div>
  {{if .CodeErr}}<div class="err">{{.CodeErr}}</div>{{else}}<div class="code" id="code">{{.Code}}</div>
  <div class="muted">valid {{.CodeValid}} s more</div>{{end}}
- <div class="muted">Credential <code>{{.CredentialID}}</code> &middot; auto: {{.Auto}}</div>
+ <div class="muted">App ID <code id="app-id">{{.CredentialID}}</code> &middot; auto: {{.Auto}}</div>
  {{if .PollErr}}<div class="err">Server: {{.PollErr}}</div>{{end}}
 </div>
+{{if .Notices}}<div class="card" id="notices"><div class="muted">Notifications</div>
+{{range .Notices}}<div class="notice">{{.At.Format "15:04:05"}} {{if eq .Kind "test"}}Test notification: this phone is registered and receives requests.{{else if eq .Kind "replaced"}}Another phone was registered in this one's place: this phone no longer receives requests.{{else}}{{.Kind}}{{end}}</div>{{end}}
+</div>{{end}}
 {{range .Prompts}}
 <div class="card prompt" id="prompt-{{.ID}}">
  <span class="kind">{{.Kind}}</span>{{if .ExpiresIn}} <span class="muted">expires in {{.ExpiresIn}}</span>{{end}}
  <dl>
-  {{if .Info.Service}}<dt>Service</dt><dd class="service">{{visible .Info.Service}}</dd>{{end}}
+  {{if .Info.Service}}<dt>{{word $.Lang "Service"}}</dt><dd class="service">{{visible .Info.Service}}</dd>{{end}}
   {{if .Info.User}}<dt>User</dt><dd>{{visible .Info.User}}</dd>{{end}}
   {{if .Info.Kind}}<dt>Kind</dt><dd>{{.Info.Kind}}{{if and .Info.Rule (ne .Info.Rule .Info.Kind)}} ({{.Info.Rule}}){{end}}</dd>{{end}}
-  {{with .Info.Transaction}}<dt>Amount</dt><dd class="amount">{{amount .Amount}} {{visible .Currency}}</dd>
-  <dt>Payee</dt><dd class="payee">{{visible .Payee}}</dd>
-  {{if .PayeeName}}<dt>Payee name</dt><dd>{{visible .PayeeName}}</dd>{{end}}{{end}}
-  {{range .Info.Display}}<dt>{{visible .Label}}</dt><dd>{{visible .Value}}</dd>{{end}}
+  {{$lang := .Lang}}{{with .Info.Transaction}}<dt>{{word $lang "Amount"}}</dt><dd class="amount">{{with index .AmountShown $lang}}{{visible .}}{{else}}{{amount .Amount}} {{visible .Currency}}{{end}}</dd>
+  <dt>{{word $lang "Payee"}}</dt><dd class="payee">{{visible .Payee}}</dd>
+  {{if .PayeeName}}<dt>{{word $lang "Payee name"}}</dt><dd>{{visible .PayeeName}}</dd>{{end}}{{end}}
+  {{range .Info.Display}}<dt class="label">{{visible (.LabelIn $lang)}}</dt><dd>{{visible .Value}}</dd>{{end}}
   {{if .Info.Host}}<dt>Site</dt><dd class="host">{{visible .Info.Host}}</dd>{{end}}
   {{if .Info.ClientIP}}<dt>From IP</dt><dd>{{visible .Info.ClientIP}}</dd>{{end}}
   {{if .Info.UserAgent}}<dt>Browser</dt><dd class="muted">{{visible .Info.UserAgent}}</dd>{{end}}
