@@ -78,7 +78,7 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnrollBound:    {"A phone is already registered", "Your user already has a registered phone. To use another phone, ask the bank for an activation code and enter it with the new phone's App ID and code."},
 		PageEnrolledPushed: {"Phone registered", "Your phone is registered and a test notification was sent to it. From now on, approve logins and transactions on it."},
 
-		PageDraining: {"Please try again in a moment", "This server is restarting. Nothing was sent to the bank. Please send your request again in a few seconds."},
+		PageDraining:    {"Please try again in a moment", "This server is restarting. Nothing was sent to the bank. Please send your request again in a few seconds."},
 		PageRateLimited: {"Please wait before trying again", "Many approval requests were sent to your phone in a short time, so new ones are paused for your protection. Nothing was carried out. If you did not make these requests, contact the bank."},
 		PageEnrollLogin: {"Please log in first", "To register your phone, log in to online banking first, then open this page again."},
 	},
@@ -105,7 +105,7 @@ var pageTexts = map[string]map[string]pageText{
 		PageEnrollBound:    {"スマートフォンは登録済みです", "この利用者にはすでにスマートフォンが登録されています。別のスマートフォンを使う場合は、銀行でアクティベーションコードを受け取り、新しいスマートフォンのアプリIDとコードとともに入力してください。"},
 		PageEnrolledPushed: {"利用登録が完了しました", "スマートフォンを登録し、確認の通知を送信しました。今後のログインと取引は、このスマートフォンで承認してください。"},
 
-		PageDraining: {"しばらくしてからもう一度お試しください", "サーバーの再起動中です。銀行への送信は行われていません。数秒後にもう一度操作してください。"},
+		PageDraining:    {"しばらくしてからもう一度お試しください", "サーバーの再起動中です。銀行への送信は行われていません。数秒後にもう一度操作してください。"},
 		PageRateLimited: {"しばらくお待ちください", "短い時間にスマートフォンへの承認依頼が続いたため、お客さま保護のため新しい依頼を一時的に止めています。お取引は実行されていません。お心当たりのない依頼であれば銀行にご連絡ください。"},
 		PageEnrollLogin: {"先にログインしてください", "スマートフォンの利用登録は、インターネットバンキングにログインしてから、このページを開き直して行ってください。"},
 	},

@@ -66,7 +66,6 @@ type Simulator struct {
 	notices  []Notice // pushes naming no challenge ("test", "replaced"), newest last
 }
 
-
 // Notices returns the notices received, oldest first (last 10 kept).
 func (s *Simulator) Notices() []Notice {
 	s.mu.Lock()
