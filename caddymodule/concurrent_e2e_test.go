@@ -134,7 +134,7 @@ func TestConcurrentCodeTransferLogins(t *testing.T) {
 		if st, err := phone.DecideWithCode(ctx, chC, device.Approve, codeD); err != nil || st != http.StatusOK {
 			t.Fatalf("decision with the other browser's code: %d %v", st, err)
 		}
-		if err := waitText(first, "Denied on your phone"); err != nil {
+		if err := waitText(first, "The code did not match"); err != nil {
 			t.Fatalf("the first browser was not told: %v", err)
 		}
 		if _, failures := n.userState(t, userKey(alice)); failures != 1 {

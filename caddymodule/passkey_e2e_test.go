@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/onepush/onepush/policy"
 	"io"
 	"net/http"
 	"net/url"
@@ -516,8 +517,9 @@ func (p *passkeyRig) transferOn(t *testing.T, ctx context.Context, payee, amount
 	}
 	w := p.waitingPage(t, ctx)
 	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#amount`)))
-	if err != nil || strings.TrimSpace(shown) != amount+" JPY" {
-		t.Fatalf("the waiting page shows amount %q (%v), want %s JPY", shown, err, amount)
+	// bank.yaml's amount_format for an English page (the signed amount stays raw).
+	if want := "¥" + policy.GroupThousands(amount); err != nil || strings.TrimSpace(shown) != want {
+		t.Fatalf("the waiting page shows amount %q (%v), want %s", shown, err, want)
 	}
 	return w
 }

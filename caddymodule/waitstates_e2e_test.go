@@ -155,10 +155,23 @@ func countdown(t *testing.T, ctx context.Context) (int, float64) {
 	return mi*60 + si, progress
 }
 
+// approveOnlyLoginRule holds a login sent to the host approve-only.test
+// for an approval without a code.
+const approveOnlyLoginRule = `  - name: login-approve-only
+    kind: login
+    match: {methods: [POST], path: {exact: /login}, hosts: [approve-only.test], fields: [contract_no, user_id, password]}
+    user: {template: "{form.contract_no}/{form.user_id}"}
+    timeout: 20s
+`
+
 func TestBrowserWaitingPageStates(t *testing.T) {
 	const timeout = 20 * time.Second
 	e, g, phone := newAliceEnv(t, envOptions{edit: func(s string) string {
-		return strings.Replace(interstitialPolicy(s), "    timeout: 90s\n", "    timeout: 20s\n", 1)
+		s = strings.Replace(interstitialPolicy(s), "    timeout: 90s\n", "    timeout: 20s\n", 1)
+		// An approve-only login of alice's (held, no code) from another
+		// browser stops her pending code-transfer login: the superseded
+		// state. The bank ignores the extra field.
+		return strings.Replace(s, "  - name: login\n", approveOnlyLoginRule+"  - name: login\n", 1)
 	}}, "\t\tpush_rate 60\n\t\tpush_backoff_after 20\n\t\tmax_failures 2")
 	login := func(t *testing.T) (context.Context, string, *device.Challenge) {
 		t.Helper()
@@ -260,8 +273,14 @@ func TestBrowserWaitingPageStates(t *testing.T) {
 			// Alice's login from another browser.
 			other := newBrowser()
 			form := url.Values{"contract_no": {alice.ContractNo}, "user_id": {alice.UserID}, "password": {alice.Password}}
-			if resp, _, err := other.post(ctx, g.URL+"/login", form.Encode()); err != nil || resp.StatusCode != http.StatusOK {
-				t.Fatalf("the other login: %v %v", resp, err)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.URL+"/login", strings.NewReader(form.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = "approve-only.test"
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if resp, _, err := other.send(req); err != nil || resp.StatusCode != http.StatusConflict {
+				t.Fatalf("the other, approve-only login: %v %v, want 409 (both stopped)", resp, err)
 			}
 		})
 	})
