@@ -37,7 +37,7 @@ type AdminHandler struct {
 
 	// DualControl lists the operations that wait for a supervisor's
 	// approval when operators are named. Default: bind, unbind, unlock,
-	// deregister, activation-code. Also possible: suspend, resume.
+	// deregister, suspend, activation-code. Also possible: resume.
 	DualControl []string `json:"dual_control,omitempty"`
 
 	// RequestTTL is how long a request under dual control waits for a
