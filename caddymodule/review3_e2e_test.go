@@ -2,8 +2,10 @@ package caddymodule_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +127,66 @@ func TestPasskeyChallengesFillHerPendingPlacesUnseen(t *testing.T) {
 	}
 	if ops := p.e.ops(t); len(ops) != 0 {
 		t.Fatalf("the bank executed %+v", ops)
+	}
+}
+
+// TestPasskeyCloneLockStopsPendingChallenges: a counter that did not grow
+// means a cloned authenticator and locks the user at once (threat model
+// 7d). The clone's holder started a login of their own before: its
+// challenge was pending when the lock came. Review 3: it could still be
+// approved with the clone (a counter above the stored one), and the bank
+// logged a locked user in. Now an assertion for a locked user's challenge
+// is refused and nothing reaches the bank.
+func TestPasskeyCloneLockStopsPendingChallenges(t *testing.T) {
+	p := newPasskeyRig(t)
+	ctx, auth := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, "")
+	p.logout(t, ctx)
+	clone := forger(t, ctx, auth)
+
+	// The cloner's login, from their own machine: a passkey waiting page.
+	attacker := newBrowser()
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, p.g.URL+"/login", strings.NewReader(loginBody(alice)))
+	req.Host = strings.TrimPrefix(p.origin, "http://")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, page, err := attacker.send(req)
+	m, c := passkeyFormAction.FindStringSubmatch(page), passkeyChallenge.FindStringSubmatch(page)
+	if err != nil || resp.StatusCode >= 400 || m == nil || c == nil {
+		t.Fatalf("the cloner's login: %v %v %.300q", err, resp, page)
+	}
+	chal, err := base64.RawURLEncoding.DecodeString(c[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, ck := range resp.Cookies() {
+		parts = append(parts, ck.Name+"="+ck.Value)
+	}
+	theirs := waiting{id: m[1], challenge: chal, cookies: strings.Join(parts, "; ")}
+
+	// Alice logs in; her authenticator's counter is behind the clone's
+	// (the clone was used since): the gateway sees a clone and locks her.
+	p.loginOn(t, ctx)
+	hers := p.waitingPage(t, ctx)
+	p.e.resetOps(t)
+	clone.Count += 3 // the clone's uses the gateway never saw
+	stale := *clone
+	stale.Count -= 5
+	if st := p.postAssertion(t, hers, stale.Assert(clientData("webauthn.get", hers.challenge, p.origin, nil), nil)); st != http.StatusUnauthorized {
+		t.Fatalf("alice's assertion behind the clone's counter: %d, want 401", st)
+	}
+	if u := adminUser(t, p); u != "locked" {
+		t.Fatalf("after a counter that did not grow alice is %q, want locked", u)
+	}
+	// The cloner's pending login, with a counter that grows.
+	st := p.postAssertion(t, theirs, clone.Assert(clientData("webauthn.get", theirs.challenge, p.origin, nil), nil))
+	if ops := p.e.ops(t); len(ops) != 0 {
+		t.Fatalf("after the clone lock the bank executed %+v (answer %d)", ops, st)
+	}
+	if st != http.StatusForbidden {
+		t.Fatalf("the clone's assertion for a locked user: %d, want 403", st)
 	}
 }
