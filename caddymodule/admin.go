@@ -19,8 +19,8 @@ func init() {
 // unlock, deregister, bind/unbind, audit query, requests under dual
 // control) under its base path and passes every other request on. Put it
 // on an internal listener. Name the operators (Operators): then bind,
-// unbind, unlock, deregister and activation codes wait for a second
-// operator's approval. The single Token is for small setups and test
+// unbind, unlock, deregister, suspend and activation codes wait for a
+// second operator's approval. The single Token is for small setups and test
 // rigs: one operator, no dual control (Caddy warns at start). For mutual
 // TLS, add Caddy's own client_auth to that listener's tls settings and
 // map the certificates to operators.
@@ -37,7 +37,7 @@ type AdminHandler struct {
 
 	// DualControl lists the operations that wait for a supervisor's
 	// approval when operators are named. Default: bind, unbind, unlock,
-	// deregister, activation-code. Also possible: suspend, resume.
+	// deregister, suspend, activation-code. Also possible: resume.
 	DualControl []string `json:"dual_control,omitempty"`
 
 	// RequestTTL is how long a request under dual control waits for a

@@ -123,16 +123,47 @@ func TestAuditVerifyNamesAnEditedEmbeddedStore(t *testing.T) {
 		t.Fatalf("verify after event seq %d was edited: exit %d\n%s", changedSeq, code, out)
 	}
 	var removedSeq uint64
+	var removedKey, removedVal []byte
 	tamper(func(b *bolt.Bucket, keys, vals [][]byte) error {
 		if err := b.Put(keys[2], original); err != nil {
 			return err
 		}
-		removedSeq = seqOf(t, vals[3])
+		removedSeq, removedKey, removedVal = seqOf(t, vals[3]), keys[3], vals[3]
 		return b.Delete(keys[3])
 	})
 	out, code = offline()
 	if code == 0 || !strings.Contains(out, fmt.Sprintf("event seq %d removed", removedSeq)) {
 		t.Fatalf("verify after event seq %d was deleted: exit %d\n%s", removedSeq, code, out)
+	}
+	// Review 3: the oldest events passed off as older than the chain (seq
+	// and prev removed) and the third of them edited. verify used to say
+	// "intact … 3 older events predate the chain".
+	var strippedSeq uint64
+	tamper(func(b *bolt.Bucket, keys, vals [][]byte) error {
+		if err := b.Put(removedKey, removedVal); err != nil {
+			return err
+		}
+		for i := range 3 {
+			var m map[string]any
+			if err := json.Unmarshal(vals[i], &m); err != nil {
+				return err
+			}
+			strippedSeq = seqOf(t, vals[i])
+			delete(m, "seq")
+			delete(m, "prev")
+			if i == 2 {
+				m["outcome"] = "nothing happened"
+			}
+			rec, _ := json.Marshal(m)
+			if err := b.Put(keys[i], rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	out, code = offline()
+	if code == 0 || !strings.Contains(out, fmt.Sprintf("event seq %d changed", strippedSeq)) {
+		t.Fatalf("verify after the chain fields of seq 1 to %d were removed and seq %d edited: exit %d\n%s", strippedSeq, strippedSeq, code, out)
 	}
 }
 

@@ -361,7 +361,7 @@ func (dh *DeviceHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	        client_cert_sha256 <hex>...
 //	        role support|supervisor
 //	    }
-//	    dual_control <operation>...   # default bind unbind unlock deregister activation-code
+//	    dual_control <operation>...   # default bind unbind unlock deregister suspend activation-code
 //	    request_ttl <duration>
 //	}
 func (ah *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {

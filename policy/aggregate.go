@@ -305,6 +305,12 @@ func (t *template) renderEscaped(vals *formValues) (string, error) {
 			if !vals.usable(p.name) {
 				return "", fmt.Errorf("%w: field %q is not a string or number", ErrBadRequest, p.name)
 			}
+			if strings.Trim(v, ".") == "" {
+				// PathEscape leaves "." and "..": a dot segment would move the
+				// lookup to another resource of the bank (…/batch/../export.csv
+				// is /export.csv once a server resolves it).
+				return "", fmt.Errorf("%w: field %q is a dot segment", ErrBadRequest, p.name)
+			}
 			b.WriteString(url.PathEscape(v))
 		default:
 			return "", fmt.Errorf("%w: lookup uses a header", ErrBadRequest)

@@ -233,6 +233,15 @@ func TestBatchLookupPath(t *testing.T) {
 			t.Fatalf("lookup answer: %+v %v", a, err)
 		}
 	}
+	// A dot segment is left alone by path escaping and would take the
+	// lookup to another resource of the bank (/batch/../export.csv).
+	for _, no := range []string{".", "..", "..."} {
+		req := httptest.NewRequest(http.MethodPost, "/batch/approve", nil)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if x, err := approve.Extract(req, []byte(url.Values{"batch_no": {no}}.Encode())); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("batch %q: lookup = %+v, err %v, want refused", no, x, err)
+		}
+	}
 }
 
 // TestAggregatePolicyErrors: a rule's aggregate is checked when the policy loads.

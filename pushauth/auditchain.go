@@ -105,7 +105,7 @@ func (b *AuditBreak) Error() string {
 // VerifyAudit walks the trail of w and reports the first break.
 func VerifyAudit(ctx context.Context, w AuditWalker) (*AuditVerification, error) {
 	v := &AuditVerification{}
-	var prev []byte
+	var prev, lastUnchained []byte
 	var prevSeq uint64
 	err := w.WalkAudit(ctx, func(rec []byte) error {
 		if v.Break != nil {
@@ -120,9 +120,21 @@ func VerifyAudit(ctx context.Context, w AuditWalker) (*AuditVerification, error)
 		switch {
 		case ev.Seq == 0 && prev == nil:
 			v.Unchained++
+			lastUnchained = rec
 			return nil
 		case ev.Seq == 0:
 			v.Break = &AuditBreak{Seq: prevSeq + 1, Kind: "changed", Detail: fmt.Sprintf("the event after seq %d (%s %s) has no chain fields", prevSeq, ev.Time.UTC().Format("2006-01-02T15:04:05Z"), ev.Type)}
+		case v.First == 0 && prevSeq == 0 && v.Unchained > 0 && (ev.Seq != 1 || ev.Prev != AuditHash(lastUnchained)):
+			// Events from before the chain are older than every chained
+			// one, so retention trims them first: while any is kept, the
+			// chain starts intact at seq 1, chained to the last of them
+			// (ChainAudit). Otherwise the oldest chained events had their
+			// chain fields removed to pass them off as older, and edited.
+			at := ev.Seq
+			if at > 1 {
+				at--
+			}
+			v.Break = &AuditBreak{Seq: at, Kind: "changed", Detail: fmt.Sprintf("the chain starts at seq %d after %d events without chain fields: they were chained events, or the last of them was changed", ev.Seq, v.Unchained)}
 		case v.First == 0 && prevSeq == 0:
 			v.First, v.Anchor = ev.Seq, ev.Prev
 		case ev.Seq <= prevSeq:

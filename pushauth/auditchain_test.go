@@ -63,6 +63,15 @@ func TestVerifyAuditNamesTheFirstBreak(t *testing.T) {
 		{"removed", append(append(records{}, intact[:2]...), intact[3:]...), 3, "removed"},
 		{"reordered", records{intact[0], intact[1], intact[3], intact[2], intact[4]}, 3, "removed"},
 		{"chain fields stripped", append(append(records{}, intact[:2]...), append(records{edit(intact[2], func(e *pushauth.AuditEvent) { e.Seq, e.Prev = 0, "" })}, intact[3:]...)...), 3, "changed"},
+		// Review 3: the oldest events made to look as if they predated
+		// the chain (seq and prev removed), one of them edited: without
+		// a check of where the chain starts, verify said "intact, 3 older
+		// events predate the chain".
+		{"oldest events passed off as pre-chain, one edited", append(records{
+			edit(intact[0], func(e *pushauth.AuditEvent) { e.Seq, e.Prev = 0, "" }),
+			edit(intact[1], func(e *pushauth.AuditEvent) { e.Seq, e.Prev = 0, "" }),
+			edit(intact[2], func(e *pushauth.AuditEvent) { e.Seq, e.Prev, e.Outcome = 0, "", "nothing" }),
+		}, intact[3:]...), 3, "changed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := pushauth.VerifyAudit(ctx, tc.recs)
@@ -73,6 +82,28 @@ func TestVerifyAuditNamesTheFirstBreak(t *testing.T) {
 				t.Fatalf("break = %+v, want seq %d %s", v.Break, tc.seq, tc.kind)
 			}
 		})
+	}
+	// Events from before the chain, then the chain: the first chained
+	// event is seq 1 and names the last of them (ChainAudit).
+	var pre records
+	for i := range 2 {
+		rec, _ := json.Marshal(pushauth.AuditEvent{Time: time.Unix(int64(1600000000+i), 0), Type: pushauth.AuditAdmin, Outcome: "old"})
+		pre = append(pre, rec)
+	}
+	upgraded := append(records{}, pre...)
+	prev := pre[1]
+	for i := range 3 {
+		_, rec, err := pushauth.ChainAudit(pushauth.AuditEvent{Time: time.Unix(int64(1700000000+i), 0), Type: pushauth.AuditAdmin, Outcome: fmt.Sprint(i)}, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upgraded, prev = append(upgraded, rec), rec
+	}
+	if v, err := pushauth.VerifyAudit(ctx, upgraded); err != nil || v.Break != nil || v.Unchained != 2 || v.First != 1 || v.Last != 3 {
+		t.Fatalf("a trail begun before the chain: %+v %v", v, err)
+	}
+	if v, err := pushauth.VerifyAudit(ctx, append(records{edit(pre[0], func(e *pushauth.AuditEvent) { e.Outcome = "x" }), []byte(strings.Replace(string(pre[1]), "old", "new", 1))}, upgraded[2:]...)); err != nil || v.Break == nil || v.Break.Seq != 1 {
+		t.Fatalf("the last event before the chain edited: %+v %v", v, err)
 	}
 	v, err := pushauth.VerifyAudit(ctx, intact[2:])
 	if err != nil || v.Break != nil || v.First != 3 || v.Last != 6 || v.Anchor != pushauth.AuditHash(intact[1]) || v.Head != pushauth.AuditHash(intact[5]) {

@@ -32,8 +32,11 @@ const (
 var AdminOps = []string{OpSuspend, OpResume, OpUnlock, OpDeregister, OpBind, OpUnbind, OpActivationCode}
 
 // DefaultDualControl are the operations that need a second operator where
-// operators are named, unless configured otherwise.
-var DefaultDualControl = []string{OpBind, OpUnbind, OpUnlock, OpDeregister, OpActivationCode}
+// operators are named, unless configured otherwise. Suspend is among them:
+// a suspended user within her grace logs in and transfers with the
+// password alone, as after a deregistration, so one operator suspending
+// a customer whose passwords they know would turn step-up off alone.
+var DefaultDualControl = []string{OpBind, OpUnbind, OpUnlock, OpDeregister, OpSuspend, OpActivationCode}
 
 // AdminChange is one admin operation on a user, as an operator asked for it.
 type AdminChange struct {

@@ -223,7 +223,8 @@ func (e *Engine) RemovePasskey(ctx context.Context, userKey string, id []byte, a
 // an assertion of the user's passkey id carrying counter count over its
 // context. A counter that did not grow is a cloned authenticator: the
 // challenge is denied, the user locked at once and told
-// (ErrSignCount). The approval goes the way of every other (Resolve,
+// (ErrSignCount). A locked user's challenge is denied (ErrLocked). The
+// approval goes the way of every other (Resolve,
 // audit, the failure count cleared), and the waiting page releases the
 // request as for a push.
 func (e *Engine) ApproveWithPasskey(ctx context.Context, c *Challenge, id []byte, count uint32) (*Challenge, error) {
@@ -241,6 +242,20 @@ func (e *Engine) ApproveWithPasskey(ctx context.Context, c *Challenge, id []byte
 		}
 		e.StoreFailed("use_passkey", err)
 		return nil, err
+	}
+	// A lock stops the user's pending challenges too: the lock a clone
+	// takes (a counter that did not grow) must not leave the clone's holder
+	// the logins they started before it, approved with the clone.
+	u, err := e.store.GetUser(ctx, c.UserKey)
+	if err != nil {
+		e.StoreFailed("get_user", err)
+		return nil, err
+	}
+	if u.State == UserLocked {
+		e.Record(ctx, AuditEvent{Type: AuditSuspicious, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
+			ClientIP: c.ClientIP, Outcome: "passkey_locked", Actor: "gateway", Detail: "passkey " + shortID(id) + " asserted for a locked user", Service: c.Service, Host: c.Host})
+		_, _ = e.Finish(context.WithoutCancel(ctx), c.ID, StatusDenied)
+		return nil, ErrLocked
 	}
 	res, err := e.store.Resolve(ctx, c.ID, StatusApproved, false, e.now())
 	if err != nil {

@@ -264,6 +264,10 @@ func (g *Gate) waitPasskey(w http.ResponseWriter, r *http.Request, next Next, c 
 			return nil
 		case errors.Is(err, pushauth.ErrConflict), errors.Is(err, pushauth.ErrUnknownPasskey):
 			return reject(err.Error(), false)
+		case errors.Is(err, pushauth.ErrLocked):
+			clearWaitCookie(w, g.WaitPath)
+			g.render(w, r, http.StatusForbidden, PageLocked, c.ID, "")
+			return nil
 		}
 		return g.unavailable(w, r, &policy.Rule{Name: c.Rule}, err)
 	}

@@ -124,14 +124,28 @@ func (s *Store) UsePasskey(ctx context.Context, userKey string, id []byte, count
 	return nil, fmt.Errorf("redis: use passkey %s: unexpected answer %T", k, cmd.Val())
 }
 
+// delPasskeyScript: KEYS[1] the user's passkeys; ARGV[1] field. Returns
+// how many were removed (0 or 1).
+var delPasskeyScript = goredis.NewScript(`
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`)
+
+// DeletePasskey is a revocation: with MinReplicas it counts only once the
+// replicas acknowledged it, so a failover cannot bring the passkey back
+// (ErrNotReplicated otherwise; the primary has removed it, and a retry
+// answers ErrNotFound).
 func (s *Store) DeletePasskey(ctx context.Context, userKey string, id []byte) error {
 	k := s.passkeysKey(userKey)
-	n, err := s.client.HDel(ctx, k, passkeyField(id)).Result()
+	cmd, ackErr := s.run(ctx, s.minReplicas > 0, delPasskeyScript, []string{k}, passkeyField(id))
+	n, err := cmd.Int64()
 	if err != nil {
-		return wrap("HDEL", k, err)
+		return wrap("EVALSHA del passkey", k, err)
 	}
 	if n == 0 {
 		return pushauth.ErrNotFound
+	}
+	if ackErr != nil {
+		return fmt.Errorf("redis: revoking a passkey of %q: %w", userKey, ackErr)
 	}
 	return nil
 }
