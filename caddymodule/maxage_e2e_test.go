@@ -35,7 +35,7 @@ func TestNothingIsApprovedAfterMaxAuthenticationAge(t *testing.T) {
 		if st, _ := phone.DecideWithCode(ctx, ch, device.Approve, code); st != http.StatusConflict {
 			t.Fatalf("approval with the right code after the cap: %d, want 409", st)
 		}
-		if err := waitText(b, "The request timed out. Nothing was sent to the bank."); err != nil {
+		if err := waitText(b, "Time ran out"); err != nil {
 			t.Fatalf("the waiting page does not say it expired: %v", err)
 		}
 		if ops := e.ops(t); len(ops) != 0 {
@@ -56,7 +56,7 @@ func TestNothingIsApprovedAfterMaxAuthenticationAge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.StatusCode == http.StatusSeeOther || !strings.Contains(page, "The request timed out") {
+		if resp.StatusCode == http.StatusSeeOther || !strings.Contains(page, "Time ran out") {
 			t.Fatalf("continue after the cap: %d %.300q, want the expired page", resp.StatusCode, page)
 		}
 		if ops := e.ops(t); len(ops) != 0 {
