@@ -3,6 +3,7 @@ package pushauth
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -145,4 +146,13 @@ func (e *Engine) challengeClosed(ctx context.Context, c *Challenge, actor string
 	}
 	e.Record(ctx, AuditEvent{Type: typ, User: c.UserKey, Credential: c.CredentialID, Challenge: c.ID, Rule: c.Rule,
 		ClientIP: c.ClientIP, Outcome: string(c.Status), Actor: actor, Detail: detail, Service: c.Service, Host: c.Host})
+}
+
+// OnRequestPath reports whether ev is an event of a challenge or a refused
+// request, which a held request would otherwise wait for: a store may append
+// it after Append returns (a crash can lose the last moments of those).
+// Events that record a durable change (enrolment, user state, admin
+// operations) are kept before Append returns.
+func (ev AuditEvent) OnRequestPath() bool {
+	return strings.HasPrefix(ev.Type, "challenge.") || ev.Type == AuditRefused
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"slices"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,16 +19,6 @@ type AuditLog struct{ s *Store }
 // AuditLog returns the store's audit trail.
 func (s *Store) AuditLog() *AuditLog { return s.audit }
 
-// batchedEvent reports whether an event is committed with the next
-// transaction (within Linger) instead of before Append returns: the events
-// of challenges and refused requests, which are on the path of a held
-// request. A crash can lose the last Linger of those. Events that record a
-// durable change (enrolment, user state, admin operations) are on disk
-// when Append returns.
-func batchedEvent(typ string) bool {
-	return strings.HasPrefix(typ, "challenge.") || typ == pushauth.AuditRefused
-}
-
 // Append adds ev to the trail.
 func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 	st, err := l.s.state()
@@ -39,7 +28,8 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 	max := l.s.opts.AuditMaxEvents
 	// Encoded by the writer, off the path of the request.
 	apply := func(tx *bolt.Tx) error { return appendEvent(tx, ev, max) }
-	if batchedEvent(ev.Type) {
+	if ev.OnRequestPath() { // committed with the next transaction, within Linger
+
 		return st.w.later(apply)
 	}
 	return st.w.do(ctx, apply)

@@ -112,6 +112,15 @@ func (l *AuditLog) Append(ctx context.Context, ev pushauth.AuditEvent) error {
 		// no caller waits on anybody else's events.
 		go l.flush(context.WithoutCancel(ctx))
 	}
+	if ev.OnRequestPath() {
+		// Like the embedded store's: a held request does not wait for its
+		// challenge's events, which two instances appending to one chain
+		// would otherwise make it do (compare-and-append conflicts under
+		// load; the peak scenario's tail). If the batch then fails (Redis
+		// down), these events are lost, as a crash loses the embedded
+		// store's last Linger of them.
+		return nil
+	}
 	select {
 	case err := <-p.done:
 		return err

@@ -89,9 +89,17 @@ func TestAuditChainDoesNotForkAcrossInstances(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	v, err := pushauth.VerifyAudit(ctx, logs[0])
-	if err != nil {
-		t.Fatal(err)
+	// Challenge events are appended after Append returns (OnRequestPath):
+	// wait, bounded, for all 300.
+	var v *pushauth.AuditVerification
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if v, err = pushauth.VerifyAudit(ctx, logs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if v.Last == 300 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if v.Break != nil || v.Last != 300 || v.Events < 150 || v.Last-v.First+1 != uint64(v.Events) {
 		t.Fatalf("after 300 concurrent appends from 3 instances: %+v (break %v)", v, v.Break)
