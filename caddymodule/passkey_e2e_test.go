@@ -134,6 +134,18 @@ func (p *passkeyRig) pushLogin(t *testing.T, ctx context.Context) string {
 	return ch.ID
 }
 
+// withPasskey is the start of most passkey tests: alice, enrolled, logs in
+// with her phone in a fresh Chromium and registers a passkey there (shot
+// names the registration's screenshots, "" for none).
+func withPasskey(t *testing.T, shot string) (*passkeyRig, context.Context, webauthn.AuthenticatorID) {
+	t.Helper()
+	p := newPasskeyRig(t)
+	ctx, auth := passkeyChrome(t)
+	p.pushLogin(t, ctx)
+	p.register(t, ctx, shot)
+	return p, ctx, auth
+}
+
 // register adds a passkey for the logged-in alice through the passkey
 // page: its own passkey.add challenge, approved on the phone with the code
 // the page shows, then the browser's create().
@@ -239,10 +251,7 @@ func (p *passkeyRig) noPush(t *testing.T) {
 // approval (the code typed into the phone) makes later logins need only
 // the passkey; the bank gets each login exactly once.
 func TestPasskeyLogin(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, _ := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "passkey-register")
+	p, ctx, _ := withPasskey(t, "passkey-register")
 	p.logout(t, ctx)
 	p.e.resetOps(t)
 
@@ -408,10 +417,7 @@ func TestPasskeyPasswordFirstLogin(t *testing.T) {
 // request's challenge, or used before; the same forger's correct
 // assertion is accepted, so each refusal is the gateway's check.
 func TestPasskeyForgedAssertions(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, auth := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "")
+	p, ctx, auth := withPasskey(t, "")
 	p.logout(t, ctx)
 	a := forger(t, ctx, auth)
 
@@ -551,10 +557,7 @@ func (p *passkeyRig) payment(payee, amount string) map[string]any {
 // another amount, payee or top origin (re-signed with the authenticator's
 // own key) is refused with 401.
 func TestPasskeySecurePaymentConfirmation(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, auth := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "")
+	p, ctx, auth := withPasskey(t, "")
 	p.e.resetOps(t)
 
 	t.Run("accepted", func(t *testing.T) {
@@ -625,10 +628,7 @@ func TestPasskeySecurePaymentConfirmation(t *testing.T) {
 // challenge, bound to the transfer's context: it executes that transfer,
 // and an assertion for another challenge's context is refused.
 func TestPasskeyTransferFallback(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, auth := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "")
+	p, ctx, auth := withPasskey(t, "")
 	p.e.resetOps(t)
 
 	first := p.transferOn(t, ctx, "3333333", "4200")

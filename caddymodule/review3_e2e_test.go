@@ -87,10 +87,7 @@ func waitChallengeOrNone(t *testing.T, p *device.Phone, d time.Duration) *device
 // user's pending one: hers replaces the attacker's last, she logs in with
 // her passkey, and the bank logs exactly her login.
 func TestPasskeyChallengesCannotFillHerPendingPlaces(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, _ := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "")
+	p, ctx, _ := withPasskey(t, "")
 	p.logout(t, ctx)
 	p.e.resetOps(t)
 
@@ -135,10 +132,7 @@ func TestPasskeyChallengesCannotFillHerPendingPlaces(t *testing.T) {
 // logged a locked user in. Now an assertion for a locked user's challenge
 // is refused and nothing reaches the bank.
 func TestPasskeyCloneLockStopsPendingChallenges(t *testing.T) {
-	p := newPasskeyRig(t)
-	ctx, auth := passkeyChrome(t)
-	p.pushLogin(t, ctx)
-	p.register(t, ctx, "")
+	p, ctx, auth := withPasskey(t, "")
 	p.logout(t, ctx)
 	clone := forger(t, ctx, auth)
 
